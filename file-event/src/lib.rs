@@ -1,0 +1,297 @@
+//! The `file-event/1` wire format: one JSON object per line, written by
+//! `file-monitor` and read by `fdb-sink`. This crate is the only definition of
+//! the type; both programs use it, so the two sides cannot drift apart.
+//!
+//! Field order on the wire follows the struct order below. Optional fields are
+//! omitted when absent (never `null`), `rescan` is omitted when false.
+//!
+//! Paths are relative to the monitored root and `/`-separated. A path whose
+//! bytes are not valid UTF-8 is carried losslessly: `path` holds a readable
+//! form (invalid bytes replaced by U+FFFD) and `path_b64` holds the exact bytes
+//! in standard base64 (likewise `from_b64` / `to_b64` for moves). Consumers that
+//! need the exact name decode `*_b64` when present; see [`EncodedPath`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+mod timestamp;
+
+pub use timestamp::Timestamp;
+
+/// The value of the `schema` field.
+pub const SCHEMA: &str = "file-event/1";
+
+/// What happened to the path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventType {
+    Create,
+    Update,
+    Delete,
+    Move,
+    Access,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 5] = [
+        EventType::Create,
+        EventType::Update,
+        EventType::Delete,
+        EventType::Move,
+        EventType::Access,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Create => "create",
+            EventType::Update => "update",
+            EventType::Delete => "delete",
+            EventType::Move => "move",
+            EventType::Access => "access",
+        }
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for EventType {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EventType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| ParseError::UnknownEventType(s.to_owned()))
+    }
+}
+
+/// What kind of file-system object the path names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+    /// FIFOs, sockets, devices: reported, never opened.
+    Other,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::File => "file",
+            Kind::Dir => "dir",
+            Kind::Symlink => "symlink",
+            Kind::Other => "other",
+        }
+    }
+}
+
+/// One `file-event/1` line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileEvent {
+    /// Always [`SCHEMA`].
+    pub schema: String,
+    /// UUIDv7, unique per event.
+    pub event_id: Uuid,
+    /// UUID chosen when the monitor process starts.
+    pub monitor_id: Uuid,
+    /// 1, 2, 3 … per `monitor_id`, one per emitted line, no gaps.
+    pub seq: u64,
+    /// RFC 3339 UTC with nanoseconds.
+    pub timestamp: Timestamp,
+    pub event_type: EventType,
+    pub kind: Kind,
+    /// Relative to the monitored root, `/`-separated; for `move` the destination.
+    pub path: String,
+    /// Exact bytes of `path`, base64, only when they are not valid UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_b64: Option<String>,
+    /// Source of a `move`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_b64: Option<String>,
+    /// Destination of a `move` (equal to `path`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_b64: Option<String>,
+    /// Size in bytes, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// `"sha256:<hex>"` or `"blake3:<hex>"`, when computed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    /// The remaining `--metadata` pairs.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, serde_json::Value>,
+    /// True on events found by a rescan (lost kernel events, or changes made
+    /// while the monitor was down).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub rescan: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl FileEvent {
+    /// A new event with a fresh UUIDv7 and the current time; the caller sets
+    /// the remaining fields.
+    pub fn new(
+        monitor_id: Uuid,
+        seq: u64,
+        event_type: EventType,
+        kind: Kind,
+        path: EncodedPath,
+    ) -> Self {
+        FileEvent {
+            schema: SCHEMA.to_owned(),
+            event_id: Uuid::now_v7(),
+            monitor_id,
+            seq,
+            timestamp: Timestamp::now(),
+            event_type,
+            kind,
+            path: path.text,
+            path_b64: path.b64,
+            from: None,
+            from_b64: None,
+            to: None,
+            to_b64: None,
+            size: None,
+            checksum: None,
+            tenant_id: None,
+            user_id: None,
+            session_id: None,
+            metadata: BTreeMap::new(),
+            rescan: false,
+        }
+    }
+
+    /// Parses one line, checking the schema tag and the move fields.
+    pub fn from_json(line: &str) -> Result<Self, ParseError> {
+        let ev: FileEvent = serde_json::from_str(line).map_err(ParseError::Json)?;
+        ev.check()?;
+        Ok(ev)
+    }
+
+    /// Structural checks that serde alone does not express.
+    pub fn check(&self) -> Result<(), ParseError> {
+        if self.schema != SCHEMA {
+            return Err(ParseError::Schema(self.schema.clone()));
+        }
+        if self.seq == 0 {
+            return Err(ParseError::ZeroSeq);
+        }
+        let is_move = self.event_type == EventType::Move;
+        if is_move && (self.from.is_none() || self.to.is_none()) {
+            return Err(ParseError::MoveWithoutEnds);
+        }
+        if !is_move && (self.from.is_some() || self.to.is_some()) {
+            return Err(ParseError::EndsWithoutMove);
+        }
+        for b64 in [&self.path_b64, &self.from_b64, &self.to_b64]
+            .into_iter()
+            .flatten()
+        {
+            if base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .is_err()
+            {
+                return Err(ParseError::BadBase64);
+            }
+        }
+        Ok(())
+    }
+
+    /// The exact bytes of `path` (decoding `path_b64` when present).
+    pub fn path_bytes(&self) -> Vec<u8> {
+        EncodedPath {
+            text: self.path.clone(),
+            b64: self.path_b64.clone(),
+        }
+        .to_bytes()
+    }
+
+    /// One NDJSON line, without the trailing newline.
+    pub fn to_json(&self) -> String {
+        // Serialising this type cannot fail: every field is a string, number,
+        // bool or a map with string keys.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Event time as an [`OffsetDateTime`].
+    pub fn time(&self) -> OffsetDateTime {
+        self.timestamp.0
+    }
+}
+
+/// Why a line is not a valid `file-event/1`.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("not a file-event/1 JSON object: {0}")]
+    Json(#[source] serde_json::Error),
+    #[error("schema is {0:?}, expected \"file-event/1\"")]
+    Schema(String),
+    #[error("seq must start at 1")]
+    ZeroSeq,
+    #[error("a move needs both `from` and `to`")]
+    MoveWithoutEnds,
+    #[error("`from`/`to` are only allowed on a move")]
+    EndsWithoutMove,
+    #[error("a *_b64 field is not valid base64")]
+    BadBase64,
+    #[error("unknown event type {0:?}")]
+    UnknownEventType(String),
+}
+
+/// A relative path as it travels on the wire: readable text, plus the exact
+/// bytes in base64 when the name is not valid UTF-8.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedPath {
+    pub text: String,
+    pub b64: Option<String>,
+}
+
+impl EncodedPath {
+    /// Encodes raw path bytes (already relative and `/`-separated).
+    pub fn from_bytes(bytes: &[u8]) -> Self {
+        match std::str::from_utf8(bytes) {
+            Ok(s) => EncodedPath {
+                text: s.to_owned(),
+                b64: None,
+            },
+            Err(_) => EncodedPath {
+                text: String::from_utf8_lossy(bytes).into_owned(),
+                b64: Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+            },
+        }
+    }
+
+    /// The exact bytes: decoded from `b64` when present, else the text.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.b64
+            .as_deref()
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .unwrap_or_else(|| self.text.as_bytes().to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests;

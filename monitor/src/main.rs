@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("file-monitor: not built yet");
+    std::process::exit(2);
+}

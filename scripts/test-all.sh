@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every test of the project, installing what the tests need first.
+#   ./scripts/test-all.sh            everything (what CI runs)
+#   SKIP_INSTALL=1 ./scripts/test-all.sh   skip apt/pip installs
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+step() { printf '\n==> %s\n' "$*"; }
+
+if [ "${SKIP_INSTALL:-0}" != 1 ]; then
+  step "installing test prerequisites"
+  ./scripts/install-test-deps.sh
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo check -p fdb-sink --features fdb (FoundationDB backend compiles; it cannot run here)"
+cargo check -p fdb-sink --features fdb --all-targets --locked
+
+step "cargo test --workspace"
+cargo test --workspace --locked --no-fail-fast
+
+for check in deploy/validate.sh; do
+  if [ -x "$root/$check" ]; then
+    step "$check"
+    "$root/$check"
+  fi
+done
+step "all checks passed"
