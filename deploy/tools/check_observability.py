@@ -91,11 +91,12 @@ def check_vector_config(rules: dict, dashboards: list[str]) -> list[str]:
     except KeyError:
         return [f"FAIL {path}: no sinks.fdb_sink.buffer.max_size (the buffer alert divides by it)"]
     exprs = [str(r["expr"]) for g in rules["groups"] for r in g["rules"] if r.get("alert") == "VectorBufferFilling"]
-    if not exprs or not all(f"/ {max_size} " in e for e in exprs):
+    divides = re.compile(rf"/\s*{max_size}(?![0-9])")
+    if not exprs or not all(divides.search(e) for e in exprs):
         out.append(f"FAIL alert VectorBufferFilling must divide by buffer.max_size {max_size} of {path.name}")
     for d in dashboards:
         text = Path(d).read_text()
-        if "vector_buffer_byte_size" in text and f"/ {max_size}" not in text:
+        if "vector_buffer_byte_size" in text and not divides.search(text):
             out.append(f"FAIL {Path(d).name}: the buffer panel must divide by buffer.max_size {max_size}")
     if cfg.get("data_dir") != "/var/lib/vector":
         out.append(f"FAIL {path.name}: data_dir must be /var/lib/vector, the collector's hostPath mount")

@@ -97,7 +97,7 @@ DASHBOARD_DEFECTS = [
     ("metric name that no binary exports", lambda d: d["panels"][1]["targets"][0].update(expr="sum(fdb_sink_events_writen_total)"), "is not an exported metric name"),
     ("duplicate panel id", lambda d: d["panels"][2].update(id=d["panels"][1]["id"]), "duplicate panel id"),
     ("buffer fraction against the wrong max_size",
-     lambda d: [t.update(expr=t["expr"].replace("/ 1073741824", "/ 10737418240")) for p in d["panels"] for t in p.get("targets", [])],
+     lambda d: [t.update(expr=t["expr"].replace("/ 10737418240", "/ 1073741824")) for p in d["panels"] for t in p.get("targets", [])],
      "must divide by buffer.max_size"),
 ]
 

@@ -45,7 +45,7 @@ def wanted() -> dict[str, bytes]:
 
 
 # Files of the collector kustomization itself that join the ConfigMap.
-OWN_FILES = ["sink-metrics.toml"]
+OWN_FILES: list[str] = []
 
 
 def generator_block(names: list[str]) -> str:

@@ -7,6 +7,7 @@ use crate::keys::{Keys, DEFAULT_ROOT};
 use crate::store::{StoreSpec, DEFAULT_STORE};
 
 pub mod import;
+pub mod serve;
 
 /// Validates file events and writes idempotent audit records to
 /// FoundationDB or an embedded store.
@@ -29,6 +30,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Serve the ingest endpoint (POST /v1/events), /metrics, /healthz and
+    /// /readyz; with --stdin, also ingest standard input.
+    Serve(serve::ServeArgs),
     /// Read NDJSON events (the monitor's output, or an export) from a file or
     /// standard input and write them through the same validation.
     Import(import::ImportArgs),
@@ -58,6 +62,7 @@ impl StoreArgs {
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Serve(args) => serve::run(args),
         Command::Import(args) => import::run(args),
     }
 }

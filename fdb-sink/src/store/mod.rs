@@ -34,7 +34,6 @@ use std::sync::Arc;
 
 use prometheus_client::metrics::counter::Counter;
 
-#[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod embedded;
 #[cfg(feature = "fdb")]

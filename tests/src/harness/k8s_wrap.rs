@@ -52,7 +52,7 @@ impl PodMeta {
         let uid = pseudo_uuid(pod_name);
         let mut pod_labels = BTreeMap::new();
         pod_labels.insert("app.kubernetes.io/name".into(), "user-workspace".into());
-        pod_labels.insert("coditect.ai/file-monitor".into(), "enabled".into());
+        pod_labels.insert("component".into(), "file-monitor".into());
         pod_labels.insert("coditect.ai/tenant-id".into(), tenant.into());
         pod_labels.insert("coditect.ai/user-id".into(), user.into());
         pod_labels.insert("coditect.ai/session-id".into(), session.into());
