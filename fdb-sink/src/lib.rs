@@ -1,1 +1,16 @@
-pub fn placeholder() {}
+//! fdb-sink: validates `file-event/1` lines and writes idempotent audit
+//! records to FoundationDB or an embedded store.
+//!
+//! Layers, bottom up:
+//! - [`keys`]: the SPEC §2 key layout (tuple-encoded), shared by all backends;
+//! - [`store`]: the transactional key-value trait and its backends;
+//! - [`record`]: the audit record and its validation (dead letters with reasons);
+//! - [`audit`]: idempotent batch writes and the read helpers for queries.
+
+pub mod audit;
+pub mod cli;
+pub mod ingest;
+pub mod keys;
+pub mod metrics;
+pub mod record;
+pub mod store;

@@ -1,4 +1,18 @@
+use clap::Parser;
+use fdb_sink::cli::{self, Cli};
+
 fn main() {
-    eprintln!("fdb-sink: not built yet");
-    std::process::exit(2);
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    if let Err(e) = cli::run(cli) {
+        eprintln!("fdb-sink: error: {e:#}");
+        std::process::exit(1);
+    }
 }

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Exports one UTC day of audit records, one gzip NDJSON file per tenant, and
+# copies each file to EXPORT_DEST. Entry point of the fdb-sink "export" image,
+# run daily by the audit-export CronJob (deploy/k8s/base/app/cronjob-export.yaml).
+#
+# Environment:
+#   EXPORT_TENANTS  tenants to export, separated by commas or spaces (required)
+#   EXPORT_DEST     gs://bucket/prefix (uploaded with `gcloud storage cp`) or
+#                   file:///dir (copied; for local runs) (required)
+#   EXPORT_STORE    fdb-sink --store value (default: fdb)
+#   EXPORT_DAY      day to export, YYYY-MM-DD (default: yesterday, UTC)
+#   EXPORT_WORKDIR  scratch directory (default: a new temporary directory)
+#   FDB_SINK        fdb-sink binary (default: fdb-sink on PATH)
+#
+# Objects land at <EXPORT_DEST>/<day>/<tenant>.ndjson.gz. An existing object
+# is never overwritten: a rerun of a finished day fails instead of silently
+# replacing an archive. Exit status is non-zero if any tenant failed; the
+# other tenants are still exported.
+set -euo pipefail
+
+die() { echo "export-audit: $*" >&2; exit 2; }
+
+tenants="${EXPORT_TENANTS:-}"
+dest="${EXPORT_DEST:-}"
+store="${EXPORT_STORE:-fdb}"
+sink="${FDB_SINK:-fdb-sink}"
+[ -n "${tenants//[[:space:],]/}" ] || die "EXPORT_TENANTS is empty: name at least one tenant"
+[ -n "$dest" ] || die "EXPORT_DEST is empty: gs://bucket/prefix or file:///dir"
+case "$dest" in gs://*|file:///*) ;; *) die "EXPORT_DEST must start with gs:// or file:///, got: $dest" ;; esac
+
+day="${EXPORT_DAY:-$(date -u -d yesterday +%F)}"
+date -u -d "$day" +%F >/dev/null 2>&1 || die "EXPORT_DAY is not a date (YYYY-MM-DD): $day"
+since="${day}T00:00:00Z"
+until="$(date -u -d "$day + 1 day" +%F)T00:00:00Z"
+work="${EXPORT_WORKDIR:-$(mktemp -d)}"
+mkdir -p "$work"
+
+copy() { # src dst-url
+  case "$2" in
+    gs://*) gcloud storage cp --no-clobber "$1" "$2" ;;
+    file://*)
+      local path="${2#file://}"
+      mkdir -p "$(dirname "$path")"
+      [ ! -e "$path" ] || { echo "export-audit: $path exists, not overwriting" >&2; return 1; }
+      cp "$1" "$path" ;;
+  esac
+}
+
+failed=0
+for tenant in ${tenants//,/ }; do
+  out="$work/$tenant-$day.ndjson.gz"
+  echo "export-audit: tenant=$tenant day=$day since=$since until=$until" >&2
+  if "$sink" export --store "$store" --tenant "$tenant" --since "$since" --until "$until" \
+       | gzip -9 >"$out" \
+     && copy "$out" "${dest%/}/$day/$tenant.ndjson.gz"; then
+    echo "export-audit: tenant=$tenant records=$(gzip -dc "$out" | wc -l) -> ${dest%/}/$day/$tenant.ndjson.gz" >&2
+  else
+    echo "export-audit: tenant=$tenant FAILED" >&2
+    failed=1
+  fi
+  rm -f "$out"
+done
+exit "$failed"

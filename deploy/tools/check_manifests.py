@@ -1,0 +1,290 @@
+#!/usr/bin/env python3
+"""Offline checks of rendered Kubernetes manifests (the output of `kubectl kustomize`).
+
+    check_manifests.py [--k8s-version 1.33] RENDERED.yaml...
+
+For every object:
+  * built-in kinds: the strict Kubernetes OpenAPI schemas shipped by the
+    `kubernetes-validate` package (unknown fields are errors);
+  * CRD kinds: the strict JSON schemas vendored in deploy/schemas/ (see its
+    README), plus the embedded pod and volume-claim templates of the
+    FoundationDB objects against the Kubernetes schemas;
+  * a kind with no schema at all is an error, never a silent pass.
+Then the project's own rules:
+  * every container passes the "restricted" Pod Security Standard, except the
+    documented Vector exception (EXCEPTIONS below);
+  * the file-monitor sidecar matches the design's Option 2 (resources, read-only
+    workspace, attribution from the downward API, metrics port);
+  * every alert has a runbook_url whose anchor exists in docs/operations.md.
+Prints one line per failure and a summary; exits 1 if anything failed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import yaml
+from kubernetes_validate import utils as kv_utils
+from referencing import Registry, Resource
+
+DEPLOY = Path(__file__).resolve().parent.parent
+REPO = DEPLOY.parent
+SCHEMAS = DEPLOY / "schemas"
+RUNBOOK = REPO / "docs" / "operations.md"
+
+# CRD kinds and their vendored schema file.
+CRD_SCHEMAS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor-monitoring.coreos.com-v1.json",
+    ("monitoring.coreos.com/v1", "PodMonitor"): "podmonitor-monitoring.coreos.com-v1.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule-monitoring.coreos.com-v1.json",
+    ("apps.foundationdb.org/v1beta2", "FoundationDBCluster"): "foundationdbcluster-apps.foundationdb.org-v1beta2.json",
+    ("apps.foundationdb.org/v1beta2", "FoundationDBBackup"): "foundationdbbackup-apps.foundationdb.org-v1beta2.json",
+}
+
+# Documented exceptions to "restricted" (docs/operations.md#vector-host-access):
+# (kind, name, container) -> the rules it may break.
+EXCEPTIONS = {
+    ("DaemonSet", "vector", "vector"): {"runAsNonRoot"},
+}
+# Pod-level exceptions: (kind, name) -> hostPath volumes allowed (read-only
+# unless listed in the second set).
+HOSTPATH_EXCEPTIONS = {
+    ("DaemonSet", "vector"): ({"/var/log/pods", "/var/lib/coditect-vector"}, {"/var/lib/coditect-vector"}),
+}
+
+POD_TEMPLATE_PATHS = {
+    "Deployment": ("spec", "template"),
+    "StatefulSet": ("spec", "template"),
+    "DaemonSet": ("spec", "template"),
+    "ReplicaSet": ("spec", "template"),
+    "Job": ("spec", "template"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template"),
+    "Pod": (),
+}
+
+
+class Report:
+    def __init__(self) -> None:
+        self.failures: list[str] = []
+        self.checked = 0
+
+    def fail(self, where: str, msg: str) -> None:
+        self.failures.append(f"FAIL {where}: {msg}")
+
+
+def name_of(obj: dict) -> str:
+    meta = obj.get("metadata") or {}
+    ns = meta.get("namespace")
+    return f"{obj.get('kind')}/{(ns + '/') if ns else ''}{meta.get('name')}"
+
+
+def k8s_schema_validator(filename: str, version: str) -> jsonschema.Validator:
+    """A strict validator for one Kubernetes schema file (e.g. podtemplatespec-v1.json)."""
+    schema_dir = f"v{version}.0-local-strict"
+    schema = kv_utils.schema_contents(f"kubernetes-json-schema/{schema_dir}/{filename}", version)
+    defs = kv_utils.schema_contents(f"kubernetes-json-schema/{schema_dir}/_definitions.json", version)
+    registry = Resource.from_contents(schema) @ Registry()
+    registry = Resource.from_contents(defs) @ registry
+    return jsonschema.Draft202012Validator(schema, registry=registry)
+
+
+def check_schema(obj: dict, version: str, report: Report) -> None:
+    where = name_of(obj)
+    key = (obj.get("apiVersion"), obj.get("kind"))
+    if key in CRD_SCHEMAS:
+        schema = json.loads((SCHEMAS / CRD_SCHEMAS[key]).read_text())
+        validator = jsonschema.Draft7Validator(schema)
+        for err in sorted(validator.iter_errors(obj), key=lambda e: list(e.absolute_path)):
+            path = "/".join(str(p) for p in err.absolute_path)
+            report.fail(where, f"CRD schema: /{path}: {err.message}")
+        check_embedded_templates(obj, version, report)
+        return
+    try:
+        kubernetes_validate.validate(obj, version, strict=True)
+    except kubernetes_validate.SchemaNotFoundError:
+        report.fail(where, f"no schema for {key[0]} {key[1]}: add one to deploy/schemas/ or fix the apiVersion")
+    except kubernetes_validate.ValidationError as e:
+        # Only the first error: the validator stops there.
+        path = "/".join(str(p) for p in e.absolute_path)
+        report.fail(where, f"Kubernetes {version} strict schema: /{path}: {e.message}")
+
+
+def check_embedded_templates(obj: dict, version: str, report: Report) -> None:
+    where = name_of(obj)
+    spec = obj.get("spec") or {}
+    pod_v = k8s_schema_validator("podtemplatespec-v1.json", version)
+    pvc_v = k8s_schema_validator("persistentvolumeclaim-v1.json", version)
+    targets: list[tuple[str, jsonschema.Validator, dict]] = []
+    if obj["kind"] == "FoundationDBCluster":
+        for cls, settings in (spec.get("processes") or {}).items():
+            if "podTemplate" in settings:
+                targets.append((f"spec/processes/{cls}/podTemplate", pod_v, settings["podTemplate"]))
+            if "volumeClaimTemplate" in settings:
+                targets.append((f"spec/processes/{cls}/volumeClaimTemplate", pvc_v, settings["volumeClaimTemplate"]))
+    if obj["kind"] == "FoundationDBBackup" and "podTemplateSpec" in spec:
+        targets.append(("spec/podTemplateSpec", pod_v, spec["podTemplateSpec"]))
+    for path, validator, value in targets:
+        for err in validator.iter_errors(value):
+            sub = "/".join(str(p) for p in err.absolute_path)
+            report.fail(where, f"{path}/{sub}: {err.message}")
+
+
+def pod_template(obj: dict) -> dict | None:
+    path = POD_TEMPLATE_PATHS.get(obj.get("kind"))
+    if path is None:
+        return None
+    node = obj
+    for p in path:
+        node = (node or {}).get(p)
+    return node
+
+
+def check_restricted(obj: dict, report: Report) -> None:
+    """The "restricted" Pod Security Standard, plus readOnlyRootFilesystem."""
+    tmpl = pod_template(obj)
+    if tmpl is None:
+        return
+    where = name_of(obj)
+    kind, name = obj["kind"], obj["metadata"]["name"]
+    spec = tmpl.get("spec") or {}
+    psc = spec.get("securityContext") or {}
+    for flag in ("hostNetwork", "hostPID", "hostIPC"):
+        if spec.get(flag):
+            report.fail(where, f"{flag} is set")
+    allowed_host, writable_host = HOSTPATH_EXCEPTIONS.get((kind, name), (set(), set()))
+    host_volumes = {}
+    for vol in spec.get("volumes") or []:
+        if "hostPath" in vol:
+            path = vol["hostPath"]["path"]
+            if path not in allowed_host:
+                report.fail(where, f"hostPath volume {vol['name']} ({path}) is not a documented exception")
+            host_volumes[vol["name"]] = path
+    containers = [("initContainer", c) for c in spec.get("initContainers") or []]
+    containers += [("container", c) for c in spec.get("containers") or []]
+    for role, c in containers:
+        cwhere = f"{where} {role} {c['name']}"
+        csc = c.get("securityContext") or {}
+        allowed = EXCEPTIONS.get((kind, name, c["name"]), set())
+        run_as_non_root = csc.get("runAsNonRoot", psc.get("runAsNonRoot"))
+        run_as_user = csc.get("runAsUser", psc.get("runAsUser"))
+        if "runAsNonRoot" not in allowed:
+            if run_as_non_root is not True:
+                report.fail(cwhere, "runAsNonRoot must be true")
+            if run_as_user == 0:
+                report.fail(cwhere, "runAsUser 0")
+        seccomp = (csc.get("seccompProfile") or psc.get("seccompProfile") or {}).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            report.fail(cwhere, f"seccompProfile must be RuntimeDefault or Localhost, is {seccomp}")
+        if csc.get("allowPrivilegeEscalation") is not False:
+            report.fail(cwhere, "allowPrivilegeEscalation must be false")
+        if csc.get("privileged"):
+            report.fail(cwhere, "privileged")
+        caps = csc.get("capabilities") or {}
+        if "ALL" not in (caps.get("drop") or []):
+            report.fail(cwhere, "capabilities must drop ALL")
+        if set(caps.get("add") or []) - {"NET_BIND_SERVICE"}:
+            report.fail(cwhere, f"capabilities added: {caps.get('add')}")
+        if csc.get("readOnlyRootFilesystem") is not True:
+            report.fail(cwhere, "readOnlyRootFilesystem must be true")
+        for m in c.get("volumeMounts") or []:
+            path = host_volumes.get(m["name"])
+            if path and path not in writable_host and not m.get("readOnly"):
+                report.fail(cwhere, f"hostPath {path} must be mounted readOnly")
+        if "resources" not in c or "limits" not in c["resources"]:
+            report.fail(cwhere, "resources.limits missing")
+
+
+def find_container(obj: dict, name: str) -> dict | None:
+    tmpl = pod_template(obj) or {}
+    for c in (tmpl.get("spec") or {}).get("containers") or []:
+        if c["name"] == name:
+            return c
+    return None
+
+
+def check_sidecar(objs: list[dict], report: Report) -> None:
+    """The file-monitor sidecar as the design's Option 2."""
+    found = 0
+    for obj in objs:
+        c = find_container(obj, "file-monitor")
+        if c is None:
+            continue
+        found += 1
+        where = f"{name_of(obj)} container file-monitor"
+        res = c.get("resources") or {}
+        want = {"requests": {"memory": "64Mi", "cpu": "100m"}, "limits": {"memory": "512Mi", "cpu": "500m"}}
+        if res != want:
+            report.fail(where, f"resources must be {want}, are {res}")
+        mounts = {m["mountPath"]: m for m in c.get("volumeMounts") or []}
+        if not mounts.get("/workspace", {}).get("readOnly"):
+            report.fail(where, "/workspace must be mounted readOnly")
+        env = {e["name"]: e for e in c.get("env") or []}
+        for var, label in (("USER_ID", "user-id"), ("TENANT_ID", "tenant-id"), ("SESSION_ID", "session-id")):
+            path = (((env.get(var) or {}).get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath")
+            if path != f"metadata.labels['coditect.ai/{label}']":
+                report.fail(where, f"{var} must come from the pod label coditect.ai/{label}, comes from {path}")
+        ports = {p.get("containerPort") for p in c.get("ports") or []}
+        if 9090 not in ports:
+            report.fail(where, "metrics port 9090 missing")
+        args = " ".join(c.get("args") or [])
+        for needle in ("/workspace", "--metrics-addr=0.0.0.0:9090", "--state-file=/state/index.json", "--checksum=sha256"):
+            if needle not in args:
+                report.fail(where, f"args lack {needle}")
+    if found == 0:
+        report.fail("manifests", "no workload has a file-monitor container")
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub (and most Markdown renderers) derive from a heading."""
+    text = heading.strip().lower()
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+def check_runbooks(objs: list[dict], report: Report) -> None:
+    if not RUNBOOK.exists():
+        report.fail("docs/operations.md", "missing: alerts link their runbooks there")
+        return
+    anchors = {github_anchor(m.group(1)) for m in re.finditer(r"^#+\s+(.*)$", RUNBOOK.read_text(), re.M)}
+    for obj in objs:
+        if obj.get("kind") != "PrometheusRule":
+            continue
+        for group in obj["spec"]["groups"]:
+            for rule in group["rules"]:
+                if "alert" not in rule:
+                    continue
+                url = (rule.get("annotations") or {}).get("runbook_url", "")
+                where = f"{name_of(obj)} alert {rule['alert']}"
+                if not url.startswith("docs/operations.md#"):
+                    report.fail(where, f"runbook_url must point into docs/operations.md, is {url!r}")
+                elif url.split("#", 1)[1] not in anchors:
+                    report.fail(where, f"runbook_url anchor #{url.split('#', 1)[1]} has no heading in docs/operations.md")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--k8s-version", default="1.33", help="Kubernetes minor version to validate against (default 1.33)")
+    ap.add_argument("rendered", nargs="+", type=Path)
+    args = ap.parse_args()
+    report = Report()
+    for path in args.rendered:
+        objs = [o for o in yaml.safe_load_all(path.read_text()) if o]
+        for obj in objs:
+            report.checked += 1
+            check_schema(obj, args.k8s_version, report)
+            check_restricted(obj, report)
+        check_sidecar(objs, report)
+        check_runbooks(objs, report)
+    for line in report.failures:
+        print(line)
+    print(f"check_manifests: {report.checked} objects, {len(report.failures)} failures")
+    return 1 if report.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

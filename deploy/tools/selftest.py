@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""Proves the checkers can fail: applies known defects to a rendered overlay
+and to the dashboard, and asserts that check_manifests.py and
+check_observability.py report each one (and pass on the unmodified input).
+
+    selftest.py RENDERED.yaml RULES.yaml DASHBOARD.json
+"""
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+TOOLS = Path(__file__).resolve().parent
+
+
+def find(objs, kind, name=None):
+    for o in objs:
+        if o["kind"] == kind and (name is None or o["metadata"]["name"] == name):
+            return o
+    raise KeyError(f"{kind}/{name}")
+
+
+def containers(o):
+    spec = o["spec"]
+    tmpl = spec["jobTemplate"]["spec"]["template"] if o["kind"] == "CronJob" else spec["template"]
+    return {c["name"]: c for c in tmpl["spec"]["containers"]}
+
+
+# (description, mutation, text the failure must contain)
+MANIFEST_DEFECTS = [
+    ("unknown field in a Deployment container",
+     lambda objs: containers(find(objs, "Deployment", "audit-api"))["fdb-sink"].update(imagePullPolicyy="Always"),
+     "'imagePullPolicyy' was unexpected"),
+    ("wrong type in a Service port",
+     lambda objs: find(objs, "Service", "audit-api")["spec"]["ports"][0].update(port="8081"),
+     "is not of type"),
+    ("misspelt FoundationDBCluster field",
+     lambda objs: find(objs, "FoundationDBCluster")["spec"].update(processCount={"storage": 3}),
+     "'processCount' was unexpected"),
+    ("bad field inside the FoundationDB pod template",
+     lambda objs: find(objs, "FoundationDBCluster")["spec"]["processes"]["general"]["podTemplate"]["spec"]["containers"][0].update(resourcess={}),
+     "'resourcess' was unexpected"),
+    ("invalid backup state",
+     lambda objs: find(objs, "FoundationDBBackup")["spec"].update(backupState="Run"),
+     "'Run' is not one of"),
+    ("misspelt PodMonitor endpoint field",
+     lambda objs: find(objs, "PodMonitor", "file-monitor")["spec"]["podMetricsEndpoints"][0].update(intervall="30s"),
+     "'intervall' was unexpected"),
+    ("alert rule with a bad duration",
+     lambda objs: find(objs, "PrometheusRule")["spec"]["groups"][0]["rules"][0].update({"for": "5 minutes"}),
+     "does not match"),
+    ("unknown kind",
+     lambda objs: objs.append({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}),
+     "no schema for example.com/v1 Widget"),
+    ("capabilities not dropped",
+     lambda objs: containers(find(objs, "CronJob", "audit-retention"))["retention"]["securityContext"]["capabilities"].update(drop=[]),
+     "capabilities must drop ALL"),
+    ("privilege escalation allowed",
+     lambda objs: containers(find(objs, "Deployment", "audit-api"))["fdb-sink"]["securityContext"].update(allowPrivilegeEscalation=True),
+     "allowPrivilegeEscalation must be false"),
+    ("writable root filesystem",
+     lambda objs: containers(find(objs, "StatefulSet"))["file-monitor"]["securityContext"].update(readOnlyRootFilesystem=False),
+     "readOnlyRootFilesystem must be true"),
+    ("root outside the documented exception",
+     lambda objs: containers(find(objs, "DaemonSet", "vector"))["fdb-sink"]["securityContext"].update(runAsNonRoot=False),
+     "runAsNonRoot must be true"),
+    ("new hostPath volume",
+     lambda objs: find(objs, "DaemonSet", "vector")["spec"]["template"]["spec"]["volumes"].append({"name": "etc", "hostPath": {"path": "/etc"}}),
+     "is not a documented exception"),
+    ("host log mount made writable",
+     lambda objs: [m.pop("readOnly") for m in containers(find(objs, "DaemonSet", "vector"))["vector"]["volumeMounts"] if m["name"] == "var-log-pods"],
+     "must be mounted readOnly"),
+    ("sidecar limits changed",
+     lambda objs: containers(find(objs, "StatefulSet"))["file-monitor"]["resources"]["limits"].update(memory="1Gi"),
+     "resources must be"),
+    ("workspace mounted read-write in the sidecar",
+     lambda objs: [m.update(readOnly=False) for m in containers(find(objs, "StatefulSet"))["file-monitor"]["volumeMounts"] if m["mountPath"] == "/workspace"],
+     "/workspace must be mounted readOnly"),
+    ("attribution not from the downward API",
+     lambda objs: [e.pop("valueFrom") and e.update(value="u1") for e in containers(find(objs, "StatefulSet"))["file-monitor"]["env"] if e["name"] == "USER_ID"],
+     "USER_ID must come from the pod label"),
+    ("runbook anchor that does not exist",
+     lambda objs: find(objs, "PrometheusRule")["spec"]["groups"][0]["rules"][0]["annotations"].update(runbook_url="docs/operations.md#no-such-section"),
+     "has no heading in docs/operations.md"),
+]
+
+DASHBOARD_DEFECTS = [
+    ("panel without a query", lambda d: d["panels"][1].update(targets=[]), "at least one target"),
+    ("panel with an empty expr", lambda d: d["panels"][1]["targets"][0].update(expr=" "), "at least one target"),
+    ("unbalanced PromQL", lambda d: d["panels"][1]["targets"][0].update(expr="sum(rate(fdb_sink_events_written_total[5m])"), "unbalanced"),
+    ("metric name that no binary exports", lambda d: d["panels"][1]["targets"][0].update(expr="sum(fdb_sink_events_writen_total)"), "is not an exported metric name"),
+    ("duplicate panel id", lambda d: d["panels"][2].update(id=d["panels"][1]["id"]), "duplicate panel id"),
+    ("buffer fraction against the wrong max_size",
+     lambda d: [t.update(expr=t["expr"].replace("/ 10737418240", "/ 1073741824")) for p in d["panels"] for t in p.get("targets", [])],
+     "must divide by buffer.max_size"),
+]
+
+
+def run(cmd: list[str]) -> tuple[int, str]:
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    return p.returncode, p.stdout + p.stderr
+
+
+def main() -> int:
+    rendered, rules, dashboard = map(Path, sys.argv[1:4])
+    objs = [o for o in yaml.safe_load_all(rendered.read_text()) if o]
+    dash = json.loads(dashboard.read_text())
+    failures = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        code, out = run([sys.executable, str(TOOLS / "check_manifests.py"), str(rendered)])
+        if code != 0:
+            print(f"selftest: FAIL the unmodified manifests do not pass:\n{out}")
+            failures += 1
+        for desc, mutate, expect in MANIFEST_DEFECTS:
+            bad = copy.deepcopy(objs)
+            mutate(bad)
+            path = tmp_path / "bad.yaml"
+            path.write_text(yaml.safe_dump_all(bad))
+            code, out = run([sys.executable, str(TOOLS / "check_manifests.py"), str(path)])
+            if code == 0 or expect not in out:
+                print(f"selftest: FAIL check_manifests missed: {desc} (expected {expect!r})\n{out}")
+                failures += 1
+        for desc, mutate, expect in DASHBOARD_DEFECTS:
+            bad = copy.deepcopy(dash)
+            mutate(bad)
+            path = tmp_path / "bad.json"
+            path.write_text(json.dumps(bad))
+            code, out = run([sys.executable, str(TOOLS / "check_observability.py"), str(rules), str(path)])
+            if code == 0 or expect not in out:
+                print(f"selftest: FAIL check_observability missed: {desc} (expected {expect!r})\n{out}")
+                failures += 1
+    total = len(MANIFEST_DEFECTS) + len(DASHBOARD_DEFECTS)
+    print(f"selftest: {total - failures} of {total} planted defects caught" + ("" if failures else ", unmodified input passes"))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,469 @@
+//! Domain operations over the store: writing validated records idempotently,
+//! and the read helpers the query API builds on.
+//!
+//! Idempotency: a record is written only when its `audit_logs` key is absent,
+//! checked in the same transaction; only then are the session counters, the
+//! monitor counters and the indexes updated. Redelivering an event (Vector
+//! retrying after a lost response, or a retried FoundationDB commit whose
+//! outcome was unknown) therefore stores and counts it once. Counters use
+//! atomic ADD/MAX/MIN, aggregated per transaction, so concurrent writers never
+//! conflict on them.
+
+use std::collections::HashMap;
+
+use crate::keys::{decode_i64, decode_u64, AuditLogKey, ByPathKey, KeyRange, Keys, PathTouch};
+use crate::record::{AuditRecord, DeadLetter, Item, ValidRecord};
+use crate::store::{limits, ReadTxn, Store, StoreError, StoreExt, Txn};
+
+/// How to cut a batch into transactions.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteOptions {
+    /// Approximate bytes of keys and values per transaction. FoundationDB
+    /// accepts up to 10 MB and 5 s; ~1 MB keeps commits fast.
+    pub target_txn_bytes: usize,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions {
+            target_txn_bytes: limits::TARGET_TXN_BYTES,
+        }
+    }
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WriteSummary {
+    /// Records newly stored.
+    pub written: u64,
+    /// Records already stored before (not counted again).
+    pub duplicates: u64,
+    /// Lines stored in dead-letter.
+    pub dead_lettered: u64,
+    /// Transactions committed.
+    pub transactions: u64,
+}
+
+impl WriteSummary {
+    pub fn add(&mut self, o: &WriteSummary) {
+        self.written += o.written;
+        self.duplicates += o.duplicates;
+        self.dead_lettered += o.dead_lettered;
+        self.transactions += o.transactions;
+    }
+}
+
+/// Rough bytes one item adds to a transaction (value, keys, counters).
+fn item_cost(item: &Item) -> usize {
+    match item {
+        Item::Record(r) => {
+            r.value.len() + 160 + r.paths.iter().map(|p| 2 * p.len() + 80).sum::<usize>()
+        }
+        Item::DeadLetter(d) => d.raw.len() + d.detail.len() + 200,
+    }
+}
+
+/// Writes a batch, split into transactions of about
+/// `opts.target_txn_bytes`. Returns after every transaction committed. On
+/// error, earlier transactions stay committed (safe: writes are idempotent,
+/// the client retries the whole batch).
+pub fn write_items(
+    store: &(impl Store + ?Sized),
+    keys: &Keys,
+    items: &[Item],
+    opts: WriteOptions,
+) -> Result<WriteSummary, StoreError> {
+    let mut total = WriteSummary::default();
+    let mut start = 0;
+    while start < items.len() {
+        let mut end = start;
+        let mut bytes = 0;
+        while end < items.len()
+            && (end == start || bytes + item_cost(&items[end]) <= opts.target_txn_bytes)
+        {
+            bytes += item_cost(&items[end]);
+            end += 1;
+        }
+        let chunk = &items[start..end];
+        let s = store.transact(|txn| write_chunk(txn, keys, chunk))?;
+        total.add(&s);
+        start = end;
+    }
+    Ok(total)
+}
+
+#[derive(Default)]
+struct SessionDelta {
+    events: i64,
+    by_type: HashMap<&'static str, i64>,
+    first_ns: u64,
+    last_ns: u64,
+}
+
+#[derive(Default)]
+struct MonitorDelta<'a> {
+    received: i64,
+    max_seq: u64,
+    tenant: &'a str,
+}
+
+/// Writes one chunk inside `txn`; idempotent, safe to retry.
+pub fn write_chunk(
+    txn: &mut dyn Txn,
+    keys: &Keys,
+    items: &[Item],
+) -> Result<WriteSummary, StoreError> {
+    let mut summary = WriteSummary {
+        transactions: 1,
+        ..Default::default()
+    };
+    let mut sessions: HashMap<(&str, &str, &str), SessionDelta> = HashMap::new();
+    let mut monitors: HashMap<&str, MonitorDelta> = HashMap::new();
+    for item in items {
+        match item {
+            Item::Record(r) => {
+                if write_record(txn, keys, r)? {
+                    summary.written += 1;
+                    let ts = u64::try_from(r.ts_ns).unwrap_or(0);
+                    let s = sessions
+                        .entry((&r.tenant, &r.user, &r.session))
+                        .or_insert_with(|| SessionDelta {
+                            first_ns: u64::MAX,
+                            ..Default::default()
+                        });
+                    s.events += 1;
+                    *s.by_type.entry(r.event_type).or_default() += 1;
+                    s.first_ns = s.first_ns.min(ts);
+                    s.last_ns = s.last_ns.max(ts);
+                    let m = monitors.entry(&r.monitor_id).or_default();
+                    m.received += 1;
+                    m.max_seq = m.max_seq.max(r.seq);
+                    m.tenant = &r.tenant;
+                } else {
+                    summary.duplicates += 1;
+                }
+            }
+            Item::DeadLetter(d) => {
+                write_dead_letter(txn, keys, d)?;
+                summary.dead_lettered += 1;
+            }
+        }
+    }
+    for ((t, u, s), d) in &sessions {
+        txn.atomic_add(&keys.session_events(t, u, s), d.events)?;
+        for (ty, n) in &d.by_type {
+            txn.atomic_add(&keys.session_type_count(t, u, s, ty), *n)?;
+        }
+        txn.atomic_min(&keys.session_first_ns(t, u, s), d.first_ns)?;
+        txn.atomic_max(&keys.session_last_ns(t, u, s), d.last_ns)?;
+    }
+    for (id, m) in &monitors {
+        txn.atomic_add(&keys.monitor_received(id), m.received)?;
+        txn.atomic_max(&keys.monitor_max_seq(id), m.max_seq)?;
+        txn.set(&keys.monitor_tenant(id), m.tenant.as_bytes())?;
+    }
+    Ok(summary)
+}
+
+/// Writes one record and its index entries unless it is already stored.
+/// Returns whether it was new. Counters are the caller's job.
+fn write_record(txn: &mut dyn Txn, keys: &Keys, r: &ValidRecord) -> Result<bool, StoreError> {
+    let key = keys.audit_log(&r.tenant, &r.user, &r.session, r.ts_ns, &r.event_id);
+    if txn.get(&key)?.is_some() {
+        return Ok(false);
+    }
+    txn.set(&key, &r.value)?;
+    let touch = PathTouch {
+        user: r.user.clone(),
+        session: r.session.clone(),
+        event_type: r.event_type.to_owned(),
+    }
+    .encode();
+    for p in &r.paths {
+        txn.set(&keys.by_path(&r.tenant, p, r.ts_ns, &r.event_id), &touch)?;
+    }
+    if let Some(c) = &r.checksum {
+        let ts = u64::try_from(r.ts_ns).unwrap_or(0);
+        txn.atomic_max(&keys.by_checksum(&r.tenant, c, &r.paths[0]), ts)?;
+    }
+    Ok(true)
+}
+
+/// Stores a dead letter (a redelivered line overwrites its own key).
+fn write_dead_letter(txn: &mut dyn Txn, keys: &Keys, d: &DeadLetter) -> Result<(), StoreError> {
+    txn.set(&keys.dead_letter(d.ts_ns, &d.id), &d.to_json())
+}
+
+// ---------------------------------------------------------------------------
+// Read helpers. All take a `ReadTxn`, so they compose inside `Store::read`
+// (or a write transaction, for read-modify-write).
+
+/// A stored record with its decoded key.
+#[derive(Debug, Clone)]
+pub struct StoredRecord {
+    pub key: AuditLogKey,
+    pub record: AuditRecord,
+    /// The raw key, usable as a pagination cursor (see [`after`]).
+    pub raw_key: Vec<u8>,
+}
+
+/// The first key strictly after `key` (for "continue after this key" cursors).
+pub fn after(key: &[u8]) -> Vec<u8> {
+    let mut k = key.to_vec();
+    k.push(0);
+    k
+}
+
+/// Records in `range` (any audit_logs range from [`Keys`]), at most `limit`
+/// (0 = all), time-ordered (or newest first with `reverse`).
+pub fn records_in(
+    txn: &mut dyn ReadTxn,
+    keys: &Keys,
+    range: &KeyRange,
+    limit: usize,
+    reverse: bool,
+) -> Result<Vec<StoredRecord>, StoreError> {
+    txn.get_range(&range.begin, &range.end, limit, reverse)?
+        .into_iter()
+        .map(|(k, v)| {
+            let key = keys
+                .decode_audit_log(&k)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let record = AuditRecord::from_json(&v).map_err(|e| {
+                StoreError::Corrupt(format!("record {}: {e}", crate::keys::printable(&k)))
+            })?;
+            Ok(StoredRecord {
+                key,
+                record,
+                raw_key: k,
+            })
+        })
+        .collect()
+}
+
+/// A session's records, time-ordered, starting strictly after `cursor` (a
+/// `raw_key` returned earlier) when given.
+pub fn session_records(
+    txn: &mut dyn ReadTxn,
+    keys: &Keys,
+    tenant: &str,
+    user: &str,
+    session: &str,
+    cursor: Option<&[u8]>,
+    limit: usize,
+) -> Result<Vec<StoredRecord>, StoreError> {
+    let mut range = keys.audit_logs_session(tenant, user, session);
+    if let Some(c) = cursor {
+        let next = after(c);
+        if next > range.begin {
+            range.begin = next;
+        }
+    }
+    records_in(txn, keys, &range, limit, false)
+}
+
+/// One session's summary (the `sessions` row).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SessionSummary {
+    pub tenant: String,
+    pub user: String,
+    pub session: String,
+    pub events: i64,
+    pub by_type: std::collections::BTreeMap<String, i64>,
+    pub first_ns: u64,
+    pub last_ns: u64,
+}
+
+/// The summaries of every session in `range` (one of the `sessions` ranges
+/// of [`Keys`]), ordered by tenant, user, session.
+pub fn sessions_in(
+    txn: &mut dyn ReadTxn,
+    keys: &Keys,
+    range: &KeyRange,
+) -> Result<Vec<SessionSummary>, StoreError> {
+    use crate::keys::SessionField;
+    let mut out: Vec<SessionSummary> = Vec::new();
+    for (k, v) in txn.get_range(&range.begin, &range.end, 0, false)? {
+        let f = keys
+            .decode_session_field(&k)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let same = out
+            .last()
+            .is_some_and(|s| s.tenant == f.tenant && s.user == f.user && s.session == f.session);
+        if !same {
+            out.push(SessionSummary {
+                tenant: f.tenant.clone(),
+                user: f.user.clone(),
+                session: f.session.clone(),
+                ..Default::default()
+            });
+        }
+        let Some(s) = out.last_mut() else { continue };
+        match f.field {
+            SessionField::Events => s.events = decode_i64(&v),
+            SessionField::TypeCount(t) => {
+                s.by_type.insert(t, decode_i64(&v));
+            }
+            SessionField::FirstNs => s.first_ns = decode_u64(&v),
+            SessionField::LastNs => s.last_ns = decode_u64(&v),
+        }
+    }
+    Ok(out)
+}
+
+/// One session's summary, if it has any record.
+pub fn session_summary(
+    txn: &mut dyn ReadTxn,
+    keys: &Keys,
+    tenant: &str,
+    user: &str,
+    session: &str,
+) -> Result<Option<SessionSummary>, StoreError> {
+    Ok(
+        sessions_in(txn, keys, &keys.session(tenant, user, session))?
+            .into_iter()
+            .next(),
+    )
+}
+
+/// Who touched `path`, time-ordered (newest first with `reverse`).
+pub fn path_history(
+    txn: &mut dyn ReadTxn,
+    keys: &Keys,
+    tenant: &str,
+    path: &str,
+    limit: usize,
+    reverse: bool,
+) -> Result<Vec<(ByPathKey, PathTouch)>, StoreError> {
+    let r = keys.by_path_range(tenant, path);
+    txn.get_range(&r.begin, &r.end, limit, reverse)?
+        .into_iter()
+        .map(|(k, v)| {
+            let key = keys
+                .decode_by_path(&k)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let touch = PathTouch::decode(&v).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            Ok((key, touch))
+        })
+        .collect()
+}
+
+/// Paths that held content with this checksum, with when each was last seen (ns).
+pub fn checksum_paths(
+    txn: &mut dyn ReadTxn,
+    keys: &Keys,
+    tenant: &str,
+    checksum: &str,
+    limit: usize,
+) -> Result<Vec<(String, u64)>, StoreError> {
+    let r = keys.by_checksum_range(tenant, checksum);
+    txn.get_range(&r.begin, &r.end, limit, false)?
+        .into_iter()
+        .map(|(k, v)| {
+            let key = keys
+                .decode_by_checksum(&k)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            Ok((key.path, decode_u64(&v)))
+        })
+        .collect()
+}
+
+/// A monitor's delivery counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MonitorRow {
+    pub monitor_id: String,
+    pub tenant: String,
+    /// Distinct events stored.
+    pub received: i64,
+    /// Highest `seq` stored; `max_seq - received` events are missing so far.
+    pub max_seq: u64,
+}
+
+impl MonitorRow {
+    /// Events not (yet) received: gaps below the highest `seq`.
+    pub fn missing(&self) -> i64 {
+        i64::try_from(self.max_seq)
+            .unwrap_or(i64::MAX)
+            .saturating_sub(self.received)
+            .max(0)
+    }
+}
+
+fn monitors_in(
+    txn: &mut dyn ReadTxn,
+    keys: &Keys,
+    range: &KeyRange,
+) -> Result<Vec<MonitorRow>, StoreError> {
+    let mut out: Vec<MonitorRow> = Vec::new();
+    for (k, v) in txn.get_range(&range.begin, &range.end, 0, false)? {
+        let (id, field) = keys
+            .decode_monitor_field(&k)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        if out.last().is_none_or(|m| m.monitor_id != id) {
+            out.push(MonitorRow {
+                monitor_id: id,
+                ..Default::default()
+            });
+        }
+        let Some(m) = out.last_mut() else { continue };
+        match field.as_str() {
+            crate::keys::MONITOR_RECEIVED => m.received = decode_i64(&v),
+            crate::keys::MONITOR_MAX_SEQ => m.max_seq = decode_u64(&v),
+            crate::keys::MONITOR_TENANT => m.tenant = String::from_utf8_lossy(&v).into_owned(),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// One monitor's row.
+pub fn monitor(
+    txn: &mut dyn ReadTxn,
+    keys: &Keys,
+    monitor_id: &str,
+) -> Result<Option<MonitorRow>, StoreError> {
+    Ok(monitors_in(txn, keys, &keys.monitor(monitor_id))?
+        .into_iter()
+        .next())
+}
+
+/// Every monitor's row.
+pub fn monitors(txn: &mut dyn ReadTxn, keys: &Keys) -> Result<Vec<MonitorRow>, StoreError> {
+    monitors_in(txn, keys, &keys.monitors_all())
+}
+
+/// A stored dead letter with its key parts.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeadLetterRow {
+    pub ts_ns: i64,
+    pub id: String,
+    #[serde(flatten)]
+    pub letter: DeadLetter,
+}
+
+/// Dead letters, oldest first, at most `limit` (0 = all).
+pub fn dead_letters(
+    txn: &mut dyn ReadTxn,
+    keys: &Keys,
+    limit: usize,
+) -> Result<Vec<DeadLetterRow>, StoreError> {
+    let r = keys.dead_letter_all();
+    txn.get_range(&r.begin, &r.end, limit, false)?
+        .into_iter()
+        .map(|(k, v)| {
+            let (ts_ns, id) = keys
+                .decode_dead_letter(&k)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let mut letter: DeadLetter = serde_json::from_slice(&v)
+                .map_err(|e| StoreError::Corrupt(format!("dead letter: {e}")))?;
+            letter.ts_ns = ts_ns;
+            letter.id.clone_from(&id);
+            Ok(DeadLetterRow { ts_ns, id, letter })
+        })
+        .collect()
+}
+
+/// Counts keys in a range (for tests and tools; scans the range).
+pub fn count_in(txn: &mut dyn ReadTxn, range: &KeyRange) -> Result<usize, StoreError> {
+    Ok(txn.get_range(&range.begin, &range.end, 0, false)?.len())
+}

@@ -1,0 +1,106 @@
+//! `fdb-sink import [FILE|-]`: NDJSON from a file or standard input, through
+//! the same validation and write path as the ingest endpoint.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::StoreArgs;
+use crate::audit::WriteOptions;
+use crate::ingest::pipeline::BatchSummary;
+use crate::ingest::Ingestor;
+use crate::metrics::Metrics;
+use crate::store;
+
+/// Arguments of `fdb-sink import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// NDJSON file to read (`.gz`/`.zst` are decompressed); `-` or nothing
+    /// reads standard input.
+    #[arg(value_name = "FILE|-")]
+    pub input: Option<PathBuf>,
+
+    /// Lines per batch (each batch is committed before the next is read).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub batch_lines: u64,
+}
+
+/// Reads everything and prints the totals as JSON on stdout.
+pub fn run(args: ImportArgs) -> anyhow::Result<()> {
+    let store = store::open(&args.store.store).context("opening the store")?;
+    store
+        .check()
+        .with_context(|| format!("store {} is not available", store.describe()))?;
+    let ingestor = Ingestor::new(
+        store,
+        args.store.keys(),
+        WriteOptions::default(),
+        Metrics::unregistered(),
+    );
+    let input = open_input(args.input.as_ref())?;
+    let total = import(&ingestor, input, args.batch_lines as usize)?;
+    println!("{}", serde_json::to_string(&total)?);
+    tracing::info!(
+        received = total.received,
+        written = total.written,
+        duplicates = total.duplicates,
+        dead_lettered = total.dead_lettered,
+        "import finished"
+    );
+    Ok(())
+}
+
+fn open_input(path: Option<&PathBuf>) -> anyhow::Result<Box<dyn BufRead>> {
+    let Some(p) = path.filter(|p| p.as_os_str() != "-") else {
+        return Ok(Box::new(BufReader::new(std::io::stdin())));
+    };
+    let file = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
+    let reader: Box<dyn Read> = match p.extension().and_then(|e| e.to_str()) {
+        Some("gz") => Box::new(flate2::read::MultiGzDecoder::new(file)),
+        Some("zst") => Box::new(zstd::stream::read::Decoder::new(file)?),
+        _ => Box::new(file),
+    };
+    Ok(Box::new(BufReader::with_capacity(1 << 20, reader)))
+}
+
+/// Ingests every line of `input` in batches of `batch_lines`.
+pub fn import(
+    ingestor: &Ingestor,
+    mut input: impl BufRead,
+    batch_lines: usize,
+) -> anyhow::Result<BatchSummary> {
+    let mut total = BatchSummary::default();
+    let mut batch: Vec<Vec<u8>> = Vec::with_capacity(batch_lines);
+    let mut line_no = 0u64;
+    loop {
+        let mut line = Vec::new();
+        let n = input
+            .read_until(b'\n', &mut line)
+            .with_context(|| format!("reading input after line {line_no}"))?;
+        if n > 0 {
+            line_no += 1;
+            while matches!(line.last(), Some(b'\n' | b'\r')) {
+                line.pop();
+            }
+            if !line.iter().all(u8::is_ascii_whitespace) {
+                batch.push(line);
+            }
+        }
+        if batch.len() >= batch_lines || (n == 0 && !batch.is_empty()) {
+            let lines: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+            let s = ingestor
+                .ingest(&lines)
+                .with_context(|| format!("writing the batch ending at line {line_no}"))?;
+            total.add(&s);
+            batch.clear();
+        }
+        if n == 0 {
+            return Ok(total);
+        }
+    }
+}

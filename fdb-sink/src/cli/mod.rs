@@ -1,0 +1,68 @@
+//! The command line: one module per subcommand. `main` parses [`Cli`] and
+//! calls [`run`].
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::keys::{Keys, DEFAULT_ROOT};
+use crate::store::{StoreSpec, DEFAULT_STORE};
+
+pub mod import;
+pub mod serve;
+
+/// Validates file events and writes idempotent audit records to
+/// FoundationDB or an embedded store.
+///
+/// Typical uses:
+///
+///   fdb-sink serve --store embedded:/var/lib/fdb-sink          # Vector's http sink target
+///
+///   file-monitor ./ws | fdb-sink serve --stdin                 # local pipeline, no Vector
+///
+///   fdb-sink import --store embedded:./data events.ndjson      # load a file or an export
+///
+/// Logs go to stderr; set RUST_LOG (e.g. `RUST_LOG=fdb_sink=debug`) for more detail.
+#[derive(Debug, Parser)]
+#[command(name = "fdb-sink", version, verbatim_doc_comment)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the ingest endpoint (POST /v1/events), /metrics, /healthz and
+    /// /readyz; with --stdin, also ingest standard input.
+    Serve(serve::ServeArgs),
+    /// Read NDJSON events (the monitor's output, or an export) from a file or
+    /// standard input and write them through the same validation.
+    Import(import::ImportArgs),
+}
+
+/// Where and under which root the audit records live.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// Storage backend: `embedded:<dir>` (a redb file in <dir>, created if
+    /// missing) or `fdb[:<cluster-file>]` (FoundationDB; the cluster file
+    /// defaults to $FDB_CLUSTER_FILE, then /etc/foundationdb/fdb.cluster).
+    #[arg(long, env = "FDB_SINK_STORE", default_value = DEFAULT_STORE, value_name = "STORE")]
+    pub store: StoreSpec,
+
+    /// Root subspace (first tuple element of every key). Change it only to
+    /// keep several independent audit trails in one store.
+    #[arg(long, env = "FDB_SINK_SUBSPACE", default_value = DEFAULT_ROOT, value_name = "NAME")]
+    pub subspace: String,
+}
+
+impl StoreArgs {
+    pub fn keys(&self) -> Keys {
+        Keys::new(&self.subspace)
+    }
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Import(args) => import::run(args),
+    }
+}

@@ -1,0 +1,352 @@
+//! `fdb-sink serve`: the ingest server, and optionally standard input.
+
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+
+use super::StoreArgs;
+use crate::audit::{self, WriteOptions};
+use crate::ingest::http::{self, IngestConfig, IngestState};
+use crate::ingest::pipeline::BatchSummary;
+use crate::ingest::Ingestor;
+use crate::metrics::Metrics;
+use crate::store::{self, Store, StoreExt};
+
+/// Arguments of `fdb-sink serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// Address of the ingest server (POST /v1/events, /metrics, /healthz,
+    /// /readyz). Port 0 picks a free port (printed in the log).
+    #[arg(
+        long,
+        env = "FDB_SINK_LISTEN",
+        default_value = "127.0.0.1:8080",
+        value_name = "ADDR"
+    )]
+    pub listen: SocketAddr,
+
+    /// Also ingest NDJSON from standard input (e.g. `file-monitor ./ws |
+    /// fdb-sink serve --stdin`); the process exits once standard input
+    /// closes and everything read is committed.
+    #[arg(long)]
+    pub stdin: bool,
+
+    /// File holding the bearer token ingest clients must send
+    /// (`Authorization: Bearer <token>`); surrounding whitespace is ignored.
+    /// Without it, ingest is open to anyone who can reach --listen.
+    #[arg(long, env = "FDB_SINK_INGEST_TOKEN_FILE", value_name = "PATH")]
+    pub ingest_token_file: Option<PathBuf>,
+
+    /// Largest request body in bytes, before and after decompression
+    /// (Vector batches up to 10 MB by default). Larger bodies get 413.
+    #[arg(long, env = "FDB_SINK_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(1024..=1 << 30), value_name = "BYTES")]
+    pub max_body_bytes: u64,
+
+    /// Batches validated or committed at the same time; more get 503 with
+    /// Retry-After, so overload becomes back-pressure, not memory growth.
+    #[arg(long, env = "FDB_SINK_MAX_INFLIGHT_BATCHES", default_value_t = 8,
+          value_parser = clap::value_parser!(u64).range(1..=1024), value_name = "N")]
+    pub max_inflight_batches: u64,
+
+    /// Seconds to receive and commit one request (Vector gives up after
+    /// 60 s); a commit still running then is answered 503 and finishes in
+    /// the background (a retry is deduplicated).
+    #[arg(long, env = "FDB_SINK_REQUEST_TIMEOUT_SECS", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(1..=55), value_name = "SECS")]
+    pub request_timeout_secs: u64,
+
+    /// Value of the Retry-After header on 503 answers, in seconds.
+    #[arg(
+        long,
+        env = "FDB_SINK_RETRY_AFTER_SECS",
+        default_value_t = 2,
+        value_name = "SECS"
+    )]
+    pub retry_after_secs: u64,
+
+    /// Target size of one store transaction in bytes; a larger batch is
+    /// committed as several transactions (FoundationDB allows 10 MB).
+    #[arg(long, env = "FDB_SINK_TXN_TARGET_BYTES", default_value_t = 1_000_000,
+          value_parser = clap::value_parser!(u64).range(10_000..=9_000_000), value_name = "BYTES")]
+    pub txn_target_bytes: u64,
+
+    /// Seconds between refreshes of fdb_sink_delivery_missing_events.
+    #[arg(long, default_value_t = 15, value_name = "SECS")]
+    pub delivery_refresh_secs: u64,
+}
+
+/// What `serve` shares between its servers and background tasks.
+pub struct ServeContext {
+    pub store: Arc<dyn Store>,
+    pub ingestor: Arc<Ingestor>,
+    pub registry: Registry,
+    pub ready: Arc<AtomicBool>,
+}
+
+/// Runs the server until SIGINT/SIGTERM (or the end of stdin with --stdin).
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let token = match &args.ingest_token_file {
+        Some(p) => {
+            let t = std::fs::read_to_string(p)
+                .with_context(|| format!("reading --ingest-token-file {}", p.display()))?;
+            let t = t.trim().to_owned();
+            anyhow::ensure!(
+                !t.is_empty(),
+                "--ingest-token-file {} is empty",
+                p.display()
+            );
+            Some(t)
+        }
+        None => None,
+    };
+    let store = store::open(&args.store.store).context("opening the store")?;
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(&mut registry, store.metrics());
+    let ingestor = Arc::new(Ingestor::new(
+        store.clone(),
+        args.store.keys(),
+        WriteOptions {
+            target_txn_bytes: args.txn_target_bytes as usize,
+        },
+        metrics,
+    ));
+    let ctx = ServeContext {
+        store,
+        ingestor,
+        registry,
+        ready: Arc::new(AtomicBool::new(false)),
+    };
+    let config = IngestConfig {
+        max_body_bytes: args.max_body_bytes as usize,
+        max_inflight_batches: args.max_inflight_batches as usize,
+        request_timeout: Duration::from_secs(args.request_timeout_secs),
+        retry_after_secs: args.retry_after_secs,
+        token,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let r = runtime.block_on(serve(args, ctx, config));
+    // Do not wait for a stdin reader blocked on input.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    r
+}
+
+async fn serve(args: ServeArgs, ctx: ServeContext, config: IngestConfig) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding --listen {}", args.listen))?;
+    let local = listener.local_addr()?;
+    tracing::info!(listen = %local, store = %ctx.store.describe(), "ingest server listening");
+
+    tokio::spawn(readiness_loop(
+        ctx.store.clone(),
+        ctx.ingestor.metrics().clone(),
+        ctx.ready.clone(),
+    ));
+    tokio::spawn(delivery_loop(
+        ctx.ingestor.clone(),
+        Duration::from_secs(args.delivery_refresh_secs.max(1)),
+    ));
+
+    let state = Arc::new(IngestState::new(
+        ctx.ingestor.clone(),
+        config,
+        Arc::new(ctx.registry),
+        ctx.ready.clone(),
+    ));
+    let app = http::router(state);
+    let mut server_stop = stop_rx.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = server_stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+
+    let stdin_task = args.stdin.then(|| {
+        let ingestor = ctx.ingestor.clone();
+        let stop = stop_rx.clone();
+        tokio::task::spawn_blocking(move || ingest_stdin(&ingestor, &stop))
+    });
+
+    tokio::select! {
+        _ = shutdown_signal() => tracing::info!("shutting down"),
+        r = async {
+            match stdin_task {
+                Some(t) => t.await,
+                None => std::future::pending().await,
+            }
+        } => {
+            match r {
+                Ok(total) => {
+                    tracing::info!(?total, "standard input done; shutting down");
+                    println!("{}", serde_json::to_string(&total)?);
+                }
+                Err(e) => tracing::error!(error = %e, "stdin ingest failed"),
+            }
+        }
+    }
+    let _ = stop_tx.send(true);
+    server.await?.context("ingest server")?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// Checks the store every few seconds (every second while it is down) and
+/// publishes the result to /readyz and fdb_sink_store_up.
+async fn readiness_loop(store: Arc<dyn Store>, metrics: Metrics, ready: Arc<AtomicBool>) {
+    let mut was_up = None;
+    loop {
+        let s = store.clone();
+        let up = match tokio::task::spawn_blocking(move || s.check()).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                if was_up != Some(false) {
+                    tracing::warn!(error = %e, "store unavailable");
+                }
+                false
+            }
+            Err(_) => false,
+        };
+        if up && was_up == Some(false) {
+            tracing::info!("store available again");
+        }
+        ready.store(up, Ordering::Relaxed);
+        metrics.store_up.set(i64::from(up));
+        was_up = Some(up);
+        tokio::time::sleep(Duration::from_secs(if up { 5 } else { 1 })).await;
+    }
+}
+
+/// Refreshes fdb_sink_delivery_missing_events from the monitors rows.
+async fn delivery_loop(ingestor: Arc<Ingestor>, every: Duration) {
+    loop {
+        let ing = ingestor.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            ing.store()
+                .read(|t| audit::monitors(t, ing.keys()))
+                .map(|rows| rows.iter().map(audit::MonitorRow::missing).sum::<i64>())
+        })
+        .await;
+        if let Ok(Ok(missing)) = r {
+            ingestor.metrics().delivery_missing_events.set(missing);
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Lines per stdin batch, and how long a partial batch may wait.
+const STDIN_BATCH_LINES: usize = 1000;
+const STDIN_FLUSH: Duration = Duration::from_millis(200);
+
+/// Reads NDJSON from stdin and commits it in batches, retrying a failed
+/// commit until it succeeds (or shutdown), so nothing read is lost.
+fn ingest_stdin(ingestor: &Ingestor, stop: &watch::Receiver<bool>) -> BatchSummary {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(STDIN_BATCH_LINES * 4);
+    std::thread::spawn(move || {
+        let mut input = std::io::stdin().lock();
+        loop {
+            let mut line = Vec::new();
+            match input.read_until(b'\n', &mut line) {
+                Ok(0) => break,
+                Ok(_) => {
+                    while matches!(line.last(), Some(b'\n' | b'\r')) {
+                        line.pop();
+                    }
+                    if !line.iter().all(u8::is_ascii_whitespace) && tx.send(line).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "reading standard input");
+                    break;
+                }
+            }
+        }
+    });
+    let mut total = BatchSummary::default();
+    let mut batch: Vec<Vec<u8>> = Vec::new();
+    let mut first_at: Option<Instant> = None;
+    let mut open = true;
+    while open || !batch.is_empty() {
+        if open && batch.len() < STDIN_BATCH_LINES {
+            // Wait for more lines, but flush a partial batch STDIN_FLUSH
+            // after its first line so a quiet monitor's events land promptly.
+            let wait = first_at.map_or(Duration::from_secs(3600), |t| {
+                STDIN_FLUSH.saturating_sub(t.elapsed())
+            });
+            if !wait.is_zero() {
+                match rx.recv_timeout(wait) {
+                    Ok(line) => {
+                        first_at.get_or_insert_with(Instant::now);
+                        batch.push(line);
+                        continue;
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => open = false,
+                }
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let lines: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match ingestor.ingest(&lines) {
+                Ok(s) => {
+                    total.add(&s);
+                    break;
+                }
+                Err(e) => {
+                    if *stop.borrow() {
+                        tracing::error!(error = %e, lines = lines.len(), "shutting down with an uncommitted stdin batch");
+                        return total;
+                    }
+                    tracing::warn!(error = %e, retry_in = ?backoff, "stdin batch not committed; retrying");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+        batch.clear();
+        first_at = None;
+    }
+    total
+}

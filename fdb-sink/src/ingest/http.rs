@@ -1,0 +1,278 @@
+//! The ingest HTTP server: `POST /v1/events` for Vector's `http` sink, plus
+//! `/metrics`, `/healthz` and `/readyz`.
+//!
+//! Status codes follow SPEC §3. Vector retries 408, 429 and 5xx and drops a
+//! batch on any other status, so: bad data is never a 5xx (it is
+//! dead-lettered and answered 200), and a transient fault is never a 4xx.
+//!
+//! | outcome | status |
+//! |---|---|
+//! | every line durably committed (invalid ones in dead-letter) | 200 + JSON summary |
+//! | missing or wrong bearer token | 401 |
+//! | body (or decompressed body) over `--max-body-bytes` | 413 |
+//! | unknown `Content-Encoding` | 415 |
+//! | body that is not valid gzip/zstd | 400 |
+//! | body not received within the request timeout | 408 |
+//! | too many batches in flight, store unavailable, or commit not finished within the request timeout | 503 + `Retry-After` |
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use prometheus_client::registry::Registry;
+use tokio::sync::Semaphore;
+
+use super::decode::{decode, DecodeError};
+use super::framing;
+use super::Ingestor;
+use crate::metrics::{outcome, Metrics};
+
+/// Ingest settings (validated from the command line).
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// Largest request body, compressed or decompressed.
+    pub max_body_bytes: usize,
+    /// Batches validated or committed at once; more get 503.
+    pub max_inflight_batches: usize,
+    /// Deadline for receiving and committing one request.
+    pub request_timeout: Duration,
+    /// `Retry-After` seconds on 503.
+    pub retry_after_secs: u64,
+    /// Required bearer token, if any.
+    pub token: Option<String>,
+}
+
+/// Shared state of the ingest routes.
+pub struct IngestState {
+    pub ingestor: Arc<Ingestor>,
+    pub config: IngestConfig,
+    pub registry: Arc<Registry>,
+    /// Set by the readiness loop: the store answered its last check.
+    pub ready: Arc<AtomicBool>,
+    inflight: Arc<Semaphore>,
+}
+
+impl IngestState {
+    pub fn new(
+        ingestor: Arc<Ingestor>,
+        config: IngestConfig,
+        registry: Arc<Registry>,
+        ready: Arc<AtomicBool>,
+    ) -> Self {
+        let inflight = Arc::new(Semaphore::new(config.max_inflight_batches.max(1)));
+        IngestState {
+            ingestor,
+            config,
+            registry,
+            ready,
+            inflight,
+        }
+    }
+
+    fn metrics(&self) -> &Metrics {
+        self.ingestor.metrics()
+    }
+}
+
+/// The router: `POST /v1/events`, `GET /metrics`, `/healthz`, `/readyz`.
+pub fn router(state: Arc<IngestState>) -> Router {
+    Router::new()
+        .route("/v1/events", post(ingest))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        // The handler enforces its own limit (and answers 413 itself).
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(serde_json::json!({"error": code, "message": message.into()})),
+    )
+        .into_response()
+}
+
+fn unavailable(state: &IngestState, code: &str, message: impl Into<String>) -> Response {
+    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, code, message);
+    r.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(state.config.retry_after_secs),
+    );
+    r
+}
+
+fn authorized(expected: &str, headers: &HeaderMap) -> bool {
+    let Some(got) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    // Constant-time comparison of equal-length strings.
+    got.len() == expected.len()
+        && got
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+async fn ingest(State(state): State<Arc<IngestState>>, headers: HeaderMap, body: Body) -> Response {
+    let response = ingest_inner(&state, headers, body).await;
+    state.metrics().http(response.status().as_u16());
+    response
+}
+
+async fn ingest_inner(state: &Arc<IngestState>, headers: HeaderMap, body: Body) -> Response {
+    let started = Instant::now();
+    let cfg = &state.config;
+    if let Some(token) = &cfg.token {
+        if !authorized(token, &headers) {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing or wrong bearer token",
+            );
+        }
+    }
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > cfg.max_body_bytes) {
+        state.metrics().batch(outcome::REJECTED);
+        return too_large(cfg.max_body_bytes);
+    }
+    let Ok(permit) = state.inflight.clone().try_acquire_owned() else {
+        state.metrics().batch(outcome::SATURATED);
+        return unavailable(
+            state,
+            "saturated",
+            "too many batches in flight; retry later",
+        );
+    };
+    let collected = tokio::time::timeout(
+        cfg.request_timeout,
+        Limited::new(body, cfg.max_body_bytes).collect(),
+    )
+    .await;
+    let bytes = match collected {
+        Ok(Ok(c)) => c.to_bytes(),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            state.metrics().batch(outcome::REJECTED);
+            return too_large(cfg.max_body_bytes);
+        }
+        Ok(Err(e)) => {
+            state.metrics().batch(outcome::REJECTED);
+            return error(
+                StatusCode::BAD_REQUEST,
+                "body_read_error",
+                format!("reading the body failed: {e}"),
+            );
+        }
+        Err(_) => {
+            state.metrics().batch(outcome::REJECTED);
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                "the body was not received in time",
+            );
+        }
+    };
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let ingestor = state.ingestor.clone();
+    let limit = cfg.max_body_bytes;
+    let metrics = state.metrics().clone();
+    let task = tokio::task::spawn_blocking(move || {
+        // The permit lives until the commit is over, even if the client
+        // has been answered (timeout), so in-flight work stays bounded.
+        let _permit = permit;
+        metrics.inflight_batches.inc();
+        let r = match decode(encoding.as_deref(), &bytes, limit) {
+            Ok(decoded) => Ok(ingestor.ingest(&framing::lines(&decoded))),
+            Err(e) => Err(e),
+        };
+        metrics.inflight_batches.dec();
+        r
+    });
+    let remaining = cfg.request_timeout.saturating_sub(started.elapsed());
+    match tokio::time::timeout(remaining, task).await {
+        Ok(Ok(Ok(Ok(summary)))) => (StatusCode::OK, Json(summary)).into_response(),
+        Ok(Ok(Ok(Err(e)))) => {
+            tracing::warn!(error = %e, unavailable = e.unavailable(), "batch not committed");
+            unavailable(state, "store_unavailable", e.to_string())
+        }
+        Ok(Ok(Err(DecodeError::TooLarge { limit }))) => {
+            state.metrics().batch(outcome::REJECTED);
+            too_large(limit)
+        }
+        Ok(Ok(Err(e @ DecodeError::Unsupported(_)))) => {
+            state.metrics().batch(outcome::REJECTED);
+            error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_encoding",
+                e.to_string(),
+            )
+        }
+        Ok(Ok(Err(e @ DecodeError::Corrupt { .. }))) => {
+            state.metrics().batch(outcome::REJECTED);
+            error(StatusCode::BAD_REQUEST, "bad_encoding", e.to_string())
+        }
+        Ok(Err(join)) => {
+            tracing::error!(error = %join, "ingest task failed");
+            unavailable(state, "internal", "the batch could not be processed; retry")
+        }
+        Err(_) => {
+            tracing::warn!(timeout = ?cfg.request_timeout, "commit still running at the request deadline");
+            unavailable(
+                state,
+                "timeout",
+                "the commit did not finish within the request timeout; retry",
+            )
+        }
+    }
+}
+
+fn too_large(limit: usize) -> Response {
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("the body exceeds {limit} bytes; send smaller batches"),
+    )
+}
+
+async fn metrics(State(state): State<Arc<IngestState>>) -> Response {
+    let mut text = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &state.registry) {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "metrics", e.to_string());
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn readyz(State(state): State<Arc<IngestState>>) -> Response {
+    if state.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response()
+    }
+}

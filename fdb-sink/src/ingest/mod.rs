@@ -1,0 +1,13 @@
+//! Ingest: from request bodies or NDJSON streams to committed records.
+//!
+//! - [`decode`]: `Content-Encoding` (gzip, zstd) with a size cap;
+//! - [`framing`]: NDJSON (final newline optional) or a JSON array → lines;
+//! - [`pipeline`]: validate lines and write them, with metrics;
+//! - [`http`]: the ingest server (`POST /v1/events`, metrics, health).
+
+pub mod decode;
+pub mod framing;
+pub mod http;
+pub mod pipeline;
+
+pub use pipeline::Ingestor;

@@ -1,0 +1,193 @@
+//! The sink's Prometheus metrics (names are fixed: dashboards and alerts use
+//! them). Labels have bounded values: dead-letter reason codes, batch
+//! outcomes, HTTP status codes.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::store::StoreMetrics;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    pub code: u16,
+}
+
+/// Batch outcomes (`fdb_sink_batches_total{outcome}`).
+pub mod outcome {
+    /// Every line committed (records or dead letters).
+    pub const COMMITTED: &str = "committed";
+    /// The store failed; nothing acknowledged, the client retries.
+    pub const STORE_ERROR: &str = "store_error";
+    /// Refused before reading: too many batches in flight.
+    pub const SATURATED: &str = "saturated";
+    /// The body could not be read (too large, bad compression, timeout).
+    pub const REJECTED: &str = "rejected";
+}
+
+/// Every metric the sink exports.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    pub events_received: Counter,
+    pub events_written: Counter,
+    pub events_duplicate: Counter,
+    pub dead_letter: Family<ReasonLabel, Counter>,
+    pub batches: Family<OutcomeLabel, Counter>,
+    pub commit_latency: Histogram,
+    pub store_errors: Counter,
+    pub inflight_batches: Gauge,
+    pub http_requests: Family<CodeLabel, Counter>,
+    pub delivery_missing_events: Gauge,
+    pub store_up: Gauge,
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them (and the store's retry
+    /// counter) in `registry`.
+    pub fn register(registry: &mut Registry, store: &StoreMetrics) -> Self {
+        let m = Metrics {
+            events_received: Counter::default(),
+            events_written: Counter::default(),
+            events_duplicate: Counter::default(),
+            dead_letter: Family::default(),
+            batches: Family::default(),
+            // 0.5 ms … ~16 s
+            commit_latency: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            store_errors: Counter::default(),
+            inflight_batches: Gauge::default(),
+            http_requests: Family::default(),
+            delivery_missing_events: Gauge::default(),
+            store_up: Gauge::default(),
+        };
+        let r = registry;
+        r.register(
+            "fdb_sink_events_received",
+            "Lines received (records and dead letters)",
+            m.events_received.clone(),
+        );
+        r.register(
+            "fdb_sink_events_written",
+            "Audit records newly stored",
+            m.events_written.clone(),
+        );
+        r.register(
+            "fdb_sink_events_duplicate",
+            "Audit records received again and not stored twice",
+            m.events_duplicate.clone(),
+        );
+        r.register(
+            "fdb_sink_dead_letter",
+            "Lines stored in dead-letter, by reason",
+            m.dead_letter.clone(),
+        );
+        r.register(
+            "fdb_sink_batches",
+            "Ingest batches by outcome",
+            m.batches.clone(),
+        );
+        r.register(
+            "fdb_sink_commit_latency_seconds",
+            "Time to validate and durably commit one batch",
+            m.commit_latency.clone(),
+        );
+        r.register(
+            "fdb_sink_transaction_retries",
+            "Store transactions retried after a retryable error",
+            store.retries.clone(),
+        );
+        r.register(
+            "fdb_sink_store_errors",
+            "Store operations that failed (the batch was answered 503)",
+            m.store_errors.clone(),
+        );
+        r.register(
+            "fdb_sink_inflight_batches",
+            "Batches being validated or committed now",
+            m.inflight_batches.clone(),
+        );
+        r.register(
+            "fdb_sink_http_requests",
+            "Ingest HTTP responses by status code",
+            m.http_requests.clone(),
+        );
+        r.register(
+            "fdb_sink_delivery_missing_events",
+            "Sum over monitors of highest seq minus events received (refreshed periodically)",
+            m.delivery_missing_events.clone(),
+        );
+        r.register(
+            "fdb_sink_store_up",
+            "1 when the store answered the last check, else 0",
+            m.store_up.clone(),
+        );
+        m
+    }
+
+    /// A metrics set registered nowhere (for tools and tests).
+    pub fn unregistered() -> Self {
+        Self::register(&mut Registry::default(), &StoreMetrics::default())
+    }
+
+    pub fn dead_lettered(&self, reason: &str) {
+        self.dead_letter
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn batch(&self, outcome: &'static str) {
+        self.batches.get_or_create(&OutcomeLabel { outcome }).inc();
+    }
+
+    pub fn http(&self, code: u16) {
+        self.http_requests.get_or_create(&CodeLabel { code }).inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exports_the_fixed_names() {
+        let mut reg = Registry::default();
+        let store = StoreMetrics::default();
+        let m = Metrics::register(&mut reg, &store);
+        m.dead_lettered("invalid_json");
+        m.batch(outcome::COMMITTED);
+        m.http(200);
+        m.commit_latency.observe(0.01);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &reg).expect("encode");
+        for name in [
+            "fdb_sink_events_received_total",
+            "fdb_sink_events_written_total",
+            "fdb_sink_events_duplicate_total",
+            "fdb_sink_dead_letter_total{reason=\"invalid_json\"}",
+            "fdb_sink_batches_total{outcome=\"committed\"}",
+            "fdb_sink_commit_latency_seconds_bucket",
+            "fdb_sink_transaction_retries_total",
+            "fdb_sink_store_errors_total",
+            "fdb_sink_inflight_batches",
+            "fdb_sink_http_requests_total{code=\"200\"}",
+            "fdb_sink_delivery_missing_events",
+            "fdb_sink_store_up",
+        ] {
+            assert!(text.contains(name), "{name} missing from:\n{text}");
+        }
+    }
+}

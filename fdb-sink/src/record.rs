@@ -1,0 +1,506 @@
+//! The audit record: a `file-event/1` line plus the Kubernetes fields Vector
+//! adds, validated strictly. Every line ends up either as an [`AuditRecord`]
+//! or as a [`DeadLetter`] with a stable reason code; nothing is dropped.
+//!
+//! The stored record is the event's own JSON with the Kubernetes fields next
+//! to it (and `metadata_truncated: true` when metadata had to be cut), so a
+//! stored record is itself a valid ingest line: exporting and re-importing
+//! reproduces it.
+
+use std::collections::BTreeMap;
+
+use file_event::{FileEvent, ParseError, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use crate::keys::Keys;
+use crate::store::limits::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
+
+/// Longest id (tenant, user, session, monitor, event).
+pub const MAX_ID_LEN: usize = 128;
+
+/// The Kubernetes attribution Vector's `kubernetes_logs` source adds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct K8sFields {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_uid: Option<String>,
+}
+
+/// One stored audit record (the value under `audit_logs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    #[serde(flatten)]
+    pub event: FileEvent,
+    #[serde(flatten)]
+    pub k8s: K8sFields,
+    /// True when metadata entries were removed to fit the value size limit.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub metadata_truncated: bool,
+}
+
+impl AuditRecord {
+    /// Decodes a stored value.
+    pub fn from_json(value: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(value)
+    }
+
+    pub fn tenant(&self) -> &str {
+        self.event.tenant_id.as_deref().unwrap_or_default()
+    }
+    pub fn user(&self) -> &str {
+        self.event.user_id.as_deref().unwrap_or_default()
+    }
+    pub fn session(&self) -> &str {
+        self.event.session_id.as_deref().unwrap_or_default()
+    }
+}
+
+/// A validated record, ready to write: its value is already encoded.
+#[derive(Debug, Clone)]
+pub struct ValidRecord {
+    pub tenant: String,
+    pub user: String,
+    pub session: String,
+    pub monitor_id: String,
+    pub event_id: String,
+    pub seq: u64,
+    pub ts_ns: i64,
+    pub event_type: &'static str,
+    /// Paths to index under `by_path`: the path, plus `from` for a move.
+    pub paths: Vec<String>,
+    pub checksum: Option<String>,
+    /// The JSON of the [`AuditRecord`].
+    pub value: Vec<u8>,
+    pub metadata_truncated: bool,
+}
+
+/// A line that could not become a record, with why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// Stable reason code (also the `reason` label of
+    /// `fdb_sink_dead_letter_total`).
+    pub reason: String,
+    /// Human-readable explanation.
+    pub detail: String,
+    /// The line as received (lossy UTF-8), cut to fit the value limit.
+    pub raw: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub raw_truncated: bool,
+    /// Size of the raw line in bytes.
+    pub raw_len: usize,
+    /// When the sink received it (RFC 3339).
+    pub received_at: String,
+    /// Key time: the line's own `timestamp` when it has one, else `received_at`.
+    #[serde(skip)]
+    pub ts_ns: i64,
+    /// Key id: a hash of the raw bytes, so a redelivered line lands on the same key.
+    #[serde(skip)]
+    pub id: String,
+}
+
+/// Stable dead-letter reason codes.
+pub mod reason {
+    /// The line is not valid UTF-8.
+    pub const INVALID_UTF8: &str = "invalid_utf8";
+    /// The line is not a JSON object.
+    pub const INVALID_JSON: &str = "invalid_json";
+    /// The collector (Vector's VRL) marked the line `dead_letter`.
+    pub const UPSTREAM: &str = "upstream_dead_letter";
+    /// `schema` is not `file-event/1`.
+    pub const SCHEMA: &str = "bad_schema";
+    /// A required field is absent.
+    pub const MISSING_FIELD: &str = "missing_field";
+    /// `tenant_id`, `user_id` or `session_id` is absent.
+    pub const MISSING_ATTRIBUTION: &str = "missing_attribution";
+    /// An id is not 1–128 chars of `[A-Za-z0-9._:@-]`.
+    pub const BAD_ID: &str = "bad_id";
+    /// `timestamp` is not RFC 3339.
+    pub const BAD_TIMESTAMP: &str = "bad_timestamp";
+    /// `timestamp` is before 1970 or after 2262 (not representable as i64 ns).
+    pub const TIMESTAMP_RANGE: &str = "timestamp_out_of_range";
+    /// `event_type` is not one of create/update/delete/move/access.
+    pub const UNKNOWN_EVENT_TYPE: &str = "unknown_event_type";
+    /// A field has the wrong type or value.
+    pub const BAD_FIELD: &str = "bad_field";
+    /// A key built from the event would exceed 10 kB.
+    pub const KEY_TOO_LARGE: &str = "key_too_large";
+    /// The record exceeds 100 kB even without metadata.
+    pub const VALUE_TOO_LARGE: &str = "value_too_large";
+
+    pub const ALL: [&str; 13] = [
+        INVALID_UTF8,
+        INVALID_JSON,
+        UPSTREAM,
+        SCHEMA,
+        MISSING_FIELD,
+        MISSING_ATTRIBUTION,
+        BAD_ID,
+        BAD_TIMESTAMP,
+        TIMESTAMP_RANGE,
+        UNKNOWN_EVENT_TYPE,
+        BAD_FIELD,
+        KEY_TOO_LARGE,
+        VALUE_TOO_LARGE,
+    ];
+}
+
+/// The outcome of validating one line.
+#[derive(Debug, Clone)]
+pub enum Item {
+    Record(Box<ValidRecord>),
+    DeadLetter(DeadLetter),
+}
+
+/// Fields read besides the event itself; everything else is ignored.
+#[derive(Deserialize, Default)]
+struct Extras {
+    #[serde(flatten)]
+    k8s: K8sFields,
+    #[serde(default)]
+    dead_letter: Option<serde_json::Value>,
+    #[serde(default)]
+    reason: Option<serde_json::Value>,
+    #[serde(default)]
+    timestamp: Option<serde_json::Value>,
+}
+
+/// True when `s` is a valid id: 1–128 chars of `[A-Za-z0-9._:@-]`.
+pub fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_ID_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'@' | b'-'))
+}
+
+/// Validates one line (without its newline). `received_ns` is the receipt
+/// time, used for dead letters that carry no timestamp of their own.
+pub fn validate_line(keys: &Keys, line: &[u8], received_ns: i64) -> Item {
+    match validate(keys, line) {
+        Ok(r) => Item::Record(Box::new(r)),
+        Err((reason, detail, ts)) => Item::DeadLetter(dead_letter(
+            line,
+            reason,
+            detail,
+            ts.unwrap_or(received_ns),
+            received_ns,
+        )),
+    }
+}
+
+type Reject = (&'static str, String, Option<i64>);
+
+fn validate(keys: &Keys, line: &[u8]) -> Result<ValidRecord, Reject> {
+    let text =
+        std::str::from_utf8(line).map_err(|e| (reason::INVALID_UTF8, e.to_string(), None))?;
+    let extras: Extras = serde_json::from_str(text).map_err(|e| {
+        (
+            reason::INVALID_JSON,
+            format!("not a JSON object: {e}"),
+            None,
+        )
+    })?;
+    let own_ts = extras
+        .timestamp
+        .as_ref()
+        .and_then(|v| v.as_str())
+        .and_then(|s| Timestamp::parse(s).ok())
+        .and_then(|t| i64::try_from(t.unix_nanos()).ok());
+    if is_marked(&extras.dead_letter) {
+        let why = match &extras.reason {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(v) => v.to_string(),
+            None => "marked dead_letter by the collector".into(),
+        };
+        return Err((reason::UPSTREAM, why, own_ts));
+    }
+    let event = match serde_json::from_str::<FileEvent>(text) {
+        Ok(ev) => ev,
+        Err(e) => return Err(diagnose(text, e, own_ts)),
+    };
+    event
+        .check()
+        .map_err(|e| (check_reason(&e), e.to_string(), own_ts))?;
+    let ts_ns = i64::try_from(event.timestamp.unix_nanos())
+        .ok()
+        .filter(|n| *n >= 0)
+        .ok_or_else(|| {
+            (
+                reason::TIMESTAMP_RANGE,
+                format!("timestamp {} is outside 1970..2262", event.timestamp),
+                None,
+            )
+        })?;
+    let mut ids = Vec::with_capacity(3);
+    for (name, v) in [
+        ("tenant_id", &event.tenant_id),
+        ("user_id", &event.user_id),
+        ("session_id", &event.session_id),
+    ] {
+        match v {
+            None => {
+                return Err((
+                    reason::MISSING_ATTRIBUTION,
+                    format!("`{name}` is required"),
+                    Some(ts_ns),
+                ))
+            }
+            Some(s) if !valid_id(s) => {
+                return Err((
+                    reason::BAD_ID,
+                    format!(
+                        "`{name}` {:?} is not 1-128 chars of [A-Za-z0-9._:@-]",
+                        truncate_str(s, 200)
+                    ),
+                    Some(ts_ns),
+                ))
+            }
+            Some(s) => ids.push(s.clone()),
+        }
+    }
+    let [tenant, user, session]: [String; 3] = ids
+        .try_into()
+        .map_err(|_| (reason::BAD_FIELD, "ids".to_string(), Some(ts_ns)))?;
+    if let Some(c) = &event.checksum {
+        if c.is_empty() || c.len() > 200 {
+            return Err((
+                reason::BAD_FIELD,
+                "`checksum` must be 1-200 chars".into(),
+                Some(ts_ns),
+            ));
+        }
+    }
+    let event_id = event.event_id.to_string();
+    let monitor_id = event.monitor_id.to_string();
+    let mut paths = vec![event.path.clone()];
+    if let Some(from) = &event.from {
+        if *from != event.path {
+            paths.push(from.clone());
+        }
+    }
+    // Keys that embed the path must fit FoundationDB's key limit.
+    let longest = paths.iter().map(String::len).max().unwrap_or(0);
+    let probe = "x".repeat(longest);
+    let key_len = keys.by_path(&tenant, &probe, ts_ns, &event_id).len().max(
+        keys.by_checksum(&tenant, event.checksum.as_deref().unwrap_or(""), &probe)
+            .len(),
+    );
+    if key_len > MAX_KEY_BYTES {
+        return Err((
+            reason::KEY_TOO_LARGE,
+            format!("a path of {longest} bytes makes a {key_len}-byte key (limit {MAX_KEY_BYTES})"),
+            Some(ts_ns),
+        ));
+    }
+    let checksum = event.checksum.clone();
+    let seq = event.seq;
+    let event_type = event.event_type.as_str();
+    let mut record = AuditRecord {
+        event,
+        k8s: extras.k8s,
+        metadata_truncated: false,
+    };
+    let value = encode_fitting(&mut record).map_err(|size| {
+        (
+            reason::VALUE_TOO_LARGE,
+            format!("the record is {size} bytes without metadata (limit {MAX_VALUE_BYTES})"),
+            Some(ts_ns),
+        )
+    })?;
+    Ok(ValidRecord {
+        tenant,
+        user,
+        session,
+        monitor_id,
+        event_id,
+        seq,
+        ts_ns,
+        event_type,
+        paths,
+        checksum,
+        value,
+        metadata_truncated: record.metadata_truncated,
+    })
+}
+
+fn is_marked(v: &Option<serde_json::Value>) -> bool {
+    match v {
+        None | Some(serde_json::Value::Null) | Some(serde_json::Value::Bool(false)) => false,
+        Some(_) => true,
+    }
+}
+
+/// Serialises the record, removing the largest metadata entries until it fits.
+/// `Err(size)` when it does not fit even without metadata.
+fn encode_fitting(record: &mut AuditRecord) -> Result<Vec<u8>, usize> {
+    let value = to_json(record);
+    if value.len() <= MAX_VALUE_BYTES {
+        return Ok(value);
+    }
+    let mut sized: Vec<(usize, String)> = record
+        .event
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.len() + v.to_string().len(), k.clone()))
+        .collect();
+    sized.sort();
+    record.metadata_truncated = true;
+    let mut value = to_json(record);
+    while value.len() > MAX_VALUE_BYTES {
+        let Some((_, k)) = sized.pop() else {
+            return Err(value.len());
+        };
+        record.event.metadata.remove(&k);
+        value = to_json(record);
+    }
+    Ok(value)
+}
+
+fn to_json(record: &AuditRecord) -> Vec<u8> {
+    // Strings, numbers and string-keyed maps only: serialisation cannot fail.
+    serde_json::to_vec(record).unwrap_or_default()
+}
+
+fn check_reason(e: &ParseError) -> &'static str {
+    match e {
+        ParseError::Schema(_) => reason::SCHEMA,
+        ParseError::UnknownEventType(_) => reason::UNKNOWN_EVENT_TYPE,
+        _ => reason::BAD_FIELD,
+    }
+}
+
+/// Explains why a JSON object is not a `file-event/1`, field by field.
+fn diagnose(text: &str, err: serde_json::Error, own_ts: Option<i64>) -> Reject {
+    let obj: BTreeMap<String, serde_json::Value> = match serde_json::from_str(text) {
+        Ok(o) => o,
+        Err(_) => return (reason::INVALID_JSON, err.to_string(), own_ts),
+    };
+    match obj.get("schema").and_then(|v| v.as_str()) {
+        Some(file_event::SCHEMA) => {}
+        Some(other) => {
+            return (
+                reason::SCHEMA,
+                format!("schema is {other:?}, expected {:?}", file_event::SCHEMA),
+                own_ts,
+            )
+        }
+        None => {
+            return (
+                reason::SCHEMA,
+                "no `schema` field: not a file-event/1 line".into(),
+                own_ts,
+            )
+        }
+    }
+    for field in [
+        "event_id",
+        "monitor_id",
+        "seq",
+        "timestamp",
+        "event_type",
+        "kind",
+        "path",
+    ] {
+        if !obj.contains_key(field) {
+            return (
+                reason::MISSING_FIELD,
+                format!("missing field `{field}`"),
+                own_ts,
+            );
+        }
+    }
+    match obj.get("timestamp").and_then(|v| v.as_str()) {
+        Some(s) if Timestamp::parse(s).is_ok() => {}
+        _ => {
+            return (
+                reason::BAD_TIMESTAMP,
+                format!("`timestamp` is not RFC 3339: {}", obj["timestamp"]),
+                own_ts,
+            )
+        }
+    }
+    if let Some(t) = obj.get("event_type").and_then(|v| v.as_str()) {
+        if t.parse::<file_event::EventType>().is_err() {
+            return (
+                reason::UNKNOWN_EVENT_TYPE,
+                format!("unknown event_type {t:?} (expected create, update, delete, move, access)"),
+                own_ts,
+            );
+        }
+    }
+    for field in ["event_id", "monitor_id"] {
+        let ok = obj
+            .get(field)
+            .and_then(|v| v.as_str())
+            .is_some_and(|s| uuid::Uuid::parse_str(s).is_ok());
+        if !ok {
+            return (
+                reason::BAD_ID,
+                format!("`{field}` must be a UUID, got {}", obj[field]),
+                own_ts,
+            );
+        }
+    }
+    (reason::BAD_FIELD, err.to_string(), own_ts)
+}
+
+fn truncate_str(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Builds the dead letter for a raw line.
+pub fn dead_letter(
+    line: &[u8],
+    reason: &str,
+    detail: String,
+    ts_ns: i64,
+    received_ns: i64,
+) -> DeadLetter {
+    let lossy = String::from_utf8_lossy(line);
+    let received_at = Timestamp::from_unix_nanos(i128::from(received_ns))
+        .unwrap_or_else(Timestamp::now)
+        .to_string();
+    let mut dl = DeadLetter {
+        reason: reason.to_owned(),
+        detail: truncate_str(&detail, 2_000).to_owned(),
+        raw: lossy.clone().into_owned(),
+        raw_truncated: false,
+        raw_len: line.len(),
+        received_at,
+        ts_ns,
+        id: blake3::hash(line).to_hex()[..32].to_owned(),
+    };
+    // Cut the raw text until the stored value fits (escaping can grow it).
+    let mut budget = MAX_VALUE_BYTES - 4_000;
+    while dl.to_json().len() > MAX_VALUE_BYTES {
+        dl.raw = truncate_str(&lossy, budget).to_owned();
+        dl.raw_truncated = true;
+        budget /= 2;
+    }
+    dl
+}
+
+impl DeadLetter {
+    /// The stored value.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,207 @@
+use super::*;
+
+fn line(over: serde_json::Value) -> String {
+    let mut base = serde_json::json!({
+        "schema": "file-event/1",
+        "event_id": "019abcde-0000-7000-8000-000000000001",
+        "monitor_id": "6f1c2a3e-1111-4222-8333-444455556666",
+        "seq": 1,
+        "timestamp": "2026-11-26T18:00:00.000000001Z",
+        "event_type": "create",
+        "kind": "file",
+        "path": "test.txt",
+        "tenant_id": "acme",
+        "user_id": "alice",
+        "session_id": "s-1",
+        "metadata": {}
+    });
+    if let (Some(b), Some(o)) = (base.as_object_mut(), over.as_object()) {
+        for (k, v) in o {
+            if v.is_null() {
+                b.remove(k);
+            } else {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    base.to_string()
+}
+
+fn check(l: &str) -> Item {
+    validate_line(&Keys::default(), l.as_bytes(), 1_000)
+}
+
+fn reason_of(l: &str) -> String {
+    match check(l) {
+        Item::DeadLetter(d) => d.reason,
+        Item::Record(r) => panic!("expected a dead letter, got record {}", r.event_id),
+    }
+}
+
+#[test]
+fn a_valid_line_becomes_a_record_with_kubernetes_fields() {
+    let l = line(serde_json::json!({
+        "namespace": "ide", "pod_name": "ws-1", "cluster_name": "eu1",
+        "node_name": "n1", "container_name": "monitor", "pod_uid": "u-1",
+        "host": "vm", "source_type": "kubernetes_logs"
+    }));
+    let Item::Record(r) = check(&l) else {
+        panic!("rejected")
+    };
+    assert_eq!(
+        (r.tenant.as_str(), r.user.as_str(), r.session.as_str()),
+        ("acme", "alice", "s-1")
+    );
+    assert_eq!(r.ts_ns, 1_795_716_000_000_000_001);
+    let rec = AuditRecord::from_json(&r.value).expect("stored value decodes");
+    assert_eq!(rec.k8s.namespace.as_deref(), Some("ide"));
+    assert_eq!(rec.k8s.pod_uid.as_deref(), Some("u-1"));
+    assert!(!rec.metadata_truncated);
+    // The stored record is itself a valid ingest line (export → import).
+    let again = validate_line(&Keys::default(), &r.value, 0);
+    let Item::Record(r2) = again else {
+        panic!("stored record is not re-importable")
+    };
+    assert_eq!(r2.value, r.value);
+}
+
+#[test]
+fn ids_follow_the_documented_alphabet() {
+    for ok in [
+        "a",
+        "acme-corp_1.x:y@z",
+        &"x".repeat(128),
+        "019abcde-0000-7000-8000-000000000001",
+    ] {
+        assert!(valid_id(ok), "{ok}");
+    }
+    for bad in ["", "a b", "a/b", "é", &"x".repeat(129), "a\0"] {
+        assert!(!valid_id(bad), "{bad:?}");
+    }
+    assert_eq!(
+        reason_of(&line(serde_json::json!({"tenant_id": "a/b"}))),
+        reason::BAD_ID
+    );
+    assert_eq!(
+        reason_of(&line(serde_json::json!({"user_id": "x".repeat(129)}))),
+        reason::BAD_ID
+    );
+    assert_eq!(
+        reason_of(&line(serde_json::json!({"session_id": null}))),
+        reason::MISSING_ATTRIBUTION
+    );
+    assert_eq!(
+        reason_of(&line(serde_json::json!({"event_id": "nope"}))),
+        reason::BAD_ID
+    );
+}
+
+#[test]
+fn each_failure_has_its_reason() {
+    assert_eq!(reason_of("not json"), reason::INVALID_JSON);
+    assert_eq!(reason_of("[1,2]"), reason::INVALID_JSON);
+    let bad_utf8 = validate_line(&Keys::default(), b"{\"a\":\"\xff\"}", 0);
+    assert!(matches!(bad_utf8, Item::DeadLetter(d) if d.reason == reason::INVALID_UTF8));
+    assert_eq!(
+        reason_of(&line(serde_json::json!({"schema": "file-event/2"}))),
+        reason::SCHEMA
+    );
+    assert_eq!(reason_of(r#"{"hello":"world"}"#), reason::SCHEMA);
+    assert_eq!(
+        reason_of(&line(serde_json::json!({"event_type": "explode"}))),
+        reason::UNKNOWN_EVENT_TYPE
+    );
+    assert_eq!(
+        reason_of(&line(serde_json::json!({"timestamp": "yesterday"}))),
+        reason::BAD_TIMESTAMP
+    );
+    assert_eq!(
+        reason_of(&line(
+            serde_json::json!({"timestamp": "1960-01-01T00:00:00Z"})
+        )),
+        reason::TIMESTAMP_RANGE
+    );
+    assert_eq!(
+        reason_of(&line(serde_json::json!({"path": null}))),
+        reason::MISSING_FIELD
+    );
+    assert_eq!(
+        reason_of(&line(serde_json::json!({"seq": 0}))),
+        reason::BAD_FIELD
+    );
+    assert_eq!(
+        reason_of(&line(serde_json::json!({"event_type": "move"}))),
+        reason::BAD_FIELD,
+        "a move without from/to"
+    );
+    assert_eq!(
+        reason_of(&line(serde_json::json!({"path": "p".repeat(20_000)}))),
+        reason::KEY_TOO_LARGE
+    );
+}
+
+#[test]
+fn lines_the_collector_marked_are_dead_lettered_with_its_reason_and_time() {
+    // What the VRL produces for a line that is not JSON (see the Vector fixtures).
+    let l = r#"{"dead_letter":true,"host":"vm","message":"not a json line at all","reason":"unable to parse json","source_type":"stdin","timestamp":"2026-11-26T18:23:12.852501709Z"}"#;
+    let Item::DeadLetter(d) = check(l) else {
+        panic!("accepted")
+    };
+    assert_eq!(d.reason, reason::UPSTREAM);
+    assert_eq!(d.detail, "unable to parse json");
+    assert_eq!(d.raw, l);
+    assert_eq!(
+        d.ts_ns, 1_795_717_392_852_501_709,
+        "keyed by the collector's timestamp"
+    );
+    // A redelivery lands on the same key.
+    let Item::DeadLetter(d2) = validate_line(&Keys::default(), l.as_bytes(), 99) else {
+        panic!("accepted")
+    };
+    assert_eq!((d.ts_ns, &d.id), (d2.ts_ns, &d2.id));
+    // Without a timestamp, the receipt time is used.
+    assert!(matches!(check("garbage"), Item::DeadLetter(d) if d.ts_ns == 1_000));
+}
+
+#[test]
+fn oversize_metadata_is_truncated_and_flagged_never_dropped() {
+    let l = line(serde_json::json!({"metadata": {
+        "small": "kept",
+        "huge": "x".repeat(150_000),
+    }}));
+    let Item::Record(r) = check(&l) else {
+        panic!("an oversize record must be stored")
+    };
+    assert!(r.metadata_truncated);
+    assert!(r.value.len() <= MAX_VALUE_BYTES);
+    let rec = AuditRecord::from_json(&r.value).expect("decodes");
+    assert!(rec.metadata_truncated);
+    assert_eq!(
+        rec.event.metadata.get("small"),
+        Some(&serde_json::json!("kept"))
+    );
+    assert!(!rec.event.metadata.contains_key("huge"));
+}
+
+#[test]
+fn oversize_dead_letters_are_cut_to_fit() {
+    let raw = format!("not json {}", "\u{1}".repeat(200_000));
+    let Item::DeadLetter(d) = check(&raw) else {
+        panic!("accepted")
+    };
+    assert!(d.raw_truncated);
+    assert_eq!(d.raw_len, raw.len());
+    assert!(d.to_json().len() <= MAX_VALUE_BYTES);
+}
+
+#[test]
+fn moves_index_both_ends() {
+    let l = line(
+        serde_json::json!({"event_type": "move", "from": "a.txt", "to": "b.txt", "path": "b.txt"}),
+    );
+    let Item::Record(r) = check(&l) else {
+        panic!("rejected")
+    };
+    assert_eq!(r.paths, vec!["b.txt".to_string(), "a.txt".to_string()]);
+    assert_eq!(r.event_type, "move");
+}

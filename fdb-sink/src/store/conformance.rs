@@ -1,0 +1,407 @@
+//! One conformance suite for every [`Store`] backend: ordering, range reads
+//! (reverse, limit), read-your-writes, atomic operations, all-or-nothing
+//! commits, limits, and the domain guarantees built on them (idempotent
+//! writes, batches split into transactions).
+//!
+//! Every check works under its own fresh prefix and clears it afterwards, so
+//! the suite can run against a shared FoundationDB cluster. Checks panic with
+//! a message on failure.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::{Store, StoreError, StoreExt};
+use crate::audit::{self, WriteOptions};
+use crate::keys::{decode_i64, decode_u64, Keys};
+use crate::record::{validate_line, Item};
+
+static RUN: AtomicU64 = AtomicU64::new(0);
+
+fn prefix(name: &str) -> Vec<u8> {
+    let n = RUN.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "conformance/{}/{}/{name}/",
+        uuid::Uuid::new_v4().simple(),
+        n
+    )
+    .into_bytes()
+}
+
+fn k(p: &[u8], s: &[u8]) -> Vec<u8> {
+    let mut v = p.to_vec();
+    v.extend_from_slice(s);
+    v
+}
+
+/// The first key after every key starting with `p` (`p` ends in `/`, never 0xff).
+fn end_of(p: &[u8]) -> Vec<u8> {
+    let mut v = p.to_vec();
+    if let Some(last) = v.last_mut() {
+        *last += 1;
+    }
+    v
+}
+
+fn cleanup<S: Store + ?Sized>(store: &S, p: &[u8]) {
+    store
+        .transact(|t| t.clear_range(p, &end_of(p)))
+        .expect("cleanup");
+}
+
+fn clear_keys<S: Store + ?Sized>(store: &S, keys: &Keys) {
+    let r = keys.all();
+    store
+        .transact(|t| t.clear_range(&r.begin, &r.end))
+        .expect("cleanup");
+}
+
+/// Runs every check.
+pub fn run_all<S: Store + ?Sized>(store: &S) {
+    ordering(store);
+    range_reads(store);
+    read_your_writes_and_clear(store);
+    atomic_ops(store);
+    failed_closure_commits_nothing(store);
+    limits_are_enforced(store);
+    concurrent_atomic_adds(store);
+    idempotent_records(store);
+    batches_split_into_transactions(store);
+}
+
+/// Keys come back in byte order, whatever the insertion order.
+pub fn ordering<S: Store + ?Sized>(store: &S) {
+    let p = prefix("ordering");
+    let raw: Vec<&[u8]> = vec![b"b", b"a\xff", b"a", b"\x00", b"a\x00", b"ab", b"\xff\xfe"];
+    store
+        .transact(|t| {
+            for s in &raw {
+                t.set(&k(&p, s), s)?;
+            }
+            Ok(())
+        })
+        .expect("write");
+    let got = store
+        .read(|t| t.get_range(&p, &end_of(&p), 0, false))
+        .expect("read");
+    let mut want: Vec<Vec<u8>> = raw.iter().map(|s| k(&p, s)).collect();
+    want.sort();
+    let keys: Vec<Vec<u8>> = got.iter().map(|(k, _)| k.clone()).collect();
+    assert_eq!(keys, want, "keys must come back in byte order");
+    for (key, v) in &got {
+        assert_eq!(&key[p.len()..], v.as_slice(), "value follows its key");
+    }
+    cleanup(store, &p);
+}
+
+/// Half-open ranges, limit, reverse, empty and inverted ranges.
+pub fn range_reads<S: Store + ?Sized>(store: &S) {
+    let p = prefix("range");
+    store
+        .transact(|t| {
+            for i in 0..20u8 {
+                t.set(&k(&p, &[b'k', i]), &[i])?;
+            }
+            Ok(())
+        })
+        .expect("write");
+    let vals = |begin: u8, end: u8, limit: usize, reverse: bool| -> Vec<u8> {
+        store
+            .read(|t| t.get_range(&k(&p, &[b'k', begin]), &k(&p, &[b'k', end]), limit, reverse))
+            .expect("range")
+            .into_iter()
+            .map(|(_, v)| v[0])
+            .collect()
+    };
+    assert_eq!(vals(3, 7, 0, false), vec![3, 4, 5, 6], "end is exclusive");
+    assert_eq!(vals(3, 7, 0, true), vec![6, 5, 4, 3], "reverse");
+    assert_eq!(vals(3, 7, 2, false), vec![3, 4], "limit");
+    assert_eq!(
+        vals(3, 7, 2, true),
+        vec![6, 5],
+        "limit counts from the end in reverse"
+    );
+    assert_eq!(vals(3, 3, 0, false), Vec::<u8>::new(), "empty range");
+    assert_eq!(
+        vals(7, 3, 0, false),
+        Vec::<u8>::new(),
+        "inverted range is empty"
+    );
+    assert_eq!(vals(0, 20, 100, false).len(), 20, "limit above size");
+    // A range that is a prefix of other keys.
+    let all = store
+        .read(|t| t.get_range(&p, &end_of(&p), 0, false))
+        .expect("all");
+    assert_eq!(all.len(), 20);
+    // get on a missing key.
+    assert_eq!(store.read(|t| t.get(&k(&p, b"nope"))).expect("get"), None);
+    cleanup(store, &p);
+}
+
+/// A transaction sees its own writes; clear and clear_range remove keys.
+pub fn read_your_writes_and_clear<S: Store + ?Sized>(store: &S) {
+    let p = prefix("ryw");
+    store
+        .transact(|t| {
+            t.set(&k(&p, b"a"), b"1")?;
+            assert_eq!(t.get(&k(&p, b"a"))?, Some(b"1".to_vec()), "read own set");
+            t.set(&k(&p, b"a"), b"2")?;
+            assert_eq!(
+                t.get(&k(&p, b"a"))?,
+                Some(b"2".to_vec()),
+                "read own overwrite"
+            );
+            for s in [b"b", b"c", b"d", b"e"] {
+                t.set(&k(&p, s), s)?;
+            }
+            t.clear(&k(&p, b"b"))?;
+            assert_eq!(t.get(&k(&p, b"b"))?, None, "read own clear");
+            let r = t.get_range(&p, &end_of(&p), 0, false)?;
+            assert_eq!(r.len(), 4, "range sees own writes and clears");
+            assert!(t.written_bytes() > 0);
+            Ok(())
+        })
+        .expect("txn");
+    store
+        .transact(|t| t.clear_range(&k(&p, b"c"), &k(&p, b"e")))
+        .expect("clear_range");
+    let left: Vec<Vec<u8>> = store
+        .read(|t| t.get_range(&p, &end_of(&p), 0, false))
+        .expect("read")
+        .into_iter()
+        .map(|(key, _)| key[p.len()..].to_vec())
+        .collect();
+    assert_eq!(
+        left,
+        vec![b"a".to_vec(), b"e".to_vec()],
+        "clear_range is half-open"
+    );
+    cleanup(store, &p);
+}
+
+/// ADD, MAX and MIN behave like FoundationDB's, including on missing keys.
+pub fn atomic_ops<S: Store + ?Sized>(store: &S) {
+    let p = prefix("atomic");
+    let (c, mx, mn) = (k(&p, b"count"), k(&p, b"max"), k(&p, b"min"));
+    store
+        .transact(|t| {
+            t.atomic_add(&c, 5)?;
+            t.atomic_add(&c, -2)?;
+            t.atomic_max(&mx, 10)?;
+            t.atomic_max(&mx, 3)?;
+            t.atomic_min(&mn, 10)?;
+            t.atomic_min(&mn, 30)?;
+            Ok(())
+        })
+        .expect("atomics");
+    store
+        .transact(|t| {
+            t.atomic_add(&c, 1)?;
+            t.atomic_max(&mx, u64::MAX - 1)?;
+            t.atomic_min(&mn, 7)?;
+            Ok(())
+        })
+        .expect("atomics 2");
+    let (cv, mxv, mnv) = store
+        .read(|t| Ok((t.get(&c)?, t.get(&mx)?, t.get(&mn)?)))
+        .expect("read");
+    assert_eq!(cv.as_deref().map(decode_i64), Some(4), "ADD sums");
+    assert_eq!(cv.map(|v| v.len()), Some(8), "ADD stores 8 bytes");
+    assert_eq!(
+        mxv.as_deref().map(decode_u64),
+        Some(u64::MAX - 1),
+        "MAX is unsigned"
+    );
+    assert_eq!(mnv.as_deref().map(decode_u64), Some(7), "MIN");
+    // Read-your-writes through an atomic op.
+    let seen = store
+        .transact(|t| {
+            t.atomic_add(&c, 10)?;
+            Ok(t.get(&c)?.as_deref().map(decode_i64))
+        })
+        .expect("ryw atomic");
+    assert_eq!(seen, Some(14), "a transaction reads its own ADD");
+    cleanup(store, &p);
+}
+
+/// An error from the closure aborts the transaction: nothing is written.
+pub fn failed_closure_commits_nothing<S: Store + ?Sized>(store: &S) {
+    let p = prefix("abort");
+    let r: Result<(), StoreError> = store.transact(|t| {
+        t.set(&k(&p, b"x"), b"1")?;
+        t.atomic_add(&k(&p, b"n"), 1)?;
+        Err(StoreError::Internal("abort on purpose".into()))
+    });
+    assert!(r.is_err());
+    let got = store
+        .read(|t| t.get_range(&p, &end_of(&p), 0, false))
+        .expect("read");
+    assert!(
+        got.is_empty(),
+        "aborted writes must not be visible: {got:?}"
+    );
+}
+
+/// Keys over 10 kB and values over 100 kB are refused.
+pub fn limits_are_enforced<S: Store + ?Sized>(store: &S) {
+    let p = prefix("limits");
+    let big_key = k(&p, &vec![b'k'; super::limits::MAX_KEY_BYTES + 1]);
+    let r = store.transact(|t| t.set(&big_key, b"v"));
+    assert!(r.is_err(), "oversize key accepted");
+    let r = store.transact(|t| t.set(&k(&p, b"v"), &vec![0u8; super::limits::MAX_VALUE_BYTES + 1]));
+    assert!(r.is_err(), "oversize value accepted");
+    store
+        .transact(|t| t.set(&k(&p, b"ok"), &vec![0u8; super::limits::MAX_VALUE_BYTES]))
+        .expect("a value at the limit is fine");
+    cleanup(store, &p);
+}
+
+/// Concurrent ADDs from several threads are all counted.
+pub fn concurrent_atomic_adds<S: Store + ?Sized>(store: &S) {
+    let p = prefix("concurrent");
+    let c = k(&p, b"n");
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..25 {
+                    store.transact(|t| t.atomic_add(&c, 1)).expect("add");
+                }
+            });
+        }
+    });
+    let v = store.read(|t| t.get(&c)).expect("read");
+    assert_eq!(v.as_deref().map(decode_i64), Some(100));
+    cleanup(store, &p);
+}
+
+/// A test event line.
+pub fn event_line(monitor: &str, seq: u64, session: &str, path: &str) -> String {
+    serde_json::json!({
+        "schema": "file-event/1",
+        "event_id": uuid::Uuid::now_v7().to_string(),
+        "monitor_id": monitor,
+        "seq": seq,
+        "timestamp": format!("2026-11-26T18:00:{:02}.{:09}Z", seq % 60, seq),
+        "event_type": if seq % 2 == 0 { "update" } else { "create" },
+        "kind": "file",
+        "path": path,
+        "size": seq,
+        "checksum": format!("sha256:{:064x}", seq % 3),
+        "tenant_id": "acme",
+        "user_id": "alice",
+        "session_id": session,
+        "metadata": {"k": "v"},
+    })
+    .to_string()
+}
+
+fn items(keys: &Keys, lines: &[String]) -> Vec<Item> {
+    lines
+        .iter()
+        .map(|l| validate_line(keys, l.as_bytes(), 0))
+        .collect()
+}
+
+/// The same records written twice are stored and counted once.
+pub fn idempotent_records<S: Store + ?Sized>(store: &S) {
+    let p = prefix("idem");
+    let root = String::from_utf8_lossy(&p).into_owned();
+    let keys = Keys::new(&root);
+    let monitor = uuid::Uuid::new_v4().to_string();
+    let lines: Vec<String> = (1..=10)
+        .map(|i| event_line(&monitor, i, "s-1", &format!("f{}.txt", i % 4)))
+        .collect();
+    let mut batch = items(&keys, &lines);
+    // A duplicate inside the batch, too.
+    batch.push(batch[0].clone());
+    let first = audit::write_items(store, &keys, &batch, WriteOptions::default()).expect("first");
+    assert_eq!((first.written, first.duplicates), (10, 1));
+    let again = audit::write_items(store, &keys, &batch, WriteOptions::default()).expect("again");
+    assert_eq!((again.written, again.duplicates), (0, 11));
+    let (records, summary, mon, history) = store
+        .read(|t| {
+            Ok((
+                audit::session_records(t, &keys, "acme", "alice", "s-1", None, 0)?,
+                audit::session_summary(t, &keys, "acme", "alice", "s-1")?,
+                audit::monitor(t, &keys, &monitor)?,
+                audit::path_history(t, &keys, "acme", "f1.txt", 0, false)?,
+            ))
+        })
+        .expect("read");
+    assert_eq!(records.len(), 10, "one copy of each record");
+    assert!(
+        records.windows(2).all(|w| w[0].key.ts_ns <= w[1].key.ts_ns),
+        "time-ordered"
+    );
+    let summary = summary.expect("session row");
+    assert_eq!(summary.events, 10, "session counted once");
+    assert_eq!(summary.by_type.get("create"), Some(&5));
+    assert_eq!(summary.by_type.get("update"), Some(&5));
+    assert_eq!(summary.first_ns, records[0].key.ts_ns as u64);
+    assert_eq!(summary.last_ns, records[9].key.ts_ns as u64);
+    let mon = mon.expect("monitor row");
+    assert_eq!(
+        (mon.received, mon.max_seq, mon.tenant.as_str()),
+        (10, 10, "acme")
+    );
+    assert_eq!(history.len(), 3, "f1.txt touched by seq 1, 5, 9");
+    let dups = store
+        .read(|t| audit::checksum_paths(t, &keys, "acme", &format!("sha256:{:064x}", 1), 0))
+        .expect("checksum");
+    assert!(!dups.is_empty(), "by_checksum index maintained");
+    // Pagination by cursor resumes strictly after the last key.
+    let page1 = store
+        .read(|t| audit::session_records(t, &keys, "acme", "alice", "s-1", None, 4))
+        .expect("page1");
+    let page2 = store
+        .read(|t| {
+            audit::session_records(
+                t,
+                &keys,
+                "acme",
+                "alice",
+                "s-1",
+                Some(&page1[3].raw_key),
+                100,
+            )
+        })
+        .expect("page2");
+    assert_eq!(page1.len() + page2.len(), 10);
+    assert!(page2[0].raw_key > page1[3].raw_key);
+    cleanup(store, &p);
+}
+
+/// A batch larger than the transaction target is committed as several
+/// transactions, and every record lands once.
+pub fn batches_split_into_transactions<S: Store + ?Sized>(store: &S) {
+    let p = prefix("split");
+    let root = String::from_utf8_lossy(&p).into_owned();
+    let keys = Keys::new(&root);
+    let monitor = uuid::Uuid::new_v4().to_string();
+    let lines: Vec<String> = (1..=200)
+        .map(|i| event_line(&monitor, i, "s-2", &format!("dir/{i}.bin")))
+        .collect();
+    let mut batch = items(&keys, &lines);
+    batch.push(validate_line(&keys, b"not json", 0));
+    let opts = WriteOptions {
+        target_txn_bytes: 20_000,
+    };
+    let s = audit::write_items(store, &keys, &batch, opts).expect("write");
+    assert!(
+        s.transactions >= 5,
+        "expected several transactions, got {s:?}"
+    );
+    assert_eq!((s.written, s.dead_lettered), (200, 1));
+    let (n, mon, dl) = store
+        .read(|t| {
+            Ok((
+                audit::count_in(t, &keys.audit_logs_session("acme", "alice", "s-2"))?,
+                audit::monitor(t, &keys, &monitor)?,
+                audit::dead_letters(t, &keys, 0)?,
+            ))
+        })
+        .expect("read");
+    assert_eq!(n, 200);
+    assert_eq!(mon.map(|m| m.received), Some(200));
+    assert_eq!(dl.len(), 1);
+    assert_eq!(dl[0].letter.reason, crate::record::reason::INVALID_JSON);
+    clear_keys(store, &keys);
+}

@@ -1,0 +1,295 @@
+//! The FoundationDB backend (cargo feature `fdb`, client API 7.3).
+//!
+//! The client network thread is started once per process. Each transaction
+//! runs the caller's closure, commits, and on a retryable error (conflict,
+//! `commit_unknown_result`, `transaction_too_old`, …) lets the client's
+//! `on_error` back off and runs the closure again; the sink's writes are
+//! idempotent, so a retry after an unknown commit result is safe. Every
+//! transaction has a 5 s timeout, FoundationDB's own transaction lifetime, so
+//! an unreachable cluster surfaces as an error instead of a hang.
+//!
+//! The trait is synchronous: the client's futures are resolved by its network
+//! thread and awaited here with `futures::executor::block_on`; async callers
+//! run store calls in `spawn_blocking`.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use foundationdb::options::{MutationType, StreamingMode, TransactionOption};
+use foundationdb::{Database, FdbError, RangeOption, Transaction};
+use futures::executor::block_on;
+
+use super::{check_sizes, Kv, ReadTxn, Store, StoreError, StoreMetrics, Txn};
+
+/// Attempts per transaction before giving up (each retry backs off).
+const MAX_ATTEMPTS: u32 = 20;
+/// Per-transaction timeout in milliseconds.
+const TIMEOUT_MS: i32 = 5_000;
+
+static NETWORK: OnceLock<Result<(), String>> = OnceLock::new();
+
+/// Starts the FoundationDB client network thread once per process.
+fn boot_network() -> Result<(), StoreError> {
+    NETWORK
+        .get_or_init(|| {
+            let builder = foundationdb::api::FdbApiBuilder::default()
+                .build()
+                .map_err(|e| format!("selecting the FoundationDB API version: {e}"))?;
+            // SAFETY: `boot` must be called at most once per process and the
+            // network must not be stopped while clients use it. The OnceLock
+            // guarantees the single call, and the guard is leaked so the
+            // network runs until the process exits.
+            #[allow(unsafe_code)]
+            let guard = unsafe { builder.boot() }
+                .map_err(|e| format!("starting the FoundationDB network: {e}"))?;
+            std::mem::forget(guard);
+            Ok(())
+        })
+        .clone()
+        .map_err(StoreError::Config)
+}
+
+/// A FoundationDB cluster.
+pub struct FdbStore {
+    db: Database,
+    cluster_file: String,
+    metrics: StoreMetrics,
+}
+
+impl FdbStore {
+    /// Connects using `cluster_file` (resolved by the caller, see
+    /// [`super::resolve_cluster_file`]).
+    pub fn open(cluster_file: &Path) -> Result<Self, StoreError> {
+        boot_network()?;
+        let path = cluster_file.to_string_lossy().into_owned();
+        if !cluster_file.exists() {
+            return Err(StoreError::Config(format!(
+                "FoundationDB cluster file {path} does not exist (set --store fdb:<file> or FDB_CLUSTER_FILE)"
+            )));
+        }
+        let db = Database::new(Some(&path)).map_err(StoreError::Fdb)?;
+        Ok(FdbStore {
+            db,
+            cluster_file: path,
+            metrics: StoreMetrics::default(),
+        })
+    }
+
+    fn new_trx(&self) -> Result<Transaction, StoreError> {
+        let trx = self.db.create_trx().map_err(StoreError::Fdb)?;
+        trx.set_option(TransactionOption::Timeout(TIMEOUT_MS))
+            .map_err(StoreError::Fdb)?;
+        Ok(trx)
+    }
+
+    /// Hands a retryable error to the client's backoff; returns the reset
+    /// transaction, or the error when it is not retryable.
+    fn retry(
+        &self,
+        trx: Transaction,
+        err: FdbError,
+        attempts: u32,
+    ) -> Result<Transaction, StoreError> {
+        if attempts >= MAX_ATTEMPTS {
+            return Err(StoreError::RetriesExhausted {
+                attempts,
+                last: Box::new(StoreError::Fdb(err)),
+            });
+        }
+        let trx = block_on(trx.on_error(err)).map_err(StoreError::Fdb)?;
+        self.metrics.retries.inc();
+        tracing::debug!(code = err.code(), error = %err, attempts, "retrying FoundationDB transaction");
+        Ok(trx)
+    }
+}
+
+impl Store for FdbStore {
+    fn run_write(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Txn) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut trx = self.new_trx()?;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let res = f(&mut FdbTxn {
+                trx: &trx,
+                written: 0,
+            });
+            match res {
+                Ok(()) => match block_on(trx.commit()) {
+                    Ok(_) => return Ok(()),
+                    Err(commit_err) => {
+                        let err = *commit_err;
+                        if attempts >= MAX_ATTEMPTS {
+                            return Err(StoreError::RetriesExhausted {
+                                attempts,
+                                last: Box::new(StoreError::Fdb(err)),
+                            });
+                        }
+                        trx = block_on(commit_err.on_error()).map_err(StoreError::Fdb)?;
+                        self.metrics.retries.inc();
+                        tracing::debug!(code = err.code(), error = %err, attempts, "retrying FoundationDB commit");
+                    }
+                },
+                Err(StoreError::Fdb(err)) => trx = self.retry(trx, err, attempts)?,
+                Err(other) => return Err(other),
+            }
+        }
+    }
+
+    fn run_read(
+        &self,
+        f: &mut dyn FnMut(&mut dyn ReadTxn) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut trx = self.new_trx()?;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match f(&mut FdbTxn {
+                trx: &trx,
+                written: 0,
+            }) {
+                Ok(()) => return Ok(()),
+                Err(StoreError::Fdb(err)) => trx = self.retry(trx, err, attempts)?,
+                Err(other) => return Err(other),
+            }
+        }
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        let trx = self.db.create_trx().map_err(StoreError::Fdb)?;
+        trx.set_option(TransactionOption::Timeout(2_000))
+            .map_err(StoreError::Fdb)?;
+        block_on(trx.get_read_version())
+            .map(|_| ())
+            .map_err(StoreError::Fdb)
+    }
+
+    fn describe(&self) -> String {
+        format!("fdb:{}", self.cluster_file)
+    }
+
+    fn metrics(&self) -> &StoreMetrics {
+        &self.metrics
+    }
+}
+
+struct FdbTxn<'t> {
+    trx: &'t Transaction,
+    written: usize,
+}
+
+impl ReadTxn for FdbTxn<'_> {
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(block_on(self.trx.get(key, false))
+            .map_err(StoreError::Fdb)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn get_range(
+        &mut self,
+        begin: &[u8],
+        end: &[u8],
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<Kv>, StoreError> {
+        if begin >= end {
+            return Ok(Vec::new());
+        }
+        let mut opt = RangeOption {
+            limit: (limit > 0).then_some(limit),
+            reverse,
+            mode: StreamingMode::WantAll,
+            ..RangeOption::from((begin, end))
+        };
+        let mut out = Vec::new();
+        let mut iteration = 1;
+        loop {
+            let kvs =
+                block_on(self.trx.get_range(&opt, iteration, false)).map_err(StoreError::Fdb)?;
+            out.extend(
+                kvs.iter()
+                    .map(|kv| (kv.key().to_vec(), kv.value().to_vec())),
+            );
+            match opt.next_range(&kvs) {
+                Some(next) => opt = next,
+                None => break,
+            }
+            iteration += 1;
+        }
+        if limit > 0 {
+            out.truncate(limit);
+        }
+        Ok(out)
+    }
+}
+
+impl Txn for FdbTxn<'_> {
+    fn set(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        check_sizes(key, Some(value))?;
+        self.trx.set(key, value);
+        self.written += key.len() + value.len();
+        Ok(())
+    }
+
+    fn clear(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        check_sizes(key, None)?;
+        self.trx.clear(key);
+        self.written += key.len();
+        Ok(())
+    }
+
+    fn clear_range(&mut self, begin: &[u8], end: &[u8]) -> Result<(), StoreError> {
+        if begin >= end {
+            return Ok(());
+        }
+        self.trx.clear_range(begin, end);
+        self.written += begin.len() + end.len();
+        Ok(())
+    }
+
+    fn atomic_add(&mut self, key: &[u8], delta: i64) -> Result<(), StoreError> {
+        check_sizes(key, None)?;
+        self.trx
+            .atomic_op(key, &delta.to_le_bytes(), MutationType::Add);
+        self.written += key.len() + 8;
+        Ok(())
+    }
+
+    fn atomic_max(&mut self, key: &[u8], value: u64) -> Result<(), StoreError> {
+        check_sizes(key, None)?;
+        self.trx
+            .atomic_op(key, &value.to_le_bytes(), MutationType::Max);
+        self.written += key.len() + 8;
+        Ok(())
+    }
+
+    fn atomic_min(&mut self, key: &[u8], value: u64) -> Result<(), StoreError> {
+        check_sizes(key, None)?;
+        self.trx
+            .atomic_op(key, &value.to_le_bytes(), MutationType::Min);
+        self.written += key.len() + 8;
+        Ok(())
+    }
+
+    fn written_bytes(&self) -> usize {
+        self.written
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs only where a cluster is reachable: `FDB_CLUSTER_FILE` must be set.
+    #[test]
+    fn conformance_suite_passes_on_foundationdb() {
+        let Some(path) = std::env::var_os("FDB_CLUSTER_FILE") else {
+            eprintln!("FDB_CLUSTER_FILE not set: skipping the FoundationDB conformance run");
+            return;
+        };
+        let store = FdbStore::open(Path::new(&path)).expect("connect to FoundationDB");
+        crate::store::conformance::run_all(&store);
+    }
+}

@@ -1,0 +1,399 @@
+//! The storage trait: an ordered, transactional key-value store with
+//! FoundationDB's semantics, and its two backends.
+//!
+//! The trait is synchronous on purpose: the embedded backend is a blocking
+//! B-tree with an fsync per commit, and the FoundationDB client resolves its
+//! futures on its own network thread. Async callers wrap calls in
+//! `tokio::task::spawn_blocking`.
+//!
+//! ```no_run
+//! use fdb_sink::store::{self, StoreExt, StoreSpec};
+//! let store = store::open(&"embedded:./data".parse::<StoreSpec>()?)?;
+//! let n = store.transact(|txn| {
+//!     txn.atomic_add(b"counter", 1)?;
+//!     txn.get(b"counter")
+//! })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Semantics both backends guarantee (checked by [`conformance`]):
+//! - keys are compared as bytes; ranges are half-open `[begin, end)`;
+//! - a transaction sees its own writes (read-your-writes), including atomic ops;
+//! - `atomic_add` adds a little-endian i64 (FDB `ADD`), `atomic_max`/`atomic_min`
+//!   compare little-endian u64 (FDB `MAX`/`MIN`); on a missing key the operand
+//!   is stored;
+//! - a transaction commits all of its writes or none; once `transact` returns
+//!   `Ok`, the writes are durable;
+//! - the closure may run more than once (retries), so it must not have side
+//!   effects outside the transaction.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use prometheus_client::metrics::counter::Counter;
+
+pub mod conformance;
+pub mod embedded;
+#[cfg(feature = "fdb")]
+pub mod fdb;
+
+/// A key and its value.
+pub type Kv = (Vec<u8>, Vec<u8>);
+
+/// Reads inside a transaction.
+pub trait ReadTxn {
+    /// The value of `key`, if any.
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Key-value pairs with `begin <= key < end`, ascending (or descending when
+    /// `reverse`), at most `limit` of them (`0` = no limit).
+    fn get_range(
+        &mut self,
+        begin: &[u8],
+        end: &[u8],
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<Kv>, StoreError>;
+}
+
+/// Reads and writes inside a transaction.
+pub trait Txn: ReadTxn {
+    fn set(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError>;
+    fn clear(&mut self, key: &[u8]) -> Result<(), StoreError>;
+    /// Removes every key with `begin <= key < end`.
+    fn clear_range(&mut self, begin: &[u8], end: &[u8]) -> Result<(), StoreError>;
+    /// FDB `ADD`: the value is a little-endian i64 (wrapping).
+    fn atomic_add(&mut self, key: &[u8], delta: i64) -> Result<(), StoreError>;
+    /// FDB `MAX`: the value becomes the larger little-endian u64.
+    fn atomic_max(&mut self, key: &[u8], value: u64) -> Result<(), StoreError>;
+    /// FDB `MIN`: the value becomes the smaller little-endian u64.
+    fn atomic_min(&mut self, key: &[u8], value: u64) -> Result<(), StoreError>;
+    /// Bytes of keys and values written so far (to keep transactions small).
+    fn written_bytes(&self) -> usize;
+}
+
+/// Counters every backend keeps; registered in the sink's metrics.
+#[derive(Debug, Clone, Default)]
+pub struct StoreMetrics {
+    /// Transactions retried after a retryable error.
+    pub retries: Counter,
+}
+
+/// An ordered transactional key-value store.
+///
+/// Object-safe; use the generic helpers of [`StoreExt`].
+pub trait Store: Send + Sync {
+    /// Runs `f` in a read-write transaction and commits it, retrying retryable
+    /// errors. Returns once the commit is durable.
+    fn run_write(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Txn) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+
+    /// Runs `f` in a read-only transaction (a consistent snapshot).
+    fn run_read(
+        &self,
+        f: &mut dyn FnMut(&mut dyn ReadTxn) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+
+    /// Cheap liveness probe: `Ok` when a transaction could run now.
+    fn check(&self) -> Result<(), StoreError>;
+
+    /// Human-readable description, e.g. `embedded:/var/lib/fdb-sink`.
+    fn describe(&self) -> String;
+
+    fn metrics(&self) -> &StoreMetrics;
+}
+
+/// Typed helpers over [`Store`].
+pub trait StoreExt: Store {
+    /// Runs `f` in a read-write transaction, commits, and returns its result.
+    ///
+    /// To abort with a domain error (e.g. a conflicting claim), return
+    /// `Ok(Err(e))` before writing anything: the empty transaction commits and
+    /// the caller gets `e`.
+    fn transact<T>(
+        &self,
+        mut f: impl FnMut(&mut dyn Txn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut out = None;
+        self.run_write(&mut |txn| {
+            out = Some(f(txn)?);
+            Ok(())
+        })?;
+        out.ok_or_else(|| StoreError::Internal("transaction closure did not run".into()))
+    }
+
+    /// Runs `f` in a read-only transaction and returns its result.
+    fn read<T>(
+        &self,
+        mut f: impl FnMut(&mut dyn ReadTxn) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut out = None;
+        self.run_read(&mut |txn| {
+            out = Some(f(txn)?);
+            Ok(())
+        })?;
+        out.ok_or_else(|| StoreError::Internal("transaction closure did not run".into()))
+    }
+}
+
+impl<S: Store + ?Sized> StoreExt for S {}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached or opened right now (locked by another
+    /// process, I/O error, cluster down). Ingest answers 503.
+    #[error("store unavailable: {message}")]
+    Unavailable {
+        message: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// An error of the embedded backend.
+    #[error("embedded store: {0}")]
+    Embedded(#[source] Box<redb::Error>),
+    /// An error of the FoundationDB client, kept as is so that its
+    /// retryability is preserved.
+    #[cfg(feature = "fdb")]
+    #[error("FoundationDB: {0}")]
+    Fdb(#[source] foundationdb::FdbError),
+    /// A transaction kept failing with retryable errors.
+    #[error("gave up after {attempts} attempts: {last}")]
+    RetriesExhausted {
+        attempts: u32,
+        #[source]
+        last: Box<StoreError>,
+    },
+    /// A key or value exceeds the backend's limits.
+    #[error("{what} of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        what: &'static str,
+        size: usize,
+        limit: usize,
+    },
+    /// A stored value or key could not be decoded.
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+    /// Bad store configuration (unparsable STORE, missing feature, …).
+    #[error("{0}")]
+    Config(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl StoreError {
+    /// True when running the same transaction again may succeed.
+    pub fn retryable(&self) -> bool {
+        match self {
+            #[cfg(feature = "fdb")]
+            StoreError::Fdb(e) => e.is_retryable(),
+            _ => false,
+        }
+    }
+
+    /// True when the failure is a transient fault of the store (not of the
+    /// data): callers answer 503 and retry later.
+    pub fn unavailable(&self) -> bool {
+        match self {
+            StoreError::Unavailable { .. } | StoreError::RetriesExhausted { .. } => true,
+            StoreError::Embedded(e) => matches!(
+                **e,
+                redb::Error::Io(_)
+                    | redb::Error::PreviousIo
+                    | redb::Error::DatabaseAlreadyOpen
+                    | redb::Error::LockPoisoned(_)
+                    | redb::Error::Corrupted(_)
+                    | redb::Error::RepairAborted
+            ),
+            #[cfg(feature = "fdb")]
+            StoreError::Fdb(_) => true,
+            StoreError::TooLarge { .. }
+            | StoreError::Corrupt(_)
+            | StoreError::Config(_)
+            | StoreError::Internal(_) => false,
+        }
+    }
+
+    pub fn unavailable_msg(message: impl Into<String>) -> Self {
+        StoreError::Unavailable {
+            message: message.into(),
+            source: None,
+        }
+    }
+}
+
+/// Limits FoundationDB imposes; the embedded store enforces the same ones so
+/// that data valid on one backend is valid on the other.
+pub mod limits {
+    /// Largest key.
+    pub const MAX_KEY_BYTES: usize = 10_000;
+    /// Largest value.
+    pub const MAX_VALUE_BYTES: usize = 100_000;
+    /// Hard transaction size limit.
+    pub const MAX_TXN_BYTES: usize = 10_000_000;
+    /// The size the sink aims for per transaction.
+    pub const TARGET_TXN_BYTES: usize = 1_000_000;
+}
+
+/// Checks a key and value against [`limits`].
+pub fn check_sizes(key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError> {
+    if key.len() > limits::MAX_KEY_BYTES {
+        return Err(StoreError::TooLarge {
+            what: "key",
+            size: key.len(),
+            limit: limits::MAX_KEY_BYTES,
+        });
+    }
+    if let Some(v) = value {
+        if v.len() > limits::MAX_VALUE_BYTES {
+            return Err(StoreError::TooLarge {
+                what: "value",
+                size: v.len(),
+                limit: limits::MAX_VALUE_BYTES,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Where the data lives: the `--store` flag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreSpec {
+    /// `embedded:<dir>`: a redb file `<dir>/audit.redb`.
+    Embedded { dir: PathBuf },
+    /// `fdb[:<cluster-file>]`: a FoundationDB cluster.
+    Fdb { cluster_file: Option<PathBuf> },
+}
+
+/// The default `--store`.
+pub const DEFAULT_STORE: &str = "embedded:./data";
+
+impl FromStr for StoreSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if let Some(dir) = s.strip_prefix("embedded:") {
+            if dir.is_empty() {
+                return Err("`embedded:` needs a directory, e.g. `embedded:./data`".into());
+            }
+            return Ok(StoreSpec::Embedded { dir: dir.into() });
+        }
+        if s == "fdb" {
+            return Ok(StoreSpec::Fdb { cluster_file: None });
+        }
+        if let Some(file) = s.strip_prefix("fdb:") {
+            if file.is_empty() {
+                return Err("`fdb:` needs a cluster file path, or use plain `fdb`".into());
+            }
+            return Ok(StoreSpec::Fdb {
+                cluster_file: Some(file.into()),
+            });
+        }
+        Err(format!(
+            "unknown store {s:?}: expected `embedded:<dir>` or `fdb[:<cluster-file>]`"
+        ))
+    }
+}
+
+impl fmt::Display for StoreSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreSpec::Embedded { dir } => write!(f, "embedded:{}", dir.display()),
+            StoreSpec::Fdb { cluster_file: None } => f.write_str("fdb"),
+            StoreSpec::Fdb {
+                cluster_file: Some(p),
+            } => write!(f, "fdb:{}", p.display()),
+        }
+    }
+}
+
+/// The cluster file FoundationDB uses: the flag, else `$FDB_CLUSTER_FILE`,
+/// else `/etc/foundationdb/fdb.cluster`. `env` looks up a variable (injectable
+/// for tests).
+pub fn resolve_cluster_file(
+    flag: Option<&std::path::Path>,
+    env: impl Fn(&str) -> Option<String>,
+) -> PathBuf {
+    if let Some(p) = flag {
+        return p.to_path_buf();
+    }
+    match env("FDB_CLUSTER_FILE") {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from("/etc/foundationdb/fdb.cluster"),
+    }
+}
+
+/// Opens the store named by `spec`.
+///
+/// The embedded store opens even when its file is locked or unreadable: it
+/// reports itself unavailable and retries on each use, so that a server can
+/// start, answer 503 and recover on its own. Use [`Store::check`] to require
+/// it up front.
+pub fn open(spec: &StoreSpec) -> Result<Arc<dyn Store>, StoreError> {
+    match spec {
+        StoreSpec::Embedded { dir } => Ok(Arc::new(embedded::EmbeddedStore::open(dir)?)),
+        #[cfg(feature = "fdb")]
+        StoreSpec::Fdb { cluster_file } => {
+            let path = resolve_cluster_file(cluster_file.as_deref(), |k| std::env::var(k).ok());
+            Ok(Arc::new(fdb::FdbStore::open(&path)?))
+        }
+        #[cfg(not(feature = "fdb"))]
+        StoreSpec::Fdb { .. } => Err(StoreError::Config(
+            "this fdb-sink was built without FoundationDB support; rebuild with `--features fdb` \
+             or use `--store embedded:<dir>`"
+                .into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_spec_parses_the_documented_forms() {
+        assert_eq!(
+            "embedded:./data".parse::<StoreSpec>(),
+            Ok(StoreSpec::Embedded {
+                dir: "./data".into()
+            })
+        );
+        assert_eq!(
+            "fdb".parse::<StoreSpec>(),
+            Ok(StoreSpec::Fdb { cluster_file: None })
+        );
+        assert_eq!(
+            "fdb:/etc/x.cluster".parse::<StoreSpec>(),
+            Ok(StoreSpec::Fdb {
+                cluster_file: Some("/etc/x.cluster".into())
+            })
+        );
+        for bad in ["", "embedded:", "fdb:", "redis:x", "./data"] {
+            assert!(bad.parse::<StoreSpec>().is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            DEFAULT_STORE.parse::<StoreSpec>().map(|s| s.to_string()),
+            Ok(DEFAULT_STORE.to_string())
+        );
+    }
+
+    #[test]
+    fn cluster_file_precedence_is_flag_then_env_then_default() {
+        let env = |k: &str| (k == "FDB_CLUSTER_FILE").then(|| "/env/fdb.cluster".to_string());
+        assert_eq!(
+            resolve_cluster_file(Some("/flag".as_ref()), env),
+            PathBuf::from("/flag")
+        );
+        assert_eq!(
+            resolve_cluster_file(None, env),
+            PathBuf::from("/env/fdb.cluster")
+        );
+        assert_eq!(
+            resolve_cluster_file(None, |_| None),
+            PathBuf::from("/etc/foundationdb/fdb.cluster")
+        );
+    }
+}

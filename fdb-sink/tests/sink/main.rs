@@ -1,0 +1,14 @@
+//! fdb-sink integration tests: the real binary, real HTTP, real files.
+//! One module per scenario; `harness` starts and stops sink processes.
+
+mod harness;
+
+mod auth;
+mod conformance;
+mod crash;
+mod encoding;
+mod idempotency;
+mod stdin;
+mod unavailable;
+mod validation;
+mod vector_fixtures;
