@@ -333,6 +333,9 @@ pub fn scan(
     watching: bool,
 ) -> Index {
     let mut idx = Index::new();
+    if ignore.is_ignored(base) {
+        return idx;
+    }
     let mut stack: Vec<(Vec<u8>, bool)> = vec![(base.to_vec(), watching)];
     while let Some((dir, watch_here)) = stack.pop() {
         let watch_below = watch_here && hook.enter_dir(&dir);
@@ -346,7 +349,8 @@ pub fn scan(
         for de in rd.flatten() {
             let name = de.file_name();
             let rel = join_rel(&dir, name.as_bytes());
-            if ignore.is_ignored(&rel) {
+            // Ancestors were checked on the way down.
+            if ignore.matches_self(&rel) {
                 continue;
             }
             let Ok(m) = std::fs::symlink_metadata(de.path()) else {
