@@ -117,10 +117,12 @@ impl Filter {
             }
         }
         if let Some(prefix) = &self.path_prefix {
-            let from = r.event.from.as_deref().unwrap_or_default();
-            if !r.event.path.starts_with(prefix.as_str())
-                && !(r.event.from.is_some() && from.starts_with(prefix.as_str()))
-            {
+            let from_matches = r
+                .event
+                .from
+                .as_deref()
+                .is_some_and(|f| f.starts_with(prefix.as_str()));
+            if !(r.event.path.starts_with(prefix.as_str()) || from_matches) {
                 return false;
             }
         }

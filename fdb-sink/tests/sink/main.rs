@@ -12,3 +12,7 @@ mod stdin;
 mod unavailable;
 mod validation;
 mod vector_fixtures;
+
+mod api_auth;
+mod api_harness;
+mod api_logs;
