@@ -18,6 +18,8 @@ from pathlib import Path
 import yaml
 
 TOOLS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TOOLS))
+import check_binaries  # noqa: E402
 
 
 def find(objs, kind, name=None):
@@ -115,6 +117,19 @@ COMPOSE_DEFECTS = [
 ]
 
 
+BINARY_DEFECTS = [
+    ("sidecar flag value the monitor rejects",
+     lambda objs: containers(find(objs, "StatefulSet"))["file-monitor"].update(
+         args=[a.replace("--checksum=sha256", "--checksum=md5") for a in containers(find(objs, "StatefulSet"))["file-monitor"]["args"]]),
+     "FAIL StatefulSet/user-workspace container file-monitor"),
+    ("probe on a path the sink does not serve",
+     lambda objs: containers(find(objs, "Deployment", "audit-api"))["fdb-sink"].update(
+         args=["serve", "--store=fdb", "--listen=0.0.0.0:8080"],
+         readinessProbe={"httpGet": {"path": "/ready", "port": "metrics"}}),
+     "FAIL Deployment/audit-api container fdb-sink: readinessProbe /ready answered 404"),
+]
+
+
 def run(cmd: list[str]) -> tuple[int, str]:
     p = subprocess.run(cmd, capture_output=True, text=True)
     return p.returncode, p.stdout + p.stderr
@@ -165,7 +180,22 @@ def main() -> int:
             if code == 0 or expect not in out:
                 print(f"selftest: FAIL check_compose missed: {desc} (expected {expect!r})\n{out}")
                 failures += 1
-    total = len(MANIFEST_DEFECTS) + len(DASHBOARD_DEFECTS) + len(COMPOSE_DEFECTS)
+        # With built binaries: manifests the binaries would reject must fail.
+        binaries_ran = 0
+        if all(check_binaries.binary(b) for b in ("file-monitor", "fdb-sink")):
+            for desc, mutate, expect in BINARY_DEFECTS:
+                bad = copy.deepcopy(objs)
+                mutate(bad)
+                path = tmp_path / "bad.yaml"
+                path.write_text(yaml.safe_dump_all(bad))
+                code, out = run([sys.executable, str(TOOLS / "check_binaries.py"), str(path)])
+                binaries_ran += 1
+                if code != 1 or expect not in out:
+                    print(f"selftest: FAIL check_binaries missed: {desc} (expected {expect!r})\n{out}")
+                    failures += 1
+        else:
+            print("selftest: no built binaries; check_binaries defects not planted")
+    total = len(MANIFEST_DEFECTS) + len(DASHBOARD_DEFECTS) + len(COMPOSE_DEFECTS) + binaries_ran
     print(f"selftest: {total - failures} of {total} planted defects caught" + ("" if failures else ", unmodified input passes"))
     return 1 if failures else 0
 
