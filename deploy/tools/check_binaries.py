@@ -177,6 +177,20 @@ def check_monitor(where: str, c: dict, exe: Path, tmp: Path) -> tuple[str, str]:
                     f"{event['tenant_id']}/{event['user_id']}/{event['session_id']} with a sha256 checksum")
 
 
+def write_secret_file(flag: str, path: Path) -> None:
+    """A stand-in for the Secret the manifest mounts: same kind of content."""
+    if flag == "jwt-public-key-file":
+        key = path.with_suffix(".key")
+        subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+                        "-out", str(key)], check=True, capture_output=True)
+        subprocess.run(["openssl", "pkey", "-in", str(key), "-pubout", "-out", str(path)],
+                       check=True, capture_output=True)
+    elif flag == "jwt-secret-file":
+        path.write_text(os.urandom(32).hex())
+    else:  # bearer tokens
+        path.write_text("test-token\n")
+
+
 def sink_event(seq: int) -> bytes:
     return json.dumps({
         "schema": "file-event/1", "event_id": f"0190b6a0-0000-7000-8000-{seq:012d}",
@@ -200,7 +214,7 @@ def check_sink(where: str, c: dict, exe: Path, tmp: Path) -> tuple[str, str]:
         m = re.match(r"--([a-z-]+-file)=(/\S+)$", a)
         if m:
             f = tmp / Path(m.group(2)).name
-            f.write_text("test-token\n" if "token" in m.group(1) else "")
+            write_secret_file(m.group(1), f)
             files.append(f)
             a = f"--{m.group(1)}={f}"
         args.append(a)

@@ -95,9 +95,11 @@ impl Stack {
         } = self;
         let pipeline = Arc::try_unwrap(pipeline)
             .unwrap_or_else(|_| panic!("monitors still hold the pipeline"));
-        let report = tokio::time::timeout(Duration::from_secs(120), pipeline.finish())
+        // A guard against hangs only: in a debug build on a loaded machine the sink
+        // can take a minute or more to drain the aggregation scenario's backlog.
+        let report = tokio::time::timeout(Duration::from_secs(600), pipeline.finish())
             .await
-            .expect("every batch is delivered within 2 minutes");
+            .expect("every batch is delivered within 10 minutes");
         let log = sink.log();
         assert!(
             sink.guard.terminate(Duration::from_secs(20)).is_some(),
