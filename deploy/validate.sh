@@ -109,6 +109,21 @@ EOF
       python3 "$tools/selftest.py" "$out/prod.yaml" "$out/rules/rules.yaml" "$deploy/grafana/audit-pipeline.json"
   fi
 
+  # 7b. The real binaries with the manifests' arguments (built by cargo test).
+  step "manifests vs. the real binaries (tools/check_binaries.py)"
+  python3 "$tools/check_binaries.py" "$out/prod.yaml" >"$out/binaries.txt"
+  code=$?
+  cat "$out/binaries.txt"
+  case $code in
+    0) pass "manifests vs. the real binaries: args, probes, metrics, data flow (tools/check_binaries.py)" ;;
+    3) skip "manifests vs. the real binaries" "no target/{debug,release}/file-monitor and fdb-sink; cargo build -p monitor -p fdb-sink" ;;
+    *) fail "manifests vs. the real binaries (tools/check_binaries.py)" ;;
+  esac
+  # Containers whose subcommand or flags the binary does not have yet.
+  while IFS= read -r line; do
+    skip "binary run" "${line#SKIP }"
+  done < <(grep '^SKIP ' "$out/binaries.txt")
+
   # 8. checkov on the rendered manifests (skips: deploy/.checkov.yaml and
   #    checkov.io/skipN annotations, each with its reason).
   for o in "${overlays[@]}"; do

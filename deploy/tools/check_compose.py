@@ -2,7 +2,7 @@
 """Static checks of deploy/docker-compose.yml and of version pins shared by
 several files (no Docker engine needed).
 
-    check_compose.py
+    check_compose.py [--compose FILE --relative-to DIR]
 
   * every service has a pinned image tag (never latest) or a build whose
     Dockerfile exists;
@@ -16,6 +16,7 @@ Prints one line per failure and a summary; exits 1 if anything failed.
 """
 from __future__ import annotations
 
+import argparse
 import re
 import sys
 from pathlib import Path
@@ -28,16 +29,20 @@ VECTOR_IMAGE = "timberio/vector:0.56.0-distroless-libc"
 
 
 def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--compose", type=Path, default=DEPLOY / "docker-compose.yml", help="compose file to check")
+    ap.add_argument("--relative-to", type=Path, default=DEPLOY, help="directory relative paths resolve from")
+    args = ap.parse_args()
     failures: list[str] = []
-    compose_path = DEPLOY / "docker-compose.yml"
-    compose = yaml.safe_load(compose_path.read_text())
+    base = args.relative_to
+    compose = yaml.safe_load(args.compose.read_text())
     declared = set((compose.get("volumes") or {}).keys())
     services = compose["services"]
     for name, svc in services.items():
         where = f"docker-compose.yml service {name}"
         build = svc.get("build")
         if build:
-            dockerfile = (compose_path.parent / build["context"] / build["dockerfile"]).resolve()
+            dockerfile = (base / build["context"] / build["dockerfile"]).resolve()
             if not dockerfile.exists():
                 failures.append(f"FAIL {where}: Dockerfile {dockerfile} does not exist")
         elif ":" not in svc.get("image", "") or svc["image"].endswith(":latest"):
@@ -45,7 +50,7 @@ def main() -> int:
         for vol in svc.get("volumes") or []:
             source = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", vol).split(":", 1)[0]
             if source.startswith((".", "/")):
-                if not (compose_path.parent / source).exists():
+                if not (base / source).exists():
                     failures.append(f"FAIL {where}: bind source {source} does not exist")
             elif source not in declared:
                 failures.append(f"FAIL {where}: volume {source} is not declared under volumes:")
