@@ -66,8 +66,9 @@ pub struct ApiArgs {
           value_parser = crate::timespec::duration_arg, value_name = "DURATION")]
     pub agent_ttl: Duration,
 
-    /// Run retention inside serve: every --retention-interval, remove audit
-    /// records older than this (e.g. 90d). Off unless given.
+    /// Run retention inside serve (with or without the API): at start and
+    /// every --retention-interval, remove audit records older than this
+    /// (e.g. 90d). Off unless given.
     #[arg(long, env = "FDB_SINK_RETENTION_OLDER_THAN",
           value_parser = crate::timespec::duration_arg, value_name = "DURATION")]
     pub retention_older_than: Option<Duration>,
@@ -168,8 +169,8 @@ pub async fn serve(
         .await
 }
 
-/// Binds `addr`, logs `api_addr=<addr>`, and serves the API (and the
-/// periodic retention, when configured) until `stop` turns true.
+/// Binds `addr`, logs `api_addr=<addr>`, and serves the API until `stop`
+/// turns true.
 pub async fn spawn(
     addr: SocketAddr,
     args: &ApiArgs,
@@ -184,15 +185,6 @@ pub async fn spawn(
         .with_context(|| format!("binding --api-listen {addr}"))?;
     let local = listener.local_addr()?;
     tracing::info!(api_addr = %local, algorithm = ?verifier.algorithm(), "API server ready");
-    if let Some(older_than) = args.retention_older_than {
-        tokio::spawn(crate::retention::periodic(
-            store.clone(),
-            keys.clone(),
-            older_than,
-            args.retention_interval,
-            stop.clone(),
-        ));
-    }
     let state = Arc::new(ApiState {
         store,
         keys,

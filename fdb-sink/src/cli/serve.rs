@@ -191,6 +191,15 @@ async fn serve(
             .await
     });
 
+    if let Some(older_than) = args.api.retention_older_than {
+        tokio::spawn(crate::retention::periodic(
+            ctx.store.clone(),
+            ctx.ingestor.keys().clone(),
+            older_than,
+            args.api.retention_interval,
+            stop_rx.clone(),
+        ));
+    }
     let api_server = match (args.api.api_listen, verifier) {
         (Some(addr), Some(verifier)) => Some(
             crate::api::spawn(
