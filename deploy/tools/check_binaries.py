@@ -191,11 +191,24 @@ def write_secret_file(flag: str, path: Path) -> None:
         path.write_text("test-token\n")
 
 
-def sink_event(seq: int) -> bytes:
+def b64url(data: bytes) -> str:
+    import base64
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def rs256_token(key: Path, claims: dict) -> str:
+    """A JWT signed with the private half of the stand-in public key (openssl)."""
+    signing_input = f"{b64url(json.dumps({'alg': 'RS256', 'typ': 'JWT'}).encode())}.{b64url(json.dumps(claims).encode())}"
+    sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(key)], input=signing_input.encode(),
+                         capture_output=True, check=True).stdout
+    return f"{signing_input}.{b64url(sig)}"
+
+
+def sink_event(seq: int, timestamp: str = "2026-11-26T18:00:00.000000000Z") -> bytes:
     return json.dumps({
         "schema": "file-event/1", "event_id": f"0190b6a0-0000-7000-8000-{seq:012d}",
         "monitor_id": "0190b6a0-0000-7000-8000-aaaaaaaaaaaa", "seq": seq,
-        "timestamp": "2026-11-26T18:00:00.000000000Z", "event_type": "create", "kind": "file",
+        "timestamp": timestamp, "event_type": "create", "kind": "file",
         "path": f"f{seq}.txt", "tenant_id": "tenant-1", "user_id": "user-1", "session_id": "session-1",
     }).encode()
 
@@ -219,6 +232,14 @@ def check_sink(where: str, c: dict, exe: Path, tmp: Path) -> tuple[str, str]:
             a = f"--{m.group(1)}={f}"
         args.append(a)
     env = {"PATH": os.environ.get("PATH", ""), "RUST_LOG": "warn"}
+    api_note = ""
+    retention = bool(args) and args[0] == "retention"
+    if retention:
+        # One record far older than any retention period, one from now.
+        now = time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime())
+        (tmp / "seed.ndjson").write_bytes(sink_event(1, "2020-01-01T00:00:00.000000000Z") + b"\n" + sink_event(2, now) + b"\n")
+        subprocess.run([str(exe), "import", "--store", store, str(tmp / "seed.ndjson")], env=env,
+                       check=True, capture_output=True)
     if args and args[0] != "serve":
         run = Run([str(exe), *args], env)
         try:
@@ -231,7 +252,15 @@ def check_sink(where: str, c: dict, exe: Path, tmp: Path) -> tuple[str, str]:
             return "SKIP", f"fdb-sink does not implement this yet: {bad}"
         if run.proc.returncode != 0:
             return "FAIL", f"exit {run.proc.returncode}: {stderr.strip()[-400:]}"
-        return "PASS", f"`fdb-sink {args[0]}` ran with the manifest's arguments on an empty embedded store (exit 0)"
+        if retention:
+            left = subprocess.run([str(exe), "export", "--store", store, "--tenant", "tenant-1"], env=env,
+                                  capture_output=True, text=True, check=True).stdout.splitlines()
+            paths = sorted(json.loads(line)["path"] for line in left if line.strip())
+            if paths != ["f2.txt"]:
+                return "FAIL", f"after `fdb-sink {' '.join(args)}` the store holds {paths}, expected only the recent f2.txt"
+            return "PASS", (f"`fdb-sink {' '.join(c.get('args', []))}` (store swapped to embedded) removed the 2020 record "
+                            "and kept the recent one")
+        return "PASS", f"`fdb-sink {args[0]}` ran with the manifest's arguments (exit 0)"
     run = Run([str(exe), *args], env)
     try:
         time.sleep(0.5)
@@ -273,11 +302,30 @@ def check_sink(where: str, c: dict, exe: Path, tmp: Path) -> tuple[str, str]:
         written = re.search(r"^fdb_sink_events_written_total(?:\{[^}]*\})? (\S+)$", metrics, re.M)
         if not written or float(written.group(1)) != 2:
             return "FAIL", f"fdb_sink_events_written_total after 2 events: {written.group(1) if written else 'absent'}"
+        api = next((ports[p] for a in c.get("args", []) for p in ports
+                    if a.startswith("--api-listen=") and a.endswith(f":{p}")), None)
+        if api is not None:
+            pub = next((f for f in files if f.suffix == ".pem"), None)
+            if pub is None:
+                return "FAIL", "--api-listen without a --jwt-public-key-file to test with"
+            url = f"http://127.0.0.1:{api}/api/v5/monitors/0190b6a0-0000-7000-8000-aaaaaaaaaaaa/delivery"
+            code, _ = http("GET", url)
+            if code != 401:
+                return "FAIL", f"API without a token answered {code}, not 401"
+            token = rs256_token(pub.with_suffix(".key"), {"tenant_id": "tenant-1", "user_id": "ops", "role": "admin",
+                                                          "exp": int(time.time()) + 300})
+            code, body = http("GET", url, headers={"Authorization": f"Bearer {token}"})
+            if code != 200:
+                return "FAIL", f"GET delivery with an RS256 admin token answered {code}: {body[:200]}"
+            d = json.loads(body)
+            if (d.get("received"), d.get("highest_seq"), d.get("missing")) != (2, 2, 0):
+                return "FAIL", f"delivery after events seq 1 and 2: {d}"
+            api_note = "; API: 401 without a token, GET /api/v5/monitors/{id}/delivery with an RS256 admin token: received 2, highest_seq 2, missing 0"
     finally:
         run.stop()
     return "PASS", (f"args accepted, probes {', '.join(checked) or '(none: localhost-only listener)'} answer, "
                     f"2 events POSTed to /v1/events{' with the bearer token' if 'Authorization' in headers else ''} "
-                    "are committed (fdb_sink_events_written_total 2)")
+                    f"are committed (fdb_sink_events_written_total 2){api_note}")
 
 
 def main() -> int:
