@@ -188,37 +188,75 @@ pub fn wait_http_ok(
     })
 }
 
-/// `fdb-sink serve` on an embedded store, listening on 127.0.0.1:`port`.
+/// Waits until something accepts TCP connections on `addr`.
+pub fn wait_tcp(addr: SocketAddr, timeout: Duration, what: &str) -> Result<(), ProcError> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(ProcError::NotReady {
+        what: what.to_owned(),
+        secs: timeout.as_secs(),
+    })
+}
+
+/// The query API of a sink: its address and the HS256 secret its tokens are signed with.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub port: u16,
+    pub jwt_secret_file: PathBuf,
+}
+
+/// `fdb-sink serve` on an embedded store, ingest on 127.0.0.1:`port`, optionally with
+/// the query API.
 pub struct SinkProcess {
     pub guard: ChildGuard,
     pub addr: SocketAddr,
+    pub api_addr: Option<SocketAddr>,
     pub store_dir: PathBuf,
 }
 
 impl SinkProcess {
-    /// Starts the sink and waits for `/readyz`.
-    pub fn start(bins: &Binaries, store_dir: &Path, port: u16) -> Result<Self, ProcError> {
+    /// Starts the sink and waits for `/readyz` (and for the API listener).
+    pub fn start(
+        bins: &Binaries,
+        store_dir: &Path,
+        port: u16,
+        api: Option<&ApiConfig>,
+    ) -> Result<Self, ProcError> {
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(store_dir.with_extension("sink.log"))?;
-        let guard = ChildGuard::spawn(
-            "fdb-sink serve",
-            Command::new(&bins.fdb_sink)
-                .arg("serve")
-                .arg("--store")
-                .arg(format!("embedded:{}", store_dir.display()))
-                .arg("--listen")
-                .arg(addr.to_string())
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log),
-        )?;
+        let mut cmd = Command::new(&bins.fdb_sink);
+        cmd.arg("serve")
+            .arg("--store")
+            .arg(format!("embedded:{}", store_dir.display()))
+            .arg("--listen")
+            .arg(addr.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        let api_addr = api.map(|a| SocketAddr::from(([127, 0, 0, 1], a.port)));
+        if let (Some(api), Some(api_addr)) = (api, api_addr) {
+            cmd.arg("--api-listen")
+                .arg(api_addr.to_string())
+                .arg("--jwt-secret-file")
+                .arg(&api.jwt_secret_file);
+        }
+        let guard = ChildGuard::spawn("fdb-sink serve", &mut cmd)?;
         wait_http_ok(addr, "/readyz", Duration::from_secs(30), "fdb-sink /readyz")?;
+        if let Some(a) = api_addr {
+            wait_tcp(a, Duration::from_secs(30), "fdb-sink query API")?;
+        }
         Ok(SinkProcess {
             guard,
             addr,
+            api_addr,
             store_dir: store_dir.to_path_buf(),
         })
     }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use e2e_tests::harness::http_sink::SinkReport;
 use e2e_tests::harness::pipeline::{Pipeline, Topology};
 use e2e_tests::paths;
-use e2e_tests::procs::{self, Binaries, SinkProcess};
+use e2e_tests::procs::{self, ApiConfig, Binaries, SinkProcess};
 use e2e_tests::scenario::{read_store, StoreContents};
 
 /// A sink, a collector pipeline in front of it, and a scratch directory.
@@ -26,8 +26,12 @@ pub struct Stack {
     pub bins: Binaries,
     pub sink: SinkProcess,
     pub port: u16,
+    pub api: ApiConfig,
     pub pipeline: Arc<Pipeline>,
 }
+
+/// The HS256 secret the scenarios' sinks verify query tokens with.
+const JWT_SECRET: &str = "e2e-scenario-secret-not-for-production";
 
 impl Stack {
     pub async fn start() -> Stack {
@@ -37,10 +41,15 @@ impl Stack {
             .unwrap_or_else(|e| panic!("{e}"));
         let dir = tempfile::tempdir().expect("temp dir");
         let port = procs::free_port().expect("free port");
+        let api = ApiConfig {
+            port: procs::free_port().expect("free port"),
+            jwt_secret_file: dir.path().join("jwt.key"),
+        };
+        std::fs::write(&api.jwt_secret_file, JWT_SECRET).expect("write the JWT secret");
         let store = dir.path().join("store");
         let sink = {
-            let bins = bins.clone();
-            tokio::task::spawn_blocking(move || SinkProcess::start(&bins, &store, port))
+            let (bins, api) = (bins.clone(), api.clone());
+            tokio::task::spawn_blocking(move || SinkProcess::start(&bins, &store, port, Some(&api)))
                 .await
                 .expect("sink task")
                 .unwrap_or_else(|e| panic!("{e}"))
@@ -57,6 +66,7 @@ impl Stack {
             bins,
             sink,
             port,
+            api,
             pipeline,
         }
     }
@@ -75,13 +85,86 @@ impl Stack {
 
     /// Starts the sink again on the same port and store.
     pub async fn restart_sink(&mut self) {
-        let bins = self.bins.clone();
+        let (bins, api) = (self.bins.clone(), self.api.clone());
         let store = self.dir.path().join("store");
         let port = self.port;
-        self.sink = tokio::task::spawn_blocking(move || SinkProcess::start(&bins, &store, port))
-            .await
-            .expect("sink task")
-            .unwrap_or_else(|e| panic!("{e}"));
+        self.sink = tokio::task::spawn_blocking(move || {
+            SinkProcess::start(&bins, &store, port, Some(&api))
+        })
+        .await
+        .expect("sink task")
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// `GET <path>` on the sink's query API as `user` of `tenant` (role `user`),
+    /// following `next_cursor` until the last page; returns the status of the first
+    /// page and every record.
+    pub async fn query_records(
+        &self,
+        path: &str,
+        tenant: &str,
+        user: &str,
+    ) -> (u16, Vec<serde_json::Value>) {
+        use fdb_sink::api::auth::{mint_hs256, Claims, Role};
+        let exp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() + 600)
+            .unwrap_or(u64::MAX);
+        let token = mint_hs256(
+            JWT_SECRET.as_bytes(),
+            &Claims {
+                tenant_id: tenant.to_owned(),
+                user_id: user.to_owned(),
+                role: Role::User,
+                exp,
+            },
+        )
+        .expect("mint a token");
+        let api = self.sink.api_addr.expect("the API is on");
+        let client = reqwest::Client::new();
+        let mut records = Vec::new();
+        let mut cursor: Option<String> = None;
+        let mut first_status = None;
+        loop {
+            let mut req = client
+                .get(format!("http://{api}{path}"))
+                .bearer_auth(&token);
+            if let Some(c) = &cursor {
+                req = req.query(&[("cursor", c.as_str())]);
+            }
+            let resp = req.send().await.expect("the API answers");
+            let status = resp.status().as_u16();
+            first_status.get_or_insert(status);
+            let body: serde_json::Value = resp.json().await.expect("a JSON body");
+            if status != 200 {
+                return (status, records);
+            }
+            records.extend(body["records"].as_array().cloned().unwrap_or_default());
+            match body["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return (first_status.unwrap_or(status), records),
+            }
+        }
+    }
+
+    /// Polls [`Stack::query_records`] until it returns at least `want` records (the
+    /// pipeline delivers within a batch timeout plus the sink's commit), or 60 s.
+    pub async fn query_until(
+        &self,
+        path: &str,
+        tenant: &str,
+        user: &str,
+        want: usize,
+    ) -> Vec<serde_json::Value> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, records) = self.query_records(path, tenant, user).await;
+            assert_eq!(status, 200, "GET {path} as {tenant}/{user}");
+            if records.len() >= want || std::time::Instant::now() > deadline {
+                return records;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 
     /// Once every monitor is stopped: flushes the pipeline (waiting for every batch to

@@ -78,6 +78,30 @@ async fn ten_tenants_writing_concurrently_stay_isolated() {
             m.stop().await.unwrap_or_else(|e| panic!("{e}")),
         ));
     }
+    // Through the query API: each user sees exactly their own session's records, and a
+    // token of another tenant sees none of them.
+    for (i, (tenant, user, e)) in emitted.iter().enumerate() {
+        let session = format!("/api/v5/agents/session-{i:02}/logs");
+        let records = stack
+            .query_until(&session, tenant, user, e.seqs.len())
+            .await;
+        assert_eq!(records.len(), e.seqs.len(), "{tenant}/{user}");
+        assert!(
+            records
+                .iter()
+                .all(|r| r["monitor_id"] == e.monitor_id.as_str()
+                    && r["tenant_id"] == tenant.as_str())
+        );
+        let (other_tenant, other_user) = (format!("tenant-{:02}", (i + 1) % TENANTS), user.clone());
+        let (_, leaked) = stack
+            .query_records(&session, &other_tenant, &other_user)
+            .await;
+        assert!(
+            leaked.is_empty(),
+            "{other_tenant} sees {tenant}'s records: {leaked:#?}"
+        );
+    }
+
     let (report, store) = stack.finish().await;
     assert_eq!(report.dropped_events(), 0);
 

@@ -42,6 +42,36 @@ async fn create_update_delete_of_one_file_is_exactly_three_records_in_order() {
     tokio::time::sleep(settle).await;
 
     let emitted = monitor.stop().await.unwrap_or_else(|e| panic!("{e}"));
+
+    // The design's check, through the real query API:
+    //   curl -H "Authorization: Bearer $TOKEN" …/api/v5/agents/test-session/logs
+    let api = stack
+        .query_until("/api/v5/agents/test-session/logs", "acme", "alice", 3)
+        .await;
+    let api_view: Vec<(&str, &str)> = api
+        .iter()
+        .map(|r| {
+            (
+                r["event_type"].as_str().unwrap_or_default(),
+                r["path"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        api_view,
+        [
+            ("create", "test.txt"),
+            ("update", "test.txt"),
+            ("delete", "test.txt")
+        ],
+        "expected_events=3, in order: {api:#?}"
+    );
+    // Another user of the same tenant does not see Alice's session.
+    let (_, others) = stack
+        .query_records("/api/v5/agents/test-session/logs", "acme", "mallory")
+        .await;
+    assert!(others.is_empty(), "{others:#?}");
+
     let (report, store) = stack.finish().await;
 
     let kinds: Vec<(&str, &str)> = emitted
