@@ -393,8 +393,11 @@ impl Engine {
         }
     }
 
+    /// For paths from kernel events: they name an entry of a watched
+    /// directory, and ignored directories are never watched, so only the
+    /// path itself needs matching (one glob match instead of one per ancestor).
     fn ignored(&self, p: &[u8]) -> bool {
-        self.cfg.ignore.is_ignored(p)
+        self.cfg.ignore.matches_self(p)
     }
 
     /// Returns true on shutdown.
@@ -414,7 +417,7 @@ impl Engine {
             }
         };
         self.co.received = Some(received);
-        for raw in translate(&self.cfg.root, &ev) {
+        if let Some(raw) = translate(&self.cfg.root, &ev) {
             self.handle_raw(raw, Instant::now())?;
         }
         self.co.received = None;
