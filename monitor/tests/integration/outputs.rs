@@ -13,7 +13,9 @@ fn human_format_and_side_log() {
     let m = Monitor::start(root, &[&format!("--human-output={}", human.display())]);
     sh(root, "echo 1 > a && mv a b");
     m.wait_for("move", |e| has(e, "move file a -> b"));
-    drop(m);
+    // SIGTERM flushes both streams (a kill could land between the two flushes).
+    let (status, _, _) = m.terminate();
+    assert_eq!(status.code(), Some(0));
     let text = std::fs::read_to_string(&human).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].contains(" #1 create file    a"), "{text}");
