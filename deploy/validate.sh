@@ -160,4 +160,9 @@ else
   printf 'deploy/validate.sh: FAILED\n'
 fi
 [ "${KEEP:-0}" = 1 ] && printf 'rendered manifests kept in %s\n' "$out"
+n_pass=0 n_fail=0 n_skip=0
+for r in "${results[@]}"; do
+  case $r in PASS*) n_pass=$((n_pass + 1)) ;; FAIL*) n_fail=$((n_fail + 1)) ;; SKIP*) n_skip=$((n_skip + 1)) ;; esac
+done
+printf 'deploy: %d passed, %d failed, %d skipped\n' "$n_pass" "$n_fail" "$n_skip"
 exit "$failed"

@@ -145,7 +145,9 @@ impl Coalescer {
 
     /// Seals everything queued so far against merging.
     fn barrier(&mut self) {
-        self.mergeable.clear();
+        if !self.mergeable.is_empty() {
+            self.mergeable.clear();
+        }
     }
 
     /// A path appeared. Regular files (`awaiting_close`) wait for their first
@@ -249,7 +251,9 @@ impl Coalescer {
     }
 
     pub fn delete(&mut self, path: RelPath, dir_hint: bool, now: Instant) {
-        self.dirty.retain(|p, _| !is_within(p, &path));
+        if !self.dirty.is_empty() {
+            self.dirty.retain(|p, _| !is_within(p, &path));
+        }
         self.barrier();
         self.push(Logical::Delete { path, dir_hint }, now, now, false);
     }

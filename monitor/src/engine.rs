@@ -27,6 +27,10 @@ use crate::watcher::{translate, Msg, Raw, WatchError, Watcher};
 const RENAME_PAIR_WAIT: Duration = Duration::from_millis(50);
 /// How long a file found by a scan may see its own close-after-write arrive.
 const SCANNED_GRACE: Duration = Duration::from_secs(2);
+/// A wake-up that found at least this many events means a burst is on.
+const BUSY_BATCH: usize = 32;
+/// How long to gather events during a burst before handling them.
+const BURST_GATHER: Duration = Duration::from_micros(500);
 /// Raw events handled before queued events are written out.
 const BATCH: usize = 4096;
 
@@ -216,6 +220,7 @@ impl Engine {
     /// Runs until a signal or a closed stream.
     pub fn run(&mut self) -> Result<Exit, EngineError> {
         let mut shutdown = false;
+        let mut busy = false;
         loop {
             let now = Instant::now();
             let mut wake = now + Duration::from_secs(1);
@@ -233,14 +238,21 @@ impl Engine {
             }
             let timeout = wake.saturating_duration_since(now);
             match self.rx.recv_timeout(timeout) {
-                Ok(msg) => shutdown |= self.handle(msg)?,
+                Ok(msg) => {
+                    if busy {
+                        // Under a burst, let events accumulate briefly: one
+                        // wake-up then handles many (far fewer thread switches).
+                        std::thread::sleep(BURST_GATHER);
+                    }
+                    shutdown |= self.handle_or_finish(msg)?
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => shutdown = true,
             }
             let mut n = 0;
             while n < BATCH && !shutdown {
                 match self.rx.try_recv() {
-                    Ok(msg) => shutdown |= self.handle(msg)?,
+                    Ok(msg) => shutdown |= self.handle_or_finish(msg)?,
                     Err(_) => break,
                 }
                 n += 1;
@@ -252,6 +264,7 @@ impl Engine {
                     }
                 }
             }
+            busy = n >= BUSY_BATCH;
             let now = Instant::now();
             if let Some((from, _, t)) = &self.pending_from {
                 if shutdown || now.saturating_duration_since(*t) >= RENAME_PAIR_WAIT {
@@ -276,20 +289,7 @@ impl Engine {
                         self.handle(msg)?;
                     }
                 }
-                if let Some((from, _, _)) = self.pending_from.take() {
-                    self.moved_out(from, now);
-                }
-                let mut items = self.co.drain_all();
-                for it in items.drain(..) {
-                    for x in self.rl.admit(it, now) {
-                        self.emit(x.0, x.1)?;
-                    }
-                }
-                for x in self.rl.drain_all() {
-                    self.emit(x.0, x.1)?;
-                }
-                self.out.flush()?;
-                self.save_state();
+                self.finish(now)?;
                 return Ok(Exit::Signal);
             }
             if let Err(e) = self.emit_ready(now) {
@@ -301,6 +301,37 @@ impl Engine {
                 }
                 self.next_state_save = now + self.cfg.state_interval;
             }
+        }
+    }
+
+    /// Writes everything pending (debounce window, rate limit) and saves the state.
+    fn finish(&mut self, now: Instant) -> Result<(), EngineError> {
+        if let Some((from, _, _)) = self.pending_from.take() {
+            self.moved_out(from, now);
+        }
+        let mut items = self.co.drain_all();
+        for it in items.drain(..) {
+            for x in self.rl.admit(it, now) {
+                self.emit(x.0, x.1)?;
+            }
+        }
+        for x in self.rl.drain_all() {
+            self.emit(x.0, x.1)?;
+        }
+        self.out.flush()?;
+        self.save_state();
+        Ok(())
+    }
+
+    /// Handles a message; when the root itself vanished, writes what is
+    /// pending before giving up.
+    fn handle_or_finish(&mut self, msg: Msg) -> Result<bool, EngineError> {
+        match self.handle(msg) {
+            Err(EngineError::RootGone(p)) => {
+                let _ = self.finish(Instant::now());
+                Err(EngineError::RootGone(p))
+            }
+            r => r,
         }
     }
 
@@ -449,20 +480,23 @@ impl Engine {
                 if path.is_empty() || self.ignored(&path) {
                     return Ok(());
                 }
+                if !dir {
+                    // Kind, size and checksum are read when the event is written.
+                    self.co.create(path, false, None, true, now);
+                    return Ok(());
+                }
                 match std::fs::symlink_metadata(abs_path(&self.cfg.root, &path)) {
+                    Ok(m) if m.is_dir() => {
+                        let e = Entry::from_metadata(&m);
+                        self.co.create(path.clone(), true, Some(e), false, now);
+                        let snap = self.watch_and_scan(&path, false);
+                        self.co.reconcile(path, snap, false, now);
+                    }
                     Ok(m) => {
                         let e = Entry::from_metadata(&m);
-                        if e.kind == Kind::Dir {
-                            self.co.create(path.clone(), true, Some(e), false, now);
-                            let snap = self.watch_and_scan(&path, false);
-                            self.co.reconcile(path, snap, false, now);
-                        } else {
-                            self.co
-                                .create(path, false, Some(e), e.kind == Kind::File, now);
-                        }
+                        self.co.create(path, false, Some(e), false, now);
                     }
-                    // Already gone: a file still gets its close-after-write merged.
-                    Err(_) => self.co.create(path, dir, None, !dir, now),
+                    Err(_) => self.co.create(path, true, None, false, now),
                 }
             }
             Raw::Modify { path } => {
@@ -472,10 +506,7 @@ impl Engine {
             }
             Raw::CloseWrite { path } => {
                 if !path.is_empty() && !self.ignored(&path) {
-                    let stat = std::fs::symlink_metadata(abs_path(&self.cfg.root, &path))
-                        .ok()
-                        .map(|m| Entry::from_metadata(&m));
-                    self.co.close_write(path, stat, now);
+                    self.co.close_write(path, None, now);
                 }
             }
             Raw::Remove { path, dir } => {
@@ -698,10 +729,9 @@ impl Engine {
                     },
                     Some(old) => {
                         if let Some(t) = self.scanned.remove(&path) {
-                            if stat == Some(old)
-                                && fresh == Some(old)
-                                && t.elapsed() < SCANNED_GRACE
-                            {
+                            // Unchanged since the scan reported it: this close
+                            // is the one the scan already saw.
+                            if fresh == Some(old) && t.elapsed() < SCANNED_GRACE {
                                 return Vec::new();
                             }
                         }

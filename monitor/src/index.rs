@@ -333,6 +333,9 @@ pub fn scan(
     watching: bool,
 ) -> Index {
     let mut idx = Index::new();
+    if ignore.is_ignored(base) {
+        return idx;
+    }
     let mut stack: Vec<(Vec<u8>, bool)> = vec![(base.to_vec(), watching)];
     while let Some((dir, watch_here)) = stack.pop() {
         let watch_below = watch_here && hook.enter_dir(&dir);
@@ -346,7 +349,8 @@ pub fn scan(
         for de in rd.flatten() {
             let name = de.file_name();
             let rel = join_rel(&dir, name.as_bytes());
-            if ignore.is_ignored(&rel) {
+            // Ancestors were checked on the way down.
+            if ignore.matches_self(&rel) {
                 continue;
             }
             let Ok(m) = std::fs::symlink_metadata(de.path()) else {
@@ -494,38 +498,47 @@ impl PathSet {
     pub fn iter(&self) -> impl Iterator<Item = &Vec<u8>> {
         self.set.iter()
     }
+    /// Members at or below `p` (a range query, not a scan of the set).
+    fn subtree_keys(&self, p: &[u8]) -> Vec<Vec<u8>> {
+        if p.is_empty() {
+            return self.set.iter().cloned().collect();
+        }
+        let mut lo = p.to_vec();
+        lo.push(b'/');
+        let mut hi = p.to_vec();
+        hi.push(b'/' + 1);
+        let mut keys: Vec<Vec<u8>> = self.set.range(lo..hi).cloned().collect();
+        if self.set.contains(p) {
+            keys.push(p.to_vec());
+        }
+        keys
+    }
+
     /// Removes `p` and everything below it; returns how many were removed.
     pub fn remove_subtree(&mut self, p: &[u8]) -> usize {
-        let keys: Vec<Vec<u8>> = self
-            .set
-            .iter()
-            .filter(|k| is_within(k, p))
-            .cloned()
-            .collect();
-        self.remove_keys(keys)
-    }
-    fn remove_keys(&mut self, keys: Vec<Vec<u8>>) -> usize {
+        let keys = self.subtree_keys(p);
         let n = keys.len();
         for k in keys {
             self.set.remove(&k);
         }
         n
     }
+
     /// Renames `from`'s subtree to `to`.
     pub fn move_subtree(&mut self, from: &[u8], to: &[u8]) {
-        let keys: Vec<Vec<u8>> = self
-            .set
-            .iter()
-            .filter(|k| is_within(k, from))
-            .cloned()
-            .collect();
-        for k in keys {
+        for k in self.subtree_keys(from) {
             self.set.remove(&k);
             let mut nk = to.to_vec();
             nk.extend_from_slice(&k[from.len()..]);
             self.set.insert(nk);
         }
     }
+
+    /// Keeps only the members for which `f` is true.
+    pub fn retain(&mut self, f: impl FnMut(&Vec<u8>) -> bool) {
+        self.set.retain(f);
+    }
+
     /// The member that is `p` or an ancestor of `p`, if any.
     pub fn covering(&self, p: &[u8]) -> Option<&Vec<u8>> {
         if let Some(k) = self.set.get(p) {

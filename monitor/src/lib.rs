@@ -51,7 +51,10 @@ pub fn run(cfg: Config) -> anyhow::Result<Exit> {
     let watcher = if cfg.poll {
         None
     } else {
-        Some(Watcher::new(&cfg.root, cfg.max_watches, tx.clone()).context("starting inotify")?)
+        Some(
+            Watcher::new(&cfg.root, cfg.max_watches, cfg.access, tx.clone())
+                .context("starting inotify")?,
+        )
     };
 
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -33,6 +33,8 @@ pub const DROP_UNREADABLE_DIR: &str = "unreadable_dir";
 #[derive(Clone)]
 pub struct Metrics {
     pub published: Family<TypeLabel, Counter>,
+    /// The `published` counters, one per event type, in `EventType::ALL` order.
+    by_type: Vec<Counter>,
     pub dropped: Family<ReasonLabel, Counter>,
     pub coalesced: Counter,
     pub rescans: Counter,
@@ -51,7 +53,8 @@ impl Metrics {
             0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
             2.5, 5.0,
         ];
-        let m = Metrics {
+        let mut m = Metrics {
+            by_type: Vec::new(),
             published: Family::default(),
             dropped: Family::default(),
             coalesced: Counter::default(),
@@ -64,9 +67,13 @@ impl Metrics {
             latency: Histogram::new(buckets),
         };
         for t in EventType::ALL {
-            let _ = m.published.get_or_create(&TypeLabel {
-                event_type: t.as_str().to_owned(),
-            });
+            let c = m
+                .published
+                .get_or_create(&TypeLabel {
+                    event_type: t.as_str().to_owned(),
+                })
+                .clone();
+            m.by_type.push(c);
         }
         for r in [DROP_KERNEL_OVERFLOW, DROP_UNREADABLE_DIR] {
             let _ = m.dropped.get_or_create(&ReasonLabel {
@@ -127,11 +134,11 @@ impl Metrics {
     }
 
     pub fn published(&self, t: EventType) {
-        self.published
-            .get_or_create(&TypeLabel {
-                event_type: t.as_str().to_owned(),
-            })
-            .inc();
+        if let Some(i) = EventType::ALL.iter().position(|x| *x == t) {
+            if let Some(c) = self.by_type.get(i) {
+                c.inc();
+            }
+        }
     }
 
     pub fn dropped(&self, reason: &str) {

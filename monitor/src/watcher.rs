@@ -98,6 +98,22 @@ pub fn translate(root: &Path, ev: &Event) -> Vec<Raw> {
     vec![raw]
 }
 
+/// Whether an event can matter to the engine (cheap, runs on notify's thread).
+pub fn wanted(ev: &Event, access: bool) -> bool {
+    if ev.need_rescan() {
+        return true;
+    }
+    match ev.kind {
+        EventKind::Access(AccessKind::Open(_)) => access,
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        EventKind::Modify(ModifyKind::Metadata(_)) => false,
+        EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => false,
+        EventKind::Other => false,
+        _ => true,
+    }
+}
+
 /// Why a watch was not placed.
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
@@ -116,13 +132,23 @@ pub struct Watcher {
 }
 
 impl Watcher {
+    /// `access`: whether open events are wanted at all. notify 8 always
+    /// subscribes to `IN_OPEN`; without `--access` those events (including
+    /// the ones caused by the monitor's own scans and checksums) are dropped
+    /// here, on notify's thread, before they cost anything else.
     pub fn new(
         root: &Path,
         max: usize,
+        access: bool,
         tx: std::sync::mpsc::Sender<Msg>,
     ) -> notify::Result<Watcher> {
         let inner = notify::INotifyWatcher::new(
             move |res: notify::Result<Event>| {
+                if let Ok(ev) = &res {
+                    if !wanted(ev, access) {
+                        return;
+                    }
+                }
                 let _ = tx.send(Msg::Event(res, Instant::now()));
             },
             notify::Config::default(),
