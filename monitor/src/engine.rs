@@ -244,7 +244,7 @@ impl Engine {
                         // wake-up then handles many (far fewer thread switches).
                         std::thread::sleep(BURST_GATHER);
                     }
-                    shutdown |= self.handle(msg)?
+                    shutdown |= self.handle_or_finish(msg)?
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => shutdown = true,
@@ -252,7 +252,7 @@ impl Engine {
             let mut n = 0;
             while n < BATCH && !shutdown {
                 match self.rx.try_recv() {
-                    Ok(msg) => shutdown |= self.handle(msg)?,
+                    Ok(msg) => shutdown |= self.handle_or_finish(msg)?,
                     Err(_) => break,
                 }
                 n += 1;
@@ -289,20 +289,7 @@ impl Engine {
                         self.handle(msg)?;
                     }
                 }
-                if let Some((from, _, _)) = self.pending_from.take() {
-                    self.moved_out(from, now);
-                }
-                let mut items = self.co.drain_all();
-                for it in items.drain(..) {
-                    for x in self.rl.admit(it, now) {
-                        self.emit(x.0, x.1)?;
-                    }
-                }
-                for x in self.rl.drain_all() {
-                    self.emit(x.0, x.1)?;
-                }
-                self.out.flush()?;
-                self.save_state();
+                self.finish(now)?;
                 return Ok(Exit::Signal);
             }
             if let Err(e) = self.emit_ready(now) {
@@ -314,6 +301,37 @@ impl Engine {
                 }
                 self.next_state_save = now + self.cfg.state_interval;
             }
+        }
+    }
+
+    /// Writes everything pending (debounce window, rate limit) and saves the state.
+    fn finish(&mut self, now: Instant) -> Result<(), EngineError> {
+        if let Some((from, _, _)) = self.pending_from.take() {
+            self.moved_out(from, now);
+        }
+        let mut items = self.co.drain_all();
+        for it in items.drain(..) {
+            for x in self.rl.admit(it, now) {
+                self.emit(x.0, x.1)?;
+            }
+        }
+        for x in self.rl.drain_all() {
+            self.emit(x.0, x.1)?;
+        }
+        self.out.flush()?;
+        self.save_state();
+        Ok(())
+    }
+
+    /// Handles a message; when the root itself vanished, writes what is
+    /// pending before giving up.
+    fn handle_or_finish(&mut self, msg: Msg) -> Result<bool, EngineError> {
+        match self.handle(msg) {
+            Err(EngineError::RootGone(p)) => {
+                let _ = self.finish(Instant::now());
+                Err(EngineError::RootGone(p))
+            }
+            r => r,
         }
     }
 
@@ -711,10 +729,9 @@ impl Engine {
                     },
                     Some(old) => {
                         if let Some(t) = self.scanned.remove(&path) {
-                            if stat == Some(old)
-                                && fresh == Some(old)
-                                && t.elapsed() < SCANNED_GRACE
-                            {
+                            // Unchanged since the scan reported it: this close
+                            // is the one the scan already saw.
+                            if fresh == Some(old) && t.elapsed() < SCANNED_GRACE {
                                 return Vec::new();
                             }
                         }

@@ -18,3 +18,4 @@ mod api_auth;
 mod api_claims;
 mod api_harness;
 mod api_logs;
+mod api_openapi;

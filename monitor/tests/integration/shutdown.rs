@@ -76,3 +76,39 @@ fn a_closed_stdout_ends_the_process_cleanly() {
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
     assert!(err.contains("closed"), "{err}");
 }
+
+#[test]
+fn deleting_the_root_writes_pending_events_and_exits_1() {
+    let d = tempdir();
+    let root = d.path().join("ws");
+    std::fs::create_dir(&root).unwrap();
+    let mut m = Monitor::start(&root, &["--debounce=5000"]);
+    sh(&root, "echo 1 > f && echo 2 >> f");
+    std::thread::sleep(Duration::from_millis(200));
+    std::fs::remove_dir_all(&root).unwrap();
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = m.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "still running without its root"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(1));
+    std::thread::sleep(Duration::from_millis(100));
+    let evs = m.events();
+    assert_eq!(
+        types_for(&evs, "f"),
+        vec!["create", "update", "delete"],
+        "{:?}",
+        summary(&evs)
+    );
+    assert!(
+        m.stderr().contains("deleted or moved away"),
+        "{}",
+        m.stderr()
+    );
+}
