@@ -54,7 +54,7 @@ impl WriteSummary {
 }
 
 /// Rough bytes one item adds to a transaction (value, keys, counters).
-fn item_cost(item: &Item) -> usize {
+pub fn item_cost(item: &Item) -> usize {
     match item {
         Item::Record(r) => {
             r.value.len() + 160 + r.paths.iter().map(|p| 2 * p.len() + 80).sum::<usize>()
