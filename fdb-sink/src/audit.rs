@@ -169,10 +169,9 @@ pub fn write_chunk(
 /// Returns whether it was new. Counters are the caller's job.
 fn write_record(txn: &mut dyn Txn, keys: &Keys, r: &ValidRecord) -> Result<bool, StoreError> {
     let key = keys.audit_log(&r.tenant, &r.user, &r.session, r.ts_ns, &r.event_id);
-    if txn.get(&key)?.is_some() {
+    if !txn.insert_new(&key, &r.value)? {
         return Ok(false);
     }
-    txn.set(&key, &r.value)?;
     let touch = PathTouch {
         user: r.user.clone(),
         session: r.session.clone(),
