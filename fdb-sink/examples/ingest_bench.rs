@@ -97,6 +97,17 @@ fn make_batches(o: &Opts) -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// CPU seconds (user + system) this process has used, from /proc/self/stat.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of stat, i.e. 11 and 12 here.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -139,6 +150,17 @@ fn main() {
     drop(f);
     println!("ceiling (append + fsync per batch): {ceiling:.0} events/s");
 
+    // Cost of validation alone (one thread), to split the sink's CPU use.
+    let keys = Keys::default();
+    let started = Instant::now();
+    for b in batches.iter().take(20) {
+        for line in b.split(|c| *c == b'\n') {
+            std::hint::black_box(fdb_sink::record::validate_line(&keys, line, 0));
+        }
+    }
+    let validate_us = started.elapsed().as_secs_f64() * 1e6 / (20 * o.batch_events) as f64;
+    println!("validation alone: {validate_us:.1} us/event on one thread");
+
     // The sink, served over real HTTP by the same router as `fdb-sink serve`.
     let store: Arc<dyn Store> =
         Arc::new(EmbeddedStore::open(&tmp.path().join("store")).expect("store"));
@@ -180,6 +202,7 @@ fn main() {
     let next = Arc::new(AtomicUsize::new(0));
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(o.batches)));
     let retries = Arc::new(AtomicUsize::new(0));
+    let cpu_before = cpu_seconds();
     let started = Instant::now();
     let clients: Vec<_> = (0..o.concurrency)
         .map(|_| {
@@ -218,6 +241,7 @@ fn main() {
         c.join().expect("client");
     }
     let elapsed = started.elapsed();
+    let cpu_us = (cpu_seconds() - cpu_before) * 1e6 / events;
     let rate = events / elapsed.as_secs_f64();
     let mut lat = latencies.lock().expect("lock").clone();
     lat.sort();
@@ -232,5 +256,12 @@ fn main() {
         percentile(&lat, 0.99).as_secs_f64() * 1e3,
         lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
         retries.load(Ordering::Relaxed),
+    );
+    println!(
+        "CPU: {cpu_us:.1} us/event (sink and HTTP clients together, user + system); \
+         load average at the end: {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
     );
 }
