@@ -12,7 +12,11 @@ binaries really export.
     the binaries use the same list);
   * where a crate's source already registers metrics, each of those names is
     registered there (so a rename in the code breaks this check, not the
-    on-call engineer's alert).
+    on-call engineer's alert);
+  * the Vector disk-buffer alert and panel divide by the buffer.max_size that
+    vector-config/vector.toml really configures, and that file serves its
+    metrics on the port the collector exposes (9598) and keeps data_dir at
+    /var/lib/vector (the DaemonSet's hostPath mount).
 Prints one line per failure and a summary; exits 1 if anything failed.
 """
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import tomllib
 from pathlib import Path
 
 import yaml
@@ -73,6 +78,32 @@ def balanced(expr: str) -> bool:
             if not stack or stack.pop() != pairs[ch]:
                 return False
     return not stack and not in_str
+
+
+def check_vector_config(rules: dict, dashboards: list[str]) -> list[str]:
+    path = REPO / "vector-config" / "vector.toml"
+    if not path.exists():
+        return [f"FAIL {path}: missing (the collector runs it)"]
+    cfg = tomllib.loads(path.read_text())
+    out = []
+    try:
+        max_size = cfg["sinks"]["fdb_sink"]["buffer"]["max_size"]
+    except KeyError:
+        return [f"FAIL {path}: no sinks.fdb_sink.buffer.max_size (the buffer alert divides by it)"]
+    exprs = [str(r["expr"]) for g in rules["groups"] for r in g["rules"] if r.get("alert") == "VectorBufferFilling"]
+    divides = re.compile(rf"/\s*{max_size}(?![0-9])")
+    if not exprs or not all(divides.search(e) for e in exprs):
+        out.append(f"FAIL alert VectorBufferFilling must divide by buffer.max_size {max_size} of {path.name}")
+    for d in dashboards:
+        text = Path(d).read_text()
+        if "vector_buffer_byte_size" in text and not divides.search(text):
+            out.append(f"FAIL {Path(d).name}: the buffer panel must divide by buffer.max_size {max_size}")
+    if cfg.get("data_dir") != "/var/lib/vector":
+        out.append(f"FAIL {path.name}: data_dir must be /var/lib/vector, the collector's hostPath mount")
+    addrs = [s.get("address") for s in cfg.get("sinks", {}).values() if s.get("type") == "prometheus_exporter"]
+    if not any(a and a.endswith(":9598") for a in addrs):
+        out.append(f"FAIL {path.name}: no prometheus_exporter on :9598, the port the PodMonitor scrapes")
+    return out
 
 
 def main() -> int:
@@ -133,6 +164,8 @@ def main() -> int:
         for name in sorted(names):
             if f'"{registered_name(name)}"' not in src and f'"{name}"' not in src:
                 failures.append(f"FAIL metric {name}: not registered in {crate}/src (renamed?)")
+
+    failures += check_vector_config(rules, sys.argv[2:])
 
     for line in failures:
         print(line)

@@ -44,9 +44,14 @@ def wanted() -> dict[str, bytes]:
     return files
 
 
+# Files of the collector kustomization itself that join the ConfigMap.
+OWN_FILES: list[str] = []
+
+
 def generator_block(names: list[str]) -> str:
-    lines = [BEGIN, "    files:\n"] if names else [BEGIN, "    files: []\n"]
+    lines = [BEGIN, "    files:\n"]
     lines += [f"      - vector-config/{n}\n" for n in names]
+    lines += [f"      - {n}\n" for n in OWN_FILES]
     return "".join(lines) + END
 
 

@@ -40,6 +40,8 @@ pub struct PodMeta {
     pub container_image_id: String,
     pub container_id: String,
     pub pod_ip: String,
+    /// `<kind>/<name>` of the pod's first owner reference, if it has one.
+    pub pod_owner: Option<String>,
     pub pod_labels: BTreeMap<String, String>,
     pub pod_annotations: BTreeMap<String, String>,
     pub node_labels: BTreeMap<String, String>,
@@ -52,7 +54,7 @@ impl PodMeta {
         let uid = pseudo_uuid(pod_name);
         let mut pod_labels = BTreeMap::new();
         pod_labels.insert("app.kubernetes.io/name".into(), "user-workspace".into());
-        pod_labels.insert("coditect.ai/file-monitor".into(), "enabled".into());
+        pod_labels.insert("component".into(), "file-monitor".into());
         pod_labels.insert("coditect.ai/tenant-id".into(), tenant.into());
         pod_labels.insert("coditect.ai/user-id".into(), user.into());
         pod_labels.insert("coditect.ai/session-id".into(), session.into());
@@ -80,6 +82,8 @@ impl PodMeta {
                     .into(),
             container_id: format!("containerd://{}", "5e1f".repeat(16)),
             pod_ip: "10.52.1.17".into(),
+            // The workspace pods belong to the user-workspace StatefulSet (deploy/k8s).
+            pod_owner: Some("StatefulSet/user-workspace".into()),
             pod_labels,
             pod_annotations,
             node_labels,
@@ -156,6 +160,9 @@ pub fn wrap_kubernetes_logs(
     k.insert("pod_name".into(), meta.pod_name.as_str().into());
     k.insert("pod_namespace".into(), meta.namespace.as_str().into());
     k.insert("pod_node_name".into(), meta.node_name.as_str().into());
+    if let Some(owner) = &meta.pod_owner {
+        k.insert("pod_owner".into(), owner.as_str().into());
+    }
     k.insert("pod_uid".into(), meta.pod_uid.as_str().into());
 
     let mut ev = ObjectMap::new();
