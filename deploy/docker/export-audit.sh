@@ -50,8 +50,8 @@ failed=0
 for tenant in ${tenants//,/ }; do
   out="$work/$tenant-$day.ndjson.gz"
   echo "export-audit: tenant=$tenant day=$day since=$since until=$until" >&2
-  if "$sink" export --store "$store" --tenant "$tenant" --since "$since" --until "$until" \
-       | gzip -9 >"$out" \
+  # A .gz output name makes fdb-sink gzip the NDJSON itself.
+  if "$sink" export --store "$store" --tenant "$tenant" --since "$since" --until "$until" --output "$out" \
      && copy "$out" "${dest%/}/$day/$tenant.ndjson.gz"; then
     echo "export-audit: tenant=$tenant records=$(gzip -dc "$out" | wc -l) -> ${dest%/}/$day/$tenant.ndjson.gz" >&2
   else

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Proves the checkers can fail: applies known defects to a rendered overlay
-and to the dashboard, and asserts that check_manifests.py and
-check_observability.py report each one (and pass on the unmodified input).
+"""Proves the checkers can fail: applies known defects to a rendered overlay,
+the dashboard and the compose file, and asserts that check_manifests.py,
+check_observability.py and check_compose.py report each one (and pass on the
+unmodified input).
 
     selftest.py RENDERED.yaml RULES.yaml DASHBOARD.json
 """
@@ -17,6 +18,8 @@ from pathlib import Path
 import yaml
 
 TOOLS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TOOLS))
+import check_binaries  # noqa: E402
 
 
 def find(objs, kind, name=None):
@@ -102,6 +105,31 @@ DASHBOARD_DEFECTS = [
 ]
 
 
+COMPOSE_DEFECTS = [
+    ("FoundationDB version drift", lambda c: c["services"]["foundationdb"].update(image="foundationdb/foundationdb:7.3.70"),
+     "FoundationDB versions differ"),
+    ("unpinned image", lambda c: c["services"]["volume-owners"].update(image="busybox:latest"), "must be pinned"),
+    ("Vector tails another file", lambda c: c["services"]["vector"]["environment"].update(FILE_MONITOR_OUTPUT="/tmp/x"),
+     "FILE_MONITOR_OUTPUT must be"),
+    ("undeclared volume", lambda c: c["services"]["vector"]["volumes"].append("nope:/nope"), "volume nope is not declared"),
+    ("missing Dockerfile", lambda c: c["services"]["fdb-sink"]["build"].update(dockerfile="deploy/docker/missing.Dockerfile"),
+     "does not exist"),
+]
+
+
+BINARY_DEFECTS = [
+    ("sidecar flag value the monitor rejects",
+     lambda objs: containers(find(objs, "StatefulSet"))["file-monitor"].update(
+         args=[a.replace("--checksum=sha256", "--checksum=md5") for a in containers(find(objs, "StatefulSet"))["file-monitor"]["args"]]),
+     "FAIL StatefulSet/user-workspace container file-monitor"),
+    ("probe on a path the sink does not serve",
+     lambda objs: containers(find(objs, "Deployment", "audit-api"))["fdb-sink"].update(
+         args=["serve", "--store=fdb", "--listen=0.0.0.0:8080"],
+         readinessProbe={"httpGet": {"path": "/ready", "port": "metrics"}}),
+     "FAIL Deployment/audit-api container fdb-sink: readinessProbe /ready answered 404"),
+]
+
+
 def run(cmd: list[str]) -> tuple[int, str]:
     p = subprocess.run(cmd, capture_output=True, text=True)
     return p.returncode, p.stdout + p.stderr
@@ -136,7 +164,38 @@ def main() -> int:
             if code == 0 or expect not in out:
                 print(f"selftest: FAIL check_observability missed: {desc} (expected {expect!r})\n{out}")
                 failures += 1
-    total = len(MANIFEST_DEFECTS) + len(DASHBOARD_DEFECTS)
+        compose_file = TOOLS.parent / "docker-compose.yml"
+        compose = yaml.safe_load(compose_file.read_text())
+        base = ["--relative-to", str(TOOLS.parent)]
+        code, out = run([sys.executable, str(TOOLS / "check_compose.py"), "--compose", str(compose_file)] + base)
+        if code != 0:
+            print(f"selftest: FAIL the unmodified compose file does not pass:\n{out}")
+            failures += 1
+        for desc, mutate, expect in COMPOSE_DEFECTS:
+            bad = copy.deepcopy(compose)
+            mutate(bad)
+            path = tmp_path / "compose.yml"
+            path.write_text(yaml.safe_dump(bad))
+            code, out = run([sys.executable, str(TOOLS / "check_compose.py"), "--compose", str(path)] + base)
+            if code == 0 or expect not in out:
+                print(f"selftest: FAIL check_compose missed: {desc} (expected {expect!r})\n{out}")
+                failures += 1
+        # With built binaries: manifests the binaries would reject must fail.
+        binaries_ran = 0
+        if all(check_binaries.binary(b) for b in ("file-monitor", "fdb-sink")):
+            for desc, mutate, expect in BINARY_DEFECTS:
+                bad = copy.deepcopy(objs)
+                mutate(bad)
+                path = tmp_path / "bad.yaml"
+                path.write_text(yaml.safe_dump_all(bad))
+                code, out = run([sys.executable, str(TOOLS / "check_binaries.py"), str(path)])
+                binaries_ran += 1
+                if code != 1 or expect not in out:
+                    print(f"selftest: FAIL check_binaries missed: {desc} (expected {expect!r})\n{out}")
+                    failures += 1
+        else:
+            print("selftest: no built binaries; check_binaries defects not planted")
+    total = len(MANIFEST_DEFECTS) + len(DASHBOARD_DEFECTS) + len(COMPOSE_DEFECTS) + binaries_ran
     print(f"selftest: {total - failures} of {total} planted defects caught" + ("" if failures else ", unmodified input passes"))
     return 1 if failures else 0
 

@@ -48,7 +48,7 @@ for seq, (tenant, day, path) in enumerate([
         "path": path, "size": 1, "tenant_id": tenant, "user_id": "u1", "session_id": "s1"}))
 open(sys.argv[1], "w").write("\n".join(lines) + "\n")
 PY
-  "$sink" import --store "$store" "$tmp/events.ndjson" >/dev/null
+  "$sink" import --store "$store" "$tmp/events.ndjson" >/dev/null 2>"$tmp/import.log"
   if FDB_SINK=$sink EXPORT_STORE=$store EXPORT_TENANTS=t1 EXPORT_DAY=2026-11-25 \
        EXPORT_DEST=file://$tmp/archive bash "$script" 2>"$tmp/log"; then
     got=$(gzip -dc "$tmp/archive/2026-11-25/t1.ndjson.gz" | grep -o '"path":"[^"]*"' | sort | tr '\n' ' ')

@@ -5,12 +5,18 @@
 //! - [`keys`]: the SPEC §2 key layout (tuple-encoded), shared by all backends;
 //! - [`store`]: the transactional key-value trait and its backends;
 //! - [`record`]: the audit record and its validation (dead letters with reasons);
-//! - [`audit`]: idempotent batch writes and the read helpers for queries.
+//! - [`audit`]: idempotent batch writes and the read helpers for queries;
+//! - [`api`]: the query and agent-coordination API (`serve --api-listen`);
+//! - [`retention`] and [`export`]: the lifecycle jobs.
 
+pub mod api;
 pub mod audit;
 pub mod cli;
+pub mod export;
 pub mod ingest;
 pub mod keys;
 pub mod metrics;
 pub mod record;
+pub mod retention;
 pub mod store;
+pub mod timespec;

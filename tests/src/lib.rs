@@ -8,7 +8,11 @@
 //!   `vrl` crate Vector 0.56.0 embeds ([`harness::remap`]), batch and deliver like
 //!   Vector's `http` sink ([`harness::http_sink`]); plus a capture server that answers
 //!   scripted statuses ([`harness::capture_server`]).
+//! - [`procs`]: builds and runs the real `file-monitor` and `fdb-sink` binaries.
+//! - [`scenario`]: monitors feeding the pipeline, and reading the sink's store back.
 
 pub mod harness;
 pub mod paths;
+pub mod procs;
+pub mod scenario;
 pub mod vector_config;

@@ -6,8 +6,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::keys::{Keys, DEFAULT_ROOT};
 use crate::store::{StoreSpec, DEFAULT_STORE};
 
+pub mod export;
 pub mod import;
+pub mod retention;
 pub mod serve;
+pub mod token;
 
 /// Validates file events and writes idempotent audit records to
 /// FoundationDB or an embedded store.
@@ -19,6 +22,12 @@ pub mod serve;
 ///   file-monitor ./ws | fdb-sink serve --stdin                 # local pipeline, no Vector
 ///
 ///   fdb-sink import --store embedded:./data events.ndjson      # load a file or an export
+///
+///   fdb-sink serve --api-listen 127.0.0.1:8081 --jwt-secret-file jwt.key   # + query/agent API
+///
+///   fdb-sink export --tenant acme --output acme.ndjson.zst     # backup
+///
+///   fdb-sink retention --older-than 90d --dry-run              # what retention would remove
 ///
 /// Logs go to stderr; set RUST_LOG (e.g. `RUST_LOG=fdb_sink=debug`) for more detail.
 #[derive(Debug, Parser)]
@@ -36,6 +45,14 @@ pub enum Command {
     /// Read NDJSON events (the monitor's output, or an export) from a file or
     /// standard input and write them through the same validation.
     Import(import::ImportArgs),
+    /// Write a tenant's audit records as NDJSON (a backup that `import`
+    /// restores), optionally for one user, session or time range.
+    Export(export::ExportArgs),
+    /// Remove audit records older than a cutoff, with their index entries,
+    /// and fix the session summaries.
+    Retention(retention::RetentionArgs),
+    /// Mint an HS256 API token for local use and demos (development tool).
+    Token(token::TokenArgs),
 }
 
 /// Where and under which root the audit records live.
@@ -64,5 +81,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Import(args) => import::run(args),
+        Command::Export(args) => export::run(args),
+        Command::Retention(args) => retention::run(args),
+        Command::Token(args) => token::run(args),
     }
 }

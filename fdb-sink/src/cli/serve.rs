@@ -85,6 +85,9 @@ pub struct ServeArgs {
     /// Seconds between refreshes of fdb_sink_delivery_missing_events.
     #[arg(long, default_value_t = 15, value_name = "SECS")]
     pub delivery_refresh_secs: u64,
+
+    #[command(flatten)]
+    pub api: crate::api::ApiArgs,
 }
 
 /// What `serve` shares between its servers and background tasks.
@@ -109,6 +112,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             );
             Some(t)
         }
+        None => None,
+    };
+    let verifier = match args.api.api_listen {
+        Some(_) => Some(args.api.verifier()?),
         None => None,
     };
     let store = store::open(&args.store.store).context("opening the store")?;
@@ -139,13 +146,18 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let r = runtime.block_on(serve(args, ctx, config));
+    let r = runtime.block_on(serve(args, ctx, config, verifier));
     // Do not wait for a stdin reader blocked on input.
     runtime.shutdown_timeout(Duration::from_secs(5));
     r
 }
 
-async fn serve(args: ServeArgs, ctx: ServeContext, config: IngestConfig) -> anyhow::Result<()> {
+async fn serve(
+    args: ServeArgs,
+    ctx: ServeContext,
+    config: IngestConfig,
+    verifier: Option<crate::api::auth::Verifier>,
+) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -179,6 +191,30 @@ async fn serve(args: ServeArgs, ctx: ServeContext, config: IngestConfig) -> anyh
             .await
     });
 
+    if let Some(older_than) = args.api.retention_older_than {
+        tokio::spawn(crate::retention::periodic(
+            ctx.store.clone(),
+            ctx.ingestor.keys().clone(),
+            older_than,
+            args.api.retention_interval,
+            stop_rx.clone(),
+        ));
+    }
+    let api_server = match (args.api.api_listen, verifier) {
+        (Some(addr), Some(verifier)) => Some(
+            crate::api::spawn(
+                addr,
+                &args.api,
+                verifier,
+                ctx.store.clone(),
+                ctx.ingestor.keys().clone(),
+                stop_rx.clone(),
+            )
+            .await?,
+        ),
+        _ => None,
+    };
+
     let stdin_task = args.stdin.then(|| {
         let ingestor = ctx.ingestor.clone();
         let stop = stop_rx.clone();
@@ -204,6 +240,9 @@ async fn serve(args: ServeArgs, ctx: ServeContext, config: IngestConfig) -> anyh
     }
     let _ = stop_tx.send(true);
     server.await?.context("ingest server")?;
+    if let Some(api) = api_server {
+        api.await?.context("API server")?;
+    }
     Ok(())
 }
 

@@ -8,7 +8,14 @@ mod conformance;
 mod crash;
 mod encoding;
 mod idempotency;
+mod lifecycle;
 mod stdin;
 mod unavailable;
 mod validation;
 mod vector_fixtures;
+
+mod api_auth;
+mod api_claims;
+mod api_harness;
+mod api_logs;
+mod api_openapi;

@@ -40,6 +40,8 @@ pub struct PodMeta {
     pub container_image_id: String,
     pub container_id: String,
     pub pod_ip: String,
+    /// `<kind>/<name>` of the pod's first owner reference, if it has one.
+    pub pod_owner: Option<String>,
     pub pod_labels: BTreeMap<String, String>,
     pub pod_annotations: BTreeMap<String, String>,
     pub node_labels: BTreeMap<String, String>,
@@ -80,6 +82,8 @@ impl PodMeta {
                     .into(),
             container_id: format!("containerd://{}", "5e1f".repeat(16)),
             pod_ip: "10.52.1.17".into(),
+            // The workspace pods belong to the user-workspace StatefulSet (deploy/k8s).
+            pod_owner: Some("StatefulSet/user-workspace".into()),
             pod_labels,
             pod_annotations,
             node_labels,
@@ -156,6 +160,9 @@ pub fn wrap_kubernetes_logs(
     k.insert("pod_name".into(), meta.pod_name.as_str().into());
     k.insert("pod_namespace".into(), meta.namespace.as_str().into());
     k.insert("pod_node_name".into(), meta.node_name.as_str().into());
+    if let Some(owner) = &meta.pod_owner {
+        k.insert("pod_owner".into(), owner.as_str().into());
+    }
     k.insert("pod_uid".into(), meta.pod_uid.as_str().into());
 
     let mut ev = ObjectMap::new();
@@ -203,4 +210,58 @@ pub fn wrap_stdin(line: &[u8], host: &str, at: DateTime<Utc>) -> Value {
     ev.insert("source_type".into(), "stdin".into());
     ev.insert("timestamp".into(), Value::Timestamp(at));
     Value::Object(ev)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubernetes_logs_event_has_the_fields_vector_adds() {
+        let pod = PodMeta::workspace_sidecar("user-workspace-alice", "acme", "alice", "s-1");
+        assert!(pod
+            .log_file()
+            .starts_with("/var/log/pods/coditect-app_user-workspace-alice_"));
+        assert!(pod.log_file().ends_with("/file-monitor/0.log"));
+        let ev = wrap_kubernetes_logs(b"{}", &pod, Stream::Stdout, Utc::now());
+        let json = serde_json::to_value(&ev).unwrap_or_default();
+        let top: Vec<&str> = json
+            .as_object()
+            .map(|o| o.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            top,
+            [
+                "file",
+                "kubernetes",
+                "message",
+                "source_type",
+                "stream",
+                "timestamp"
+            ]
+        );
+        for k in [
+            "container_id",
+            "container_image",
+            "container_image_id",
+            "container_name",
+            "node_labels",
+            "pod_ip",
+            "pod_ips",
+            "pod_labels",
+            "pod_name",
+            "pod_namespace",
+            "pod_node_name",
+            "pod_owner",
+            "pod_uid",
+        ] {
+            assert!(json["kubernetes"].get(k).is_some(), "{k}");
+        }
+        assert_eq!(
+            json["kubernetes"]["pod_labels"]["coditect.ai/tenant-id"],
+            "acme"
+        );
+        assert_eq!(json["source_type"], "kubernetes_logs");
+        assert_eq!(json["stream"], "stdout");
+    }
 }

@@ -6,9 +6,12 @@
 //!   the pipeline's settings, and the `[[tests]]` blocks run with the vrl crate.
 //! - `http_sink_fixtures`: the delivery harness reproduces the requests a real Vector
 //!   0.56.0 sent.
+//! - `scenarios`: the design's scenarios through the real `file-monitor` and
+//!   `fdb-sink` binaries.
 
 mod support;
 
 mod http_sink_fixtures;
+mod scenarios;
 mod vector_configs;
 mod vrl_programs;

@@ -1,0 +1,276 @@
+//! Agent heartbeats (the design's `AgentActivity`) and the agent list with
+//! liveness.
+//!
+//! Liveness is judged by the server's clock when the heartbeat arrived, not
+//! by the agent's `last_heartbeat` (kept as reported): `dead` when no
+//! heartbeat arrived within `--agent-ttl`, else the reported status in lower
+//! case (`active`, `idle`, `stopped`). A session belongs to the user whose
+//! token sent its first heartbeat; role `user` can neither heartbeat for nor
+//! see another user's sessions.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::State;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::auth::Caller;
+use super::{ApiError, ApiState};
+use crate::keys::Keys;
+use crate::record::valid_id;
+use crate::store::{ReadTxn, StoreError, StoreExt};
+use crate::timespec::{format_ns, now_ns};
+
+/// The status an agent reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AgentStatus {
+    Active,
+    Idle,
+    Stopped,
+}
+
+/// The heartbeat body: the design's `AgentActivity`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentActivity {
+    pub session_id: String,
+    pub agent_type: String,
+    pub status: AgentStatus,
+    /// The agent's own clock (RFC 3339); informational.
+    #[serde(default)]
+    pub last_heartbeat: Option<String>,
+    #[serde(default)]
+    pub files_claimed: Vec<String>,
+}
+
+/// The stored `("agents", tenant, session)` value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentRow {
+    pub session_id: String,
+    pub user_id: String,
+    pub agent_type: String,
+    pub status: AgentStatus,
+    pub last_heartbeat: Option<String>,
+    pub files_claimed: Vec<String>,
+    /// Server time the last heartbeat arrived (ns since the epoch).
+    pub received_ns: i64,
+}
+
+/// Liveness of an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Liveness {
+    Active,
+    Idle,
+    Stopped,
+    Dead,
+}
+
+impl AgentRow {
+    pub fn liveness(&self, now_ns: i64, ttl: Duration) -> Liveness {
+        let ttl_ns = i64::try_from(ttl.as_nanos()).unwrap_or(i64::MAX);
+        match self.status {
+            AgentStatus::Stopped => Liveness::Stopped,
+            _ if now_ns.saturating_sub(self.received_ns) > ttl_ns => Liveness::Dead,
+            AgentStatus::Active => Liveness::Active,
+            AgentStatus::Idle => Liveness::Idle,
+        }
+    }
+
+    /// True when its claims still block others.
+    pub fn holds_claims(&self, now_ns: i64, ttl: Duration) -> bool {
+        matches!(
+            self.liveness(now_ns, ttl),
+            Liveness::Active | Liveness::Idle
+        )
+    }
+}
+
+/// An agent as listed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentView {
+    pub session_id: String,
+    pub user_id: String,
+    pub agent_type: String,
+    pub status: AgentStatus,
+    pub liveness: Liveness,
+    pub last_heartbeat: Option<String>,
+    /// When the server received the last heartbeat (RFC 3339).
+    pub received_at: String,
+    pub files_claimed: Vec<String>,
+}
+
+impl AgentView {
+    fn of(row: AgentRow, now: i64, ttl: Duration) -> Self {
+        AgentView {
+            liveness: row.liveness(now, ttl),
+            received_at: format_ns(row.received_ns),
+            session_id: row.session_id,
+            user_id: row.user_id,
+            agent_type: row.agent_type,
+            status: row.status,
+            last_heartbeat: row.last_heartbeat,
+            files_claimed: row.files_claimed,
+        }
+    }
+}
+
+/// Reads one agent row.
+pub fn agent_row(
+    txn: &mut dyn ReadTxn,
+    keys: &Keys,
+    tenant: &str,
+    session: &str,
+) -> Result<Option<AgentRow>, StoreError> {
+    txn.get(&keys.agent(tenant, session))?
+        .map(|v| {
+            serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("agent row: {e}")))
+        })
+        .transpose()
+}
+
+/// Checks the shape of an agent type.
+pub fn check_agent_type(t: &str) -> Result<(), ApiError> {
+    if t.is_empty() || t.len() > 128 || t.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "agent_type must be 1-128 printable characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a session id.
+pub fn check_session(s: &str) -> Result<(), ApiError> {
+    if valid_id(s) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "session_id must be 1-128 chars of [A-Za-z0-9._:@-]",
+        ))
+    }
+}
+
+/// `Forbidden` unless the caller may act for the agent's session.
+pub fn check_owner(caller: &Caller, row: Option<&AgentRow>) -> Result<(), ApiError> {
+    match row {
+        Some(r) if !caller.is_admin() && r.user_id != caller.user => Err(ApiError::Forbidden(
+            format!("session {:?} belongs to another user", r.session_id),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `POST /api/v5/agents/heartbeat`.
+pub async fn heartbeat(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    body: Result<Json<AgentActivity>, JsonRejection>,
+) -> Result<Json<AgentView>, ApiError> {
+    let Json(a) = body?;
+    check_session(&a.session_id)?;
+    check_agent_type(&a.agent_type)?;
+    if a.files_claimed.len() > 10_000 {
+        return Err(ApiError::bad_request(
+            "files_claimed lists at most 10000 paths",
+        ));
+    }
+    let ttl = state.agent_ttl;
+    let view = state
+        .blocking(move |store, keys| {
+            store.transact(|txn| {
+                let old = agent_row(txn, keys, &caller.tenant, &a.session_id)?;
+                if let Err(e) = check_owner(&caller, old.as_ref()) {
+                    return Ok(Err(e));
+                }
+                let row = AgentRow {
+                    session_id: a.session_id.clone(),
+                    user_id: old.map_or_else(|| caller.user.clone(), |o| o.user_id),
+                    agent_type: a.agent_type.clone(),
+                    status: a.status,
+                    last_heartbeat: a.last_heartbeat.clone(),
+                    files_claimed: a.files_claimed.clone(),
+                    received_ns: now_ns(),
+                };
+                let value =
+                    serde_json::to_vec(&row).map_err(|e| StoreError::Internal(e.to_string()))?;
+                txn.set(&keys.agent(&caller.tenant, &a.session_id), &value)?;
+                Ok(Ok(AgentView::of(row, now_ns(), ttl)))
+            })?
+        })
+        .await?;
+    Ok(Json(view))
+}
+
+/// Answer of `GET /api/v5/agents`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AgentList {
+    pub agents: Vec<AgentView>,
+}
+
+/// `GET /api/v5/agents`.
+pub async fn list(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+) -> Result<Json<AgentList>, ApiError> {
+    let ttl = state.agent_ttl;
+    let agents = state
+        .blocking(move |store, keys| {
+            let r = keys.agents_tenant(&caller.tenant);
+            let rows = store.read(|txn| txn.get_range(&r.begin, &r.end, 0, false))?;
+            let now = now_ns();
+            let mut out = Vec::new();
+            for (_, v) in rows {
+                let row: AgentRow = serde_json::from_slice(&v)
+                    .map_err(|e| ApiError::Internal(format!("agent row: {e}")))?;
+                if caller.is_admin() || row.user_id == caller.user {
+                    out.push(AgentView::of(row, now, ttl));
+                }
+            }
+            Ok(out)
+        })
+        .await?;
+    Ok(Json(AgentList { agents }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn liveness_follows_status_and_ttl() {
+        let row = |status, received_ns| AgentRow {
+            session_id: "s".into(),
+            user_id: "u".into(),
+            agent_type: "t".into(),
+            status,
+            last_heartbeat: None,
+            files_claimed: vec![],
+            received_ns,
+        };
+        let ttl = Duration::from_secs(60);
+        let now = 1_000_000_000_000;
+        let fresh = now - 1_000_000_000;
+        let stale = now - 61_000_000_000;
+        assert_eq!(
+            row(AgentStatus::Active, fresh).liveness(now, ttl),
+            Liveness::Active
+        );
+        assert_eq!(
+            row(AgentStatus::Idle, fresh).liveness(now, ttl),
+            Liveness::Idle
+        );
+        assert_eq!(
+            row(AgentStatus::Active, stale).liveness(now, ttl),
+            Liveness::Dead
+        );
+        assert_eq!(
+            row(AgentStatus::Stopped, fresh).liveness(now, ttl),
+            Liveness::Stopped
+        );
+        assert!(!row(AgentStatus::Stopped, fresh).holds_claims(now, ttl));
+        assert!(!row(AgentStatus::Idle, stale).holds_claims(now, ttl));
+        assert!(row(AgentStatus::Idle, fresh).holds_claims(now, ttl));
+    }
+}

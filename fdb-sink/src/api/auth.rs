@@ -1,0 +1,297 @@
+//! Bearer JWT authentication and the caller's identity.
+//!
+//! Tokens are verified with exactly one algorithm, fixed by the key the
+//! server was started with: HS256 for `--jwt-secret-file`, RS256 or ES256 for
+//! a PEM public key in `--jwt-public-key-file`. A token naming another
+//! algorithm (including `none`) is refused before any signature check, so a
+//! public key can never be used as an HMAC secret. `exp` is required and
+//! checked (with [`LEEWAY_SECS`] of clock skew), and the claims `tenant_id`,
+//! `user_id` and `role` (`user` or `admin`) are required.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use super::ApiState;
+use crate::record::valid_id;
+
+/// Clock skew tolerated on `exp`, in seconds.
+pub const LEEWAY_SECS: u64 = 5;
+
+/// What a caller may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Own sessions and records only.
+    User,
+    /// Everything of the tenant.
+    Admin,
+}
+
+/// The claims the API requires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub tenant_id: String,
+    pub user_id: String,
+    pub role: Role,
+    /// Expiry, seconds since the epoch.
+    pub exp: u64,
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub tenant: String,
+    pub user: String,
+    pub role: Role,
+}
+
+impl Caller {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+
+    /// The user whose data a request may read: the caller's own for role
+    /// `user` (asking for another is 403), any (or the given one) for admins.
+    pub fn user_scope(&self, requested: Option<&str>) -> Result<Option<String>, ApiError> {
+        match (self.role, requested) {
+            (Role::Admin, r) => Ok(r.map(str::to_owned)),
+            (Role::User, None) => Ok(Some(self.user.clone())),
+            (Role::User, Some(u)) if u == self.user => Ok(Some(self.user.clone())),
+            (Role::User, Some(_)) => Err(ApiError::Forbidden(
+                "role `user` may read only its own records".into(),
+            )),
+        }
+    }
+}
+
+/// Failure to load a verification key.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyLoadError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0} is empty")]
+    Empty(String),
+    #[error("{0} holds neither an RSA nor an EC (P-256) public key in PEM form")]
+    NotAPublicKey(String),
+}
+
+/// Verifies bearer tokens with one key and one algorithm.
+#[derive(Clone)]
+pub struct Verifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("algorithms", &self.validation.algorithms)
+            .finish()
+    }
+}
+
+impl Verifier {
+    fn with(key: DecodingKey, alg: Algorithm) -> Self {
+        let mut validation = Validation::new(alg);
+        validation.algorithms = vec![alg];
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_exp = true;
+        validation.set_required_spec_claims(&["exp"]);
+        Verifier { key, validation }
+    }
+
+    /// HS256 with a shared secret.
+    pub fn hs256(secret: &[u8]) -> Self {
+        Self::with(DecodingKey::from_secret(secret), Algorithm::HS256)
+    }
+
+    /// RS256 or ES256, from a PEM public key (the kind of key decides).
+    pub fn from_public_pem(pem: &[u8], name: &str) -> Result<Self, KeyLoadError> {
+        if let Ok(k) = DecodingKey::from_rsa_pem(pem) {
+            return Ok(Self::with(k, Algorithm::RS256));
+        }
+        if let Ok(k) = DecodingKey::from_ec_pem(pem) {
+            return Ok(Self::with(k, Algorithm::ES256));
+        }
+        Err(KeyLoadError::NotAPublicKey(name.to_owned()))
+    }
+
+    /// HS256 from a secret file (surrounding whitespace ignored).
+    pub fn from_secret_file(path: &Path) -> Result<Self, KeyLoadError> {
+        let secret = read_secret(path)?;
+        Ok(Self::hs256(&secret))
+    }
+
+    pub fn from_public_key_file(path: &Path) -> Result<Self, KeyLoadError> {
+        let pem = std::fs::read(path).map_err(|source| KeyLoadError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_public_pem(&pem, &path.display().to_string())
+    }
+
+    /// The one algorithm accepted.
+    pub fn algorithm(&self) -> Algorithm {
+        self.validation.algorithms[0]
+    }
+
+    /// Verifies a token and returns the caller.
+    pub fn verify(&self, token: &str) -> Result<Caller, ApiError> {
+        let unauthorized = |m: String| ApiError::Unauthorized(m);
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| unauthorized(format!("malformed token: {e}")))?;
+        if header.alg != self.algorithm() {
+            return Err(unauthorized(format!(
+                "token algorithm {:?} is not accepted (this server verifies {:?})",
+                header.alg,
+                self.algorithm()
+            )));
+        }
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
+            .map_err(|e| unauthorized(format!("invalid token: {e}")))?;
+        let c = data.claims;
+        if !valid_id(&c.tenant_id) || !valid_id(&c.user_id) {
+            return Err(unauthorized(
+                "tenant_id and user_id must be 1-128 chars of [A-Za-z0-9._:@-]".into(),
+            ));
+        }
+        Ok(Caller {
+            tenant: c.tenant_id,
+            user: c.user_id,
+            role: c.role,
+        })
+    }
+}
+
+/// Reads a secret file, trimmed; an empty one is an error.
+pub fn read_secret(path: &Path) -> Result<Vec<u8>, KeyLoadError> {
+    let raw = std::fs::read(path).map_err(|source| KeyLoadError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let secret = raw.trim_ascii().to_vec();
+    if secret.is_empty() {
+        return Err(KeyLoadError::Empty(path.display().to_string()));
+    }
+    Ok(secret)
+}
+
+/// Mints an HS256 token (the `fdb-sink token` development tool, and tests).
+pub fn mint_hs256(secret: &[u8], claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        claims,
+        &EncodingKey::from_secret(secret),
+    )
+}
+
+impl FromRequestParts<Arc<ApiState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<ApiState>,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| {
+                ApiError::Unauthorized("missing Authorization: Bearer <token>".into())
+            })?;
+        let value = header
+            .to_str()
+            .map_err(|_| ApiError::Unauthorized("Authorization header is not ASCII".into()))?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::Unauthorized("expected Authorization: Bearer <token>".into())
+            })?;
+        state.verifier.verify(token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+
+    fn claims(exp_offset: i64) -> Claims {
+        Claims {
+            tenant_id: "acme".into(),
+            user_id: "alice".into(),
+            role: Role::User,
+            exp: (jsonwebtoken::get_current_timestamp() as i64 + exp_offset) as u64,
+        }
+    }
+
+    #[test]
+    fn hs256_tokens_verify_and_forgeries_do_not() {
+        let v = Verifier::hs256(b"secret");
+        let t = mint_hs256(b"secret", &claims(60)).expect("mint");
+        let c = v.verify(&t).expect("valid");
+        assert_eq!((c.tenant.as_str(), c.user.as_str()), ("acme", "alice"));
+        let forged = mint_hs256(b"other", &claims(60)).expect("mint");
+        assert!(matches!(v.verify(&forged), Err(ApiError::Unauthorized(_))));
+        let expired = mint_hs256(b"secret", &claims(-120)).expect("mint");
+        assert!(matches!(v.verify(&expired), Err(ApiError::Unauthorized(_))));
+    }
+
+    #[test]
+    fn alg_none_and_missing_claims_are_refused() {
+        let v = Verifier::hs256(b"secret");
+        let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+        let body = serde_json::to_string(&claims(60)).expect("json");
+        let none = format!("{}.{}.", b64(r#"{"alg":"none","typ":"JWT"}"#), b64(&body));
+        assert!(matches!(v.verify(&none), Err(ApiError::Unauthorized(_))));
+        let no_role = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &serde_json::json!({"tenant_id": "a", "user_id": "b", "exp": u64::MAX / 2}),
+            &EncodingKey::from_secret(b"secret"),
+        )
+        .expect("mint");
+        assert!(matches!(v.verify(&no_role), Err(ApiError::Unauthorized(_))));
+        let no_exp = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &serde_json::json!({"tenant_id": "a", "user_id": "b", "role": "admin"}),
+            &EncodingKey::from_secret(b"secret"),
+        )
+        .expect("mint");
+        assert!(matches!(v.verify(&no_exp), Err(ApiError::Unauthorized(_))));
+    }
+
+    #[test]
+    fn user_scope_confines_users_to_themselves() {
+        let u = Caller {
+            tenant: "t".into(),
+            user: "alice".into(),
+            role: Role::User,
+        };
+        assert_eq!(u.user_scope(None).ok().flatten().as_deref(), Some("alice"));
+        assert!(matches!(
+            u.user_scope(Some("bob")),
+            Err(ApiError::Forbidden(_))
+        ));
+        let a = Caller {
+            role: Role::Admin,
+            ..u
+        };
+        assert_eq!(a.user_scope(None).ok().flatten(), None);
+        assert_eq!(
+            a.user_scope(Some("bob")).ok().flatten().as_deref(),
+            Some("bob")
+        );
+    }
+}

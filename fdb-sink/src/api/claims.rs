@@ -1,0 +1,250 @@
+//! File claims: an agent claims a set of paths for a while, all or none.
+//!
+//! One serializable store transaction reads every requested
+//! `("claims", tenant, path)` row and writes them only if none is held by
+//! another live agent. On FoundationDB, two racing transactions that read the
+//! same rows conflict and one is retried (and then sees the other's claim);
+//! the embedded store runs write transactions one at a time. So two agents
+//! can never both win a path.
+//!
+//! A claim blocks others until `ttl_seconds` pass, or until its holder is
+//! `dead` (no heartbeat within `--agent-ttl`) or reported `Stopped`. A
+//! session re-claiming its own paths extends them.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::State;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+use super::agents::{agent_row, check_agent_type, check_owner, check_session};
+use super::auth::Caller;
+use super::error::Holder;
+use super::{ApiError, ApiState};
+use crate::keys::Keys;
+use crate::store::{ReadTxn, StoreError, StoreExt};
+use crate::timespec::{format_ns, now_ns};
+
+/// Paths per request at most.
+pub const MAX_PATHS: usize = 1000;
+/// Longest claim.
+pub const MAX_TTL_SECONDS: u64 = 86_400;
+
+/// `POST /api/v5/agents/claims` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimRequest {
+    pub session_id: String,
+    pub agent_type: String,
+    pub paths: Vec<String>,
+    pub ttl_seconds: u64,
+}
+
+/// `DELETE /api/v5/agents/claims` body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseRequest {
+    pub session_id: String,
+    pub paths: Vec<String>,
+}
+
+/// The stored `("claims", tenant, path)` value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClaimRow {
+    pub session_id: String,
+    pub user_id: String,
+    pub agent_type: String,
+    pub claimed_ns: i64,
+    pub expires_ns: i64,
+}
+
+/// Answer to a granted claim.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Granted {
+    pub session_id: String,
+    pub paths: Vec<String>,
+    pub expires_at: String,
+}
+
+/// Answer to a release.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Released {
+    /// Paths this session held, now free.
+    pub released: Vec<String>,
+    /// Paths this session did not hold (free, expired or someone else's).
+    pub not_held: Vec<String>,
+}
+
+fn claim_row(
+    txn: &mut dyn ReadTxn,
+    keys: &Keys,
+    tenant: &str,
+    path: &str,
+) -> Result<Option<ClaimRow>, StoreError> {
+    txn.get(&keys.claim(tenant, path))?
+        .map(|v| {
+            serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("claim row: {e}")))
+        })
+        .transpose()
+}
+
+fn check_paths(paths: &[String]) -> Result<Vec<String>, ApiError> {
+    if paths.is_empty() || paths.len() > MAX_PATHS {
+        return Err(ApiError::bad_request(format!(
+            "paths must list 1 to {MAX_PATHS} paths"
+        )));
+    }
+    if let Some(p) = paths.iter().find(|p| p.is_empty() || p.len() > 4096) {
+        return Err(ApiError::bad_request(format!(
+            "path {p:?} must be 1 to 4096 bytes"
+        )));
+    }
+    // Sorted and deduplicated: the same set always touches rows in the same order.
+    Ok(paths
+        .iter()
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect())
+}
+
+/// Claims `paths` for `req.session_id` inside `txn`; the conflict error when
+/// another live agent holds any of them (nothing written then).
+pub fn claim_in(
+    txn: &mut dyn crate::store::Txn,
+    keys: &Keys,
+    caller: &Caller,
+    req: &ClaimRequest,
+    paths: &[String],
+    agent_ttl: std::time::Duration,
+) -> Result<Result<Granted, ApiError>, StoreError> {
+    let now = now_ns();
+    let own = agent_row(txn, keys, &caller.tenant, &req.session_id)?;
+    if let Err(e) = check_owner(caller, own.as_ref()) {
+        return Ok(Err(e));
+    }
+    let mut holders = Vec::new();
+    for p in paths {
+        let Some(c) = claim_row(txn, keys, &caller.tenant, p)? else {
+            continue;
+        };
+        if c.session_id == req.session_id {
+            if !caller.is_admin() && c.user_id != caller.user {
+                return Ok(Err(ApiError::Forbidden(format!(
+                    "session {:?} belongs to another user",
+                    c.session_id
+                ))));
+            }
+            continue;
+        }
+        if c.expires_ns <= now {
+            continue;
+        }
+        let holder_alive = agent_row(txn, keys, &caller.tenant, &c.session_id)?
+            .is_none_or(|a| a.holds_claims(now, agent_ttl));
+        if holder_alive {
+            holders.push(Holder {
+                path: p.clone(),
+                session_id: c.session_id,
+                agent_type: c.agent_type,
+                expires_at: format_ns(c.expires_ns),
+            });
+        }
+    }
+    if !holders.is_empty() {
+        let first = &holders[0];
+        let message = format!(
+            "{} of {} paths are held by other agents, e.g. {:?} by session {:?} ({}) until {}",
+            holders.len(),
+            paths.len(),
+            first.path,
+            first.session_id,
+            first.agent_type,
+            first.expires_at
+        );
+        return Ok(Err(ApiError::ClaimConflict { message, holders }));
+    }
+    let ttl_ns = i64::try_from(req.ttl_seconds)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1_000_000_000);
+    let row = ClaimRow {
+        session_id: req.session_id.clone(),
+        user_id: own.map_or_else(|| caller.user.clone(), |o| o.user_id),
+        agent_type: req.agent_type.clone(),
+        claimed_ns: now,
+        expires_ns: now.saturating_add(ttl_ns),
+    };
+    let value = serde_json::to_vec(&row).map_err(|e| StoreError::Internal(e.to_string()))?;
+    for p in paths {
+        txn.set(&keys.claim(&caller.tenant, p), &value)?;
+    }
+    Ok(Ok(Granted {
+        session_id: req.session_id.clone(),
+        paths: paths.to_vec(),
+        expires_at: format_ns(row.expires_ns),
+    }))
+}
+
+/// `POST /api/v5/agents/claims`.
+pub async fn claim(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    body: Result<Json<ClaimRequest>, JsonRejection>,
+) -> Result<Json<Granted>, ApiError> {
+    let Json(req) = body?;
+    check_session(&req.session_id)?;
+    check_agent_type(&req.agent_type)?;
+    if req.ttl_seconds == 0 || req.ttl_seconds > MAX_TTL_SECONDS {
+        return Err(ApiError::bad_request(format!(
+            "ttl_seconds must be 1 to {MAX_TTL_SECONDS}"
+        )));
+    }
+    let paths = check_paths(&req.paths)?;
+    let ttl = state.agent_ttl;
+    let granted = state
+        .blocking(move |store, keys| {
+            store.transact(|txn| claim_in(txn, keys, &caller, &req, &paths, ttl))?
+        })
+        .await?;
+    Ok(Json(granted))
+}
+
+/// `DELETE /api/v5/agents/claims`.
+pub async fn release(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    body: Result<Json<ReleaseRequest>, JsonRejection>,
+) -> Result<Json<Released>, ApiError> {
+    let Json(req) = body?;
+    check_session(&req.session_id)?;
+    let paths = check_paths(&req.paths)?;
+    let out = state
+        .blocking(move |store, keys| {
+            store.transact(|txn| {
+                let mut released = Vec::new();
+                let mut not_held = Vec::new();
+                for p in &paths {
+                    match claim_row(txn, keys, &caller.tenant, p)? {
+                        Some(c) if c.session_id == req.session_id => {
+                            if !caller.is_admin() && c.user_id != caller.user {
+                                return Ok(Err(ApiError::Forbidden(format!(
+                                    "session {:?} belongs to another user",
+                                    c.session_id
+                                ))));
+                            }
+                            released.push(p.clone());
+                        }
+                        _ => not_held.push(p.clone()),
+                    }
+                }
+                for p in &released {
+                    txn.clear(&keys.claim(&caller.tenant, p))?;
+                }
+                Ok(Ok(Released { released, not_held }))
+            })?
+        })
+        .await?;
+    Ok(Json(out))
+}

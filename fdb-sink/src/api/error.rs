@@ -1,0 +1,183 @@
+//! API errors: one enum, one mapping to HTTP status and stable code.
+//!
+//! Every error answer is `{"error": "<stable_code>", "message": "..."}`;
+//! a claim conflict adds `"holders"`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::store::StoreError;
+
+/// The holder of a path named in a 409 answer.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Holder {
+    pub path: String,
+    pub session_id: String,
+    pub agent_type: String,
+    /// When the claim expires (RFC 3339).
+    pub expires_at: String,
+}
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No bearer token, or one that does not verify (signature, algorithm,
+    /// expiry, claims).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The token is valid but its role does not allow this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Nothing of the caller's tenant (and, for role `user`, the caller's
+    /// own data) matches. Other tenants' data is reported the same way.
+    #[error("{0}")]
+    NotFound(String),
+    /// A parameter or body is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// A pagination cursor that this query did not produce.
+    #[error("{0}")]
+    BadCursor(String),
+    /// Another live agent holds one of the paths.
+    #[error("{message}")]
+    ClaimConflict {
+        message: String,
+        holders: Vec<Holder>,
+    },
+    /// The store cannot serve the request now; retry later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A bug or corrupt data.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The HTTP status of each error: the single mapping.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) | ApiError::BadCursor(_) => StatusCode::BAD_REQUEST,
+            ApiError::ClaimConflict { .. } => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable `error` code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::BadCursor(_) => "bad_cursor",
+            ApiError::ClaimConflict { .. } => "claim_conflict",
+            ApiError::Unavailable(_) => "store_unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    pub fn bad_request(m: impl Into<String>) -> Self {
+        ApiError::BadRequest(m.into())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        if e.unavailable() {
+            ApiError::Unavailable(e.to_string())
+        } else {
+            ApiError::Internal(e.to_string())
+        }
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(e: axum::extract::rejection::QueryRejection) -> Self {
+        ApiError::BadRequest(e.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(e: axum::extract::rejection::JsonRejection) -> Self {
+        ApiError::BadRequest(e.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::PathRejection> for ApiError {
+    fn from(e: axum::extract::rejection::PathRejection) -> Self {
+        ApiError::BadRequest(e.body_text())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(error = %self, "API request failed");
+        }
+        let mut body = serde_json::json!({"error": self.code(), "message": self.to_string()});
+        if let ApiError::ClaimConflict { holders, .. } = &self {
+            body["holders"] = serde_json::json!(holders);
+        }
+        let mut resp = (status, Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("2"),
+            );
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_has_a_distinct_code_and_the_documented_status() {
+        let all = [
+            (ApiError::Unauthorized(String::new()), 401, "unauthorized"),
+            (ApiError::Forbidden(String::new()), 403, "forbidden"),
+            (ApiError::NotFound(String::new()), 404, "not_found"),
+            (ApiError::BadRequest(String::new()), 400, "bad_request"),
+            (ApiError::BadCursor(String::new()), 400, "bad_cursor"),
+            (
+                ApiError::ClaimConflict {
+                    message: String::new(),
+                    holders: vec![],
+                },
+                409,
+                "claim_conflict",
+            ),
+            (
+                ApiError::Unavailable(String::new()),
+                503,
+                "store_unavailable",
+            ),
+            (ApiError::Internal(String::new()), 500, "internal"),
+        ];
+        for (e, status, code) in all {
+            assert_eq!((e.status().as_u16(), e.code()), (status, code));
+        }
+        assert!(matches!(
+            ApiError::from(StoreError::unavailable_msg("down")),
+            ApiError::Unavailable(_)
+        ));
+        assert!(matches!(
+            ApiError::from(StoreError::Corrupt("x".into())),
+            ApiError::Internal(_)
+        ));
+    }
+}

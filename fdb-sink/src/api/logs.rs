@@ -1,0 +1,388 @@
+//! Audit record queries: a session's records, or a user's (or, for admins,
+//! the tenant's) records in a time range; time-ordered, filtered, paginated.
+//!
+//! Order: by event time, then event id (then user and session, which only
+//! break ties between identical ids). A cursor is the key of the last record
+//! a page looked at; the next page starts strictly after it, so records that
+//! arrive while a client pages appear on a later page exactly once, as long
+//! as their time is after the cursor's. (A record delivered late with an
+//! older time than the cursor is not revisited; re-query with `start`.)
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+use super::auth::Caller;
+use super::{sse, ApiError, ApiState};
+use crate::audit::{self, StoredRecord};
+use crate::keys::{AuditLogKey, Keys};
+use crate::record::AuditRecord;
+use crate::store::{ReadTxn, StoreError};
+use crate::timespec::parse_time_ns;
+
+/// Records per page when `limit` is not given.
+pub const DEFAULT_LIMIT: usize = 100;
+/// Largest page; a larger `limit` is capped to it.
+pub const MAX_LIMIT: usize = 1000;
+/// Records a single request examines at most (filters may reject many).
+pub const MAX_SCAN: usize = 20_000;
+
+/// Query parameters of both log routes.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogParams {
+    /// Whose records (defaults to the caller; role `user` may not name another).
+    pub user_id: Option<String>,
+    /// Earliest event time, RFC 3339, inclusive.
+    pub start: Option<String>,
+    /// Latest event time, RFC 3339, exclusive.
+    pub end: Option<String>,
+    /// Comma-separated event types to keep.
+    pub event_type: Option<String>,
+    /// Keep records whose path (or move source) starts with this.
+    pub path_prefix: Option<String>,
+    pub limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Stream records as Server-Sent Events, new ones as they arrive.
+    #[serde(default)]
+    pub follow: bool,
+}
+
+/// Which records a query reads.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    pub tenant: String,
+    /// `None`: every user of the tenant (admins only).
+    pub user: Option<String>,
+    /// `None`: every session of the user(s).
+    pub session: Option<String>,
+}
+
+/// Which of the scope's records a query keeps.
+#[derive(Debug, Clone)]
+pub struct Filter {
+    pub start_ns: i64,
+    pub end_ns: i64,
+    pub event_types: Option<Vec<String>>,
+    pub path_prefix: Option<String>,
+}
+
+impl Filter {
+    pub fn from_params(p: &LogParams) -> Result<Self, ApiError> {
+        let t = |s: &Option<String>, what: &str| -> Result<Option<i64>, ApiError> {
+            s.as_deref()
+                .map(|v| {
+                    parse_time_ns(v).map_err(|e| ApiError::bad_request(format!("{what}: {e}")))
+                })
+                .transpose()
+        };
+        let start_ns = t(&p.start, "start")?.unwrap_or(i64::MIN);
+        let end_ns = t(&p.end, "end")?.unwrap_or(i64::MAX);
+        if start_ns > end_ns {
+            return Err(ApiError::bad_request("start is after end"));
+        }
+        let event_types = match p.event_type.as_deref() {
+            None | Some("") => None,
+            Some(list) => {
+                let types: Vec<String> = list.split(',').map(|s| s.trim().to_owned()).collect();
+                for ty in &types {
+                    if !file_event::EventType::ALL.iter().any(|e| e.as_str() == ty) {
+                        return Err(ApiError::bad_request(format!(
+                            "unknown event_type {ty:?}: expected create, update, delete, move or access"
+                        )));
+                    }
+                }
+                Some(types)
+            }
+        };
+        Ok(Filter {
+            start_ns,
+            end_ns,
+            event_types,
+            path_prefix: p.path_prefix.clone().filter(|s| !s.is_empty()),
+        })
+    }
+
+    pub fn matches(&self, r: &AuditRecord) -> bool {
+        if let Some(types) = &self.event_types {
+            if !types.iter().any(|t| t == r.event.event_type.as_str()) {
+                return false;
+            }
+        }
+        if let Some(prefix) = &self.path_prefix {
+            let from_matches = r
+                .event
+                .from
+                .as_deref()
+                .is_some_and(|f| f.starts_with(prefix.as_str()));
+            if !(r.event.path.starts_with(prefix.as_str()) || from_matches) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// A page of records.
+#[derive(Debug, Serialize)]
+pub struct Page<T> {
+    pub records: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// Opaque cursor text for a key.
+pub fn encode_cursor(raw_key: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw_key)
+}
+
+/// Decodes a cursor and checks that it lies in `scope`.
+pub fn decode_cursor(keys: &Keys, scope: &Scope, cursor: &str) -> Result<AuditLogKey, ApiError> {
+    let bad = || ApiError::BadCursor("cursor was not produced by this query".into());
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor.trim())
+        .map_err(|_| bad())?;
+    let key = keys.decode_audit_log(&raw).map_err(|_| bad())?;
+    let in_scope = key.tenant == scope.tenant
+        && scope.user.as_ref().is_none_or(|u| *u == key.user)
+        && scope.session.as_ref().is_none_or(|s| *s == key.session);
+    if in_scope {
+        Ok(key)
+    } else {
+        Err(bad())
+    }
+}
+
+/// The position of a record in the query order.
+fn position(k: &AuditLogKey) -> (i64, &str, &str, &str) {
+    (k.ts_ns, &k.event_id, &k.user, &k.session)
+}
+
+/// The (user, session) pairs of `scope` that may hold records in the
+/// filter's time range.
+pub fn resolve_sessions(
+    txn: &mut dyn ReadTxn,
+    keys: &Keys,
+    scope: &Scope,
+    filter: &Filter,
+) -> Result<Vec<(String, String)>, StoreError> {
+    if let (Some(u), Some(s)) = (&scope.user, &scope.session) {
+        return Ok(vec![(u.clone(), s.clone())]);
+    }
+    let range = match &scope.user {
+        Some(u) => keys.sessions_user(&scope.tenant, u),
+        None => keys.sessions_tenant(&scope.tenant),
+    };
+    Ok(audit::sessions_in(txn, keys, &range)?
+        .into_iter()
+        .filter(|s| scope.session.as_ref().is_none_or(|want| *want == s.session))
+        .filter(|s| {
+            let first = i64::try_from(s.first_ns).unwrap_or(i64::MAX);
+            let last = i64::try_from(s.last_ns).unwrap_or(i64::MAX);
+            s.events > 0 && last >= filter.start_ns && first < filter.end_ns
+        })
+        .map(|s| (s.user, s.session))
+        .collect())
+}
+
+/// The next `n` records of the sessions strictly after `after`, in order.
+fn fetch_after(
+    txn: &mut dyn ReadTxn,
+    keys: &Keys,
+    tenant: &str,
+    sessions: &[(String, String)],
+    filter: &Filter,
+    after: Option<&AuditLogKey>,
+    n: usize,
+) -> Result<Vec<StoredRecord>, StoreError> {
+    let mut all = Vec::new();
+    for (u, s) in sessions {
+        let mut range =
+            keys.audit_logs_session_between(tenant, u, s, filter.start_ns, filter.end_ns);
+        if let Some(c) = after {
+            let from = keys.audit_log(tenant, u, s, c.ts_ns, &c.event_id);
+            if from > range.begin {
+                range.begin = from;
+            }
+        }
+        if range.begin >= range.end {
+            continue;
+        }
+        let mut recs = audit::records_in(txn, keys, &range, n + 1, false)?;
+        if let Some(c) = after {
+            recs.retain(|r| position(&r.key) > position(c));
+        }
+        all.extend(recs);
+    }
+    all.sort_by(|a, b| position(&a.key).cmp(&position(&b.key)));
+    all.truncate(n);
+    Ok(all)
+}
+
+/// One page: up to `limit` matching records after `after`, and the cursor
+/// to continue from (`None` when nothing more is stored now).
+pub fn page(
+    txn: &mut dyn ReadTxn,
+    keys: &Keys,
+    scope: &Scope,
+    filter: &Filter,
+    after: Option<&AuditLogKey>,
+    limit: usize,
+) -> Result<(Vec<StoredRecord>, Option<Vec<u8>>), StoreError> {
+    let sessions = resolve_sessions(txn, keys, scope, filter)?;
+    let mut out = Vec::new();
+    let mut pos = after.cloned();
+    let mut last_raw: Option<Vec<u8>> = None;
+    let mut scanned = 0usize;
+    let chunk = limit.clamp(100, MAX_LIMIT);
+    loop {
+        let recs = fetch_after(
+            txn,
+            keys,
+            &scope.tenant,
+            &sessions,
+            filter,
+            pos.as_ref(),
+            chunk,
+        )?;
+        if recs.is_empty() {
+            return Ok((out, None));
+        }
+        for r in recs {
+            scanned += 1;
+            pos = Some(r.key.clone());
+            last_raw = Some(r.raw_key.clone());
+            if filter.matches(&r.record) {
+                out.push(r);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        if out.len() >= limit || scanned >= MAX_SCAN {
+            let more = !fetch_after(txn, keys, &scope.tenant, &sessions, filter, pos.as_ref(), 1)?
+                .is_empty();
+            return Ok((out, if more { last_raw } else { None }));
+        }
+    }
+}
+
+/// True when the scope's session has records (under the scope's user, or
+/// under any user of the tenant when the scope names none).
+fn session_exists(txn: &mut dyn ReadTxn, keys: &Keys, scope: &Scope) -> Result<bool, StoreError> {
+    let Some(session) = &scope.session else {
+        return Ok(true);
+    };
+    match &scope.user {
+        Some(u) => Ok(
+            audit::session_summary(txn, keys, &scope.tenant, u, session)?
+                .is_some_and(|s| s.events > 0),
+        ),
+        None => {
+            let all = Filter {
+                start_ns: i64::MIN,
+                end_ns: i64::MAX,
+                event_types: None,
+                path_prefix: None,
+            };
+            Ok(!resolve_sessions(txn, keys, scope, &all)?.is_empty())
+        }
+    }
+}
+
+/// A record as the API shows it: the stored record itself (a `file-event/1`
+/// line with its Kubernetes fields).
+pub fn record_json(r: &StoredRecord) -> serde_json::Value {
+    serde_json::to_value(&r.record).unwrap_or(serde_json::Value::Null)
+}
+
+/// Runs a page or a follow stream for `scope`.
+async fn respond(
+    state: Arc<ApiState>,
+    scope: Scope,
+    params: LogParams,
+    headers: &HeaderMap,
+    must_exist: bool,
+) -> Result<Response, ApiError> {
+    let filter = Filter::from_params(&params)?;
+    let limit = params.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
+    if limit == 0 {
+        return Err(ApiError::bad_request("limit must be at least 1"));
+    }
+    // SSE clients reconnect with Last-Event-ID, which is a cursor.
+    let last_event_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| params.follow)
+        .map(str::to_owned);
+    let after = match last_event_id.or(params.cursor.clone()) {
+        Some(c) => Some(decode_cursor(&state.keys, &scope, &c)?),
+        None => None,
+    };
+    if params.follow {
+        return Ok(sse::follow(state, scope, filter, after).into_response());
+    }
+    let s = scope.clone();
+    let (recs, next, exists) = state
+        .blocking(move |store, keys| {
+            Ok(crate::store::StoreExt::read(store, |txn| {
+                let exists = !must_exist || session_exists(txn, keys, &s)?;
+                let (recs, next) = page(txn, keys, &s, &filter, after.as_ref(), limit)?;
+                Ok((recs, next, exists))
+            })?)
+        })
+        .await?;
+    if !exists {
+        return Err(ApiError::NotFound(format!(
+            "session {:?} not found",
+            scope.session.unwrap_or_default()
+        )));
+    }
+    Ok(Json(Page {
+        records: recs.iter().map(record_json).collect(),
+        next_cursor: next.as_deref().map(encode_cursor),
+    })
+    .into_response())
+}
+
+/// `GET /api/v5/agents/{session_id}/logs`.
+pub async fn session_logs(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    session: Result<Path<String>, PathRejection>,
+    params: Result<Query<LogParams>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Path(session) = session?;
+    let Query(params) = params?;
+    let user = caller.user_scope(params.user_id.as_deref())?;
+    let scope = Scope {
+        tenant: caller.tenant.clone(),
+        user,
+        session: Some(session),
+    };
+    respond(state, scope, params, &headers, true).await
+}
+
+/// `GET /api/v5/agents/logs?user_id=&start=&end=`.
+pub async fn user_logs(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    params: Result<Query<LogParams>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Query(params) = params?;
+    let user = caller.user_scope(params.user_id.as_deref())?;
+    let scope = Scope {
+        tenant: caller.tenant.clone(),
+        user,
+        session: None,
+    };
+    respond(state, scope, params, &headers, false).await
+}

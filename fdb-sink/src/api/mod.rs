@@ -1,0 +1,197 @@
+//! The query and agent-coordination API (`serve --api-listen`), SPEC §3.
+//!
+//! One module per route group; every handler authenticates the caller
+//! ([`auth::Caller`]), reads only the caller's tenant, and runs its store
+//! work on the blocking pool over the [`Store`] trait, so the API behaves the
+//! same on the embedded store and on FoundationDB.
+//!
+//! | route | module |
+//! |---|---|
+//! | `GET /api/v5/agents/{session_id}/logs`, `GET /api/v5/agents/logs` | [`logs`] (+ [`sse`] with `follow=true`) |
+//! | `GET /api/v5/files/history`, `GET /api/v5/files/duplicates` | [`files`] |
+//! | `GET /api/v5/monitors/{monitor_id}/delivery` | [`monitors`] |
+//! | `POST /api/v5/agents/heartbeat`, `GET /api/v5/agents` | [`agents`] |
+//! | `POST`/`DELETE /api/v5/agents/claims` | [`claims`] |
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::routing::get;
+use axum::Router;
+use clap::Args;
+
+use crate::keys::Keys;
+use crate::store::Store;
+
+pub mod agents;
+pub mod auth;
+pub mod claims;
+pub mod error;
+pub mod files;
+pub mod logs;
+pub mod monitors;
+pub mod sse;
+
+pub use error::ApiError;
+
+/// The `serve` flags of the API.
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    /// Address of the query and agent API (/api/v5/...), e.g. 0.0.0.0:8081.
+    /// Off unless given; needs --jwt-secret-file or --jwt-public-key-file.
+    /// Port 0 picks a free port (logged as `api_addr=`).
+    #[arg(long, env = "FDB_SINK_API_LISTEN", value_name = "ADDR")]
+    pub api_listen: Option<SocketAddr>,
+
+    /// File holding the HS256 secret that signs API tokens (surrounding
+    /// whitespace ignored). Tokens with any other algorithm are refused.
+    #[arg(
+        long,
+        env = "FDB_SINK_JWT_SECRET_FILE",
+        value_name = "PATH",
+        conflicts_with = "jwt_public_key_file"
+    )]
+    pub jwt_secret_file: Option<PathBuf>,
+
+    /// PEM public key (RSA for RS256, P-256 EC for ES256) that verifies API
+    /// tokens. Tokens with any other algorithm are refused.
+    #[arg(long, env = "FDB_SINK_JWT_PUBLIC_KEY_FILE", value_name = "PATH")]
+    pub jwt_public_key_file: Option<PathBuf>,
+
+    /// An agent with no heartbeat for this long is listed as `dead`, and its
+    /// claims no longer block others (e.g. 60s, 5m).
+    #[arg(long, env = "FDB_SINK_AGENT_TTL", default_value = "60s",
+          value_parser = crate::timespec::duration_arg, value_name = "DURATION")]
+    pub agent_ttl: Duration,
+
+    /// Run retention inside serve (with or without the API): at start and
+    /// every --retention-interval, remove audit records older than this
+    /// (e.g. 90d). Off unless given.
+    #[arg(long, env = "FDB_SINK_RETENTION_OLDER_THAN",
+          value_parser = crate::timespec::duration_arg, value_name = "DURATION")]
+    pub retention_older_than: Option<Duration>,
+
+    /// How often the in-process retention runs (with --retention-older-than).
+    #[arg(long, env = "FDB_SINK_RETENTION_INTERVAL", default_value = "1h",
+          value_parser = crate::timespec::duration_arg, value_name = "DURATION")]
+    pub retention_interval: Duration,
+}
+
+impl ApiArgs {
+    /// Loads the token verifier named by the flags.
+    pub fn verifier(&self) -> anyhow::Result<auth::Verifier> {
+        match (&self.jwt_secret_file, &self.jwt_public_key_file) {
+            (Some(p), None) => Ok(auth::Verifier::from_secret_file(p)?),
+            (None, Some(p)) => Ok(auth::Verifier::from_public_key_file(p)?),
+            _ => anyhow::bail!(
+                "--api-listen needs --jwt-secret-file (HS256) or --jwt-public-key-file (RS256/ES256)"
+            ),
+        }
+    }
+}
+
+/// How often `follow=true` streams look for new records.
+pub const FOLLOW_POLL: Duration = Duration::from_millis(250);
+
+/// What every handler shares.
+pub struct ApiState {
+    pub store: Arc<dyn Store>,
+    pub keys: Keys,
+    pub verifier: auth::Verifier,
+    pub agent_ttl: Duration,
+    pub follow_poll: Duration,
+    /// Turns true at shutdown; ends `follow=true` streams.
+    pub stop: tokio::sync::watch::Receiver<bool>,
+}
+
+impl ApiState {
+    /// Runs blocking store work on the blocking pool.
+    pub async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&dyn Store, &Keys) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let s = self.clone();
+        tokio::task::spawn_blocking(move || f(s.store.as_ref(), &s.keys))
+            .await
+            .map_err(|e| ApiError::Internal(format!("task failed: {e}")))?
+    }
+}
+
+/// Every route served: (method, path template as in docs/openapi.yaml).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/api/v5/agents/{session_id}/logs"),
+    ("get", "/api/v5/agents/logs"),
+    ("get", "/api/v5/files/history"),
+    ("get", "/api/v5/files/duplicates"),
+    ("get", "/api/v5/monitors/{monitor_id}/delivery"),
+    ("post", "/api/v5/agents/heartbeat"),
+    ("get", "/api/v5/agents"),
+    ("post", "/api/v5/agents/claims"),
+    ("delete", "/api/v5/agents/claims"),
+];
+
+/// The API router.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/api/v5/agents/{session_id}/logs", get(logs::session_logs))
+        .route("/api/v5/agents/logs", get(logs::user_logs))
+        .route("/api/v5/files/history", get(files::history))
+        .route("/api/v5/files/duplicates", get(files::duplicates))
+        .route(
+            "/api/v5/monitors/{monitor_id}/delivery",
+            get(monitors::delivery),
+        )
+        .route(
+            "/api/v5/agents/heartbeat",
+            axum::routing::post(agents::heartbeat),
+        )
+        .route("/api/v5/agents", get(agents::list))
+        .route(
+            "/api/v5/agents/claims",
+            axum::routing::post(claims::claim).delete(claims::release),
+        )
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .with_state(state)
+}
+
+/// Serves the API on `listener` until `stop` turns true.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<ApiState>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await
+}
+
+/// Binds `addr`, logs `api_addr=<addr>`, and serves the API until `stop`
+/// turns true.
+pub async fn spawn(
+    addr: SocketAddr,
+    args: &ApiArgs,
+    verifier: auth::Verifier,
+    store: Arc<dyn Store>,
+    keys: Keys,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
+    use anyhow::Context;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding --api-listen {addr}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(api_addr = %local, algorithm = ?verifier.algorithm(), "API server ready");
+    let state = Arc::new(ApiState {
+        store,
+        keys,
+        verifier,
+        agent_ttl: args.agent_ttl,
+        follow_poll: FOLLOW_POLL,
+        stop: stop.clone(),
+    });
+    Ok(tokio::spawn(serve(listener, state, stop)))
+}

@@ -1,0 +1,151 @@
+//! `fdb-sink export`: a tenant's audit records as NDJSON (the backup
+//! format; `fdb-sink import` restores it).
+
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+
+use super::StoreArgs;
+use crate::export::{self, ExportFilter, ExportReport};
+use crate::store;
+
+/// Output compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Compression {
+    Zstd,
+    Gzip,
+}
+
+/// Arguments of `fdb-sink export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+
+    /// Tenant to export.
+    #[arg(long, value_name = "TENANT")]
+    pub tenant: String,
+
+    /// Only this user's records.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+
+    /// Only this session's records.
+    #[arg(long, value_name = "SESSION")]
+    pub session: Option<String>,
+
+    /// Only records at or after this time (RFC 3339).
+    #[arg(long, value_parser = crate::timespec::time_arg, value_name = "TIME")]
+    pub since: Option<i64>,
+
+    /// Only records before this time (RFC 3339).
+    #[arg(long, value_parser = crate::timespec::time_arg, value_name = "TIME")]
+    pub until: Option<i64>,
+
+    /// Write here instead of standard output. A `.gz`/`.zst` name implies
+    /// the compression unless --compress says otherwise.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+
+    /// Compress the output.
+    #[arg(long, value_enum)]
+    pub compress: Option<Compression>,
+
+    /// Records per read transaction.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub page_records: u64,
+}
+
+enum Out {
+    Plain(Box<dyn Write>),
+    Gzip(flate2::write::GzEncoder<Box<dyn Write>>),
+    Zstd(zstd::stream::write::Encoder<'static, Box<dyn Write>>),
+}
+
+impl Out {
+    fn writer(&mut self) -> &mut dyn Write {
+        match self {
+            Out::Plain(w) => w,
+            Out::Gzip(w) => w,
+            Out::Zstd(w) => w,
+        }
+    }
+
+    fn finish(self) -> std::io::Result<()> {
+        let mut inner = match self {
+            Out::Plain(w) => w,
+            Out::Gzip(w) => w.finish()?,
+            Out::Zstd(w) => w.finish()?,
+        };
+        inner.flush()
+    }
+}
+
+/// Runs the export; the totals go to stderr (stdout may be the data).
+pub fn run(args: ExportArgs) -> anyhow::Result<()> {
+    let store = store::open(&args.store.store).context("opening the store")?;
+    store
+        .check()
+        .with_context(|| format!("store {} is not available", store.describe()))?;
+    let compress = args.compress.or_else(|| {
+        let ext = args.output.as_ref()?.extension()?.to_str()?;
+        match ext {
+            "gz" => Some(Compression::Gzip),
+            "zst" => Some(Compression::Zstd),
+            _ => None,
+        }
+    });
+    let raw: Box<dyn Write> = match &args.output {
+        Some(p) if p.as_os_str() != "-" => Box::new(BufWriter::with_capacity(
+            1 << 20,
+            File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
+        _ => Box::new(BufWriter::with_capacity(1 << 20, std::io::stdout().lock())),
+    };
+    let mut out = match compress {
+        None => Out::Plain(raw),
+        Some(Compression::Gzip) => Out::Gzip(flate2::write::GzEncoder::new(
+            raw,
+            flate2::Compression::default(),
+        )),
+        Some(Compression::Zstd) => Out::Zstd(zstd::stream::write::Encoder::new(raw, 3)?),
+    };
+    let filter = ExportFilter {
+        tenant: args.tenant,
+        user: args.user,
+        session: args.session,
+        since_ns: args.since,
+        until_ns: args.until,
+    };
+    let tty = std::io::stderr().is_terminal();
+    let mut progress = |r: &ExportReport| {
+        if tty {
+            eprint!("\rexport: {} records, {} bytes", r.records, r.bytes);
+        }
+    };
+    let report = export::export(
+        store.as_ref(),
+        &args.store.keys(),
+        &filter,
+        out.writer(),
+        args.page_records as usize,
+        &mut progress,
+    )?;
+    out.finish().context("finishing the export")?;
+    if tty {
+        eprintln!();
+    }
+    eprintln!(
+        "export: {} records ({} bytes uncompressed) for tenant {}",
+        report.records, report.bytes, filter.tenant
+    );
+    tracing::info!(
+        records = report.records,
+        bytes = report.bytes,
+        "export finished"
+    );
+    Ok(())
+}

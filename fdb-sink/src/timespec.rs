@@ -1,0 +1,117 @@
+//! Durations (`90d`, `1h`, `30s`) and instants (RFC 3339) as the command
+//! line and the API accept them, and nanosecond timestamps as keys store them.
+
+use std::time::Duration;
+
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// A duration or time that could not be parsed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TimeSpecError {
+    #[error("bad duration {0:?}: expected a number and a unit, e.g. 90d, 12h, 30m, 45s")]
+    Duration(String),
+    #[error("bad time {0:?}: expected RFC 3339, e.g. 2026-11-26T18:00:00Z")]
+    Time(String),
+    #[error("time {0:?} is outside 1970..2262")]
+    Range(String),
+}
+
+/// Parses `<n><unit>` with unit `s`, `m`, `h`, `d` or `w` (several terms may
+/// follow each other: `1h30m`).
+pub fn parse_duration(s: &str) -> Result<Duration, TimeSpecError> {
+    let bad = || TimeSpecError::Duration(s.to_owned());
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(bad());
+    }
+    let mut total: u64 = 0;
+    let mut num = String::new();
+    for c in t.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num.parse().map_err(|_| bad())?;
+        num.clear();
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            'w' => 7 * 86_400,
+            _ => return Err(bad()),
+        };
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+    }
+    if !num.is_empty() {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// Clap value parser for durations.
+pub fn duration_arg(s: &str) -> Result<Duration, String> {
+    parse_duration(s).map_err(|e| e.to_string())
+}
+
+/// Parses an RFC 3339 time into nanoseconds since the Unix epoch.
+pub fn parse_time_ns(s: &str) -> Result<i64, TimeSpecError> {
+    let t =
+        OffsetDateTime::parse(s.trim(), &Rfc3339).map_err(|_| TimeSpecError::Time(s.to_owned()))?;
+    i64::try_from(t.unix_timestamp_nanos()).map_err(|_| TimeSpecError::Range(s.to_owned()))
+}
+
+/// Clap value parser for times.
+pub fn time_arg(s: &str) -> Result<i64, String> {
+    parse_time_ns(s).map_err(|e| e.to_string())
+}
+
+/// Nanoseconds since the epoch as RFC 3339 UTC with nanoseconds.
+pub fn format_ns(ns: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns))
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| ns.to_string())
+}
+
+/// Now, in nanoseconds since the epoch.
+pub fn now_ns() -> i64 {
+    i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap_or(i64::MAX)
+}
+
+/// `now - d` in nanoseconds (saturating).
+pub fn ns_ago(d: Duration) -> i64 {
+    now_ns().saturating_sub(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("90d"), Ok(Duration::from_secs(90 * 86_400)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("45s"), Ok(Duration::from_secs(45)));
+        assert_eq!(parse_duration("2w"), Ok(Duration::from_secs(14 * 86_400)));
+        for bad in ["", "90", "d", "9x", "-1d", "1.5h"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn times_round_trip_through_rfc3339() {
+        let ns = parse_time_ns("2026-11-26T18:00:00.123456789Z").expect("time");
+        assert_eq!(ns % 1_000_000_000, 123_456_789);
+        assert_eq!(format_ns(ns), "2026-11-26T18:00:00.123456789Z");
+        assert!(parse_time_ns("yesterday").is_err());
+        assert_eq!(
+            parse_time_ns("2026-11-26T19:00:00+01:00"),
+            parse_time_ns("2026-11-26T18:00:00Z")
+        );
+    }
+}

@@ -1,0 +1,337 @@
+//! API authentication and isolation: bad tokens on every route get 401;
+//! other tenants' and other users' data is never returned.
+
+use base64::Engine;
+use fdb_sink::api::auth::{Claims, Role};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+
+use crate::api_harness::{ev, fixture, http, send, token, token_with, ts, Api};
+
+const MONITOR: &str = "0190b5a0-0000-7000-8000-0000000000a1";
+const SECRET_PATH: &str = "secret/alice-only.rs";
+
+/// One concrete request per served route.
+fn requests() -> Vec<(&'static str, String, Option<Value>)> {
+    let mut out = Vec::new();
+    for (method, template) in fdb_sink::api::ROUTES {
+        let path = template
+            .replace("{session_id}", "s-alice")
+            .replace("{monitor_id}", MONITOR);
+        let (path, body) = match (*method, *template) {
+            ("get", "/api/v5/files/history") => (format!("{path}?path={SECRET_PATH}"), None),
+            ("get", "/api/v5/files/duplicates") => {
+                (format!("{path}?checksum=sha256:{:064x}", 1), None)
+            }
+            ("post", "/api/v5/agents/heartbeat") => (
+                path,
+                Some(
+                    json!({"session_id": "s-alice", "agent_type": "claude", "status": "Active",
+                            "last_heartbeat": ts(1), "files_claimed": []}),
+                ),
+            ),
+            ("post", "/api/v5/agents/claims") => (
+                path,
+                Some(json!({"session_id": "s-alice", "agent_type": "claude",
+                            "paths": [SECRET_PATH], "ttl_seconds": 60})),
+            ),
+            ("delete", "/api/v5/agents/claims") => (
+                path,
+                Some(json!({"session_id": "s-alice", "paths": [SECRET_PATH]})),
+            ),
+            _ => (path, None),
+        };
+        out.push((*method, path, body));
+    }
+    assert_eq!(out.len(), 9);
+    out
+}
+
+fn call(
+    api: &Api,
+    auth: Option<&str>,
+    method: &str,
+    path: &str,
+    body: &Option<Value>,
+) -> (u16, Value) {
+    let c = http();
+    let mut req = match method {
+        "get" => c.get(api.url(path)),
+        "post" => c.post(api.url(path)),
+        "delete" => c.delete(api.url(path)),
+        m => panic!("method {m}"),
+    };
+    if let Some(a) = auth {
+        req = req.header("authorization", a);
+    }
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    send(req)
+}
+
+fn b64(s: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
+}
+
+fn claims(tenant: &str, user: &str) -> Claims {
+    Claims {
+        tenant_id: tenant.into(),
+        user_id: user.into(),
+        role: Role::Admin,
+        exp: jsonwebtoken::get_current_timestamp() + 3600,
+    }
+}
+
+/// Alice's data: records, a heartbeat and a claim.
+fn seed(api: &Api) {
+    api.ingest(&[
+        ev(
+            "acme",
+            "alice",
+            "s-alice",
+            MONITOR,
+            1,
+            &ts(10),
+            "create",
+            SECRET_PATH,
+        ),
+        ev(
+            "acme",
+            "alice",
+            "s-alice",
+            MONITOR,
+            2,
+            &ts(20),
+            "update",
+            SECRET_PATH,
+        ),
+    ]);
+    let alice = token("acme", "alice", Role::User);
+    for (method, path, body) in requests() {
+        if method == "post" {
+            let (s, r) = api.post(&alice, &path, body.as_ref().expect("body"));
+            assert_eq!(s, 200, "{path}: {r}");
+        }
+    }
+}
+
+#[test]
+fn bad_tokens_get_401_on_every_route() {
+    let api = Api::start(&[]);
+    seed(&api);
+    let body = serde_json::to_string(&claims("acme", "alice")).expect("json");
+    let rs_private = std::fs::read(fixture("rs256-private.pem")).expect("pem");
+    let rs256 = jsonwebtoken::encode(
+        &Header::new(Algorithm::RS256),
+        &claims("acme", "alice"),
+        &EncodingKey::from_rsa_pem(&rs_private).expect("rsa key"),
+    )
+    .expect("rs256");
+    let good = token("acme", "alice", Role::Admin);
+    let mut tampered: Vec<&str> = good.split('.').collect();
+    let evil_claims = b64(&serde_json::to_string(&claims("globex", "mallory")).expect("json"));
+    tampered[1] = &evil_claims;
+    let tampered = tampered.join(".");
+    let bad: Vec<(&str, Option<String>)> = vec![
+        ("missing", None),
+        ("not bearer", Some(format!("Basic {}", b64("alice:pw")))),
+        ("garbage", Some("Bearer not.a.token".into())),
+        (
+            "forged signature",
+            Some(format!(
+                "Bearer {}",
+                token_with(b"wrong-secret", "acme", "alice", Role::Admin, 3600)
+            )),
+        ),
+        ("tampered claims", Some(format!("Bearer {tampered}"))),
+        (
+            "expired",
+            Some(format!(
+                "Bearer {}",
+                token_with(
+                    crate::api_harness::SECRET,
+                    "acme",
+                    "alice",
+                    Role::Admin,
+                    -600
+                )
+            )),
+        ),
+        (
+            "alg none",
+            Some(format!(
+                "Bearer {}.{}.",
+                b64(r#"{"alg":"none","typ":"JWT"}"#),
+                b64(&body)
+            )),
+        ),
+        ("wrong algorithm", Some(format!("Bearer {rs256}"))),
+    ];
+    for (method, path, req_body) in requests() {
+        for (what, auth) in &bad {
+            let (s, r) = call(&api, auth.as_deref(), method, &path, &req_body);
+            assert_eq!(s, 401, "{what} on {method} {path}: {r}");
+            assert_eq!(r["error"], "unauthorized", "{what} on {method} {path}: {r}");
+            assert!(r["message"].is_string());
+            assert!(!r.to_string().contains("s-alice\",\"agent_type"), "{r}");
+        }
+        // The valid token works on the same request.
+        let (s, r) = call(
+            &api,
+            Some(&format!("Bearer {good}")),
+            method,
+            &path,
+            &req_body,
+        );
+        assert!(s == 200, "valid token on {method} {path}: {s} {r}");
+    }
+}
+
+#[test]
+fn other_tenants_and_users_never_see_the_data() {
+    let api = Api::start(&[]);
+    seed(&api);
+    let leaks = |r: &Value| {
+        let t = r.to_string();
+        t.contains(SECRET_PATH) || t.contains("\"alice\"")
+    };
+    // Another tenant, even as admin: nothing of acme, on every route.
+    let globex = format!("Bearer {}", token("globex", "mallory", Role::Admin));
+    // Another user of the same tenant.
+    let bob = format!("Bearer {}", token("acme", "bob", Role::User));
+    for (who, auth) in [("other tenant", &globex), ("other user", &bob)] {
+        for (method, path, body) in requests() {
+            let (s, r) = call(&api, Some(auth), method, &path, &body);
+            assert!(
+                [200, 403, 404].contains(&s),
+                "{who} {method} {path}: {s} {r}"
+            );
+            if s == 200 && method == "get" {
+                assert!(!leaks(&r), "{who} {method} {path} leaked: {r}");
+            }
+            if s >= 400 {
+                assert!(
+                    ["forbidden", "not_found"].contains(&r["error"].as_str().unwrap_or("")),
+                    "{r}"
+                );
+            }
+        }
+    }
+    // Specific expectations.
+    let (s, _) = call(
+        &api,
+        Some(&globex),
+        "get",
+        "/api/v5/agents/s-alice/logs",
+        &None,
+    );
+    assert_eq!(s, 404);
+    let (s, _) = call(
+        &api,
+        Some(&bob),
+        "get",
+        "/api/v5/agents/s-alice/logs",
+        &None,
+    );
+    assert_eq!(s, 404);
+    let (s, _) = call(
+        &api,
+        Some(&bob),
+        "get",
+        "/api/v5/agents/logs?user_id=alice",
+        &None,
+    );
+    assert_eq!(s, 403);
+    let (s, _) = call(
+        &api,
+        Some(&globex),
+        "get",
+        &format!("/api/v5/monitors/{MONITOR}/delivery"),
+        &None,
+    );
+    assert_eq!(s, 404);
+    let (s, _) = call(
+        &api,
+        Some(&bob),
+        "post",
+        "/api/v5/agents/heartbeat",
+        &Some(json!({"session_id": "s-alice", "agent_type": "x", "status": "Idle"})),
+    );
+    assert_eq!(s, 403, "bob cannot heartbeat for alice's session");
+    let (s, _) = call(
+        &api,
+        Some(&bob),
+        "delete",
+        "/api/v5/agents/claims",
+        &Some(json!({"session_id": "s-alice", "paths": [SECRET_PATH]})),
+    );
+    assert_eq!(s, 403, "bob cannot release alice's claim");
+    // Alice and acme's admin do see it.
+    let alice = token("acme", "alice", Role::User);
+    let (s, r) = api.get(&alice, "/api/v5/agents/s-alice/logs");
+    assert_eq!(
+        (s, r["records"].as_array().map(Vec::len)),
+        (200, Some(2)),
+        "{r}"
+    );
+    let admin = token("acme", "root", Role::Admin);
+    let (s, r) = api.get(&admin, "/api/v5/agents");
+    assert_eq!(s, 200);
+    assert_eq!(r["agents"][0]["session_id"], "s-alice", "{r}");
+    // The claim survived bob's attempts: globex's claim lives in globex.
+    let (s, r) = api.post(&admin, "/api/v5/agents/claims",
+        &json!({"session_id": "s-root", "agent_type": "x", "paths": [SECRET_PATH], "ttl_seconds": 60}));
+    assert_eq!(s, 409, "{r}");
+    assert_eq!(r["holders"][0]["session_id"], "s-alice", "{r}");
+}
+
+#[test]
+fn public_key_servers_accept_only_their_algorithm() {
+    for (alg, public, private) in [
+        (Algorithm::RS256, "rs256-public.pem", "rs256-private.pem"),
+        (Algorithm::ES256, "es256-public.pem", "es256-private.pem"),
+    ] {
+        let api = Api::start_public_key(&fixture(public));
+        let pem = std::fs::read(fixture(private)).expect("pem");
+        let key = match alg {
+            Algorithm::RS256 => EncodingKey::from_rsa_pem(&pem),
+            _ => EncodingKey::from_ec_pem(&pem),
+        }
+        .expect("key");
+        let good =
+            jsonwebtoken::encode(&Header::new(alg), &claims("acme", "alice"), &key).expect("sign");
+        let (s, r) = api.get(&good, "/api/v5/agents");
+        assert_eq!(s, 200, "{alg:?}: {r}");
+        // The classic confusion attack: HS256 keyed with the public key.
+        let public_pem = std::fs::read(fixture(public)).expect("pem");
+        let confused = token_with(&public_pem, "acme", "alice", Role::Admin, 3600);
+        let (s, r) = api.get(&confused, "/api/v5/agents");
+        assert_eq!(
+            (s, r["error"].as_str()),
+            (401, Some("unauthorized")),
+            "{alg:?}"
+        );
+        let hs = token("acme", "alice", Role::Admin);
+        assert_eq!(api.get(&hs, "/api/v5/agents").0, 401);
+    }
+}
+
+#[test]
+fn the_api_refuses_to_start_without_a_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(crate::harness::BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--api-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--store")
+        .arg(format!("embedded:{}", dir.path().join("s").display()))
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--jwt-secret-file"));
+}

@@ -1,0 +1,423 @@
+//! Audit queries over HTTP: pagination while records arrive, filters, the
+//! SSE follow stream, file history, duplicates and delivery.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use fdb_sink::api::auth::Role;
+use serde_json::{json, Value};
+
+use crate::api_harness::{ev, http, token, ts, Api};
+
+const M1: &str = "0190b5a0-0000-7000-8000-0000000000b1";
+const M2: &str = "0190b5a0-0000-7000-8000-0000000000b2";
+
+fn ids(records: &Value) -> Vec<String> {
+    records
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|r| r["event_id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+#[test]
+fn pages_stay_complete_and_ordered_while_records_arrive() {
+    let api = Api::start(&[]);
+    let mut originals = Vec::new();
+    // Two sessions of alice interleaved in time, and noise from bob.
+    for i in 0..120u64 {
+        let s = if i % 2 == 0 { "s-1" } else { "s-2" };
+        originals.push(ev(
+            "acme",
+            "alice",
+            s,
+            M1,
+            i + 1,
+            &ts(i * 10),
+            "update",
+            &format!("src/f{i}.rs"),
+        ));
+    }
+    api.ingest(&originals);
+    api.ingest(&[ev(
+        "acme",
+        "bob",
+        "s-b",
+        M2,
+        1,
+        &ts(5),
+        "update",
+        "src/bob.rs",
+    )]);
+    let alice = token("acme", "alice", Role::User);
+    let mut seen: Vec<Value> = Vec::new();
+    let mut inserted = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let q = match &cursor {
+            Some(c) => format!("/api/v5/agents/logs?limit=25&cursor={c}"),
+            None => "/api/v5/agents/logs?limit=25".to_owned(),
+        };
+        let (s, page) = api.get(&alice, &q);
+        assert_eq!(s, 200, "{page}");
+        pages += 1;
+        assert!(page["records"].as_array().expect("records").len() <= 25);
+        seen.extend(page["records"].as_array().expect("records").iter().cloned());
+        let Some(next) = page["next_cursor"].as_str() else {
+            break;
+        };
+        cursor = Some(next.to_owned());
+        // New events arrive between pages, later than everything so far.
+        let batch: Vec<Value> = (0..5u64)
+            .map(|j| {
+                let n = inserted.len() as u64 + j;
+                ev(
+                    "acme",
+                    "alice",
+                    "s-3",
+                    M1,
+                    1000 + n,
+                    &ts(2000 + n),
+                    "create",
+                    "src/new.rs",
+                )
+            })
+            .collect();
+        api.ingest(&batch);
+        inserted.extend(batch);
+        assert!(pages < 100, "pagination does not end");
+    }
+    let got = ids(&json!(seen));
+    let unique: HashSet<&String> = got.iter().collect();
+    assert_eq!(unique.len(), got.len(), "a record appeared twice");
+    let want: HashSet<String> = originals
+        .iter()
+        .chain(&inserted)
+        .map(|e| e["event_id"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(unique.len(), want.len(), "records missing");
+    assert!(
+        got.iter().all(|id| want.contains(id)),
+        "someone else's record"
+    );
+    let times: Vec<&str> = seen
+        .iter()
+        .map(|r| r["timestamp"].as_str().expect("ts"))
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "not time-ordered");
+    assert!(!inserted.is_empty());
+}
+
+#[test]
+fn filters_time_ranges_and_bad_parameters() {
+    let api = Api::start(&[]);
+    api.ingest(&[
+        ev("acme", "alice", "s-1", M1, 1, &ts(10), "create", "src/a.rs"),
+        ev("acme", "alice", "s-1", M1, 2, &ts(20), "move", "src/b.rs"),
+        ev(
+            "acme",
+            "alice",
+            "s-1",
+            M1,
+            3,
+            &ts(30),
+            "update",
+            "docs/c.md",
+        ),
+        ev("acme", "alice", "s-1", M1, 4, &ts(40), "delete", "src/a.rs"),
+    ]);
+    let alice = token("acme", "alice", Role::User);
+    let q = |query: &str| api.get(&alice, &format!("/api/v5/agents/s-1/logs{query}"));
+    let paths = |r: &Value| -> Vec<String> {
+        r["records"]
+            .as_array()
+            .expect("records")
+            .iter()
+            .map(|r| r["path"].as_str().expect("p").to_owned())
+            .collect()
+    };
+    let (s, r) = q("");
+    assert_eq!((s, paths(&r).len()), (200, 4));
+    assert_eq!(r["next_cursor"], Value::Null);
+    let (_, r) = q("?event_type=create,delete");
+    assert_eq!(paths(&r), ["src/a.rs", "src/a.rs"]);
+    let (_, r) = q("?path_prefix=docs/");
+    assert_eq!(paths(&r), ["docs/c.md"]);
+    // A move matches on its source too.
+    let (_, r) = q("?path_prefix=src/b.rs.old");
+    assert_eq!(paths(&r), ["src/b.rs"]);
+    let (_, r) = q(&format!("?start={}&end={}", ts(20), ts(40)));
+    assert_eq!(paths(&r), ["src/b.rs", "docs/c.md"]);
+    let (_, r) = api.get(
+        &alice,
+        &format!(
+            "/api/v5/agents/logs?user_id=alice&start={}&end={}",
+            ts(15),
+            ts(35)
+        ),
+    );
+    assert_eq!(paths(&r), ["src/b.rs", "docs/c.md"]);
+    // Filters and pagination together: one record per page.
+    let (_, r) = q("?path_prefix=src/&limit=1");
+    assert_eq!(paths(&r), ["src/a.rs"]);
+    let c = r["next_cursor"].as_str().expect("cursor").to_owned();
+    let (_, r) = q(&format!("?path_prefix=src/&limit=1&cursor={c}"));
+    assert_eq!(paths(&r), ["src/b.rs"]);
+    for (bad, code) in [
+        ("?limit=0", "bad_request"),
+        ("?event_type=rename", "bad_request"),
+        ("?start=yesterday", "bad_request"),
+        ("?cursor=bm90LWEta2V5", "bad_cursor"),
+        ("?colour=red", "bad_request"),
+    ] {
+        let (s, r) = q(bad);
+        assert_eq!((s, r["error"].as_str()), (400, Some(code)), "{bad}: {r}");
+    }
+    // A cursor from another session is refused, not followed.
+    let (_, other) = api.get(&alice, "/api/v5/agents/logs?limit=1");
+    let foreign = other["next_cursor"].as_str().expect("cursor");
+    let (s, _) = api.get(
+        &token("acme", "bob", Role::User),
+        &format!("/api/v5/agents/logs?cursor={foreign}"),
+    );
+    assert_eq!(s, 400);
+    let (s, r) = q("?limit=5000");
+    assert_eq!((s, paths(&r).len()), (200, 4), "capped, not refused");
+    let (s, r) = api.get(&alice, "/api/v5/agents/no-such/logs");
+    assert_eq!((s, r["error"].as_str()), (404, Some("not_found")));
+    let (s, r) = api.get(&alice, "/api/v5/nothing-here");
+    assert_eq!((s, r["error"].as_str()), (404, Some("not_found")));
+}
+
+/// Reads SSE `record` events from a follow stream into a channel.
+fn follow(
+    api: &Api,
+    token: &str,
+    query: &str,
+    last_event_id: Option<&str>,
+) -> mpsc::Receiver<(String, Value)> {
+    let mut req = http()
+        .get(api.url(&format!("/api/v5/agents/s-live/logs?follow=true{query}")))
+        .bearer_auth(token);
+    if let Some(id) = last_event_id {
+        req = req.header("last-event-id", id);
+    }
+    let resp = req.send().expect("follow");
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap_or("")
+        .starts_with("text/event-stream"));
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut id = String::new();
+        let mut event = String::new();
+        for line in BufReader::new(resp).lines().map_while(Result::ok) {
+            if let Some(v) = line.strip_prefix("id:") {
+                id = v.trim().to_owned();
+            } else if let Some(v) = line.strip_prefix("event:") {
+                event = v.trim().to_owned();
+            } else if let Some(v) = line.strip_prefix("data:") {
+                if event == "record" {
+                    let rec: Value = serde_json::from_str(v.trim()).unwrap_or(Value::Null);
+                    if tx.send((id.clone(), rec)).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    rx
+}
+
+#[test]
+fn follow_streams_new_records_and_resumes_with_last_event_id() {
+    let mut api = Api::start(&[]);
+    let e1 = ev(
+        "acme",
+        "alice",
+        "s-live",
+        M1,
+        1,
+        &ts(1),
+        "create",
+        "src/live.rs",
+    );
+    api.ingest(std::slice::from_ref(&e1));
+    let alice = token("acme", "alice", Role::User);
+    let rx = follow(&api, &alice, "&event_type=create,update", None);
+    let wait = Duration::from_secs(15);
+    let (id1, r1) = rx.recv_timeout(wait).expect("the stored record first");
+    assert_eq!(r1["event_id"], e1["event_id"]);
+    // A record that arrives while the stream is open.
+    let e2 = ev(
+        "acme",
+        "alice",
+        "s-live",
+        M1,
+        2,
+        &ts(2),
+        "update",
+        "src/live.rs",
+    );
+    let skipped = ev(
+        "acme",
+        "alice",
+        "s-live",
+        M1,
+        3,
+        &ts(3),
+        "delete",
+        "src/live.rs",
+    );
+    let e4 = ev(
+        "acme",
+        "alice",
+        "s-live",
+        M1,
+        4,
+        &ts(4),
+        "update",
+        "src/live.rs",
+    );
+    api.ingest(&[e2.clone(), skipped]);
+    api.ingest(std::slice::from_ref(&e4));
+    let (_, r2) = rx.recv_timeout(wait).expect("the new record");
+    assert_eq!(r2["event_id"], e2["event_id"]);
+    let (_, r4) = rx.recv_timeout(wait).expect("the next matching record");
+    assert_eq!(
+        r4["event_id"], e4["event_id"],
+        "the filtered delete is not sent"
+    );
+    // Reconnecting after the first record resumes right after it.
+    let rx2 = follow(&api, &alice, "", Some(&id1));
+    let (_, again) = rx2.recv_timeout(wait).expect("resumed");
+    assert_eq!(again["event_id"], e2["event_id"]);
+    // Another user's follow of the same session sees nothing.
+    let rx3 = follow(&api, &token("acme", "bob", Role::User), "", None);
+    assert!(rx3.recv_timeout(Duration::from_secs(1)).is_err());
+    // Open streams do not keep the server from stopping.
+    api.sink.stop();
+}
+
+#[test]
+fn file_history_duplicates_and_delivery() {
+    let api = Api::start(&[]);
+    let same = format!("sha256:{:064x}", 42);
+    let mut a1 = ev(
+        "acme",
+        "alice",
+        "s-1",
+        M1,
+        1,
+        &ts(1),
+        "create",
+        "src/shared.rs",
+    );
+    a1["checksum"] = json!(same);
+    let mut b1 = ev(
+        "acme",
+        "bob",
+        "s-b",
+        M2,
+        1,
+        &ts(2),
+        "update",
+        "src/shared.rs",
+    );
+    b1["checksum"] = json!(format!("sha256:{:064x}", 43));
+    let mut a2 = ev(
+        "acme",
+        "alice",
+        "s-1",
+        M1,
+        2,
+        &ts(3),
+        "create",
+        "copy/shared.rs",
+    );
+    a2["checksum"] = json!(same);
+    let mut b2 = ev(
+        "acme",
+        "bob",
+        "s-b",
+        M2,
+        2,
+        &ts(4),
+        "create",
+        "bob/shared.rs",
+    );
+    b2["checksum"] = json!(same);
+    // Monitor M1 also numbers seq 3 and 5; seq 4 never arrives.
+    let a3 = ev("acme", "alice", "s-1", M1, 3, &ts(5), "update", "x");
+    let a5 = ev("acme", "alice", "s-1", M1, 5, &ts(6), "update", "y");
+    api.ingest(&[a1, b1, a2, b2, a3, a5]);
+    let admin = token("acme", "root", Role::Admin);
+    let alice = token("acme", "alice", Role::User);
+
+    let (s, r) = api.get(&admin, "/api/v5/files/history?path=src/shared.rs");
+    assert_eq!(s, 200, "{r}");
+    let who: Vec<&str> = r["records"]
+        .as_array()
+        .expect("r")
+        .iter()
+        .map(|t| t["user_id"].as_str().expect("u"))
+        .collect();
+    assert_eq!(who, ["alice", "bob"]);
+    assert_eq!(r["records"][1]["event_type"], "update");
+    let (_, r) = api.get(&alice, "/api/v5/files/history?path=src/shared.rs");
+    assert_eq!(
+        r["records"].as_array().map(Vec::len),
+        Some(1),
+        "alice sees only her touch: {r}"
+    );
+    let (_, p1) = api.get(&admin, "/api/v5/files/history?path=src/shared.rs&limit=1");
+    let c = p1["next_cursor"].as_str().expect("cursor");
+    let (_, p2) = api.get(
+        &admin,
+        &format!("/api/v5/files/history?path=src/shared.rs&limit=1&cursor={c}"),
+    );
+    assert_eq!(p2["records"][0]["user_id"], "bob");
+    assert_eq!(p2["next_cursor"], Value::Null);
+
+    let (s, r) = api.get(&admin, &format!("/api/v5/files/duplicates?checksum={same}"));
+    assert_eq!(s, 200, "{r}");
+    let paths: Vec<&str> = r["paths"]
+        .as_array()
+        .expect("p")
+        .iter()
+        .map(|p| p["path"].as_str().expect("p"))
+        .collect();
+    assert_eq!(paths, ["bob/shared.rs", "copy/shared.rs", "src/shared.rs"]);
+    let (_, r) = api.get(&alice, &format!("/api/v5/files/duplicates?checksum={same}"));
+    let paths: Vec<&str> = r["paths"]
+        .as_array()
+        .expect("p")
+        .iter()
+        .map(|p| p["path"].as_str().expect("p"))
+        .collect();
+    assert_eq!(paths, ["copy/shared.rs", "src/shared.rs"], "not bob's path");
+
+    let (s, r) = api.get(&admin, &format!("/api/v5/monitors/{M1}/delivery"));
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(
+        (
+            r["received"].as_i64(),
+            r["highest_seq"].as_u64(),
+            r["missing"].as_i64()
+        ),
+        (Some(4), Some(5), Some(1))
+    );
+    assert!((r["ratio"].as_f64().expect("ratio") - 0.8).abs() < 1e-9);
+    let (s, _) = api.get(&alice, &format!("/api/v5/monitors/{M1}/delivery"));
+    assert_eq!(s, 403);
+    let (s, _) = api.get(
+        &admin,
+        "/api/v5/monitors/0190b5a0-0000-7000-8000-00000000dead/delivery",
+    );
+    assert_eq!(s, 404);
+}

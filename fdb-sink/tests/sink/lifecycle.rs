@@ -1,0 +1,423 @@
+//! Retention and export/import through the real binary.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use fdb_sink::keys::{KeyRange, Keys};
+use fdb_sink::store::embedded::EmbeddedStore;
+use fdb_sink::store::{Kv, StoreExt};
+use serde_json::{json, Value};
+
+use crate::api_harness::ev;
+use crate::harness::{post, read_store, Sink, BIN};
+
+const M_ACME: &str = "0190b5a0-0000-7000-8000-0000000000c1";
+const M_BOB: &str = "0190b5a0-0000-7000-8000-0000000000c2";
+const M_GLOBEX: &str = "0190b5a0-0000-7000-8000-0000000000c3";
+
+fn cli(args: &[&str]) -> Output {
+    let out = Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "fdb-sink {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn ingest(sink: &Sink, lines: &[Value]) {
+    let body: Vec<String> = lines.iter().map(Value::to_string).collect();
+    let (s, r) = post(sink, body.join("\n").into_bytes(), &[]);
+    assert_eq!((s, r["dead_lettered"].as_u64()), (200, Some(0)), "{r}");
+}
+
+/// RFC 3339 time `days` days before now.
+fn days_ago(days: i64) -> String {
+    let t = time::OffsetDateTime::now_utc() - time::Duration::days(days);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .expect("fmt")
+}
+
+fn range(dir: &Path, r: &KeyRange) -> Vec<Kv> {
+    let store = EmbeddedStore::open(dir).expect("open");
+    store
+        .read(|t| t.get_range(&r.begin, &r.end, 0, false))
+        .expect("read")
+}
+
+#[test]
+fn retention_removes_only_old_records_and_fixes_summaries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store_dir = dir.path().join("store");
+    let mut sink = Sink::start(&store_dir, &[]);
+    let cs = format!("sha256:{:064x}", 9);
+    let mut lines = vec![
+        ev(
+            "acme",
+            "alice",
+            "s-old",
+            M_ACME,
+            1,
+            &days_ago(200),
+            "create",
+            "old/a.rs",
+        ),
+        ev(
+            "acme",
+            "alice",
+            "s-old",
+            M_ACME,
+            2,
+            &days_ago(199),
+            "move",
+            "old/b.rs",
+        ),
+        ev(
+            "acme",
+            "alice",
+            "s-mixed",
+            M_ACME,
+            3,
+            &days_ago(120),
+            "update",
+            "mixed/c.rs",
+        ),
+        ev(
+            "acme",
+            "alice",
+            "s-mixed",
+            M_ACME,
+            4,
+            &days_ago(10),
+            "update",
+            "mixed/c.rs",
+        ),
+        ev(
+            "acme",
+            "alice",
+            "s-mixed",
+            M_ACME,
+            5,
+            &days_ago(1),
+            "delete",
+            "mixed/d.rs",
+        ),
+    ];
+    for l in &mut lines {
+        l["checksum"] = json!(cs);
+    }
+    ingest(&sink, &lines);
+    sink.stop();
+    let store = format!("embedded:{}", store_dir.display());
+    let before = read_store(&store_dir);
+    assert_eq!(before.records.len(), 5);
+
+    let out = cli(&[
+        "retention",
+        "--store",
+        &store,
+        "--older-than",
+        "90d",
+        "--dry-run",
+    ]);
+    let dry: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        (
+            dry["dry_run"].as_bool(),
+            dry["records_removed"].as_u64(),
+            dry["sessions_removed"].as_u64()
+        ),
+        (Some(true), Some(3), Some(1)),
+        "{dry}"
+    );
+    let after_dry = read_store(&store_dir);
+    assert_eq!(after_dry.records.len(), 5, "dry run changes nothing");
+    assert_eq!(after_dry.sessions, before.sessions);
+
+    let out = cli(&[
+        "retention",
+        "--store",
+        &store,
+        "--older-than",
+        "90d",
+        "--batch-records",
+        "1",
+    ]);
+    let rep: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(rep["records_removed"], 3, "{rep}");
+    assert_eq!(
+        rep["by_path_removed"], 4,
+        "a move has two by_path entries: {rep}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("removed 3 records"));
+    let after = read_store(&store_dir);
+    let kept: Vec<&str> = after
+        .records
+        .iter()
+        .map(|r| r.record.event.path.as_str())
+        .collect();
+    assert_eq!(kept, ["mixed/c.rs", "mixed/d.rs"]);
+    assert_eq!(after.sessions.len(), 1, "the all-old session is gone");
+    let s = &after.sessions[0];
+    assert_eq!((s.session.as_str(), s.events), ("s-mixed", 2));
+    assert_eq!(s.by_type.get("update"), Some(&1));
+    assert_eq!(s.by_type.get("delete"), Some(&1));
+    assert_eq!(s.first_ns, after.records[0].key.ts_ns as u64);
+    let keys = Keys::default();
+    let paths: Vec<String> = range(&store_dir, &keys.by_path_tenant("acme"))
+        .iter()
+        .map(|(k, _)| keys.decode_by_path(k).expect("key").path)
+        .collect();
+    assert_eq!(paths, ["mixed/c.rs", "mixed/d.rs"]);
+    let dups: Vec<String> = range(&store_dir, &keys.by_checksum_tenant("acme"))
+        .iter()
+        .map(|(k, _)| keys.decode_by_checksum(k).expect("key").path)
+        .collect();
+    assert_eq!(
+        dups,
+        ["mixed/c.rs", "mixed/d.rs"],
+        "old content locations are gone"
+    );
+
+    let out = cli(&["retention", "--store", &store, "--older-than", "90d"]);
+    let again: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(again["records_removed"], 0, "idempotent");
+}
+
+#[test]
+fn serve_runs_retention_periodically() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store_dir = dir.path().join("store");
+    let mut sink = Sink::start(
+        &store_dir,
+        &[
+            "--retention-older-than",
+            "30d",
+            "--retention-interval",
+            "1s",
+        ],
+    );
+    ingest(
+        &sink,
+        &[
+            ev(
+                "acme",
+                "alice",
+                "s-1",
+                M_ACME,
+                1,
+                &days_ago(40),
+                "create",
+                "a",
+            ),
+            ev(
+                "acme",
+                "alice",
+                "s-1",
+                M_ACME,
+                2,
+                &days_ago(2),
+                "create",
+                "b",
+            ),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !sink
+        .log
+        .lock()
+        .map(|l| l.contains("records_removed=1"))
+        .unwrap_or(false)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no retention run removed the old record"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    sink.stop();
+    let after = read_store(&store_dir);
+    assert_eq!(after.records.len(), 1);
+    assert_eq!(after.records[0].record.event.path, "b");
+}
+
+#[test]
+fn export_then_import_into_an_empty_store_reproduces_the_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src");
+    let mut sink = Sink::start(&src, &[]);
+    let mut odd = ev(
+        "acme",
+        "alice",
+        "s-1",
+        M_ACME,
+        3,
+        "2026-11-20T10:00:02.5Z",
+        "create",
+        "caf\u{fffd}.txt",
+    );
+    odd["path_b64"] = json!("Y2Fm6S50eHQ=");
+    odd["metadata"] = json!({"team": "core", "ticket": 42, "nested": {"a": [1, 2]}});
+    ingest(
+        &sink,
+        &[
+            ev(
+                "acme",
+                "alice",
+                "s-1",
+                M_ACME,
+                1,
+                "2026-11-20T10:00:00Z",
+                "create",
+                "src/a.rs",
+            ),
+            ev(
+                "acme",
+                "alice",
+                "s-1",
+                M_ACME,
+                2,
+                "2026-11-20T10:00:01Z",
+                "move",
+                "src/b.rs",
+            ),
+            odd,
+            ev(
+                "acme",
+                "bob",
+                "s-2",
+                M_BOB,
+                1,
+                "2026-11-21T10:00:00Z",
+                "update",
+                "src/a.rs",
+            ),
+            ev(
+                "acme",
+                "bob",
+                "s-2",
+                M_BOB,
+                2,
+                "2026-11-22T10:00:00Z",
+                "access",
+                "README.md",
+            ),
+            ev(
+                "globex",
+                "carol",
+                "s-3",
+                M_GLOBEX,
+                1,
+                "2026-11-21T10:00:00Z",
+                "create",
+                "x",
+            ),
+        ],
+    );
+    sink.stop();
+    let src_store = format!("embedded:{}", src.display());
+
+    // Subsets: one user, a time range, one session, to stdout.
+    let lines = |args: &[&str]| -> Vec<Value> {
+        let mut all = vec!["export", "--store", &src_store];
+        all.extend_from_slice(args);
+        let out = cli(&all);
+        String::from_utf8(out.stdout)
+            .expect("utf8")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect()
+    };
+    assert_eq!(lines(&["--tenant", "acme"]).len(), 5);
+    assert_eq!(lines(&["--tenant", "acme", "--user", "bob"]).len(), 2);
+    assert_eq!(lines(&["--tenant", "acme", "--session", "s-1"]).len(), 3);
+    assert_eq!(
+        lines(&[
+            "--tenant",
+            "acme",
+            "--since",
+            "2026-11-21T00:00:00Z",
+            "--until",
+            "2026-11-22T00:00:00Z"
+        ])
+        .len(),
+        1
+    );
+    let one = lines(&[
+        "--tenant",
+        "acme",
+        "--user",
+        "alice",
+        "--session",
+        "s-1",
+        "--until",
+        "2026-11-20T10:00:01Z",
+    ]);
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0]["schema"], "file-event/1");
+    assert_eq!(
+        one[0]["pod_name"], "ws-alice",
+        "Kubernetes fields are exported"
+    );
+    assert!(lines(&["--tenant", "nobody"]).is_empty());
+
+    let keys = Keys::default();
+    for (name, extra) in [
+        ("acme.ndjson.zst", vec![]),
+        ("acme.ndjson.gz", vec!["--compress", "gzip"]),
+    ] {
+        let file = dir.path().join(name);
+        let mut args = vec![
+            "export",
+            "--store",
+            &src_store,
+            "--tenant",
+            "acme",
+            "--output",
+            file.to_str().expect("utf8"),
+        ];
+        args.extend(extra);
+        let out = cli(&args);
+        assert!(String::from_utf8_lossy(&out.stderr).contains("export: 5 records"));
+        let dst = dir.path().join(format!("dst-{name}"));
+        let dst_store = format!("embedded:{}", dst.display());
+        let out = cli(&[
+            "import",
+            "--store",
+            &dst_store,
+            file.to_str().expect("utf8"),
+        ]);
+        let summary: Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(
+            (
+                summary["written"].as_u64(),
+                summary["dead_lettered"].as_u64()
+            ),
+            (Some(5), Some(0)),
+            "{summary}"
+        );
+        for r in [
+            keys.audit_logs_tenant("acme"),
+            keys.sessions_tenant("acme"),
+            keys.by_path_tenant("acme"),
+            keys.by_checksum_tenant("acme"),
+            keys.monitor(M_ACME),
+            keys.monitor(M_BOB),
+        ] {
+            let a = range(&src, &r);
+            assert!(!a.is_empty());
+            assert_eq!(
+                a,
+                range(&dst, &r),
+                "{name}: keys and values differ in {r:?}"
+            );
+        }
+        assert!(range(&dst, &keys.audit_logs_tenant("globex")).is_empty());
+        assert!(range(&dst, &keys.dead_letter_all()).is_empty());
+    }
+}

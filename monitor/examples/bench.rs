@@ -1,0 +1,516 @@
+//! Side-by-side benchmark of `file-monitor` and `inotifywait -m -r`: one
+//! workload generator, both watchers running on the same tree in the same run.
+//!
+//! ```sh
+//! cargo build --release -p monitor --bin file-monitor --example bench
+//! target/release/examples/bench            # full run (about 2-4 minutes)
+//! target/release/examples/bench --quick    # 10x smaller, for a smoke run
+//! ```
+//!
+//! Reports, for each watcher: events captured versus generated (100k-file
+//! create burst, then delete burst), CPU seconds per 100k generated events,
+//! peak RSS (idle on a 10k-file tree, during a 10k events/s load), p50/p99
+//! latency from `close()` to the line on stdout (file-monitor runs with
+//! `--debounce=0`; elsewhere it runs with its defaults); and for file-monitor alone the time to place the initial
+//! watch on a 100k-directory tree and the cost of one poll scan of 100k files.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Inotify events the monitor subscribes to (notify 8's fixed mask), given to
+/// inotifywait as well so that both make the kernel do the same work.
+const MASK: &[&str] = &[
+    "create",
+    "delete",
+    "close_write",
+    "modify",
+    "moved_from",
+    "moved_to",
+    "attrib",
+    "open",
+];
+
+struct Watched {
+    name: &'static str,
+    child: Child,
+    lines: Arc<Mutex<Vec<(Instant, String)>>>,
+    ready: Arc<Mutex<bool>>,
+}
+
+fn monitor_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let bin = dir.join("file-monitor");
+    assert!(
+        bin.exists(),
+        "build it first: cargo build --release -p monitor --bin file-monitor"
+    );
+    bin
+}
+
+fn spawn(name: &'static str, mut cmd: Command, ready_marker: &'static str) -> Watched {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let ready = Arc::new(Mutex::new(false));
+    let out = child.stdout.take().unwrap();
+    let l2 = lines.clone();
+    std::thread::spawn(move || {
+        let mut r = BufReader::with_capacity(1 << 20, out);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match r.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let t = Instant::now();
+                    l2.lock()
+                        .unwrap()
+                        .push((t, String::from_utf8_lossy(&buf).into_owned()));
+                }
+            }
+        }
+    });
+    let err = child.stderr.take().unwrap();
+    let r2 = ready.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            if line.contains(ready_marker) {
+                *r2.lock().unwrap() = true;
+            }
+            if line.contains("overflow") || line.contains("budget") || line.contains("ERROR") {
+                eprintln!("  [{name}] {line}");
+            }
+        }
+    });
+    let w = Watched {
+        name,
+        child,
+        lines,
+        ready,
+    };
+    let t = Instant::now();
+    while !*w.ready.lock().unwrap() {
+        assert!(
+            t.elapsed() < Duration::from_secs(600),
+            "{name} never became ready"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    w
+}
+
+fn start_monitor(root: &Path, extra: &[&str]) -> Watched {
+    let mut c = Command::new(monitor_bin());
+    c.arg(root)
+        .arg("--metrics-addr=off")
+        .args(extra)
+        .env("RUST_LOG", "info");
+    spawn("file-monitor", c, " watching")
+}
+
+fn start_inotifywait(root: &Path) -> Watched {
+    let mut c = Command::new("inotifywait");
+    c.args(["-m", "-r", "--format", "%e %w%f"]);
+    for e in MASK {
+        c.args(["-e", e]);
+    }
+    c.arg(root);
+    spawn("inotifywait", c, "Watches established")
+}
+
+impl Watched {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+    /// utime + stime in seconds.
+    fn cpu(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap();
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+        ticks / 100.0
+    }
+    fn status_kib(&self, field: &str) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        s.lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+    fn rss_mib(&self) -> f64 {
+        self.status_kib("VmRSS:") as f64 / 1024.0
+    }
+    fn peak_mib(&self) -> f64 {
+        self.status_kib("VmHWM:") as f64 / 1024.0
+    }
+    fn n_lines(&self) -> usize {
+        self.lines.lock().unwrap().len()
+    }
+    fn settle(&self, quiet: Duration, limit: Duration) {
+        let t = Instant::now();
+        let mut n = self.n_lines();
+        let mut since = Instant::now();
+        while since.elapsed() < quiet && t.elapsed() < limit {
+            std::thread::sleep(Duration::from_millis(50));
+            let m = self.n_lines();
+            if m != n {
+                n = m;
+                since = Instant::now();
+            }
+        }
+    }
+    /// Distinct paths (relative) reported with the given event.
+    fn paths_with(&self, root: &Path, from: usize, kind: &str) -> HashSet<String> {
+        let lines = self.lines.lock().unwrap();
+        let root = format!("{}/", root.display());
+        lines[from..]
+            .iter()
+            .filter_map(|(_, l)| {
+                if self.name == "file-monitor" {
+                    if !l.contains(&format!("\"event_type\":\"{kind}\"")) {
+                        return None;
+                    }
+                    json_field(l, "path")
+                } else {
+                    let (ev, p) = l.trim_end().split_once(' ')?;
+                    if !ev.split(',').any(|e| e.eq_ignore_ascii_case(kind)) {
+                        return None;
+                    }
+                    p.strip_prefix(&root).map(str::to_owned)
+                }
+            })
+            .collect()
+    }
+    fn stop(mut self) {
+        let _ = nix_kill(self.pid());
+        let _ = self.child.wait();
+    }
+}
+
+fn nix_kill(pid: u32) -> std::io::Result<()> {
+    let st = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status()?;
+    if st.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other("kill failed"))
+    }
+}
+
+fn json_field(line: &str, key: &str) -> Option<String> {
+    let pat = format!("\"{key}\":\"");
+    let i = line.find(&pat)? + pat.len();
+    let j = line[i..].find('"')?;
+    Some(line[i..i + j].to_owned())
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn make_tree(root: &Path, dirs: usize, files_per_dir: usize) {
+    for d in 0..dirs {
+        let dir = root.join(format!("d{d}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..files_per_dir {
+            std::fs::write(dir.join(format!("f{f}")), b"x").unwrap();
+        }
+    }
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let scale = if quick { 10 } else { 1 };
+    let burst = 100_000 / scale;
+    let base = tempfile::Builder::new()
+        .prefix("fmon-bench-")
+        .tempdir()
+        .unwrap();
+    println!(
+        "# file-monitor vs inotifywait ({} run)",
+        if quick { "quick" } else { "full" }
+    );
+    println!("machine: {} cores, {}", num_cpus(), mem_total());
+    println!(
+        "fs.inotify: max_user_watches={} max_queued_events={}",
+        read_proc("/proc/sys/fs/inotify/max_user_watches"),
+        read_proc("/proc/sys/fs/inotify/max_queued_events")
+    );
+
+    // 1. Idle RSS on a 10k-file tree.
+    let idle_root = base.path().join("idle");
+    make_tree(&idle_root, 100, 10_000 / 100);
+    let m = start_monitor(&idle_root, &[]);
+    let w = start_inotifywait(&idle_root);
+    std::thread::sleep(Duration::from_secs(2));
+    println!("\n## idle on a 10k-file tree (100 dirs)");
+    println!("| watcher | RSS MiB | peak RSS MiB |\n|---|---|---|");
+    for x in [&m, &w] {
+        println!("| {} | {:.1} | {:.1} |", x.name, x.rss_mib(), x.peak_mib());
+    }
+    m.stop();
+    w.stop();
+
+    // 2. Burst: create then delete `burst` files in 100 watched directories.
+    let root = base.path().join("burst");
+    for d in 0..100 {
+        std::fs::create_dir_all(root.join(format!("d{d}"))).unwrap();
+    }
+    let m = start_monitor(&root, &[]);
+    let w = start_inotifywait(&root);
+    let (c0m, c0w) = (m.cpu(), w.cpu());
+    let t = Instant::now();
+    for i in 0..burst {
+        let mut f = std::fs::File::create(root.join(format!("d{}/f{i}", i % 100))).unwrap();
+        f.write_all(b"0123456789").unwrap();
+    }
+    let gen_create = t.elapsed();
+    m.settle(Duration::from_secs(2), Duration::from_secs(120));
+    w.settle(Duration::from_secs(2), Duration::from_secs(120));
+    let created_m = m.paths_with(&root, 0, "create").len();
+    let created_w = w.paths_with(&root, 0, "create").len();
+    let (nm, nw) = (m.n_lines(), w.n_lines());
+    let t = Instant::now();
+    for i in 0..burst {
+        std::fs::remove_file(root.join(format!("d{}/f{i}", i % 100))).unwrap();
+    }
+    let gen_delete = t.elapsed();
+    m.settle(Duration::from_secs(2), Duration::from_secs(120));
+    w.settle(Duration::from_secs(2), Duration::from_secs(120));
+    let deleted_m = m.paths_with(&root, nm, "delete").len();
+    let deleted_w = w.paths_with(&root, nw, "delete").len();
+    // The settle waits (2 s quiet each) cost no CPU.
+    let (cpu_m, cpu_w) = (m.cpu() - c0m, w.cpu() - c0w);
+    let generated = 2 * burst;
+    println!(
+        "\n## burst: {burst} files created ({:.1} s), then deleted ({:.1} s), both watchers at once",
+        gen_create.as_secs_f64(),
+        gen_delete.as_secs_f64()
+    );
+    println!("| watcher | creates captured | deletes captured | lines written | CPU s total | CPU s per 100k events | peak RSS MiB |");
+    println!("|---|---|---|---|---|---|---|");
+    for (x, c, d, cpu) in [
+        (&m, created_m, deleted_m, cpu_m),
+        (&w, created_w, deleted_w, cpu_w),
+    ] {
+        println!(
+            "| {} | {c}/{burst} | {d}/{burst} | {} | {cpu:.2} | {:.2} | {:.1} |",
+            x.name,
+            x.n_lines(),
+            cpu / (generated as f64 / 100_000.0),
+            x.peak_mib()
+        );
+    }
+    println!(
+        "(events generated: {generated}; CPU ratio file-monitor/inotifywait = {:.2})",
+        cpu_m / cpu_w.max(0.01)
+    );
+    m.stop();
+    w.stop();
+
+    // 3. Sustained 10k events/s for 5 s (create+write+close, then delete, paced).
+    let root = base.path().join("rate");
+    make_tree(&root, 100, 100);
+    let m = start_monitor(&root, &[]);
+    let w = start_inotifywait(&root);
+    let secs = 5;
+    let per_sec = 10_000 / if quick { 2 } else { 1 };
+    let t0 = Instant::now();
+    let mut n = 0usize;
+    let (c0m, c0w) = (m.cpu(), w.cpu());
+    while t0.elapsed() < Duration::from_secs(secs) {
+        // Each file yields one create and one delete: two events.
+        let due = (t0.elapsed().as_secs_f64() * per_sec as f64 / 2.0) as usize;
+        while n < due {
+            let p = root.join(format!("d{}/r{n}", n % 100));
+            std::fs::write(&p, b"payload").unwrap();
+            if n >= 50 {
+                let _ = std::fs::remove_file(root.join(format!("d{}/r{}", (n - 50) % 100, n - 50)));
+            }
+            n += 1;
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    let achieved = 2.0 * n as f64 / t0.elapsed().as_secs_f64();
+    m.settle(Duration::from_secs(1), Duration::from_secs(60));
+    w.settle(Duration::from_secs(1), Duration::from_secs(60));
+    println!(
+        "\n## sustained load: target {per_sec} events/s for {secs} s on a 10k-file tree; generated {n} files, {} events ({achieved:.0}/s)",
+        2 * n - 50
+    );
+    println!("| watcher | creates captured | deletes captured | peak RSS MiB | CPU s | lines |\n|---|---|---|---|---|---|");
+    for (x, cpu) in [(&m, m.cpu() - c0m), (&w, w.cpu() - c0w)] {
+        let c = x.paths_with(&root, 0, "create").len();
+        let d = x.paths_with(&root, 0, "delete").len();
+        println!(
+            "| {} | {c}/{n} | {d}/{} | {:.1} | {cpu:.2} | {} |",
+            x.name,
+            n - 50,
+            x.peak_mib(),
+            x.n_lines()
+        );
+    }
+    m.stop();
+    w.stop();
+
+    // 4. Latency close() -> line, sequential samples on existing files.
+    let root = base.path().join("lat");
+    std::fs::create_dir_all(&root).unwrap();
+    let samples = 2000 / scale.min(4);
+    for i in 0..samples {
+        std::fs::write(root.join(format!("l{i}")), b"").unwrap();
+    }
+    let m = start_monitor(&root, &["--debounce=0"]);
+    let w = start_inotifywait(&root);
+    let mut lat_m = Vec::new();
+    let mut lat_w = Vec::new();
+    for i in 0..samples {
+        let name = format!("l{i}");
+        let (sm, sw) = (m.n_lines(), w.n_lines());
+        let closed;
+        {
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(root.join(&name))
+                .unwrap();
+            f.write_all(b"sample").unwrap();
+            drop(f);
+            closed = Instant::now();
+        }
+        let full = format!("{}/{}", root.display(), name);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let (mut got_m, mut got_w) = (None, None);
+        while (got_m.is_none() || got_w.is_none()) && Instant::now() < deadline {
+            if got_m.is_none() {
+                got_m = m.lines.lock().unwrap()[sm..]
+                    .iter()
+                    .find(|(_, l)| {
+                        l.contains("\"event_type\":\"update\"")
+                            && json_field(l, "path").as_deref() == Some(name.as_str())
+                    })
+                    .map(|(t, _)| *t);
+            }
+            if got_w.is_none() {
+                got_w = w.lines.lock().unwrap()[sw..]
+                    .iter()
+                    .find(|(_, l)| l.starts_with("CLOSE_WRITE") && l.trim_end().ends_with(&full))
+                    .map(|(t, _)| *t);
+            }
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        if let Some(t) = got_m {
+            lat_m.push(t.saturating_duration_since(closed).as_secs_f64() * 1000.0);
+        }
+        if let Some(t) = got_w {
+            lat_w.push(t.saturating_duration_since(closed).as_secs_f64() * 1000.0);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    println!("\n## latency close() -> line on stdout ({samples} sequential writes, file-monitor --debounce=0)");
+    println!("| watcher | samples | p50 ms | p99 ms | max ms |\n|---|---|---|---|---|");
+    for (name, v) in [("file-monitor", &mut lat_m), ("inotifywait", &mut lat_w)] {
+        let n = v.len();
+        let max = v.iter().cloned().fold(0.0, f64::max);
+        println!(
+            "| {name} | {n} | {:.3} | {:.3} | {max:.3} |",
+            pct(v, 0.5),
+            pct(v, 0.99)
+        );
+    }
+    m.stop();
+    w.stop();
+
+    // 5. Initial watch of a 100k-directory tree (one watcher at a time: both
+    // together would need more than the per-UID watch budget).
+    let root = base.path().join("dirs");
+    let ndirs = 100_000 / scale;
+    for a in 0..(ndirs / 100) {
+        for b in 0..100 {
+            std::fs::create_dir_all(root.join(format!("a{a}/b{b}"))).unwrap();
+        }
+    }
+    println!("\n## initial watch of a {ndirs}-directory tree");
+    println!("| watcher | time to ready s | RSS MiB after |\n|---|---|---|");
+    let t = Instant::now();
+    let m = start_monitor(&root, &[]);
+    println!(
+        "| file-monitor | {:.2} | {:.1} |",
+        t.elapsed().as_secs_f64(),
+        m.rss_mib()
+    );
+    m.stop();
+    let t = Instant::now();
+    let w = start_inotifywait(&root);
+    println!(
+        "| inotifywait -r | {:.2} | {:.1} |",
+        t.elapsed().as_secs_f64(),
+        w.rss_mib()
+    );
+    w.stop();
+
+    // 6. One poll scan of 100k files (the library's scan, warm cache).
+    let root = base.path().join("scan");
+    make_tree(&root, 100, 100_000 / scale / 100);
+    let ignore = monitor::ignore::IgnoreSet::new(&[]).unwrap();
+    let mut times = Vec::new();
+    let mut n = 0;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let idx = monitor::index::scan(&root, b"", &ignore, &mut monitor::index::NoHook, false);
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        n = idx.len();
+    }
+    let mut index = monitor::index::scan(&root, b"", &ignore, &mut monitor::index::NoHook, false);
+    let snap = index.clone();
+    let t = Instant::now();
+    let changes = index.reconcile(b"", &snap);
+    let diff_ms = t.elapsed().as_secs_f64() * 1000.0;
+    println!("\n## one poll scan of {n} entries (warm cache)");
+    println!(
+        "scan: {:.0} / {:.0} / {:.0} ms (3 runs); diff against the index: {diff_ms:.0} ms ({} changes)",
+        times[0],
+        times[1],
+        times[2],
+        changes.len()
+    );
+}
+
+fn read_proc(p: &str) -> String {
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+fn mem_total() -> String {
+    read_proc("/proc/meminfo")
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .nth(1)
+        .map(|k| format!("{:.0} GiB RAM", k.parse::<f64>().unwrap_or(0.0) / 1048576.0))
+        .unwrap_or_default()
+}

@@ -1,0 +1,525 @@
+//! Turns raw kernel events into the ordered stream of logical events.
+//!
+//! Rules (each one is a test case below):
+//! - Output order is the order in which things happened; nothing overtakes an
+//!   earlier event (a FIFO queue whose head waits for its deadline).
+//! - A new regular file's `create` waits for its first close-after-write (at
+//!   most `debounce`), so it carries the written size.
+//! - Consecutive completed writes to one file merge into one `update` while it
+//!   is still queued (hold `debounce` after each close, at most `MAX_HOLD` in
+//!   all). A delete, move or rescan seals everything queued before it, so no
+//!   write is ever merged across one.
+//! - `create` and `delete` are never merged away: a file that existed,
+//!   changed or vanished is always reported.
+//! - Data written without a close (mmap, a long-running writer) is reported
+//!   once it has been quiet... or at the latest every `SETTLE`.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::index::{is_within, Entry, Index};
+
+pub type RelPath = Vec<u8>;
+
+/// Upper bound for holding a merged `update` from its first write.
+pub const MAX_HOLD: Duration = Duration::from_secs(1);
+/// A file modified without a close is reported after this long.
+pub const SETTLE: Duration = Duration::from_secs(1);
+
+/// One logical event, resolved against the index and the disk when emitted.
+#[derive(Debug, Clone)]
+pub enum Logical {
+    Create {
+        path: RelPath,
+        dir_hint: bool,
+        stat: Option<Entry>,
+    },
+    Update {
+        path: RelPath,
+        stat: Option<Entry>,
+    },
+    Delete {
+        path: RelPath,
+        dir_hint: bool,
+    },
+    Move {
+        from: RelPath,
+        to: RelPath,
+    },
+    /// Bring the index below `base` in line with `snapshot`, emitting the
+    /// differences (a new or moved-in directory, a rescan, a poll).
+    Reconcile {
+        base: RelPath,
+        snapshot: Box<Index>,
+        rescan: bool,
+    },
+    Access {
+        path: RelPath,
+    },
+    /// An access that turned out to be a writer's open.
+    Cancelled,
+}
+
+impl Logical {
+    /// The path this event concerns (the source for a move).
+    pub fn path(&self) -> &[u8] {
+        match self {
+            Logical::Create { path, .. }
+            | Logical::Update { path, .. }
+            | Logical::Delete { path, .. }
+            | Logical::Access { path } => path,
+            Logical::Move { from, .. } => from,
+            Logical::Reconcile { base, .. } => base,
+            Logical::Cancelled => b"",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Pending {
+    ev: Logical,
+    deadline: Instant,
+    first: Instant,
+    received: Instant,
+    awaiting_close: bool,
+}
+
+#[derive(Debug)]
+pub struct Coalescer {
+    debounce: Duration,
+    queue: VecDeque<Pending>,
+    head_id: u64,
+    /// Path → id of its queued, still mergeable create/update.
+    mergeable: HashMap<RelPath, u64>,
+    /// Files modified since their last close (path → first modify).
+    dirty: HashMap<RelPath, Instant>,
+    /// Queued opens (path → id): cancelled if the opener writes.
+    opens: HashMap<RelPath, u64>,
+    /// Writes merged into an earlier queued event.
+    pub coalesced: u64,
+    /// When the kernel event being handled was received (for the latency
+    /// metric); deadlines run from the time it is handled.
+    pub received: Option<Instant>,
+}
+
+impl Coalescer {
+    pub fn new(debounce: Duration) -> Coalescer {
+        Coalescer {
+            debounce,
+            queue: VecDeque::new(),
+            head_id: 0,
+            mergeable: HashMap::new(),
+            dirty: HashMap::new(),
+            opens: HashMap::new(),
+            coalesced: 0,
+            received: None,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty() && self.dirty.is_empty()
+    }
+
+    fn push(&mut self, ev: Logical, deadline: Instant, now: Instant, awaiting_close: bool) -> u64 {
+        let id = self.head_id + self.queue.len() as u64;
+        self.queue.push_back(Pending {
+            ev,
+            deadline,
+            first: now,
+            received: self.received.unwrap_or(now).min(now),
+            awaiting_close,
+        });
+        id
+    }
+
+    fn get_mut(&mut self, id: u64) -> Option<&mut Pending> {
+        if id < self.head_id {
+            return None;
+        }
+        self.queue.get_mut((id - self.head_id) as usize)
+    }
+
+    /// Seals everything queued so far against merging.
+    fn barrier(&mut self) {
+        if !self.mergeable.is_empty() {
+            self.mergeable.clear();
+        }
+    }
+
+    /// A path appeared. Regular files (`awaiting_close`) wait for their first
+    /// close-after-write; everything else is ready at once.
+    pub fn create(
+        &mut self,
+        path: RelPath,
+        dir_hint: bool,
+        stat: Option<Entry>,
+        awaiting_close: bool,
+        now: Instant,
+    ) {
+        let deadline = if awaiting_close {
+            now + self.debounce
+        } else {
+            now
+        };
+        self.mergeable.remove(&path);
+        let id = self.push(
+            Logical::Create {
+                path: path.clone(),
+                dir_hint,
+                stat,
+            },
+            deadline,
+            now,
+            awaiting_close,
+        );
+        if awaiting_close {
+            self.mergeable.insert(path, id);
+        }
+    }
+
+    /// Data was written (not yet complete).
+    pub fn modify(&mut self, path: RelPath, now: Instant) {
+        self.cancel_open(&path);
+        self.dirty.entry(path).or_insert(now);
+    }
+
+    /// An open followed by a write was a writer, not a read access.
+    fn cancel_open(&mut self, path: &[u8]) {
+        if self.opens.is_empty() {
+            return;
+        }
+        if let Some(id) = self.opens.remove(path) {
+            if let Some(p) = self.get_mut(id) {
+                if matches!(p.ev, Logical::Access { .. }) {
+                    p.ev = Logical::Cancelled;
+                }
+            }
+        }
+    }
+
+    /// A writer closed the file: the write is complete.
+    pub fn close_write(&mut self, path: RelPath, stat: Option<Entry>, now: Instant) {
+        self.cancel_open(&path);
+        self.dirty.remove(&path);
+        let debounce = self.debounce;
+        if let Some(id) = self.mergeable.get(&path).copied() {
+            let mut seal = false;
+            let mut merged = false;
+            if let Some(p) = self.get_mut(id) {
+                match &mut p.ev {
+                    Logical::Create { stat: s, .. } if p.awaiting_close => {
+                        if stat.is_some() {
+                            *s = stat;
+                        }
+                        p.awaiting_close = false;
+                        p.deadline = now;
+                        seal = true;
+                    }
+                    Logical::Update { stat: s, .. } => {
+                        if stat.is_some() {
+                            *s = stat;
+                        }
+                        p.deadline = (now + debounce).min(p.first + MAX_HOLD).max(p.deadline);
+                        merged = true;
+                    }
+                    _ => seal = true,
+                }
+            }
+            if merged {
+                self.coalesced += 1;
+                return;
+            }
+            self.mergeable.remove(&path);
+            if seal {
+                return;
+            }
+        }
+        let id = self.push(
+            Logical::Update {
+                path: path.clone(),
+                stat,
+            },
+            now + debounce,
+            now,
+            false,
+        );
+        self.mergeable.insert(path, id);
+    }
+
+    pub fn delete(&mut self, path: RelPath, dir_hint: bool, now: Instant) {
+        if !self.dirty.is_empty() {
+            self.dirty.retain(|p, _| !is_within(p, &path));
+        }
+        self.barrier();
+        self.push(Logical::Delete { path, dir_hint }, now, now, false);
+    }
+
+    pub fn moved(&mut self, from: RelPath, to: RelPath, now: Instant) {
+        let moved: Vec<(RelPath, Instant)> = self
+            .dirty
+            .iter()
+            .filter(|(p, _)| is_within(p, &from))
+            .map(|(p, t)| (p.clone(), *t))
+            .collect();
+        for (p, t) in moved {
+            self.dirty.remove(&p);
+            let mut np = to.clone();
+            np.extend_from_slice(&p[from.len()..]);
+            self.dirty.insert(np, t);
+        }
+        self.barrier();
+        self.push(Logical::Move { from, to }, now, now, false);
+    }
+
+    pub fn reconcile(&mut self, base: RelPath, snapshot: Index, rescan: bool, now: Instant) {
+        self.barrier();
+        self.push(
+            Logical::Reconcile {
+                base,
+                snapshot: Box::new(snapshot),
+                rescan,
+            },
+            now,
+            now,
+            false,
+        );
+    }
+
+    /// Someone opened a file. Held for the window: if the opener writes, it
+    /// was not a read access and is dropped.
+    pub fn access(&mut self, path: RelPath, now: Instant) {
+        let id = self.push(
+            Logical::Access { path: path.clone() },
+            now + self.debounce,
+            now,
+            false,
+        );
+        self.opens.insert(path, id);
+    }
+
+    /// Turns files modified without a close for `SETTLE` into updates.
+    pub fn sweep(&mut self, now: Instant) {
+        if self.dirty.is_empty() {
+            return;
+        }
+        let due: Vec<RelPath> = self
+            .dirty
+            .iter()
+            .filter(|(_, t)| now.saturating_duration_since(**t) >= SETTLE)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in due {
+            self.close_write(p, None, now);
+        }
+    }
+
+    /// The next queued event, if its time has come.
+    pub fn pop_ready(&mut self, now: Instant) -> Option<(Logical, Instant)> {
+        if self.queue.front()?.deadline > now {
+            return None;
+        }
+        let p = self.queue.pop_front()?;
+        self.head_id += 1;
+        if let Logical::Access { path } = &p.ev {
+            self.opens.remove(path);
+        }
+        Some((p.ev, p.received))
+    }
+
+    /// Everything still queued (shutdown): pending writes become updates.
+    pub fn drain_all(&mut self) -> Vec<(Logical, Instant)> {
+        let now = Instant::now();
+        let dirty: Vec<RelPath> = self.dirty.keys().cloned().collect();
+        for p in dirty {
+            self.close_write(p, None, now);
+        }
+        self.head_id += self.queue.len() as u64;
+        self.mergeable.clear();
+        self.opens.clear();
+        self.queue.drain(..).map(|p| (p.ev, p.received)).collect()
+    }
+
+    /// When something next becomes due.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let head = self.queue.front().map(|p| p.deadline);
+        let dirty = self.dirty.values().min().map(|t| *t + SETTLE);
+        match (head, dirty) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Data-driven cases: each line is `<ms> <op> <path> [<path>]`, run
+    //! against a controllable clock; `expect` lists the events in order.
+    use super::*;
+    use file_event::Kind;
+
+    struct Case {
+        name: &'static str,
+        debounce_ms: u64,
+        script: &'static str,
+        expect: &'static [&'static str],
+    }
+
+    const CASES: &[Case] = &[
+        Case {
+            name: "design scenario: echo > f; echo >> f; rm f within one window",
+            debounce_ms: 100,
+            script: "0 create f\n0 modify f\n0 close f\n1 modify f\n1 close f\n2 delete f",
+            expect: &["create f", "update f", "delete f"],
+        },
+        Case {
+            name: "consecutive writes to one file merge into one update",
+            debounce_ms: 100,
+            script: "0 modify f\n0 close f\n10 modify f\n10 close f\n20 close f",
+            expect: &["update f"],
+        },
+        Case {
+            name: "writes separated by more than the window stay separate",
+            debounce_ms: 100,
+            script: "0 close f\n500 close f",
+            expect: &["update f", "update f"],
+        },
+        Case {
+            name: "a delete seals earlier writes; nothing is merged across it",
+            debounce_ms: 100,
+            script: "0 close f\n1 delete g\n2 close f",
+            expect: &["update f", "delete g", "update f"],
+        },
+        Case {
+            name: "create then delete of a temporary file are both reported",
+            debounce_ms: 100,
+            script: "0 create t\n1 delete t",
+            expect: &["create t", "delete t"],
+        },
+        Case {
+            name: "atomic save: create tmp, write, rename over target",
+            debounce_ms: 100,
+            script: "0 create t.tmp\n0 modify t.tmp\n0 close t.tmp\n1 move t.tmp t",
+            expect: &["create t.tmp", "move t.tmp t"],
+        },
+        Case {
+            name: "debounce 0 reports each completed write",
+            debounce_ms: 0,
+            script: "0 close f\n0 tick\n1 close f",
+            expect: &["update f", "update f"],
+        },
+        Case {
+            name: "create without a close is reported after the window",
+            debounce_ms: 100,
+            script: "0 create fifo\n150 tick",
+            expect: &["create fifo"],
+        },
+        Case {
+            name: "a write without close is reported after SETTLE",
+            debounce_ms: 100,
+            script: "0 modify log\n1100 tick",
+            expect: &["update log"],
+        },
+        Case {
+            name: "interleaved files keep their first position",
+            debounce_ms: 100,
+            script: "0 close a\n1 close b\n2 close a",
+            expect: &["update a", "update b"],
+        },
+        Case {
+            name: "an open by a reader is an access; an open by a writer is not",
+            debounce_ms: 100,
+            script: "0 open r\n0 open w\n1 modify w\n1 close w",
+            expect: &["access r", "cancelled", "update w"],
+        },
+        Case {
+            name: "merging is capped by MAX_HOLD",
+            debounce_ms: 100,
+            script: "0 close f\n90 close f\n180 close f\n270 close f\n360 close f\n450 close f\n540 close f\n630 close f\n720 close f\n810 close f\n900 close f\n990 close f\n1001 tick\n1080 close f",
+            expect: &["update f", "update f"],
+        },
+    ];
+
+    fn run(case: &Case) -> Vec<String> {
+        let t0 = Instant::now();
+        let mut c = Coalescer::new(Duration::from_millis(case.debounce_ms));
+        let mut out = Vec::new();
+        let file = Some(Entry::unknown(Kind::File));
+        let drain = |c: &mut Coalescer, now: Instant, out: &mut Vec<String>| {
+            c.sweep(now);
+            while let Some((ev, _)) = c.pop_ready(now) {
+                out.push(show(&ev));
+            }
+        };
+        for line in case.script.lines() {
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            let now = t0 + Duration::from_millis(parts[0].parse().expect("ms"));
+            drain(&mut c, now, &mut out);
+            let p = |i: usize| parts[i].as_bytes().to_vec();
+            match parts[1] {
+                "create" => c.create(p(2), false, file, true, now),
+                "modify" => c.modify(p(2), now),
+                "close" => c.close_write(p(2), file, now),
+                "delete" => c.delete(p(2), false, now),
+                "move" => c.moved(p(2), p(3), now),
+                "open" => c.access(p(2), now),
+                "tick" => {}
+                op => panic!("unknown op {op}"),
+            }
+        }
+        drain(&mut c, t0 + Duration::from_secs(3600), &mut out);
+        out.extend(c.drain_all().iter().map(|(e, _)| show(e)));
+        out
+    }
+
+    fn show(ev: &Logical) -> String {
+        let s = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
+        match ev {
+            Logical::Create { path, .. } => format!("create {}", s(path)),
+            Logical::Update { path, .. } => format!("update {}", s(path)),
+            Logical::Delete { path, .. } => format!("delete {}", s(path)),
+            Logical::Move { from, to } => format!("move {} {}", s(from), s(to)),
+            Logical::Reconcile { base, .. } => format!("reconcile {}", s(base)),
+            Logical::Access { path } => format!("access {}", s(path)),
+            Logical::Cancelled => "cancelled".to_owned(),
+        }
+    }
+
+    #[test]
+    fn coalescing_cases() {
+        let mut failures = Vec::new();
+        for case in CASES {
+            let got = run(case);
+            if got != case.expect {
+                failures.push(format!(
+                    "{}: expected {:?}, got {:?}",
+                    case.name, case.expect, got
+                ));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn head_waits_for_its_deadline_and_keeps_order() {
+        let t0 = Instant::now();
+        let mut c = Coalescer::new(Duration::from_millis(100));
+        c.close_write(b"a".to_vec(), None, t0);
+        c.delete(b"b".to_vec(), false, t0);
+        assert!(c.pop_ready(t0).is_none(), "update a is held for the window");
+        assert_eq!(c.next_deadline(), Some(t0 + Duration::from_millis(100)));
+        let later = t0 + Duration::from_millis(100);
+        assert!(matches!(
+            c.pop_ready(later),
+            Some((Logical::Update { .. }, _))
+        ));
+        assert!(matches!(
+            c.pop_ready(later),
+            Some((Logical::Delete { .. }, _))
+        ));
+        assert_eq!(c.coalesced, 0);
+    }
+}

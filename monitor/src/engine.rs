@@ -1,0 +1,860 @@
+//! The event loop: raw kernel events (or poll scans) in, `file-event/1` lines
+//! out. Watches are placed as soon as a directory is seen; everything a
+//! consumer is told is recorded in the [`Index`], and every emitted event is
+//! checked against it and the disk, which makes replays of the same change
+//! (a raw event and a scan finding the same file) harmless.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use file_event::{EventType, Kind};
+
+use crate::checksum::checksum_file_opened;
+use crate::coalesce::{Coalescer, Logical, RelPath};
+use crate::config::{ChecksumAlgo, Config};
+use crate::ignore::IgnoreSet;
+use crate::index::{abs_path, scan, Change, Entry, Index, NoHook, PathSet, ScanHook};
+use crate::metrics::{Metrics, DROP_KERNEL_OVERFLOW, DROP_UNREADABLE_DIR};
+use crate::output::{Draft, Output, OutputError};
+use crate::ratelimit::RateLimiter;
+use crate::watcher::{translate, Msg, Raw, WatchError, Watcher};
+
+/// How long a rename's first half waits for its second half when nothing
+/// else arrives (the kernel queues both halves back to back).
+const RENAME_PAIR_WAIT: Duration = Duration::from_millis(50);
+/// How long a file found by a scan may see its own close-after-write arrive.
+const SCANNED_GRACE: Duration = Duration::from_secs(2);
+/// A wake-up that found at least this many events means a burst is on.
+const BUSY_BATCH: usize = 32;
+/// How long to gather events during a burst before handling them.
+const BURST_GATHER: Duration = Duration::from_micros(500);
+/// Raw events handled before queued events are written out.
+const BATCH: usize = 4096;
+
+/// Why the loop ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// SIGTERM / SIGINT: everything pending was written.
+    Signal,
+    /// The reader of the stream went away.
+    Closed,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    #[error("the watched root {0:?} was deleted or moved away")]
+    RootGone(std::path::PathBuf),
+    #[error("starting inotify: {0}")]
+    Notify(#[from] notify::Error),
+}
+
+pub struct Engine {
+    cfg: Config,
+    index: Index,
+    co: Coalescer,
+    rl: RateLimiter,
+    out: Output,
+    metrics: Metrics,
+    watcher: Option<Watcher>,
+    watched: PathSet,
+    polled: PathSet,
+    pending_from: Option<(RelPath, usize, Instant)>,
+    self_opens: HashMap<RelPath, u32>,
+    rx: Receiver<Msg>,
+    ready: Arc<AtomicBool>,
+    state_dirty: bool,
+    next_state_save: Instant,
+    next_poll: Instant,
+    reported_coalesced: u64,
+    unflushed: bool,
+    /// Files just reported by a directory scan: a close-after-write that
+    /// follows with the very same metadata is the one the scan already saw.
+    scanned: HashMap<RelPath, Instant>,
+}
+
+/// Places watches while a scan walks the tree.
+struct WatchHook<'a> {
+    watcher: &'a mut Option<Watcher>,
+    watched: &'a mut PathSet,
+    polled: &'a mut PathSet,
+    metrics: &'a Metrics,
+    /// Re-place watches even where one is recorded (after lost events).
+    force: bool,
+}
+
+impl ScanHook for WatchHook<'_> {
+    fn enter_dir(&mut self, rel: &[u8]) -> bool {
+        let Some(w) = self.watcher.as_mut() else {
+            return false;
+        };
+        if self.watched.contains(rel) && !self.force {
+            return true;
+        }
+        match w.watch(rel) {
+            Ok(()) => {
+                self.watched.insert(rel.to_vec());
+                self.metrics.watches.set(self.watched.len() as i64);
+                true
+            }
+            Err(WatchError::Limit) => {
+                self.metrics.watch_limit_reached.inc();
+                if self.polled.insert(rel.to_vec()) {
+                    tracing::warn!(
+                        subtree = %String::from_utf8_lossy(rel),
+                        watches = self.watched.len(),
+                        "inotify watch budget exhausted (fs.inotify.max_user_watches is per UID and shared by every container of that UID on the node); polling this subtree instead"
+                    );
+                }
+                self.metrics.polled_subtrees.set(self.polled.len() as i64);
+                false
+            }
+            Err(WatchError::Other(e)) => {
+                tracing::debug!(dir = %String::from_utf8_lossy(rel), error = %e, "cannot watch directory");
+                false
+            }
+        }
+    }
+
+    fn unreadable(&mut self, rel: &[u8], err: &std::io::Error) {
+        if err.kind() != std::io::ErrorKind::NotFound {
+            self.metrics.dropped(DROP_UNREADABLE_DIR);
+            tracing::warn!(dir = %String::from_utf8_lossy(rel), error = %err, "cannot read directory; its contents are not reported");
+        }
+    }
+}
+
+impl Engine {
+    pub fn new(
+        cfg: Config,
+        out: Output,
+        metrics: Metrics,
+        rx: Receiver<Msg>,
+        watcher: Option<Watcher>,
+        ready: Arc<AtomicBool>,
+    ) -> Engine {
+        let now = Instant::now();
+        Engine {
+            co: Coalescer::new(cfg.debounce),
+            rl: RateLimiter::new(cfg.max_events_per_sec, now),
+            next_state_save: now + cfg.state_interval,
+            next_poll: now + cfg.poll_interval,
+            cfg,
+            index: Index::new(),
+            out,
+            metrics,
+            watcher,
+            watched: PathSet::default(),
+            polled: PathSet::default(),
+            pending_from: None,
+            self_opens: HashMap::new(),
+            rx,
+            ready,
+            state_dirty: false,
+            reported_coalesced: 0,
+            unflushed: false,
+            scanned: HashMap::new(),
+        }
+    }
+
+    fn watch_and_scan(&mut self, base: &[u8], force: bool) -> Index {
+        let watching =
+            !self.cfg.poll && self.watcher.is_some() && self.polled.covering(base).is_none();
+        let mut hook = WatchHook {
+            watcher: &mut self.watcher,
+            watched: &mut self.watched,
+            polled: &mut self.polled,
+            metrics: &self.metrics,
+            force,
+        };
+        scan(&self.cfg.root, base, &self.cfg.ignore, &mut hook, watching)
+    }
+
+    /// Initial watch and index; reports changes since the state file, if any.
+    pub fn start(&mut self) -> Result<(), EngineError> {
+        let t = Instant::now();
+        let snapshot = if self.cfg.poll {
+            scan(&self.cfg.root, b"", &self.cfg.ignore, &mut NoHook, false)
+        } else {
+            self.watch_and_scan(b"", false)
+        };
+        let mut restored = false;
+        if let Some(sf) = self.cfg.state_file.clone() {
+            match Index::load(&sf, &self.cfg.root) {
+                Ok(Some(old)) => {
+                    tracing::info!(entries = old.len(), file = %sf.display(), "restored index; reporting changes made while stopped");
+                    self.index = old;
+                    self.co
+                        .reconcile(Vec::new(), snapshot.clone(), true, Instant::now());
+                    restored = true;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "ignoring unusable state file; changes made while stopped are not reported")
+                }
+            }
+        }
+        if !restored {
+            self.index = snapshot;
+            self.state_dirty = true;
+        }
+        self.ready.store(true, Ordering::Release);
+        tracing::info!(
+            root = %self.cfg.root.display(),
+            entries = self.index.len(),
+            watches = self.watched.len(),
+            polled_subtrees = self.polled.len(),
+            mode = if self.cfg.poll { "poll" } else { "inotify" },
+            elapsed_ms = t.elapsed().as_millis() as u64,
+            ignore = ?self.cfg.ignore.patterns(),
+            monitor_id = %self.out.monitor_id(),
+            "watching"
+        );
+        Ok(())
+    }
+
+    /// Runs until a signal or a closed stream.
+    pub fn run(&mut self) -> Result<Exit, EngineError> {
+        let mut shutdown = false;
+        let mut busy = false;
+        loop {
+            let now = Instant::now();
+            let mut wake = now + Duration::from_secs(1);
+            for t in [
+                self.co.next_deadline(),
+                self.rl.next_release(),
+                self.pending_from.as_ref().map(|p| p.2 + RENAME_PAIR_WAIT),
+                Some(self.next_state_save),
+                self.polling().then_some(self.next_poll),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                wake = wake.min(t);
+            }
+            let timeout = wake.saturating_duration_since(now);
+            match self.rx.recv_timeout(timeout) {
+                Ok(msg) => {
+                    if busy {
+                        // Under a burst, let events accumulate briefly: one
+                        // wake-up then handles many (far fewer thread switches).
+                        std::thread::sleep(BURST_GATHER);
+                    }
+                    shutdown |= self.handle_or_finish(msg)?
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => shutdown = true,
+            }
+            let mut n = 0;
+            while n < BATCH && !shutdown {
+                match self.rx.try_recv() {
+                    Ok(msg) => shutdown |= self.handle_or_finish(msg)?,
+                    Err(_) => break,
+                }
+                n += 1;
+                // Events that are due go out while the batch is read, so their
+                // size and checksum are taken as close to the kernel event as possible.
+                if !shutdown {
+                    if let Err(e) = self.pop_due(Instant::now()) {
+                        return self.stream_error(e);
+                    }
+                }
+            }
+            busy = n >= BUSY_BATCH;
+            let now = Instant::now();
+            if let Some((from, _, t)) = &self.pending_from {
+                if shutdown || now.saturating_duration_since(*t) >= RENAME_PAIR_WAIT {
+                    let from = from.clone();
+                    self.pending_from = None;
+                    self.moved_out(from, now);
+                }
+            }
+            self.co.sweep(now);
+            if !self.scanned.is_empty() {
+                self.scanned
+                    .retain(|_, t| now.saturating_duration_since(*t) < SCANNED_GRACE);
+            }
+            if self.polling() && now >= self.next_poll {
+                self.poll_tick(now);
+                self.next_poll = Instant::now() + self.cfg.poll_interval;
+            }
+            if shutdown {
+                // Everything already received is written before exiting.
+                while let Ok(msg) = self.rx.try_recv() {
+                    if let Msg::Event(..) = msg {
+                        self.handle(msg)?;
+                    }
+                }
+                self.finish(now)?;
+                return Ok(Exit::Signal);
+            }
+            if let Err(e) = self.emit_ready(now) {
+                return self.stream_error(e);
+            }
+            if now >= self.next_state_save {
+                if self.state_dirty {
+                    self.save_state();
+                }
+                self.next_state_save = now + self.cfg.state_interval;
+            }
+        }
+    }
+
+    /// Writes everything pending (debounce window, rate limit) and saves the state.
+    fn finish(&mut self, now: Instant) -> Result<(), EngineError> {
+        if let Some((from, _, _)) = self.pending_from.take() {
+            self.moved_out(from, now);
+        }
+        let mut items = self.co.drain_all();
+        for it in items.drain(..) {
+            for x in self.rl.admit(it, now) {
+                self.emit(x.0, x.1)?;
+            }
+        }
+        for x in self.rl.drain_all() {
+            self.emit(x.0, x.1)?;
+        }
+        self.out.flush()?;
+        self.save_state();
+        Ok(())
+    }
+
+    /// Handles a message; when the root itself vanished, writes what is
+    /// pending before giving up.
+    fn handle_or_finish(&mut self, msg: Msg) -> Result<bool, EngineError> {
+        match self.handle(msg) {
+            Err(EngineError::RootGone(p)) => {
+                let _ = self.finish(Instant::now());
+                Err(EngineError::RootGone(p))
+            }
+            r => r,
+        }
+    }
+
+    fn polling(&self) -> bool {
+        self.cfg.poll || !self.polled.is_empty()
+    }
+
+    fn stream_error(&mut self, e: EngineError) -> Result<Exit, EngineError> {
+        match e {
+            EngineError::Output(OutputError::Closed) => {
+                self.save_state();
+                Ok(Exit::Closed)
+            }
+            e => Err(e),
+        }
+    }
+
+    /// Writes (without flushing) every queued event whose time has come.
+    fn pop_due(&mut self, now: Instant) -> Result<bool, EngineError> {
+        while let Some(item) = self.co.pop_ready(now) {
+            for x in self.rl.admit(item, now) {
+                self.emit(x.0, x.1)?;
+                self.unflushed = true;
+            }
+        }
+        Ok(self.unflushed)
+    }
+
+    fn emit_ready(&mut self, now: Instant) -> Result<(), EngineError> {
+        self.unflushed |= self.pop_due(now)?;
+        for x in self.rl.release(now) {
+            self.emit(x.0, x.1)?;
+            self.unflushed = true;
+        }
+        if self.unflushed {
+            self.out.flush()?;
+            self.unflushed = false;
+        }
+        let merged = self.co.coalesced + self.rl.coalesced;
+        if merged > self.reported_coalesced {
+            self.metrics
+                .coalesced
+                .inc_by(merged - self.reported_coalesced);
+            self.reported_coalesced = merged;
+        }
+        self.metrics
+            .queue_depth
+            .set((self.co.len() + self.rl.held_len()) as i64);
+        Ok(())
+    }
+
+    fn save_state(&mut self) {
+        let Some(sf) = &self.cfg.state_file else {
+            return;
+        };
+        match self.index.save(sf, &self.cfg.root) {
+            Ok(()) => self.state_dirty = false,
+            Err(e) => tracing::error!(error = %e, "could not persist the index"),
+        }
+    }
+
+    fn ignored(&self, p: &[u8]) -> bool {
+        self.cfg.ignore.is_ignored(p)
+    }
+
+    /// Returns true on shutdown.
+    fn handle(&mut self, msg: Msg) -> Result<bool, EngineError> {
+        let (res, received) = match msg {
+            Msg::Shutdown => return Ok(true),
+            Msg::Event(res, t) => (res, t),
+        };
+        let ev = match res {
+            Ok(ev) => ev,
+            Err(e) => {
+                if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) {
+                    self.metrics.watch_limit_reached.inc();
+                }
+                tracing::warn!(error = %e, "inotify error");
+                return Ok(false);
+            }
+        };
+        self.co.received = Some(received);
+        for raw in translate(&self.cfg.root, &ev) {
+            self.handle_raw(raw, Instant::now())?;
+        }
+        self.co.received = None;
+        Ok(false)
+    }
+
+    fn handle_raw(&mut self, raw: Raw, now: Instant) -> Result<(), EngineError> {
+        tracing::trace!(?raw, "kernel event");
+        // Events that never complete or break a rename pair.
+        match &raw {
+            Raw::SelfMoved { path } => {
+                if path.is_empty() {
+                    return Err(EngineError::RootGone(self.cfg.root.clone()));
+                }
+                return Ok(());
+            }
+            Raw::Open { path } => {
+                if let Some(n) = self.self_opens.get_mut(path) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.self_opens.remove(path);
+                    }
+                    return Ok(());
+                }
+                if self.cfg.access && !path.is_empty() && !self.ignored(path) {
+                    self.co.access(path.clone(), now);
+                }
+                return Ok(());
+            }
+            _ => {}
+        }
+        if let Some((from, cookie, _)) = self.pending_from.take() {
+            match &raw {
+                Raw::RenameTo { path, cookie: c } if *c == cookie => {
+                    let to = path.clone();
+                    self.moved(from, to, now);
+                    return Ok(());
+                }
+                _ => self.moved_out(from, now),
+            }
+        }
+        match raw {
+            Raw::Overflow => {
+                self.metrics.rescans.inc();
+                self.metrics.dropped(DROP_KERNEL_OVERFLOW);
+                tracing::warn!("kernel event queue overflowed (fs.inotify.max_queued_events); rescanning the tree");
+                let snapshot = self.watch_and_scan(b"", true);
+                // Directories that vanished lost their watches with them.
+                let stale: Vec<RelPath> = self
+                    .watched
+                    .iter()
+                    .filter(|p| {
+                        !p.is_empty() && snapshot.get(p).is_none_or(|e| e.kind != Kind::Dir)
+                    })
+                    .cloned()
+                    .collect();
+                for p in stale {
+                    self.drop_watches(&p);
+                }
+                self.co.reconcile(Vec::new(), snapshot, true, now);
+            }
+            Raw::Create { path, dir } => {
+                if path.is_empty() || self.ignored(&path) {
+                    return Ok(());
+                }
+                if !dir {
+                    // Kind, size and checksum are read when the event is written.
+                    self.co.create(path, false, None, true, now);
+                    return Ok(());
+                }
+                match std::fs::symlink_metadata(abs_path(&self.cfg.root, &path)) {
+                    Ok(m) if m.is_dir() => {
+                        let e = Entry::from_metadata(&m);
+                        self.co.create(path.clone(), true, Some(e), false, now);
+                        let snap = self.watch_and_scan(&path, false);
+                        self.co.reconcile(path, snap, false, now);
+                    }
+                    Ok(m) => {
+                        let e = Entry::from_metadata(&m);
+                        self.co.create(path, false, Some(e), false, now);
+                    }
+                    Err(_) => self.co.create(path, true, None, false, now),
+                }
+            }
+            Raw::Modify { path } => {
+                if !path.is_empty() && !self.ignored(&path) {
+                    self.co.modify(path, now);
+                }
+            }
+            Raw::CloseWrite { path } => {
+                if !path.is_empty() && !self.ignored(&path) {
+                    self.co.close_write(path, None, now);
+                }
+            }
+            Raw::Remove { path, dir } => {
+                if path.is_empty() {
+                    return Err(EngineError::RootGone(self.cfg.root.clone()));
+                }
+                if !self.ignored(&path) {
+                    self.drop_watches(&path);
+                    self.co.delete(path, dir, now);
+                }
+            }
+            Raw::RenameFrom { path, cookie } => {
+                self.pending_from = Some((path, cookie, now));
+            }
+            Raw::RenameTo { path, .. } => self.moved_in(path, now),
+            Raw::SelfMoved { .. } | Raw::Open { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Forgets watches at or below `p` (the kernel dropped them with the
+    /// directory; notify forgot them on the rename or delete event).
+    fn drop_watches(&mut self, p: &[u8]) {
+        let n = self.watched.remove_subtree(p);
+        if let Some(w) = self.watcher.as_mut() {
+            w.forget(n);
+        }
+        self.metrics.watches.set(self.watched.len() as i64);
+        if self.polled.remove_subtree(p) > 0 {
+            self.metrics.polled_subtrees.set(self.polled.len() as i64);
+        }
+    }
+
+    fn moved_out(&mut self, from: RelPath, now: Instant) {
+        if from.is_empty() || self.ignored(&from) {
+            return;
+        }
+        self.drop_watches(&from);
+        self.co.delete(from, false, now);
+    }
+
+    fn moved_in(&mut self, to: RelPath, now: Instant) {
+        if to.is_empty() || self.ignored(&to) {
+            return;
+        }
+        match std::fs::symlink_metadata(abs_path(&self.cfg.root, &to)) {
+            Ok(m) => {
+                let e = Entry::from_metadata(&m);
+                self.co
+                    .create(to.clone(), e.kind == Kind::Dir, Some(e), false, now);
+                if e.kind == Kind::Dir {
+                    let snap = self.watch_and_scan(&to, false);
+                    self.co.reconcile(to, snap, false, now);
+                }
+            }
+            Err(_) => self.co.create(to, false, None, false, now),
+        }
+    }
+
+    fn moved(&mut self, from: RelPath, to: RelPath, now: Instant) {
+        match (self.ignored(&from), self.ignored(&to)) {
+            (true, true) => return,
+            (true, false) => return self.moved_in(to, now),
+            (false, true) => return self.moved_out(from, now),
+            (false, false) => {}
+        }
+        // notify dropped the watches of a moved directory; re-place them at
+        // the new name and scan it, since events in between were not seen.
+        let n = self.watched.remove_subtree(&from);
+        if let Some(w) = self.watcher.as_mut() {
+            w.forget(n);
+        }
+        self.watched.remove_subtree(&to);
+        self.polled.move_subtree(&from, &to);
+        self.co.moved(from, to.clone(), now);
+        if let Ok(m) = std::fs::symlink_metadata(abs_path(&self.cfg.root, &to)) {
+            if m.is_dir() {
+                let snap = self.watch_and_scan(&to, false);
+                self.co.reconcile(to, snap, false, now);
+            }
+        }
+        self.metrics.watches.set(self.watched.len() as i64);
+    }
+
+    fn poll_tick(&mut self, now: Instant) {
+        if self.cfg.poll {
+            let snap = scan(&self.cfg.root, b"", &self.cfg.ignore, &mut NoHook, false);
+            self.co.reconcile(Vec::new(), snap, false, now);
+            return;
+        }
+        let roots: Vec<RelPath> = self.polled.iter().cloned().collect();
+        for r in roots {
+            match std::fs::symlink_metadata(abs_path(&self.cfg.root, &r)) {
+                Ok(m) if m.is_dir() => {
+                    let snap = scan(&self.cfg.root, &r, &self.cfg.ignore, &mut NoHook, false);
+                    self.co.reconcile(r, snap, false, now);
+                }
+                _ => {
+                    // Gone: its parent's watch reports the delete.
+                    self.polled.remove_subtree(&r);
+                    self.metrics.polled_subtrees.set(self.polled.len() as i64);
+                }
+            }
+        }
+    }
+
+    /// Resolves one logical event against the index and the disk and writes
+    /// the resulting lines.
+    fn emit(&mut self, ev: Logical, received: Instant) -> Result<(), EngineError> {
+        tracing::trace!(?ev, "due");
+        let drafts = self.apply(ev);
+        if drafts.is_empty() {
+            return Ok(());
+        }
+        self.state_dirty = true;
+        let n = drafts.len();
+        for d in drafts {
+            self.out.write(&d)?;
+            self.metrics.published(d.event_type);
+            self.metrics
+                .latency
+                .observe(received.elapsed().as_secs_f64());
+        }
+        self.rl.charge(n);
+        Ok(())
+    }
+
+    fn lstat(&self, p: &[u8]) -> Option<Entry> {
+        std::fs::symlink_metadata(abs_path(&self.cfg.root, p))
+            .ok()
+            .map(|m| Entry::from_metadata(&m))
+    }
+
+    /// Size and checksum for a file's event (checksums only for regular files).
+    fn content(&mut self, p: &[u8], e: &Entry) -> (Option<u64>, Option<String>) {
+        match e.kind {
+            Kind::Dir => (None, None),
+            Kind::File if self.cfg.checksum != ChecksumAlgo::None => {
+                let (opened, res) = checksum_file_opened(
+                    &abs_path(&self.cfg.root, p),
+                    self.cfg.checksum,
+                    self.cfg.checksum_max_bytes,
+                );
+                if opened && self.cfg.access {
+                    // Our own open arrives later as a kernel event; it is not an access.
+                    *self.self_opens.entry(p.to_vec()).or_insert(0) += 1;
+                }
+                match res {
+                    Ok(Some(sum)) => {
+                        self.metrics.checksum_bytes.inc_by(sum.size);
+                        (Some(sum.size), Some(sum.value))
+                    }
+                    Ok(None) => (Some(e.size), None),
+                    Err(err) => {
+                        tracing::debug!(path = %String::from_utf8_lossy(p), error = %err, "no checksum");
+                        (Some(e.size), None)
+                    }
+                }
+            }
+            _ => (Some(e.size), None),
+        }
+    }
+
+    fn draft(&mut self, t: EventType, p: &[u8], e: &Entry, known: bool, rescan: bool) -> Draft {
+        let (size, checksum) = if known && matches!(t, EventType::Create | EventType::Update) {
+            self.content(p, e)
+        } else if known && e.kind != Kind::Dir {
+            (Some(e.size), None)
+        } else {
+            (None, None)
+        };
+        Draft {
+            event_type: t,
+            kind: e.kind,
+            path: p.to_vec(),
+            from: None,
+            size,
+            checksum,
+            rescan,
+        }
+    }
+
+    fn apply(&mut self, ev: Logical) -> Vec<Draft> {
+        match ev {
+            Logical::Create {
+                path,
+                dir_hint,
+                stat,
+            } => {
+                if self.index.contains(&path) {
+                    return Vec::new();
+                }
+                let fresh = self.lstat(&path);
+                let known = fresh.is_some() || stat.is_some();
+                let e = fresh.or(stat).unwrap_or(Entry::unknown(if dir_hint {
+                    Kind::Dir
+                } else {
+                    Kind::File
+                }));
+                self.index.insert(path.clone(), e);
+                // Content is read only while the file is still there.
+                let d = self.draft(EventType::Create, &path, &e, fresh.is_some(), false);
+                if fresh.is_none() && known && e.kind != Kind::Dir {
+                    return vec![Draft {
+                        size: Some(e.size),
+                        ..d
+                    }];
+                }
+                vec![d]
+            }
+            Logical::Update { path, stat } => {
+                let fresh = self.lstat(&path);
+                match self.index.get(&path).copied() {
+                    None => match fresh {
+                        Some(e) => {
+                            self.index.insert(path.clone(), e);
+                            vec![self.draft(EventType::Create, &path, &e, true, false)]
+                        }
+                        None => Vec::new(),
+                    },
+                    Some(old) => {
+                        if let Some(t) = self.scanned.remove(&path) {
+                            // Unchanged since the scan reported it: this close
+                            // is the one the scan already saw.
+                            if fresh == Some(old) && t.elapsed() < SCANNED_GRACE {
+                                return Vec::new();
+                            }
+                        }
+                        let e = fresh.or(stat).unwrap_or(old);
+                        if e.kind == Kind::Dir {
+                            self.index.insert(path, e);
+                            return Vec::new();
+                        }
+                        self.index.insert(path.clone(), e);
+                        if fresh.is_some() {
+                            vec![self.draft(EventType::Update, &path, &e, true, false)]
+                        } else {
+                            let mut d = self.draft(EventType::Update, &path, &e, false, false);
+                            d.size = stat.map(|s| s.size);
+                            vec![d]
+                        }
+                    }
+                }
+            }
+            Logical::Delete { path, .. } => {
+                let Some(e) = self.index.get(&path).copied() else {
+                    return Vec::new();
+                };
+                self.index.remove_subtree(&path);
+                vec![Draft {
+                    event_type: EventType::Delete,
+                    kind: e.kind,
+                    path,
+                    from: None,
+                    size: None,
+                    checksum: None,
+                    rescan: false,
+                }]
+            }
+            Logical::Move { from, to } => {
+                let Some(old) = self.index.get(&from).copied() else {
+                    if self.index.contains(&to) {
+                        return Vec::new();
+                    }
+                    return self.apply(Logical::Create {
+                        path: to,
+                        dir_hint: false,
+                        stat: None,
+                    });
+                };
+                self.index.move_subtree(&from, &to);
+                let e = self
+                    .lstat(&to)
+                    .filter(|f| f.kind == old.kind)
+                    .unwrap_or(old);
+                self.index.insert(to.clone(), e);
+                vec![Draft {
+                    event_type: EventType::Move,
+                    kind: e.kind,
+                    path: to,
+                    from: Some(from),
+                    size: (e.kind != Kind::Dir).then_some(e.size),
+                    checksum: None,
+                    rescan: false,
+                }]
+            }
+            Logical::Reconcile {
+                base,
+                snapshot,
+                rescan,
+            } => {
+                if !base.is_empty() && !self.index.contains(&base) {
+                    // The directory is gone or was never reported; nothing to do below it.
+                    if self.lstat(&base).is_none() {
+                        return Vec::new();
+                    }
+                }
+                let changes = self.index.reconcile(&base, &snapshot);
+                let mut out = Vec::with_capacity(changes.len());
+                for c in changes {
+                    let d = match c {
+                        Change::Create(p, e) => {
+                            if e.kind == Kind::File {
+                                self.scanned.insert(p.clone(), Instant::now());
+                            }
+                            self.draft(EventType::Create, &p, &e, true, rescan)
+                        }
+                        Change::Update(p, e) => self.draft(EventType::Update, &p, &e, true, rescan),
+                        Change::Delete(p, e) => Draft {
+                            event_type: EventType::Delete,
+                            kind: e.kind,
+                            path: p,
+                            from: None,
+                            size: None,
+                            checksum: None,
+                            rescan,
+                        },
+                        Change::Move { from, to, entry } => Draft {
+                            event_type: EventType::Move,
+                            kind: entry.kind,
+                            path: to,
+                            from: Some(from),
+                            size: (entry.kind != Kind::Dir).then_some(entry.size),
+                            checksum: None,
+                            rescan,
+                        },
+                    };
+                    out.push(d);
+                }
+                out
+            }
+            Logical::Cancelled => Vec::new(),
+            Logical::Access { path } => match self.index.get(&path).copied() {
+                Some(e) if e.kind == Kind::File => vec![Draft {
+                    event_type: EventType::Access,
+                    kind: e.kind,
+                    path,
+                    from: None,
+                    size: None,
+                    checksum: None,
+                    rescan: false,
+                }],
+                _ => Vec::new(),
+            },
+        }
+    }
+
+    pub fn ignore(&self) -> &IgnoreSet {
+        &self.cfg.ignore
+    }
+}

@@ -1,0 +1,704 @@
+//! The in-memory tree index: relative path → kind, size, mtime, inode. It holds
+//! exactly what consumers have been told, so diffing it against the disk
+//! (after lost kernel events, in poll mode, after a restart) yields the events
+//! that bring a consumer up to date. Keys are raw path bytes, `/`-separated;
+//! the root itself is not an entry.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::ffi::OsStr;
+use std::fs::Metadata;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use file_event::Kind;
+use serde::{Deserialize, Serialize};
+
+use crate::ignore::IgnoreSet;
+
+/// What the index remembers about one path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub kind: Kind,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ino: u64,
+}
+
+impl Entry {
+    pub fn from_metadata(m: &Metadata) -> Entry {
+        Entry {
+            kind: kind_of(m),
+            size: m.len(),
+            mtime_ns: m
+                .mtime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(m.mtime_nsec()),
+            ino: m.ino(),
+        }
+    }
+
+    /// A path known to exist (an event said so) whose metadata is gone.
+    pub fn unknown(kind: Kind) -> Entry {
+        Entry {
+            kind,
+            size: 0,
+            mtime_ns: 0,
+            ino: 0,
+        }
+    }
+}
+
+/// The kind of a file-system object, from `symlink_metadata` (never follows).
+pub fn kind_of(m: &Metadata) -> Kind {
+    let t = m.file_type();
+    if t.is_symlink() {
+        Kind::Symlink
+    } else if t.is_dir() {
+        Kind::Dir
+    } else if t.is_file() {
+        Kind::File
+    } else {
+        // FIFOs, sockets, block and character devices.
+        Kind::Other
+    }
+}
+
+/// Joins a relative path to the root.
+pub fn abs_path(root: &Path, rel: &[u8]) -> PathBuf {
+    if rel.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(OsStr::from_bytes(rel))
+    }
+}
+
+/// `base/name`, or `name` when `base` is the root.
+pub fn join_rel(base: &[u8], name: &[u8]) -> Vec<u8> {
+    if base.is_empty() {
+        name.to_vec()
+    } else {
+        let mut v = Vec::with_capacity(base.len() + 1 + name.len());
+        v.extend_from_slice(base);
+        v.push(b'/');
+        v.extend_from_slice(name);
+        v
+    }
+}
+
+/// True when `path` is `base` or below it.
+pub fn is_within(path: &[u8], base: &[u8]) -> bool {
+    base.is_empty()
+        || path == base
+        || (path.len() > base.len() && path.starts_with(base) && path[base.len()] == b'/')
+}
+
+/// Strict ancestors of a relative path, nearest first.
+pub fn ancestors(path: &[u8]) -> impl Iterator<Item = &[u8]> {
+    path.iter()
+        .enumerate()
+        .rev()
+        .filter(|(_, b)| **b == b'/')
+        .map(move |(i, _)| &path[..i])
+}
+
+/// One difference between the index and the disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Create(Vec<u8>, Entry),
+    Update(Vec<u8>, Entry),
+    Delete(Vec<u8>, Entry),
+    Move {
+        from: Vec<u8>,
+        to: Vec<u8>,
+        entry: Entry,
+    },
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Index {
+    map: BTreeMap<Vec<u8>, Entry>,
+}
+
+impl Index {
+    pub fn new() -> Index {
+        Index::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    pub fn get(&self, path: &[u8]) -> Option<&Entry> {
+        self.map.get(path)
+    }
+
+    pub fn contains(&self, path: &[u8]) -> bool {
+        self.map.contains_key(path)
+    }
+
+    pub fn insert(&mut self, path: Vec<u8>, e: Entry) -> Option<Entry> {
+        self.map.insert(path, e)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&Vec<u8>, &Entry)> {
+        self.map.iter()
+    }
+
+    /// Entries strictly below `base` (all entries for the root).
+    pub fn below<'a>(
+        &'a self,
+        base: &[u8],
+    ) -> Box<dyn Iterator<Item = (&'a Vec<u8>, &'a Entry)> + 'a> {
+        if base.is_empty() {
+            return Box::new(self.map.iter());
+        }
+        let mut lo = base.to_vec();
+        lo.push(b'/');
+        let mut hi = base.to_vec();
+        hi.push(b'/' + 1);
+        Box::new(self.map.range(lo..hi))
+    }
+
+    /// Removes `path` and everything below it; returns the removed entries,
+    /// deepest first.
+    pub fn remove_subtree(&mut self, path: &[u8]) -> Vec<(Vec<u8>, Entry)> {
+        let keys: Vec<Vec<u8>> = self.below(path).map(|(k, _)| k.clone()).collect();
+        let mut out = Vec::with_capacity(keys.len() + 1);
+        for k in keys.into_iter().rev() {
+            if let Some(e) = self.map.remove(&k) {
+                out.push((k, e));
+            }
+        }
+        if let Some(e) = self.map.remove(path) {
+            out.push((path.to_vec(), e));
+        }
+        out
+    }
+
+    /// Moves `from` and its subtree to `to`, replacing whatever was at `to`.
+    pub fn move_subtree(&mut self, from: &[u8], to: &[u8]) {
+        if from == to {
+            return;
+        }
+        let moved = self.remove_subtree(from);
+        self.remove_subtree(to);
+        for (k, e) in moved {
+            let mut nk = to.to_vec();
+            nk.extend_from_slice(&k[from.len()..]);
+            self.map.insert(nk, e);
+        }
+    }
+
+    /// Applies differences between the entries below `base` and `snapshot`
+    /// (a fresh scan of the same subtree) to this index, returning them in an
+    /// order a consumer can replay: moves and creates parents-first, then
+    /// deletes deepest-first, then the remaining creates and updates.
+    /// Moves are recognised by inode (and, for files, unchanged size and mtime).
+    pub fn reconcile(&mut self, base: &[u8], snapshot: &Index) -> Vec<Change> {
+        let mut out = Vec::new();
+        let deleted: Vec<(Vec<u8>, Entry)> = self
+            .below(base)
+            .filter(|(k, _)| !snapshot.contains(k))
+            .map(|(k, e)| (k.clone(), *e))
+            .collect();
+        let mut del_by_ino: HashMap<u64, Vec<usize>> = HashMap::new();
+        for (i, (_, e)) in deleted.iter().enumerate() {
+            if e.ino != 0 {
+                del_by_ino.entry(e.ino).or_default().push(i);
+            }
+        }
+        // Pass 1: moves (parents first), and creates needed before them.
+        let mut moved_to: HashSet<Vec<u8>> = HashSet::new();
+        let mut moved_from: HashSet<Vec<u8>> = HashSet::new();
+        let mut consumed: HashSet<usize> = HashSet::new();
+        let mut pairs: Vec<(usize, Vec<u8>, Entry)> = Vec::new();
+        if !del_by_ino.is_empty() {
+            for (c, ce) in snapshot.below(base) {
+                if self.map.contains_key(c) || ancestors(c).any(|a| moved_to.contains(a)) {
+                    continue;
+                }
+                let Some(cands) = del_by_ino.get(&ce.ino) else {
+                    continue;
+                };
+                let found = cands.iter().copied().find(|i| {
+                    let (d, de) = &deleted[*i];
+                    !consumed.contains(i)
+                        && de.kind == ce.kind
+                        && (ce.kind == Kind::Dir
+                            || (de.size == ce.size && de.mtime_ns == ce.mtime_ns))
+                        && !ancestors(d).any(|a| moved_from.contains(a))
+                });
+                if let Some(i) = found {
+                    consumed.insert(i);
+                    moved_to.insert(c.clone());
+                    moved_from.insert(deleted[i].0.clone());
+                    pairs.push((i, c.clone(), *ce));
+                }
+            }
+        }
+        if !pairs.is_empty() {
+            // Emit in target order; a target's missing parents are created first.
+            let targets: BTreeMap<Vec<u8>, (usize, Entry)> =
+                pairs.into_iter().map(|(i, c, e)| (c, (i, e))).collect();
+            for (c, (i, ce)) in targets {
+                let mut missing: Vec<&[u8]> = ancestors(&c)
+                    .take_while(|a| is_within(a, base) && *a != base)
+                    .filter(|a| !self.map.contains_key(*a))
+                    .collect();
+                missing.reverse();
+                for a in missing {
+                    if let Some(ae) = snapshot.get(a) {
+                        self.map.insert(a.to_vec(), *ae);
+                        out.push(Change::Create(a.to_vec(), *ae));
+                    }
+                }
+                let from = deleted[i].0.clone();
+                if !self.map.contains_key(&from) {
+                    continue;
+                }
+                self.move_subtree(&from, &c);
+                self.map.insert(c.clone(), ce);
+                out.push(Change::Move {
+                    from,
+                    to: c,
+                    entry: ce,
+                });
+            }
+        }
+        // Pass 2: plain differences against the updated index.
+        let gone: Vec<(Vec<u8>, Entry)> = self
+            .below(base)
+            .filter(|(k, e)| snapshot.get(k).is_none_or(|s| s.kind != e.kind))
+            .map(|(k, e)| (k.clone(), *e))
+            .collect();
+        for (k, e) in gone.into_iter().rev() {
+            self.map.remove(&k);
+            out.push(Change::Delete(k, e));
+        }
+        for (k, se) in snapshot.below(base) {
+            match self.map.get(k) {
+                None => {
+                    self.map.insert(k.clone(), *se);
+                    out.push(Change::Create(k.clone(), *se));
+                }
+                Some(ie) if ie != se => {
+                    let changed =
+                        ie.size != se.size || ie.mtime_ns != se.mtime_ns || ie.ino != se.ino;
+                    self.map.insert(k.clone(), *se);
+                    if changed && se.kind != Kind::Dir {
+                        out.push(Change::Update(k.clone(), *se));
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        out
+    }
+}
+
+/// Per-directory hook during a scan: return false to stop placing watches
+/// below this directory (it will be polled instead). Called before the
+/// directory's entries are read, so nothing created after it is missed.
+pub trait ScanHook {
+    fn enter_dir(&mut self, rel: &[u8]) -> bool;
+    fn unreadable(&mut self, rel: &[u8], err: &std::io::Error);
+}
+
+/// A hook that places no watches.
+pub struct NoHook;
+
+impl ScanHook for NoHook {
+    fn enter_dir(&mut self, _rel: &[u8]) -> bool {
+        false
+    }
+    fn unreadable(&mut self, rel: &[u8], err: &std::io::Error) {
+        tracing::debug!(path = %String::from_utf8_lossy(rel), error = %err, "cannot read directory");
+    }
+}
+
+/// Scans the subtree below `base` (not `base` itself), never following
+/// symlinks and pruning ignored paths. `hook.enter_dir` runs for `base` and
+/// every directory found while `watching` is true for its parent.
+pub fn scan(
+    root: &Path,
+    base: &[u8],
+    ignore: &IgnoreSet,
+    hook: &mut dyn ScanHook,
+    watching: bool,
+) -> Index {
+    let mut idx = Index::new();
+    if ignore.is_ignored(base) {
+        return idx;
+    }
+    let mut stack: Vec<(Vec<u8>, bool)> = vec![(base.to_vec(), watching)];
+    while let Some((dir, watch_here)) = stack.pop() {
+        let watch_below = watch_here && hook.enter_dir(&dir);
+        let rd = match std::fs::read_dir(abs_path(root, &dir)) {
+            Ok(rd) => rd,
+            Err(e) => {
+                hook.unreadable(&dir, &e);
+                continue;
+            }
+        };
+        for de in rd.flatten() {
+            let name = de.file_name();
+            let rel = join_rel(&dir, name.as_bytes());
+            // Ancestors were checked on the way down.
+            if ignore.matches_self(&rel) {
+                continue;
+            }
+            let Ok(m) = std::fs::symlink_metadata(de.path()) else {
+                continue; // vanished meanwhile
+            };
+            let e = Entry::from_metadata(&m);
+            if e.kind == Kind::Dir {
+                stack.push((rel.clone(), watch_below));
+            }
+            idx.map.insert(rel, e);
+        }
+    }
+    idx
+}
+
+/// Persisted form of the index (`--state-file`).
+#[derive(Debug, Serialize, Deserialize)]
+struct StateFile {
+    version: u32,
+    root: String,
+    /// (base64 path, kind, size, mtime_ns, inode)
+    entries: Vec<(String, Kind, u64, i64, u64)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("reading state file {path:?}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("state file {path:?} is not a file-monitor index: {source}")]
+    Format {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("state file {path:?} was written for root {found:?}, not {expected:?}")]
+    OtherRoot {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("state file {path:?} holds an invalid path")]
+    BadPath { path: PathBuf },
+}
+
+impl Index {
+    /// Writes the index atomically (temporary file, fsync, rename).
+    pub fn save(&self, path: &Path, root: &Path) -> Result<(), StateError> {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let sf = StateFile {
+            version: 1,
+            root: root.to_string_lossy().into_owned(),
+            entries: self
+                .map
+                .iter()
+                .map(|(k, e)| (b64.encode(k), e.kind, e.size, e.mtime_ns, e.ino))
+                .collect(),
+        };
+        let io = |source| StateError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        let data = serde_json::to_vec(&sf).map_err(|source| StateError::Format {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp).map_err(io)?;
+            f.write_all(&data).map_err(io)?;
+            f.sync_all().map_err(io)?;
+        }
+        std::fs::rename(&tmp, path).map_err(io)?;
+        Ok(())
+    }
+
+    /// Loads a saved index; `Ok(None)` when the file does not exist.
+    pub fn load(path: &Path, root: &Path) -> Result<Option<Index>, StateError> {
+        let data = match std::fs::read(path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(StateError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        let sf: StateFile = serde_json::from_slice(&data).map_err(|source| StateError::Format {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let expected = root.to_string_lossy().into_owned();
+        if sf.root != expected {
+            return Err(StateError::OtherRoot {
+                path: path.to_path_buf(),
+                found: sf.root,
+                expected,
+            });
+        }
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut idx = Index::new();
+        for (p, kind, size, mtime_ns, ino) in sf.entries {
+            let k = b64.decode(p).map_err(|_| StateError::BadPath {
+                path: path.to_path_buf(),
+            })?;
+            idx.map.insert(
+                k,
+                Entry {
+                    kind,
+                    size,
+                    mtime_ns,
+                    ino,
+                },
+            );
+        }
+        Ok(Some(idx))
+    }
+}
+
+/// Set of relative directory paths with subtree operations (watched dirs,
+/// polled subtrees).
+#[derive(Debug, Default, Clone)]
+pub struct PathSet {
+    set: BTreeSet<Vec<u8>>,
+}
+
+impl PathSet {
+    pub fn insert(&mut self, p: Vec<u8>) -> bool {
+        self.set.insert(p)
+    }
+    pub fn contains(&self, p: &[u8]) -> bool {
+        self.set.contains(p)
+    }
+    pub fn len(&self) -> usize {
+        self.set.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+    pub fn iter(&self) -> impl Iterator<Item = &Vec<u8>> {
+        self.set.iter()
+    }
+    /// Members at or below `p` (a range query, not a scan of the set).
+    fn subtree_keys(&self, p: &[u8]) -> Vec<Vec<u8>> {
+        if p.is_empty() {
+            return self.set.iter().cloned().collect();
+        }
+        let mut lo = p.to_vec();
+        lo.push(b'/');
+        let mut hi = p.to_vec();
+        hi.push(b'/' + 1);
+        let mut keys: Vec<Vec<u8>> = self.set.range(lo..hi).cloned().collect();
+        if self.set.contains(p) {
+            keys.push(p.to_vec());
+        }
+        keys
+    }
+
+    /// Removes `p` and everything below it; returns how many were removed.
+    pub fn remove_subtree(&mut self, p: &[u8]) -> usize {
+        let keys = self.subtree_keys(p);
+        let n = keys.len();
+        for k in keys {
+            self.set.remove(&k);
+        }
+        n
+    }
+
+    /// Renames `from`'s subtree to `to`.
+    pub fn move_subtree(&mut self, from: &[u8], to: &[u8]) {
+        for k in self.subtree_keys(from) {
+            self.set.remove(&k);
+            let mut nk = to.to_vec();
+            nk.extend_from_slice(&k[from.len()..]);
+            self.set.insert(nk);
+        }
+    }
+
+    /// Keeps only the members for which `f` is true.
+    pub fn retain(&mut self, f: impl FnMut(&Vec<u8>) -> bool) {
+        self.set.retain(f);
+    }
+
+    /// The member that is `p` or an ancestor of `p`, if any.
+    pub fn covering(&self, p: &[u8]) -> Option<&Vec<u8>> {
+        if let Some(k) = self.set.get(p) {
+            return Some(k);
+        }
+        ancestors(p).find_map(|a| self.set.get(a))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(kind: Kind, ino: u64, size: u64) -> Entry {
+        Entry {
+            kind,
+            size,
+            mtime_ns: 1,
+            ino,
+        }
+    }
+
+    fn idx(entries: &[(&str, Entry)]) -> Index {
+        let mut i = Index::new();
+        for (p, en) in entries {
+            i.insert(p.as_bytes().to_vec(), *en);
+        }
+        i
+    }
+
+    fn show(ch: &[Change]) -> Vec<String> {
+        ch.iter()
+            .map(|c| match c {
+                Change::Create(p, _) => format!("create {}", String::from_utf8_lossy(p)),
+                Change::Update(p, _) => format!("update {}", String::from_utf8_lossy(p)),
+                Change::Delete(p, _) => format!("delete {}", String::from_utf8_lossy(p)),
+                Change::Move { from, to, .. } => {
+                    format!(
+                        "move {} {}",
+                        String::from_utf8_lossy(from),
+                        String::from_utf8_lossy(to)
+                    )
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn below_does_not_leak_siblings_with_common_prefix() {
+        let i = idx(&[
+            ("a", e(Kind::Dir, 1, 0)),
+            ("a-b", e(Kind::File, 2, 0)),
+            ("a/x", e(Kind::File, 3, 0)),
+            ("a0", e(Kind::File, 4, 0)),
+        ]);
+        let below: Vec<_> = i.below(b"a").map(|(k, _)| k.clone()).collect();
+        assert_eq!(below, vec![b"a/x".to_vec()]);
+    }
+
+    #[test]
+    fn reconcile_finds_creates_updates_deletes_in_replayable_order() {
+        let mut i = idx(&[
+            ("d", e(Kind::Dir, 1, 0)),
+            ("d/x", e(Kind::File, 2, 1)),
+            ("keep", e(Kind::File, 3, 1)),
+            ("chg", e(Kind::File, 4, 1)),
+        ]);
+        let snap = idx(&[
+            ("keep", e(Kind::File, 3, 1)),
+            ("chg", e(Kind::File, 4, 9)),
+            ("n", e(Kind::Dir, 5, 0)),
+            ("n/y", e(Kind::File, 6, 0)),
+        ]);
+        let ch = i.reconcile(b"", &snap);
+        assert_eq!(
+            show(&ch),
+            vec![
+                "delete d/x",
+                "delete d",
+                "update chg",
+                "create n",
+                "create n/y"
+            ]
+        );
+        assert_eq!(i.len(), 4);
+    }
+
+    #[test]
+    fn reconcile_pairs_moves_by_inode_and_moves_subtrees() {
+        let mut i = idx(&[
+            ("a", e(Kind::Dir, 1, 0)),
+            ("a/f", e(Kind::File, 2, 3)),
+            ("g", e(Kind::File, 7, 5)),
+        ]);
+        let snap = idx(&[
+            ("new", e(Kind::Dir, 9, 0)),
+            ("new/b", e(Kind::Dir, 1, 0)),
+            ("new/b/f", e(Kind::File, 2, 3)),
+            ("h", e(Kind::File, 7, 5)),
+        ]);
+        let ch = i.reconcile(b"", &snap);
+        assert_eq!(show(&ch), vec!["move g h", "create new", "move a new/b"]);
+        assert!(i.contains(b"new/b/f"));
+        assert!(!i.contains(b"a/f"));
+    }
+
+    #[test]
+    fn reused_inode_with_other_content_is_not_a_move() {
+        let mut i = idx(&[("old", e(Kind::File, 5, 3))]);
+        let snap = idx(&[("new", e(Kind::File, 5, 10))]);
+        assert_eq!(
+            show(&i.reconcile(b"", &snap)),
+            vec!["delete old", "create new"]
+        );
+    }
+
+    #[test]
+    fn move_subtree_and_path_sets() {
+        let mut i = idx(&[
+            ("a", e(Kind::Dir, 1, 0)),
+            ("a/b", e(Kind::Dir, 2, 0)),
+            ("a/b/c", e(Kind::File, 3, 0)),
+            ("ab", e(Kind::File, 4, 0)),
+        ]);
+        i.move_subtree(b"a", b"z");
+        let keys: Vec<String> = i
+            .iter()
+            .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
+            .collect();
+        assert_eq!(keys, vec!["ab", "z", "z/b", "z/b/c"]);
+        let mut s = PathSet::default();
+        for p in ["", "a", "a/b", "ab"] {
+            s.insert(p.as_bytes().to_vec());
+        }
+        assert_eq!(
+            s.covering(b"a/b/c").map(|v| v.as_slice()),
+            Some(&b"a/b"[..])
+        );
+        s.move_subtree(b"a", b"q");
+        assert!(s.contains(b"q/b") && s.contains(b"ab") && !s.contains(b"a"));
+        assert_eq!(s.remove_subtree(b"q"), 2);
+    }
+
+    #[test]
+    fn state_round_trip_keeps_non_utf8_names() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut i = Index::new();
+        i.insert(b"caf\xe9".to_vec(), e(Kind::File, 1, 2));
+        let p = dir.path().join("state.json");
+        i.save(&p, Path::new("/r")).expect("save");
+        let back = Index::load(&p, Path::new("/r"))
+            .expect("load")
+            .expect("present");
+        assert_eq!(back.get(b"caf\xe9"), Some(&e(Kind::File, 1, 2)));
+        assert!(matches!(
+            Index::load(&p, Path::new("/other")),
+            Err(StateError::OtherRoot { .. })
+        ));
+        assert!(Index::load(&dir.path().join("none"), Path::new("/r"))
+            .expect("ok")
+            .is_none());
+    }
+}

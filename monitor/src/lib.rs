@@ -1,0 +1,94 @@
+//! `file-monitor`: watches a directory tree and prints one `file-event/1`
+//! JSON line per file event. See `docs/monitor.md`.
+
+pub mod checksum;
+pub mod coalesce;
+pub mod config;
+pub mod engine;
+pub mod ignore;
+pub mod index;
+pub mod metrics;
+pub mod output;
+pub mod ratelimit;
+pub mod signals;
+pub mod watcher;
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use prometheus_client::registry::Registry;
+
+use crate::config::Config;
+use crate::engine::{Engine, Exit};
+use crate::metrics::Metrics;
+use crate::output::Output;
+use crate::watcher::{Msg, Watcher};
+
+/// Runs the monitor until SIGTERM/SIGINT or until the stream's reader goes away.
+pub fn run(cfg: Config) -> anyhow::Result<Exit> {
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(&mut registry);
+    let registry = Arc::new(registry);
+    let ready = Arc::new(AtomicBool::new(false));
+
+    let listener = match cfg.metrics_addr {
+        Some(addr) => Some(
+            metrics::bind(addr)
+                .with_context(|| format!("binding the metrics listener on {addr}"))?,
+        ),
+        None => None,
+    };
+    let out = Output::open(
+        &cfg.output,
+        cfg.format,
+        cfg.human_output.as_deref(),
+        cfg.attribution.clone(),
+    )
+    .context("opening the output")?;
+
+    let (tx, rx) = std::sync::mpsc::channel::<Msg>();
+    let watcher = if cfg.poll {
+        None
+    } else {
+        Some(
+            Watcher::new(&cfg.root, cfg.max_watches, cfg.access, tx.clone())
+                .context("starting inotify")?,
+        )
+    };
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let engine_ready = ready.clone();
+    let engine_thread = std::thread::Builder::new()
+        .name("engine".into())
+        .spawn(move || {
+            let mut engine = Engine::new(cfg, out, metrics, rx, watcher, engine_ready);
+            let r = engine.start().and_then(|()| engine.run());
+            // Dropping the watcher removes every inotify watch one by one; the
+            // process is about to exit, so the kernel does it at once instead.
+            std::mem::forget(engine);
+            let _ = done_tx.send(());
+            r
+        })
+        .context("starting the engine thread")?;
+
+    rt.block_on(async move {
+        if let Some(l) = listener {
+            match tokio::net::TcpListener::from_std(l) {
+                Ok(l) => {
+                    tokio::spawn(metrics::serve(l, registry, ready));
+                }
+                Err(e) => tracing::error!(error = %e, "metrics listener unusable"),
+            }
+        }
+        signals::until_signal_or(done_rx, tx).await;
+    });
+    match engine_thread.join() {
+        Ok(r) => Ok(r?),
+        Err(_) => anyhow::bail!("the engine thread panicked"),
+    }
+}

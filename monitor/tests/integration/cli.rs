@@ -1,0 +1,103 @@
+//! Item 12 (invocation): bad invocations exit 2 with a one-line reason;
+//! flags read `--flag=value`, `--flag value` and `FILE_MONITOR_<FLAG>`;
+//! attribution falls back to TENANT_ID / USER_ID / SESSION_ID.
+
+use std::process::Command;
+
+use crate::support::*;
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut c = Command::new(BIN);
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+#[test]
+fn bad_invocations_exit_2_with_one_line() {
+    let d = tempdir();
+    let file = d.path().join("plain");
+    std::fs::write(&file, b"").unwrap();
+    let root = d.path().to_str().unwrap();
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
+        (vec![], vec![], "ROOT"),
+        (vec!["/definitely/not/here"], vec![], "does not exist"),
+        (vec![file.to_str().unwrap()], vec![], "not a directory"),
+        (vec![root, "--no-such-flag"], vec![], "--no-such-flag"),
+        (vec![root, "--metadata=tenant_id"], vec![], "--metadata"),
+        (vec![root, "--metadata", "a b=c"], vec![], "--metadata"),
+        (
+            vec![root, "--metrics-addr=nowhere"],
+            vec![],
+            "--metrics-addr",
+        ),
+        (vec![root, "--checksum=md5"], vec![], "md5"),
+        (vec![root, "--ignore=a["], vec![], "--ignore"),
+        (vec![root], vec![("FILE_MONITOR_DEBOUNCE", "soon")], "soon"),
+    ];
+    for (args, env, needle) in cases {
+        let out = run(&args, &env);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "{args:?}: one line expected, got {err:?}"
+        );
+        assert!(
+            err.contains(needle),
+            "{args:?}: {err:?} should mention {needle}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn help_teaches_with_examples() {
+    let out = run(&["--help"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "Examples:",
+        "--poll-interval",
+        "--state-file",
+        "FILE_MONITOR_",
+        "**/node_modules",
+        "[default: 100]",
+    ] {
+        assert!(help.contains(needle), "--help lacks {needle}:\n{help}");
+    }
+}
+
+#[test]
+fn flags_from_env_and_attribution_fallback() {
+    let d = tempdir();
+    let root = d.path();
+    let m = Monitor::start_with(
+        root,
+        &["--metadata", "user_id=flag-user,team=infra"],
+        &[
+            ("TENANT_ID", "env-tenant"),
+            ("USER_ID", "env-user"),
+            ("FILE_MONITOR_CHECKSUM", "blake3"),
+        ],
+    );
+    std::fs::write(root.join("f"), b"abc").unwrap();
+    let evs = m.wait_for("create", |e| has(e, "create file f"));
+    let e = &evs[0];
+    assert_eq!(e.tenant_id.as_deref(), Some("env-tenant"));
+    assert_eq!(
+        e.user_id.as_deref(),
+        Some("flag-user"),
+        "the flag wins over USER_ID"
+    );
+    assert_eq!(e.session_id, None);
+    assert_eq!(e.metadata.get("team"), Some(&serde_json::json!("infra")));
+    assert_eq!(
+        e.checksum.as_deref().map(|c| c.starts_with("blake3:")),
+        Some(true)
+    );
+}

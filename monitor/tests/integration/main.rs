@@ -1,0 +1,19 @@
+//! Integration tests: the real `file-monitor` binary on real temporary
+//! directories, one module per scenario.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+mod cli;
+mod hostile;
+mod ignore;
+mod metrics;
+mod moves;
+mod outputs;
+mod poll;
+mod ratelimit;
+mod rescan;
+mod semantics;
+mod shutdown;
+mod state;
+mod watch_budget;

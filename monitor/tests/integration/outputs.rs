@@ -1,0 +1,73 @@
+//! `--output`, `--format=human` and `--human-output`; item 10: seq has no gaps.
+
+use std::time::Duration;
+
+use crate::support::*;
+
+#[test]
+fn human_format_and_side_log() {
+    let d = tempdir();
+    let logs = tempdir();
+    let root = d.path();
+    let human = logs.path().join("human.log");
+    let m = Monitor::start(root, &[&format!("--human-output={}", human.display())]);
+    sh(root, "echo 1 > a && mv a b");
+    m.wait_for("move", |e| has(e, "move file a -> b"));
+    drop(m);
+    let text = std::fs::read_to_string(&human).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].contains(" #1 create file    a"), "{text}");
+    assert!(
+        lines
+            .last()
+            .unwrap()
+            .contains(" move   file    a -> b size=2"),
+        "{text}"
+    );
+
+    let m = Monitor::start(root, &["--format=human"]);
+    sh(root, "rm b");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while m.raw_lines().is_empty() {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let line = &m.raw_lines()[0];
+    assert!(line.ends_with("#1 delete file    b"), "{line}");
+}
+
+#[test]
+fn output_to_a_file_and_seq_without_gaps() {
+    let d = tempdir();
+    let logs = tempdir();
+    let root = d.path();
+    let out = logs.path().join("events.ndjson");
+    let m = Monitor::start(
+        root,
+        &[&format!("--output={}", out.display()), "--debounce=0"],
+    );
+    sh(
+        root,
+        "for i in $(seq 1 300); do echo $i > f$i; done; rm f1 f2; mkdir d; mv f3 d/",
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _, on_stdout) = m.terminate();
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        on_stdout.is_empty(),
+        "nothing on stdout when --output is a file"
+    );
+    let evs: Vec<file_event::FileEvent> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| file_event::FileEvent::from_json(l).unwrap())
+        .collect();
+    assert_eq!(
+        evs.iter()
+            .filter(|e| e.event_type == file_event::EventType::Create)
+            .count(),
+        301
+    );
+    assert_seq_contiguous(&evs);
+    assert_trees_equal(&replay(&Tree::new(), &evs), &disk_tree(root, &[]));
+}

@@ -1,0 +1,110 @@
+//! Items 1, 2 and 4: the design's scenario, complete writes, new directories.
+
+use std::time::Duration;
+
+use crate::support::*;
+
+#[test]
+fn create_append_delete_back_to_back_is_create_update_delete() {
+    let d = tempdir();
+    let m = Monitor::start(d.path(), &[]);
+    sh(d.path(), "echo test > f; echo update >> f; rm f");
+    let evs = m.wait_for("delete of f", |e| has(e, "delete file f"));
+    let evs = {
+        let _ = evs;
+        m.settle(Duration::from_millis(300))
+    };
+    assert_eq!(
+        types_for(&evs, "f"),
+        vec!["create", "update", "delete"],
+        "{:?}",
+        summary(&evs)
+    );
+    assert!(evs.iter().all(|e| e.path == "f"), "{:?}", summary(&evs));
+    assert_seq_contiguous(&evs);
+}
+
+#[test]
+fn a_write_is_reported_once_complete_with_size_and_checksum() {
+    let d = tempdir();
+    std::fs::write(d.path().join("w"), b"").unwrap();
+    let m = Monitor::start(d.path(), &["--checksum=sha256", "--debounce=50"]);
+    // One writer, two writes 300 ms apart, then close.
+    sh(
+        d.path(),
+        "exec 3>>w; printf hello >&3; sleep 0.3; printf ' world' >&3; exec 3>&-",
+    );
+    let evs = m.wait_for("update of w", |e| has(e, "update file w"));
+    let evs = {
+        let _ = evs;
+        m.settle(Duration::from_millis(300))
+    };
+    let updates: Vec<_> = evs.iter().filter(|e| e.path == "w").collect();
+    assert_eq!(
+        updates.len(),
+        1,
+        "one update after the close: {:?}",
+        summary(&evs)
+    );
+    assert_eq!(updates[0].size, Some(11));
+    // sha256("hello world")
+    assert_eq!(
+        updates[0].checksum.as_deref(),
+        Some("sha256:b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9")
+    );
+
+    sh(d.path(), "printf abc > new");
+    let evs = m.wait_for("create of new", |e| has(e, "create file new"));
+    let c = evs.iter().find(|e| e.path == "new").unwrap();
+    assert_eq!(c.size, Some(3));
+    // sha256("abc")
+    assert_eq!(
+        c.checksum.as_deref(),
+        Some("sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    );
+}
+
+#[test]
+fn files_created_in_a_new_directory_before_its_watch_are_reported() {
+    let d = tempdir();
+    let m = Monitor::start(d.path(), &[]);
+    for i in 0..5 {
+        sh(d.path(), &format!("mkdir -p a{i}/b/c && touch a{i}/b/c/x"));
+    }
+    let evs = m.wait_for("all nested files", |e| {
+        (0..5).all(|i| has(e, &format!("create file a{i}/b/c/x")))
+    });
+    for i in 0..5 {
+        for p in [format!("a{i}"), format!("a{i}/b"), format!("a{i}/b/c")] {
+            assert_eq!(
+                types_for(&evs, &p),
+                vec!["create"],
+                "{p}: {:?}",
+                summary(&evs)
+            );
+        }
+        assert_eq!(types_for(&evs, &format!("a{i}/b/c/x")), vec!["create"]);
+    }
+    // The new directories are watched: a later change inside is seen.
+    sh(d.path(), "echo later > a0/b/c/later");
+    m.wait_for("create in new dir", |e| has(e, "create file a0/b/c/later"));
+    assert_seq_contiguous(&m.events());
+}
+
+#[test]
+fn atomic_save_is_create_of_temp_and_move_over_target() {
+    let d = tempdir();
+    std::fs::write(d.path().join("t"), b"old").unwrap();
+    let m = Monitor::start(d.path(), &[]);
+    sh(d.path(), "printf new > t.tmp && mv t.tmp t");
+    let evs = m.wait_for("move onto t", |e| has(e, "move file t.tmp -> t"));
+    let evs = {
+        let _ = evs;
+        m.settle(Duration::from_millis(300))
+    };
+    assert_eq!(
+        summary(&evs),
+        vec!["create file t.tmp", "move file t.tmp -> t"]
+    );
+    assert_eq!(evs[1].size, Some(3));
+}
