@@ -40,18 +40,26 @@ chmod 600 "$secret"
 
 pids=()
 cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  for p in "${pids[@]}"; do
+    kill -TERM "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
+  rm -f "$demo/events.pipe"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# The monitor's stdout (NDJSON) goes straight into the sink; both log to demo/*.log.
+# The monitor's stdout (NDJSON) goes straight into the sink, through a named pipe so that
+# each process can be stopped on its own; both log to demo/*.log.
+pipe=$demo/events.pipe
+rm -f "$pipe"; mkfifo "$pipe"
+"$bin/fdb-sink" serve --stdin --store "$store" --listen "$ingest" \
+  --api-listen "$api" --jwt-secret-file "$secret" <"$pipe" 2>"$demo/sink.log" &
+sink_pid=$!
 TENANT_ID=$tenant USER_ID=$user SESSION_ID=$session \
-  "$bin/file-monitor" "$ws" --checksum sha256 --metrics-addr "$metrics" 2>"$demo/monitor.log" |
-  "$bin/fdb-sink" serve --stdin --store "$store" --listen "$ingest" \
-    --api-listen "$api" --jwt-secret-file "$secret" 2>"$demo/sink.log" &
-pids+=($!)
+  "$bin/file-monitor" "$ws" --checksum sha256 --metrics-addr "$metrics" >"$pipe" 2>"$demo/monitor.log" &
+# The monitor stops first (flushing what it holds), then the sink.
+pids=($! "$sink_pid")
 
 for _ in $(seq 100); do
   curl -fs "http://$ingest/readyz" >/dev/null 2>&1 && curl -fs "http://$metrics/readyz" >/dev/null 2>&1 && break
@@ -63,25 +71,27 @@ token=$("$bin/fdb-sink" token --jwt-secret-file "$secret" --tenant "$tenant" --u
 (umask 077; echo "$token" > "$demo/token")
 
 # A few changes so there is something to look at: create, update, move, delete.
-name="hello-$(date +%s).txt"
-echo "hello" > "$ws/$name"
+run="run-$(date +%s)"
+mkdir "$ws/$run"
 sleep 0.3
-echo "world" >> "$ws/$name"
+echo "hello" > "$ws/$run/hello.txt"
 sleep 0.3
-mv "$ws/$name" "$ws/renamed-$name"
+echo "world" >> "$ws/$run/hello.txt"
 sleep 0.3
-rm "$ws/renamed-$name"
+mv "$ws/$run/hello.txt" "$ws/$run/renamed.txt"
+sleep 0.3
+rm "$ws/$run/renamed.txt"
 
 logs_url="http://$api/api/v5/agents/$session/logs"
 if [ $check = 1 ]; then
-  for _ in $(seq 50); do
-    body=$(curl -fs -H "Authorization: Bearer $token" "$logs_url?path_prefix=renamed-$name" || true)
+  body=
+  for _ in $(seq 100); do
+    body=$(curl -fs -H "Authorization: Bearer $token" "$logs_url?path_prefix=$run/" || true)
     case "$body" in *'"delete"'*) break ;; esac
     sleep 0.2
   done
-  body=$(curl -fs -H "Authorization: Bearer $token" "$logs_url")
   for t in create update move delete; do
-    echo "$body" | grep -q "\"event_type\":\"$t\"" || { echo "demo check: no $t record in $body" >&2; exit 1; }
+    echo "$body" | grep -q "\"event_type\":\"$t\"" || { echo "demo check: no $t record under $run/ in: $body" >&2; exit 1; }
   done
   echo "demo check: create, update, move and delete records were stored and queried back"
   exit 0
