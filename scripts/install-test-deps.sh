@@ -9,6 +9,7 @@ apt_pkgs=(
   inotify-tools     # inotifywait: the peer in the monitor benchmark
   prometheus        # promtool: alert rule checks and unit tests
   yamllint
+  openssl           # deploy/validate.sh: stand-in JWT key pair for the API container check
 )
 missing=()
 for p in "${apt_pkgs[@]}"; do

@@ -15,15 +15,22 @@ Then the project's own rules:
     documented Vector exception (EXCEPTIONS below);
   * the file-monitor sidecar matches the design's Option 2 (resources, read-only
     workspace, attribution from the downward API, metrics port);
-  * every alert has a runbook_url whose anchor exists in docs/operations.md.
+  * every alert has a runbook_url whose anchor exists in docs/operations.md;
+  * the Vector configuration in the collector's ConfigMap fits the manifests:
+    its pod selector, namespace and log path glob select the sidecar
+    containers, it posts to the port the node-local fdb-sink listens on, its
+    data_dir and config directory are where the DaemonSet mounts them, and
+    its exporter port is the one the PodMonitor scrapes.
 Prints one line per failure and a summary; exits 1 if anything failed.
 """
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import re
 import sys
+import tomllib
 from pathlib import Path
 
 import jsonschema
@@ -239,6 +246,73 @@ def check_sidecar(objs: list[dict], report: Report) -> None:
         report.fail("manifests", "no workload has a file-monitor container")
 
 
+def check_collector(objs: list[dict], report: Report) -> None:
+    """vector.toml (as deployed, from the ConfigMap) against the manifests."""
+    ds = next((o for o in objs if o["kind"] == "DaemonSet" and o["metadata"]["name"] == "vector"), None)
+    if ds is None:
+        report.fail("manifests", "no DaemonSet vector")
+        return
+    where = name_of(ds)
+    spec = ds["spec"]["template"]["spec"]
+    vols = {v["name"]: v for v in spec.get("volumes", [])}
+    vector = next(c for c in spec["containers"] if c["name"] == "vector")
+    mounts = {m["name"]: m["mountPath"] for m in vector.get("volumeMounts", [])}
+    cm_name = vols.get("config", {}).get("configMap", {}).get("name")
+    cm = next((o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == cm_name), None)
+    if cm is None or "vector.toml" not in cm.get("data", {}):
+        report.fail(where, f"ConfigMap {cm_name} with vector.toml not found")
+        return
+    cfg = tomllib.loads(cm["data"]["vector.toml"])
+    conf_dir = mounts.get("config")
+    args = vector.get("args", [])
+    if f"{conf_dir}/vector.toml" not in args:
+        report.fail(where, f"vector is not started with --config {conf_dir}/vector.toml: {args}")
+
+    def expand(value: str) -> str:
+        env = {e["name"]: e.get("value") for e in vector.get("env", [])}
+        return re.sub(r"\$\{([A-Z_]+)(?::-([^}]*))?\}", lambda m: env.get(m.group(1)) or m.group(2) or "", value)
+
+    for tid, t in (cfg.get("transforms") or {}).items():
+        if "file" in t:
+            path = expand(t["file"])
+            if not (path.startswith(f"{conf_dir}/") and path[len(conf_dir) + 1:] in cm["data"]):
+                report.fail(where, f"transform {tid} loads {path}, which is not in ConfigMap {cm_name} at {conf_dir}")
+    data_vol = next((n for n, v in vols.items() if "hostPath" in v and mounts.get(n) == cfg.get("data_dir")), None)
+    if data_vol is None:
+        report.fail(where, f"vector.toml data_dir {cfg.get('data_dir')} is not a hostPath mount of the vector container")
+    ports = {p["containerPort"] for p in vector.get("ports", [])}
+    for sid, sink in (cfg.get("sinks") or {}).items():
+        if sink.get("type") == "prometheus_exporter" and int(sink["address"].rsplit(":", 1)[1]) not in ports:
+            report.fail(where, f"sink {sid} serves on {sink['address']}, not a declared container port {sorted(ports)}")
+        if sink.get("type") == "http":
+            m = re.match(r"https?://([^/]+)/", sink.get("uri", ""))
+            sink_c = next((c for c in spec["containers"] if c["name"] == "fdb-sink"), {})
+            if not m or f"--listen={m.group(1)}" not in sink_c.get("args", []):
+                report.fail(where, f"sink {sid} posts to {sink.get('uri')}, but fdb-sink listens on "
+                                   f"{[a for a in sink_c.get('args', []) if a.startswith('--listen')]}")
+
+    # The kubernetes_logs source must select the workspace pods' sidecar logs.
+    workspaces = [o for o in objs if find_container(o, "file-monitor") is not None]
+    for sid, src in (cfg.get("sources") or {}).items():
+        if src.get("type") != "kubernetes_logs":
+            continue
+        for o in workspaces:
+            labels = o["spec"]["template"]["metadata"].get("labels", {})
+            ns = o["metadata"].get("namespace")
+            for pair in filter(None, (src.get("extra_label_selector") or "").split(",")):
+                k, _, v = pair.strip().partition("=")
+                if labels.get(k) != v:
+                    report.fail(where, f"source {sid} selects pods with {k}={v}; {name_of(o)} pods have {k}={labels.get(k)}")
+            for pair in filter(None, (src.get("extra_field_selector") or "").split(",")):
+                k, _, v = pair.strip().partition("=")
+                if k == "metadata.namespace" and v != ns:
+                    report.fail(where, f"source {sid} reads namespace {v}; {name_of(o)} is in {ns}")
+            sample = f"/var/log/pods/{ns}_{o['metadata']['name']}-0_0123abcd/file-monitor/0.log"
+            globs = src.get("include_paths_glob_patterns") or ["**"]
+            if not any(fnmatch.fnmatch(sample, g) for g in globs):
+                report.fail(where, f"source {sid} globs {globs} do not match the sidecar's log file {sample}")
+
+
 def github_anchor(heading: str) -> str:
     """The anchor GitHub (and most Markdown renderers) derive from a heading."""
     text = heading.strip().lower()
@@ -280,6 +354,7 @@ def main() -> int:
             check_restricted(obj, report)
         check_sidecar(objs, report)
         check_runbooks(objs, report)
+        check_collector(objs, report)
     for line in report.failures:
         print(line)
     print(f"check_manifests: {report.checked} objects, {len(report.failures)} failures")

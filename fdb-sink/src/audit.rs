@@ -54,7 +54,7 @@ impl WriteSummary {
 }
 
 /// Rough bytes one item adds to a transaction (value, keys, counters).
-fn item_cost(item: &Item) -> usize {
+pub fn item_cost(item: &Item) -> usize {
     match item {
         Item::Record(r) => {
             r.value.len() + 160 + r.paths.iter().map(|p| 2 * p.len() + 80).sum::<usize>()
@@ -169,10 +169,9 @@ pub fn write_chunk(
 /// Returns whether it was new. Counters are the caller's job.
 fn write_record(txn: &mut dyn Txn, keys: &Keys, r: &ValidRecord) -> Result<bool, StoreError> {
     let key = keys.audit_log(&r.tenant, &r.user, &r.session, r.ts_ns, &r.event_id);
-    if txn.get(&key)?.is_some() {
+    if !txn.insert_new(&key, &r.value)? {
         return Ok(false);
     }
-    txn.set(&key, &r.value)?;
     let touch = PathTouch {
         user: r.user.clone(),
         session: r.session.clone(),

@@ -391,6 +391,11 @@ impl Keys {
         self.range(&(AGENTS, tenant))
     }
 
+    /// Every agent row.
+    pub fn agents_all(&self) -> KeyRange {
+        self.range(&(AGENTS,))
+    }
+
     /// Decodes `("agents", tenant, session)` into `(tenant, session)`.
     pub fn decode_agent(&self, key: &[u8]) -> Result<(String, String), KeyError> {
         let (tag, tenant, session): (String, String, String) = self.decode("agents", key)?;
@@ -405,6 +410,11 @@ impl Keys {
 
     pub fn claims_tenant(&self, tenant: &str) -> KeyRange {
         self.range(&(CLAIMS, tenant))
+    }
+
+    /// Every claim row.
+    pub fn claims_all(&self) -> KeyRange {
+        self.range(&(CLAIMS,))
     }
 
     /// Decodes `("claims", tenant, path)` into `(tenant, path)`.

@@ -12,7 +12,8 @@
 //! the oldest remaining record, and a session left without records loses its
 //! whole summary. A `by_checksum` entry is removed when its last-seen time is
 //! older than the cutoff (no newer record shows that content there). Dead
-//! letters older than the cutoff are removed too.
+//! letters older than the cutoff are removed too, and so are agent rows whose
+//! last heartbeat, and claims whose expiry, is older than the cutoff.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -47,6 +48,10 @@ pub struct RetentionReport {
     pub by_path_removed: u64,
     pub by_checksum_removed: u64,
     pub dead_letters_removed: u64,
+    /// Agent rows whose last heartbeat is older than the cutoff.
+    pub agents_removed: u64,
+    /// Claims that expired before the cutoff.
+    pub claims_removed: u64,
     pub transactions: u64,
 }
 
@@ -249,7 +254,59 @@ pub fn run(
         begin = end;
         progress(&report);
     }
+    // Agent rows and claims long past their heartbeat or expiry.
+    for (range, what) in [(keys.agents_all(), "agent"), (keys.claims_all(), "claim")] {
+        let mut begin = range.begin.clone();
+        loop {
+            let rows = store.read(|t| t.get_range(&begin, &range.end, limit, false))?;
+            let Some((last, _)) = rows.last() else { break };
+            begin = after(last);
+            let stale: Vec<Vec<u8>> = rows
+                .into_iter()
+                .filter(|(_, v)| stale_row(what, v, opts.cutoff_ns))
+                .map(|(k, _)| k)
+                .collect();
+            if stale.is_empty() {
+                continue;
+            }
+            let n = stale.len() as u64;
+            if !opts.dry_run {
+                store.transact(|txn| {
+                    for k in &stale {
+                        txn.clear(k)?;
+                    }
+                    Ok(())
+                })?;
+                report.transactions += 1;
+            }
+            if what == "agent" {
+                report.agents_removed += n;
+            } else {
+                report.claims_removed += n;
+            }
+            progress(&report);
+        }
+    }
     Ok(report)
+}
+
+/// True when an agent's last heartbeat, or a claim's expiry, is older than
+/// the cutoff (unreadable rows are left alone).
+fn stale_row(what: &str, value: &[u8], cutoff_ns: i64) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Times {
+        received_ns: Option<i64>,
+        expires_ns: Option<i64>,
+    }
+    let Ok(t) = serde_json::from_slice::<Times>(value) else {
+        return false;
+    };
+    let at = if what == "agent" {
+        t.received_ns
+    } else {
+        t.expires_ns
+    };
+    at.is_some_and(|ns| ns < cutoff_ns)
 }
 
 /// The retention loop inside `serve`: once at start, then every `every`.
@@ -389,5 +446,45 @@ mod tests {
         )
         .expect("again");
         assert_eq!(again.records_removed, 0, "idempotent");
+    }
+
+    #[test]
+    fn removes_stale_agents_and_long_expired_claims() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = EmbeddedStore::open(dir.path()).expect("open");
+        let keys = Keys::default();
+        let now = crate::timespec::now_ns();
+        let day = 86_400_000_000_000i64;
+        let v = |field: &str, ns: i64| serde_json::json!({ field: ns }).to_string();
+        let rows = [
+            (keys.agent("t", "old"), v("received_ns", now - 100 * day)),
+            (keys.agent("t", "new"), v("received_ns", now)),
+            (keys.claim("t", "a"), v("expires_ns", now - 100 * day)),
+            (keys.claim("t", "b"), v("expires_ns", now + day)),
+            (keys.claim("t", "c"), "not json".to_owned()),
+        ];
+        store
+            .transact(|t| {
+                for (k, v) in &rows {
+                    t.set(k, v.as_bytes())?;
+                }
+                Ok(())
+            })
+            .expect("seed");
+        let opts = RetentionOptions {
+            cutoff_ns: now - 90 * day,
+            dry_run: false,
+            batch_records: 10,
+        };
+        let r = run(&store, &keys, opts, &mut |_| {}).expect("run");
+        assert_eq!((r.agents_removed, r.claims_removed), (1, 1));
+        let left = |range: crate::keys::KeyRange| {
+            store
+                .read(|t| t.get_range(&range.begin, &range.end, 0, false))
+                .expect("read")
+                .len()
+        };
+        assert_eq!(left(keys.agents_all()), 1);
+        assert_eq!(left(keys.claims_all()), 2, "unreadable rows are left alone");
     }
 }

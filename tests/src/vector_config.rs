@@ -167,3 +167,55 @@ pub fn remap_programs(config: &toml::Table) -> Vec<(String, RemapProgram)> {
 pub fn component<'a>(config: &'a toml::Table, kind: &str, id: &str) -> Option<&'a toml::Table> {
     config.get(kind)?.as_table()?.get(id)?.as_table()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "SET" => Some("value".into()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        }
+    }
+
+    fn interp(text: &str) -> Result<String, ConfigError> {
+        interpolate(Path::new("t.toml"), text, &env)
+    }
+
+    #[test]
+    fn interpolates_like_vector() {
+        assert_eq!(interp("a ${SET} b").unwrap_or_default(), "a value b");
+        assert_eq!(interp("$SET/x").unwrap_or_default(), "value/x");
+        assert_eq!(
+            interp("${UNSET:-/etc/vector}/p.vrl").unwrap_or_default(),
+            "/etc/vector/p.vrl"
+        );
+        assert_eq!(interp("${SET:-d}").unwrap_or_default(), "value");
+        // `:-` also replaces an empty value, `-` only an unset one.
+        assert_eq!(interp("${EMPTY:-d}").unwrap_or_default(), "d");
+        assert_eq!(interp("${EMPTY-d}").unwrap_or_default(), "");
+        assert_eq!(interp("${UNSET-d}").unwrap_or_default(), "d");
+        assert_eq!(
+            interp("cost: $$5, $ alone").unwrap_or_default(),
+            "cost: $5, $ alone"
+        );
+        assert_eq!(interp("no variables").unwrap_or_default(), "no variables");
+    }
+
+    #[test]
+    fn reports_missing_and_unterminated_variables() {
+        assert!(
+            matches!(interp("${UNSET}"), Err(ConfigError::MissingVariable { name, .. }) if name == "UNSET")
+        );
+        assert!(matches!(
+            interp("$UNSET"),
+            Err(ConfigError::MissingVariable { .. })
+        ));
+        assert!(matches!(
+            interp("x ${SET"),
+            Err(ConfigError::Unterminated { at: 2, .. })
+        ));
+    }
+}

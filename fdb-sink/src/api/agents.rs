@@ -195,6 +195,14 @@ pub async fn heartbeat(
                 };
                 let value =
                     serde_json::to_vec(&row).map_err(|e| StoreError::Internal(e.to_string()))?;
+                if value.len() > crate::store::limits::MAX_VALUE_BYTES {
+                    return Ok(Err(ApiError::bad_request(format!(
+                        "the heartbeat takes {} bytes stored, over the limit of {} \
+                         (list fewer files_claimed)",
+                        value.len(),
+                        crate::store::limits::MAX_VALUE_BYTES
+                    ))));
+                }
                 txn.set(&keys.agent(&caller.tenant, &a.session_id), &value)?;
                 Ok(Ok(AgentView::of(row, now_ns(), ttl)))
             })?

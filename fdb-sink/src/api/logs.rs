@@ -225,8 +225,18 @@ fn fetch_after(
     Ok(all)
 }
 
-/// One page: up to `limit` matching records after `after`, and the cursor
-/// to continue from (`None` when nothing more is stored now).
+/// What [`page`] found.
+#[derive(Debug, Default)]
+pub struct PageResult {
+    /// Matching records, in order.
+    pub records: Vec<StoredRecord>,
+    /// The cursor to continue from; `None` when nothing more is stored now.
+    pub next_cursor: Option<Vec<u8>>,
+    /// The last record examined, matching or not (where a poll resumes).
+    pub last_examined: Option<AuditLogKey>,
+}
+
+/// One page: up to `limit` matching records after `after`.
 pub fn page(
     txn: &mut dyn ReadTxn,
     keys: &Keys,
@@ -234,7 +244,7 @@ pub fn page(
     filter: &Filter,
     after: Option<&AuditLogKey>,
     limit: usize,
-) -> Result<(Vec<StoredRecord>, Option<Vec<u8>>), StoreError> {
+) -> Result<PageResult, StoreError> {
     let sessions = resolve_sessions(txn, keys, scope, filter)?;
     let mut out = Vec::new();
     let mut pos = after.cloned();
@@ -252,7 +262,11 @@ pub fn page(
             chunk,
         )?;
         if recs.is_empty() {
-            return Ok((out, None));
+            return Ok(PageResult {
+                records: out,
+                next_cursor: None,
+                last_examined: pos,
+            });
         }
         for r in recs {
             scanned += 1;
@@ -268,7 +282,11 @@ pub fn page(
         if out.len() >= limit || scanned >= MAX_SCAN {
             let more = !fetch_after(txn, keys, &scope.tenant, &sessions, filter, pos.as_ref(), 1)?
                 .is_empty();
-            return Ok((out, if more { last_raw } else { None }));
+            return Ok(PageResult {
+                records: out,
+                next_cursor: if more { last_raw } else { None },
+                last_examined: pos,
+            });
         }
     }
 }
@@ -333,7 +351,8 @@ async fn respond(
         .blocking(move |store, keys| {
             Ok(crate::store::StoreExt::read(store, |txn| {
                 let exists = !must_exist || session_exists(txn, keys, &s)?;
-                let (recs, next) = page(txn, keys, &s, &filter, after.as_ref(), limit)?;
+                let p = page(txn, keys, &s, &filter, after.as_ref(), limit)?;
+                let (recs, next) = (p.records, p.next_cursor);
                 Ok((recs, next, exists))
             })?)
         })

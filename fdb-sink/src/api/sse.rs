@@ -99,17 +99,11 @@ async fn poll(f: &Follow) -> Result<(Vec<StoredRecord>, Option<AuditLogKey>), Ap
     let after = f.after.clone();
     f.state
         .blocking(move |store, keys| {
-            let (recs, next) =
+            let p =
                 store.read(|txn| page(txn, keys, &scope, &filter, after.as_ref(), FOLLOW_BATCH))?;
-            // Continue after the last record examined: the cursor when more
-            // is stored, else the last record returned.
-            let last = match next {
-                Some(raw) => Some(
-                    keys.decode_audit_log(&raw)
-                        .map_err(|e| ApiError::Internal(e.to_string()))?,
-                ),
-                None => recs.last().map(|r| r.key.clone()),
-            };
+            // Continue after the last record examined, even one the filter
+            // rejected, so that it is not examined again.
+            let (recs, last) = (p.records, p.last_examined);
             Ok((recs, last))
         })
         .await

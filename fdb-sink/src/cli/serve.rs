@@ -90,6 +90,9 @@ pub struct ServeArgs {
     pub api: crate::api::ApiArgs,
 }
 
+/// Largest group of batches the embedded store commits in one transaction.
+const GROUP_COMMIT_BYTES: usize = 8_000_000;
+
 /// What `serve` shares between its servers and background tasks.
 pub struct ServeContext {
     pub store: Arc<dyn Store>,
@@ -121,14 +124,20 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = store::open(&args.store.store).context("opening the store")?;
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry, store.metrics());
-    let ingestor = Arc::new(Ingestor::new(
+    let mut ingestor = Ingestor::new(
         store.clone(),
         args.store.keys(),
         WriteOptions {
             target_txn_bytes: args.txn_target_bytes as usize,
         },
         metrics,
-    ));
+    );
+    // The embedded store has one writer and an fsync per commit: commit
+    // concurrent batches together. FoundationDB runs transactions in parallel.
+    if matches!(args.store.store, store::StoreSpec::Embedded { .. }) {
+        ingestor = ingestor.with_group_commit(GROUP_COMMIT_BYTES);
+    }
+    let ingestor = Arc::new(ingestor);
     let ctx = ServeContext {
         store,
         ingestor,

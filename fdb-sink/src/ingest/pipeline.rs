@@ -1,14 +1,23 @@
 //! Validation and durable writes, shared by the HTTP endpoint, `serve
 //! --stdin` and `import`. Blocking: async callers use `spawn_blocking`.
+//!
+//! Validation runs on the caller's thread, so concurrent batches validate in
+//! parallel. Writes either go straight to the store (FoundationDB: many
+//! concurrent transactions) or, with [`Ingestor::with_group_commit`],
+//! through one writer thread that commits every batch waiting at that moment
+//! in a single transaction: for the embedded store, which has one writer and
+//! an fsync per commit, this turns N concurrent batches into one fsync.
+//! Each batch is still answered only after the commit that holds it.
 
-use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::audit::{self, WriteOptions, WriteSummary};
 use crate::keys::Keys;
 use crate::metrics::{outcome, Metrics};
 use crate::record::{validate_line, Item};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, StoreExt};
 
 /// Turns lines into committed audit records and dead letters.
 pub struct Ingestor {
@@ -16,6 +25,62 @@ pub struct Ingestor {
     keys: Keys,
     opts: WriteOptions,
     metrics: Metrics,
+    group: Option<Mutex<SyncSender<Job>>>,
+}
+
+/// One batch waiting for the group-commit writer.
+struct Job {
+    items: Vec<Item>,
+    reply: SyncSender<Result<WriteSummary, StoreError>>,
+}
+
+fn job_bytes(j: &Job) -> usize {
+    j.items.iter().map(audit::item_cost).sum()
+}
+
+/// The group-commit writer: takes every waiting batch (up to `max_bytes`),
+/// commits them in one transaction, and answers each.
+fn group_writer(store: Arc<dyn Store>, keys: Keys, rx: Receiver<Job>, max_bytes: usize) {
+    while let Ok(first) = rx.recv() {
+        let mut bytes = job_bytes(&first);
+        let mut jobs = vec![first];
+        while bytes < max_bytes {
+            match rx.try_recv() {
+                Ok(j) => {
+                    bytes += job_bytes(&j);
+                    jobs.push(j);
+                }
+                Err(_) => break,
+            }
+        }
+        let r = store.transact(|txn| {
+            jobs.iter()
+                .map(|j| audit::write_chunk(txn, &keys, &j.items))
+                .collect::<Result<Vec<_>, _>>()
+        });
+        match r {
+            Ok(summaries) => {
+                for (j, s) in jobs.iter().zip(summaries) {
+                    let _ = j.reply.send(Ok(s));
+                }
+            }
+            Err(e) => {
+                let shared = e.to_string();
+                let unavailable = e.unavailable();
+                let mut first = Some(e);
+                for j in &jobs {
+                    let err = first.take().unwrap_or_else(|| {
+                        if unavailable {
+                            StoreError::unavailable_msg(shared.clone())
+                        } else {
+                            StoreError::Internal(shared.clone())
+                        }
+                    });
+                    let _ = j.reply.send(Err(err));
+                }
+            }
+        }
+    }
 }
 
 /// What one batch did; the body of a 200 answer.
@@ -54,7 +119,58 @@ impl Ingestor {
             keys,
             opts,
             metrics,
+            group: None,
         }
+    }
+
+    /// Commits concurrent batches together (see the module docs), at most
+    /// about `max_group_bytes` per transaction. Meant for the embedded store.
+    /// A batch larger than the transaction target is not grouped: it is
+    /// split into transactions of about that size.
+    pub fn with_group_commit(mut self, max_group_bytes: usize) -> Self {
+        let (tx, rx) = mpsc::sync_channel::<Job>(64);
+        let store = self.store.clone();
+        let keys = self.keys.clone();
+        std::thread::Builder::new()
+            .name("group-commit".into())
+            .spawn(move || group_writer(store, keys, rx, max_group_bytes))
+            .map(|_| ())
+            .unwrap_or_else(
+                |e| tracing::warn!(error = %e, "no group-commit thread; committing directly"),
+            );
+        self.group = Some(Mutex::new(tx));
+        self
+    }
+
+    fn write(&self, items: Vec<Item>) -> (Vec<Item>, Result<WriteSummary, StoreError>) {
+        let sender = self
+            .group
+            .as_ref()
+            .and_then(|g| g.lock().ok().map(|s| s.clone()));
+        // A batch above the transaction target is split into several
+        // transactions instead (what FoundationDB needs anyway).
+        let big = items.iter().map(audit::item_cost).sum::<usize>() > self.opts.target_txn_bytes;
+        let Some(sender) = sender.filter(|_| !big) else {
+            let r = audit::write_items(self.store.as_ref(), &self.keys, &items, self.opts);
+            return (items, r);
+        };
+        let (reply, answer) = mpsc::sync_channel(1);
+        // Keep the reasons for the metrics; the items go to the writer.
+        let dead: Vec<Item> = items
+            .iter()
+            .filter(|i| matches!(i, Item::DeadLetter(_)))
+            .cloned()
+            .collect();
+        if sender.send(Job { items, reply }).is_err() {
+            return (
+                dead,
+                Err(StoreError::Internal("group-commit writer stopped".into())),
+            );
+        }
+        let r = answer
+            .recv()
+            .unwrap_or_else(|_| Err(StoreError::Internal("group-commit writer stopped".into())));
+        (dead, r)
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -80,15 +196,17 @@ impl Ingestor {
             .map(|l| validate_line(&self.keys, l, received_ns))
             .collect();
         self.metrics.events_received.inc_by(items.len() as u64);
+        let received = items.len() as u64;
         let started = Instant::now();
-        match audit::write_items(self.store.as_ref(), &self.keys, &items, self.opts) {
+        let (items, result) = self.write(items);
+        match result {
             Ok(s) => {
                 self.metrics
                     .commit_latency
                     .observe(started.elapsed().as_secs_f64());
                 self.record_success(&items, &s);
                 Ok(BatchSummary {
-                    received: items.len() as u64,
+                    received,
                     written: s.written,
                     duplicates: s.duplicates,
                     dead_lettered: s.dead_lettered,
@@ -117,5 +235,70 @@ impl Ingestor {
         }
         self.metrics.batch(outcome::COMMITTED);
         self.metrics.store_up.set(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::conformance::event_line;
+    use crate::store::embedded::EmbeddedStore;
+
+    #[test]
+    fn group_commit_stores_concurrent_and_repeated_batches_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).expect("open"));
+        let ingestor = Ingestor::new(
+            store.clone(),
+            Keys::default(),
+            WriteOptions::default(),
+            Metrics::unregistered(),
+        )
+        .with_group_commit(8_000_000);
+        let monitor = uuid::Uuid::new_v4().to_string();
+        let batches: Vec<Vec<String>> = (0..8u64)
+            .map(|b| {
+                (1..=100)
+                    .map(|i| event_line(&monitor, b * 100 + i, "s-g", "f"))
+                    .collect()
+            })
+            .collect();
+        // Every batch is sent by two threads at once: 16 concurrent ingests.
+        let written: u64 = std::thread::scope(|s| {
+            let handles: Vec<_> = batches
+                .iter()
+                .chain(batches.iter())
+                .map(|b| {
+                    let ing = &ingestor;
+                    s.spawn(move || {
+                        let lines: Vec<&[u8]> = b.iter().map(|l| l.as_bytes()).collect();
+                        ing.ingest(&lines).expect("ingest")
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("thread"))
+                .map(|s| {
+                    assert_eq!(s.written + s.duplicates, 100);
+                    s.written
+                })
+                .sum()
+        });
+        assert_eq!(
+            written, 800,
+            "each event written by exactly one of its two senders"
+        );
+        let keys = Keys::default();
+        let (n, mon) = store
+            .read(|t| {
+                Ok((
+                    audit::count_in(t, &keys.audit_logs_all())?,
+                    audit::monitor(t, &keys, &monitor)?,
+                ))
+            })
+            .expect("read");
+        assert_eq!(n, 800);
+        assert_eq!(mon.map(|m| (m.received, m.max_seq)), Some((800, 800)));
     }
 }

@@ -60,6 +60,7 @@ pub fn run_all<S: Store + ?Sized>(store: &S) {
     range_reads(store);
     read_your_writes_and_clear(store);
     atomic_ops(store);
+    insert_new(store);
     failed_closure_commits_nothing(store);
     limits_are_enforced(store);
     concurrent_atomic_adds(store);
@@ -173,6 +174,42 @@ pub fn read_your_writes_and_clear<S: Store + ?Sized>(store: &S) {
         left,
         vec![b"a".to_vec(), b"e".to_vec()],
         "clear_range is half-open"
+    );
+    cleanup(store, &p);
+}
+
+/// `insert_new` sets a missing key and leaves an existing one untouched.
+pub fn insert_new<S: Store + ?Sized>(store: &S) {
+    let p = prefix("insert_new");
+    let key = k(&p, b"x");
+    let first = store
+        .transact(|t| t.insert_new(&key, b"one"))
+        .expect("insert");
+    let second = store
+        .transact(|t| {
+            let again = t.insert_new(&key, b"two")?;
+            // Read-your-writes after a refused insert: still the old value.
+            Ok((again, t.get(&key)?))
+        })
+        .expect("insert again");
+    assert!(first, "a missing key is inserted");
+    assert_eq!(
+        second,
+        (false, Some(b"one".to_vec())),
+        "an existing key is kept"
+    );
+    let within = store
+        .transact(|t| {
+            Ok((
+                t.insert_new(&k(&p, b"y"), b"1")?,
+                t.insert_new(&k(&p, b"y"), b"2")?,
+            ))
+        })
+        .expect("twice in one txn");
+    assert_eq!(within, (true, false), "a transaction sees its own insert");
+    assert_eq!(
+        store.read(|t| t.get(&k(&p, b"y"))).expect("read"),
+        Some(b"1".to_vec())
     );
     cleanup(store, &p);
 }

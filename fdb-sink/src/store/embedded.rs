@@ -259,6 +259,31 @@ impl RedbTxn<'_> {
     }
 }
 
+impl RedbTxn<'_> {
+    /// Stores `value`, then restores the previous value when `keep_old(old, value)`.
+    fn put_compare(
+        &mut self,
+        key: &[u8],
+        value: u64,
+        keep_old: fn(u64, u64) -> bool,
+    ) -> Result<(), StoreError> {
+        check_sizes(key, None)?;
+        let old = self
+            .table
+            .insert(key, value.to_le_bytes().as_slice())
+            .map_err(convert)?
+            .map(|v| decode_u64(v.value()));
+        self.written += key.len() + 8;
+        self.dirty = true;
+        if let Some(old) = old.filter(|o| keep_old(*o, value)) {
+            self.table
+                .insert(key, old.to_le_bytes().as_slice())
+                .map_err(convert)?;
+        }
+        Ok(())
+    }
+}
+
 impl Txn for RedbTxn<'_> {
     fn set(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         self.put(key, value)
@@ -283,25 +308,41 @@ impl Txn for RedbTxn<'_> {
         Ok(())
     }
 
+    fn insert_new(&mut self, key: &[u8], value: &[u8]) -> Result<bool, StoreError> {
+        // One B-tree descent in the common case (the key is new); a
+        // duplicate puts the old value back.
+        check_sizes(key, Some(value))?;
+        let old = self
+            .table
+            .insert(key, value)
+            .map_err(convert)?
+            .map(|v| v.value().to_vec());
+        self.dirty = true;
+        match old {
+            None => {
+                self.written += key.len() + value.len();
+                Ok(true)
+            }
+            Some(old) => {
+                self.table.insert(key, old.as_slice()).map_err(convert)?;
+                Ok(false)
+            }
+        }
+    }
+
     fn atomic_add(&mut self, key: &[u8], delta: i64) -> Result<(), StoreError> {
         let cur = get_in(&self.table, key)?.map_or(0, |v| decode_i64(&v));
         self.put(key, &cur.wrapping_add(delta).to_le_bytes())
     }
 
     fn atomic_max(&mut self, key: &[u8], value: u64) -> Result<(), StoreError> {
-        let new = match get_in(&self.table, key)? {
-            Some(v) => decode_u64(&v).max(value),
-            None => value,
-        };
-        self.put(key, &new.to_le_bytes())
+        // Write first (one descent when the value grows, the common case for
+        // "last seen" times), and put the old value back if it was larger.
+        self.put_compare(key, value, |old, new| old > new)
     }
 
     fn atomic_min(&mut self, key: &[u8], value: u64) -> Result<(), StoreError> {
-        let new = match get_in(&self.table, key)? {
-            Some(v) => decode_u64(&v).min(value),
-            None => value,
-        };
-        self.put(key, &new.to_le_bytes())
+        self.put_compare(key, value, |old, new| old < new)
     }
 
     fn written_bytes(&self) -> usize {

@@ -72,6 +72,17 @@ pub trait Txn: ReadTxn {
     fn atomic_min(&mut self, key: &[u8], value: u64) -> Result<(), StoreError>;
     /// Bytes of keys and values written so far (to keep transactions small).
     fn written_bytes(&self) -> usize;
+
+    /// Sets `key` only if it has no value; returns whether it was set. Reads
+    /// the key (a read conflict on FoundationDB), so concurrent inserts of
+    /// the same key serialise and exactly one returns `true`.
+    fn insert_new(&mut self, key: &[u8], value: &[u8]) -> Result<bool, StoreError> {
+        if self.get(key)?.is_some() {
+            return Ok(false);
+        }
+        self.set(key, value)?;
+        Ok(true)
+    }
 }
 
 /// Counters every backend keeps; registered in the sink's metrics.

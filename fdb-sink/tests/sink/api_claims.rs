@@ -200,6 +200,19 @@ fn liveness_release_expiry_and_dead_holders() {
             "{what}: {r}"
         );
     }
+    let many: Vec<String> = (0..9000)
+        .map(|i| format!("src/some/long/path/{i:06}.rs"))
+        .collect();
+    let (s, r) = api.post(
+        &alice,
+        "/api/v5/agents/heartbeat",
+        &json!({"session_id": "s-a", "agent_type": "c", "status": "Active", "files_claimed": many}),
+    );
+    assert_eq!(
+        (s, r["error"].as_str()),
+        (400, Some("bad_request")),
+        "too large: {r}"
+    );
     let (s, r) = api.post(
         &alice,
         "/api/v5/agents/heartbeat",

@@ -4,6 +4,7 @@
 mod harness;
 
 mod auth;
+mod backpressure;
 mod conformance;
 mod crash;
 mod encoding;

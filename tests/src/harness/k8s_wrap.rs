@@ -211,3 +211,57 @@ pub fn wrap_stdin(line: &[u8], host: &str, at: DateTime<Utc>) -> Value {
     ev.insert("timestamp".into(), Value::Timestamp(at));
     Value::Object(ev)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kubernetes_logs_event_has_the_fields_vector_adds() {
+        let pod = PodMeta::workspace_sidecar("user-workspace-alice", "acme", "alice", "s-1");
+        assert!(pod
+            .log_file()
+            .starts_with("/var/log/pods/coditect-app_user-workspace-alice_"));
+        assert!(pod.log_file().ends_with("/file-monitor/0.log"));
+        let ev = wrap_kubernetes_logs(b"{}", &pod, Stream::Stdout, Utc::now());
+        let json = serde_json::to_value(&ev).unwrap_or_default();
+        let top: Vec<&str> = json
+            .as_object()
+            .map(|o| o.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            top,
+            [
+                "file",
+                "kubernetes",
+                "message",
+                "source_type",
+                "stream",
+                "timestamp"
+            ]
+        );
+        for k in [
+            "container_id",
+            "container_image",
+            "container_image_id",
+            "container_name",
+            "node_labels",
+            "pod_ip",
+            "pod_ips",
+            "pod_labels",
+            "pod_name",
+            "pod_namespace",
+            "pod_node_name",
+            "pod_owner",
+            "pod_uid",
+        ] {
+            assert!(json["kubernetes"].get(k).is_some(), "{k}");
+        }
+        assert_eq!(
+            json["kubernetes"]["pod_labels"]["coditect.ai/tenant-id"],
+            "acme"
+        );
+        assert_eq!(json["source_type"], "kubernetes_logs");
+        assert_eq!(json["stream"], "stdout");
+    }
+}

@@ -1,0 +1,267 @@
+//! Ingest throughput benchmark: durable commits on the embedded store,
+//! 1000-event NDJSON batches over real HTTP, against the physical ceiling
+//! measured in the same run (the same bytes appended to a file with one fsync
+//! per batch).
+//!
+//! ```text
+//! cargo run --release -p fdb-sink --example ingest_bench -- [--batches 300] [--concurrency 4] [--dir DIR]
+//! ```
+//!
+//! Prints events/s, the share of the ceiling, and batch acknowledgement
+//! latency percentiles.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fdb_sink::audit::WriteOptions;
+use fdb_sink::ingest::http::{self, IngestConfig, IngestState};
+use fdb_sink::ingest::Ingestor;
+use fdb_sink::keys::Keys;
+use fdb_sink::metrics::Metrics;
+use fdb_sink::store::embedded::EmbeddedStore;
+use fdb_sink::store::{Store, StoreExt};
+use prometheus_client::registry::Registry;
+
+struct Opts {
+    batches: usize,
+    batch_events: usize,
+    concurrency: usize,
+    dir: Option<PathBuf>,
+}
+
+fn parse_args() -> Opts {
+    let mut o = Opts {
+        batches: 300,
+        batch_events: 1000,
+        concurrency: 4,
+        dir: None,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let v = args.get(i + 1).cloned().unwrap_or_default();
+        match args[i].as_str() {
+            "--batches" => o.batches = v.parse().expect("--batches N"),
+            "--batch-events" => o.batch_events = v.parse().expect("--batch-events N"),
+            "--concurrency" => o.concurrency = v.parse().expect("--concurrency N"),
+            "--dir" => o.dir = Some(PathBuf::from(v)),
+            other => panic!("unknown argument {other}"),
+        }
+        i += 2;
+    }
+    o
+}
+
+/// Realistic events: 16 monitors (pods), each with its own session.
+fn make_batches(o: &Opts) -> Vec<Vec<u8>> {
+    let monitors: Vec<String> = (0..16).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    let mut seqs = [0u64; 16];
+    (0..o.batches)
+        .map(|b| {
+            let m = b % 16;
+            let mut body = Vec::with_capacity(o.batch_events * 420);
+            for i in 0..o.batch_events {
+                seqs[m] += 1;
+                let seq = seqs[m];
+                let event_type = ["create", "update", "update", "delete"][(seq % 4) as usize];
+                let line = serde_json::json!({
+                    "schema": "file-event/1",
+                    "event_id": uuid::Uuid::now_v7().to_string(),
+                    "monitor_id": monitors[m],
+                    "seq": seq,
+                    "timestamp": format!("2026-11-26T18:{:02}:{:02}.{:09}Z", (seq / 60) % 60, seq % 60, seq),
+                    "event_type": event_type,
+                    "kind": "file",
+                    "path": format!("src/module{}/file{}.rs", seq % 20, seq % 500),
+                    "size": seq * 7,
+                    "checksum": format!("sha256:{:064x}", seq % 1000),
+                    "tenant_id": "acme",
+                    "user_id": format!("user{m}"),
+                    "session_id": format!("session-{m}"),
+                    "metadata": {"team": "core"},
+                    "namespace": "ide-acme",
+                    "pod_name": format!("ws-{m}"),
+                    "node_name": "node-1",
+                    "container_name": "file-monitor",
+                });
+                if i > 0 {
+                    body.push(b'\n');
+                }
+                serde_json::to_writer(&mut body, &line).expect("serialise");
+            }
+            body
+        })
+        .collect()
+}
+
+/// CPU seconds (user + system) this process has used, from /proc/self/stat.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of stat, i.e. 11 and 12 here.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let idx = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[idx]
+}
+
+fn main() {
+    let o = parse_args();
+    let tmp = match &o.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).expect("dir");
+            tempfile::tempdir_in(d).expect("tempdir")
+        }
+        None => tempfile::tempdir().expect("tempdir"),
+    };
+    let batches = make_batches(&o);
+    let events = (o.batches * o.batch_events) as f64;
+    let bytes: usize = batches.iter().map(Vec::len).sum();
+    println!(
+        "workload: {} batches x {} events ({:.1} MB NDJSON, {} B/event), {} concurrent clients, dir {}",
+        o.batches,
+        o.batch_events,
+        bytes as f64 / 1e6,
+        bytes / (o.batches * o.batch_events),
+        o.concurrency,
+        tmp.path().display()
+    );
+
+    // Physical ceiling: append the same bytes, one fsync per batch.
+    let mut f = std::fs::File::create(tmp.path().join("ceiling.ndjson")).expect("file");
+    let started = Instant::now();
+    for b in &batches {
+        f.write_all(b).expect("write");
+        f.write_all(b"\n").expect("write");
+        f.sync_all().expect("fsync");
+    }
+    let ceiling = events / started.elapsed().as_secs_f64();
+    drop(f);
+    println!("ceiling (append + fsync per batch): {ceiling:.0} events/s");
+
+    // Cost of validation alone (one thread), to split the sink's CPU use.
+    let keys = Keys::default();
+    let started = Instant::now();
+    for b in batches.iter().take(20) {
+        for line in b.split(|c| *c == b'\n') {
+            std::hint::black_box(fdb_sink::record::validate_line(&keys, line, 0));
+        }
+    }
+    let validate_us = started.elapsed().as_secs_f64() * 1e6 / (20 * o.batch_events) as f64;
+    println!("validation alone: {validate_us:.1} us/event on one thread");
+
+    // The sink, served over real HTTP by the same router as `fdb-sink serve`.
+    let store: Arc<dyn Store> =
+        Arc::new(EmbeddedStore::open(&tmp.path().join("store")).expect("store"));
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(&mut registry, store.metrics());
+    let ingestor = Arc::new(
+        Ingestor::new(
+            store.clone(),
+            Keys::default(),
+            WriteOptions::default(),
+            metrics,
+        )
+        .with_group_commit(8_000_000),
+    );
+    let state = Arc::new(IngestState::new(
+        ingestor,
+        IngestConfig {
+            max_body_bytes: 32 << 20,
+            max_inflight_batches: 8,
+            request_timeout: Duration::from_secs(30),
+            retry_after_secs: 1,
+            token: None,
+        },
+        Arc::new(registry),
+        Arc::new(AtomicBool::new(true)),
+    ));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    runtime.spawn(async move { axum::serve(listener, http::router(state)).await });
+    let url = format!("http://{addr}/v1/events");
+
+    let batches = Arc::new(batches);
+    let next = Arc::new(AtomicUsize::new(0));
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(o.batches)));
+    let retries = Arc::new(AtomicUsize::new(0));
+    let cpu_before = cpu_seconds();
+    let started = Instant::now();
+    let clients: Vec<_> = (0..o.concurrency)
+        .map(|_| {
+            let (batches, next, latencies, retries, url) = (
+                batches.clone(),
+                next.clone(),
+                latencies.clone(),
+                retries.clone(),
+                url.clone(),
+            );
+            std::thread::spawn(move || {
+                let http = reqwest::blocking::Client::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(body) = batches.get(i) else { break };
+                    loop {
+                        let t = Instant::now();
+                        let r = http
+                            .post(&url)
+                            .header("content-type", "application/x-ndjson")
+                            .body(body.clone())
+                            .send()
+                            .expect("send");
+                        if r.status().as_u16() == 200 {
+                            latencies.lock().expect("lock").push(t.elapsed());
+                            break;
+                        }
+                        retries.fetch_add(1, Ordering::Relaxed);
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("client");
+    }
+    let elapsed = started.elapsed();
+    let cpu_us = (cpu_seconds() - cpu_before) * 1e6 / events;
+    let rate = events / elapsed.as_secs_f64();
+    let mut lat = latencies.lock().expect("lock").clone();
+    lat.sort();
+    let stored = store
+        .read(|t| fdb_sink::audit::count_in(t, &Keys::default().audit_logs_all()))
+        .expect("count");
+    assert_eq!(stored as f64, events, "every event stored");
+    println!(
+        "sink (HTTP, embedded, durable): {rate:.0} events/s = {:.0}% of ceiling; batch ack p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} retried (503) requests",
+        100.0 * rate / ceiling,
+        percentile(&lat, 0.50).as_secs_f64() * 1e3,
+        percentile(&lat, 0.99).as_secs_f64() * 1e3,
+        lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
+        retries.load(Ordering::Relaxed),
+    );
+    println!(
+        "CPU: {cpu_us:.1} us/event (sink and HTTP clients together, user + system); \
+         load average at the end: {}",
+        std::fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .trim()
+    );
+}
