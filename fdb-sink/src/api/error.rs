@@ -33,6 +33,9 @@ pub enum ApiError {
     /// own data) matches. Other tenants' data is reported the same way.
     #[error("{0}")]
     NotFound(String),
+    /// The path exists, the method does not.
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// A parameter or body is malformed.
     #[error("{0}")]
     BadRequest(String),
@@ -60,6 +63,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BadRequest(_) | ApiError::BadCursor(_) => StatusCode::BAD_REQUEST,
             ApiError::ClaimConflict { .. } => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -73,6 +77,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::BadRequest(_) => "bad_request",
             ApiError::BadCursor(_) => "bad_cursor",
             ApiError::ClaimConflict { .. } => "claim_conflict",
@@ -151,6 +156,11 @@ mod tests {
             (ApiError::Unauthorized(String::new()), 401, "unauthorized"),
             (ApiError::Forbidden(String::new()), 403, "forbidden"),
             (ApiError::NotFound(String::new()), 404, "not_found"),
+            (
+                ApiError::MethodNotAllowed(String::new()),
+                405,
+                "method_not_allowed",
+            ),
             (ApiError::BadRequest(String::new()), 400, "bad_request"),
             (ApiError::BadCursor(String::new()), 400, "bad_cursor"),
             (

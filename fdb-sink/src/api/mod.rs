@@ -153,6 +153,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
             axum::routing::post(claims::claim).delete(claims::release),
         )
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|| async {
+            ApiError::MethodNotAllowed("method not allowed on this route".into())
+        })
         .with_state(state)
 }
 
@@ -194,4 +197,74 @@ pub async fn spawn(
         stop: stop.clone(),
     });
     Ok(tokio::spawn(serve(listener, state, stop)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Method, Request};
+    use tower::ServiceExt;
+
+    /// Every entry of [`ROUTES`] reaches a handler (which asks for a token),
+    /// not the fallback; other methods on the same paths are 405.
+    #[tokio::test]
+    async fn every_listed_route_is_served() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store: Arc<dyn Store> =
+            Arc::new(crate::store::embedded::EmbeddedStore::open(dir.path()).expect("store"));
+        let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+        let app = router(Arc::new(ApiState {
+            store,
+            keys: Keys::default(),
+            verifier: auth::Verifier::hs256(b"k"),
+            agent_ttl: Duration::from_secs(60),
+            follow_poll: FOLLOW_POLL,
+            stop,
+        }));
+        for (method, path) in ROUTES {
+            let uri = path
+                .replace("{session_id}", "s")
+                .replace("{monitor_id}", "m");
+            let m: Method = method.to_uppercase().parse().expect("method");
+            let resp = app
+                .clone()
+                .oneshot(
+                    Request::builder()
+                        .method(m)
+                        .uri(&uri)
+                        .body(Body::empty())
+                        .expect("req"),
+                )
+                .await
+                .expect("response");
+            assert_eq!(resp.status(), 401, "{method} {path}");
+            let put = app
+                .clone()
+                .oneshot(
+                    Request::builder()
+                        .method(Method::PUT)
+                        .uri(&uri)
+                        .body(Body::empty())
+                        .expect("req"),
+                )
+                .await
+                .expect("response");
+            assert_eq!(put.status(), 405, "PUT {path}");
+            let body = axum::body::to_bytes(put.into_body(), 4096)
+                .await
+                .expect("body");
+            assert!(String::from_utf8_lossy(&body).contains("method_not_allowed"));
+        }
+        let resp = app
+            .oneshot(
+                Request::builder()
+                    .uri("/api/v5/nope")
+                    .body(Body::empty())
+                    .expect("req"),
+            )
+            .await
+            .expect("response");
+        assert_eq!(resp.status(), 404);
+    }
 }

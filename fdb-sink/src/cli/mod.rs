@@ -40,7 +40,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the ingest endpoint (POST /v1/events), /metrics, /healthz and
-    /// /readyz; with --stdin, also ingest standard input.
+    /// /readyz; with --stdin, also ingest standard input; with --api-listen,
+    /// also the query and agent API (docs/api.md).
     Serve(serve::ServeArgs),
     /// Read NDJSON events (the monitor's output, or an export) from a file or
     /// standard input and write them through the same validation.
