@@ -29,6 +29,8 @@ const RENAME_PAIR_WAIT: Duration = Duration::from_millis(50);
 const SCANNED_GRACE: Duration = Duration::from_secs(2);
 /// A wake-up that found at least this many events means a burst is on.
 const BUSY_BATCH: usize = 32;
+/// How long to gather events after a wake-up (bounds the added latency).
+const GATHER: Duration = Duration::from_micros(200);
 /// How long to gather events during a burst before handling them.
 const BURST_GATHER: Duration = Duration::from_micros(500);
 /// Raw events handled before queued events are written out.
@@ -239,11 +241,9 @@ impl Engine {
             let timeout = wake.saturating_duration_since(now);
             match self.rx.recv_timeout(timeout) {
                 Ok(msg) => {
-                    if busy {
-                        // Under a burst, let events accumulate briefly: one
-                        // wake-up then handles many (far fewer thread switches).
-                        std::thread::sleep(BURST_GATHER);
-                    }
+                    // Let events accumulate briefly: one wake-up then handles
+                    // all events of a burst (far fewer thread switches).
+                    std::thread::sleep(if busy { BURST_GATHER } else { GATHER });
                     shutdown |= self.handle_or_finish(msg)?
                 }
                 Err(RecvTimeoutError::Timeout) => {}
@@ -393,8 +393,11 @@ impl Engine {
         }
     }
 
+    /// For paths from kernel events: they name an entry of a watched
+    /// directory, and ignored directories are never watched, so only the
+    /// path itself needs matching (one glob match instead of one per ancestor).
     fn ignored(&self, p: &[u8]) -> bool {
-        self.cfg.ignore.is_ignored(p)
+        self.cfg.ignore.matches_self(p)
     }
 
     /// Returns true on shutdown.
@@ -414,7 +417,7 @@ impl Engine {
             }
         };
         self.co.received = Some(received);
-        for raw in translate(&self.cfg.root, &ev) {
+        if let Some(raw) = translate(&self.cfg.root, &ev) {
             self.handle_raw(raw, Instant::now())?;
         }
         self.co.received = None;

@@ -65,14 +65,11 @@ fn rel(root: &Path, p: &Path) -> Option<RelPath> {
 
 /// Translates one notify event. Events notify derives on its own (rename
 /// pairs, metadata, close-after-read) are not needed and dropped.
-pub fn translate(root: &Path, ev: &Event) -> Vec<Raw> {
+pub fn translate(root: &Path, ev: &Event) -> Option<Raw> {
     if ev.need_rescan() {
-        return vec![Raw::Overflow];
+        return Some(Raw::Overflow);
     }
-    let first = ev.paths.first().and_then(|p| rel(root, p));
-    let Some(path) = first else {
-        return Vec::new();
-    };
+    let path = ev.paths.first().and_then(|p| rel(root, p))?;
     let raw = match ev.kind {
         EventKind::Create(k) => Raw::Create {
             path,
@@ -85,7 +82,7 @@ pub fn translate(root: &Path, ev: &Event) -> Vec<Raw> {
         },
         EventKind::Modify(ModifyKind::Name(RenameMode::To)) => match ev.attrs.tracker() {
             Some(cookie) => Raw::RenameTo { path, cookie },
-            None => return Vec::new(),
+            None => return None,
         },
         EventKind::Access(AccessKind::Close(AccessMode::Write)) => Raw::CloseWrite { path },
         EventKind::Access(AccessKind::Open(_)) => Raw::Open { path },
@@ -93,9 +90,9 @@ pub fn translate(root: &Path, ev: &Event) -> Vec<Raw> {
             path,
             dir: k == RemoveKind::Folder,
         },
-        _ => return Vec::new(),
+        _ => return None,
     };
-    vec![raw]
+    Some(raw)
 }
 
 /// Whether an event can matter to the engine (cheap, runs on notify's thread).

@@ -335,3 +335,62 @@ fn the_api_refuses_to_start_without_a_key() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--jwt-secret-file"));
 }
+
+#[test]
+fn the_token_tool_mints_tokens_the_server_accepts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = dir.path().join("jwt.key");
+    std::fs::write(&secret, [crate::api_harness::SECRET, b"\n"].concat()).expect("secret");
+    let out = std::process::Command::new(crate::harness::BIN)
+        .args([
+            "token", "--tenant", "acme", "--user", "alice", "--role", "admin", "--ttl", "2h",
+        ])
+        .arg("--jwt-secret-file")
+        .arg(&secret)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tok = String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .to_owned();
+    let caller = fdb_sink::api::auth::Verifier::from_secret_file(&secret)
+        .expect("verifier")
+        .verify(&tok)
+        .expect("the server's verifier accepts it");
+    assert_eq!(
+        (caller.tenant.as_str(), caller.user.as_str(), caller.role),
+        ("acme", "alice", Role::Admin)
+    );
+    let api = Api::start(&[]);
+    assert_eq!(api.get(&tok, "/api/v5/agents").0, 200);
+    for (bad, says) in [
+        (
+            ["--tenant", "acme", "--user", "alice", "--ttl", "soon"],
+            "bad duration",
+        ),
+        (
+            ["--tenant", "acme", "--user", "alice", "--role", "root"],
+            "root",
+        ),
+        (
+            ["--tenant", "a b", "--user", "alice", "--ttl", "1h"],
+            "--tenant and --user",
+        ),
+    ] {
+        let out = std::process::Command::new(crate::harness::BIN)
+            .arg("token")
+            .args(bad)
+            .arg("--jwt-secret-file")
+            .arg(&secret)
+            .output()
+            .expect("run");
+        assert!(!out.status.success(), "{bad:?} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{bad:?}: {err}");
+    }
+}

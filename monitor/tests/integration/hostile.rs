@@ -26,6 +26,7 @@ fn a_fifo_holding_bytes_still_holds_them() {
         .open(&fifo)
         .unwrap();
     keep.write_all(b"precious").unwrap();
+    m.wait_for("fifo create", |e| has(e, "create other pipe"));
     // Another writer opens and closes it: a close-after-write on the FIFO.
     {
         let mut w = std::fs::OpenOptions::new()
