@@ -342,10 +342,13 @@ pub fn parse_metadata(
             return Err(ConfigError::Metadata(raw.to_owned()));
         }
         let v = v.trim().to_owned();
+        // An empty attribution value (`user_id=$(USER_ID)` with the variable
+        // unset) counts as absent, so the environment can still fill it.
+        let some = |v: String| (!v.is_empty()).then_some(v);
         match k {
-            "tenant_id" => attr.tenant_id = Some(v),
-            "user_id" => attr.user_id = Some(v),
-            "session_id" => attr.session_id = Some(v),
+            "tenant_id" => attr.tenant_id = some(v),
+            "user_id" => attr.user_id = some(v),
+            "session_id" => attr.session_id = some(v),
             _ => {
                 attr.metadata
                     .insert(k.to_owned(), serde_json::Value::String(v));
@@ -399,6 +402,15 @@ mod tests {
         assert_eq!(a.tenant_id.as_deref(), Some("flag-t"));
         assert_eq!(a.session_id.as_deref(), Some("env-s"));
         assert_eq!(a.user_id, None, "empty env values are ignored");
+    }
+
+    #[test]
+    fn empty_attribution_values_fall_back_to_the_environment() {
+        let env = env_of(&[("USER_ID", "env-u")]);
+        let a = parse_metadata("user_id=,tenant_id=t,note=", &env).expect("valid");
+        assert_eq!(a.user_id.as_deref(), Some("env-u"));
+        assert_eq!(a.tenant_id.as_deref(), Some("t"));
+        assert_eq!(a.metadata.get("note"), Some(&serde_json::json!("")));
     }
 
     #[test]
