@@ -122,7 +122,7 @@ pub fn write_chunk(
     for item in items {
         match item {
             Item::Record(r) => {
-                if write_record(txn, keys, r)? {
+                if write_record(txn, r)? {
                     summary.written += 1;
                     let ts = u64::try_from(r.ts_ns).unwrap_or(0);
                     let s = sessions
@@ -166,24 +166,18 @@ pub fn write_chunk(
 }
 
 /// Writes one record and its index entries unless it is already stored.
-/// Returns whether it was new. Counters are the caller's job.
-fn write_record(txn: &mut dyn Txn, keys: &Keys, r: &ValidRecord) -> Result<bool, StoreError> {
-    let key = keys.audit_log(&r.tenant, &r.user, &r.session, r.ts_ns, &r.event_id);
-    if !txn.insert_new(&key, &r.value)? {
+/// Returns whether it was new. Counters are the caller's job. The keys were
+/// built at validation with the same [`Keys`].
+fn write_record(txn: &mut dyn Txn, r: &ValidRecord) -> Result<bool, StoreError> {
+    let k = &r.encoded;
+    if !txn.insert_new(&k.audit, &r.value)? {
         return Ok(false);
     }
-    let touch = PathTouch {
-        user: r.user.clone(),
-        session: r.session.clone(),
-        event_type: r.event_type.to_owned(),
+    for key in &k.by_path {
+        txn.set(key, &k.touch)?;
     }
-    .encode();
-    for p in &r.paths {
-        txn.set(&keys.by_path(&r.tenant, p, r.ts_ns, &r.event_id), &touch)?;
-    }
-    if let Some(c) = &r.checksum {
-        let ts = u64::try_from(r.ts_ns).unwrap_or(0);
-        txn.atomic_max(&keys.by_checksum(&r.tenant, c, &r.paths[0]), ts)?;
+    if let Some(key) = &k.by_checksum {
+        txn.atomic_max(key, u64::try_from(r.ts_ns).unwrap_or(0))?;
     }
     Ok(true)
 }

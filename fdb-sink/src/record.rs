@@ -81,6 +81,22 @@ pub struct ValidRecord {
     /// The JSON of the [`AuditRecord`].
     pub value: Vec<u8>,
     pub metadata_truncated: bool,
+    /// Keys and index value, encoded during validation (which runs in
+    /// parallel) so that the writer only inserts.
+    pub encoded: EncodedKeys,
+}
+
+/// The keys of one record, built with the [`Keys`] given to validation.
+#[derive(Debug, Clone)]
+pub struct EncodedKeys {
+    /// `audit_logs` key.
+    pub audit: Vec<u8>,
+    /// `by_path` keys, one per entry of `paths`.
+    pub by_path: Vec<Vec<u8>>,
+    /// The `by_path` value ([`crate::keys::PathTouch`]).
+    pub touch: Vec<u8>,
+    /// `by_checksum` key, when the event has a checksum.
+    pub by_checksum: Option<Vec<u8>>,
 }
 
 /// A line that could not become a record, with why.
@@ -315,7 +331,24 @@ fn validate(keys: &Keys, line: &[u8]) -> Result<ValidRecord, Reject> {
             Some(ts_ns),
         )
     })?;
+    let encoded = EncodedKeys {
+        audit: keys.audit_log(&tenant, &user, &session, ts_ns, &event_id),
+        by_path: paths
+            .iter()
+            .map(|p| keys.by_path(&tenant, p, ts_ns, &event_id))
+            .collect(),
+        touch: crate::keys::PathTouch {
+            user: user.clone(),
+            session: session.clone(),
+            event_type: event_type.to_owned(),
+        }
+        .encode(),
+        by_checksum: checksum
+            .as_deref()
+            .map(|c| keys.by_checksum(&tenant, c, &paths[0])),
+    };
     Ok(ValidRecord {
+        encoded,
         tenant,
         user,
         session,

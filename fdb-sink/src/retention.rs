@@ -487,4 +487,62 @@ mod tests {
         assert_eq!(left(keys.agents_all()), 1);
         assert_eq!(left(keys.claims_all()), 2, "unreadable rows are left alone");
     }
+
+    #[test]
+    fn an_interrupted_run_leaves_consistent_summaries_and_resumes() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = EmbeddedStore::open(dir.path()).expect("open");
+        let keys = Keys::default();
+        let lines: Vec<Vec<u8>> = (0..20)
+            .map(|i| {
+                let day = if i < 15 { 1 + i % 10 } else { 5 + i };
+                let ts = format!("2020-01-{day:02}T00:00:00Z");
+                line(&ts, &format!("s{}", i % 3), &format!("p{i}"), "sha256:aa")
+            })
+            .collect();
+        let items: Vec<_> = lines
+            .iter()
+            .map(|l| crate::record::validate_line(&keys, l, 0))
+            .collect();
+        let w = audit::write_items(&store, &keys, &items, Default::default()).expect("write");
+        assert_eq!((w.written, w.dead_lettered), (20, 0));
+        let opts = RetentionOptions {
+            cutoff_ns: crate::timespec::parse_time_ns("2020-01-15T00:00:00Z").expect("t"),
+            dry_run: false,
+            batch_records: 2,
+        };
+        // Stop (as a crash would) after the third committed transaction.
+        let stopped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut n = 0;
+            run(&store, &keys, opts, &mut |_| {
+                n += 1;
+                assert!(n < 3, "interrupted");
+            })
+        }));
+        assert!(stopped.is_err());
+        let consistent = |store: &EmbeddedStore| {
+            store
+                .read(|t| {
+                    for s in audit::sessions_in(t, &keys, &keys.sessions_all())? {
+                        let recs = audit::session_records(t, &keys, "t", "u", &s.session, None, 0)?;
+                        assert_eq!(s.events as usize, recs.len(), "{}", s.session);
+                        assert_eq!(s.first_ns as i64, recs[0].key.ts_ns, "{}", s.session);
+                    }
+                    Ok(())
+                })
+                .expect("read");
+        };
+        consistent(&store);
+        let rest = run(&store, &keys, opts, &mut |_| {}).expect("resume");
+        // The first run removed session s0's 5 old records (2 + 2 + 1).
+        assert_eq!(rest.records_removed, 10, "the second run finishes the work");
+        consistent(&store);
+        let old = store
+            .read(|t| audit::records_in(t, &keys, &keys.audit_logs_all(), 0, false))
+            .expect("read")
+            .into_iter()
+            .filter(|r| r.key.ts_ns < opts.cutoff_ns)
+            .count();
+        assert_eq!(old, 0);
+    }
 }

@@ -15,35 +15,36 @@ fn saturated_sink_answers_503_with_retry_after() {
         &["--max-inflight-batches", "1", "--retry-after-secs", "7"],
     );
     let body = event(&uuid::Uuid::new_v4().to_string(), 1, "s-bp");
-    // A slow client takes the only slot: headers and half of the body.
-    let mut slow = TcpStream::connect(sink.addr).expect("connect");
-    slow.set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("timeout");
-    let head = format!(
-        "POST /v1/events HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n",
-        sink.addr,
-        body.len()
-    );
-    slow.write_all(head.as_bytes()).expect("head");
     let (first, rest) = body.as_bytes().split_at(body.len() / 2);
-    slow.write_all(first).expect("first half");
-    slow.flush().expect("flush");
-
-    // Wait until the server has taken the slot, then a second batch is refused.
-    let mut refused = None;
-    for _ in 0..100 {
+    // A slow client takes the only slot: headers and half of the body. On a
+    // busy machine the server may take another request first; then the slow
+    // one is refused itself and the round is repeated.
+    let mut slow_and_refused = None;
+    for _ in 0..20 {
+        let mut slow = TcpStream::connect(sink.addr).expect("connect");
+        let head = format!(
+            "POST /v1/events HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\n\r\n",
+            sink.addr,
+            body.len()
+        );
+        slow.write_all(head.as_bytes()).expect("head");
+        slow.write_all(first).expect("first half");
+        slow.flush().expect("flush");
+        std::thread::sleep(Duration::from_millis(200));
         let r = client()
             .post(sink.url("/v1/events"))
             .body(event(&uuid::Uuid::new_v4().to_string(), 1, "s-bp2"))
             .send()
             .expect("post");
         if r.status().as_u16() == 503 {
-            refused = Some(r);
+            slow_and_refused = Some((slow, r));
             break;
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
-    let refused = refused.expect("a second batch must be refused while the slot is taken");
+    let (mut slow, refused) =
+        slow_and_refused.expect("a second batch must be refused while the slot is taken");
+    slow.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
     assert_eq!(
         refused
             .headers()
