@@ -29,8 +29,11 @@ const RENAME_PAIR_WAIT: Duration = Duration::from_millis(50);
 const SCANNED_GRACE: Duration = Duration::from_secs(2);
 /// A wake-up that found at least this many events means a burst is on.
 const BUSY_BATCH: usize = 32;
-/// How long to gather events after a wake-up (bounds the added latency).
-const GATHER: Duration = Duration::from_micros(200);
+/// An event that arrives sooner than this after the previous batch means
+/// events are streaming in.
+const STREAMING: Duration = Duration::from_millis(2);
+/// How long to gather streaming events after a wake-up (bounds the added latency).
+const GATHER: Duration = Duration::from_micros(300);
 /// How long to gather events during a burst before handling them.
 const BURST_GATHER: Duration = Duration::from_micros(500);
 /// Raw events handled before queued events are written out.
@@ -239,11 +242,15 @@ impl Engine {
                 wake = wake.min(t);
             }
             let timeout = wake.saturating_duration_since(now);
+            let idle_since = Instant::now();
             match self.rx.recv_timeout(timeout) {
                 Ok(msg) => {
-                    // Let events accumulate briefly: one wake-up then handles
-                    // all events of a burst (far fewer thread switches).
-                    std::thread::sleep(if busy { BURST_GATHER } else { GATHER });
+                    // While events keep coming, let them accumulate briefly so
+                    // one wake-up handles many (far fewer thread switches). An
+                    // isolated event after a quiet spell is handled at once.
+                    if busy || idle_since.elapsed() < STREAMING {
+                        std::thread::sleep(if busy { BURST_GATHER } else { GATHER });
+                    }
                     shutdown |= self.handle_or_finish(msg)?
                 }
                 Err(RecvTimeoutError::Timeout) => {}
