@@ -134,6 +134,15 @@ impl Monitor {
 
     /// Stops the monitor (SIGTERM, so it flushes), waits until the collector has read
     /// its last line, and returns everything it wrote.
+    /// How many lines the monitor has written so far.
+    pub fn emitted_lines(&self) -> usize {
+        self.emitted
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .seqs
+            .len()
+    }
+
     pub async fn stop(mut self) -> Result<Emitted, ScenarioError> {
         if let Some(pid) = self.child.id().and_then(|p| i32::try_from(p).ok()) {
             let _ = nix::sys::signal::kill(
