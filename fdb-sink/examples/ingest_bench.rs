@@ -25,6 +25,10 @@ use fdb_sink::store::embedded::EmbeddedStore;
 use fdb_sink::store::{Store, StoreExt};
 use prometheus_client::registry::Registry;
 
+/// The same allocator as the `fdb-sink` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Opts {
     batches: usize,
     batch_events: usize,
