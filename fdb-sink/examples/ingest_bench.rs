@@ -177,7 +177,7 @@ fn main() {
             WriteOptions::default(),
             metrics,
         )
-        .with_group_commit(8_000_000),
+        .with_group_commit(fdb_sink::cli::serve::GROUP_COMMIT_BYTES),
     );
     let state = Arc::new(IngestState::new(
         ingestor,
