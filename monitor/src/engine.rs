@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,7 +19,8 @@ use crate::index::{abs_path, scan, Change, Entry, Index, NoHook, PathSet, ScanHo
 use crate::metrics::{Metrics, DROP_KERNEL_OVERFLOW, DROP_UNREADABLE_DIR};
 use crate::output::{Draft, Output, OutputError};
 use crate::ratelimit::RateLimiter;
-use crate::watcher::{translate, Msg, Raw, WatchError, Watcher};
+use crate::signals::ShutdownRequest;
+use crate::watcher::{Raw, WatchError, Watcher};
 
 /// How long a rename's first half waits for its second half when nothing
 /// else arrives (the kernel queues both halves back to back).
@@ -29,15 +29,17 @@ const RENAME_PAIR_WAIT: Duration = Duration::from_millis(50);
 const SCANNED_GRACE: Duration = Duration::from_secs(2);
 /// A wake-up that found at least this many events means a burst is on.
 const BUSY_BATCH: usize = 32;
-/// An event that arrives sooner than this after the previous batch means
-/// events are streaming in.
-const STREAMING: Duration = Duration::from_millis(2);
-/// How long to gather streaming events after a wake-up (bounds the added latency).
-const GATHER: Duration = Duration::from_micros(300);
-/// How long to gather events during a burst before handling them.
+/// How long to let events gather during a burst before reading them (one
+/// wake-up then handles many).
 const BURST_GATHER: Duration = Duration::from_micros(500);
 /// Raw events handled before queued events are written out.
 const BATCH: usize = 4096;
+/// On SIGTERM, how long events the kernel still holds are read before exiting.
+const DRAIN_LIMIT: Duration = Duration::from_millis(500);
+/// Debounced events may be written this much later than their deadline
+/// (at most 2 % of the debounce window), so that one wake-up writes the
+/// events that fall due close together.
+const MAX_TIMER_SLACK: Duration = Duration::from_millis(2);
 
 /// Why the loop ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -54,8 +56,6 @@ pub enum EngineError {
     Output(#[from] OutputError),
     #[error("the watched root {0:?} was deleted or moved away")]
     RootGone(std::path::PathBuf),
-    #[error("starting inotify: {0}")]
-    Notify(#[from] notify::Error),
 }
 
 pub struct Engine {
@@ -70,7 +70,10 @@ pub struct Engine {
     polled: PathSet,
     pending_from: Option<(RelPath, usize, Instant)>,
     self_opens: HashMap<RelPath, u32>,
-    rx: Receiver<Msg>,
+    stop: Arc<ShutdownRequest>,
+    /// Kernel events read but not yet handled (reused buffer).
+    raws: Vec<Raw>,
+    timer_slack: Duration,
     ready: Arc<AtomicBool>,
     state_dirty: bool,
     next_state_save: Instant,
@@ -138,11 +141,12 @@ impl Engine {
         cfg: Config,
         out: Output,
         metrics: Metrics,
-        rx: Receiver<Msg>,
+        stop: Arc<ShutdownRequest>,
         watcher: Option<Watcher>,
         ready: Arc<AtomicBool>,
     ) -> Engine {
         let now = Instant::now();
+        let timer_slack = (cfg.debounce / 50).min(MAX_TIMER_SLACK);
         Engine {
             co: Coalescer::new(cfg.debounce),
             rl: RateLimiter::new(cfg.max_events_per_sec, now),
@@ -157,7 +161,9 @@ impl Engine {
             polled: PathSet::default(),
             pending_from: None,
             self_opens: HashMap::new(),
-            rx,
+            stop,
+            raws: Vec::new(),
+            timer_slack,
             ready,
             state_dirty: false,
             reported_coalesced: 0,
@@ -230,7 +236,7 @@ impl Engine {
             let now = Instant::now();
             let mut wake = now + Duration::from_secs(1);
             for t in [
-                self.co.next_deadline(),
+                self.co.next_deadline().map(|t| t + self.timer_slack),
                 self.rl.next_release(),
                 self.pending_from.as_ref().map(|p| p.2 + RENAME_PAIR_WAIT),
                 Some(self.next_state_save),
@@ -241,37 +247,29 @@ impl Engine {
             {
                 wake = wake.min(t);
             }
-            let timeout = wake.saturating_duration_since(now);
-            let idle_since = Instant::now();
-            match self.rx.recv_timeout(timeout) {
-                Ok(msg) => {
-                    // While events keep coming, let them accumulate briefly so
-                    // one wake-up handles many (far fewer thread switches). An
-                    // isolated event after a quiet spell is handled at once.
-                    if busy || idle_since.elapsed() < STREAMING {
-                        std::thread::sleep(if busy { BURST_GATHER } else { GATHER });
-                    }
-                    shutdown |= self.handle_or_finish(msg)?
+            let (events, stop) = self.wait(wake.saturating_duration_since(now));
+            shutdown |= stop;
+            busy = if events && !shutdown {
+                if busy {
+                    // During a burst, let events accumulate briefly so one
+                    // wake-up handles many (far fewer system calls per event).
+                    std::thread::sleep(BURST_GATHER);
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => shutdown = true,
-            }
-            let mut n = 0;
-            while n < BATCH && !shutdown {
-                match self.rx.try_recv() {
-                    Ok(msg) => shutdown |= self.handle_or_finish(msg)?,
-                    Err(_) => break,
-                }
-                n += 1;
-                // Events that are due go out while the batch is read, so their
-                // size and checksum are taken as close to the kernel event as possible.
-                if !shutdown {
-                    if let Err(e) = self.pop_due(Instant::now()) {
-                        return self.stream_error(e);
+                let mut n = 0;
+                loop {
+                    let (read, more) = match self.read_kernel() {
+                        Ok(r) => r,
+                        Err(e) => return self.stream_error(e),
+                    };
+                    n += read;
+                    if !more || n >= BATCH {
+                        break;
                     }
                 }
-            }
-            busy = n >= BUSY_BATCH;
+                n >= BUSY_BATCH
+            } else {
+                false
+            };
             let now = Instant::now();
             if let Some((from, _, t)) = &self.pending_from {
                 if shutdown || now.saturating_duration_since(*t) >= RENAME_PAIR_WAIT {
@@ -290,13 +288,20 @@ impl Engine {
                 self.next_poll = Instant::now() + self.cfg.poll_interval;
             }
             if shutdown {
-                // Everything already received is written before exiting.
-                while let Ok(msg) = self.rx.try_recv() {
-                    if let Msg::Event(..) = msg {
-                        self.handle(msg)?;
+                // Everything the kernel queued before the signal is written
+                // before exiting (bounded, should a writer never stop).
+                let limit = Instant::now() + DRAIN_LIMIT;
+                while Instant::now() < limit {
+                    match self.read_kernel() {
+                        Ok((_, true)) => {}
+                        Ok((_, false)) => break,
+                        Err(e) => return self.stream_error(e),
                     }
                 }
-                self.finish(now)?;
+                if let Some((from, _, _)) = self.pending_from.take() {
+                    self.moved_out(from, now);
+                }
+                self.finish(Instant::now())?;
                 return Ok(Exit::Signal);
             }
             if let Err(e) = self.emit_ready(now) {
@@ -309,6 +314,58 @@ impl Engine {
                 self.next_state_save = now + self.cfg.state_interval;
             }
         }
+    }
+
+    /// Sleeps until kernel events are queued, a stop is requested or
+    /// `timeout` passed. Returns (events queued, stop requested).
+    fn wait(&mut self, timeout: Duration) -> (bool, bool) {
+        use nix::poll::{ppoll, PollFd, PollFlags};
+        let mut fds = vec![PollFd::new(self.stop.fd(), PollFlags::POLLIN)];
+        if let Some(w) = &self.watcher {
+            fds.push(PollFd::new(w.fd(), PollFlags::POLLIN));
+        }
+        let ts = nix::sys::time::TimeSpec::from_duration(timeout);
+        if !matches!(ppoll(&mut fds, Some(ts), None), Ok(n) if n > 0) {
+            // Timeout, or interrupted by a signal (handled elsewhere).
+            return (false, false);
+        }
+        let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+        (fds.get(1).is_some_and(ready), ready(&fds[0]))
+    }
+
+    /// Reads what the kernel queued once and handles it; events that are due
+    /// are written while the batch is handled, so their size and checksum
+    /// are taken as close to the kernel event as possible. Returns (events
+    /// read, more may be waiting).
+    fn read_kernel(&mut self) -> Result<(usize, bool), EngineError> {
+        let Some(w) = self.watcher.as_mut() else {
+            return Ok((0, false));
+        };
+        let mut raws = std::mem::take(&mut self.raws);
+        let more = match w.read(&mut raws) {
+            Ok(more) => more,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading inotify events");
+                false
+            }
+        };
+        let received = Instant::now();
+        let n = raws.len();
+        for raw in raws.drain(..) {
+            self.co.received = Some(received);
+            let r = self.handle_raw(raw, Instant::now());
+            self.co.received = None;
+            if let Err(e) = r {
+                if let EngineError::RootGone(_) = e {
+                    // Write what is pending before giving up.
+                    let _ = self.finish(Instant::now());
+                }
+                return Err(e);
+            }
+            self.pop_due(Instant::now())?;
+        }
+        self.raws = raws;
+        Ok((n, more))
     }
 
     /// Writes everything pending (debounce window, rate limit) and saves the state.
@@ -328,18 +385,6 @@ impl Engine {
         self.out.flush()?;
         self.save_state();
         Ok(())
-    }
-
-    /// Handles a message; when the root itself vanished, writes what is
-    /// pending before giving up.
-    fn handle_or_finish(&mut self, msg: Msg) -> Result<bool, EngineError> {
-        match self.handle(msg) {
-            Err(EngineError::RootGone(p)) => {
-                let _ = self.finish(Instant::now());
-                Err(EngineError::RootGone(p))
-            }
-            r => r,
-        }
     }
 
     fn polling(&self) -> bool {
@@ -405,30 +450,6 @@ impl Engine {
     /// path itself needs matching (one glob match instead of one per ancestor).
     fn ignored(&self, p: &[u8]) -> bool {
         self.cfg.ignore.matches_self(p)
-    }
-
-    /// Returns true on shutdown.
-    fn handle(&mut self, msg: Msg) -> Result<bool, EngineError> {
-        let (res, received) = match msg {
-            Msg::Shutdown => return Ok(true),
-            Msg::Event(res, t) => (res, t),
-        };
-        let ev = match res {
-            Ok(ev) => ev,
-            Err(e) => {
-                if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) {
-                    self.metrics.watch_limit_reached.inc();
-                }
-                tracing::warn!(error = %e, "inotify error");
-                return Ok(false);
-            }
-        };
-        self.co.received = Some(received);
-        if let Some(raw) = translate(&self.cfg.root, &ev) {
-            self.handle_raw(raw, Instant::now())?;
-        }
-        self.co.received = None;
-        Ok(false)
     }
 
     fn handle_raw(&mut self, raw: Raw, now: Instant) -> Result<(), EngineError> {
@@ -538,12 +559,9 @@ impl Engine {
     }
 
     /// Forgets watches at or below `p` (the kernel dropped them with the
-    /// directory; notify forgot them on the rename or delete event).
+    /// directory; the watcher forgot them on the rename or delete event).
     fn drop_watches(&mut self, p: &[u8]) {
-        let n = self.watched.remove_subtree(p);
-        if let Some(w) = self.watcher.as_mut() {
-            w.forget(n);
-        }
+        self.watched.remove_subtree(p);
         self.metrics.watches.set(self.watched.len() as i64);
         if self.polled.remove_subtree(p) > 0 {
             self.metrics.polled_subtrees.set(self.polled.len() as i64);
@@ -583,12 +601,9 @@ impl Engine {
             (false, true) => return self.moved_out(from, now),
             (false, false) => {}
         }
-        // notify dropped the watches of a moved directory; re-place them at
+        // The watcher dropped the watches of a moved directory; re-place them at
         // the new name and scan it, since events in between were not seen.
-        let n = self.watched.remove_subtree(&from);
-        if let Some(w) = self.watcher.as_mut() {
-            w.forget(n);
-        }
+        self.watched.remove_subtree(&from);
         self.watched.remove_subtree(&to);
         self.polled.move_subtree(&from, &to);
         self.co.moved(from, to.clone(), now);
