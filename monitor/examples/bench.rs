@@ -264,7 +264,8 @@ fn generate(
     let name = |n: usize| dirs[n % dirs.len()].join(format!("r{n}"));
     while t0.elapsed() < Duration::from_secs(secs) {
         let due = (t0.elapsed().as_secs_f64() * files_per_sec) as usize;
-        while n < due {
+        // A generator that fell behind catches up, but never past the window.
+        while n < due && t0.elapsed() < Duration::from_secs(secs) {
             let mut f = std::fs::File::create(name(n)).unwrap();
             f.write_all(b"payload").unwrap();
             drop(f);

@@ -36,9 +36,10 @@ const BURST_GATHER: Duration = Duration::from_micros(500);
 const BATCH: usize = 4096;
 /// On SIGTERM, how long events the kernel still holds are read before exiting.
 const DRAIN_LIMIT: Duration = Duration::from_millis(500);
-/// Debounced events may be written this much later than their deadline
-/// (at most 2 % of the debounce window), so that one wake-up writes the
-/// events that fall due close together.
+/// Debounced events may be written this much later than their deadline,
+/// and while kernel events stream in they are read at most this often (at
+/// most 2 % of the debounce window, none with `--debounce=0`), so that one
+/// wake-up handles many events.
 const MAX_TIMER_SLACK: Duration = Duration::from_millis(2);
 
 /// Why the loop ended.
@@ -232,6 +233,9 @@ impl Engine {
     pub fn run(&mut self) -> Result<Exit, EngineError> {
         let mut shutdown = false;
         let mut busy = false;
+        // While events stream in, the kernel queue is read again no sooner
+        // than this (wake-ups, not events, cost most under a steady load).
+        let mut hold_until: Option<Instant> = None;
         loop {
             let now = Instant::now();
             let mut wake = now + Duration::from_secs(1);
@@ -247,12 +251,13 @@ impl Engine {
             {
                 wake = wake.min(t);
             }
-            let (events, stop) = self.wait(wake.saturating_duration_since(now));
+            let (events, stop) = self.wait(now, wake, hold_until);
             shutdown |= stop;
             busy = if events && !shutdown {
-                if busy {
+                if busy && self.timer_slack.is_zero() {
                     // During a burst, let events accumulate briefly so one
-                    // wake-up handles many (far fewer system calls per event).
+                    // wake-up handles many (far fewer system calls per event;
+                    // with a debounce window, reads are spaced by `hold_until`).
                     std::thread::sleep(BURST_GATHER);
                 }
                 let mut n = 0;
@@ -266,6 +271,8 @@ impl Engine {
                         break;
                     }
                 }
+                hold_until = (n > 0 && !self.timer_slack.is_zero())
+                    .then(|| Instant::now() + self.timer_slack);
                 n >= BUSY_BATCH
             } else {
                 false
@@ -316,21 +323,24 @@ impl Engine {
         }
     }
 
-    /// Sleeps until kernel events are queued, a stop is requested or
-    /// `timeout` passed. Returns (events queued, stop requested).
-    fn wait(&mut self, timeout: Duration) -> (bool, bool) {
+    /// Sleeps until kernel events are queued, a stop is requested or `wake`
+    /// came. Until `hold`, kernel events are left queued (then reported as
+    /// possibly there). Returns (events queued, stop requested).
+    fn wait(&mut self, now: Instant, wake: Instant, hold: Option<Instant>) -> (bool, bool) {
         use nix::poll::{ppoll, PollFd, PollFlags};
+        let held = hold.filter(|h| *h > now && *h <= wake);
         let mut fds = vec![PollFd::new(self.stop.fd(), PollFlags::POLLIN)];
-        if let Some(w) = &self.watcher {
+        if let (Some(w), None) = (&self.watcher, held) {
             fds.push(PollFd::new(w.fd(), PollFlags::POLLIN));
         }
-        let ts = nix::sys::time::TimeSpec::from_duration(timeout);
-        if !matches!(ppoll(&mut fds, Some(ts), None), Ok(n) if n > 0) {
-            // Timeout, or interrupted by a signal (handled elsewhere).
-            return (false, false);
-        }
+        let until = held.unwrap_or(wake);
+        let ts = nix::sys::time::TimeSpec::from_duration(until.saturating_duration_since(now));
         let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
-        (fds.get(1).is_some_and(ready), ready(&fds[0]))
+        match ppoll(&mut fds, Some(ts), None) {
+            Ok(n) if n > 0 => (fds.get(1).is_some_and(ready), ready(&fds[0])),
+            // Timeout (or a signal, handled elsewhere): held events may be there.
+            _ => (held.is_some() && self.watcher.is_some(), false),
+        }
     }
 
     /// Reads what the kernel queued once and handles it; events that are due
