@@ -67,7 +67,6 @@ pub struct Engine {
     out: Output,
     metrics: Metrics,
     watcher: Option<Watcher>,
-    watched: PathSet,
     polled: PathSet,
     pending_from: Option<(RelPath, usize, Instant)>,
     self_opens: HashMap<RelPath, u32>,
@@ -89,7 +88,6 @@ pub struct Engine {
 /// Places watches while a scan walks the tree.
 struct WatchHook<'a> {
     watcher: &'a mut Option<Watcher>,
-    watched: &'a mut PathSet,
     polled: &'a mut PathSet,
     metrics: &'a Metrics,
     /// Re-place watches even where one is recorded (after lost events).
@@ -101,13 +99,12 @@ impl ScanHook for WatchHook<'_> {
         let Some(w) = self.watcher.as_mut() else {
             return false;
         };
-        if self.watched.contains(rel) && !self.force {
+        if w.is_watched(rel) && !self.force {
             return true;
         }
         match w.watch(rel) {
             Ok(()) => {
-                self.watched.insert(rel.to_vec());
-                self.metrics.watches.set(self.watched.len() as i64);
+                self.metrics.watches.set(w.len() as i64);
                 true
             }
             Err(WatchError::Limit) => {
@@ -115,7 +112,7 @@ impl ScanHook for WatchHook<'_> {
                 if self.polled.insert(rel.to_vec()) {
                     tracing::warn!(
                         subtree = %String::from_utf8_lossy(rel),
-                        watches = self.watched.len(),
+                        watches = w.len(),
                         "inotify watch budget exhausted (fs.inotify.max_user_watches is per UID and shared by every container of that UID on the node); polling this subtree instead"
                     );
                 }
@@ -158,7 +155,6 @@ impl Engine {
             out,
             metrics,
             watcher,
-            watched: PathSet::default(),
             polled: PathSet::default(),
             pending_from: None,
             self_opens: HashMap::new(),
@@ -178,7 +174,6 @@ impl Engine {
             !self.cfg.poll && self.watcher.is_some() && self.polled.covering(base).is_none();
         let mut hook = WatchHook {
             watcher: &mut self.watcher,
-            watched: &mut self.watched,
             polled: &mut self.polled,
             metrics: &self.metrics,
             force,
@@ -218,7 +213,7 @@ impl Engine {
         tracing::info!(
             root = %self.cfg.root.display(),
             entries = self.index.len(),
-            watches = self.watched.len(),
+            watches = self.watches(),
             polled_subtrees = self.polled.len(),
             mode = if self.cfg.poll { "poll" } else { "inotify" },
             elapsed_ms = t.elapsed().as_millis() as u64,
@@ -505,8 +500,9 @@ impl Engine {
                 let snapshot = self.watch_and_scan(b"", true);
                 // Directories that vanished lost their watches with them.
                 let stale: Vec<RelPath> = self
-                    .watched
+                    .watcher
                     .iter()
+                    .flat_map(|w| w.paths())
                     .filter(|p| {
                         !p.is_empty() && snapshot.get(p).is_none_or(|e| e.kind != Kind::Dir)
                     })
@@ -568,11 +564,18 @@ impl Engine {
         Ok(())
     }
 
-    /// Forgets watches at or below `p` (the kernel dropped them with the
-    /// directory; the watcher forgot them on the rename or delete event).
+    /// Watches held.
+    fn watches(&self) -> usize {
+        self.watcher.as_ref().map_or(0, Watcher::len)
+    }
+
+    /// Removes the watches at or below `p` (usually the watcher already
+    /// dropped them on the delete or rename event).
     fn drop_watches(&mut self, p: &[u8]) {
-        self.watched.remove_subtree(p);
-        self.metrics.watches.set(self.watched.len() as i64);
+        if let Some(w) = self.watcher.as_mut() {
+            w.unwatch_subtree(p);
+        }
+        self.metrics.watches.set(self.watches() as i64);
         if self.polled.remove_subtree(p) > 0 {
             self.metrics.polled_subtrees.set(self.polled.len() as i64);
         }
@@ -613,8 +616,10 @@ impl Engine {
         }
         // The watcher dropped the watches of a moved directory; re-place them at
         // the new name and scan it, since events in between were not seen.
-        self.watched.remove_subtree(&from);
-        self.watched.remove_subtree(&to);
+        if let Some(w) = self.watcher.as_mut() {
+            w.unwatch_subtree(&from);
+            w.unwatch_subtree(&to);
+        }
         self.polled.move_subtree(&from, &to);
         self.co.moved(from, to.clone(), now);
         if let Ok(m) = std::fs::symlink_metadata(abs_path(&self.cfg.root, &to)) {
@@ -623,7 +628,7 @@ impl Engine {
                 self.co.reconcile(to, snap, false, now);
             }
         }
-        self.metrics.watches.set(self.watched.len() as i64);
+        self.metrics.watches.set(self.watches() as i64);
     }
 
     fn poll_tick(&mut self, now: Instant) {

@@ -154,13 +154,24 @@ impl Watcher {
         self.by_path.len()
     }
 
+    /// Whether `rel` holds a watch.
+    pub fn is_watched(&self, rel: &[u8]) -> bool {
+        self.by_path.contains_key(rel)
+    }
+
+    /// The watched directories.
+    pub fn paths(&self) -> impl Iterator<Item = &RelPath> {
+        self.by_path.keys()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.by_path.is_empty()
     }
 
     /// Removes the watches at or below `p` (a directory deleted or moved:
     /// events still queued for its old name must not be reported under it).
-    fn unwatch_subtree(&mut self, p: &[u8]) {
+    /// For the root (`p` empty), only its own watch.
+    pub fn unwatch_subtree(&mut self, p: &[u8]) {
         let mut gone: Vec<RelPath> = Vec::new();
         if self.by_path.contains_key(p) {
             gone.push(p.to_vec());
@@ -171,6 +182,9 @@ impl Watcher {
             let mut hi = p.to_vec();
             hi.push(b'/' + 1);
             gone.extend(self.by_path.range(lo..hi).map(|(k, _)| k.clone()));
+        }
+        if gone.is_empty() {
+            return;
         }
         let mut watches = self.inotify.watches();
         for path in gone {
