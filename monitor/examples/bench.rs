@@ -1,18 +1,23 @@
 //! Side-by-side benchmark of `file-monitor` and `inotifywait -m -r`: one
-//! workload generator, both watchers running on the same tree in the same run.
+//! workload generator, both watchers running on the same tree in the same run,
+//! inotifywait given the event mask file-monitor subscribes to.
 //!
 //! ```sh
 //! cargo build --release -p monitor --bin file-monitor --example bench
 //! target/release/examples/bench            # full run (about 2-4 minutes)
 //! target/release/examples/bench --quick    # 10x smaller, for a smoke run
+//! target/release/examples/bench --only sustained,latency   # some sections
 //! ```
 //!
+//! Sections: `idle`, `burst`, `sustained`, `latency`, `initial`, `scan`.
 //! Reports, for each watcher: events captured versus generated (100k-file
 //! create burst, then delete burst), CPU seconds per 100k generated events,
-//! peak RSS (idle on a 10k-file tree, during a 10k events/s load), p50/p99
+//! peak RSS (idle on a 10k-file tree, during a 10k events/s load, on tmpfs
+//! when `/dev/shm` exists; `--gen-threads N` for N generator threads), p50/p99
 //! latency from `close()` to the line on stdout (file-monitor runs with
-//! `--debounce=0`; elsewhere it runs with its defaults); and for file-monitor alone the time to place the initial
-//! watch on a 100k-directory tree and the cost of one poll scan of 100k files.
+//! `--debounce=0`; elsewhere it runs with its defaults); and the time to
+//! place the initial watch on a 100k-directory tree and, for file-monitor
+//! alone, the cost of one poll scan of 100k files.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashSet;
