@@ -365,6 +365,27 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_moved_away_loses_its_watches() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(root.join("a/b")).expect("mkdir");
+        let mut w = Watcher::new(&root, 0, false).expect("inotify");
+        for d in [&b""[..], b"a", b"a/b"] {
+            w.watch(d).expect("watch");
+        }
+        std::fs::rename(root.join("a"), tmp.path().join("away")).expect("mv");
+        let evs = read_all(&mut w);
+        assert!(
+            matches!(&evs[0], Raw::RenameFrom { path, .. } if path == b"a"),
+            "{evs:?}"
+        );
+        assert_eq!(w.paths().collect::<Vec<_>>(), [&b"".to_vec()]);
+        // Outside the tree now: nothing it does is reported.
+        std::fs::write(tmp.path().join("away/b/f"), b"x").expect("write");
+        assert_eq!(read_all(&mut w), Vec::<Raw>::new());
+    }
+
+    #[test]
     fn own_cap_reports_the_limit() {
         let tmp = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir(tmp.path().join("a")).expect("mkdir");
