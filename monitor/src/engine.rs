@@ -262,7 +262,7 @@ impl Engine {
                         Err(e) => return self.stream_error(e),
                     };
                     n += read;
-                    if !more || n >= BATCH {
+                    if more != Some(true) || n >= BATCH {
                         break;
                     }
                 }
@@ -295,8 +295,8 @@ impl Engine {
                 let limit = Instant::now() + DRAIN_LIMIT;
                 while Instant::now() < limit {
                     match self.read_kernel() {
-                        Ok((_, true)) => {}
-                        Ok((_, false)) => break,
+                        Ok((_, Some(_))) => {}
+                        Ok((_, None)) => break,
                         Err(e) => return self.stream_error(e),
                     }
                 }
@@ -341,17 +341,17 @@ impl Engine {
     /// Reads what the kernel queued once and handles it; events that are due
     /// are written while the batch is handled, so their size and checksum
     /// are taken as close to the kernel event as possible. Returns (events
-    /// read, more may be waiting).
-    fn read_kernel(&mut self) -> Result<(usize, bool), EngineError> {
+    /// handled, `None` if nothing was queued else whether more may be waiting).
+    fn read_kernel(&mut self) -> Result<(usize, Option<bool>), EngineError> {
         let Some(w) = self.watcher.as_mut() else {
-            return Ok((0, false));
+            return Ok((0, None));
         };
         let mut raws = std::mem::take(&mut self.raws);
         let more = match w.read(&mut raws) {
             Ok(more) => more,
             Err(e) => {
                 tracing::warn!(error = %e, "reading inotify events");
-                false
+                None
             }
         };
         let received = Instant::now();

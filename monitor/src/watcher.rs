@@ -70,6 +70,16 @@ const MAX_EVENT: usize = 16 + 256;
 /// What every watch asks the kernel for. Attribute changes and closes
 /// after reading are never reported, so they are not subscribed to; opens
 /// only with `--access`.
+/// Bytes one event takes in the read buffer: the kernel pads the name (and
+/// its NUL) to a multiple of the 16-byte header.
+fn event_len(name_len: usize) -> usize {
+    if name_len == 0 {
+        16
+    } else {
+        16 + (name_len + 1).div_ceil(16) * 16
+    }
+}
+
 pub fn mask(access: bool) -> WatchMask {
     let mut m = WatchMask::CREATE
         | WatchMask::DELETE
@@ -198,14 +208,16 @@ impl Watcher {
     }
 
     /// Reads what the kernel has queued (one `read(2)`) and appends the
-    /// translated events to `out`. Returns whether more may be waiting.
-    pub fn read(&mut self, out: &mut Vec<Raw>) -> io::Result<bool> {
+    /// translated events to `out`. Returns `None` when nothing was queued,
+    /// else whether more may be waiting (the buffer could not take another
+    /// event of the largest size).
+    pub fn read(&mut self, out: &mut Vec<Raw>) -> io::Result<Option<bool>> {
         let mut buf = std::mem::take(&mut self.buf);
         let mut bytes = 0;
         let res = match self.inotify.read_events(&mut buf) {
             Ok(events) => {
                 for ev in events {
-                    bytes += MAX_EVENT.min(16 + ev.name.map_or(0, |n| n.len() + 1));
+                    bytes += event_len(ev.name.map_or(0, |n| n.len()));
                     let name = ev.name.map_or(&b""[..], |n| n.as_bytes());
                     self.translate(
                         ev.wd.get_watch_descriptor_id(),
@@ -215,17 +227,15 @@ impl Watcher {
                         out,
                     );
                 }
-                Ok(true)
+                Ok(Some(bytes + MAX_EVENT > buf.len()))
             }
             Err(e) => match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(false),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
                 _ => Err(e),
             },
         };
         self.buf = buf;
-        // Names are padded, so `bytes` undercounts: a read that came close to
-        // filling the buffer may have left events behind.
-        res.map(|read| read && bytes + 4 * MAX_EVENT > self.buf.len())
+        res
     }
 
     /// Translates one kernel event (several bits may be set at once).
@@ -320,7 +330,7 @@ mod tests {
 
     fn read_all(w: &mut Watcher) -> Vec<Raw> {
         let mut out = Vec::new();
-        while w.read(&mut out).expect("read") {}
+        while w.read(&mut out).expect("read").is_some() {}
         out
     }
 
@@ -383,6 +393,29 @@ mod tests {
         // Outside the tree now: nothing it does is reported.
         std::fs::write(tmp.path().join("away/b/f"), b"x").expect("write");
         assert_eq!(read_all(&mut w), Vec::<Raw>::new());
+    }
+
+    #[test]
+    fn a_full_buffer_says_more_may_be_waiting() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut w = Watcher::new(tmp.path(), 0, false).expect("inotify");
+        w.watch(b"").expect("watch root");
+        // 3 events of 32 bytes each per file: more than one buffer holds.
+        for i in 0..1000 {
+            std::fs::write(tmp.path().join(format!("f{i}")), b"x").expect("write");
+        }
+        let mut out = Vec::new();
+        assert_eq!(w.read(&mut out).expect("read"), Some(true));
+        assert_eq!(out.len(), BUF_LEN / 32);
+        let mut reads = 1;
+        while let Some(more) = w.read(&mut out).expect("read") {
+            reads += 1;
+            if !more {
+                break;
+            }
+        }
+        assert_eq!(out.len(), 3000, "after {reads} reads");
+        assert_eq!(w.read(&mut out).expect("read"), None);
     }
 
     #[test]
