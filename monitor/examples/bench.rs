@@ -1,18 +1,23 @@
 //! Side-by-side benchmark of `file-monitor` and `inotifywait -m -r`: one
-//! workload generator, both watchers running on the same tree in the same run.
+//! workload generator, both watchers running on the same tree in the same run,
+//! inotifywait given the event mask file-monitor subscribes to.
 //!
 //! ```sh
 //! cargo build --release -p monitor --bin file-monitor --example bench
 //! target/release/examples/bench            # full run (about 2-4 minutes)
 //! target/release/examples/bench --quick    # 10x smaller, for a smoke run
+//! target/release/examples/bench --only sustained,latency   # some sections
 //! ```
 //!
+//! Sections: `idle`, `burst`, `sustained`, `latency`, `initial`, `scan`.
 //! Reports, for each watcher: events captured versus generated (100k-file
 //! create burst, then delete burst), CPU seconds per 100k generated events,
-//! peak RSS (idle on a 10k-file tree, during a 10k events/s load), p50/p99
+//! peak RSS (idle on a 10k-file tree, during a 10k events/s load, on tmpfs
+//! when `/dev/shm` exists; `--gen-threads N` for N generator threads), p50/p99
 //! latency from `close()` to the line on stdout (file-monitor runs with
-//! `--debounce=0`; elsewhere it runs with its defaults); and for file-monitor alone the time to place the initial
-//! watch on a 100k-directory tree and the cost of one poll scan of 100k files.
+//! `--debounce=0`; elsewhere it runs with its defaults); and the time to
+//! place the initial watch on a 100k-directory tree and, for file-monitor
+//! alone, the cost of one poll scan of 100k files.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::HashSet;
@@ -22,8 +27,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Inotify events the monitor subscribes to (notify 8's fixed mask), given to
-/// inotifywait as well so that both make the kernel do the same work.
+/// Inotify events file-monitor subscribes to (without `--access`; see
+/// `monitor::watcher::mask`), given to inotifywait as well so that both make
+/// the kernel do the same work.
 const MASK: &[&str] = &[
     "create",
     "delete",
@@ -31,8 +37,8 @@ const MASK: &[&str] = &[
     "modify",
     "moved_from",
     "moved_to",
-    "attrib",
-    "open",
+    "delete_self",
+    "move_self",
 ];
 
 struct Watched {
@@ -64,19 +70,27 @@ fn spawn(name: &'static str, mut cmd: Command, ready_marker: &'static str) -> Wa
     let out = child.stdout.take().unwrap();
     let l2 = lines.clone();
     std::thread::spawn(move || {
-        let mut r = BufReader::with_capacity(1 << 20, out);
-        let mut buf = Vec::new();
+        // Whole reads, one lock per read: the reader stays cheap beside the
+        // generator on a small machine. Lines of one read share its time.
+        let mut out = out;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut partial: Vec<u8> = Vec::new();
         loop {
-            buf.clear();
-            match r.read_until(b'\n', &mut buf) {
+            let n = match std::io::Read::read(&mut out, &mut buf) {
                 Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    let t = Instant::now();
-                    l2.lock()
-                        .unwrap()
-                        .push((t, String::from_utf8_lossy(&buf).into_owned()));
-                }
+                Ok(n) => n,
+            };
+            let t = Instant::now();
+            partial.extend_from_slice(&buf[..n]);
+            let Some(end) = partial.iter().rposition(|&b| b == b'\n') else {
+                continue;
+            };
+            let mut lines = l2.lock().unwrap();
+            for l in partial[..=end].split_inclusive(|&b| b == b'\n') {
+                lines.push((t, String::from_utf8_lossy(l).into_owned()));
             }
+            drop(lines);
+            partial.drain(..=end);
         }
     });
     let err = child.stderr.take().unwrap();
@@ -234,6 +248,67 @@ fn make_tree(root: &Path, dirs: usize, files_per_dir: usize) {
     }
 }
 
+/// Sections to run: all, or the ones named by `--only a,b` (idle, burst,
+/// sustained, latency, initial, scan).
+fn wanted(section: &str) -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    match args.iter().position(|a| a == "--only") {
+        Some(i) => args
+            .get(i + 1)
+            .is_some_and(|v| v.split(',').any(|s| s == section)),
+        None => true,
+    }
+}
+
+/// One sustained-load generator thread: creates (and writes) file `n` for
+/// every `n` with `n % threads == k`, deletes it 50 files later, paced to
+/// `files_per_sec / threads` in ticks of `TICK`. Returns the files it created.
+fn generate(
+    dirs: &[PathBuf],
+    k: usize,
+    threads: usize,
+    files_per_sec: f64,
+    t0: Instant,
+    secs: u64,
+) -> (Vec<usize>, f64) {
+    const TICK: Duration = Duration::from_millis(1);
+    let mut made = Vec::new();
+    let mut n = k;
+    let name = |n: usize| dirs[n % dirs.len()].join(format!("r{n}"));
+    while t0.elapsed() < Duration::from_secs(secs) {
+        let due = (t0.elapsed().as_secs_f64() * files_per_sec) as usize;
+        // A generator that fell behind catches up, but never past the window.
+        while n < due && t0.elapsed() < Duration::from_secs(secs) {
+            let mut f = std::fs::File::create(name(n)).unwrap();
+            f.write_all(b"payload").unwrap();
+            drop(f);
+            made.push(n);
+            if made.len() > 50 {
+                let old = made[made.len() - 51];
+                std::fs::remove_file(name(old)).unwrap();
+            }
+            n += threads;
+        }
+        std::thread::sleep(TICK);
+    }
+    (made, thread_cpu())
+}
+
+/// CPU seconds (utime + stime) of the calling thread.
+fn thread_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
+}
+
+/// The value of `--name N`, if given.
+fn arg_value(name: &str) -> Option<usize> {
+    let args: Vec<String> = std::env::args().collect();
+    let i = args.iter().position(|a| a == name)?;
+    args.get(i + 1)?.parse().ok()
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let scale = if quick { 10 } else { 1 };
@@ -253,8 +328,37 @@ fn main() {
         read_proc("/proc/sys/fs/inotify/max_queued_events")
     );
 
+    if wanted("idle") {
+        idle(base.path());
+    }
+    if wanted("burst") {
+        burst_run(base.path(), burst);
+    }
+    if wanted("sustained") {
+        // On tmpfs when there is one: on ext4, creating files right after
+        // deleting others sends the inode allocator scanning its bitmaps
+        // (`recently_deleted`), which made the generator itself the
+        // bottleneck (up to 0.5 ms of CPU per file on a busy disk).
+        let shm = tempfile::Builder::new()
+            .prefix("fmon-bench-")
+            .tempdir_in("/dev/shm")
+            .ok();
+        sustained(shm.as_ref().map_or(base.path(), |d| d.path()), quick);
+    }
+    if wanted("latency") {
+        latency(base.path(), scale);
+    }
+    if wanted("initial") {
+        initial(base.path(), scale);
+    }
+    if wanted("scan") {
+        scan_cost(base.path(), scale);
+    }
+}
+
+fn idle(base: &Path) {
     // 1. Idle RSS on a 10k-file tree.
-    let idle_root = base.path().join("idle");
+    let idle_root = base.join("idle");
     make_tree(&idle_root, 100, 10_000 / 100);
     let m = start_monitor(&idle_root, &[]);
     let w = start_inotifywait(&idle_root);
@@ -266,9 +370,11 @@ fn main() {
     }
     m.stop();
     w.stop();
+}
 
+fn burst_run(base: &Path, burst: usize) {
     // 2. Burst: create then delete `burst` files in 100 watched directories.
-    let root = base.path().join("burst");
+    let root = base.join("burst");
     for d in 0..100 {
         std::fs::create_dir_all(root.join(format!("d{d}"))).unwrap();
     }
@@ -323,54 +429,80 @@ fn main() {
     );
     m.stop();
     w.stop();
+}
 
-    // 3. Sustained 10k events/s for 5 s (create+write+close, then delete, paced).
-    let root = base.path().join("rate");
+fn sustained(base: &Path, quick: bool) {
+    // 3. Sustained 10k events/s for 5 s: each file is created with a write
+    // (one create event) and deleted 50 files later (one delete event),
+    // paced in 1 ms ticks. One generator thread by default: with several,
+    // one thread's delete falls between another's create and close, which
+    // file-monitor deliberately does not merge across (a delete seals
+    // earlier writes), so each such file costs a create and an update line.
+    let root = base.join("rate");
+    let fs = if base.starts_with("/dev/shm") {
+        "tmpfs"
+    } else {
+        "the base directory's file system"
+    };
     make_tree(&root, 100, 100);
+    let dirs: Arc<Vec<PathBuf>> = Arc::new((0..100).map(|d| root.join(format!("d{d}"))).collect());
     let m = start_monitor(&root, &[]);
     let w = start_inotifywait(&root);
     let secs = 5;
     let per_sec = 10_000 / if quick { 2 } else { 1 };
-    let t0 = Instant::now();
-    let mut n = 0usize;
+    let threads = arg_value("--gen-threads").unwrap_or(1);
     let (c0m, c0w) = (m.cpu(), w.cpu());
-    while t0.elapsed() < Duration::from_secs(secs) {
-        // Each file yields one create and one delete: two events.
-        let due = (t0.elapsed().as_secs_f64() * per_sec as f64 / 2.0) as usize;
-        while n < due {
-            let p = root.join(format!("d{}/r{n}", n % 100));
-            std::fs::write(&p, b"payload").unwrap();
-            if n >= 50 {
-                let _ = std::fs::remove_file(root.join(format!("d{}/r{}", (n - 50) % 100, n - 50)));
-            }
-            n += 1;
-        }
-        std::thread::sleep(Duration::from_micros(500));
-    }
-    let achieved = 2.0 * n as f64 / t0.elapsed().as_secs_f64();
+    let t0 = Instant::now();
+    let workers: Vec<_> = (0..threads)
+        .map(|k| {
+            let dirs = dirs.clone();
+            std::thread::spawn(move || generate(&dirs, k, threads, per_sec as f64 / 2.0, t0, secs))
+        })
+        .collect();
+    let (made, gen_cpu): (Vec<Vec<usize>>, Vec<f64>) =
+        workers.into_iter().map(|h| h.join().unwrap()).unzip();
+    let gen_cpu: f64 = gen_cpu.iter().sum();
+    let elapsed = t0.elapsed().as_secs_f64();
+    let n: usize = made.iter().map(Vec::len).sum();
+    let deleted: usize = made.iter().map(|v| v.len().saturating_sub(50)).sum();
+    let achieved = (n + deleted) as f64 / elapsed;
     m.settle(Duration::from_secs(1), Duration::from_secs(60));
     w.settle(Duration::from_secs(1), Duration::from_secs(60));
+    let (cpu_m, cpu_w) = (m.cpu() - c0m, w.cpu() - c0w);
     println!(
-        "\n## sustained load: target {per_sec} events/s for {secs} s on a 10k-file tree; generated {n} files, {} events ({achieved:.0}/s)",
-        2 * n - 50
+        "\n## sustained load: target {per_sec} events/s for {secs} s on a 10k-file tree on {fs} (generator threads: {threads}); generated {n} files, {} events ({achieved:.0}/s, generator CPU {gen_cpu:.2} s)",
+        n + deleted
     );
-    println!("| watcher | creates captured | deletes captured | peak RSS MiB | CPU s | lines |\n|---|---|---|---|---|---|");
-    for (x, cpu) in [(&m, m.cpu() - c0m), (&w, w.cpu() - c0w)] {
+    println!("| watcher | creates captured | deletes captured | peak RSS MiB | CPU s | CPU s per 100k events | lines |\n|---|---|---|---|---|---|---|");
+    for (x, cpu) in [(&m, cpu_m), (&w, cpu_w)] {
         let c = x.paths_with(&root, 0, "create").len();
         let d = x.paths_with(&root, 0, "delete").len();
         println!(
-            "| {} | {c}/{n} | {d}/{} | {:.1} | {cpu:.2} | {} |",
+            "| {} | {c}/{n} | {d}/{deleted} | {:.1} | {cpu:.2} | {:.2} | {} |",
             x.name,
-            n - 50,
             x.peak_mib(),
+            cpu / ((n + deleted) as f64 / 100_000.0),
             x.n_lines()
         );
     }
+    let updates = m
+        .lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, l)| l.contains("\"event_type\":\"update\""))
+        .count();
+    println!(
+        "(CPU ratio file-monitor/inotifywait = {:.2}; file-monitor update lines: {updates}, written when a file's write or close came after its create was already written)",
+        cpu_m / cpu_w.max(0.01)
+    );
     m.stop();
     w.stop();
+}
 
+fn latency(base: &Path, scale: usize) {
     // 4. Latency close() -> line, sequential samples on existing files.
-    let root = base.path().join("lat");
+    let root = base.join("lat");
     std::fs::create_dir_all(&root).unwrap();
     let samples = 2000 / scale.min(4);
     for i in 0..samples {
@@ -435,10 +567,12 @@ fn main() {
     }
     m.stop();
     w.stop();
+}
 
+fn initial(base: &Path, scale: usize) {
     // 5. Initial watch of a 100k-directory tree (one watcher at a time: both
     // together would need more than the per-UID watch budget).
-    let root = base.path().join("dirs");
+    let root = base.join("dirs");
     let ndirs = 100_000 / scale;
     for a in 0..(ndirs / 100) {
         for b in 0..100 {
@@ -463,9 +597,11 @@ fn main() {
         w.rss_mib()
     );
     w.stop();
+}
 
+fn scan_cost(base: &Path, scale: usize) {
     // 6. One poll scan of 100k files (the library's scan, warm cache).
-    let root = base.path().join("scan");
+    let root = base.join("scan");
     make_tree(&root, 100, 100_000 / scale / 100);
     let ignore = monitor::ignore::IgnoreSet::new(&[]).unwrap();
     let mut times = Vec::new();

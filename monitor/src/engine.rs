@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,7 +19,8 @@ use crate::index::{abs_path, scan, Change, Entry, Index, NoHook, PathSet, ScanHo
 use crate::metrics::{Metrics, DROP_KERNEL_OVERFLOW, DROP_UNREADABLE_DIR};
 use crate::output::{Draft, Output, OutputError};
 use crate::ratelimit::RateLimiter;
-use crate::watcher::{translate, Msg, Raw, WatchError, Watcher};
+use crate::signals::ShutdownRequest;
+use crate::watcher::{Raw, WatchError, Watcher};
 
 /// How long a rename's first half waits for its second half when nothing
 /// else arrives (the kernel queues both halves back to back).
@@ -29,15 +29,18 @@ const RENAME_PAIR_WAIT: Duration = Duration::from_millis(50);
 const SCANNED_GRACE: Duration = Duration::from_secs(2);
 /// A wake-up that found at least this many events means a burst is on.
 const BUSY_BATCH: usize = 32;
-/// An event that arrives sooner than this after the previous batch means
-/// events are streaming in.
-const STREAMING: Duration = Duration::from_millis(2);
-/// How long to gather streaming events after a wake-up (bounds the added latency).
-const GATHER: Duration = Duration::from_micros(300);
-/// How long to gather events during a burst before handling them.
+/// How long to let events gather during a burst before reading them (one
+/// wake-up then handles many).
 const BURST_GATHER: Duration = Duration::from_micros(500);
 /// Raw events handled before queued events are written out.
 const BATCH: usize = 4096;
+/// On SIGTERM, how long events the kernel still holds are read before exiting.
+const DRAIN_LIMIT: Duration = Duration::from_millis(500);
+/// Debounced events may be written this much later than their deadline,
+/// and while kernel events stream in they are read at most this often (at
+/// most 2 % of the debounce window, none with `--debounce=0`), so that one
+/// wake-up handles many events.
+const MAX_TIMER_SLACK: Duration = Duration::from_millis(2);
 
 /// Why the loop ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -54,8 +57,6 @@ pub enum EngineError {
     Output(#[from] OutputError),
     #[error("the watched root {0:?} was deleted or moved away")]
     RootGone(std::path::PathBuf),
-    #[error("starting inotify: {0}")]
-    Notify(#[from] notify::Error),
 }
 
 pub struct Engine {
@@ -66,11 +67,13 @@ pub struct Engine {
     out: Output,
     metrics: Metrics,
     watcher: Option<Watcher>,
-    watched: PathSet,
     polled: PathSet,
     pending_from: Option<(RelPath, usize, Instant)>,
     self_opens: HashMap<RelPath, u32>,
-    rx: Receiver<Msg>,
+    stop: Arc<ShutdownRequest>,
+    /// Kernel events read but not yet handled (reused buffer).
+    raws: Vec<Raw>,
+    timer_slack: Duration,
     ready: Arc<AtomicBool>,
     state_dirty: bool,
     next_state_save: Instant,
@@ -85,7 +88,6 @@ pub struct Engine {
 /// Places watches while a scan walks the tree.
 struct WatchHook<'a> {
     watcher: &'a mut Option<Watcher>,
-    watched: &'a mut PathSet,
     polled: &'a mut PathSet,
     metrics: &'a Metrics,
     /// Re-place watches even where one is recorded (after lost events).
@@ -97,13 +99,12 @@ impl ScanHook for WatchHook<'_> {
         let Some(w) = self.watcher.as_mut() else {
             return false;
         };
-        if self.watched.contains(rel) && !self.force {
+        if w.is_watched(rel) && !self.force {
             return true;
         }
         match w.watch(rel) {
             Ok(()) => {
-                self.watched.insert(rel.to_vec());
-                self.metrics.watches.set(self.watched.len() as i64);
+                self.metrics.watches.set(w.len() as i64);
                 true
             }
             Err(WatchError::Limit) => {
@@ -111,7 +112,7 @@ impl ScanHook for WatchHook<'_> {
                 if self.polled.insert(rel.to_vec()) {
                     tracing::warn!(
                         subtree = %String::from_utf8_lossy(rel),
-                        watches = self.watched.len(),
+                        watches = w.len(),
                         "inotify watch budget exhausted (fs.inotify.max_user_watches is per UID and shared by every container of that UID on the node); polling this subtree instead"
                     );
                 }
@@ -138,11 +139,12 @@ impl Engine {
         cfg: Config,
         out: Output,
         metrics: Metrics,
-        rx: Receiver<Msg>,
+        stop: Arc<ShutdownRequest>,
         watcher: Option<Watcher>,
         ready: Arc<AtomicBool>,
     ) -> Engine {
         let now = Instant::now();
+        let timer_slack = (cfg.debounce / 50).min(MAX_TIMER_SLACK);
         Engine {
             co: Coalescer::new(cfg.debounce),
             rl: RateLimiter::new(cfg.max_events_per_sec, now),
@@ -153,11 +155,12 @@ impl Engine {
             out,
             metrics,
             watcher,
-            watched: PathSet::default(),
             polled: PathSet::default(),
             pending_from: None,
             self_opens: HashMap::new(),
-            rx,
+            stop,
+            raws: Vec::new(),
+            timer_slack,
             ready,
             state_dirty: false,
             reported_coalesced: 0,
@@ -171,7 +174,6 @@ impl Engine {
             !self.cfg.poll && self.watcher.is_some() && self.polled.covering(base).is_none();
         let mut hook = WatchHook {
             watcher: &mut self.watcher,
-            watched: &mut self.watched,
             polled: &mut self.polled,
             metrics: &self.metrics,
             force,
@@ -211,7 +213,7 @@ impl Engine {
         tracing::info!(
             root = %self.cfg.root.display(),
             entries = self.index.len(),
-            watches = self.watched.len(),
+            watches = self.watches(),
             polled_subtrees = self.polled.len(),
             mode = if self.cfg.poll { "poll" } else { "inotify" },
             elapsed_ms = t.elapsed().as_millis() as u64,
@@ -226,11 +228,14 @@ impl Engine {
     pub fn run(&mut self) -> Result<Exit, EngineError> {
         let mut shutdown = false;
         let mut busy = false;
+        // While events stream in, the kernel queue is read again no sooner
+        // than this (wake-ups, not events, cost most under a steady load).
+        let mut hold_until: Option<Instant> = None;
         loop {
             let now = Instant::now();
             let mut wake = now + Duration::from_secs(1);
             for t in [
-                self.co.next_deadline(),
+                self.co.next_deadline().map(|t| t + self.timer_slack),
                 self.rl.next_release(),
                 self.pending_from.as_ref().map(|p| p.2 + RENAME_PAIR_WAIT),
                 Some(self.next_state_save),
@@ -241,37 +246,32 @@ impl Engine {
             {
                 wake = wake.min(t);
             }
-            let timeout = wake.saturating_duration_since(now);
-            let idle_since = Instant::now();
-            match self.rx.recv_timeout(timeout) {
-                Ok(msg) => {
-                    // While events keep coming, let them accumulate briefly so
-                    // one wake-up handles many (far fewer thread switches). An
-                    // isolated event after a quiet spell is handled at once.
-                    if busy || idle_since.elapsed() < STREAMING {
-                        std::thread::sleep(if busy { BURST_GATHER } else { GATHER });
-                    }
-                    shutdown |= self.handle_or_finish(msg)?
+            let (events, stop) = self.wait(now, wake, hold_until);
+            shutdown |= stop;
+            busy = if events && !shutdown {
+                if busy && self.timer_slack.is_zero() {
+                    // During a burst, let events accumulate briefly so one
+                    // wake-up handles many (far fewer system calls per event;
+                    // with a debounce window, reads are spaced by `hold_until`).
+                    std::thread::sleep(BURST_GATHER);
                 }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => shutdown = true,
-            }
-            let mut n = 0;
-            while n < BATCH && !shutdown {
-                match self.rx.try_recv() {
-                    Ok(msg) => shutdown |= self.handle_or_finish(msg)?,
-                    Err(_) => break,
-                }
-                n += 1;
-                // Events that are due go out while the batch is read, so their
-                // size and checksum are taken as close to the kernel event as possible.
-                if !shutdown {
-                    if let Err(e) = self.pop_due(Instant::now()) {
-                        return self.stream_error(e);
+                let mut n = 0;
+                loop {
+                    let (read, more) = match self.read_kernel() {
+                        Ok(r) => r,
+                        Err(e) => return self.stream_error(e),
+                    };
+                    n += read;
+                    if more != Some(true) || n >= BATCH {
+                        break;
                     }
                 }
-            }
-            busy = n >= BUSY_BATCH;
+                hold_until = (n > 0 && !self.timer_slack.is_zero())
+                    .then(|| Instant::now() + self.timer_slack);
+                n >= BUSY_BATCH
+            } else {
+                false
+            };
             let now = Instant::now();
             if let Some((from, _, t)) = &self.pending_from {
                 if shutdown || now.saturating_duration_since(*t) >= RENAME_PAIR_WAIT {
@@ -290,13 +290,20 @@ impl Engine {
                 self.next_poll = Instant::now() + self.cfg.poll_interval;
             }
             if shutdown {
-                // Everything already received is written before exiting.
-                while let Ok(msg) = self.rx.try_recv() {
-                    if let Msg::Event(..) = msg {
-                        self.handle(msg)?;
+                // Everything the kernel queued before the signal is written
+                // before exiting (bounded, should a writer never stop).
+                let limit = Instant::now() + DRAIN_LIMIT;
+                while Instant::now() < limit {
+                    match self.read_kernel() {
+                        Ok((_, Some(_))) => {}
+                        Ok((_, None)) => break,
+                        Err(e) => return self.stream_error(e),
                     }
                 }
-                self.finish(now)?;
+                if let Some((from, _, _)) = self.pending_from.take() {
+                    self.moved_out(from, now);
+                }
+                self.finish(Instant::now())?;
                 return Ok(Exit::Signal);
             }
             if let Err(e) = self.emit_ready(now) {
@@ -309,6 +316,61 @@ impl Engine {
                 self.next_state_save = now + self.cfg.state_interval;
             }
         }
+    }
+
+    /// Sleeps until kernel events are queued, a stop is requested or `wake`
+    /// came. Until `hold`, kernel events are left queued (then reported as
+    /// possibly there). Returns (events queued, stop requested).
+    fn wait(&mut self, now: Instant, wake: Instant, hold: Option<Instant>) -> (bool, bool) {
+        use nix::poll::{ppoll, PollFd, PollFlags};
+        let held = hold.filter(|h| *h > now && *h <= wake);
+        let mut fds = vec![PollFd::new(self.stop.fd(), PollFlags::POLLIN)];
+        if let (Some(w), None) = (&self.watcher, held) {
+            fds.push(PollFd::new(w.fd(), PollFlags::POLLIN));
+        }
+        let until = held.unwrap_or(wake);
+        let ts = nix::sys::time::TimeSpec::from_duration(until.saturating_duration_since(now));
+        let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+        match ppoll(&mut fds, Some(ts), None) {
+            Ok(n) if n > 0 => (fds.get(1).is_some_and(ready), ready(&fds[0])),
+            // Timeout (or a signal, handled elsewhere): held events may be there.
+            _ => (held.is_some() && self.watcher.is_some(), false),
+        }
+    }
+
+    /// Reads what the kernel queued once and handles it; events that are due
+    /// are written while the batch is handled, so their size and checksum
+    /// are taken as close to the kernel event as possible. Returns (events
+    /// handled, `None` if nothing was queued else whether more may be waiting).
+    fn read_kernel(&mut self) -> Result<(usize, Option<bool>), EngineError> {
+        let Some(w) = self.watcher.as_mut() else {
+            return Ok((0, None));
+        };
+        let mut raws = std::mem::take(&mut self.raws);
+        let more = match w.read(&mut raws) {
+            Ok(more) => more,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading inotify events");
+                None
+            }
+        };
+        let received = Instant::now();
+        let n = raws.len();
+        for raw in raws.drain(..) {
+            self.co.received = Some(received);
+            let r = self.handle_raw(raw, Instant::now());
+            self.co.received = None;
+            if let Err(e) = r {
+                if let EngineError::RootGone(_) = e {
+                    // Write what is pending before giving up.
+                    let _ = self.finish(Instant::now());
+                }
+                return Err(e);
+            }
+            self.pop_due(Instant::now())?;
+        }
+        self.raws = raws;
+        Ok((n, more))
     }
 
     /// Writes everything pending (debounce window, rate limit) and saves the state.
@@ -328,18 +390,6 @@ impl Engine {
         self.out.flush()?;
         self.save_state();
         Ok(())
-    }
-
-    /// Handles a message; when the root itself vanished, writes what is
-    /// pending before giving up.
-    fn handle_or_finish(&mut self, msg: Msg) -> Result<bool, EngineError> {
-        match self.handle(msg) {
-            Err(EngineError::RootGone(p)) => {
-                let _ = self.finish(Instant::now());
-                Err(EngineError::RootGone(p))
-            }
-            r => r,
-        }
     }
 
     fn polling(&self) -> bool {
@@ -407,30 +457,6 @@ impl Engine {
         self.cfg.ignore.matches_self(p)
     }
 
-    /// Returns true on shutdown.
-    fn handle(&mut self, msg: Msg) -> Result<bool, EngineError> {
-        let (res, received) = match msg {
-            Msg::Shutdown => return Ok(true),
-            Msg::Event(res, t) => (res, t),
-        };
-        let ev = match res {
-            Ok(ev) => ev,
-            Err(e) => {
-                if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) {
-                    self.metrics.watch_limit_reached.inc();
-                }
-                tracing::warn!(error = %e, "inotify error");
-                return Ok(false);
-            }
-        };
-        self.co.received = Some(received);
-        if let Some(raw) = translate(&self.cfg.root, &ev) {
-            self.handle_raw(raw, Instant::now())?;
-        }
-        self.co.received = None;
-        Ok(false)
-    }
-
     fn handle_raw(&mut self, raw: Raw, now: Instant) -> Result<(), EngineError> {
         tracing::trace!(?raw, "kernel event");
         // Events that never complete or break a rename pair.
@@ -474,8 +500,9 @@ impl Engine {
                 let snapshot = self.watch_and_scan(b"", true);
                 // Directories that vanished lost their watches with them.
                 let stale: Vec<RelPath> = self
-                    .watched
+                    .watcher
                     .iter()
+                    .flat_map(|w| w.paths())
                     .filter(|p| {
                         !p.is_empty() && snapshot.get(p).is_none_or(|e| e.kind != Kind::Dir)
                     })
@@ -537,14 +564,18 @@ impl Engine {
         Ok(())
     }
 
-    /// Forgets watches at or below `p` (the kernel dropped them with the
-    /// directory; notify forgot them on the rename or delete event).
+    /// Watches held.
+    fn watches(&self) -> usize {
+        self.watcher.as_ref().map_or(0, Watcher::len)
+    }
+
+    /// Removes the watches at or below `p` (usually the watcher already
+    /// dropped them on the delete or rename event).
     fn drop_watches(&mut self, p: &[u8]) {
-        let n = self.watched.remove_subtree(p);
         if let Some(w) = self.watcher.as_mut() {
-            w.forget(n);
+            w.unwatch_subtree(p);
         }
-        self.metrics.watches.set(self.watched.len() as i64);
+        self.metrics.watches.set(self.watches() as i64);
         if self.polled.remove_subtree(p) > 0 {
             self.metrics.polled_subtrees.set(self.polled.len() as i64);
         }
@@ -583,13 +614,12 @@ impl Engine {
             (false, true) => return self.moved_out(from, now),
             (false, false) => {}
         }
-        // notify dropped the watches of a moved directory; re-place them at
+        // The watcher dropped the watches of a moved directory; re-place them at
         // the new name and scan it, since events in between were not seen.
-        let n = self.watched.remove_subtree(&from);
         if let Some(w) = self.watcher.as_mut() {
-            w.forget(n);
+            w.unwatch_subtree(&from);
+            w.unwatch_subtree(&to);
         }
-        self.watched.remove_subtree(&to);
         self.polled.move_subtree(&from, &to);
         self.co.moved(from, to.clone(), now);
         if let Ok(m) = std::fs::symlink_metadata(abs_path(&self.cfg.root, &to)) {
@@ -598,7 +628,7 @@ impl Engine {
                 self.co.reconcile(to, snap, false, now);
             }
         }
-        self.metrics.watches.set(self.watched.len() as i64);
+        self.metrics.watches.set(self.watches() as i64);
     }
 
     fn poll_tick(&mut self, now: Instant) {

@@ -23,7 +23,8 @@ use crate::config::Config;
 use crate::engine::{Engine, Exit};
 use crate::metrics::Metrics;
 use crate::output::Output;
-use crate::watcher::{Msg, Watcher};
+use crate::signals::ShutdownRequest;
+use crate::watcher::Watcher;
 
 /// Runs the monitor until SIGTERM/SIGINT or until the stream's reader goes away.
 pub fn run(cfg: Config) -> anyhow::Result<Exit> {
@@ -47,14 +48,11 @@ pub fn run(cfg: Config) -> anyhow::Result<Exit> {
     )
     .context("opening the output")?;
 
-    let (tx, rx) = std::sync::mpsc::channel::<Msg>();
+    let stop = Arc::new(ShutdownRequest::new().context("creating the shutdown eventfd")?);
     let watcher = if cfg.poll {
         None
     } else {
-        Some(
-            Watcher::new(&cfg.root, cfg.max_watches, cfg.access, tx.clone())
-                .context("starting inotify")?,
-        )
+        Some(Watcher::new(&cfg.root, cfg.max_watches, cfg.access).context("starting inotify")?)
     };
 
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -63,13 +61,14 @@ pub fn run(cfg: Config) -> anyhow::Result<Exit> {
         .context("starting the async runtime")?;
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let engine_ready = ready.clone();
+    let engine_stop = stop.clone();
     let engine_thread = std::thread::Builder::new()
         .name("engine".into())
         .spawn(move || {
-            let mut engine = Engine::new(cfg, out, metrics, rx, watcher, engine_ready);
+            let mut engine = Engine::new(cfg, out, metrics, engine_stop, watcher, engine_ready);
             let r = engine.start().and_then(|()| engine.run());
-            // Dropping the watcher removes every inotify watch one by one; the
-            // process is about to exit, so the kernel does it at once instead.
+            // The process is about to exit: the kernel drops the watches and
+            // frees the index at once.
             std::mem::forget(engine);
             let _ = done_tx.send(());
             r
@@ -85,7 +84,7 @@ pub fn run(cfg: Config) -> anyhow::Result<Exit> {
                 Err(e) => tracing::error!(error = %e, "metrics listener unusable"),
             }
         }
-        signals::until_signal_or(done_rx, tx).await;
+        signals::until_signal_or(done_rx, stop).await;
     });
     match engine_thread.join() {
         Ok(r) => Ok(r?),

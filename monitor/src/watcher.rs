@@ -1,18 +1,21 @@
-//! The inotify backend (through `notify`): one non-recursive watch per
-//! directory, placed by the engine, so ignored directories cost no watch and
-//! a directory that cannot get a watch (the per-UID budget ran out: ENOSPC)
-//! can be polled instead. notify's events are translated to [`Raw`] events
-//! with paths relative to the root.
+//! The inotify backend: one non-recursive watch per directory, placed by the
+//! engine, so ignored directories cost no watch and a directory that cannot
+//! get a watch (the per-UID budget ran out: ENOSPC) can be polled instead.
+//!
+//! The engine thread reads the inotify descriptor itself (no reader thread,
+//! no channel): one `read(2)` returns every queued event, which are
+//! translated to [`Raw`] events with paths relative to the root.
 
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind, RenameMode};
-use notify::{Event, EventKind, RecursiveMode, Watcher as _};
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 
 use crate::coalesce::RelPath;
-use crate::index::abs_path;
+use crate::index::{abs_path, join_rel};
 
 /// A kernel event, relative to the root.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,67 +53,6 @@ pub enum Raw {
     },
 }
 
-/// Messages into the engine.
-#[derive(Debug)]
-pub enum Msg {
-    Event(Result<Event, notify::Error>, Instant),
-    Shutdown,
-}
-
-fn rel(root: &Path, p: &Path) -> Option<RelPath> {
-    p.strip_prefix(root)
-        .ok()
-        .map(|r| r.as_os_str().as_bytes().to_vec())
-}
-
-/// Translates one notify event. Events notify derives on its own (rename
-/// pairs, metadata, close-after-read) are not needed and dropped.
-pub fn translate(root: &Path, ev: &Event) -> Option<Raw> {
-    if ev.need_rescan() {
-        return Some(Raw::Overflow);
-    }
-    let path = ev.paths.first().and_then(|p| rel(root, p))?;
-    let raw = match ev.kind {
-        EventKind::Create(k) => Raw::Create {
-            path,
-            dir: k == CreateKind::Folder,
-        },
-        EventKind::Modify(ModifyKind::Data(_)) => Raw::Modify { path },
-        EventKind::Modify(ModifyKind::Name(RenameMode::From)) => match ev.attrs.tracker() {
-            Some(cookie) => Raw::RenameFrom { path, cookie },
-            None => Raw::SelfMoved { path },
-        },
-        EventKind::Modify(ModifyKind::Name(RenameMode::To)) => match ev.attrs.tracker() {
-            Some(cookie) => Raw::RenameTo { path, cookie },
-            None => return None,
-        },
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Raw::CloseWrite { path },
-        EventKind::Access(AccessKind::Open(_)) => Raw::Open { path },
-        EventKind::Remove(k) => Raw::Remove {
-            path,
-            dir: k == RemoveKind::Folder,
-        },
-        _ => return None,
-    };
-    Some(raw)
-}
-
-/// Whether an event can matter to the engine (cheap, runs on notify's thread).
-pub fn wanted(ev: &Event, access: bool) -> bool {
-    if ev.need_rescan() {
-        return true;
-    }
-    match ev.kind {
-        EventKind::Access(AccessKind::Open(_)) => access,
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-        EventKind::Access(_) => false,
-        EventKind::Modify(ModifyKind::Metadata(_)) => false,
-        EventKind::Modify(ModifyKind::Name(RenameMode::Both)) => false,
-        EventKind::Other => false,
-        _ => true,
-    }
-}
-
 /// Why a watch was not placed.
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
@@ -120,64 +62,370 @@ pub enum WatchError {
     Other(String),
 }
 
+/// Size of the read buffer: room for hundreds of events per `read(2)`.
+const BUF_LEN: usize = 64 * 1024;
+/// The largest single event: the header plus a name of `NAME_MAX` bytes and its NUL.
+const MAX_EVENT: usize = 16 + 256;
+
+/// What every watch asks the kernel for. Attribute changes and closes
+/// after reading are never reported, so they are not subscribed to; opens
+/// only with `--access`.
+/// Bytes one event takes in the read buffer: the kernel pads the name (and
+/// its NUL) to a multiple of the 16-byte header.
+fn event_len(name_len: usize) -> usize {
+    if name_len == 0 {
+        16
+    } else {
+        16 + (name_len + 1).div_ceil(16) * 16
+    }
+}
+
+pub fn mask(access: bool) -> WatchMask {
+    let mut m = WatchMask::CREATE
+        | WatchMask::DELETE
+        | WatchMask::CLOSE_WRITE
+        | WatchMask::MODIFY
+        | WatchMask::MOVED_FROM
+        | WatchMask::MOVED_TO
+        | WatchMask::DELETE_SELF
+        | WatchMask::MOVE_SELF
+        | WatchMask::ONLYDIR;
+    if access {
+        m |= WatchMask::OPEN;
+    }
+    m
+}
+
 pub struct Watcher {
-    inner: notify::INotifyWatcher,
+    inotify: Inotify,
     root: PathBuf,
+    mask: WatchMask,
     /// Own cap (`--max-watches`), 0 = none.
     max: usize,
-    placed: usize,
+    by_wd: HashMap<i32, RelPath>,
+    by_path: BTreeMap<RelPath, WatchDescriptor>,
+    buf: Vec<u8>,
 }
 
 impl Watcher {
-    /// `access`: whether open events are wanted at all. notify 8 always
-    /// subscribes to `IN_OPEN`; without `--access` those events (including
-    /// the ones caused by the monitor's own scans and checksums) are dropped
-    /// here, on notify's thread, before they cost anything else.
-    pub fn new(
-        root: &Path,
-        max: usize,
-        access: bool,
-        tx: std::sync::mpsc::Sender<Msg>,
-    ) -> notify::Result<Watcher> {
-        let inner = notify::INotifyWatcher::new(
-            move |res: notify::Result<Event>| {
-                if let Ok(ev) = &res {
-                    if !wanted(ev, access) {
-                        return;
-                    }
-                }
-                let _ = tx.send(Msg::Event(res, Instant::now()));
-            },
-            notify::Config::default(),
-        )?;
+    /// `access`: whether open events are wanted at all.
+    pub fn new(root: &Path, max: usize, access: bool) -> io::Result<Watcher> {
         Ok(Watcher {
-            inner,
+            inotify: Inotify::init()?,
             root: root.to_path_buf(),
+            mask: mask(access),
             max,
-            placed: 0,
+            by_wd: HashMap::new(),
+            by_path: BTreeMap::new(),
+            buf: vec![0; BUF_LEN],
         })
+    }
+
+    /// The descriptor to wait on (readable when events are queued).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.inotify.as_fd()
     }
 
     /// Watches one directory (not recursive).
     pub fn watch(&mut self, rel: &[u8]) -> Result<(), WatchError> {
-        if self.max > 0 && self.placed >= self.max {
+        if self.max > 0 && self.by_path.len() >= self.max && !self.by_path.contains_key(rel) {
             return Err(WatchError::Limit);
         }
-        match self
-            .inner
-            .watch(&abs_path(&self.root, rel), RecursiveMode::NonRecursive)
-        {
-            Ok(()) => {
-                self.placed += 1;
-                Ok(())
+        let abs = abs_path(&self.root, rel);
+        let wd = match self.inotify.watches().add(&abs, self.mask) {
+            Ok(wd) => wd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => return Err(WatchError::Limit),
+            Err(e) => return Err(WatchError::Other(format!("{}: {e}", abs.display()))),
+        };
+        let id = wd.get_watch_descriptor_id();
+        // The same directory under a new name (moved while events were lost)
+        // keeps its descriptor: the old name is forgotten.
+        if let Some(old) = self.by_wd.insert(id, rel.to_vec()) {
+            if old != rel
+                && self
+                    .by_path
+                    .get(&old)
+                    .is_some_and(|w| w.get_watch_descriptor_id() == id)
+            {
+                self.by_path.remove(&old);
             }
-            Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => Err(WatchError::Limit),
-            Err(e) => Err(WatchError::Other(e.to_string())),
+        }
+        if let Some(old) = self.by_path.insert(rel.to_vec(), wd) {
+            let old_id = old.get_watch_descriptor_id();
+            if old_id != id && self.by_wd.get(&old_id).is_some_and(|p| p == rel) {
+                self.by_wd.remove(&old_id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Watches held.
+    pub fn len(&self) -> usize {
+        self.by_path.len()
+    }
+
+    /// Whether `rel` holds a watch.
+    pub fn is_watched(&self, rel: &[u8]) -> bool {
+        self.by_path.contains_key(rel)
+    }
+
+    /// The watched directories.
+    pub fn paths(&self) -> impl Iterator<Item = &RelPath> {
+        self.by_path.keys()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_path.is_empty()
+    }
+
+    /// Removes the watches at or below `p` (a directory deleted or moved:
+    /// events still queued for its old name must not be reported under it).
+    /// For the root (`p` empty), only its own watch.
+    pub fn unwatch_subtree(&mut self, p: &[u8]) {
+        let mut gone: Vec<RelPath> = Vec::new();
+        if self.by_path.contains_key(p) {
+            gone.push(p.to_vec());
+        }
+        if !p.is_empty() {
+            let mut lo = p.to_vec();
+            lo.push(b'/');
+            let mut hi = p.to_vec();
+            hi.push(b'/' + 1);
+            gone.extend(self.by_path.range(lo..hi).map(|(k, _)| k.clone()));
+        }
+        if gone.is_empty() {
+            return;
+        }
+        let mut watches = self.inotify.watches();
+        for path in gone {
+            if let Some(wd) = self.by_path.remove(&path) {
+                self.by_wd.remove(&wd.get_watch_descriptor_id());
+                // A watch the kernel already dropped (its directory was
+                // deleted) fails with EINVAL, which is fine.
+                let _ = watches.remove(wd);
+            }
         }
     }
 
-    /// The kernel dropped `n` watches (their directories are gone or moved).
-    pub fn forget(&mut self, n: usize) {
-        self.placed = self.placed.saturating_sub(n);
+    /// Reads what the kernel has queued (one `read(2)`) and appends the
+    /// translated events to `out`. Returns `None` when nothing was queued,
+    /// else whether more may be waiting (the buffer could not take another
+    /// event of the largest size).
+    pub fn read(&mut self, out: &mut Vec<Raw>) -> io::Result<Option<bool>> {
+        let mut buf = std::mem::take(&mut self.buf);
+        let mut bytes = 0;
+        let res = match self.inotify.read_events(&mut buf) {
+            Ok(events) => {
+                for ev in events {
+                    bytes += event_len(ev.name.map_or(0, |n| n.len()));
+                    let name = ev.name.map_or(&b""[..], |n| n.as_bytes());
+                    self.translate(
+                        ev.wd.get_watch_descriptor_id(),
+                        ev.mask,
+                        ev.cookie,
+                        name,
+                        out,
+                    );
+                }
+                Ok(Some(bytes + MAX_EVENT > buf.len()))
+            }
+            Err(e) => match e.kind() {
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(None),
+                _ => Err(e),
+            },
+        };
+        self.buf = buf;
+        res
+    }
+
+    /// Translates one kernel event (several bits may be set at once).
+    fn translate(
+        &mut self,
+        wd: i32,
+        mask: EventMask,
+        cookie: u32,
+        name: &[u8],
+        out: &mut Vec<Raw>,
+    ) {
+        if mask.contains(EventMask::Q_OVERFLOW) {
+            out.push(Raw::Overflow);
+        }
+        let Some(base) = self.by_wd.get(&wd) else {
+            return;
+        };
+        if mask.contains(EventMask::IGNORED) {
+            // The kernel dropped this watch (its directory is gone).
+            let base = base.clone();
+            if self
+                .by_path
+                .get(&base)
+                .is_some_and(|w| w.get_watch_descriptor_id() == wd)
+            {
+                self.by_path.remove(&base);
+            }
+            self.by_wd.remove(&wd);
+            return;
+        }
+        let path = if name.is_empty() {
+            base.clone()
+        } else {
+            join_rel(base, name)
+        };
+        let dir = mask.contains(EventMask::ISDIR);
+        let cookie = cookie as usize;
+        if mask.contains(EventMask::MOVED_FROM) {
+            if self.by_path.contains_key(&path) {
+                self.unwatch_subtree(&path);
+            }
+            out.push(Raw::RenameFrom {
+                path: path.clone(),
+                cookie,
+            });
+        } else if mask.contains(EventMask::MOVED_TO) {
+            out.push(Raw::RenameTo {
+                path: path.clone(),
+                cookie,
+            });
+        }
+        if mask.contains(EventMask::MOVE_SELF) {
+            out.push(Raw::SelfMoved { path: path.clone() });
+        }
+        if mask.contains(EventMask::CREATE) {
+            out.push(Raw::Create {
+                path: path.clone(),
+                dir,
+            });
+        }
+        if mask.contains(EventMask::DELETE) {
+            out.push(Raw::Remove {
+                path: path.clone(),
+                dir,
+            });
+            if self.by_path.contains_key(&path) {
+                self.unwatch_subtree(&path);
+            }
+        }
+        if mask.contains(EventMask::DELETE_SELF) {
+            out.push(Raw::Remove {
+                path: path.clone(),
+                dir: true,
+            });
+            self.unwatch_subtree(&path);
+        }
+        if mask.contains(EventMask::MODIFY) {
+            out.push(Raw::Modify { path: path.clone() });
+        }
+        if mask.contains(EventMask::CLOSE_WRITE) {
+            out.push(Raw::CloseWrite { path: path.clone() });
+        }
+        if mask.contains(EventMask::OPEN) {
+            out.push(Raw::Open { path });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(w: &mut Watcher) -> Vec<Raw> {
+        let mut out = Vec::new();
+        while w.read(&mut out).expect("read").is_some() {}
+        out
+    }
+
+    #[test]
+    fn reports_paths_relative_to_the_root_and_forgets_deleted_dirs() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path();
+        std::fs::create_dir(root.join("sub")).expect("mkdir");
+        let mut w = Watcher::new(root, 0, false).expect("inotify");
+        w.watch(b"").expect("watch root");
+        w.watch(b"sub").expect("watch sub");
+        assert_eq!(w.len(), 2);
+        std::fs::write(root.join("sub/f"), b"x").expect("write");
+        std::fs::remove_file(root.join("sub/f")).expect("rm");
+        std::fs::remove_dir(root.join("sub")).expect("rmdir");
+        let evs = read_all(&mut w);
+        let sub = b"sub/f".to_vec();
+        assert_eq!(
+            evs[..4],
+            [
+                Raw::Create {
+                    path: sub.clone(),
+                    dir: false
+                },
+                Raw::Modify { path: sub.clone() },
+                Raw::CloseWrite { path: sub.clone() },
+                Raw::Remove {
+                    path: sub,
+                    dir: false
+                },
+            ],
+            "{evs:?}"
+        );
+        assert!(
+            evs.contains(&Raw::Remove {
+                path: b"sub".to_vec(),
+                dir: true
+            }),
+            "{evs:?}"
+        );
+        assert_eq!(w.len(), 1, "the deleted directory's watch is forgotten");
+    }
+
+    #[test]
+    fn a_directory_moved_away_loses_its_watches() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().join("root");
+        std::fs::create_dir_all(root.join("a/b")).expect("mkdir");
+        let mut w = Watcher::new(&root, 0, false).expect("inotify");
+        for d in [&b""[..], b"a", b"a/b"] {
+            w.watch(d).expect("watch");
+        }
+        std::fs::rename(root.join("a"), tmp.path().join("away")).expect("mv");
+        let evs = read_all(&mut w);
+        assert!(
+            matches!(&evs[0], Raw::RenameFrom { path, .. } if path == b"a"),
+            "{evs:?}"
+        );
+        assert_eq!(w.paths().collect::<Vec<_>>(), [&b"".to_vec()]);
+        // Outside the tree now: nothing it does is reported.
+        std::fs::write(tmp.path().join("away/b/f"), b"x").expect("write");
+        assert_eq!(read_all(&mut w), Vec::<Raw>::new());
+    }
+
+    #[test]
+    fn a_full_buffer_says_more_may_be_waiting() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut w = Watcher::new(tmp.path(), 0, false).expect("inotify");
+        w.watch(b"").expect("watch root");
+        // 3 events of 32 bytes each per file: more than one buffer holds.
+        for i in 0..1000 {
+            std::fs::write(tmp.path().join(format!("f{i}")), b"x").expect("write");
+        }
+        let mut out = Vec::new();
+        assert_eq!(w.read(&mut out).expect("read"), Some(true));
+        assert_eq!(out.len(), BUF_LEN / 32);
+        let mut reads = 1;
+        while let Some(more) = w.read(&mut out).expect("read") {
+            reads += 1;
+            if !more {
+                break;
+            }
+        }
+        assert_eq!(out.len(), 3000, "after {reads} reads");
+        assert_eq!(w.read(&mut out).expect("read"), None);
+    }
+
+    #[test]
+    fn own_cap_reports_the_limit() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(tmp.path().join("a")).expect("mkdir");
+        let mut w = Watcher::new(tmp.path(), 1, false).expect("inotify");
+        w.watch(b"").expect("watch root");
+        w.watch(b"")
+            .expect("re-watching a watched directory costs nothing");
+        assert!(matches!(w.watch(b"a"), Err(WatchError::Limit)));
     }
 }

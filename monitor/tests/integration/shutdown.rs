@@ -28,6 +28,28 @@ fn sigterm_flushes_pending_events_and_exits_zero_within_a_second() {
 }
 
 #[test]
+fn sigterm_first_reads_the_events_the_kernel_still_holds() {
+    let d = tempdir();
+    let root = d.path();
+    let m = Monitor::start(root, &[]);
+    // Made just before the signal: most of their kernel events are still
+    // queued (not yet read by the monitor) when SIGTERM arrives.
+    let n = 2000;
+    for i in 0..n {
+        std::fs::write(root.join(format!("f{i}")), b"x").unwrap();
+    }
+    let (status, took, evs) = m.terminate();
+    assert_eq!(status.code(), Some(0));
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    let created = evs
+        .iter()
+        .filter(|e| e.event_type == file_event::EventType::Create)
+        .count();
+    assert_eq!(created, n, "every file made before SIGTERM is reported");
+    assert_seq_contiguous(&evs);
+}
+
+#[test]
 fn sigint_also_exits_zero() {
     let d = tempdir();
     let m = Monitor::start(d.path(), &[]);
