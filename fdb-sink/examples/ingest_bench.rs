@@ -112,6 +112,25 @@ fn cpu_seconds() -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// CPU seconds per thread name (`comm`) of the live threads of this process.
+fn cpu_by_thread() -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_string();
+        let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        *out.entry(name).or_insert(0.0) += (ticks(11) + ticks(12)) / 100.0;
+    }
+    out
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -207,6 +226,7 @@ fn main() {
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(o.batches)));
     let retries = Arc::new(AtomicUsize::new(0));
     let cpu_before = cpu_seconds();
+    let threads_before = cpu_by_thread();
     let started = Instant::now();
     let clients: Vec<_> = (0..o.concurrency)
         .map(|_| {
@@ -245,7 +265,9 @@ fn main() {
         c.join().expect("client");
     }
     let elapsed = started.elapsed();
-    let cpu_us = (cpu_seconds() - cpu_before) * 1e6 / events;
+    let cpu_total = cpu_seconds() - cpu_before;
+    let cpu_us = cpu_total * 1e6 / events;
+    let threads_after = cpu_by_thread();
     let rate = events / elapsed.as_secs_f64();
     let mut lat = latencies.lock().expect("lock").clone();
     lat.sort();
@@ -268,4 +290,20 @@ fn main() {
             .unwrap_or_default()
             .trim()
     );
+    // Where the CPU went: the sink's threads by name; the HTTP clients have
+    // exited by now, so they are the rest of the process total.
+    let mut sink_threads = 0.0;
+    let mut parts = Vec::new();
+    for (name, after) in &threads_after {
+        let used = after - threads_before.get(name).copied().unwrap_or(0.0);
+        if used > 0.0 && name != "ingest_bench" {
+            sink_threads += used;
+            parts.push(format!("{name} {:.1}", used * 1e6 / events));
+        }
+    }
+    parts.push(format!(
+        "clients and main {:.1}",
+        (cpu_total - sink_threads).max(0.0) * 1e6 / events
+    ));
+    println!("CPU by thread, us/event: {}", parts.join(", "));
 }
