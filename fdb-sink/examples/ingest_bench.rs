@@ -25,6 +25,10 @@ use fdb_sink::store::embedded::EmbeddedStore;
 use fdb_sink::store::{Store, StoreExt};
 use prometheus_client::registry::Registry;
 
+/// The same allocator as the `fdb-sink` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct Opts {
     batches: usize,
     batch_events: usize,
@@ -173,7 +177,7 @@ fn main() {
             WriteOptions::default(),
             metrics,
         )
-        .with_group_commit(8_000_000),
+        .with_group_commit(fdb_sink::cli::serve::GROUP_COMMIT_BYTES),
     );
     let state = Arc::new(IngestState::new(
         ingestor,

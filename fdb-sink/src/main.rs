@@ -1,6 +1,12 @@
 use clap::Parser;
 use fdb_sink::cli::{self, Cli};
 
+/// mimalloc: batches are allocated on the HTTP workers and freed elsewhere,
+/// and the store allocates per key; glibc's allocator spent a fifth of the
+/// ingest CPU on that (docs/performance.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = Cli::parse();
     tracing_subscriber::fmt()

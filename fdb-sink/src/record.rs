@@ -176,17 +176,28 @@ pub enum Item {
     DeadLetter(DeadLetter),
 }
 
-/// Fields read besides the event itself; everything else is ignored.
+/// The fields that mark a line as already dead-lettered upstream, and its
+/// own timestamp (kept for the dead letter's key). Everything else is
+/// skipped by this first pass.
 #[derive(Deserialize, Default)]
-struct Extras {
-    #[serde(flatten)]
-    k8s: K8sFields,
+struct Marks {
     #[serde(default)]
     dead_letter: Option<serde_json::Value>,
     #[serde(default)]
     reason: Option<serde_json::Value>,
     #[serde(default)]
     timestamp: Option<serde_json::Value>,
+}
+
+impl Marks {
+    /// The line's own timestamp, when it has a valid one.
+    fn own_ts(&self) -> Option<i64> {
+        self.timestamp
+            .as_ref()
+            .and_then(|v| v.as_str())
+            .and_then(|s| Timestamp::parse(s).ok())
+            .and_then(|t| i64::try_from(t.unix_nanos()).ok())
+    }
 }
 
 /// True when `s` is a valid id: 1–128 chars of `[A-Za-z0-9._:@-]`.
@@ -217,34 +228,44 @@ type Reject = (&'static str, String, Option<i64>);
 fn validate(keys: &Keys, line: &[u8]) -> Result<ValidRecord, Reject> {
     let text =
         std::str::from_utf8(line).map_err(|e| (reason::INVALID_UTF8, e.to_string(), None))?;
-    let extras: Extras = serde_json::from_str(text).map_err(|e| {
+    // Three passes over the text, each skipping what it does not need, are
+    // cheaper than one pass that buffers the whole object. Structs also
+    // deserialise from arrays: require an object first.
+    if !text.trim_start().starts_with('{') {
+        let what = serde_json::from_str::<serde::de::IgnoredAny>(text)
+            .map(|_| "a JSON value that is not an object".to_string())
+            .unwrap_or_else(|e| format!("not a JSON object: {e}"));
+        return Err((reason::INVALID_JSON, what, None));
+    }
+    let marks: Marks = serde_json::from_str(text).map_err(|e| {
         (
             reason::INVALID_JSON,
             format!("not a JSON object: {e}"),
             None,
         )
     })?;
-    let own_ts = extras
-        .timestamp
-        .as_ref()
-        .and_then(|v| v.as_str())
-        .and_then(|s| Timestamp::parse(s).ok())
-        .and_then(|t| i64::try_from(t.unix_nanos()).ok());
-    if is_marked(&extras.dead_letter) {
-        let why = match &extras.reason {
+    if is_marked(&marks.dead_letter) {
+        let why = match &marks.reason {
             Some(serde_json::Value::String(s)) => s.clone(),
             Some(v) => v.to_string(),
             None => "marked dead_letter by the collector".into(),
         };
-        return Err((reason::UPSTREAM, why, own_ts));
+        return Err((reason::UPSTREAM, why, marks.own_ts()));
     }
     let event = match serde_json::from_str::<FileEvent>(text) {
         Ok(ev) => ev,
-        Err(e) => return Err(diagnose(text, e, own_ts)),
+        Err(e) => return Err(diagnose(text, e, marks.own_ts())),
     };
     event
         .check()
-        .map_err(|e| (check_reason(&e), e.to_string(), own_ts))?;
+        .map_err(|e| (check_reason(&e), e.to_string(), marks.own_ts()))?;
+    let k8s: K8sFields = serde_json::from_str(text).map_err(|e| {
+        (
+            reason::BAD_FIELD,
+            format!("a Kubernetes field is not a string: {e}"),
+            marks.own_ts(),
+        )
+    })?;
     let ts_ns = i64::try_from(event.timestamp.unix_nanos())
         .ok()
         .filter(|n| *n >= 0)
@@ -302,35 +323,9 @@ fn validate(keys: &Keys, line: &[u8]) -> Result<ValidRecord, Reject> {
             paths.push(from.clone());
         }
     }
-    // Keys that embed the path must fit FoundationDB's key limit.
-    let longest = paths.iter().map(String::len).max().unwrap_or(0);
-    let probe = "x".repeat(longest);
-    let key_len = keys.by_path(&tenant, &probe, ts_ns, &event_id).len().max(
-        keys.by_checksum(&tenant, event.checksum.as_deref().unwrap_or(""), &probe)
-            .len(),
-    );
-    if key_len > MAX_KEY_BYTES {
-        return Err((
-            reason::KEY_TOO_LARGE,
-            format!("a path of {longest} bytes makes a {key_len}-byte key (limit {MAX_KEY_BYTES})"),
-            Some(ts_ns),
-        ));
-    }
     let checksum = event.checksum.clone();
     let seq = event.seq;
     let event_type = event.event_type.as_str();
-    let mut record = AuditRecord {
-        event,
-        k8s: extras.k8s,
-        metadata_truncated: false,
-    };
-    let value = encode_fitting(&mut record).map_err(|size| {
-        (
-            reason::VALUE_TOO_LARGE,
-            format!("the record is {size} bytes without metadata (limit {MAX_VALUE_BYTES})"),
-            Some(ts_ns),
-        )
-    })?;
     let encoded = EncodedKeys {
         audit: keys.audit_log(&tenant, &user, &session, ts_ns, &event_id),
         by_path: paths
@@ -347,6 +342,34 @@ fn validate(keys: &Keys, line: &[u8]) -> Result<ValidRecord, Reject> {
             .as_deref()
             .map(|c| keys.by_checksum(&tenant, c, &paths[0])),
     };
+    // Keys that embed the path must fit FoundationDB's key limit.
+    let key_len = encoded
+        .by_path
+        .iter()
+        .chain(&encoded.by_checksum)
+        .map(Vec::len)
+        .max()
+        .unwrap_or(0);
+    if key_len > MAX_KEY_BYTES {
+        let longest = paths.iter().map(String::len).max().unwrap_or(0);
+        return Err((
+            reason::KEY_TOO_LARGE,
+            format!("a path of {longest} bytes makes a {key_len}-byte key (limit {MAX_KEY_BYTES})"),
+            Some(ts_ns),
+        ));
+    }
+    let mut record = AuditRecord {
+        event,
+        k8s,
+        metadata_truncated: false,
+    };
+    let value = encode_fitting(&mut record).map_err(|size| {
+        (
+            reason::VALUE_TOO_LARGE,
+            format!("the record is {size} bytes without metadata (limit {MAX_VALUE_BYTES})"),
+            Some(ts_ns),
+        )
+    })?;
     Ok(ValidRecord {
         encoded,
         tenant,

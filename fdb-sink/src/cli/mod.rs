@@ -59,7 +59,7 @@ pub enum Command {
 /// Where and under which root the audit records live.
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
-    /// Storage backend: `embedded:<dir>` (a redb file in <dir>, created if
+    /// Storage backend: `embedded:<dir>` (a fjall database in <dir>/audit.fjall, created if
     /// missing) or `fdb[:<cluster-file>]` (FoundationDB; the cluster file
     /// defaults to $FDB_CLUSTER_FILE, then /etc/foundationdb/fdb.cluster).
     #[arg(long, env = "FDB_SINK_STORE", default_value = DEFAULT_STORE, value_name = "STORE")]

@@ -91,7 +91,7 @@ pub struct ServeArgs {
 }
 
 /// Largest group of batches the embedded store commits in one transaction.
-const GROUP_COMMIT_BYTES: usize = 8_000_000;
+pub const GROUP_COMMIT_BYTES: usize = 8_000_000;
 
 /// What `serve` shares between its servers and background tasks.
 pub struct ServeContext {

@@ -31,7 +31,9 @@ pub struct Ingestor {
 /// One batch waiting for the group-commit writer.
 struct Job {
     items: Vec<Item>,
-    reply: SyncSender<Result<WriteSummary, StoreError>>,
+    /// Gets the items back (so that they are freed by the caller, not by the
+    /// one writer thread) with the outcome.
+    reply: SyncSender<(Vec<Item>, Result<WriteSummary, StoreError>)>,
 }
 
 fn job_bytes(j: &Job) -> usize {
@@ -60,15 +62,15 @@ fn group_writer(store: Arc<dyn Store>, keys: Keys, rx: Receiver<Job>, max_bytes:
         });
         match r {
             Ok(summaries) => {
-                for (j, s) in jobs.iter().zip(summaries) {
-                    let _ = j.reply.send(Ok(s));
+                for (j, s) in jobs.into_iter().zip(summaries) {
+                    let _ = j.reply.send((j.items, Ok(s)));
                 }
             }
             Err(e) => {
                 let shared = e.to_string();
                 let unavailable = e.unavailable();
                 let mut first = Some(e);
-                for j in &jobs {
+                for j in jobs {
                     let err = first.take().unwrap_or_else(|| {
                         if unavailable {
                             StoreError::unavailable_msg(shared.clone())
@@ -76,7 +78,7 @@ fn group_writer(store: Arc<dyn Store>, keys: Keys, rx: Receiver<Job>, max_bytes:
                             StoreError::Internal(shared.clone())
                         }
                     });
-                    let _ = j.reply.send(Err(err));
+                    let _ = j.reply.send((j.items, Err(err)));
                 }
             }
         }
@@ -155,22 +157,13 @@ impl Ingestor {
             return (items, r);
         };
         let (reply, answer) = mpsc::sync_channel(1);
-        // Keep the reasons for the metrics; the items go to the writer.
-        let dead: Vec<Item> = items
-            .iter()
-            .filter(|i| matches!(i, Item::DeadLetter(_)))
-            .cloned()
-            .collect();
-        if sender.send(Job { items, reply }).is_err() {
-            return (
-                dead,
-                Err(StoreError::Internal("group-commit writer stopped".into())),
-            );
+        let stopped = || StoreError::Internal("group-commit writer stopped".into());
+        if let Err(mpsc::SendError(job)) = sender.send(Job { items, reply }) {
+            return (job.items, Err(stopped()));
         }
-        let r = answer
+        answer
             .recv()
-            .unwrap_or_else(|_| Err(StoreError::Internal("group-commit writer stopped".into())));
-        (dead, r)
+            .unwrap_or_else(|_| (Vec::new(), Err(stopped())))
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -9,7 +9,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{Store, StoreError, StoreExt};
+use super::{Kv, Store, StoreError, StoreExt};
 use crate::audit::{self, WriteOptions};
 use crate::keys::{decode_i64, decode_u64, Keys};
 use crate::record::{validate_line, Item};
@@ -59,6 +59,7 @@ pub fn run_all<S: Store + ?Sized>(store: &S) {
     ordering(store);
     range_reads(store);
     read_your_writes_and_clear(store);
+    ranges_merge_pending_and_committed(store);
     atomic_ops(store);
     insert_new(store);
     failed_closure_commits_nothing(store);
@@ -179,6 +180,69 @@ pub fn read_your_writes_and_clear<S: Store + ?Sized>(store: &S) {
 }
 
 /// `insert_new` sets a missing key and leaves an existing one untouched.
+/// Inside a write transaction, a range read merges the transaction's own
+/// sets, overwrites and clears with committed keys, in both directions and
+/// under a limit.
+pub fn ranges_merge_pending_and_committed<S: Store + ?Sized>(store: &S) {
+    let p = prefix("merge");
+    store
+        .transact(|t| {
+            for s in [b"a", b"c", b"e", b"g"] {
+                t.set(&k(&p, s), b"old")?;
+            }
+            Ok(())
+        })
+        .expect("seed");
+    let short = |r: Vec<Kv>| -> Vec<(String, String)> {
+        r.into_iter()
+            .map(|(key, v)| {
+                (
+                    String::from_utf8_lossy(&key[p.len()..]).into_owned(),
+                    String::from_utf8_lossy(&v).into_owned(),
+                )
+            })
+            .collect()
+    };
+    let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+    store
+        .transact(|t| {
+            t.set(&k(&p, b"b"), b"new")?;
+            t.set(&k(&p, b"c"), b"new")?;
+            t.clear(&k(&p, b"e"))?;
+            t.set(&k(&p, b"h"), b"new")?;
+            let end = end_of(&p);
+            assert_eq!(
+                short(t.get_range(&p, &end, 0, false)?),
+                vec![
+                    pair("a", "old"),
+                    pair("b", "new"),
+                    pair("c", "new"),
+                    pair("g", "old"),
+                    pair("h", "new")
+                ],
+                "forward merge"
+            );
+            assert_eq!(
+                short(t.get_range(&p, &end, 3, true)?),
+                vec![pair("h", "new"), pair("g", "old"), pair("c", "new")],
+                "reverse merge with a limit"
+            );
+            assert_eq!(
+                short(t.get_range(&k(&p, b"b"), &k(&p, b"g"), 2, false)?),
+                vec![pair("b", "new"), pair("c", "new")],
+                "bounded merge with a limit"
+            );
+            assert_eq!(
+                short(t.get_range(&k(&p, b"d"), &k(&p, b"g"), 0, true)?),
+                vec![],
+                "a cleared key is hidden"
+            );
+            Ok(())
+        })
+        .expect("txn");
+    cleanup(store, &p);
+}
+
 pub fn insert_new<S: Store + ?Sized>(store: &S) {
     let p = prefix("insert_new");
     let key = k(&p, b"x");

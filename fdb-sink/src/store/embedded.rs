@@ -1,35 +1,61 @@
-//! The embedded backend: one redb file, `<dir>/audit.redb`, one table of
-//! byte keys to byte values holding exactly the keys FoundationDB would hold.
+//! The embedded backend: a fjall database (a log-structured merge tree) in
+//! `<dir>/audit.fjall`, with one keyspace of byte keys to byte values
+//! holding exactly the keys FoundationDB would hold.
 //!
-//! Every commit is `Durability::Immediate` (fsync before `commit` returns),
-//! so a `kill -9` loses nothing that was acknowledged; redb's copy-on-write
-//! B-tree with checksummed roots always reopens at the last commit.
+//! Write transactions run one at a time (a writer lock). Their writes are
+//! buffered in an ordered in-memory overlay that their own reads consult
+//! first (read-your-writes), and committed as one fjall write batch: one
+//! atomic record appended to the journal, persisted with
+//! `PersistMode::SyncAll` (fsync) before `commit` returns, so a `kill -9`
+//! loses nothing that was acknowledged; on reopen the journal is replayed
+//! and a torn final batch is discarded whole. Readers work on snapshots,
+//! which see a batch entirely or not at all, and never wait for the writer.
 //!
-//! redb lets one process open a file at a time (it takes an exclusive `flock`).
-//! When the file cannot be opened (locked by another process, unreadable,
-//! I/O error) the store reports itself unavailable and tries to open it
-//! again on the next use, so a server keeps running, answers 503 and
-//! recovers on its own once the file is free.
+//! Why an LSM tree: an audit trail is append-mostly, and every event also
+//! lands in secondary indexes ordered by path and by monitor, i.e. at random
+//! positions of the key space. A log-structured store turns those into
+//! sequential appends (memtable + journal) where a copy-on-write B-tree
+//! rewrites one page per touched leaf on every commit; see
+//! docs/storage.md and docs/performance.md for the measurements.
+//!
+//! fjall lets one process open a database at a time (an exclusive `flock` on
+//! `<dir>/audit.fjall/lock`). When it cannot be opened (locked by another
+//! process, unreadable, I/O error) the store reports itself unavailable and
+//! tries to open it again on the next use, so a server keeps running, answers
+//! 503 and recovers on its own once the directory is free.
 
+use std::collections::BTreeMap;
+use std::iter::Peekable;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use redb::{Database, Durability, ReadableTable, TableDefinition};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
 
 use super::{check_sizes, Kv, ReadTxn, Store, StoreError, StoreMetrics, Txn};
 use crate::keys::{decode_i64, decode_u64};
 
-const TABLE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("kv");
+/// Name of the database directory inside the store directory.
+pub const DB_DIR: &str = "audit.fjall";
 
-/// File name inside the store directory.
-pub const FILE_NAME: &str = "audit.redb";
+/// The one keyspace that holds every key.
+const KEYSPACE: &str = "kv";
 
-/// The redb-backed store.
+/// The file an older release of the sink used; its data is not read.
+const LEGACY_FILE: &str = "audit.redb";
+
+/// An open database, its keyspace and the writer lock.
+struct Open {
+    db: Database,
+    kv: Keyspace,
+    writer: Mutex<()>,
+}
+
+/// The fjall-backed store.
 pub struct EmbeddedStore {
     dir: PathBuf,
     path: PathBuf,
-    db: Mutex<Option<Arc<Database>>>,
+    open: Mutex<Option<Arc<Open>>>,
     metrics: StoreMetrics,
 }
 
@@ -39,48 +65,58 @@ impl EmbeddedStore {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let store = EmbeddedStore {
             dir: dir.to_path_buf(),
-            path: dir.join(FILE_NAME),
-            db: Mutex::new(None),
+            path: dir.join(DB_DIR),
+            open: Mutex::new(None),
             metrics: StoreMetrics::default(),
         };
+        if dir.join(LEGACY_FILE).exists() {
+            tracing::warn!(
+                file = %dir.join(LEGACY_FILE).display(),
+                "found a store file of an older format; it is not read. Export it with the \
+                 release that wrote it and `fdb-sink import` the export"
+            );
+        }
         if let Err(e) = store.database() {
             tracing::warn!(store = %store.describe(), error = %e, "embedded store not available yet; will retry");
         }
         Ok(store)
     }
 
-    /// The database file.
-    pub fn file(&self) -> &Path {
+    /// The database directory.
+    pub fn path(&self) -> &Path {
         &self.path
     }
 
-    fn database(&self) -> Result<Arc<Database>, StoreError> {
+    fn database(&self) -> Result<Arc<Open>, StoreError> {
         let mut slot = self
-            .db
+            .open
             .lock()
             .map_err(|_| StoreError::Internal("embedded store mutex poisoned".into()))?;
-        if let Some(db) = slot.as_ref() {
-            return Ok(db.clone());
+        if let Some(open) = slot.as_ref() {
+            return Ok(open.clone());
         }
         std::fs::create_dir_all(&self.dir).map_err(|e| StoreError::Unavailable {
             message: format!("cannot create store directory {}", self.dir.display()),
             source: Some(Box::new(e)),
         })?;
-        let db = Database::builder().create(&self.path).map_err(convert)?;
-        // Make sure the table exists so that read transactions can open it.
-        let w = db.begin_write().map_err(convert)?;
-        w.open_table(TABLE).map_err(convert)?;
-        w.commit().map_err(convert)?;
-        tracing::info!(file = %self.path.display(), "embedded store opened");
-        let db = Arc::new(db);
-        *slot = Some(db.clone());
-        Ok(db)
+        let db = Database::builder(&self.path).open().map_err(convert)?;
+        let kv = db
+            .keyspace(KEYSPACE, KeyspaceCreateOptions::default)
+            .map_err(convert)?;
+        tracing::info!(path = %self.path.display(), "embedded store opened");
+        let open = Arc::new(Open {
+            db,
+            kv,
+            writer: Mutex::new(()),
+        });
+        *slot = Some(open.clone());
+        Ok(open)
     }
 
-    /// Drops the handle after a fault so that the next use reopens the file.
+    /// Drops the handle after a fault so that the next use reopens the store.
     fn on_error(&self, e: &StoreError) {
         if e.unavailable() {
-            if let Ok(mut slot) = self.db.lock() {
+            if let Ok(mut slot) = self.open.lock() {
                 if slot.take().is_some() {
                     tracing::warn!(error = %e, "embedded store failed; closing it, will reopen");
                 }
@@ -92,24 +128,29 @@ impl EmbeddedStore {
         &self,
         f: &mut dyn FnMut(&mut dyn Txn) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let db = self.database()?;
-        let mut w = db.begin_write().map_err(convert)?;
-        w.set_durability(Durability::Immediate);
-        let dirty = {
-            let table = w.open_table(TABLE).map_err(convert)?;
-            let mut txn = RedbTxn {
-                table,
-                written: 0,
-                dirty: false,
-            };
-            f(&mut txn)?;
-            txn.dirty
+        let open = self.database()?;
+        let _writer = open
+            .writer
+            .lock()
+            .map_err(|_| StoreError::Internal("embedded store writer lock poisoned".into()))?;
+        let mut txn = OverlayTxn {
+            kv: &open.kv,
+            overlay: BTreeMap::new(),
+            written: 0,
         };
-        if dirty {
-            w.commit().map_err(convert)
-        } else {
-            w.abort().map_err(convert)
+        f(&mut txn)?;
+        if txn.overlay.is_empty() {
+            return Ok(());
         }
+        let mut batch = fjall::OwnedWriteBatch::with_capacity(open.db.clone(), txn.overlay.len())
+            .durability(Some(PersistMode::SyncAll));
+        for (key, value) in txn.overlay {
+            match value {
+                Some(value) => batch.insert(&open.kv, key, value),
+                None => batch.remove(&open.kv, key),
+            }
+        }
+        batch.commit().map_err(convert)
     }
 }
 
@@ -118,7 +159,7 @@ impl Store for EmbeddedStore {
         &self,
         f: &mut dyn FnMut(&mut dyn Txn) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        // redb has one writer at a time and no conflicts: nothing to retry.
+        // One writer at a time and no conflicts: nothing to retry.
         let r = self.write_once(f);
         if let Err(e) = &r {
             self.on_error(e);
@@ -131,10 +172,11 @@ impl Store for EmbeddedStore {
         f: &mut dyn FnMut(&mut dyn ReadTxn) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
         let r = (|| {
-            let db = self.database()?;
-            let r = db.begin_read().map_err(convert)?;
-            let table = r.open_table(TABLE).map_err(convert)?;
-            f(&mut RedbRead { table })
+            let open = self.database()?;
+            f(&mut SnapshotRead {
+                snapshot: open.db.snapshot(),
+                kv: &open.kv,
+            })
         })();
         if let Err(e) = &r {
             self.on_error(e);
@@ -143,8 +185,7 @@ impl Store for EmbeddedStore {
     }
 
     fn check(&self) -> Result<(), StoreError> {
-        let db = self.database()?;
-        db.begin_read().map_err(convert).map(|_| ())
+        self.database().map(|_| ())
     }
 
     fn describe(&self) -> String {
@@ -156,70 +197,146 @@ impl Store for EmbeddedStore {
     }
 }
 
-fn convert(e: impl Into<redb::Error>) -> StoreError {
-    match e.into() {
-        redb::Error::DatabaseAlreadyOpen => StoreError::Unavailable {
-            message: "the database file is locked by another process".into(),
-            source: Some(Box::new(redb::Error::DatabaseAlreadyOpen)),
-        },
-        other => StoreError::Embedded(Box::new(other)),
+/// Every fjall error is a fault of the store (I/O, lock, journal), never of
+/// the data being written: callers answer 503 and the client retries.
+fn convert(e: fjall::Error) -> StoreError {
+    let message = match &e {
+        fjall::Error::Locked => {
+            "the database is locked by another process (another fdb-sink on the same directory?)"
+                .to_string()
+        }
+        fjall::Error::Poisoned => {
+            "a previous write failed (hardware or file system fault); reopening".to_string()
+        }
+        other => format!("embedded store: {other}"),
+    };
+    StoreError::Unavailable {
+        message,
+        source: Some(Box::new(e)),
     }
 }
 
-type Guard<'a> = redb::AccessGuard<'a, &'static [u8]>;
+/// A read-only transaction: a snapshot of the committed batches.
+struct SnapshotRead<'a> {
+    snapshot: fjall::Snapshot,
+    kv: &'a Keyspace,
+}
 
-struct RedbTxn<'t> {
-    table: redb::Table<'t, &'static [u8], &'static [u8]>,
+/// A write transaction: pending writes (`None` = removed) over the
+/// committed data, which cannot change while the writer lock is held.
+struct OverlayTxn<'a> {
+    kv: &'a Keyspace,
+    overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     written: usize,
-    dirty: bool,
 }
 
-struct RedbRead {
-    table: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+fn range_bounds<'k>(begin: &'k [u8], end: &'k [u8]) -> (Bound<&'k [u8]>, Bound<&'k [u8]>) {
+    (Bound::Included(begin), Bound::Excluded(end))
 }
 
-fn get_in(
-    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
-    key: &[u8],
-) -> Result<Option<Vec<u8>>, StoreError> {
-    Ok(table.get(key).map_err(convert)?.map(|v| v.value().to_vec()))
+fn guard_kv(guard: fjall::Guard) -> Result<Kv, StoreError> {
+    let (k, v) = guard.into_inner().map_err(convert)?;
+    Ok((k.to_vec(), v.to_vec()))
 }
 
-fn range_in(
-    table: &impl ReadableTable<&'static [u8], &'static [u8]>,
-    begin: &[u8],
-    end: &[u8],
+fn collect_kvs(
+    iter: impl Iterator<Item = fjall::Guard>,
+    limit: usize,
+) -> Result<Vec<Kv>, StoreError> {
+    iter.take(limit).map(guard_kv).collect()
+}
+
+fn no_limit(limit: usize) -> usize {
+    if limit == 0 {
+        usize::MAX
+    } else {
+        limit
+    }
+}
+
+impl ReadTxn for SnapshotRead<'_> {
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .snapshot
+            .get(self.kv, key)
+            .map_err(convert)?
+            .map(|v| v.to_vec()))
+    }
+
+    fn get_range(
+        &mut self,
+        begin: &[u8],
+        end: &[u8],
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<Kv>, StoreError> {
+        if begin >= end {
+            return Ok(Vec::new());
+        }
+        let iter = self
+            .snapshot
+            .range::<&[u8], _>(self.kv, range_bounds(begin, end));
+        if reverse {
+            collect_kvs(iter.rev(), no_limit(limit))
+        } else {
+            collect_kvs(iter, no_limit(limit))
+        }
+    }
+}
+
+/// Merges committed pairs with pending writes, both in the same order
+/// (ascending, or descending when `reverse`); a pending write wins over the
+/// committed pair with the same key, a pending removal hides it.
+fn merge<'o>(
+    committed: impl Iterator<Item = fjall::Guard>,
+    pending: impl Iterator<Item = (&'o Vec<u8>, &'o Option<Vec<u8>>)>,
     limit: usize,
     reverse: bool,
 ) -> Result<Vec<Kv>, StoreError> {
-    if begin >= end {
-        return Ok(Vec::new());
-    }
-    let limit = if limit == 0 { usize::MAX } else { limit };
-    let iter = table
-        .range::<&[u8]>((Bound::Included(begin), Bound::Excluded(end)))
-        .map_err(convert)?;
+    let mut committed: Peekable<_> = committed.map(guard_kv).peekable();
+    let mut pending = pending.peekable();
     let mut out = Vec::new();
-    let mut push = |item: Result<(Guard, Guard), redb::StorageError>| {
-        let (k, v) = item.map_err(convert)?;
-        out.push((k.value().to_vec(), v.value().to_vec()));
-        Ok::<_, StoreError>(())
-    };
-    if reverse {
-        for item in iter.rev().take(limit) {
-            push(item)?;
-        }
-    } else {
-        for item in iter.take(limit) {
-            push(item)?;
+    while out.len() < limit {
+        let take_pending = match (committed.peek(), pending.peek()) {
+            (None, None) => break,
+            (Some(Err(_)), _) => {
+                if let Some(Err(e)) = committed.next() {
+                    return Err(e);
+                }
+                continue;
+            }
+            (Some(Ok(_)), None) => false,
+            (None, Some(_)) => true,
+            (Some(Ok((ck, _))), Some((pk, _))) => {
+                let ord = pk.as_slice().cmp(ck.as_slice());
+                let ord = if reverse { ord.reverse() } else { ord };
+                match ord {
+                    std::cmp::Ordering::Less => true,
+                    std::cmp::Ordering::Equal => {
+                        committed.next();
+                        true
+                    }
+                    std::cmp::Ordering::Greater => false,
+                }
+            }
+        };
+        if take_pending {
+            if let Some((k, Some(v))) = pending.next() {
+                out.push((k.clone(), v.clone()));
+            }
+        } else if let Some(Ok(kv)) = committed.next() {
+            out.push(kv);
         }
     }
     Ok(out)
 }
 
-impl ReadTxn for RedbRead {
+impl ReadTxn for OverlayTxn<'_> {
     fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        get_in(&self.table, key)
+        if let Some(pending) = self.overlay.get(key) {
+            return Ok(pending.clone());
+        }
+        Ok(self.kv.get(key).map_err(convert)?.map(|v| v.to_vec()))
     }
 
     fn get_range(
@@ -229,38 +346,29 @@ impl ReadTxn for RedbRead {
         limit: usize,
         reverse: bool,
     ) -> Result<Vec<Kv>, StoreError> {
-        range_in(&self.table, begin, end, limit, reverse)
+        if begin >= end {
+            return Ok(Vec::new());
+        }
+        let committed = self.kv.range::<&[u8], _>(range_bounds(begin, end));
+        let pending = self.overlay.range::<[u8], _>(range_bounds(begin, end));
+        if reverse {
+            merge(committed.rev(), pending.rev(), no_limit(limit), true)
+        } else {
+            merge(committed, pending, no_limit(limit), false)
+        }
     }
 }
 
-impl ReadTxn for RedbTxn<'_> {
-    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        get_in(&self.table, key)
-    }
-
-    fn get_range(
-        &mut self,
-        begin: &[u8],
-        end: &[u8],
-        limit: usize,
-        reverse: bool,
-    ) -> Result<Vec<Kv>, StoreError> {
-        range_in(&self.table, begin, end, limit, reverse)
-    }
-}
-
-impl RedbTxn<'_> {
+impl OverlayTxn<'_> {
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         check_sizes(key, Some(value))?;
-        self.table.insert(key, value).map_err(convert)?;
         self.written += key.len() + value.len();
-        self.dirty = true;
+        self.overlay.insert(key.to_vec(), Some(value.to_vec()));
         Ok(())
     }
-}
 
-impl RedbTxn<'_> {
-    /// Stores `value`, then restores the previous value when `keep_old(old, value)`.
+    /// Stores `value` unless the current value should be kept
+    /// (`keep_old(old, value)`).
     fn put_compare(
         &mut self,
         key: &[u8],
@@ -268,81 +376,44 @@ impl RedbTxn<'_> {
         keep_old: fn(u64, u64) -> bool,
     ) -> Result<(), StoreError> {
         check_sizes(key, None)?;
-        let old = self
-            .table
-            .insert(key, value.to_le_bytes().as_slice())
-            .map_err(convert)?
-            .map(|v| decode_u64(v.value()));
-        self.written += key.len() + 8;
-        self.dirty = true;
-        if let Some(old) = old.filter(|o| keep_old(*o, value)) {
-            self.table
-                .insert(key, old.to_le_bytes().as_slice())
-                .map_err(convert)?;
+        let old = self.get(key)?.map(|v| decode_u64(&v));
+        if old.is_some_and(|old| keep_old(old, value)) {
+            return Ok(());
         }
-        Ok(())
+        self.put(key, &value.to_le_bytes())
     }
 }
 
-impl Txn for RedbTxn<'_> {
+impl Txn for OverlayTxn<'_> {
     fn set(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         self.put(key, value)
     }
 
     fn clear(&mut self, key: &[u8]) -> Result<(), StoreError> {
-        self.table.remove(key).map_err(convert)?;
         self.written += key.len();
-        self.dirty = true;
+        self.overlay.insert(key.to_vec(), None);
         Ok(())
     }
 
     fn clear_range(&mut self, begin: &[u8], end: &[u8]) -> Result<(), StoreError> {
-        if begin >= end {
-            return Ok(());
+        // No range tombstones here: remove key by key.
+        for (key, _) in self.get_range(begin, end, 0, false)? {
+            self.clear(&key)?;
         }
-        self.table
-            .retain_in::<&[u8], _>((Bound::Included(begin), Bound::Excluded(end)), |_, _| false)
-            .map_err(convert)?;
-        self.written += begin.len() + end.len();
-        self.dirty = true;
         Ok(())
     }
 
-    fn insert_new(&mut self, key: &[u8], value: &[u8]) -> Result<bool, StoreError> {
-        // One B-tree descent in the common case (the key is new); a
-        // duplicate puts the old value back.
-        check_sizes(key, Some(value))?;
-        let old = self
-            .table
-            .insert(key, value)
-            .map_err(convert)?
-            .map(|v| v.value().to_vec());
-        self.dirty = true;
-        match old {
-            None => {
-                self.written += key.len() + value.len();
-                Ok(true)
-            }
-            Some(old) => {
-                self.table.insert(key, old.as_slice()).map_err(convert)?;
-                Ok(false)
-            }
-        }
-    }
-
     fn atomic_add(&mut self, key: &[u8], delta: i64) -> Result<(), StoreError> {
-        let cur = get_in(&self.table, key)?.map_or(0, |v| decode_i64(&v));
+        let cur = self.get(key)?.map_or(0, |v| decode_i64(&v));
         self.put(key, &cur.wrapping_add(delta).to_le_bytes())
     }
 
     fn atomic_max(&mut self, key: &[u8], value: u64) -> Result<(), StoreError> {
-        // Write first (one descent when the value grows, the common case for
-        // "last seen" times), and put the old value back if it was larger.
-        self.put_compare(key, value, |old, new| old > new)
+        self.put_compare(key, value, |old, new| old >= new)
     }
 
     fn atomic_min(&mut self, key: &[u8], value: u64) -> Result<(), StoreError> {
-        self.put_compare(key, value, |old, new| old < new)
+        self.put_compare(key, value, |old, new| old <= new)
     }
 
     fn written_bytes(&self) -> usize {
@@ -377,7 +448,7 @@ mod tests {
     }
 
     #[test]
-    fn a_second_open_of_the_same_file_is_unavailable_until_the_first_closes() {
+    fn a_second_open_of_the_same_directory_is_unavailable_until_the_first_closes() {
         let dir = tempfile::tempdir().expect("tempdir");
         let first = EmbeddedStore::open(dir.path()).expect("open");
         first.check().expect("first is up");

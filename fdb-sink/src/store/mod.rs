@@ -2,7 +2,7 @@
 //! FoundationDB's semantics, and its two backends.
 //!
 //! The trait is synchronous on purpose: the embedded backend is a blocking
-//! B-tree with an fsync per commit, and the FoundationDB client resolves its
+//! LSM tree with an fsync per commit, and the FoundationDB client resolves its
 //! futures on its own network thread. Async callers wrap calls in
 //! `tokio::task::spawn_blocking`.
 //!
@@ -164,9 +164,6 @@ pub enum StoreError {
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
-    /// An error of the embedded backend.
-    #[error("embedded store: {0}")]
-    Embedded(#[source] Box<redb::Error>),
     /// An error of the FoundationDB client, kept as is so that its
     /// retryability is preserved.
     #[cfg(feature = "fdb")]
@@ -211,15 +208,6 @@ impl StoreError {
     pub fn unavailable(&self) -> bool {
         match self {
             StoreError::Unavailable { .. } | StoreError::RetriesExhausted { .. } => true,
-            StoreError::Embedded(e) => matches!(
-                **e,
-                redb::Error::Io(_)
-                    | redb::Error::PreviousIo
-                    | redb::Error::DatabaseAlreadyOpen
-                    | redb::Error::LockPoisoned(_)
-                    | redb::Error::Corrupted(_)
-                    | redb::Error::RepairAborted
-            ),
             #[cfg(feature = "fdb")]
             StoreError::Fdb(_) => true,
             StoreError::TooLarge { .. }
@@ -274,7 +262,7 @@ pub fn check_sizes(key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError> {
 /// Where the data lives: the `--store` flag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreSpec {
-    /// `embedded:<dir>`: a redb file `<dir>/audit.redb`.
+    /// `embedded:<dir>`: a fjall database in `<dir>/audit.fjall`.
     Embedded { dir: PathBuf },
     /// `fdb[:<cluster-file>]`: a FoundationDB cluster.
     Fdb { cluster_file: Option<PathBuf> },

@@ -1,8 +1,9 @@
 //! 503 + Retry-After while the store is unavailable, 200 once it is back.
 //!
 //! The embedded store is made unavailable for real: another process-level
-//! holder takes the exclusive `flock` that redb uses on `audit.redb` (as a
-//! second `fdb-sink` on the same directory would), so the sink cannot open it.
+//! holder takes the exclusive `flock` that the embedded store holds on
+//! `audit.fjall/lock` (as a second `fdb-sink` on the same directory would), so
+//! the sink cannot open it.
 
 use std::fs::File;
 
@@ -13,7 +14,9 @@ use crate::harness::{client, event, post, read_store, Sink};
 #[test]
 fn store_unavailable_then_back() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = File::create(dir.path().join("audit.redb")).expect("create");
+    let db = dir.path().join("audit.fjall");
+    std::fs::create_dir_all(&db).expect("mkdir");
+    let file = File::create(db.join("lock")).expect("create");
     let lock = Flock::lock(file, FlockArg::LockExclusiveNonblock)
         .map_err(|(_, e)| e)
         .expect("flock");
