@@ -354,11 +354,12 @@ impl Engine {
                 None
             }
         };
+        // One clock reading for the whole batch (read in one go).
         let received = Instant::now();
         let n = raws.len();
         for raw in raws.drain(..) {
             self.co.received = Some(received);
-            let r = self.handle_raw(raw, Instant::now());
+            let r = self.handle_raw(raw, received);
             self.co.received = None;
             if let Err(e) = r {
                 if let EngineError::RootGone(_) = e {
@@ -367,7 +368,7 @@ impl Engine {
                 }
                 return Err(e);
             }
-            self.pop_due(Instant::now())?;
+            self.pop_due(received)?;
         }
         self.raws = raws;
         Ok((n, more))
@@ -551,7 +552,10 @@ impl Engine {
                     return Err(EngineError::RootGone(self.cfg.root.clone()));
                 }
                 if !self.ignored(&path) {
-                    self.drop_watches(&path);
+                    if dir {
+                        // A file holds no watch.
+                        self.drop_watches(&path);
+                    }
                     self.co.delete(path, dir, now);
                 }
             }

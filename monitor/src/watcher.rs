@@ -266,60 +266,73 @@ impl Watcher {
             self.by_wd.remove(&wd);
             return;
         }
-        let path = if name.is_empty() {
+        let mut path = if name.is_empty() {
             base.clone()
         } else {
             join_rel(base, name)
         };
         let dir = mask.contains(EventMask::ISDIR);
         let cookie = cookie as usize;
+        // Usually one bit is set: the path is moved into the last event.
+        let mut left = [
+            EventMask::MOVED_FROM | EventMask::MOVED_TO,
+            EventMask::MOVE_SELF,
+            EventMask::CREATE,
+            EventMask::DELETE,
+            EventMask::DELETE_SELF,
+            EventMask::MODIFY,
+            EventMask::CLOSE_WRITE,
+            EventMask::OPEN,
+        ]
+        .iter()
+        .filter(|m| mask.intersects(**m))
+        .count();
+        let mut next = || {
+            left = left.saturating_sub(1);
+            if left == 0 {
+                std::mem::take(&mut path)
+            } else {
+                path.clone()
+            }
+        };
         if mask.contains(EventMask::MOVED_FROM) {
+            let path = next();
             if self.by_path.contains_key(&path) {
                 self.unwatch_subtree(&path);
             }
-            out.push(Raw::RenameFrom {
-                path: path.clone(),
-                cookie,
-            });
+            out.push(Raw::RenameFrom { path, cookie });
         } else if mask.contains(EventMask::MOVED_TO) {
             out.push(Raw::RenameTo {
-                path: path.clone(),
+                path: next(),
                 cookie,
             });
         }
         if mask.contains(EventMask::MOVE_SELF) {
-            out.push(Raw::SelfMoved { path: path.clone() });
+            out.push(Raw::SelfMoved { path: next() });
         }
         if mask.contains(EventMask::CREATE) {
-            out.push(Raw::Create {
-                path: path.clone(),
-                dir,
-            });
+            out.push(Raw::Create { path: next(), dir });
         }
         if mask.contains(EventMask::DELETE) {
-            out.push(Raw::Remove {
-                path: path.clone(),
-                dir,
-            });
-            if self.by_path.contains_key(&path) {
+            let path = next();
+            if dir && self.by_path.contains_key(&path) {
                 self.unwatch_subtree(&path);
             }
+            out.push(Raw::Remove { path, dir });
         }
         if mask.contains(EventMask::DELETE_SELF) {
-            out.push(Raw::Remove {
-                path: path.clone(),
-                dir: true,
-            });
+            let path = next();
             self.unwatch_subtree(&path);
+            out.push(Raw::Remove { path, dir: true });
         }
         if mask.contains(EventMask::MODIFY) {
-            out.push(Raw::Modify { path: path.clone() });
+            out.push(Raw::Modify { path: next() });
         }
         if mask.contains(EventMask::CLOSE_WRITE) {
-            out.push(Raw::CloseWrite { path: path.clone() });
+            out.push(Raw::CloseWrite { path: next() });
         }
         if mask.contains(EventMask::OPEN) {
-            out.push(Raw::Open { path });
+            out.push(Raw::Open { path: next() });
         }
     }
 }
