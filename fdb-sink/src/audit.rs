@@ -119,10 +119,17 @@ pub fn write_chunk(
     };
     let mut sessions: HashMap<(&str, &str, &str), SessionDelta> = HashMap::new();
     let mut monitors: HashMap<&str, MonitorDelta> = HashMap::new();
+    // "Last seen" per (tenant, checksum, path): one MAX per key and chunk.
+    let mut last_seen: HashMap<&[u8], u64> = HashMap::new();
     for item in items {
         match item {
             Item::Record(r) => {
                 if write_record(txn, r)? {
+                    if let Some(key) = &r.encoded.by_checksum {
+                        let ts = u64::try_from(r.ts_ns).unwrap_or(0);
+                        let seen = last_seen.entry(key.as_slice()).or_insert(ts);
+                        *seen = (*seen).max(ts);
+                    }
                     summary.written += 1;
                     let ts = u64::try_from(r.ts_ns).unwrap_or(0);
                     let s = sessions
@@ -157,6 +164,9 @@ pub fn write_chunk(
         txn.atomic_min(&keys.session_first_ns(t, u, s), d.first_ns)?;
         txn.atomic_max(&keys.session_last_ns(t, u, s), d.last_ns)?;
     }
+    for (key, ts) in &last_seen {
+        txn.atomic_max(key, *ts)?;
+    }
     for (id, m) in &monitors {
         txn.atomic_add(&keys.monitor_received(id), m.received)?;
         txn.atomic_max(&keys.monitor_max_seq(id), m.max_seq)?;
@@ -165,9 +175,10 @@ pub fn write_chunk(
     Ok(summary)
 }
 
-/// Writes one record and its index entries unless it is already stored.
-/// Returns whether it was new. Counters are the caller's job. The keys were
-/// built at validation with the same [`Keys`].
+/// Writes one record and its `by_path` entries unless it is already stored.
+/// Returns whether it was new. Counters and `by_checksum` (one MAX per key
+/// and chunk) are the caller's job. The keys were built at validation with
+/// the same [`Keys`].
 fn write_record(txn: &mut dyn Txn, r: &ValidRecord) -> Result<bool, StoreError> {
     let k = &r.encoded;
     if !txn.insert_new(&k.audit, &r.value)? {
@@ -175,9 +186,6 @@ fn write_record(txn: &mut dyn Txn, r: &ValidRecord) -> Result<bool, StoreError> 
     }
     for key in &k.by_path {
         txn.set(key, &k.touch)?;
-    }
-    if let Some(key) = &k.by_checksum {
-        txn.atomic_max(key, u64::try_from(r.ts_ns).unwrap_or(0))?;
     }
     Ok(true)
 }

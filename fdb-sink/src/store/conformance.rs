@@ -448,6 +448,51 @@ pub fn idempotent_records<S: Store + ?Sized>(store: &S) {
         .read(|t| audit::checksum_paths(t, &keys, "acme", &format!("sha256:{:064x}", 1), 0))
         .expect("checksum");
     assert!(!dups.is_empty(), "by_checksum index maintained");
+    // "Last seen" is the latest time of a (checksum, path), within one
+    // transaction and across them, whatever the delivery order.
+    let same = |seq: u64| event_line(&monitor, seq, "s-2", "same.txt");
+    let ts_of = |seq: u64| -> u64 {
+        match &items(&keys, &[same(seq)])[0] {
+            Item::Record(r) => r.ts_ns as u64,
+            Item::DeadLetter(d) => panic!("{}", d.detail),
+        }
+    };
+    let last_seen = || {
+        store
+            .read(|t| audit::checksum_paths(t, &keys, "acme", &format!("sha256:{:064x}", 0), 0))
+            .expect("checksum")
+            .into_iter()
+            .find(|(path, _)| path == "same.txt")
+            .map(|(_, ns)| ns)
+    };
+    audit::write_items(
+        store,
+        &keys,
+        &items(&keys, &[same(33), same(39), same(36)]),
+        WriteOptions::default(),
+    )
+    .expect("one transaction");
+    assert_eq!(last_seen(), Some(ts_of(39)), "max within a transaction");
+    audit::write_items(
+        store,
+        &keys,
+        &items(&keys, &[same(30)]),
+        WriteOptions::default(),
+    )
+    .expect("older, later");
+    assert_eq!(
+        last_seen(),
+        Some(ts_of(39)),
+        "an older event does not lower it"
+    );
+    audit::write_items(
+        store,
+        &keys,
+        &items(&keys, &[same(42)]),
+        WriteOptions::default(),
+    )
+    .expect("newer");
+    assert_eq!(last_seen(), Some(ts_of(42)), "a newer event raises it");
     // Pagination by cursor resumes strictly after the last key.
     let page1 = store
         .read(|t| audit::session_records(t, &keys, "acme", "alice", "s-1", None, 4))

@@ -30,7 +30,7 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable, Slice};
 
 use super::{check_sizes, Kv, ReadTxn, Store, StoreError, StoreMetrics, Txn};
 use crate::keys::{decode_i64, decode_u64};
@@ -226,7 +226,8 @@ struct SnapshotRead<'a> {
 /// committed data, which cannot change while the writer lock is held.
 struct OverlayTxn<'a> {
     kv: &'a Keyspace,
-    overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Kept as fjall slices, which the commit hands to the batch as they are.
+    overlay: BTreeMap<Slice, Option<Slice>>,
     written: usize,
 }
 
@@ -289,7 +290,7 @@ impl ReadTxn for SnapshotRead<'_> {
 /// committed pair with the same key, a pending removal hides it.
 fn merge<'o>(
     committed: impl Iterator<Item = fjall::Guard>,
-    pending: impl Iterator<Item = (&'o Vec<u8>, &'o Option<Vec<u8>>)>,
+    pending: impl Iterator<Item = (&'o Slice, &'o Option<Slice>)>,
     limit: usize,
     reverse: bool,
 ) -> Result<Vec<Kv>, StoreError> {
@@ -308,7 +309,7 @@ fn merge<'o>(
             (Some(Ok(_)), None) => false,
             (None, Some(_)) => true,
             (Some(Ok((ck, _))), Some((pk, _))) => {
-                let ord = pk.as_slice().cmp(ck.as_slice());
+                let ord = <[u8] as Ord>::cmp(pk, ck.as_slice());
                 let ord = if reverse { ord.reverse() } else { ord };
                 match ord {
                     std::cmp::Ordering::Less => true,
@@ -322,7 +323,7 @@ fn merge<'o>(
         };
         if take_pending {
             if let Some((k, Some(v))) = pending.next() {
-                out.push((k.clone(), v.clone()));
+                out.push((k.to_vec(), v.to_vec()));
             }
         } else if let Some(Ok(kv)) = committed.next() {
             out.push(kv);
@@ -334,7 +335,7 @@ fn merge<'o>(
 impl ReadTxn for OverlayTxn<'_> {
     fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         if let Some(pending) = self.overlay.get(key) {
-            return Ok(pending.clone());
+            return Ok(pending.as_deref().map(<[u8]>::to_vec));
         }
         Ok(self.kv.get(key).map_err(convert)?.map(|v| v.to_vec()))
     }
@@ -363,7 +364,8 @@ impl OverlayTxn<'_> {
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         check_sizes(key, Some(value))?;
         self.written += key.len() + value.len();
-        self.overlay.insert(key.to_vec(), Some(value.to_vec()));
+        self.overlay
+            .insert(Slice::from(key), Some(Slice::from(value)));
         Ok(())
     }
 
@@ -391,7 +393,7 @@ impl Txn for OverlayTxn<'_> {
 
     fn clear(&mut self, key: &[u8]) -> Result<(), StoreError> {
         self.written += key.len();
-        self.overlay.insert(key.to_vec(), None);
+        self.overlay.insert(Slice::from(key), None);
         Ok(())
     }
 
