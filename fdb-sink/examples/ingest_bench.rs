@@ -102,14 +102,20 @@ fn make_batches(o: &Opts) -> Vec<Vec<u8>> {
 }
 
 /// CPU seconds (user + system) this process has used, from /proc/self/stat.
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+/// The command name and the CPU seconds (utime + stime) of a
+/// `/proc/.../stat` line.
+fn parse_stat(stat: &str) -> Option<(&str, f64)> {
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
     // Fields after the command name (which is in parentheses).
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
+    let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     // utime and stime are fields 14 and 15 of stat, i.e. 11 and 12 here.
-    (ticks(11) + ticks(12)) / 100.0
+    Some((&stat[open + 1..close], (ticks(11) + ticks(12)) / 100.0))
+}
+
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    parse_stat(&stat).map_or(0.0, |(_, cpu)| cpu)
 }
 
 /// CPU seconds per thread name (`comm`) of the live threads of this process.
@@ -120,13 +126,9 @@ fn cpu_by_thread() -> std::collections::BTreeMap<String, f64> {
     };
     for task in tasks.flatten() {
         let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let name = stat[open + 1..close].to_string();
-        let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        *out.entry(name).or_insert(0.0) += (ticks(11) + ticks(12)) / 100.0;
+        if let Some((name, cpu)) = parse_stat(&stat) {
+            *out.entry(name.to_string()).or_insert(0.0) += cpu;
+        }
     }
     out
 }
