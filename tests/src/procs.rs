@@ -96,8 +96,19 @@ fn build() -> Result<Binaries, ProcError> {
 }
 
 /// A free TCP port on 127.0.0.1 (bound then released; the caller binds it again).
+///
+/// Never the same port twice in one test process: the kernel may hand a
+/// just-released port out again, and two processes started concurrently on
+/// the same port would see one of them exit while the other answers for it.
 pub fn free_port() -> Result<u16, ProcError> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    static GIVEN: OnceLock<std::sync::Mutex<std::collections::HashSet<u16>>> = OnceLock::new();
+    let given = GIVEN.get_or_init(Default::default);
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        if given.lock().unwrap_or_else(|p| p.into_inner()).insert(port) {
+            return Ok(port);
+        }
+    }
 }
 
 /// A child process that is killed (SIGKILL) and reaped when dropped.

@@ -115,6 +115,15 @@ impl Monitor {
         })
         .await
         .map_err(std::io::Error::other)??;
+        // The answer must have come from this monitor, not from another
+        // process on the same port while this one gave up.
+        if let Some(status) = child.try_wait()? {
+            return Err(ProcError::Spawn {
+                what: format!("file-monitor for {}", pod.pod_name),
+                source: std::io::Error::other(format!("exited at start: {status}")),
+            }
+            .into());
+        }
         Ok(Monitor {
             pod,
             root: root.to_path_buf(),
