@@ -45,6 +45,26 @@ pub enum Format {
     Human,
 }
 
+/// Where kernel file events come from (without `--poll`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// Read inotify directly (Linux only; the default there): the fewest
+    /// wake-ups and system calls per event.
+    Inotify,
+    /// The `notify` crate's watcher: inotify on Linux, FSEvents on macOS
+    /// (the default off Linux).
+    Notify,
+}
+
+impl Backend {
+    /// `inotify` on Linux, `notify` elsewhere.
+    pub const DEFAULT: Backend = if cfg!(target_os = "linux") {
+        Backend::Inotify
+    } else {
+        Backend::Notify
+    };
+}
+
 /// Checksum algorithm for written files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ChecksumAlgo {
@@ -65,6 +85,13 @@ pub struct Args {
     /// Detect changes by scanning instead of inotify (WSL2, NFS, FUSE).
     #[arg(long, env = "FILE_MONITOR_POLL", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
     pub poll: bool,
+
+    /// Source of kernel events when not polling: `inotify` (read directly,
+    /// Linux only, the default there) or `notify` (the notify crate: inotify
+    /// on Linux, FSEvents on macOS; the default elsewhere). Both report the
+    /// same events; see docs/monitor.md#how-it-watches.
+    #[arg(long, env = "FILE_MONITOR_BACKEND", value_enum, default_value_t = Backend::DEFAULT)]
+    pub backend: Backend,
 
     /// Scan interval in milliseconds for --poll and for subtrees that fell back
     /// to polling when inotify watches ran out.
@@ -197,6 +224,7 @@ pub struct Config {
     /// Canonical absolute root.
     pub root: PathBuf,
     pub poll: bool,
+    pub backend: Backend,
     pub poll_interval: Duration,
     pub debounce: Duration,
     pub output: OutputTarget,
@@ -304,6 +332,7 @@ impl Config {
         Ok(Config {
             root,
             poll: args.poll,
+            backend: args.backend,
             poll_interval: Duration::from_millis(args.poll_interval),
             debounce: Duration::from_millis(args.debounce),
             output,

@@ -215,7 +215,10 @@ impl Engine {
             entries = self.index.len(),
             watches = self.watches(),
             polled_subtrees = self.polled.len(),
-            mode = if self.cfg.poll { "poll" } else { "inotify" },
+            mode = match &self.watcher {
+                Some(w) if !self.cfg.poll => w.name(),
+                _ => "poll",
+            },
             elapsed_ms = t.elapsed().as_millis() as u64,
             ignore = ?self.cfg.ignore.patterns(),
             monitor_id = %self.out.monitor_id(),
@@ -322,16 +325,21 @@ impl Engine {
     /// came. Until `hold`, kernel events are left queued (then reported as
     /// possibly there). Returns (events queued, stop requested).
     fn wait(&mut self, now: Instant, wake: Instant, hold: Option<Instant>) -> (bool, bool) {
-        use nix::poll::{ppoll, PollFd, PollFlags};
+        use nix::poll::{poll, PollFd, PollFlags};
         let held = hold.filter(|h| *h > now && *h <= wake);
         let mut fds = vec![PollFd::new(self.stop.fd(), PollFlags::POLLIN)];
         if let (Some(w), None) = (&self.watcher, held) {
             fds.push(PollFd::new(w.fd(), PollFlags::POLLIN));
         }
         let until = held.unwrap_or(wake);
-        let ts = nix::sys::time::TimeSpec::from_duration(until.saturating_duration_since(now));
+        // Whole milliseconds, rounded up: never wake before a deadline.
+        let ms = until
+            .saturating_duration_since(now)
+            .as_micros()
+            .div_ceil(1000);
+        let timeout = u16::try_from(ms).unwrap_or(u16::MAX);
         let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
-        match ppoll(&mut fds, Some(ts), None) {
+        match poll(&mut fds, timeout) {
             Ok(n) if n > 0 => (fds.get(1).is_some_and(ready), ready(&fds[0])),
             // Timeout (or a signal, handled elsewhere): held events may be there.
             _ => (held.is_some() && self.watcher.is_some(), false),
@@ -350,7 +358,7 @@ impl Engine {
         let more = match w.read(&mut raws) {
             Ok(more) => more,
             Err(e) => {
-                tracing::warn!(error = %e, "reading inotify events");
+                tracing::warn!(error = %e, "reading kernel events");
                 None
             }
         };

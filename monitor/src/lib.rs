@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod output;
 pub mod ratelimit;
 pub mod signals;
+pub mod wakeup;
 pub mod watcher;
 
 use std::sync::atomic::AtomicBool;
@@ -52,7 +53,10 @@ pub fn run(cfg: Config) -> anyhow::Result<Exit> {
     let watcher = if cfg.poll {
         None
     } else {
-        Some(Watcher::new(&cfg.root, cfg.max_watches, cfg.access).context("starting inotify")?)
+        Some(
+            Watcher::new(cfg.backend, &cfg.root, cfg.max_watches, cfg.access)
+                .with_context(|| format!("starting the {:?} backend", cfg.backend))?,
+        )
     };
 
     let rt = tokio::runtime::Builder::new_current_thread()

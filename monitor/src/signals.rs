@@ -1,36 +1,37 @@
 //! SIGTERM and SIGINT: ask the engine to write everything pending and stop.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 
-use nix::sys::eventfd::{EfdFlags, EventFd};
 use tokio::signal::unix::{signal, SignalKind};
 
-/// A shutdown request the engine thread can wait on beside the inotify
-/// descriptor (an `eventfd`: readable once requested).
+use crate::wakeup::Wakeup;
+
+/// A shutdown request the engine thread can wait on beside its event
+/// source (readable once requested).
 #[derive(Debug)]
 pub struct ShutdownRequest {
-    fd: EventFd,
+    wake: Wakeup,
 }
 
 impl ShutdownRequest {
     pub fn new() -> io::Result<ShutdownRequest> {
         Ok(ShutdownRequest {
-            fd: EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?,
+            wake: Wakeup::new()?,
         })
     }
 
     /// Asks the engine to stop.
     pub fn request(&self) {
-        if let Err(e) = self.fd.write(1) {
+        if let Err(e) = self.wake.fire() {
             tracing::error!(error = %e, "cannot signal the engine to stop");
         }
     }
 
     /// The descriptor to wait on (readable once a stop was requested).
     pub fn fd(&self) -> BorrowedFd<'_> {
-        self.fd.as_fd()
+        self.wake.fd()
     }
 }
 

@@ -1,10 +1,7 @@
-//! The inotify backend: one non-recursive watch per directory, placed by the
-//! engine, so ignored directories cost no watch and a directory that cannot
-//! get a watch (the per-UID budget ran out: ENOSPC) can be polled instead.
-//!
-//! The engine thread reads the inotify descriptor itself (no reader thread,
-//! no channel): one `read(2)` returns every queued event, which are
-//! translated to [`Raw`] events with paths relative to the root.
+//! The `inotify` backend (Linux, the default): the engine thread reads the
+//! inotify descriptor itself (no reader thread, no channel): one `read(2)`
+//! returns every queued event, which are translated to [`Raw`] events with
+//! paths relative to the root.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -14,53 +11,9 @@ use std::path::{Path, PathBuf};
 
 use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
 
+use super::{Raw, WatchError};
 use crate::coalesce::RelPath;
 use crate::index::{abs_path, join_rel};
-
-/// A kernel event, relative to the root.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Raw {
-    /// The kernel queue overflowed: events were lost.
-    Overflow,
-    Create {
-        path: RelPath,
-        dir: bool,
-    },
-    Modify {
-        path: RelPath,
-    },
-    CloseWrite {
-        path: RelPath,
-    },
-    Remove {
-        path: RelPath,
-        dir: bool,
-    },
-    RenameFrom {
-        path: RelPath,
-        cookie: usize,
-    },
-    RenameTo {
-        path: RelPath,
-        cookie: usize,
-    },
-    /// A watched directory itself was moved (its new name comes from its parent).
-    SelfMoved {
-        path: RelPath,
-    },
-    Open {
-        path: RelPath,
-    },
-}
-
-/// Why a watch was not placed.
-#[derive(Debug, thiserror::Error)]
-pub enum WatchError {
-    #[error("inotify watch budget exhausted")]
-    Limit,
-    #[error("{0}")]
-    Other(String),
-}
 
 /// Size of the read buffer: room for hundreds of events per `read(2)`.
 const BUF_LEN: usize = 64 * 1024;
@@ -182,17 +135,7 @@ impl Watcher {
     /// events still queued for its old name must not be reported under it).
     /// For the root (`p` empty), only its own watch.
     pub fn unwatch_subtree(&mut self, p: &[u8]) {
-        let mut gone: Vec<RelPath> = Vec::new();
-        if self.by_path.contains_key(p) {
-            gone.push(p.to_vec());
-        }
-        if !p.is_empty() {
-            let mut lo = p.to_vec();
-            lo.push(b'/');
-            let mut hi = p.to_vec();
-            hi.push(b'/' + 1);
-            gone.extend(self.by_path.range(lo..hi).map(|(k, _)| k.clone()));
-        }
+        let gone: Vec<RelPath> = super::subtree(&self.by_path, p).cloned().collect();
         if gone.is_empty() {
             return;
         }

@@ -1,0 +1,389 @@
+//! The `notify` backend: the `notify` crate's recommended watcher (inotify
+//! on Linux, FSEvents on macOS), one non-recursive watch per directory.
+//! notify's own thread translates each event into a [`Raw`] and appends it
+//! to a queue shared with the engine, firing a [`Wakeup`] when the queue
+//! stops being empty; the engine takes the whole queue at once.
+//!
+//! notify subscribes to more than the engine uses (attribute changes, every
+//! open and close): those are discarded here, on notify's thread. A moved or
+//! deleted directory loses its watches inside notify before the engine hears
+//! of it, so the engine's own [`Watcher::unwatch_subtree`] that follows only
+//! updates the record here.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::os::fd::BorrowedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind, RenameMode};
+use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
+
+use super::{Raw, WatchError};
+use crate::coalesce::RelPath;
+use crate::index::abs_path;
+use crate::wakeup::Wakeup;
+
+/// Rename halves that carry no cookie (FSEvents reports each name on its
+/// own): a disappeared name followed by an appeared one pair up.
+const NO_COOKIE: usize = usize::MAX;
+
+/// Whether the platform reports no close-after-write (FSEvents), so that a
+/// data change is the end of a write.
+const WRITE_ENDS_ON_MODIFY: bool = !cfg!(target_os = "linux");
+
+/// Identity of a watched directory: two names of one directory (a rename
+/// seen only by a rescan) share one kernel watch.
+type Inode = (u64, u64);
+
+pub struct Watcher {
+    inner: RecommendedWatcher,
+    root: PathBuf,
+    /// Own cap (`--max-watches`), 0 = none.
+    max: usize,
+    watched: BTreeMap<RelPath, Inode>,
+    by_inode: HashMap<Inode, Vec<RelPath>>,
+    shared: Arc<Shared>,
+}
+
+/// What notify's thread hands over to the engine.
+struct Shared {
+    queue: Mutex<Vec<Raw>>,
+    wake: Wakeup,
+}
+
+impl Shared {
+    fn queue(&self) -> MutexGuard<'_, Vec<Raw>> {
+        // The queue holds plain values: a panic elsewhere leaves it usable.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Runs on notify's thread.
+struct Handler {
+    root: PathBuf,
+    access: bool,
+    shared: Arc<Shared>,
+}
+
+impl notify::EventHandler for Handler {
+    fn handle_event(&mut self, event: notify::Result<Event>) {
+        let raw = match event {
+            Ok(ev) => translate(&self.root, self.access, &ev),
+            Err(e) => {
+                tracing::warn!(error = %e, "notify reported an error");
+                None
+            }
+        };
+        let Some(raw) = raw else {
+            return;
+        };
+        let mut q = self.shared.queue();
+        q.push(raw);
+        if q.len() == 1 {
+            if let Err(e) = self.shared.wake.fire() {
+                tracing::error!(error = %e, "cannot wake the engine");
+            }
+        }
+    }
+}
+
+/// One notify event as the engine sees it; `None` for what it never uses.
+fn translate(root: &Path, access: bool, ev: &Event) -> Option<Raw> {
+    if ev.need_rescan() {
+        return Some(Raw::Overflow);
+    }
+    let abs = ev.paths.first()?;
+    let path = abs.strip_prefix(root).ok()?.as_os_str().as_bytes().to_vec();
+    Some(match ev.kind {
+        EventKind::Create(k) => Raw::Create {
+            path,
+            dir: k == CreateKind::Folder,
+        },
+        EventKind::Remove(k) => Raw::Remove {
+            path,
+            dir: k == RemoveKind::Folder,
+        },
+        EventKind::Modify(ModifyKind::Data(_)) if WRITE_ENDS_ON_MODIFY => Raw::CloseWrite { path },
+        EventKind::Modify(ModifyKind::Data(_)) => Raw::Modify { path },
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Raw::CloseWrite { path },
+        EventKind::Access(AccessKind::Open(_)) if access => Raw::Open { path },
+        // inotify: the old name carries the cookie; a watched directory
+        // moved itself carries none (its new name comes from its parent).
+        EventKind::Modify(ModifyKind::Name(RenameMode::From)) => match ev.tracker() {
+            Some(cookie) => Raw::RenameFrom { path, cookie },
+            None => Raw::SelfMoved { path },
+        },
+        EventKind::Modify(ModifyKind::Name(RenameMode::To)) => Raw::RenameTo {
+            path,
+            cookie: ev.tracker().unwrap_or(NO_COOKIE),
+        },
+        // FSEvents: one event per name, no cookie. The name that is gone
+        // was moved away, the one that exists was moved here.
+        EventKind::Modify(ModifyKind::Name(RenameMode::Any | RenameMode::Other)) => {
+            if std::fs::symlink_metadata(abs).is_ok() {
+                Raw::RenameTo {
+                    path,
+                    cookie: NO_COOKIE,
+                }
+            } else {
+                Raw::RenameFrom {
+                    path,
+                    cookie: NO_COOKIE,
+                }
+            }
+        }
+        // `Both` repeats a `From` and a `To` already handed over; attribute
+        // changes, closes after reading and opens (without --access) are
+        // never reported.
+        _ => return None,
+    })
+}
+
+impl Watcher {
+    /// `access`: whether open events are wanted at all.
+    pub fn new(root: &Path, max: usize, access: bool) -> io::Result<Watcher> {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Vec::new()),
+            wake: Wakeup::new()?,
+        });
+        let handler = Handler {
+            root: root.to_path_buf(),
+            access,
+            shared: shared.clone(),
+        };
+        let inner = RecommendedWatcher::new(handler, notify::Config::default())
+            .map_err(|e| io::Error::other(format!("starting notify: {e}")))?;
+        Ok(Watcher {
+            inner,
+            root: root.to_path_buf(),
+            max,
+            watched: BTreeMap::new(),
+            by_inode: HashMap::new(),
+            shared,
+        })
+    }
+
+    /// The descriptor to wait on (readable when events were handed over).
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.shared.wake.fd()
+    }
+
+    /// Watches one directory (not recursive).
+    pub fn watch(&mut self, rel: &[u8]) -> Result<(), WatchError> {
+        if self.max > 0 && self.watched.len() >= self.max && !self.watched.contains_key(rel) {
+            return Err(WatchError::Limit);
+        }
+        let abs = abs_path(&self.root, rel);
+        // The kernel resolves the name as a watch does.
+        let inode = std::fs::metadata(&abs)
+            .map(|m| (m.dev(), m.ino()))
+            .map_err(|e| WatchError::Other(format!("{}: {e}", abs.display())))?;
+        if let Err(e) = self.inner.watch(&abs, RecursiveMode::NonRecursive) {
+            return Err(match e.kind {
+                notify::ErrorKind::MaxFilesWatch => WatchError::Limit,
+                _ => WatchError::Other(format!("{}: {e}", abs.display())),
+            });
+        }
+        if let Some(old) = self.watched.insert(rel.to_vec(), inode) {
+            self.forget_inode(old, rel);
+        }
+        self.by_inode.entry(inode).or_default().push(rel.to_vec());
+        Ok(())
+    }
+
+    fn forget_inode(&mut self, inode: Inode, rel: &[u8]) {
+        if let Some(names) = self.by_inode.get_mut(&inode) {
+            names.retain(|n| n != rel);
+            if names.is_empty() {
+                self.by_inode.remove(&inode);
+            }
+        }
+    }
+
+    /// Watches held.
+    pub fn len(&self) -> usize {
+        self.watched.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.watched.is_empty()
+    }
+
+    /// Whether `rel` holds a watch.
+    pub fn is_watched(&self, rel: &[u8]) -> bool {
+        self.watched.contains_key(rel)
+    }
+
+    /// The watched directories.
+    pub fn paths(&self) -> impl Iterator<Item = &RelPath> {
+        self.watched.keys()
+    }
+
+    /// Removes the watches at or below `p` (for the root, only its own).
+    pub fn unwatch_subtree(&mut self, p: &[u8]) {
+        let gone: Vec<RelPath> = super::subtree(&self.watched, p).cloned().collect();
+        let mut rewatch = Vec::new();
+        for path in gone {
+            let Some(inode) = self.watched.remove(&path) else {
+                continue;
+            };
+            self.forget_inode(inode, &path);
+            // Usually notify already dropped it (the directory was deleted or
+            // moved): "not watched" is the expected answer.
+            let _ = self.inner.unwatch(&abs_path(&self.root, &path));
+            // Another name of the same directory shared that kernel watch.
+            if let Some(names) = self.by_inode.get(&inode) {
+                rewatch.extend(names.iter().cloned());
+            }
+        }
+        for path in rewatch {
+            if let Err(e) = self.watch(&path) {
+                tracing::debug!(dir = %String::from_utf8_lossy(&path), error = %e, "cannot watch directory again");
+            }
+        }
+    }
+
+    /// Takes every event handed over so far. Returns `None` when there was
+    /// none, else `Some(false)` (nothing more is waiting).
+    pub fn read(&mut self, out: &mut Vec<Raw>) -> io::Result<Option<bool>> {
+        let mut q = self.shared.queue();
+        self.shared.wake.clear();
+        if q.is_empty() {
+            return Ok(None);
+        }
+        out.append(&mut q);
+        Ok(Some(false))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// Waits until `done` holds for what was handed over (notify's thread
+    /// delivers asynchronously).
+    fn read_until(w: &mut Watcher, done: impl Fn(&[Raw]) -> bool) -> Vec<Raw> {
+        let mut out = Vec::new();
+        let limit = Instant::now() + Duration::from_secs(5);
+        while !done(&out) && Instant::now() < limit {
+            if w.read(&mut out).expect("read").is_none() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn reports_paths_relative_to_the_root_and_forgets_deleted_dirs() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path();
+        std::fs::create_dir(root.join("sub")).expect("mkdir");
+        let mut w = Watcher::new(root, 0, false).expect("notify");
+        w.watch(b"").expect("watch root");
+        w.watch(b"sub").expect("watch sub");
+        assert_eq!(w.len(), 2);
+        std::fs::write(root.join("sub/f"), b"x").expect("write");
+        std::fs::remove_file(root.join("sub/f")).expect("rm");
+        std::fs::remove_dir(root.join("sub")).expect("rmdir");
+        let gone = Raw::Remove {
+            path: b"sub".to_vec(),
+            dir: true,
+        };
+        let evs = read_until(&mut w, |e| e.contains(&gone));
+        let f = b"sub/f".to_vec();
+        let file_events: Vec<&Raw> = evs
+            .iter()
+            .filter(|r| matches!(r, Raw::Create { path, .. } | Raw::Modify { path } | Raw::CloseWrite { path } | Raw::Remove { path, .. } if *path == f))
+            .collect();
+        assert_eq!(
+            file_events,
+            [
+                &Raw::Create {
+                    path: f.clone(),
+                    dir: false
+                },
+                &Raw::Modify { path: f.clone() },
+                &Raw::CloseWrite { path: f.clone() },
+                &Raw::Remove {
+                    path: f,
+                    dir: false
+                },
+            ],
+            "{evs:?}"
+        );
+        assert!(evs.contains(&gone), "{evs:?}");
+        assert!(
+            !evs.iter().any(|r| matches!(r, Raw::Open { .. })),
+            "opens are not wanted: {evs:?}"
+        );
+        w.unwatch_subtree(b"sub");
+        assert_eq!(w.len(), 1);
+    }
+
+    #[test]
+    fn renames_carry_their_cookie() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path();
+        std::fs::write(root.join("a"), b"x").expect("write");
+        let mut w = Watcher::new(root, 0, false).expect("notify");
+        w.watch(b"").expect("watch root");
+        std::fs::rename(root.join("a"), root.join("b")).expect("mv");
+        let evs = read_until(&mut w, |e| {
+            e.iter().any(|r| matches!(r, Raw::RenameTo { .. }))
+        });
+        match &evs[..] {
+            [Raw::RenameFrom {
+                path: from,
+                cookie: c1,
+            }, Raw::RenameTo {
+                path: to,
+                cookie: c2,
+            }] => {
+                assert_eq!((from.as_slice(), to.as_slice()), (&b"a"[..], &b"b"[..]));
+                assert_eq!(c1, c2);
+                assert_ne!(*c1, NO_COOKIE);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_second_name_of_a_directory_keeps_its_watch() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path();
+        std::fs::create_dir(root.join("a")).expect("mkdir");
+        // Two names, one directory, one kernel watch: what a rescan finds
+        // when a directory was renamed while events were lost.
+        std::os::unix::fs::symlink("a", root.join("b")).expect("symlink");
+        let mut w = Watcher::new(root, 0, false).expect("notify");
+        w.watch(b"a").expect("watch a");
+        w.watch(b"b").expect("watch b");
+        w.unwatch_subtree(b"a");
+        assert_eq!(w.paths().collect::<Vec<_>>(), [&b"b".to_vec()]);
+        std::fs::write(root.join("a/f"), b"x").expect("write");
+        let evs = read_until(&mut w, |e| {
+            e.iter().any(|r| matches!(r, Raw::CloseWrite { .. }))
+        });
+        assert!(
+            evs.contains(&Raw::CloseWrite {
+                path: b"b/f".to_vec()
+            }),
+            "the remaining name is still watched: {evs:?}"
+        );
+    }
+
+    #[test]
+    fn own_cap_reports_the_limit() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(tmp.path().join("a")).expect("mkdir");
+        let mut w = Watcher::new(tmp.path(), 1, false).expect("notify");
+        w.watch(b"").expect("watch root");
+        w.watch(b"")
+            .expect("re-watching a watched directory costs nothing");
+        assert!(matches!(w.watch(b"a"), Err(WatchError::Limit)));
+    }
+}
