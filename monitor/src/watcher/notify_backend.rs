@@ -44,7 +44,8 @@ pub struct Watcher {
     /// Own cap (`--max-watches`), 0 = none.
     max: usize,
     watched: BTreeMap<RelPath, Inode>,
-    by_inode: HashMap<Inode, Vec<RelPath>>,
+    /// Names watched per directory (almost always 1).
+    names: HashMap<Inode, u32>,
     shared: Arc<Shared>,
 }
 
@@ -161,7 +162,7 @@ impl Watcher {
             root: root.to_path_buf(),
             max,
             watched: BTreeMap::new(),
-            by_inode: HashMap::new(),
+            names: HashMap::new(),
             shared,
         })
     }
@@ -188,17 +189,22 @@ impl Watcher {
             });
         }
         if let Some(old) = self.watched.insert(rel.to_vec(), inode) {
-            self.forget_inode(old, rel);
+            self.forget_name(old);
         }
-        self.by_inode.entry(inode).or_default().push(rel.to_vec());
+        *self.names.entry(inode).or_default() += 1;
         Ok(())
     }
 
-    fn forget_inode(&mut self, inode: Inode, rel: &[u8]) {
-        if let Some(names) = self.by_inode.get_mut(&inode) {
-            names.retain(|n| n != rel);
-            if names.is_empty() {
-                self.by_inode.remove(&inode);
+    /// One name of `inode` is no longer watched; returns whether others are.
+    fn forget_name(&mut self, inode: Inode) -> bool {
+        match self.names.get_mut(&inode) {
+            Some(n) if *n > 1 => {
+                *n -= 1;
+                true
+            }
+            _ => {
+                self.names.remove(&inode);
+                false
             }
         }
     }
@@ -225,20 +231,29 @@ impl Watcher {
     /// Removes the watches at or below `p` (for the root, only its own).
     pub fn unwatch_subtree(&mut self, p: &[u8]) {
         let gone: Vec<RelPath> = super::subtree(&self.watched, p).cloned().collect();
-        let mut rewatch = Vec::new();
+        let mut shared = Vec::new();
         for path in gone {
             let Some(inode) = self.watched.remove(&path) else {
                 continue;
             };
-            self.forget_inode(inode, &path);
+            if self.forget_name(inode) {
+                shared.push(inode);
+            }
             // Usually notify already dropped it (the directory was deleted or
             // moved): "not watched" is the expected answer.
             let _ = self.inner.unwatch(&abs_path(&self.root, &path));
-            // Another name of the same directory shared that kernel watch.
-            if let Some(names) = self.by_inode.get(&inode) {
-                rewatch.extend(names.iter().cloned());
-            }
         }
+        if shared.is_empty() {
+            return;
+        }
+        // Another name of the same directory shared that kernel watch (rare:
+        // the names are looked up by walking the record).
+        let rewatch: Vec<RelPath> = self
+            .watched
+            .iter()
+            .filter(|(_, i)| shared.contains(i))
+            .map(|(p, _)| p.clone())
+            .collect();
         for path in rewatch {
             if let Err(e) = self.watch(&path) {
                 tracing::debug!(dir = %String::from_utf8_lossy(&path), error = %e, "cannot watch directory again");
