@@ -24,8 +24,9 @@ cargo check -p fdb-sink --features fdb --all-targets --locked
 step "cargo test --workspace"
 cargo test --workspace --locked --no-fail-fast
 
-step "file-monitor integration suite again, on the notify backend (FILE_MONITOR_BACKEND=notify)"
+step "file-monitor integration suite and end-to-end scenarios again, on the notify backend"
 FILE_MONITOR_BACKEND=notify cargo test -p monitor --test integration --locked --no-fail-fast
+FILE_MONITOR_BACKEND=notify cargo test -p e2e-tests --locked --no-fail-fast
 
 step "README quick start: ./scripts/demo.sh --check (the local pipeline, queried back)"
 DEMO_INGEST_PORT=18180 DEMO_API_PORT=18181 DEMO_METRICS_PORT=19190 ./scripts/demo.sh --check
