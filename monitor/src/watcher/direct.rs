@@ -112,23 +112,9 @@ impl Watcher {
         Ok(())
     }
 
-    /// Watches held.
-    pub fn len(&self) -> usize {
-        self.by_path.len()
-    }
-
-    /// Whether `rel` holds a watch.
-    pub fn is_watched(&self, rel: &[u8]) -> bool {
-        self.by_path.contains_key(rel)
-    }
-
     /// The watched directories.
-    pub fn paths(&self) -> impl Iterator<Item = &RelPath> {
-        self.by_path.keys()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_path.is_empty()
+    pub fn watched(&self) -> &BTreeMap<RelPath, WatchDescriptor> {
+        &self.by_path
     }
 
     /// Removes the watches at or below `p` (a directory deleted or moved:
@@ -291,46 +277,6 @@ mod tests {
     }
 
     #[test]
-    fn reports_paths_relative_to_the_root_and_forgets_deleted_dirs() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let root = tmp.path();
-        std::fs::create_dir(root.join("sub")).expect("mkdir");
-        let mut w = Watcher::new(root, 0, false).expect("inotify");
-        w.watch(b"").expect("watch root");
-        w.watch(b"sub").expect("watch sub");
-        assert_eq!(w.len(), 2);
-        std::fs::write(root.join("sub/f"), b"x").expect("write");
-        std::fs::remove_file(root.join("sub/f")).expect("rm");
-        std::fs::remove_dir(root.join("sub")).expect("rmdir");
-        let evs = read_all(&mut w);
-        let sub = b"sub/f".to_vec();
-        assert_eq!(
-            evs[..4],
-            [
-                Raw::Create {
-                    path: sub.clone(),
-                    dir: false
-                },
-                Raw::Modify { path: sub.clone() },
-                Raw::CloseWrite { path: sub.clone() },
-                Raw::Remove {
-                    path: sub,
-                    dir: false
-                },
-            ],
-            "{evs:?}"
-        );
-        assert!(
-            evs.contains(&Raw::Remove {
-                path: b"sub".to_vec(),
-                dir: true
-            }),
-            "{evs:?}"
-        );
-        assert_eq!(w.len(), 1, "the deleted directory's watch is forgotten");
-    }
-
-    #[test]
     fn a_directory_moved_away_loses_its_watches() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let root = tmp.path().join("root");
@@ -345,7 +291,7 @@ mod tests {
             matches!(&evs[0], Raw::RenameFrom { path, .. } if path == b"a"),
             "{evs:?}"
         );
-        assert_eq!(w.paths().collect::<Vec<_>>(), [&b"".to_vec()]);
+        assert_eq!(w.watched().keys().collect::<Vec<_>>(), [&b"".to_vec()]);
         // Outside the tree now: nothing it does is reported.
         std::fs::write(tmp.path().join("away/b/f"), b"x").expect("write");
         assert_eq!(read_all(&mut w), Vec::<Raw>::new());
@@ -372,16 +318,5 @@ mod tests {
         }
         assert_eq!(out.len(), 3000, "after {reads} reads");
         assert_eq!(w.read(&mut out).expect("read"), None);
-    }
-
-    #[test]
-    fn own_cap_reports_the_limit() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir(tmp.path().join("a")).expect("mkdir");
-        let mut w = Watcher::new(tmp.path(), 1, false).expect("inotify");
-        w.watch(b"").expect("watch root");
-        w.watch(b"")
-            .expect("re-watching a watched directory costs nothing");
-        assert!(matches!(w.watch(b"a"), Err(WatchError::Limit)));
     }
 }

@@ -116,21 +116,21 @@ impl Watcher {
 
     /// Watches held.
     pub fn len(&self) -> usize {
-        each!(self, w => w.len())
+        each!(self, w => w.watched().len())
     }
 
     pub fn is_empty(&self) -> bool {
-        each!(self, w => w.is_empty())
+        each!(self, w => w.watched().is_empty())
     }
 
     /// Whether `rel` holds a watch.
     pub fn is_watched(&self, rel: &[u8]) -> bool {
-        each!(self, w => w.is_watched(rel))
+        each!(self, w => w.watched().contains_key(rel))
     }
 
     /// The watched directories.
     pub fn paths(&self) -> Box<dyn Iterator<Item = &RelPath> + '_> {
-        each!(self, w => Box::new(w.paths()))
+        each!(self, w => Box::new(w.watched().keys()))
     }
 
     /// Removes the watches at or below `p` (a directory deleted or moved:
@@ -170,4 +170,131 @@ fn subtree<'a, V>(
         watched.range(lo..hi).map(|(k, _)| k)
     });
     own.into_iter().chain(below.into_iter().flatten())
+}
+
+/// What both backends must do alike.
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn backends() -> Vec<Backend> {
+        let mut b = vec![Backend::Notify];
+        if cfg!(target_os = "linux") {
+            b.push(Backend::Inotify);
+        }
+        b
+    }
+
+    /// Reads until `done` holds for what was read, or 5 s passed (the
+    /// notify backend delivers from its own thread).
+    pub(crate) fn read_until(w: &mut Watcher, done: impl Fn(&[Raw]) -> bool) -> Vec<Raw> {
+        let mut out = Vec::new();
+        let limit = Instant::now() + Duration::from_secs(5);
+        while !done(&out) && Instant::now() < limit {
+            if w.read(&mut out).expect("read").is_none() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn reports_paths_relative_to_the_root_and_forgets_deleted_dirs() {
+        for backend in backends() {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let root = tmp.path();
+            std::fs::create_dir(root.join("sub")).expect("mkdir");
+            let mut w = Watcher::new(backend, root, 0, false).expect("backend");
+            w.watch(b"").expect("watch root");
+            w.watch(b"sub").expect("watch sub");
+            assert_eq!(w.len(), 2);
+            std::fs::write(root.join("sub/f"), b"x").expect("write");
+            std::fs::remove_file(root.join("sub/f")).expect("rm");
+            std::fs::remove_dir(root.join("sub")).expect("rmdir");
+            let gone = Raw::Remove {
+                path: b"sub".to_vec(),
+                dir: true,
+            };
+            let evs = read_until(&mut w, |e| e.contains(&gone));
+            assert!(evs.contains(&gone), "{backend:?}: {evs:?}");
+            let f = b"sub/f".to_vec();
+            let of_f: Vec<&Raw> = evs
+                .iter()
+                .filter(|r| match r {
+                    Raw::Create { path, .. }
+                    | Raw::Modify { path }
+                    | Raw::CloseWrite { path }
+                    | Raw::Remove { path, .. } => *path == f,
+                    _ => false,
+                })
+                .collect();
+            assert_eq!(
+                of_f,
+                [
+                    &Raw::Create {
+                        path: f.clone(),
+                        dir: false
+                    },
+                    &Raw::Modify { path: f.clone() },
+                    &Raw::CloseWrite { path: f.clone() },
+                    &Raw::Remove {
+                        path: f,
+                        dir: false
+                    },
+                ],
+                "{backend:?}: {evs:?}"
+            );
+            assert!(
+                !evs.iter().any(|r| matches!(r, Raw::Open { .. })),
+                "{backend:?}: opens are not wanted: {evs:?}"
+            );
+            w.unwatch_subtree(b"sub");
+            assert_eq!(w.len(), 1, "{backend:?}");
+        }
+    }
+
+    #[test]
+    fn renames_are_paired_by_cookie() {
+        for backend in backends() {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let root = tmp.path();
+            std::fs::write(root.join("a"), b"x").expect("write");
+            let mut w = Watcher::new(backend, root, 0, false).expect("backend");
+            w.watch(b"").expect("watch root");
+            std::fs::rename(root.join("a"), root.join("b")).expect("mv");
+            let evs = read_until(&mut w, |e| {
+                e.iter().any(|r| matches!(r, Raw::RenameTo { .. }))
+            });
+            match &evs[..] {
+                [Raw::RenameFrom {
+                    path: from,
+                    cookie: c1,
+                }, Raw::RenameTo {
+                    path: to,
+                    cookie: c2,
+                }] => {
+                    assert_eq!((from.as_slice(), to.as_slice()), (&b"a"[..], &b"b"[..]));
+                    assert_eq!(c1, c2, "{backend:?}");
+                }
+                other => panic!("{backend:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn own_cap_reports_the_limit() {
+        for backend in backends() {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            std::fs::create_dir(tmp.path().join("a")).expect("mkdir");
+            let mut w = Watcher::new(backend, tmp.path(), 1, false).expect("backend");
+            w.watch(b"").expect("watch root");
+            w.watch(b"")
+                .expect("re-watching a watched directory costs nothing");
+            assert!(
+                matches!(w.watch(b"a"), Err(WatchError::Limit)),
+                "{backend:?}"
+            );
+        }
+    }
 }

@@ -36,7 +36,7 @@ const WRITE_ENDS_ON_MODIFY: bool = !cfg!(target_os = "linux");
 
 /// Identity of a watched directory: two names of one directory (a rename
 /// seen only by a rescan) share one kernel watch.
-type Inode = (u64, u64);
+pub type Inode = (u64, u64);
 
 pub struct Watcher {
     inner: RecommendedWatcher,
@@ -209,23 +209,9 @@ impl Watcher {
         }
     }
 
-    /// Watches held.
-    pub fn len(&self) -> usize {
-        self.watched.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.watched.is_empty()
-    }
-
-    /// Whether `rel` holds a watch.
-    pub fn is_watched(&self, rel: &[u8]) -> bool {
-        self.watched.contains_key(rel)
-    }
-
     /// The watched directories.
-    pub fn paths(&self) -> impl Iterator<Item = &RelPath> {
-        self.watched.keys()
+    pub fn watched(&self) -> &BTreeMap<RelPath, Inode> {
+        &self.watched
     }
 
     /// Removes the watches at or below `p` (for the root, only its own).
@@ -277,94 +263,7 @@ impl Watcher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Duration, Instant};
-
-    /// Waits until `done` holds for what was handed over (notify's thread
-    /// delivers asynchronously).
-    fn read_until(w: &mut Watcher, done: impl Fn(&[Raw]) -> bool) -> Vec<Raw> {
-        let mut out = Vec::new();
-        let limit = Instant::now() + Duration::from_secs(5);
-        while !done(&out) && Instant::now() < limit {
-            if w.read(&mut out).expect("read").is_none() {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        }
-        out
-    }
-
-    #[test]
-    fn reports_paths_relative_to_the_root_and_forgets_deleted_dirs() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let root = tmp.path();
-        std::fs::create_dir(root.join("sub")).expect("mkdir");
-        let mut w = Watcher::new(root, 0, false).expect("notify");
-        w.watch(b"").expect("watch root");
-        w.watch(b"sub").expect("watch sub");
-        assert_eq!(w.len(), 2);
-        std::fs::write(root.join("sub/f"), b"x").expect("write");
-        std::fs::remove_file(root.join("sub/f")).expect("rm");
-        std::fs::remove_dir(root.join("sub")).expect("rmdir");
-        let gone = Raw::Remove {
-            path: b"sub".to_vec(),
-            dir: true,
-        };
-        let evs = read_until(&mut w, |e| e.contains(&gone));
-        let f = b"sub/f".to_vec();
-        let file_events: Vec<&Raw> = evs
-            .iter()
-            .filter(|r| matches!(r, Raw::Create { path, .. } | Raw::Modify { path } | Raw::CloseWrite { path } | Raw::Remove { path, .. } if *path == f))
-            .collect();
-        assert_eq!(
-            file_events,
-            [
-                &Raw::Create {
-                    path: f.clone(),
-                    dir: false
-                },
-                &Raw::Modify { path: f.clone() },
-                &Raw::CloseWrite { path: f.clone() },
-                &Raw::Remove {
-                    path: f,
-                    dir: false
-                },
-            ],
-            "{evs:?}"
-        );
-        assert!(evs.contains(&gone), "{evs:?}");
-        assert!(
-            !evs.iter().any(|r| matches!(r, Raw::Open { .. })),
-            "opens are not wanted: {evs:?}"
-        );
-        w.unwatch_subtree(b"sub");
-        assert_eq!(w.len(), 1);
-    }
-
-    #[test]
-    fn renames_carry_their_cookie() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let root = tmp.path();
-        std::fs::write(root.join("a"), b"x").expect("write");
-        let mut w = Watcher::new(root, 0, false).expect("notify");
-        w.watch(b"").expect("watch root");
-        std::fs::rename(root.join("a"), root.join("b")).expect("mv");
-        let evs = read_until(&mut w, |e| {
-            e.iter().any(|r| matches!(r, Raw::RenameTo { .. }))
-        });
-        match &evs[..] {
-            [Raw::RenameFrom {
-                path: from,
-                cookie: c1,
-            }, Raw::RenameTo {
-                path: to,
-                cookie: c2,
-            }] => {
-                assert_eq!((from.as_slice(), to.as_slice()), (&b"a"[..], &b"b"[..]));
-                assert_eq!(c1, c2);
-                assert_ne!(*c1, NO_COOKIE);
-            }
-            other => panic!("{other:?}"),
-        }
-    }
+    use crate::watcher::tests::read_until;
 
     #[test]
     fn a_second_name_of_a_directory_keeps_its_watch() {
@@ -374,7 +273,7 @@ mod tests {
         // Two names, one directory, one kernel watch: what a rescan finds
         // when a directory was renamed while events were lost.
         std::os::unix::fs::symlink("a", root.join("b")).expect("symlink");
-        let mut w = Watcher::new(root, 0, false).expect("notify");
+        let mut w = crate::watcher::Watcher::Notify(Watcher::new(root, 0, false).expect("notify"));
         w.watch(b"a").expect("watch a");
         w.watch(b"b").expect("watch b");
         w.unwatch_subtree(b"a");
@@ -389,16 +288,5 @@ mod tests {
             }),
             "the remaining name is still watched: {evs:?}"
         );
-    }
-
-    #[test]
-    fn own_cap_reports_the_limit() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        std::fs::create_dir(tmp.path().join("a")).expect("mkdir");
-        let mut w = Watcher::new(tmp.path(), 1, false).expect("notify");
-        w.watch(b"").expect("watch root");
-        w.watch(b"")
-            .expect("re-watching a watched directory costs nothing");
-        assert!(matches!(w.watch(b"a"), Err(WatchError::Limit)));
     }
 }
