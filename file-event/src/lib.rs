@@ -19,8 +19,10 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+pub mod de;
 mod timestamp;
 
+pub use de::{ExtraFields, WithExtra};
 pub use timestamp::Timestamp;
 
 /// The value of the `schema` field.
@@ -95,8 +97,9 @@ impl Kind {
     }
 }
 
-/// One `file-event/1` line.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One `file-event/1` line. It is read by [`de`]'s reader (the same that
+/// reads it together with a consumer's extra fields).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FileEvent {
     /// Always [`SCHEMA`].
     pub schema: String,

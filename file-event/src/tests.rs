@@ -81,3 +81,77 @@ fn rejects_with_reasons() {
         assert!(err.contains(want), "{line}: {err} lacks {want}");
     }
 }
+
+#[test]
+fn reads_like_a_derived_implementation() {
+    let base = fixed(EventType::Create, b"x").to_json();
+    let cases = [
+        (base.replace("\"seq\":7,", ""), "missing field `seq`"),
+        (
+            base.replace("\"seq\":7,", "\"seq\":7,\"seq\":8,"),
+            "duplicate field `seq`",
+        ),
+        (
+            base.replace(
+                "\"user_id\":\"alice\"",
+                "\"user_id\":\"a\",\"user_id\":null",
+            ),
+            "duplicate field `user_id`",
+        ),
+        (
+            base.replace("\"metadata\":{}", "\"metadata\":null"),
+            "invalid type: null",
+        ),
+    ];
+    for (line, want) in cases {
+        let err = FileEvent::from_json(&line).expect_err(&line).to_string();
+        assert!(err.contains(want), "{line}: {err} lacks {want}");
+    }
+    // Optional fields may be null or absent; unknown fields are skipped.
+    let relaxed = base
+        .replace("\"user_id\":\"alice\"", "\"user_id\":null")
+        .replace(
+            "\"metadata\":{}",
+            "\"pod_name\":\"ws-0\",\"x\":[1,{\"y\":2}]",
+        );
+    let ev = FileEvent::from_json(&relaxed).expect("relaxed");
+    assert_eq!(ev.user_id, None);
+    assert!(ev.metadata.is_empty());
+    assert_eq!(ev.tenant_id.as_deref(), Some("acme"));
+}
+
+#[test]
+fn extra_fields_are_read_in_the_same_pass() {
+    #[derive(Default, Debug, PartialEq)]
+    struct Pod {
+        pod_name: Option<String>,
+        skipped: usize,
+    }
+    impl<'de> ExtraFields<'de> for Pod {
+        fn field<A: serde::de::MapAccess<'de>>(
+            &mut self,
+            key: &str,
+            map: &mut A,
+        ) -> Result<bool, A::Error> {
+            if key == "pod_name" {
+                self.pod_name = map.next_value()?;
+                return Ok(true);
+            }
+            self.skipped += 1;
+            Ok(false)
+        }
+    }
+    let ev = fixed(EventType::Create, b"src/a.rs");
+    let line = ev
+        .to_json()
+        .replacen('{', "{\"pod_name\":\"ws-0\",\"cluster\\u0041\":1,", 1);
+    let got: WithExtra<Pod> = serde_json::from_str(&line).expect("with extra");
+    assert_eq!(got.event, ev);
+    assert_eq!(
+        got.extra,
+        Pod {
+            pod_name: Some("ws-0".into()),
+            skipped: 1
+        }
+    );
+}
