@@ -76,7 +76,15 @@ fn make_batches(o: &Opts) -> Vec<Vec<u8>> {
                     "event_id": uuid::Uuid::now_v7().to_string(),
                     "monitor_id": monitors[m],
                     "seq": seq,
-                    "timestamp": format!("2026-11-26T18:{:02}:{:02}.{:09}Z", (seq / 60) % 60, seq % 60, seq),
+                    // One event per millisecond per monitor, in `seq` order,
+                    // as a monitor emits them.
+                    "timestamp": format!(
+                        "2026-11-26T{:02}:{:02}:{:02}.{:03}Z",
+                        18 + seq / 3_600_000,
+                        (seq / 60_000) % 60,
+                        (seq / 1000) % 60,
+                        seq % 1000
+                    ),
                     "event_type": event_type,
                     "kind": "file",
                     "path": format!("src/module{}/file{}.rs", seq % 20, seq % 500),
