@@ -421,6 +421,10 @@ impl Txn for OverlayTxn<'_> {
     fn written_bytes(&self) -> usize {
         self.written
     }
+
+    fn exclusive(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]
