@@ -141,6 +141,21 @@ fn cpu_by_thread() -> std::collections::BTreeMap<String, f64> {
     out
 }
 
+/// Bytes of the files under `dir`.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -285,6 +300,7 @@ fn main() {
         .read(|t| fdb_sink::audit::count_in(t, &Keys::default().audit_logs_all()))
         .expect("count");
     assert_eq!(stored as f64, events, "every event stored");
+    let on_disk = dir_bytes(&tmp.path().join("store"));
     println!(
         "sink (HTTP, embedded, durable): {rate:.0} events/s = {:.0}% of ceiling; batch ack p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} retried (503) requests",
         100.0 * rate / ceiling,
@@ -292,6 +308,11 @@ fn main() {
         percentile(&lat, 0.99).as_secs_f64() * 1e3,
         lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
         retries.load(Ordering::Relaxed),
+    );
+    println!(
+        "store on disk: {:.0} MB ({:.0} B/event)",
+        on_disk as f64 / 1e6,
+        on_disk as f64 / events
     );
     println!(
         "CPU: {cpu_us:.1} us/event (sink and HTTP clients together, user + system); \
