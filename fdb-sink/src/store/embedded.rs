@@ -139,9 +139,7 @@ impl EmbeddedStore {
             source: Some(Box::new(e)),
         })?;
         let db = Database::builder(&self.path).open().map_err(convert)?;
-        let kv = db
-            .keyspace(KEYSPACE, keyspace_options)
-            .map_err(convert)?;
+        let kv = db.keyspace(KEYSPACE, keyspace_options).map_err(convert)?;
         tracing::info!(path = %self.path.display(), "embedded store opened");
         let open = Arc::new(Open {
             db,
@@ -609,4 +607,3 @@ mod tests {
         second.transact(|t| t.set(b"a", b"b")).expect("write");
     }
 }
-
