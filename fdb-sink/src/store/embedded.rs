@@ -257,9 +257,11 @@ impl Store for EmbeddedStore {
 ///   and rarely removed, so blob files seldom need garbage collection. The
 ///   blobs are not compressed: compressing them took about 0.7 us of CPU
 ///   per event, and the store ended up only about a tenth smaller.
-/// - 128 MiB memtables and 8 tables in level 0 before they are merged into
-///   level 1 (fjall's defaults: 64 MiB and 4), so level 1 is rewritten a
-///   quarter as often, for a few more tables for a read to consult.
+/// - 8 tables in level 0 before they are merged into level 1 (fjall's
+///   default: 4), so level 1 is rewritten half as often, for a few more
+///   tables for a read to consult. Memtables keep fjall's 64 MiB: 128 MiB
+///   saved some compaction too, but made every memtable insert of the
+///   writer slower (a deeper skip list) and the flushes longer.
 fn keyspace_options() -> KeyspaceCreateOptions {
     let blobs = fjall::KvSeparationOptions {
         separation_threshold: 256,
@@ -268,14 +270,10 @@ fn keyspace_options() -> KeyspaceCreateOptions {
     };
     KeyspaceCreateOptions::default()
         .with_kv_separation(Some(blobs))
-        .max_memtable_size(MEMTABLE_BYTES)
         .compaction_strategy(Arc::new(
             fjall::compaction::Leveled::default().with_l0_threshold(L0_TABLES),
         ))
 }
-
-/// Size of a memtable before it is flushed to a table.
-const MEMTABLE_BYTES: u64 = 128 << 20;
 
 /// Tables in level 0 that trigger their merge into level 1.
 const L0_TABLES: u8 = 8;
