@@ -76,7 +76,15 @@ fn make_batches(o: &Opts) -> Vec<Vec<u8>> {
                     "event_id": uuid::Uuid::now_v7().to_string(),
                     "monitor_id": monitors[m],
                     "seq": seq,
-                    "timestamp": format!("2026-11-26T18:{:02}:{:02}.{:09}Z", (seq / 60) % 60, seq % 60, seq),
+                    // One event per millisecond per monitor, in `seq` order,
+                    // as a monitor emits them.
+                    "timestamp": format!(
+                        "2026-11-26T{:02}:{:02}:{:02}.{:03}Z",
+                        18 + seq / 3_600_000,
+                        (seq / 60_000) % 60,
+                        (seq / 1000) % 60,
+                        seq % 1000
+                    ),
                     "event_type": event_type,
                     "kind": "file",
                     "path": format!("src/module{}/file{}.rs", seq % 20, seq % 500),
@@ -131,6 +139,21 @@ fn cpu_by_thread() -> std::collections::BTreeMap<String, f64> {
         }
     }
     out
+}
+
+/// Bytes of the files under `dir`.
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -277,6 +300,7 @@ fn main() {
         .read(|t| fdb_sink::audit::count_in(t, &Keys::default().audit_logs_all()))
         .expect("count");
     assert_eq!(stored as f64, events, "every event stored");
+    let on_disk = dir_bytes(&tmp.path().join("store"));
     println!(
         "sink (HTTP, embedded, durable): {rate:.0} events/s = {:.0}% of ceiling; batch ack p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} retried (503) requests",
         100.0 * rate / ceiling,
@@ -284,6 +308,11 @@ fn main() {
         percentile(&lat, 0.99).as_secs_f64() * 1e3,
         lat.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
         retries.load(Ordering::Relaxed),
+    );
+    println!(
+        "store on disk: {:.0} MB ({:.0} B/event)",
+        on_disk as f64 / 1e6,
+        on_disk as f64 / events
     );
     println!(
         "CPU: {cpu_us:.1} us/event (sink and HTTP clients together, user + system); \

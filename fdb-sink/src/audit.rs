@@ -9,6 +9,7 @@
 //! atomic ADD/MAX/MIN, aggregated per transaction, so concurrent writers never
 //! conflict on them.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use crate::keys::{decode_i64, decode_u64, AuditLogKey, ByPathKey, KeyRange, Keys, PathTouch};
@@ -98,6 +99,34 @@ struct SessionDelta {
     by_type: HashMap<&'static str, i64>,
     first_ns: u64,
     last_ns: u64,
+    /// Every record of the session stored so far (committed or written by
+    /// this transaction) has a time at or below this bound; `None` when
+    /// unknown. Only kept in exclusive transactions (see [`Txn::exclusive`]).
+    stored_up_to: Option<u64>,
+}
+
+impl SessionDelta {
+    /// A session seen for the first time in this chunk. In an exclusive
+    /// transaction its `last_ns` (the latest time of any record stored in
+    /// it, this transaction's writes included) bounds what can already be
+    /// stored, so that a later event needs no lookup to be known new.
+    fn start(
+        txn: &mut dyn Txn,
+        keys: &Keys,
+        (t, u, s): (&str, &str, &str),
+    ) -> Result<Self, StoreError> {
+        let stored_up_to = if txn.exclusive() {
+            txn.get(&keys.session_last_ns(t, u, s))?
+                .map(|v| decode_u64(&v))
+        } else {
+            None
+        };
+        Ok(SessionDelta {
+            first_ns: u64::MAX,
+            stored_up_to,
+            ..Default::default()
+        })
+    }
 }
 
 #[derive(Default)]
@@ -124,24 +153,27 @@ pub fn write_chunk(
     for item in items {
         match item {
             Item::Record(r) => {
-                if write_record(txn, r)? {
+                let ts = u64::try_from(r.ts_ns).unwrap_or(0);
+                let id = (r.tenant.as_str(), r.user.as_str(), r.session.as_str());
+                let s = match sessions.entry(id) {
+                    Entry::Occupied(e) => e.into_mut(),
+                    Entry::Vacant(e) => e.insert(SessionDelta::start(txn, keys, id)?),
+                };
+                // Later than anything stored in its session: cannot be stored yet.
+                let known_new = s.stored_up_to.is_some_and(|up_to| ts > up_to);
+                if write_record(txn, r, known_new)? {
                     if let Some(key) = &r.encoded.by_checksum {
-                        let ts = u64::try_from(r.ts_ns).unwrap_or(0);
                         let seen = last_seen.entry(key.as_slice()).or_insert(ts);
                         *seen = (*seen).max(ts);
                     }
                     summary.written += 1;
-                    let ts = u64::try_from(r.ts_ns).unwrap_or(0);
-                    let s = sessions
-                        .entry((&r.tenant, &r.user, &r.session))
-                        .or_insert_with(|| SessionDelta {
-                            first_ns: u64::MAX,
-                            ..Default::default()
-                        });
                     s.events += 1;
                     *s.by_type.entry(r.event_type).or_default() += 1;
                     s.first_ns = s.first_ns.min(ts);
                     s.last_ns = s.last_ns.max(ts);
+                    if let Some(up_to) = &mut s.stored_up_to {
+                        *up_to = (*up_to).max(ts);
+                    }
                     let m = monitors.entry(&r.monitor_id).or_default();
                     m.received += 1;
                     m.max_seq = m.max_seq.max(r.seq);
@@ -156,7 +188,7 @@ pub fn write_chunk(
             }
         }
     }
-    for ((t, u, s), d) in &sessions {
+    for ((t, u, s), d) in sessions.iter().filter(|(_, d)| d.events > 0) {
         txn.atomic_add(&keys.session_events(t, u, s), d.events)?;
         for (ty, n) in &d.by_type {
             txn.atomic_add(&keys.session_type_count(t, u, s, ty), *n)?;
@@ -176,12 +208,15 @@ pub fn write_chunk(
 }
 
 /// Writes one record and its `by_path` entries unless it is already stored.
-/// Returns whether it was new. Counters and `by_checksum` (one MAX per key
-/// and chunk) are the caller's job. The keys were built at validation with
-/// the same [`Keys`].
-fn write_record(txn: &mut dyn Txn, r: &ValidRecord) -> Result<bool, StoreError> {
+/// Returns whether it was new. `known_new` skips the lookup of its key when
+/// the caller has proven it absent. Counters and `by_checksum` (one MAX per
+/// key and chunk) are the caller's job. The keys were built at validation
+/// with the same [`Keys`].
+fn write_record(txn: &mut dyn Txn, r: &ValidRecord, known_new: bool) -> Result<bool, StoreError> {
     let k = &r.encoded;
-    if !txn.insert_new(&k.audit, &r.value)? {
+    if known_new {
+        txn.set(&k.audit, &r.value)?;
+    } else if !txn.insert_new(&k.audit, &r.value)? {
         return Ok(false);
     }
     for key in &k.by_path {

@@ -228,44 +228,17 @@ type Reject = (&'static str, String, Option<i64>);
 fn validate(keys: &Keys, line: &[u8]) -> Result<ValidRecord, Reject> {
     let text =
         std::str::from_utf8(line).map_err(|e| (reason::INVALID_UTF8, e.to_string(), None))?;
-    // Three passes over the text, each skipping what it does not need, are
-    // cheaper than one pass that buffers the whole object. Structs also
-    // deserialise from arrays: require an object first.
+    // Structs also deserialise from arrays: require an object first.
     if !text.trim_start().starts_with('{') {
         let what = serde_json::from_str::<serde::de::IgnoredAny>(text)
             .map(|_| "a JSON value that is not an object".to_string())
             .unwrap_or_else(|e| format!("not a JSON object: {e}"));
         return Err((reason::INVALID_JSON, what, None));
     }
-    let marks: Marks = serde_json::from_str(text).map_err(|e| {
-        (
-            reason::INVALID_JSON,
-            format!("not a JSON object: {e}"),
-            None,
-        )
-    })?;
-    if is_marked(&marks.dead_letter) {
-        let why = match &marks.reason {
-            Some(serde_json::Value::String(s)) => s.clone(),
-            Some(v) => v.to_string(),
-            None => "marked dead_letter by the collector".into(),
-        };
-        return Err((reason::UPSTREAM, why, marks.own_ts()));
-    }
-    let event = match serde_json::from_str::<FileEvent>(text) {
-        Ok(ev) => ev,
-        Err(e) => return Err(diagnose(text, e, marks.own_ts())),
+    let (event, k8s) = match line::parse(text) {
+        Some(parsed) => parsed,
+        None => parse_in_passes(text)?,
     };
-    event
-        .check()
-        .map_err(|e| (check_reason(&e), e.to_string(), marks.own_ts()))?;
-    let k8s: K8sFields = serde_json::from_str(text).map_err(|e| {
-        (
-            reason::BAD_FIELD,
-            format!("a Kubernetes field is not a string: {e}"),
-            marks.own_ts(),
-        )
-    })?;
     let ts_ns = i64::try_from(event.timestamp.unix_nanos())
         .ok()
         .filter(|n| *n >= 0)
@@ -385,6 +358,43 @@ fn validate(keys: &Keys, line: &[u8]) -> Result<ValidRecord, Reject> {
         value,
         metadata_truncated: record.metadata_truncated,
     })
+}
+
+/// Reads a JSON object in three passes (the collector's marks, the
+/// `file-event/1` itself, the Kubernetes fields), each skipping what it does
+/// not need, and says why a line is not a valid record: the path of every
+/// line that [`line::parse`] does not accept.
+fn parse_in_passes(text: &str) -> Result<(FileEvent, K8sFields), Reject> {
+    let marks: Marks = serde_json::from_str(text).map_err(|e| {
+        (
+            reason::INVALID_JSON,
+            format!("not a JSON object: {e}"),
+            None,
+        )
+    })?;
+    if is_marked(&marks.dead_letter) {
+        let why = match &marks.reason {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(v) => v.to_string(),
+            None => "marked dead_letter by the collector".into(),
+        };
+        return Err((reason::UPSTREAM, why, marks.own_ts()));
+    }
+    let event = match serde_json::from_str::<FileEvent>(text) {
+        Ok(ev) => ev,
+        Err(e) => return Err(diagnose(text, e, marks.own_ts())),
+    };
+    event
+        .check()
+        .map_err(|e| (check_reason(&e), e.to_string(), marks.own_ts()))?;
+    let k8s: K8sFields = serde_json::from_str(text).map_err(|e| {
+        (
+            reason::BAD_FIELD,
+            format!("a Kubernetes field is not a string: {e}"),
+            marks.own_ts(),
+        )
+    })?;
+    Ok((event, k8s))
 }
 
 fn is_marked(v: &Option<serde_json::Value>) -> bool {
@@ -558,5 +568,6 @@ impl DeadLetter {
     }
 }
 
+mod line;
 #[cfg(test)]
 mod tests;

@@ -205,3 +205,38 @@ fn moves_index_both_ends() {
     assert_eq!(r.paths, vec!["b.txt".to_string(), "a.txt".to_string()]);
     assert_eq!(r.event_type, "move");
 }
+
+#[test]
+fn one_pass_reads_valid_lines_as_the_three_passes_do() {
+    let valid = [
+        line(serde_json::json!({})),
+        line(serde_json::json!({
+            "event_type": "move", "from": "a.txt", "to": "test.txt", "size": 3,
+            "checksum": "sha256:00", "metadata": {"team": "core", "n": 1},
+            "rescan": true, "namespace": "ns", "pod_name": "p", "node_name": "n",
+            "cluster_name": "c", "container_name": "m", "pod_uid": "u",
+            "dead_letter": false, "reason": 7, "extra": [1, 2]
+        })),
+        line(serde_json::json!({"path": "caf\u{e9}", "path_b64": "Y2Fm6Q==", "dead_letter": null})),
+    ];
+    for l in &valid {
+        let one = line::parse(l).expect("one pass accepts it");
+        let three = parse_in_passes(l).expect("three passes accept it");
+        assert_eq!(one, three, "{l}");
+    }
+    // Every line the three passes reject, or that the collector marked, is
+    // left to them, so that they give the reason.
+    let left = [
+        line(serde_json::json!({"dead_letter": true, "reason": "vrl"})),
+        line(serde_json::json!({"seq": 0})),
+        line(serde_json::json!({"event_type": "move"})),
+        line(serde_json::json!({"pod_name": 5})),
+        line(serde_json::json!({"timestamp": "yesterday"})),
+        line(serde_json::json!({"schema": "file-event/2"})),
+        line(serde_json::json!({})).replacen('{', r#"{"reason":1,"reason":2,"#, 1),
+        line(serde_json::json!({})).replacen('{', r#"{"pod_name":"a","pod_name":"b","#, 1),
+    ];
+    for l in &left {
+        assert!(line::parse(l).is_none(), "{l}");
+    }
+}

@@ -66,6 +66,7 @@ pub fn run_all<S: Store + ?Sized>(store: &S) {
     limits_are_enforced(store);
     concurrent_atomic_adds(store);
     idempotent_records(store);
+    records_out_of_time_order(store);
     batches_split_into_transactions(store);
 }
 
@@ -512,6 +513,58 @@ pub fn idempotent_records<S: Store + ?Sized>(store: &S) {
         .expect("page2");
     assert_eq!(page1.len() + page2.len(), 10);
     assert!(page2[0].raw_key > page1[3].raw_key);
+    cleanup(store, &p);
+}
+
+/// Events of a session arriving out of time order, redelivered in the same
+/// transaction, in the same group of batches and in later transactions, are
+/// each stored and counted once.
+pub fn records_out_of_time_order<S: Store + ?Sized>(store: &S) {
+    let p = prefix("order");
+    let root = String::from_utf8_lossy(&p).into_owned();
+    let keys = Keys::new(&root);
+    let monitor = uuid::Uuid::new_v4().to_string();
+    // lines[i] has seq i + 1, and times in seq order.
+    let lines: Vec<String> = (1..=7)
+        .map(|seq| event_line(&monitor, seq, "s-order", "o.txt"))
+        .collect();
+    let pick = |seqs: &[usize]| -> Vec<Item> {
+        let picked: Vec<String> = seqs.iter().map(|&i| lines[i].clone()).collect();
+        items(&keys, &picked)
+    };
+    let write = |seqs: &[usize]| {
+        let s =
+            audit::write_items(store, &keys, &pick(seqs), WriteOptions::default()).expect("write");
+        (s.written, s.duplicates)
+    };
+    assert_eq!(write(&[3, 5]), (2, 0));
+    assert_eq!(
+        write(&[1, 5, 6, 6, 3]),
+        (2, 3),
+        "older, latest again, newer"
+    );
+    // Two batches committed in one transaction, as the group commit does.
+    let (a, b) = store
+        .transact(|t| {
+            let a = audit::write_chunk(t, &keys, &pick(&[2]))?;
+            let b = audit::write_chunk(t, &keys, &pick(&[2, 4]))?;
+            Ok(((a.written, a.duplicates), (b.written, b.duplicates)))
+        })
+        .expect("group");
+    assert_eq!((a, b), ((1, 0), (1, 1)));
+    assert_eq!(write(&[0, 1, 2, 3, 4, 5, 6]), (1, 6));
+    let (records, summary, mon) = store
+        .read(|t| {
+            Ok((
+                audit::session_records(t, &keys, "acme", "alice", "s-order", None, 0)?,
+                audit::session_summary(t, &keys, "acme", "alice", "s-order")?,
+                audit::monitor(t, &keys, &monitor)?,
+            ))
+        })
+        .expect("read");
+    assert_eq!(records.len(), 7);
+    assert_eq!(summary.map(|s| s.events), Some(7));
+    assert_eq!(mon.map(|m| m.received), Some(7));
     cleanup(store, &p);
 }
 

@@ -73,6 +73,15 @@ pub trait Txn: ReadTxn {
     /// Bytes of keys and values written so far (to keep transactions small).
     fn written_bytes(&self) -> usize;
 
+    /// True when no other transaction runs while this one does (one writer
+    /// at a time, as in the embedded store), so that a value read early in
+    /// the transaction stays a valid proof about the committed data without
+    /// a conflict check. False on FoundationDB, where concurrent
+    /// transactions are serialised by the conflicts of the keys they read.
+    fn exclusive(&self) -> bool {
+        false
+    }
+
     /// Sets `key` only if it has no value; returns whether it was set. Reads
     /// the key (a read conflict on FoundationDB), so concurrent inserts of
     /// the same key serialise and exactly one returns `true`.
