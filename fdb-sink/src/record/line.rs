@@ -1,114 +1,66 @@
-//! One pass over a valid line. Validation used to read a line three times
-//! (the collector's marks, the `file-event/1` itself, the Kubernetes
-//! fields), each pass skipping what it does not need; a line that is valid
-//! and not marked dead is now read once into one struct holding every field
-//! of the three. Anything else (a JSON error, a duplicate or mistyped
-//! field, a dead-letter mark, a failed check) returns `None`, and the
-//! three-pass validation decides the reason, as it did before.
+//! One pass over a valid line: the `file-event/1` (read by the file-event
+//! crate's own reader) and, from the same object and in the same pass, what
+//! the collector adds beside it (its dead-letter mark, the Kubernetes
+//! fields). Anything else (a JSON error, a duplicate or mistyped field, a
+//! dead-letter mark, a failed check) returns `None`, and the three-pass
+//! validation decides the reason.
 
-use std::collections::BTreeMap;
-
-use file_event::{EventType, FileEvent, Kind, Timestamp};
-use serde::de::IgnoredAny;
-use serde::Deserialize;
-use uuid::Uuid;
+use file_event::{ExtraFields, FileEvent, WithExtra};
+use serde::de::{self, IgnoredAny, MapAccess};
 
 use super::{is_marked, K8sFields};
 
-/// The fields of the marks, of `file-event/1` and of [`K8sFields`], with
-/// the same types and defaults as there.
-#[derive(Deserialize)]
-struct Line {
-    #[serde(default)]
+/// The collector's fields of a line.
+#[derive(Default)]
+struct Collected {
     dead_letter: Option<serde_json::Value>,
-    /// Only read when the line is marked; declared so that a repeated
-    /// `reason` is an error here as in the marks.
-    #[serde(default)]
-    #[allow(dead_code)]
-    reason: Option<IgnoredAny>,
-    schema: String,
-    event_id: Uuid,
-    monitor_id: Uuid,
-    seq: u64,
-    timestamp: Timestamp,
-    event_type: EventType,
-    kind: Kind,
-    path: String,
-    #[serde(default)]
-    path_b64: Option<String>,
-    #[serde(default)]
-    from: Option<String>,
-    #[serde(default)]
-    from_b64: Option<String>,
-    #[serde(default)]
-    to: Option<String>,
-    #[serde(default)]
-    to_b64: Option<String>,
-    #[serde(default)]
-    size: Option<u64>,
-    #[serde(default)]
-    checksum: Option<String>,
-    #[serde(default)]
-    tenant_id: Option<String>,
-    #[serde(default)]
-    user_id: Option<String>,
-    #[serde(default)]
-    session_id: Option<String>,
-    #[serde(default)]
-    metadata: BTreeMap<String, serde_json::Value>,
-    #[serde(default)]
-    rescan: bool,
-    #[serde(default)]
-    cluster_name: Option<String>,
-    #[serde(default)]
-    namespace: Option<String>,
-    #[serde(default)]
-    pod_name: Option<String>,
-    #[serde(default)]
-    node_name: Option<String>,
-    #[serde(default)]
-    container_name: Option<String>,
-    #[serde(default)]
-    pod_uid: Option<String>,
+    k8s: K8sFields,
+    /// Fields seen, by bit: a repeated field is an error, as in the passes.
+    seen: u8,
+}
+
+impl<'de> ExtraFields<'de> for Collected {
+    fn field<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error> {
+        let (bit, name) = match key {
+            "dead_letter" => (0, "dead_letter"),
+            "reason" => (1, "reason"),
+            "cluster_name" => (2, "cluster_name"),
+            "namespace" => (3, "namespace"),
+            "pod_name" => (4, "pod_name"),
+            "node_name" => (5, "node_name"),
+            "container_name" => (6, "container_name"),
+            "pod_uid" => (7, "pod_uid"),
+            _ => return Ok(false),
+        };
+        if self.seen & (1 << bit) != 0 {
+            return Err(de::Error::duplicate_field(name));
+        }
+        self.seen |= 1 << bit;
+        let k = &mut self.k8s;
+        match bit {
+            0 => self.dead_letter = map.next_value()?,
+            // Only read when the line is marked, by the passes.
+            1 => {
+                map.next_value::<IgnoredAny>()?;
+            }
+            2 => k.cluster_name = map.next_value()?,
+            3 => k.namespace = map.next_value()?,
+            4 => k.pod_name = map.next_value()?,
+            5 => k.node_name = map.next_value()?,
+            6 => k.container_name = map.next_value()?,
+            _ => k.pod_uid = map.next_value()?,
+        }
+        Ok(true)
+    }
 }
 
 /// The event (its checks passed) and its Kubernetes fields, when `text` (a
 /// JSON object) is a valid line the collector did not mark dead.
 pub(super) fn parse(text: &str) -> Option<(FileEvent, K8sFields)> {
-    let l: Line = serde_json::from_str(text).ok()?;
-    if is_marked(&l.dead_letter) {
+    let WithExtra { event, extra } = serde_json::from_str::<WithExtra<Collected>>(text).ok()?;
+    if is_marked(&extra.dead_letter) {
         return None;
     }
-    let event = FileEvent {
-        schema: l.schema,
-        event_id: l.event_id,
-        monitor_id: l.monitor_id,
-        seq: l.seq,
-        timestamp: l.timestamp,
-        event_type: l.event_type,
-        kind: l.kind,
-        path: l.path,
-        path_b64: l.path_b64,
-        from: l.from,
-        from_b64: l.from_b64,
-        to: l.to,
-        to_b64: l.to_b64,
-        size: l.size,
-        checksum: l.checksum,
-        tenant_id: l.tenant_id,
-        user_id: l.user_id,
-        session_id: l.session_id,
-        metadata: l.metadata,
-        rescan: l.rescan,
-    };
     event.check().ok()?;
-    let k8s = K8sFields {
-        cluster_name: l.cluster_name,
-        namespace: l.namespace,
-        pod_name: l.pod_name,
-        node_name: l.node_name,
-        container_name: l.container_name,
-        pod_uid: l.pod_uid,
-    };
-    Some((event, k8s))
+    Some((event, extra.k8s))
 }
