@@ -416,10 +416,7 @@ fn merge<'o>(
 
 impl ReadTxn for OverlayTxn<'_> {
     fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Some(pending) = self.overlay.get(key) {
-            return Ok(pending.as_deref().map(<[u8]>::to_vec));
-        }
-        Ok(self.kv.get(key).map_err(convert)?.map(|v| v.to_vec()))
+        Ok(self.current(key, false)?.map(|v| v.to_vec()))
     }
 
     fn get_range(
@@ -443,24 +440,30 @@ impl ReadTxn for OverlayTxn<'_> {
 }
 
 impl OverlayTxn<'_> {
-    /// The current value of a key an atomic operation updates: this
-    /// transaction's write, else the remembered committed value, else a
-    /// read (whose result is remembered).
+    /// The current value of `key`: this transaction's write, else the
+    /// remembered committed value, else a read of the committed value
+    /// (remembered with `remember`, for the keys atomic operations update).
+    fn current(&mut self, key: &[u8], remember: bool) -> Result<Option<Slice>, StoreError> {
+        if let Some(pending) = self.overlay.get(key) {
+            return Ok(pending.clone());
+        }
+        if let Some(known) = self.known.values.get(key) {
+            return Ok(known.clone());
+        }
+        let committed = self.kv.get(key).map_err(convert)?;
+        if remember {
+            self.known.learn(key, committed.clone());
+        }
+        Ok(committed)
+    }
+
+    /// The current value of a key an atomic operation updates.
     fn read_for_update<T>(
         &mut self,
         key: &[u8],
         decode: fn(&[u8]) -> T,
     ) -> Result<Option<T>, StoreError> {
-        if let Some(pending) = self.overlay.get(key) {
-            return Ok(pending.as_deref().map(decode));
-        }
-        if let Some(known) = self.known.values.get(key) {
-            return Ok(known.as_deref().map(decode));
-        }
-        let committed = self.kv.get(key).map_err(convert)?;
-        let value = committed.as_deref().map(decode);
-        self.known.learn(key, committed);
-        Ok(value)
+        Ok(self.current(key, true)?.as_deref().map(decode))
     }
 
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
