@@ -12,6 +12,8 @@
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
+use foldhash::fast::RandomState;
+
 use crate::keys::{decode_i64, decode_u64, AuditLogKey, ByPathKey, KeyRange, Keys, PathTouch};
 use crate::record::{AuditRecord, DeadLetter, Item, ValidRecord};
 use crate::store::{limits, ReadTxn, Store, StoreError, StoreExt, Txn};
@@ -96,7 +98,7 @@ pub fn write_items(
 #[derive(Default)]
 struct SessionDelta {
     events: i64,
-    by_type: HashMap<&'static str, i64>,
+    by_type: HashMap<&'static str, i64, RandomState>,
     first_ns: u64,
     last_ns: u64,
     /// Every record of the session stored so far (committed or written by
@@ -146,10 +148,13 @@ pub fn write_chunk(
         transactions: 1,
         ..Default::default()
     };
-    let mut sessions: HashMap<(&str, &str, &str), SessionDelta> = HashMap::new();
-    let mut monitors: HashMap<&str, MonitorDelta> = HashMap::new();
+    // Per-chunk maps (at most a few thousand keys, so even colliding keys
+    // cost little): foldhash, randomly seeded, instead of SipHash.
+    let mut sessions: HashMap<(&str, &str, &str), SessionDelta, RandomState> = HashMap::default();
+    let mut monitors: HashMap<&str, MonitorDelta, RandomState> = HashMap::default();
     // "Last seen" per (tenant, checksum, path): one MAX per key and chunk.
-    let mut last_seen: HashMap<&[u8], u64> = HashMap::new();
+    let mut last_seen: HashMap<&[u8], u64, RandomState> =
+        HashMap::with_capacity_and_hasher(items.len(), RandomState::default());
     for item in items {
         match item {
             Item::Record(r) => {

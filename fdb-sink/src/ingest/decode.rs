@@ -1,6 +1,7 @@
 //! Request body decompression (`Content-Encoding: gzip | zstd | identity`),
 //! capped so that a small compressed body cannot expand without bound.
 
+use std::borrow::Cow;
 use std::io::Read;
 
 /// Why a body could not be decoded.
@@ -18,15 +19,20 @@ pub enum DecodeError {
     },
 }
 
-/// Decodes `body` according to the `Content-Encoding` header value.
-pub fn decode(encoding: Option<&str>, body: &[u8], limit: usize) -> Result<Vec<u8>, DecodeError> {
+/// Decodes `body` according to the `Content-Encoding` header value (an
+/// uncompressed body is returned as it is, not copied).
+pub fn decode<'b>(
+    encoding: Option<&str>,
+    body: &'b [u8],
+    limit: usize,
+) -> Result<Cow<'b, [u8]>, DecodeError> {
     let enc = encoding.map(|e| e.trim().to_ascii_lowercase());
     match enc.as_deref() {
         None | Some("") | Some("identity") => {
             if body.len() > limit {
                 return Err(DecodeError::TooLarge { limit });
             }
-            Ok(body.to_vec())
+            Ok(Cow::Borrowed(body))
         }
         Some("gzip") | Some("x-gzip") => {
             read_capped(flate2::read::MultiGzDecoder::new(body), limit, "gzip")
@@ -43,7 +49,11 @@ pub fn decode(encoding: Option<&str>, body: &[u8], limit: usize) -> Result<Vec<u
     }
 }
 
-fn read_capped(r: impl Read, limit: usize, encoding: &'static str) -> Result<Vec<u8>, DecodeError> {
+fn read_capped<'b>(
+    r: impl Read,
+    limit: usize,
+    encoding: &'static str,
+) -> Result<Cow<'b, [u8]>, DecodeError> {
     let mut out = Vec::new();
     let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
     r.take(cap)
@@ -52,7 +62,7 @@ fn read_capped(r: impl Read, limit: usize, encoding: &'static str) -> Result<Vec
     if out.len() > limit {
         return Err(DecodeError::TooLarge { limit });
     }
-    Ok(out)
+    Ok(Cow::Owned(out))
 }
 
 #[cfg(test)]
@@ -66,10 +76,13 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(&data).expect("gz");
         let gz = gz.finish().expect("gz");
-        assert_eq!(decode(Some("gzip"), &gz, 1 << 20).expect("gzip"), data);
+        assert_eq!(*decode(Some("gzip"), &gz, 1 << 20).expect("gzip"), data);
         let zs = zstd::encode_all(&data[..], 3).expect("zstd");
-        assert_eq!(decode(Some("zstd"), &zs, 1 << 20).expect("zstd"), data);
-        assert_eq!(decode(None, &data, 1 << 20).expect("plain"), data);
+        assert_eq!(*decode(Some("zstd"), &zs, 1 << 20).expect("zstd"), data);
+        assert!(matches!(
+            decode(None, &data, 1 << 20).expect("plain"),
+            Cow::Borrowed(b) if b == data
+        ));
     }
 
     #[test]

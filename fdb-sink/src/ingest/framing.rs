@@ -24,10 +24,17 @@ pub fn lines(body: &[u8]) -> Vec<&[u8]> {
 
 /// NDJSON lines (final newline optional).
 pub fn ndjson(body: &[u8]) -> Vec<&[u8]> {
-    body.split(|b| *b == b'\n')
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
-        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
-        .collect()
+    let mut lines = Vec::new();
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', body).chain(std::iter::once(body.len())) {
+        let line = &body[start..end];
+        start = end + 1;
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if !line.iter().all(u8::is_ascii_whitespace) {
+            lines.push(line);
+        }
+    }
+    lines
 }
 
 fn trim(b: &[u8]) -> &[u8] {
@@ -55,6 +62,11 @@ mod tests {
         assert_eq!(
             lines(b"{\"a\":1}\r\n{\"b\":2}\n\n"),
             vec![&b"{\"a\":1}"[..], b"{\"b\":2}"]
+        );
+        assert_eq!(
+            lines(b"\n{\"a\":1}\r\n\r\n \t\n{\"b\":2}\r"),
+            vec![&b"{\"a\":1}"[..], b"{\"b\":2}"],
+            "blank and whitespace-only lines are skipped wherever they are"
         );
         assert!(lines(b"").is_empty());
         assert!(lines(b"\n  \n").is_empty());
