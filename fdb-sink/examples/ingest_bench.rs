@@ -109,7 +109,6 @@ fn make_batches(o: &Opts) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// CPU seconds (user + system) this process has used, from /proc/self/stat.
 /// The command name and the CPU seconds (utime + stime) of a
 /// `/proc/.../stat` line.
 fn parse_stat(stat: &str) -> Option<(&str, f64)> {
@@ -121,6 +120,7 @@ fn parse_stat(stat: &str) -> Option<(&str, f64)> {
     Some((&stat[open + 1..close], (ticks(11) + ticks(12)) / 100.0))
 }
 
+/// CPU seconds (user + system) this process has used, from /proc/self/stat.
 fn cpu_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     parse_stat(&stat).map_or(0.0, |(_, cpu)| cpu)
@@ -253,42 +253,54 @@ fn main() {
     let cpu_before = cpu_seconds();
     let threads_before = cpu_by_thread();
     let started = Instant::now();
-    let clients: Vec<_> = (0..o.concurrency)
-        .map(|_| {
-            let (batches, next, latencies, retries, url) = (
-                batches.clone(),
-                next.clone(),
-                latencies.clone(),
-                retries.clone(),
-                url.clone(),
-            );
-            std::thread::spawn(move || {
-                let http = reqwest::blocking::Client::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(body) = batches.get(i) else { break };
+    // The HTTP clients run on their own runtime, whose threads live until
+    // the CPU is counted, so that they are told apart from the sink's.
+    let client_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(o.concurrency.clamp(1, 2))
+        .thread_name("bench-client")
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    client_runtime.block_on(async {
+        let http = reqwest::Client::new();
+        let clients: Vec<_> = (0..o.concurrency)
+            .map(|_| {
+                let (batches, next, latencies, retries, url, http) = (
+                    batches.clone(),
+                    next.clone(),
+                    latencies.clone(),
+                    retries.clone(),
+                    url.clone(),
+                    http.clone(),
+                );
+                tokio::spawn(async move {
                     loop {
-                        let t = Instant::now();
-                        let r = http
-                            .post(&url)
-                            .header("content-type", "application/x-ndjson")
-                            .body(body.clone())
-                            .send()
-                            .expect("send");
-                        if r.status().as_u16() == 200 {
-                            latencies.lock().expect("lock").push(t.elapsed());
-                            break;
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(body) = batches.get(i) else { break };
+                        loop {
+                            let t = Instant::now();
+                            let r = http
+                                .post(&url)
+                                .header("content-type", "application/x-ndjson")
+                                .body(body.clone())
+                                .send()
+                                .await
+                                .expect("send");
+                            if r.status().as_u16() == 200 {
+                                latencies.lock().expect("lock").push(t.elapsed());
+                                break;
+                            }
+                            retries.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(Duration::from_millis(5)).await;
                         }
-                        retries.fetch_add(1, Ordering::Relaxed);
-                        std::thread::sleep(Duration::from_millis(5));
                     }
-                }
+                })
             })
-        })
-        .collect();
-    for c in clients {
-        c.join().expect("client");
-    }
+            .collect();
+        for c in clients {
+            c.await.expect("client");
+        }
+    });
     let elapsed = started.elapsed();
     let cpu_total = cpu_seconds() - cpu_before;
     let cpu_us = cpu_total * 1e6 / events;
@@ -321,20 +333,21 @@ fn main() {
             .unwrap_or_default()
             .trim()
     );
-    // Where the CPU went: the sink's threads by name; the HTTP clients have
-    // exited by now, so they are the rest of the process total.
-    let mut sink_threads = 0.0;
+    // Where the CPU went: the live threads by name (`bench-client`: the
+    // HTTP clients), and the rest of the process total (the main thread,
+    // and threads that have exited).
+    let mut named = 0.0;
     let mut parts = Vec::new();
     for (name, after) in &threads_after {
         let used = after - threads_before.get(name).copied().unwrap_or(0.0);
         if used > 0.0 && name != "ingest_bench" {
-            sink_threads += used;
+            named += used;
             parts.push(format!("{name} {:.1}", used * 1e6 / events));
         }
     }
     parts.push(format!(
-        "clients and main {:.1}",
-        (cpu_total - sink_threads).max(0.0) * 1e6 / events
+        "main and the rest {:.1}",
+        (cpu_total - named).max(0.0) * 1e6 / events
     ));
     println!("CPU by thread, us/event: {}", parts.join(", "));
 }
