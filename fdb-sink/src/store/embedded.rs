@@ -265,7 +265,7 @@ impl Store for EmbeddedStore {
 ///   most of the acknowledgement tail. 16 level-0 tables of 32 MiB hold
 ///   the same data as 8 of 64 MiB, so level 1 is merged as often as with
 ///   those (fjall's defaults, 4 tables of 64 MiB, merge it twice as
-///   often), for more tables for a read to consult. 128 MiB
+///   often), at the cost of more tables for a read to consult. 128 MiB
 ///   memtables saved compaction but made every memtable insert of the
 ///   writer slower (a deeper skip list) and the waits longer.
 fn keyspace_options() -> KeyspaceCreateOptions {
