@@ -68,6 +68,9 @@ LABEL org.opencontainers.image.title="fdb-sink" \
 COPY --from=build /usr/lib/libfdb_c.so /usr/lib/libfdb_c.so
 COPY --from=build /out/fdb-sink /usr/local/bin/fdb-sink
 ENV FDB_CLUSTER_FILE=/etc/foundationdb/fdb.cluster
+# Freed memory is returned to the system after 10 s instead of 1 s, so that
+# continuous ingest reuses it rather than faulting in fresh pages (docs/sink.md).
+ENV MIMALLOC_PURGE_DELAY=10000
 USER 65532:65532
 EXPOSE 8080 8081
 # No HEALTHCHECK: no shell or HTTP client in the image, and Kubernetes ignores
