@@ -5,10 +5,12 @@
 //!
 //! ```text
 //! cargo run --release -p fdb-sink --example ingest_bench -- [--batches 300] [--concurrency 4] [--dir DIR]
+//! cargo run --release -p fdb-sink --example ingest_bench -- --validation-only [--batches 300]
 //! ```
 //!
 //! Prints events/s, the share of the ceiling, and batch acknowledgement
-//! latency percentiles.
+//! latency percentiles. `--validation-only` measures validation alone, on
+//! one thread, over every event of the workload, and stops there.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -34,7 +36,20 @@ struct Opts {
     batch_events: usize,
     concurrency: usize,
     dir: Option<PathBuf>,
+    validation_only: bool,
 }
+
+const USAGE: &str = "\
+usage: ingest_bench [--batches N] [--batch-events N] [--concurrency N] [--dir DIR]
+       ingest_bench --validation-only [--batches N] [--batch-events N]
+
+  --batches N          batches in the workload (default 300)
+  --batch-events N     events per batch (default 1000)
+  --concurrency N      HTTP clients, each sending its next batch when the
+                       previous one is answered (default 4)
+  --dir DIR            where the store and the ceiling file go (default: a
+                       temporary directory under $TMPDIR)
+  --validation-only    measure validation alone on one thread, then stop";
 
 fn parse_args() -> Opts {
     let mut o = Opts {
@@ -42,17 +57,40 @@ fn parse_args() -> Opts {
         batch_events: 1000,
         concurrency: 4,
         dir: None,
+        validation_only: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let usage = |why: String| -> ! {
+        eprintln!("ingest_bench: {why}\n{USAGE}");
+        std::process::exit(2)
+    };
     let mut i = 0;
     while i < args.len() {
-        let v = args.get(i + 1).cloned().unwrap_or_default();
-        match args[i].as_str() {
-            "--batches" => o.batches = v.parse().expect("--batches N"),
-            "--batch-events" => o.batch_events = v.parse().expect("--batch-events N"),
-            "--concurrency" => o.concurrency = v.parse().expect("--concurrency N"),
-            "--dir" => o.dir = Some(PathBuf::from(v)),
-            other => panic!("unknown argument {other}"),
+        let flag = args[i].as_str();
+        let number = |v: Option<&String>| -> usize {
+            match v.map(|v| v.parse()) {
+                Some(Ok(n)) if n > 0 => n,
+                _ => usage(format!("{flag} needs a positive number")),
+            }
+        };
+        match flag {
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0)
+            }
+            "--validation-only" => {
+                o.validation_only = true;
+                i += 1;
+                continue;
+            }
+            "--batches" => o.batches = number(args.get(i + 1)),
+            "--batch-events" => o.batch_events = number(args.get(i + 1)),
+            "--concurrency" => o.concurrency = number(args.get(i + 1)),
+            "--dir" => match args.get(i + 1) {
+                Some(d) => o.dir = Some(PathBuf::from(d)),
+                None => usage("--dir needs a directory".into()),
+            },
+            other => usage(format!("unknown argument {other:?}")),
         }
         i += 2;
     }
@@ -156,6 +194,29 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
         .sum()
 }
 
+/// Validates every event of the workload on one thread, three times, and
+/// prints the time per event of each pass.
+fn validation_only(o: &Opts) {
+    let batches = make_batches(o);
+    let keys = Keys::default();
+    let events = o.batches * o.batch_events;
+    let mut passes = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        for b in &batches {
+            for line in b.split(|c| *c == b'\n') {
+                std::hint::black_box(fdb_sink::record::validate_line(&keys, line, 0));
+            }
+        }
+        passes.push(started.elapsed().as_secs_f64() * 1e9 / events as f64);
+    }
+    let shown: Vec<String> = passes.iter().map(|ns| format!("{ns:.0}")).collect();
+    println!(
+        "validation alone: {} ns/event on one thread ({events} events, 3 passes)",
+        shown.join(" / ")
+    );
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -166,6 +227,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn main() {
     let o = parse_args();
+    if o.validation_only {
+        validation_only(&o);
+        return;
+    }
     let tmp = match &o.dir {
         Some(d) => {
             std::fs::create_dir_all(d).expect("dir");
