@@ -16,6 +16,8 @@ COPY file-event ./file-event
 COPY monitor ./monitor
 COPY fdb-sink ./fdb-sink
 COPY tests ./tests
+# fjall, patched (vendor/fjall/PATCHES.md), through [patch.crates-io].
+COPY vendor ./vendor
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked -p monitor \

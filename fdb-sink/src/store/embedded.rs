@@ -138,10 +138,10 @@ impl EmbeddedStore {
             message: format!("cannot create store directory {}", self.dir.display()),
             source: Some(Box::new(e)),
         })?;
-        let db = Database::builder(&self.path)
-            .worker_threads(BACKGROUND_THREADS)
-            .open()
-            .map_err(convert)?;
+        // fjall's default background workers (one per core, up to 4); the
+        // workspace builds fjall with a fix that keeps the first of them
+        // from spinning while another merges (vendor/fjall/PATCHES.md).
+        let db = Database::builder(&self.path).open().map_err(convert)?;
         let kv = db.keyspace(KEYSPACE, keyspace_options).map_err(convert)?;
         tracing::info!(path = %self.path.display(), "embedded store opened");
         let open = Arc::new(Open {
@@ -284,16 +284,6 @@ fn keyspace_options() -> KeyspaceCreateOptions {
             fjall::compaction::Leveled::default().with_l0_threshold(L0_TABLES),
         ))
 }
-
-/// fjall's background threads (flushes and compactions). fjall's default
-/// is one per core, up to 4, but with more than one, fjall 3.1 lets its
-/// first thread leave compactions to the others by putting each compaction
-/// request back in the queue it reads: while another thread compacts, that
-/// thread takes the same request again at once, a busy loop that holds a
-/// core for the whole compaction. In the ingest benchmark it was a fifth of
-/// the background CPU over 1.5M events; one thread does the same work
-/// without it, and leaves the other cores to ingest (docs/performance.md).
-const BACKGROUND_THREADS: usize = 1;
 
 /// Size at which a memtable is sealed and flushed to a table.
 const MEMTABLE_BYTES: u64 = 32 << 20;
