@@ -80,9 +80,18 @@ pub struct Engine {
     next_poll: Instant,
     reported_coalesced: u64,
     unflushed: bool,
-    /// Files just reported by a directory scan: a close-after-write that
-    /// follows with the very same metadata is the one the scan already saw.
-    scanned: HashMap<RelPath, Instant>,
+    /// Files just reported by a directory scan, with when, and the size and
+    /// checksum reported: a close-after-write that follows with the same
+    /// metadata, or with only new times (`touch` sets them after its open),
+    /// is the end of the write the scan already saw.
+    scanned: HashMap<RelPath, Scanned>,
+}
+
+/// A file a directory scan reported: when, and the content its create carried.
+struct Scanned {
+    at: Instant,
+    size: Option<u64>,
+    checksum: Option<String>,
 }
 
 /// Places watches while a scan walks the tree.
@@ -286,7 +295,7 @@ impl Engine {
             self.co.sweep(now);
             if !self.scanned.is_empty() {
                 self.scanned
-                    .retain(|_, t| now.saturating_duration_since(*t) < SCANNED_GRACE);
+                    .retain(|_, s| now.saturating_duration_since(s.at) < SCANNED_GRACE);
             }
             if self.polling() && now >= self.next_poll {
                 self.poll_tick(now);
@@ -780,12 +789,14 @@ impl Engine {
                         None => Vec::new(),
                     },
                     Some(old) => {
-                        if let Some(t) = self.scanned.remove(&path) {
+                        let scanned = self
+                            .scanned
+                            .remove(&path)
+                            .filter(|s| s.at.elapsed() < SCANNED_GRACE);
+                        if scanned.is_some() && fresh == Some(old) {
                             // Unchanged since the scan reported it: this close
                             // is the one the scan already saw.
-                            if fresh == Some(old) && t.elapsed() < SCANNED_GRACE {
-                                return Vec::new();
-                            }
+                            return Vec::new();
                         }
                         let e = fresh.or(stat).unwrap_or(old);
                         if e.kind == Kind::Dir {
@@ -794,7 +805,18 @@ impl Engine {
                         }
                         self.index.insert(path.clone(), e);
                         if fresh.is_some() {
-                            vec![self.draft(EventType::Update, &path, &e, true, false)]
+                            let d = self.draft(EventType::Update, &path, &e, true, false);
+                            if let Some(s) = &scanned {
+                                // Only the times moved since the scan: the
+                                // same file, and the update would say what
+                                // the create said (size, and the checksum
+                                // when checksums are on).
+                                if e.ino == old.ino && d.size == s.size && d.checksum == s.checksum
+                                {
+                                    return Vec::new();
+                                }
+                            }
+                            vec![d]
                         } else {
                             let mut d = self.draft(EventType::Update, &path, &e, false, false);
                             d.size = stat.map(|s| s.size);
@@ -861,10 +883,16 @@ impl Engine {
                 for c in changes {
                     let d = match c {
                         Change::Create(p, e) => {
+                            let d = self.draft(EventType::Create, &p, &e, true, rescan);
                             if e.kind == Kind::File {
-                                self.scanned.insert(p.clone(), Instant::now());
+                                let s = Scanned {
+                                    at: Instant::now(),
+                                    size: d.size,
+                                    checksum: d.checksum.clone(),
+                                };
+                                self.scanned.insert(p, s);
                             }
-                            self.draft(EventType::Create, &p, &e, true, rescan)
+                            d
                         }
                         Change::Update(p, e) => self.draft(EventType::Update, &p, &e, true, rescan),
                         Change::Delete(p, e) => Draft {

@@ -92,6 +92,64 @@ fn files_created_in_a_new_directory_before_its_watch_are_reported() {
 }
 
 #[test]
+fn a_file_still_open_when_its_directory_is_scanned_is_updated_only_if_its_content_changes() {
+    still_open_when_scanned(&[]);
+    still_open_when_scanned(&["--checksum=sha256"]);
+}
+
+fn still_open_when_scanned(flags: &[&str]) {
+    use std::io::Write;
+    let d = tempdir();
+    let outside = tempfile::Builder::new()
+        .prefix("fmon-out-")
+        .tempdir_in(d.path().parent().unwrap())
+        .unwrap();
+    let m = Monitor::start(d.path(), flags);
+    // Two files, open for writing, in directories moved in: the monitor
+    // finds them by scanning, while their writers still hold them.
+    let mut open = Vec::new();
+    for name in ["same", "grown"] {
+        std::fs::create_dir(outside.path().join(name)).unwrap();
+        let mut f = std::fs::File::create(outside.path().join(name).join("x")).unwrap();
+        f.write_all(b"abc").unwrap();
+        std::fs::rename(outside.path().join(name), d.path().join(name)).unwrap();
+        open.push(f);
+    }
+    m.wait_for("both files found", |e| {
+        has(e, "create file same/x") && has(e, "create file grown/x")
+    });
+    // `same` only gets new times (what `touch` does after its open), `grown`
+    // gets more bytes; then both writers close.
+    let mut open = open.into_iter();
+    let same = open.next().unwrap();
+    same.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(1_600_000_000))
+        .unwrap();
+    drop(same);
+    let mut grown = open.next().unwrap();
+    grown.write_all(b"def").unwrap();
+    drop(grown);
+    m.wait_for("update of grown/x", |e| has(e, "update file grown/x"));
+    let evs = m.settle(Duration::from_millis(300));
+    assert_eq!(
+        types_for(&evs, "same/x"),
+        vec!["create"],
+        "{flags:?}: {:?}",
+        summary(&evs)
+    );
+    assert_eq!(
+        types_for(&evs, "grown/x"),
+        vec!["create", "update"],
+        "{:?}",
+        summary(&evs)
+    );
+    let update = evs
+        .iter()
+        .find(|e| e.path == "grown/x" && e.event_type.to_string() == "update");
+    assert_eq!(update.and_then(|e| e.size), Some(6), "{flags:?}");
+    assert_seq_contiguous(&evs);
+}
+
+#[test]
 fn atomic_save_is_create_of_temp_and_move_over_target() {
     let d = tempdir();
     std::fs::write(d.path().join("t"), b"old").unwrap();
