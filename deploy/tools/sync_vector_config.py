@@ -23,7 +23,7 @@ SRC = REPO / "vector-config"
 DEST = REPO / "deploy" / "k8s" / "base" / "collector" / "vector-config"
 KUSTOMIZATION = DEST.parent / "kustomization.yaml"
 BEGIN = "    # BEGIN vector-config files (deploy/tools/sync_vector_config.py)\n"
-END = "    # END vector-config files\n"
+END = "      # END vector-config files\n"
 
 
 def wanted() -> dict[str, bytes]:
