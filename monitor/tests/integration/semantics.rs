@@ -107,25 +107,23 @@ fn still_open_when_scanned(flags: &[&str]) {
     let m = Monitor::start(d.path(), flags);
     // Two files, open for writing, in directories moved in: the monitor
     // finds them by scanning, while their writers still hold them.
-    let mut open = Vec::new();
-    for name in ["same", "grown"] {
+    let moved_in_open = |name: &str| {
         std::fs::create_dir(outside.path().join(name)).unwrap();
         let mut f = std::fs::File::create(outside.path().join(name).join("x")).unwrap();
         f.write_all(b"abc").unwrap();
         std::fs::rename(outside.path().join(name), d.path().join(name)).unwrap();
-        open.push(f);
-    }
+        f
+    };
+    let same = moved_in_open("same");
+    let mut grown = moved_in_open("grown");
     m.wait_for("both files found", |e| {
         has(e, "create file same/x") && has(e, "create file grown/x")
     });
     // `same` only gets new times (what `touch` does after its open), `grown`
     // gets more bytes; then both writers close.
-    let mut open = open.into_iter();
-    let same = open.next().unwrap();
     same.set_modified(std::time::UNIX_EPOCH + Duration::from_secs(1_600_000_000))
         .unwrap();
     drop(same);
-    let mut grown = open.next().unwrap();
     grown.write_all(b"def").unwrap();
     drop(grown);
     m.wait_for("update of grown/x", |e| has(e, "update file grown/x"));
@@ -144,7 +142,7 @@ fn still_open_when_scanned(flags: &[&str]) {
     );
     let update = evs
         .iter()
-        .find(|e| e.path == "grown/x" && e.event_type.to_string() == "update");
+        .find(|e| e.path == "grown/x" && e.event_type == file_event::EventType::Update);
     assert_eq!(update.and_then(|e| e.size), Some(6), "{flags:?}");
     assert_seq_contiguous(&evs);
 }
