@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The local pipeline on this machine, no Vector, FoundationDB or Kubernetes needed:
 #
-#   file-monitor ./demo/workspace | fdb-sink serve --stdin --store embedded:./demo/data
+#   TENANT_ID=… USER_ID=… SESSION_ID=… file-monitor ./demo/workspace | fdb-sink serve --stdin --store embedded:./demo/data
 #
 # plus the query API on 127.0.0.1:8081 and metrics on :9090 (monitor) and :8080 (sink).
 #

@@ -100,6 +100,9 @@ pub struct Coalescer {
     /// When the kernel event being handled was received (for the latency
     /// metric); deadlines run from the time it is handled.
     pub received: Option<Instant>,
+    /// The latest deadline popped so far: an event cannot go before the
+    /// ones queued ahead of it.
+    released: Option<Instant>,
 }
 
 impl Coalescer {
@@ -113,6 +116,7 @@ impl Coalescer {
             opens: HashMap::new(),
             coalesced: 0,
             received: None,
+            released: None,
         }
     }
 
@@ -317,7 +321,10 @@ impl Coalescer {
         }
     }
 
-    /// The next queued event, if its time has come.
+    /// The next queued event, if its time has come, with the moment it
+    /// became due for the latency metric: when its kernel event was
+    /// received, plus the time it was held on purpose (the debounce, waiting
+    /// for the writer's close, waiting behind the events queued before it).
     pub fn pop_ready(&mut self, now: Instant) -> Option<(Logical, Instant)> {
         if self.queue.front()?.deadline > now {
             return None;
@@ -327,7 +334,13 @@ impl Coalescer {
         if let Logical::Access { path } = &p.ev {
             self.opens.remove(path);
         }
-        Some((p.ev, p.received))
+        let held = p.received + p.deadline.saturating_duration_since(p.first);
+        let due = match self.released {
+            Some(r) if r > held => r,
+            _ => held,
+        };
+        self.released = Some(self.released.map_or(p.deadline, |r| r.max(p.deadline)));
+        Some((p.ev, due))
     }
 
     /// Everything still queued (shutdown): pending writes become updates.
@@ -340,7 +353,8 @@ impl Coalescer {
         self.head_id += self.queue.len() as u64;
         self.mergeable.clear();
         self.opens.clear();
-        self.queue.drain(..).map(|p| (p.ev, p.received)).collect()
+        // Held on purpose until now: due now.
+        self.queue.drain(..).map(|p| (p.ev, now)).collect()
     }
 
     /// When something next becomes due.

@@ -261,8 +261,17 @@ pub enum ConfigError {
     Metadata(String),
     #[error("bad --metrics-addr {0:?}: expected HOST:PORT (e.g. 0.0.0.0:9090) or off")]
     MetricsAddr(String),
+    #[error("bad --metadata: key {0:?} is given more than once")]
+    MetadataRepeated(String),
     #[error("--poll-interval must be at least 1 ms")]
     PollInterval,
+    #[error("bad {flag} {path:?}: directory {dir:?} {problem}")]
+    FileDir {
+        flag: &'static str,
+        path: PathBuf,
+        dir: PathBuf,
+        problem: &'static str,
+    },
     #[error(transparent)]
     Ignore(#[from] IgnoreError),
 }
@@ -311,21 +320,34 @@ impl Config {
         if !args.no_default_ignores {
             globs.extend(crate::ignore::DEFAULT_IGNORES.iter().map(|s| s.to_string()));
         }
-        globs.extend(args.ignore.iter().filter(|g| !g.is_empty()).cloned());
+        globs.extend(
+            args.ignore
+                .iter()
+                .filter(|g| !g.is_empty())
+                .map(|g| relative_to_root(g, &args.root, &root)),
+        );
         let mut ignore = IgnoreSet::new(&globs)?;
-        // Never report the monitor's own state file if it lives under the root.
-        if let Some(sf) = &args.state_file {
-            let abs = if sf.is_absolute() {
-                sf.clone()
-            } else {
-                std::env::current_dir().unwrap_or_default().join(sf)
-            };
-            let dir = abs
-                .parent()
-                .and_then(|p| std::fs::canonicalize(p).ok())
-                .unwrap_or_default();
-            if let (Ok(rel), Some(name)) = (dir.strip_prefix(&root), abs.file_name()) {
-                let rel = rel.join(name);
+        if let OutputTarget::File(p) = &output {
+            check_dir("--output", p, false)?;
+        }
+        if let Some(p) = &args.human_output {
+            check_dir("--human-output", p, false)?;
+        }
+        if let Some(p) = &args.state_file {
+            check_dir("--state-file", p, true)?;
+        }
+        // Never report the monitor's own files if they live under the root:
+        // each write to them would be an event, written to them again.
+        let own = [
+            match &output {
+                OutputTarget::File(p) => Some(p),
+                OutputTarget::Stdout => None,
+            },
+            args.human_output.as_ref(),
+            args.state_file.as_ref(),
+        ];
+        for p in own.into_iter().flatten() {
+            if let Some(rel) = under_root(p, &root) {
                 ignore.add_exact(rel.as_os_str());
             }
         }
@@ -352,12 +374,73 @@ impl Config {
     }
 }
 
+/// A user's `--ignore` glob written as an absolute path under ROOT (as given
+/// or canonical) becomes relative to it; globs are matched against paths
+/// relative to ROOT.
+fn relative_to_root(glob: &str, given: &std::path::Path, root: &std::path::Path) -> String {
+    for base in [given, root] {
+        let base = base.to_string_lossy();
+        let base = base.trim_end_matches('/');
+        if base.is_empty() || !base.starts_with('/') {
+            continue;
+        }
+        if let Some(rest) = glob.strip_prefix(base) {
+            if let Some(rel) = rest.strip_prefix('/') {
+                return rel.to_owned();
+            }
+        }
+    }
+    glob.to_owned()
+}
+
+/// `path`'s directory must exist (and, when the monitor writes files beside
+/// it, be writable): checked at start rather than found out on the first
+/// write or at exit.
+fn check_dir(
+    flag: &'static str,
+    path: &std::path::Path,
+    writable: bool,
+) -> Result<(), ConfigError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let err = |problem| ConfigError::FileDir {
+        flag,
+        path: path.to_path_buf(),
+        dir: dir.clone(),
+        problem,
+    };
+    match std::fs::metadata(&dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(err("is not a directory")),
+        Err(_) => return Err(err("does not exist")),
+    }
+    if writable && nix::unistd::access(&dir, nix::unistd::AccessFlags::W_OK).is_err() {
+        return Err(err("is not writable"));
+    }
+    Ok(())
+}
+
+/// `path` relative to the canonical root, when it lies under it.
+fn under_root(path: &std::path::Path, root: &std::path::Path) -> Option<PathBuf> {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().ok()?.join(path)
+    };
+    let dir = std::fs::canonicalize(abs.parent()?).ok()?;
+    let rel = dir.strip_prefix(root).ok()?;
+    Some(rel.join(abs.file_name()?))
+}
+
 /// Parses `k=v,k=v`; the three attribution keys fall back to the environment.
 pub fn parse_metadata(
     raw: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Attribution, ConfigError> {
     let mut attr = Attribution::default();
+    let mut seen = std::collections::HashSet::new();
     for pair in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (k, v) = pair
             .split_once('=')
@@ -369,6 +452,9 @@ pub fn parse_metadata(
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
         {
             return Err(ConfigError::Metadata(raw.to_owned()));
+        }
+        if !seen.insert(k) {
+            return Err(ConfigError::MetadataRepeated(k.to_owned()));
         }
         let v = v.trim().to_owned();
         // An empty attribution value (`user_id=$(USER_ID)` with the variable
@@ -452,6 +538,57 @@ mod tests {
                 assert!(r.is_err(), "{bad:?} must be rejected");
             }
         }
+    }
+
+    #[test]
+    fn a_repeated_metadata_key_is_rejected() {
+        for raw in ["tenant_id=a,tenant_id=b", "x=1,user_id=u,x=2"] {
+            assert!(
+                matches!(
+                    parse_metadata(raw, &env_of(&[])),
+                    Err(ConfigError::MetadataRepeated(_))
+                ),
+                "{raw}"
+            );
+        }
+    }
+
+    #[test]
+    fn absolute_ignore_globs_under_the_root_become_relative() {
+        let given = std::path::Path::new("/srv/ws/");
+        let canonical = std::path::Path::new("/data/ws");
+        for (glob, want) in [
+            ("/srv/ws/build/**", "build/**"),
+            ("/data/ws/*.log", "*.log"),
+            ("/srv/wsx/a", "/srv/wsx/a"),
+            ("build/**", "build/**"),
+        ] {
+            assert_eq!(relative_to_root(glob, given, canonical), want, "{glob}");
+        }
+    }
+
+    #[test]
+    fn file_flags_need_an_existing_directory() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let inside = d.path().join("f");
+        assert!(check_dir("--output", &inside, true).is_ok());
+        assert!(check_dir("--output", std::path::Path::new("relative"), false).is_ok());
+        let missing = d.path().join("no/f");
+        assert!(matches!(
+            check_dir("--state-file", &missing, true),
+            Err(ConfigError::FileDir {
+                problem: "does not exist",
+                ..
+            })
+        ));
+        std::fs::write(&inside, b"").expect("write");
+        assert!(matches!(
+            check_dir("--state-file", &inside.join("x"), true),
+            Err(ConfigError::FileDir {
+                problem: "is not a directory",
+                ..
+            })
+        ));
     }
 
     #[test]

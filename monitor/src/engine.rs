@@ -402,7 +402,7 @@ impl Engine {
                 self.emit(x.0, x.1)?;
             }
         }
-        for x in self.rl.drain_all() {
+        for x in self.rl.drain_all(now) {
             self.emit(x.0, x.1)?;
         }
         self.out.flush()?;
@@ -852,18 +852,23 @@ impl Engine {
                     });
                 };
                 self.index.move_subtree(&from, &to);
-                let e = self
-                    .lstat(&to)
-                    .filter(|f| f.kind == old.kind)
-                    .unwrap_or(old);
+                let fresh = self.lstat(&to).filter(|f| f.kind == old.kind);
+                let e = fresh.unwrap_or(old);
                 self.index.insert(to.clone(), e);
+                // A file renamed into place (an atomic save) carries the
+                // checksum of what it holds now: its `create` under the
+                // temporary name usually came too late to read it.
+                let (size, checksum) = match fresh {
+                    Some(f) => self.content(&to, &f),
+                    None => ((e.kind != Kind::Dir).then_some(e.size), None),
+                };
                 vec![Draft {
                     event_type: EventType::Move,
                     kind: e.kind,
                     path: to,
                     from: Some(from),
-                    size: (e.kind != Kind::Dir).then_some(e.size),
-                    checksum: None,
+                    size,
+                    checksum,
                     rescan: false,
                 }]
             }
@@ -904,15 +909,18 @@ impl Engine {
                             checksum: None,
                             rescan,
                         },
-                        Change::Move { from, to, entry } => Draft {
-                            event_type: EventType::Move,
-                            kind: entry.kind,
-                            path: to,
-                            from: Some(from),
-                            size: (entry.kind != Kind::Dir).then_some(entry.size),
-                            checksum: None,
-                            rescan,
-                        },
+                        Change::Move { from, to, entry } => {
+                            let (size, checksum) = self.content(&to, &entry);
+                            Draft {
+                                event_type: EventType::Move,
+                                kind: entry.kind,
+                                path: to,
+                                from: Some(from),
+                                size,
+                                checksum,
+                                rescan,
+                            }
+                        }
                     };
                     out.push(d);
                 }

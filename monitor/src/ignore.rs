@@ -73,7 +73,8 @@ impl IgnoreSet {
         })
     }
 
-    /// Ignores one exact relative path (the monitor's own state file).
+    /// Ignores one exact relative path (the monitor's own output and state
+    /// files), and its `.tmp` sibling.
     pub fn add_exact(&mut self, rel: &OsStr) {
         let b = rel.as_bytes().to_vec();
         let mut tmp = b.clone();

@@ -377,7 +377,7 @@ struct StateFile {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("reading state file {path:?}: {source}")]
+    #[error("state file {path:?}: {source}")]
     Io {
         path: PathBuf,
         source: std::io::Error,

@@ -12,7 +12,9 @@ fn one_line(e: &clap::Error) -> String {
     let body = rendered.split("\nUsage:").next().unwrap_or_default();
     body.lines()
         .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+        .filter(|l| {
+            !l.is_empty() && !l.starts_with("tip:") && !l.starts_with("For more information")
+        })
         .collect::<Vec<_>>()
         .join(" ")
         .trim_start_matches("error: ")
@@ -47,6 +49,23 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
+    let a = &cfg.attribution;
+    let missing: Vec<&str> = [
+        ("tenant_id", &a.tenant_id),
+        ("user_id", &a.user_id),
+        ("session_id", &a.session_id),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.is_none().then_some(k))
+    .collect();
+    if !missing.is_empty() {
+        tracing::warn!(
+            "events carry no {}: fdb-sink dead-letters events without tenant_id, user_id and \
+             session_id unless the collector adds them (the Vector config does, from pod labels); \
+             set them with --metadata or TENANT_ID, USER_ID, SESSION_ID",
+            missing.join(", ")
+        );
+    }
     match monitor::run(cfg) {
         Ok(Exit::Signal) => ExitCode::SUCCESS,
         Ok(Exit::Closed) => {

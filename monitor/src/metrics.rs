@@ -127,7 +127,7 @@ impl Metrics {
         );
         reg.register(
             "fs_monitor_processing_latency_seconds",
-            "Time from receiving the kernel event to writing its line",
+            "Time from receiving the kernel event to writing its line, not counting the time it is held on purpose (--debounce, waiting for the writer to close, --max-events-per-sec, behind events held before it)",
             m.latency.clone(),
         );
         m

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use crate::coalesce::{Logical, RelPath};
 use crate::index::is_within;
 
+/// An event and the moment it became due (for the latency metric); a held
+/// update becomes due again when the limiter releases it.
 pub type Item = (Logical, Instant);
 
 #[derive(Debug)]
@@ -95,7 +97,7 @@ impl RateLimiter {
                     for p in self.order.drain(..) {
                         if release_all || scope.iter().any(|s| is_within(&p, s)) {
                             if let Some(h) = self.held.remove(&p) {
-                                out.push(h);
+                                out.push((h.0, now));
                             }
                         } else {
                             keep.push_back(p);
@@ -122,7 +124,7 @@ impl RateLimiter {
             };
             if let Some(h) = self.held.remove(&p) {
                 self.tokens -= 1.0;
-                out.push(h);
+                out.push((h.0, now));
             }
         }
         // The caller charges emitted lines; undo the provisional charge.
@@ -140,11 +142,11 @@ impl RateLimiter {
     }
 
     /// Everything held (shutdown).
-    pub fn drain_all(&mut self) -> Vec<Item> {
+    pub fn drain_all(&mut self, now: Instant) -> Vec<Item> {
         let mut out = Vec::new();
         for p in self.order.drain(..) {
             if let Some(h) = self.held.remove(&p) {
-                out.push(h);
+                out.push((h.0, now));
             }
         }
         out

@@ -37,6 +37,26 @@ fn bad_invocations_exit_2_with_one_line() {
         (vec![root, "--checksum=md5"], vec![], "md5"),
         (vec![root, "--ignore=a["], vec![], "--ignore"),
         (vec![root], vec![("FILE_MONITOR_DEBOUNCE", "soon")], "soon"),
+        (
+            vec![root, "--metadata=tenant_id=a,user_id=u,tenant_id=b"],
+            vec![],
+            "more than once",
+        ),
+        (
+            vec![root, "--state-file=/definitely/not/here/index.json"],
+            vec![],
+            "--state-file",
+        ),
+        (
+            vec![root, "--output=/definitely/not/here/events.ndjson"],
+            vec![],
+            "--output",
+        ),
+        (
+            vec![root, "--human-output=/definitely/not/here/log"],
+            vec![],
+            "--human-output",
+        ),
     ];
     for (args, env, needle) in cases {
         let out = run(&args, &env);
@@ -50,6 +70,10 @@ fn bad_invocations_exit_2_with_one_line() {
         assert!(
             err.contains(needle),
             "{args:?}: {err:?} should mention {needle}"
+        );
+        assert!(
+            err.matches("--help").count() <= 1,
+            "{args:?}: one pointer to --help: {err:?}"
         );
         assert!(out.stdout.is_empty());
     }

@@ -37,6 +37,21 @@ fn default_and_custom_ignores_are_pruned_and_cost_no_watches() {
 }
 
 #[test]
+fn an_ignore_glob_written_as_an_absolute_path_under_the_root_applies() {
+    let d = tempdir();
+    let root = d.path();
+    let glob = format!("--ignore={}/build/**", root.display());
+    let m = Monitor::start(root, &[&glob]);
+    sh(root, "mkdir build && echo b > build/b && echo s > s");
+    let evs = m.wait_for("s", |e| has(e, "create file s"));
+    let evs = {
+        let _ = evs;
+        m.settle(Duration::from_millis(300))
+    };
+    assert_eq!(summary(&evs), vec!["create file s"]);
+}
+
+#[test]
 fn own_reads_are_not_events_and_access_is_opt_in() {
     let d = tempdir();
     let root = d.path();

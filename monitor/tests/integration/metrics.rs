@@ -40,3 +40,26 @@ fn metrics_health_and_readiness() {
     );
     assert_eq!(metric_value(&text, "fs_monitor_rescans_total"), 0.0);
 }
+
+#[test]
+fn processing_latency_does_not_count_the_debounce() {
+    let d = tempdir();
+    let root = d.path();
+    let m = Monitor::start(root, &["--debounce=1500"]);
+    let t = std::time::Instant::now();
+    sh(root, "echo 1 > a && echo 2 >> a && echo 3 > b");
+    m.wait_for("create b", |e| has(e, "create file b"));
+    assert!(t.elapsed() >= std::time::Duration::from_millis(1500));
+    let text = m.metrics();
+    let count = metric_value(&text, "fs_monitor_processing_latency_seconds_count");
+    assert!(count >= 2.0, "{text}");
+    // Held 1.5 s on purpose, processed in far less than 1 s.
+    assert_eq!(
+        metric_value(
+            &text,
+            "fs_monitor_processing_latency_seconds_bucket{le=\"1.0\"}"
+        ),
+        count,
+        "{text}"
+    );
+}

@@ -82,3 +82,30 @@ fn output_to_a_file_and_seq_without_gaps() {
     assert_seq_contiguous(&evs);
     assert_trees_equal(&replay(&Tree::new(), &evs), &disk_tree(root, &[]));
 }
+
+#[test]
+fn output_files_inside_the_root_are_not_reported() {
+    let d = tempdir();
+    let root = d.path();
+    let out = root.join("events.ndjson");
+    let log = root.join("human.log");
+    let m = Monitor::start(
+        root,
+        &[
+            &format!("--output={}", out.display()),
+            &format!("--human-output={}", log.display()),
+        ],
+    );
+    std::fs::write(root.join("a"), b"a").unwrap();
+    // Each line written to either file would otherwise be an update of it,
+    // reported into the file again.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (status, _, _) = m.terminate();
+    assert_eq!(status.code(), Some(0));
+    let evs: Vec<file_event::FileEvent> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| file_event::FileEvent::from_json(l).unwrap())
+        .collect();
+    assert_eq!(summary(&evs), vec!["create file a"]);
+}

@@ -148,6 +148,27 @@ fn still_open_when_scanned(flags: &[&str]) {
 }
 
 #[test]
+fn an_atomic_save_carries_the_checksum_of_what_was_saved() {
+    let d = tempdir();
+    std::fs::write(d.path().join("t"), b"old").unwrap();
+    let m = Monitor::start(d.path(), &["--checksum=sha256"]);
+    // The temporary file is renamed before its create is written, so only
+    // the move can say what the saved file holds.
+    sh(d.path(), "printf new > t.tmp && mv t.tmp t");
+    let evs = m.wait_for("move onto t", |e| has(e, "move file t.tmp -> t"));
+    let mv = evs
+        .iter()
+        .find(|e| e.event_type == file_event::EventType::Move)
+        .expect("the move");
+    assert_eq!(mv.size, Some(3));
+    // sha256 of "new".
+    assert_eq!(
+        mv.checksum.as_deref(),
+        Some("sha256:11507a0e2f5e69d5dfa40a62a1bd7b6ee57e6bcd85c67c9b8431b36fff21c437")
+    );
+}
+
+#[test]
 fn atomic_save_is_create_of_temp_and_move_over_target() {
     let d = tempdir();
     std::fs::write(d.path().join("t"), b"old").unwrap();
