@@ -488,7 +488,16 @@ pub fn dead_letters(
     keys: &Keys,
     limit: usize,
 ) -> Result<Vec<DeadLetterRow>, StoreError> {
-    let r = keys.dead_letter_all();
+    dead_letters_in(txn, keys, &keys.dead_letter_all(), limit)
+}
+
+/// Dead letters in a key range, oldest first, at most `limit` (0 = all).
+pub fn dead_letters_in(
+    txn: &mut dyn ReadTxn,
+    keys: &Keys,
+    r: &KeyRange,
+    limit: usize,
+) -> Result<Vec<DeadLetterRow>, StoreError> {
     txn.get_range(&r.begin, &r.end, limit, false)?
         .into_iter()
         .map(|(k, v)| {

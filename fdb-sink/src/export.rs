@@ -5,14 +5,46 @@
 //! line with its Kubernetes fields, which `fdb-sink import` (and the ingest
 //! endpoint) accept as is. Importing an export into an empty store therefore
 //! reproduces the same records under the same keys.
+//!
+//! A whole-tenant export ends with one [`MonitorLine`] per monitor of the
+//! tenant: its delivery counters as stored. Records removed by retention
+//! leave them unchanged, so rebuilding them from the remaining records alone
+//! would show those lines as lost; `import` restores them from these lines.
 
 use std::io::Write;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::audit::after;
-use crate::keys::Keys;
+use crate::keys::{decode_i64, Keys};
 use crate::store::{Store, StoreError, StoreExt};
+
+/// `schema` of an export's monitor lines.
+pub const MONITOR_SCHEMA: &str = "fdb-sink-monitor/1";
+
+/// A monitor's delivery counters in an export.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorLine {
+    /// Always [`MONITOR_SCHEMA`].
+    pub schema: String,
+    pub monitor_id: String,
+    pub tenant_id: String,
+    /// Distinct events stored for the monitor.
+    pub received: i64,
+    /// Highest `seq` stored.
+    pub highest_seq: u64,
+}
+
+impl MonitorLine {
+    /// Reads a line that is a monitor line; `None` for anything else.
+    pub fn parse(line: &[u8]) -> Option<MonitorLine> {
+        memchr::memmem::find(line, MONITOR_SCHEMA.as_bytes())?;
+        serde_json::from_slice::<MonitorLine>(line)
+            .ok()
+            .filter(|m| m.schema == MONITOR_SCHEMA)
+    }
+}
 
 /// Which records to export.
 #[derive(Debug, Clone, Default)]
@@ -30,6 +62,8 @@ pub struct ExportFilter {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct ExportReport {
     pub records: u64,
+    /// Monitor lines (whole-tenant exports only).
+    pub monitors: u64,
     pub bytes: u64,
     /// Read transactions used (one per page).
     pub pages: u64,
@@ -89,6 +123,52 @@ pub fn export(
         }
         progress(&report);
     }
+    let whole_tenant = filter.user.is_none()
+        && filter.session.is_none()
+        && filter.since_ns.is_none()
+        && filter.until_ns.is_none();
+    if whole_tenant {
+        let monitors = store.read(|t| crate::audit::monitors(t, keys))?;
+        for m in monitors.into_iter().filter(|m| m.tenant == filter.tenant) {
+            let line = MonitorLine {
+                schema: MONITOR_SCHEMA.to_owned(),
+                monitor_id: m.monitor_id,
+                tenant_id: m.tenant,
+                received: m.received,
+                highest_seq: m.max_seq,
+            };
+            let v = serde_json::to_vec(&line).map_err(|e| StoreError::Internal(e.to_string()))?;
+            out.write_all(&v)?;
+            out.write_all(b"\n")?;
+            report.monitors += 1;
+            report.bytes += v.len() as u64 + 1;
+        }
+    }
     out.flush()?;
     Ok(report)
+}
+
+/// Restores monitor counters from an export, after its records were
+/// imported: each counter becomes at least the exported value (never less
+/// than what the store already counts), so importing twice changes nothing.
+pub fn restore_monitors(
+    store: &dyn Store,
+    keys: &Keys,
+    lines: &[MonitorLine],
+) -> Result<(), StoreError> {
+    for chunk in lines.chunks(1000) {
+        store.transact(|txn| {
+            for m in chunk {
+                let k = keys.monitor_received(&m.monitor_id);
+                let have = txn.get(&k)?.map_or(0, |v| decode_i64(&v));
+                if m.received > have {
+                    txn.atomic_add(&k, m.received - have)?;
+                }
+                txn.atomic_max(&keys.monitor_max_seq(&m.monitor_id), m.highest_seq)?;
+                txn.set(&keys.monitor_tenant(&m.monitor_id), m.tenant_id.as_bytes())?;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(())
 }

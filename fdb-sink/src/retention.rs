@@ -15,7 +15,7 @@
 //! letters older than the cutoff are removed too, and so are agent rows whose
 //! last heartbeat, and claims whose expiry, is older than the cutoff.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -169,6 +169,8 @@ fn remove_batch(
 }
 
 /// Counts what retention would remove from one session (no writes).
+/// `checksums` holds the `by_checksum` keys counted so far in this run: an
+/// entry shared by several old records is removed once.
 fn count_session(
     store: &dyn Store,
     keys: &Keys,
@@ -176,15 +178,31 @@ fn count_session(
     cutoff_ns: i64,
     limit: usize,
     report: &mut RetentionReport,
+    checksums: &mut HashSet<Vec<u8>>,
 ) -> Result<(), StoreError> {
     let range = keys.audit_logs_session_between(t, u, s, i64::MIN, cutoff_ns);
+    let cutoff_u = u64::try_from(cutoff_ns).unwrap_or(0);
     let mut begin = range.begin.clone();
     loop {
         let r = crate::keys::KeyRange {
             begin: begin.clone(),
             end: range.end.clone(),
         };
-        let recs = store.read(|txn| audit::records_in(txn, keys, &r, limit, false))?;
+        let (recs, stale) = store.read(|txn| {
+            let recs = audit::records_in(txn, keys, &r, limit, false)?;
+            // The entries the removal would clear: last seen before the cutoff.
+            let mut stale = Vec::new();
+            for r in &recs {
+                let Some(c) = &r.record.event.checksum else {
+                    continue;
+                };
+                let k = keys.by_checksum(t, c, &r.record.event.path);
+                if txn.get(&k)?.is_some_and(|v| decode_u64(&v) < cutoff_u) {
+                    stale.push(k);
+                }
+            }
+            Ok((recs, stale))
+        })?;
         let Some(last) = recs.last() else { break };
         begin = after(&last.raw_key);
         for r in &recs {
@@ -192,6 +210,11 @@ fn count_session(
             let ev = &r.record.event;
             report.by_path_removed +=
                 1 + u64::from(ev.from.as_ref().is_some_and(|f| *f != ev.path));
+        }
+        for k in stale {
+            if checksums.insert(k) {
+                report.by_checksum_removed += 1;
+            }
         }
     }
     let session = keys.audit_logs_session(t, u, s);
@@ -217,11 +240,20 @@ pub fn run(
         dry_run: opts.dry_run,
         ..Default::default()
     };
+    let mut checksums = HashSet::new();
     for (t, u, s) in old_sessions(store, keys, opts.cutoff_ns)? {
         report.sessions_affected += 1;
         let id = (t.as_str(), u.as_str(), s.as_str());
         if opts.dry_run {
-            count_session(store, keys, id, opts.cutoff_ns, limit, &mut report)?;
+            count_session(
+                store,
+                keys,
+                id,
+                opts.cutoff_ns,
+                limit,
+                &mut report,
+                &mut checksums,
+            )?;
             progress(&report);
             continue;
         }
@@ -331,9 +363,15 @@ pub async fn periodic(
         .await;
         match r {
             Ok(Ok(rep)) => tracing::info!(
-                records_removed = rep.records_removed,
+                sessions_affected = rep.sessions_affected,
                 sessions_removed = rep.sessions_removed,
+                records_removed = rep.records_removed,
+                by_path_removed = rep.by_path_removed,
+                by_checksum_removed = rep.by_checksum_removed,
                 dead_letters_removed = rep.dead_letters_removed,
+                agents_removed = rep.agents_removed,
+                claims_removed = rep.claims_removed,
+                transactions = rep.transactions,
                 "retention run finished"
             ),
             Ok(Err(e)) => tracing::warn!(error = %e, "retention run failed; will retry"),

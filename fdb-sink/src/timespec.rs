@@ -70,12 +70,11 @@ pub fn time_arg(s: &str) -> Result<i64, String> {
     parse_time_ns(s).map_err(|e| e.to_string())
 }
 
-/// Nanoseconds since the epoch as RFC 3339 UTC with nanoseconds.
+/// Nanoseconds since the epoch as RFC 3339 UTC with nine fractional
+/// digits, as records write their `timestamp`.
 pub fn format_ns(ns: i64) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns))
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_else(|| ns.to_string())
+    file_event::Timestamp::from_unix_nanos(i128::from(ns))
+        .map_or_else(|| ns.to_string(), |t| t.to_string())
 }
 
 /// Now, in nanoseconds since the epoch.

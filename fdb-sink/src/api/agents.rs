@@ -5,19 +5,20 @@
 //! by the agent's `last_heartbeat` (kept as reported): `dead` when no
 //! heartbeat arrived within `--agent-ttl`, else the reported status in lower
 //! case (`active`, `idle`, `stopped`). A session belongs to the user whose
-//! token sent its first heartbeat; role `user` can neither heartbeat for nor
-//! see another user's sessions.
+//! token sent its first heartbeat or made its first claim; role `user` can
+//! neither heartbeat, claim nor release for another user's session, nor see
+//! it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::State;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Query, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::auth::Caller;
-use super::{ApiError, ApiState};
+use super::{ApiError, ApiState, NoParams};
 use crate::keys::Keys;
 use crate::record::valid_id;
 use crate::store::{ReadTxn, StoreError, StoreExt};
@@ -152,12 +153,36 @@ pub fn check_session(s: &str) -> Result<(), ApiError> {
     }
 }
 
-/// `Forbidden` unless the caller may act for the agent's session.
-pub fn check_owner(caller: &Caller, row: Option<&AgentRow>) -> Result<(), ApiError> {
-    match row {
-        Some(r) if !caller.is_admin() && r.user_id != caller.user => Err(ApiError::Forbidden(
-            format!("session {:?} belongs to another user", r.session_id),
-        )),
+/// The user a session belongs to: the owner in its agent row, or, for a
+/// session that has claimed without a heartbeat, the user of its claims.
+/// The claim rows are only scanned when there is no agent row.
+pub fn session_owner(
+    txn: &mut dyn ReadTxn,
+    keys: &Keys,
+    tenant: &str,
+    session: &str,
+    row: Option<&AgentRow>,
+) -> Result<Option<String>, StoreError> {
+    if let Some(r) = row {
+        return Ok(Some(r.user_id.clone()));
+    }
+    let r = keys.claims_tenant(tenant);
+    for (_, v) in txn.get_range(&r.begin, &r.end, 0, false)? {
+        let c: super::claims::ClaimRow = serde_json::from_slice(&v)
+            .map_err(|e| StoreError::Corrupt(format!("claim row: {e}")))?;
+        if c.session_id == session {
+            return Ok(Some(c.user_id));
+        }
+    }
+    Ok(None)
+}
+
+/// `Forbidden` unless the caller may act for a session owned by `owner`.
+pub fn check_owner(caller: &Caller, session: &str, owner: Option<&str>) -> Result<(), ApiError> {
+    match owner {
+        Some(o) if !caller.is_admin() && o != caller.user => Err(ApiError::Forbidden(format!(
+            "session {session:?} belongs to another user"
+        ))),
         _ => Ok(()),
     }
 }
@@ -171,6 +196,13 @@ pub async fn heartbeat(
     let Json(a) = body?;
     check_session(&a.session_id)?;
     check_agent_type(&a.agent_type)?;
+    if let Some(t) = a.last_heartbeat.as_deref() {
+        if file_event::Timestamp::parse(t).is_err() {
+            return Err(ApiError::bad_request(format!(
+                "last_heartbeat {t:?} is not an RFC 3339 time"
+            )));
+        }
+    }
     if a.files_claimed.len() > 10_000 {
         return Err(ApiError::bad_request(
             "files_claimed lists at most 10000 paths",
@@ -181,12 +213,13 @@ pub async fn heartbeat(
         .blocking(move |store, keys| {
             store.transact(|txn| {
                 let old = agent_row(txn, keys, &caller.tenant, &a.session_id)?;
-                if let Err(e) = check_owner(&caller, old.as_ref()) {
+                let owner = session_owner(txn, keys, &caller.tenant, &a.session_id, old.as_ref())?;
+                if let Err(e) = check_owner(&caller, &a.session_id, owner.as_deref()) {
                     return Ok(Err(e));
                 }
                 let row = AgentRow {
                     session_id: a.session_id.clone(),
-                    user_id: old.map_or_else(|| caller.user.clone(), |o| o.user_id),
+                    user_id: owner.unwrap_or_else(|| caller.user.clone()),
                     agent_type: a.agent_type.clone(),
                     status: a.status,
                     last_heartbeat: a.last_heartbeat.clone(),
@@ -221,7 +254,9 @@ pub struct AgentList {
 pub async fn list(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
+    params: Result<Query<NoParams>, QueryRejection>,
 ) -> Result<Json<AgentList>, ApiError> {
+    params?;
     let ttl = state.agent_ttl;
     let agents = state
         .blocking(move |store, keys| {

@@ -106,6 +106,8 @@ impl Verifier {
         validation.algorithms = vec![alg];
         validation.leeway = LEEWAY_SECS;
         validation.validate_exp = true;
+        // A token not valid yet (`nbf` in the future) is refused too.
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp"]);
         Verifier { key, validation }
     }

@@ -19,7 +19,9 @@ use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::agents::{agent_row, check_agent_type, check_owner, check_session};
+use super::agents::{
+    agent_row, check_agent_type, check_owner, check_session, session_owner, AgentStatus,
+};
 use super::auth::Caller;
 use super::error::Holder;
 use super::{ApiError, ApiState};
@@ -101,6 +103,12 @@ fn check_paths(paths: &[String]) -> Result<Vec<String>, ApiError> {
             "path {p:?} must be 1 to 4096 bytes"
         )));
     }
+    if let Some(p) = paths.iter().find(|p| !canonical_path(p)) {
+        return Err(ApiError::bad_request(format!(
+            "path {p:?} must be written as file events name it: relative to the workspace \
+             root, `/`-separated, without empty, `.` or `..` segments"
+        )));
+    }
     // Sorted and deduplicated: the same set always touches rows in the same order.
     Ok(paths
         .iter()
@@ -108,6 +116,13 @@ fn check_paths(paths: &[String]) -> Result<Vec<String>, ApiError> {
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect())
+}
+
+/// True for a path spelled one way only, as file events spell it
+/// (`src/a.rs`, not `./src/a.rs`, `/src/a.rs` or `src//a.rs`), so that two
+/// spellings of one file can never be claimed by two agents.
+fn canonical_path(p: &str) -> bool {
+    p.split('/').all(|seg| !matches!(seg, "" | "." | ".."))
 }
 
 /// Claims `paths` for `req.session_id` inside `txn`; the conflict error when
@@ -122,24 +137,26 @@ pub fn claim_in(
 ) -> Result<Result<Granted, ApiError>, StoreError> {
     let now = now_ns();
     let own = agent_row(txn, keys, &caller.tenant, &req.session_id)?;
-    if let Err(e) = check_owner(caller, own.as_ref()) {
+    let owner = session_owner(txn, keys, &caller.tenant, &req.session_id, own.as_ref())?;
+    if let Err(e) = check_owner(caller, &req.session_id, owner.as_deref()) {
         return Ok(Err(e));
+    }
+    if own
+        .as_ref()
+        .is_some_and(|a| a.status == AgentStatus::Stopped)
+    {
+        return Ok(Err(ApiError::bad_request(format!(
+            "session {:?} reported status Stopped: its claims would block no one; send a \
+             heartbeat with status Active first",
+            req.session_id
+        ))));
     }
     let mut holders = Vec::new();
     for p in paths {
         let Some(c) = claim_row(txn, keys, &caller.tenant, p)? else {
             continue;
         };
-        if c.session_id == req.session_id {
-            if !caller.is_admin() && c.user_id != caller.user {
-                return Ok(Err(ApiError::Forbidden(format!(
-                    "session {:?} belongs to another user",
-                    c.session_id
-                ))));
-            }
-            continue;
-        }
-        if c.expires_ns <= now {
+        if c.session_id == req.session_id || c.expires_ns <= now {
             continue;
         }
         let holder_alive = agent_row(txn, keys, &caller.tenant, &c.session_id)?
@@ -171,7 +188,7 @@ pub fn claim_in(
         .saturating_mul(1_000_000_000);
     let row = ClaimRow {
         session_id: req.session_id.clone(),
-        user_id: own.map_or_else(|| caller.user.clone(), |o| o.user_id),
+        user_id: owner.unwrap_or_else(|| caller.user.clone()),
         agent_type: req.agent_type.clone(),
         claimed_ns: now,
         expires_ns: now.saturating_add(ttl_ns),
@@ -223,19 +240,17 @@ pub async fn release(
     let out = state
         .blocking(move |store, keys| {
             store.transact(|txn| {
+                let own = agent_row(txn, keys, &caller.tenant, &req.session_id)?;
+                let owner =
+                    session_owner(txn, keys, &caller.tenant, &req.session_id, own.as_ref())?;
+                if let Err(e) = check_owner(&caller, &req.session_id, owner.as_deref()) {
+                    return Ok(Err(e));
+                }
                 let mut released = Vec::new();
                 let mut not_held = Vec::new();
                 for p in &paths {
                     match claim_row(txn, keys, &caller.tenant, p)? {
-                        Some(c) if c.session_id == req.session_id => {
-                            if !caller.is_admin() && c.user_id != caller.user {
-                                return Ok(Err(ApiError::Forbidden(format!(
-                                    "session {:?} belongs to another user",
-                                    c.session_id
-                                ))));
-                            }
-                            released.push(p.clone());
-                        }
+                        Some(c) if c.session_id == req.session_id => released.push(p.clone()),
                         _ => not_held.push(p.clone()),
                     }
                 }

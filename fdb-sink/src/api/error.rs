@@ -39,6 +39,9 @@ pub enum ApiError {
     /// A parameter or body is malformed.
     #[error("{0}")]
     BadRequest(String),
+    /// The request body is over the API's size limit.
+    #[error("{0}")]
+    PayloadTooLarge(String),
     /// A pagination cursor that this query did not produce.
     #[error("{0}")]
     BadCursor(String),
@@ -66,6 +69,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::BadRequest(_) | ApiError::BadCursor(_) => StatusCode::BAD_REQUEST,
             ApiError::ClaimConflict { .. } => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -81,6 +85,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::BadCursor(_) => "bad_cursor",
             ApiError::ClaimConflict { .. } => "claim_conflict",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::Unavailable(_) => "store_unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -109,7 +114,11 @@ impl From<axum::extract::rejection::QueryRejection> for ApiError {
 
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(e: axum::extract::rejection::JsonRejection) -> Self {
-        ApiError::BadRequest(e.body_text())
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(e.body_text())
+        } else {
+            ApiError::BadRequest(e.body_text())
+        }
     }
 }
 

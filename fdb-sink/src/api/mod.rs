@@ -36,6 +36,12 @@ pub mod sse;
 
 pub use error::ApiError;
 
+/// The query of a route that takes no parameters: any parameter is a 400,
+/// as on the routes that take some.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
 /// The `serve` flags of the API.
 #[derive(Debug, Clone, Args)]
 pub struct ApiArgs {

@@ -4,13 +4,13 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::auth::Caller;
-use super::{ApiError, ApiState};
+use super::{ApiError, ApiState, NoParams};
 use crate::audit;
 use crate::store::StoreExt;
 
@@ -33,8 +33,10 @@ pub async fn delivery(
     State(state): State<Arc<ApiState>>,
     caller: Caller,
     monitor_id: Result<Path<String>, PathRejection>,
+    params: Result<Query<NoParams>, QueryRejection>,
 ) -> Result<Json<Delivery>, ApiError> {
     let Path(monitor_id) = monitor_id?;
+    params?;
     if !caller.is_admin() {
         return Err(ApiError::Forbidden(
             "delivery counters need role `admin`".into(),

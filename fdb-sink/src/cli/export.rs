@@ -139,8 +139,8 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         eprintln!();
     }
     eprintln!(
-        "export: {} records ({} bytes uncompressed) for tenant {}",
-        report.records, report.bytes, filter.tenant
+        "export: {} records and {} monitors ({} bytes uncompressed) for tenant {}",
+        report.records, report.monitors, report.bytes, filter.tenant
     );
     tracing::info!(
         records = report.records,

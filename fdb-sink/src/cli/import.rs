@@ -9,6 +9,7 @@ use clap::Args;
 
 use super::StoreArgs;
 use crate::audit::WriteOptions;
+use crate::export::MonitorLine;
 use crate::ingest::pipeline::BatchSummary;
 use crate::ingest::Ingestor;
 use crate::metrics::Metrics;
@@ -36,15 +37,28 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
     store
         .check()
         .with_context(|| format!("store {} is not available", store.describe()))?;
+    let keys = args.store.keys();
     let ingestor = Ingestor::new(
-        store,
-        args.store.keys(),
+        store.clone(),
+        keys.clone(),
         WriteOptions::default(),
         Metrics::unregistered(),
     );
     let input = open_input(args.input.as_ref())?;
-    let total = import(&ingestor, input, args.batch_lines as usize)?;
-    println!("{}", serde_json::to_string(&total)?);
+    let (total, monitors) = import(&ingestor, input, args.batch_lines as usize)?;
+    crate::export::restore_monitors(store.as_ref(), &keys, &monitors)
+        .context("restoring the monitor counters")?;
+    #[derive(serde::Serialize)]
+    struct Report<'a> {
+        #[serde(flatten)]
+        total: &'a BatchSummary,
+        monitors_restored: usize,
+    }
+    let report = Report {
+        total: &total,
+        monitors_restored: monitors.len(),
+    };
+    println!("{}", serde_json::to_string(&report)?);
     tracing::info!(
         received = total.received,
         written = total.written,
@@ -68,13 +82,15 @@ fn open_input(path: Option<&PathBuf>) -> anyhow::Result<Box<dyn BufRead>> {
     Ok(Box::new(BufReader::with_capacity(1 << 20, reader)))
 }
 
-/// Ingests every line of `input` in batches of `batch_lines`.
+/// Ingests every line of `input` in batches of `batch_lines`, and returns
+/// the export's monitor lines (applied by the caller once every record is in).
 pub fn import(
     ingestor: &Ingestor,
     mut input: impl BufRead,
     batch_lines: usize,
-) -> anyhow::Result<BatchSummary> {
+) -> anyhow::Result<(BatchSummary, Vec<MonitorLine>)> {
     let mut total = BatchSummary::default();
+    let mut monitors = Vec::new();
     let mut batch: Vec<Vec<u8>> = Vec::with_capacity(batch_lines);
     let mut line_no = 0u64;
     loop {
@@ -87,7 +103,9 @@ pub fn import(
             while matches!(line.last(), Some(b'\n' | b'\r')) {
                 line.pop();
             }
-            if !line.iter().all(u8::is_ascii_whitespace) {
+            if let Some(m) = MonitorLine::parse(&line) {
+                monitors.push(m);
+            } else if !line.iter().all(u8::is_ascii_whitespace) {
                 batch.push(line);
             }
         }
@@ -100,7 +118,7 @@ pub fn import(
             batch.clear();
         }
         if n == 0 {
-            return Ok(total);
+            return Ok((total, monitors));
         }
     }
 }

@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::keys::{Keys, DEFAULT_ROOT};
 use crate::store::{StoreSpec, DEFAULT_STORE};
 
+pub mod dead_letters;
 pub mod export;
 pub mod import;
 pub mod retention;
@@ -28,6 +29,8 @@ pub mod token;
 ///   fdb-sink export --tenant acme --output acme.ndjson.zst     # backup
 ///
 ///   fdb-sink retention --older-than 90d --dry-run              # what retention would remove
+///
+///   fdb-sink dead-letters --since 2026-11-27T00:00:00Z         # lines that became no record, and why
 ///
 /// Logs go to stderr; set RUST_LOG (e.g. `RUST_LOG=fdb_sink=debug`) for more detail.
 #[derive(Debug, Parser)]
@@ -52,6 +55,9 @@ pub enum Command {
     /// Remove audit records older than a cutoff, with their index entries,
     /// and fix the session summaries.
     Retention(retention::RetentionArgs),
+    /// Print the stored dead letters (lines that could not become audit
+    /// records, with the reason and the raw line) as NDJSON, oldest first.
+    DeadLetters(dead_letters::DeadLettersArgs),
     /// Mint an HS256 API token for local use and demos (development tool).
     Token(token::TokenArgs),
 }
@@ -84,6 +90,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import(args) => import::run(args),
         Command::Export(args) => export::run(args),
         Command::Retention(args) => retention::run(args),
+        Command::DeadLetters(args) => dead_letters::run(args),
         Command::Token(args) => token::run(args),
     }
 }

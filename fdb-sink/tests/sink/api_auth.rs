@@ -133,6 +133,14 @@ fn bad_tokens_get_401_on_every_route() {
     let evil_claims = b64(&serde_json::to_string(&claims("globex", "mallory")).expect("json"));
     tampered[1] = &evil_claims;
     let tampered = tampered.join(".");
+    let now = jsonwebtoken::get_current_timestamp();
+    let not_yet = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &serde_json::json!({"tenant_id": "acme", "user_id": "alice", "role": "admin",
+                            "exp": now + 3600, "nbf": now + 600}),
+        &EncodingKey::from_secret(crate::api_harness::SECRET),
+    )
+    .expect("nbf token");
     let bad: Vec<(&str, Option<String>)> = vec![
         ("missing", None),
         ("not bearer", Some(format!("Basic {}", b64("alice:pw")))),
@@ -167,6 +175,7 @@ fn bad_tokens_get_401_on_every_route() {
             )),
         ),
         ("wrong algorithm", Some(format!("Bearer {rs256}"))),
+        ("not valid yet (nbf)", Some(format!("Bearer {not_yet}"))),
     ];
     for (method, path, req_body) in requests() {
         for (what, auth) in &bad {

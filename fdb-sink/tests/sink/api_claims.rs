@@ -220,3 +220,102 @@ fn liveness_release_expiry_and_dead_holders() {
     );
     assert_eq!((s, r["error"].as_str()), (400, Some("bad_request")), "{r}");
 }
+
+#[test]
+fn a_session_belongs_to_whoever_first_claimed_or_heartbeat_for_it() {
+    let api = Api::start(&[]);
+    let alice = token("acme", "alice", Role::User);
+    let bob = token("acme", "bob", Role::User);
+    let p = |s: &str| vec![s.to_owned()];
+    // Bob claims without ever sending a heartbeat: the session is his.
+    assert_eq!(claim(&api, &bob, "s-bob", &p("p/held.rs"), 300).0, 200);
+    let (s, r) = heartbeat(&api, &alice, "s-bob", "Stopped");
+    assert_eq!((s, r["error"].as_str()), (403, Some("forbidden")), "{r}");
+    let (s, r) = claim(&api, &alice, "s-bob", &p("p/other.rs"), 300);
+    assert_eq!((s, r["error"].as_str()), (403, Some("forbidden")), "{r}");
+    for paths in [json!(["p/held.rs"]), json!(["p/not-held.rs"])] {
+        let (s, r) = api.delete(
+            &alice,
+            "/api/v5/agents/claims",
+            &json!({"session_id": "s-bob", "paths": paths}),
+        );
+        assert_eq!((s, r["error"].as_str()), (403, Some("forbidden")), "{r}");
+    }
+    // Bob's claim still holds, and his own heartbeat is accepted.
+    let (s, r) = claim(&api, &alice, "s-alice", &p("p/held.rs"), 300);
+    assert_eq!(
+        (s, r["holders"][0]["session_id"].as_str()),
+        (409, Some("s-bob"))
+    );
+    let (s, r) = heartbeat(&api, &bob, "s-bob", "Active");
+    assert_eq!((s, r["user_id"].as_str()), (200, Some("bob")), "{r}");
+
+    // A session reported Stopped cannot claim until it is active again.
+    assert_eq!(heartbeat(&api, &bob, "s-bob", "Stopped").0, 200);
+    let (s, r) = claim(&api, &bob, "s-bob", &p("p/new.rs"), 300);
+    assert_eq!((s, r["error"].as_str()), (400, Some("bad_request")), "{r}");
+    assert_eq!(heartbeat(&api, &bob, "s-bob", "Active").0, 200);
+    assert_eq!(claim(&api, &bob, "s-bob", &p("p/new.rs"), 300).0, 200);
+}
+
+#[test]
+fn a_path_is_claimed_only_as_file_events_spell_it() {
+    let api = Api::start(&[]);
+    let alice = token("acme", "alice", Role::User);
+    let bob = token("acme", "bob", Role::User);
+    assert_eq!(
+        claim(&api, &alice, "s-a", &["src/a.rs".to_owned()], 300).0,
+        200
+    );
+    for other in [
+        "./src/a.rs",
+        "/src/a.rs",
+        "src//a.rs",
+        "src/./a.rs",
+        "src/x/../a.rs",
+        "src/a.rs/",
+    ] {
+        let (s, r) = claim(&api, &bob, "s-b", &[other.to_owned()], 300);
+        assert_eq!(
+            (s, r["error"].as_str()),
+            (400, Some("bad_request")),
+            "{other}: {r}"
+        );
+    }
+}
+
+#[test]
+fn malformed_requests_get_clear_errors() {
+    let api = Api::start(&[]);
+    let admin = token("acme", "ops", Role::Admin);
+    for path in [
+        "/api/v5/agents?status=dead",
+        "/api/v5/monitors/0190b5a0-0000-7000-8000-000000000001/delivery?x=1",
+    ] {
+        let (s, r) = api.get(&admin, path);
+        assert_eq!(
+            (s, r["error"].as_str()),
+            (400, Some("bad_request")),
+            "{path}: {r}"
+        );
+    }
+    let (s, r) = api.post(
+        &admin,
+        "/api/v5/agents/heartbeat",
+        &json!({"session_id": "s-1", "agent_type": "c", "status": "Active",
+                "last_heartbeat": "yesterday"}),
+    );
+    assert_eq!((s, r["error"].as_str()), (400, Some("bad_request")), "{r}");
+    // Over the API's 2 MB body limit.
+    let huge: Vec<String> = (0..40_000).map(|i| format!("src/{i:060}.rs")).collect();
+    let (s, r) = api.post(
+        &admin,
+        "/api/v5/agents/claims",
+        &json!({"session_id": "s-1", "agent_type": "c", "paths": huge, "ttl_seconds": 5}),
+    );
+    assert_eq!(
+        (s, r["error"].as_str()),
+        (413, Some("payload_too_large")),
+        "{r}"
+    );
+}

@@ -154,6 +154,18 @@ fn retention_removes_only_old_records_and_fixes_summaries() {
         rep["by_path_removed"], 4,
         "a move has two by_path entries: {rep}"
     );
+    assert_eq!(rep["by_checksum_removed"], 2, "{rep}");
+    for field in [
+        "records_removed",
+        "by_path_removed",
+        "by_checksum_removed",
+        "sessions_removed",
+    ] {
+        assert_eq!(
+            dry[field], rep[field],
+            "the dry run counted {field} right: {dry} {rep}"
+        );
+    }
     assert!(String::from_utf8_lossy(&out.stderr).contains("removed 3 records"));
     let after = read_store(&store_dir);
     let kept: Vec<&str> = after
@@ -333,7 +345,19 @@ fn export_then_import_into_an_empty_store_reproduces_the_records() {
             .map(|l| serde_json::from_str(l).expect("json line"))
             .collect()
     };
-    assert_eq!(lines(&["--tenant", "acme"]).len(), 5);
+    // A whole-tenant export ends with the tenant's monitor counters.
+    let all = lines(&["--tenant", "acme"]);
+    assert_eq!(all.len(), 7);
+    assert!(all[..5].iter().all(|l| l["schema"] == "file-event/1"));
+    assert_eq!(
+        all[5..],
+        [
+            json!({"schema": "fdb-sink-monitor/1", "monitor_id": M_ACME, "tenant_id": "acme",
+                   "received": 3, "highest_seq": 3}),
+            json!({"schema": "fdb-sink-monitor/1", "monitor_id": M_BOB, "tenant_id": "acme",
+                   "received": 2, "highest_seq": 2}),
+        ]
+    );
     assert_eq!(lines(&["--tenant", "acme", "--user", "bob"]).len(), 2);
     assert_eq!(lines(&["--tenant", "acme", "--session", "s-1"]).len(), 3);
     assert_eq!(
@@ -383,7 +407,7 @@ fn export_then_import_into_an_empty_store_reproduces_the_records() {
         ];
         args.extend(extra);
         let out = cli(&args);
-        assert!(String::from_utf8_lossy(&out.stderr).contains("export: 5 records"));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("export: 5 records and 2 monitors"));
         let dst = dir.path().join(format!("dst-{name}"));
         let dst_store = format!("embedded:{}", dst.display());
         let out = cli(&[
@@ -420,4 +444,118 @@ fn export_then_import_into_an_empty_store_reproduces_the_records() {
         assert!(range(&dst, &keys.audit_logs_tenant("globex")).is_empty());
         assert!(range(&dst, &keys.dead_letter_all()).is_empty());
     }
+}
+
+#[test]
+fn a_restore_after_retention_keeps_the_monitor_counters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src");
+    let mut sink = Sink::start(&src, &[]);
+    let lines: Vec<Value> = (1..=4)
+        .map(|seq| {
+            let age = if seq <= 2 { 100 } else { 1 };
+            ev(
+                "acme",
+                "alice",
+                "s-1",
+                M_ACME,
+                seq,
+                &days_ago(age),
+                "update",
+                &format!("f{seq}"),
+            )
+        })
+        .collect();
+    ingest(&sink, &lines);
+    sink.stop();
+    let src_store = format!("embedded:{}", src.display());
+    cli(&["retention", "--store", &src_store, "--older-than", "90d"]);
+    let file = dir.path().join("acme.ndjson");
+    cli(&[
+        "export",
+        "--store",
+        &src_store,
+        "--tenant",
+        "acme",
+        "--output",
+        file.to_str().expect("utf8"),
+    ]);
+    let dst = dir.path().join("dst");
+    let dst_store = format!("embedded:{}", dst.display());
+    let file = file.to_str().expect("utf8");
+    let out = cli(&["import", "--store", &dst_store, file]);
+    let summary: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        (
+            summary["written"].as_u64(),
+            summary["monitors_restored"].as_u64()
+        ),
+        (Some(2), Some(1)),
+        "{summary}"
+    );
+    let keys = Keys::default();
+    let src_monitor = range(&src, &keys.monitor(M_ACME));
+    assert_eq!(
+        src_monitor,
+        range(&dst, &keys.monitor(M_ACME)),
+        "4 received, highest seq 4, although 2 records were retained away"
+    );
+    // Importing again changes nothing.
+    cli(&["import", "--store", &dst_store, file]);
+    assert_eq!(src_monitor, range(&dst, &keys.monitor(M_ACME)));
+}
+
+#[test]
+fn dead_letters_are_listed_with_their_reason_and_raw_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src");
+    let mut sink = Sink::start(&src, &[]);
+    let good = ev(
+        "acme",
+        "alice",
+        "s-1",
+        M_ACME,
+        1,
+        "2026-11-20T10:00:00Z",
+        "create",
+        "a",
+    );
+    let mut bad_ts = good.clone();
+    bad_ts["timestamp"] = json!("yesterday");
+    let body = format!("{good}\nnot json at all\n{bad_ts}");
+    let (s, r) = post(&sink, body.into_bytes(), &[]);
+    assert_eq!((s, r["dead_lettered"].as_u64()), (200, Some(2)), "{r}");
+    sink.stop();
+    let store = format!("embedded:{}", src.display());
+    let list = |extra: &[&str]| -> (Vec<Value>, String) {
+        let mut args = vec!["dead-letters", "--store", &store];
+        args.extend_from_slice(extra);
+        let out = cli(&args);
+        let rows = String::from_utf8(out.stdout)
+            .expect("utf8")
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json"))
+            .collect();
+        (rows, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (all, _) = list(&[]);
+    let mut reasons: Vec<&str> = all.iter().filter_map(|r| r["reason"].as_str()).collect();
+    reasons.sort_unstable();
+    assert_eq!(reasons, ["bad_timestamp", "invalid_json"], "{all:?}");
+    assert!(all.iter().any(|r| r["raw"] == "not json at all"), "{all:?}");
+    let (only, _) = list(&["--reason", "bad_timestamp"]);
+    assert_eq!(only.len(), 1);
+    assert!(only[0]["raw"]
+        .as_str()
+        .is_some_and(|r| r.contains("yesterday")));
+    let (one, err) = list(&["--limit", "1"]);
+    assert_eq!(one.len(), 1);
+    assert!(err.contains("more match"), "{err}");
+    let (none, _) = list(&["--until", "1971-01-01T00:00:00Z"]);
+    assert!(none.is_empty());
+    let out = Command::new(BIN)
+        .args(["dead-letters", "--store", &store, "--reason", "nonsense"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
 }
