@@ -19,6 +19,8 @@ fn main() {
         .init();
     if let Err(e) = cli::run(cli) {
         eprintln!("fdb-sink: error: {e:#}");
-        std::process::exit(1);
+        // 2: the command line cannot work; 1: it failed while running.
+        let usage = e.downcast_ref::<cli::UsageError>().is_some();
+        std::process::exit(if usage { 2 } else { 1 });
     }
 }

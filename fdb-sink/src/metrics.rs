@@ -72,6 +72,21 @@ impl Metrics {
             delivery_missing_events: Gauge::default(),
             store_up: Gauge::default(),
         };
+        // Every reason and outcome is exported from the start (at 0), so
+        // that `increase()` sees the first one after a restart.
+        for reason in crate::record::reason::ALL {
+            let _ = m.dead_letter.get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            });
+        }
+        for outcome in [
+            outcome::COMMITTED,
+            outcome::STORE_ERROR,
+            outcome::SATURATED,
+            outcome::REJECTED,
+        ] {
+            let _ = m.batches.get_or_create(&OutcomeLabel { outcome });
+        }
         let r = registry;
         r.register(
             "fdb_sink_events_received",

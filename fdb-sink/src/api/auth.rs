@@ -213,9 +213,7 @@ impl FromRequestParts<Arc<ApiState>> for Caller {
         let value = header
             .to_str()
             .map_err(|_| ApiError::Unauthorized("Authorization header is not ASCII".into()))?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
+        let token = crate::ingest::http::bearer(value)
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| {

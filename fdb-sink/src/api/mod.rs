@@ -91,9 +91,11 @@ impl ApiArgs {
         match (&self.jwt_secret_file, &self.jwt_public_key_file) {
             (Some(p), None) => Ok(auth::Verifier::from_secret_file(p)?),
             (None, Some(p)) => Ok(auth::Verifier::from_public_key_file(p)?),
-            _ => anyhow::bail!(
+            _ => Err(crate::cli::UsageError(
                 "--api-listen needs --jwt-secret-file (HS256) or --jwt-public-key-file (RS256/ES256)"
-            ),
+                    .into(),
+            )
+            .into()),
         }
     }
 }

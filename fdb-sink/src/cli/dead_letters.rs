@@ -38,6 +38,7 @@ pub struct DeadLettersArgs {
 /// Prints the matching dead letters, one JSON object per line, and a count
 /// on stderr.
 pub fn run(args: DeadLettersArgs) -> anyhow::Result<()> {
+    args.store.require_existing()?;
     let store = store::open(&args.store.store).context("opening the store")?;
     store
         .check()

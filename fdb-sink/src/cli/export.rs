@@ -86,6 +86,7 @@ impl Out {
 
 /// Runs the export; the totals go to stderr (stdout may be the data).
 pub fn run(args: ExportArgs) -> anyhow::Result<()> {
+    args.store.require_existing()?;
     let store = store::open(&args.store.store).context("opening the store")?;
     store
         .check()

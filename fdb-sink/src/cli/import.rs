@@ -21,8 +21,8 @@ pub struct ImportArgs {
     #[command(flatten)]
     pub store: StoreArgs,
 
-    /// NDJSON file to read (`.gz`/`.zst` are decompressed); `-` or nothing
-    /// reads standard input.
+    /// NDJSON file to read; `-` or nothing reads standard input. gzip and
+    /// zstd input (an `export --compress`) is recognised and decompressed.
     #[arg(value_name = "FILE|-")]
     pub input: Option<PathBuf>,
 
@@ -33,6 +33,7 @@ pub struct ImportArgs {
 
 /// Reads everything and prints the totals as JSON on stdout.
 pub fn run(args: ImportArgs) -> anyhow::Result<()> {
+    args.store.prepare()?;
     let store = store::open(&args.store.store).context("opening the store")?;
     store
         .check()
@@ -59,6 +60,13 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
         monitors_restored: monitors.len(),
     };
     println!("{}", serde_json::to_string(&report)?);
+    if total.dead_lettered > 0 {
+        eprintln!(
+            "import: {} of {} lines were not valid events and were stored as dead letters \
+             (fdb-sink dead-letters lists them with the reason)",
+            total.dead_lettered, total.received
+        );
+    }
     tracing::info!(
         received = total.received,
         written = total.written,
@@ -70,14 +78,22 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
 }
 
 fn open_input(path: Option<&PathBuf>) -> anyhow::Result<Box<dyn BufRead>> {
-    let Some(p) = path.filter(|p| p.as_os_str() != "-") else {
-        return Ok(Box::new(BufReader::new(std::io::stdin())));
+    let raw: Box<dyn Read> = match path.filter(|p| p.as_os_str() != "-") {
+        None => Box::new(std::io::stdin()),
+        Some(p) => {
+            Box::new(std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?)
+        }
     };
-    let file = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
-    let reader: Box<dyn Read> = match p.extension().and_then(|e| e.to_str()) {
-        Some("gz") => Box::new(flate2::read::MultiGzDecoder::new(file)),
-        Some("zst") => Box::new(zstd::stream::read::Decoder::new(file)?),
-        _ => Box::new(file),
+    // Compression is recognised by its magic bytes, whatever the name (or
+    // on standard input, which has none).
+    let mut raw = BufReader::with_capacity(1 << 20, raw);
+    let head = raw.fill_buf().context("reading the input")?;
+    let reader: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::bufread::MultiGzDecoder::new(raw))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(zstd::stream::read::Decoder::with_buffer(raw)?)
+    } else {
+        return Ok(Box::new(raw));
     };
     Ok(Box::new(BufReader::with_capacity(1 << 20, reader)))
 }

@@ -20,7 +20,8 @@ pub mod token;
 ///
 ///   fdb-sink serve --store embedded:/var/lib/fdb-sink          # Vector's http sink target
 ///
-///   file-monitor ./ws | fdb-sink serve --stdin                 # local pipeline, no Vector
+///   TENANT_ID=acme USER_ID=u1 SESSION_ID=s1 file-monitor ./ws | fdb-sink serve --stdin
+///                                                              # local pipeline, no Vector
 ///
 ///   fdb-sink import --store embedded:./data events.ndjson      # load a file or an export
 ///
@@ -81,7 +82,43 @@ impl StoreArgs {
     pub fn keys(&self) -> Keys {
         Keys::new(&self.subspace)
     }
+
+    /// For commands that read or prune a store (`export`, `retention`,
+    /// `dead-letters`): an embedded store must already exist, so that a
+    /// mistyped path is an error rather than a new, empty store.
+    pub fn require_existing(&self) -> Result<(), UsageError> {
+        if let StoreSpec::Embedded { dir } = &self.store {
+            let db = dir.join(crate::store::embedded::DB_DIR);
+            if !db.is_dir() {
+                return Err(UsageError(format!(
+                    "no embedded store at {} ({} does not exist; check --store)",
+                    dir.display(),
+                    db.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// For commands that may create a store (`serve`, `import`): an
+    /// embedded store's directory must exist or be creatable.
+    pub fn prepare(&self) -> Result<(), UsageError> {
+        if let StoreSpec::Embedded { dir } = &self.store {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                UsageError(format!(
+                    "--store embedded:{}: cannot create the directory: {e}",
+                    dir.display()
+                ))
+            })?;
+        }
+        Ok(())
+    }
 }
+
+/// A command line that cannot work: `main` exits with status 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {

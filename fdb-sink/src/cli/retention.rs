@@ -32,6 +32,7 @@ pub struct RetentionArgs {
 
 /// Runs retention, shows progress on a terminal, prints the totals as JSON.
 pub fn run(args: RetentionArgs) -> anyhow::Result<()> {
+    args.store.require_existing()?;
     let store = store::open(&args.store.store).context("opening the store")?;
     store
         .check()

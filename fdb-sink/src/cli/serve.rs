@@ -83,7 +83,7 @@ pub struct ServeArgs {
     pub txn_target_bytes: u64,
 
     /// Seconds between refreshes of fdb_sink_delivery_missing_events.
-    #[arg(long, default_value_t = 15, value_name = "SECS")]
+    #[arg(long, env = "FDB_SINK_DELIVERY_REFRESH_SECS", default_value_t = 15, value_name = "SECS")]
     pub delivery_refresh_secs: u64,
 
     #[command(flatten)]
@@ -121,6 +121,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         Some(_) => Some(args.api.verifier()?),
         None => None,
     };
+    args.store.prepare()?;
     let store = store::open(&args.store.store).context("opening the store")?;
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry, store.metrics());
@@ -224,34 +225,52 @@ async fn serve(
         _ => None,
     };
 
-    let stdin_task = args.stdin.then(|| {
+    let mut stdin_task = args.stdin.then(|| {
         let ingestor = ctx.ingestor.clone();
         let stop = stop_rx.clone();
         tokio::task::spawn_blocking(move || ingest_stdin(&ingestor, &stop))
     });
 
-    tokio::select! {
-        _ = shutdown_signal() => tracing::info!("shutting down"),
+    let stdin_ended = tokio::select! {
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down");
+            None
+        }
         r = async {
-            match stdin_task {
+            match stdin_task.as_mut() {
                 Some(t) => t.await,
                 None => std::future::pending().await,
             }
-        } => {
-            match r {
-                Ok(total) => {
-                    tracing::info!(?total, "standard input done; shutting down");
-                    println!("{}", serde_json::to_string(&total)?);
-                }
-                Err(e) => tracing::error!(error = %e, "stdin ingest failed"),
-            }
-        }
-    }
+        } => Some(r),
+    };
     let _ = stop_tx.send(true);
+    // After a signal, what was read from stdin is still committed first.
+    let stdin = match (stdin_ended, stdin_task) {
+        (Some(r), _) => Some(r),
+        (None, Some(t)) => Some(t.await),
+        (None, None) => None,
+    };
+    let mut uncommitted = 0;
+    if let Some(r) = stdin {
+        let outcome = r.context("stdin ingest task")?;
+        tracing::info!(
+            received = outcome.total.received,
+            written = outcome.total.written,
+            duplicates = outcome.total.duplicates,
+            dead_lettered = outcome.total.dead_lettered,
+            "standard input done"
+        );
+        println!("{}", serde_json::to_string(&outcome.total)?);
+        uncommitted = outcome.uncommitted;
+    }
     server.await?.context("ingest server")?;
     if let Some(api) = api_server {
         api.await?.context("API server")?;
     }
+    anyhow::ensure!(
+        uncommitted == 0,
+        "{uncommitted} lines read from standard input were not committed (the store was unavailable at shutdown)"
+    );
     Ok(())
 }
 
@@ -323,9 +342,21 @@ async fn delivery_loop(ingestor: Arc<Ingestor>, every: Duration) {
 const STDIN_BATCH_LINES: usize = 1000;
 const STDIN_FLUSH: Duration = Duration::from_millis(200);
 
+/// What `serve --stdin` committed, and how many lines it read but could not
+/// commit before shutdown.
+struct StdinOutcome {
+    total: BatchSummary,
+    uncommitted: usize,
+}
+
+/// How often an idle stdin loop looks at the shutdown flag.
+const STDIN_STOP_CHECK: Duration = Duration::from_millis(100);
+
 /// Reads NDJSON from stdin and commits it in batches, retrying a failed
-/// commit until it succeeds (or shutdown), so nothing read is lost.
-fn ingest_stdin(ingestor: &Ingestor, stop: &watch::Receiver<bool>) -> BatchSummary {
+/// commit until it succeeds, so nothing read is lost. On shutdown it stops
+/// reading, commits the lines already read and returns; lines it still
+/// cannot commit then are counted in `uncommitted`.
+fn ingest_stdin(ingestor: &Ingestor, stop: &watch::Receiver<bool>) -> StdinOutcome {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(STDIN_BATCH_LINES * 4);
     std::thread::spawn(move || {
         let mut input = std::io::stdin().lock();
@@ -353,20 +384,32 @@ fn ingest_stdin(ingestor: &Ingestor, stop: &watch::Receiver<bool>) -> BatchSumma
     let mut first_at: Option<Instant> = None;
     let mut open = true;
     while open || !batch.is_empty() {
+        if open && *stop.borrow() {
+            // Shutdown: take what the reader already passed on, then stop.
+            batch.extend(rx.try_iter());
+            open = false;
+        }
         if open && batch.len() < STDIN_BATCH_LINES {
             // Wait for more lines, but flush a partial batch STDIN_FLUSH
             // after its first line so a quiet monitor's events land promptly.
-            let wait = first_at.map_or(Duration::from_secs(3600), |t| {
-                STDIN_FLUSH.saturating_sub(t.elapsed())
-            });
-            if !wait.is_zero() {
+            let wait = first_at
+                .map_or(STDIN_STOP_CHECK, |t| {
+                    STDIN_FLUSH.saturating_sub(t.elapsed())
+                })
+                .min(STDIN_STOP_CHECK);
+            let due = first_at.is_some_and(|t| t.elapsed() >= STDIN_FLUSH);
+            if !due {
                 match rx.recv_timeout(wait) {
                     Ok(line) => {
                         first_at.get_or_insert_with(Instant::now);
                         batch.push(line);
                         continue;
                     }
-                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        if first_at.is_none_or(|t| t.elapsed() < STDIN_FLUSH) {
+                            continue;
+                        }
+                    }
                     Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => open = false,
                 }
             }
@@ -384,8 +427,9 @@ fn ingest_stdin(ingestor: &Ingestor, stop: &watch::Receiver<bool>) -> BatchSumma
                 }
                 Err(e) => {
                     if *stop.borrow() {
-                        tracing::error!(error = %e, lines = lines.len(), "shutting down with an uncommitted stdin batch");
-                        return total;
+                        let uncommitted = lines.len() + rx.try_iter().count();
+                        tracing::error!(error = %e, lines = uncommitted, "shutting down with uncommitted lines from standard input");
+                        return StdinOutcome { total, uncommitted };
                     }
                     tracing::warn!(error = %e, retry_in = ?backoff, "stdin batch not committed; retrying");
                     std::thread::sleep(backoff);
@@ -396,5 +440,8 @@ fn ingest_stdin(ingestor: &Ingestor, stop: &watch::Receiver<bool>) -> BatchSumma
         batch.clear();
         first_at = None;
     }
-    total
+    StdinOutcome {
+        total,
+        uncommitted: 0,
+    }
 }

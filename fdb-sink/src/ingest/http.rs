@@ -110,11 +110,20 @@ fn unavailable(state: &IngestState, code: &str, message: impl Into<String>) -> R
     r
 }
 
+/// The token of an `Authorization: Bearer <token>` value (the scheme is
+/// case-insensitive, RFC 7235).
+pub fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start())
+}
+
 fn authorized(expected: &str, headers: &HeaderMap) -> bool {
     let Some(got) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer)
     else {
         return false;
     };

@@ -135,7 +135,7 @@ impl EmbeddedStore {
             return Ok(open.clone());
         }
         std::fs::create_dir_all(&self.dir).map_err(|e| StoreError::Unavailable {
-            message: format!("cannot create store directory {}", self.dir.display()),
+            message: format!("cannot create store directory {}: {e}", self.dir.display()),
             source: Some(Box::new(e)),
         })?;
         // fjall's default background workers (one per core, up to 4); the

@@ -20,6 +20,12 @@ fn a_token_file_requires_the_bearer_token() {
     assert_eq!(s, 401, "the Bearer scheme is required");
     let (s, r) = post(&sink, body(), &[("authorization", "Bearer s3cret-token")]);
     assert_eq!((s, r["written"].as_u64()), (200, Some(1)), "{r}");
+    let (s, r) = post(&sink, body(), &[("authorization", "bearer s3cret-token")]);
+    assert_eq!(
+        (s, r["written"].as_u64()),
+        (200, Some(1)),
+        "the scheme is case-insensitive: {r}"
+    );
     // Health and metrics stay open for probes and Prometheus.
     let h = crate::harness::client()
         .get(sink.url("/healthz"))

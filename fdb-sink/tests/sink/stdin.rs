@@ -75,10 +75,142 @@ fn import_reads_files_and_is_idempotent() {
 
 #[test]
 fn bad_usage_exits_2_with_a_clear_message() {
-    let out = Command::new(BIN)
-        .args(["import", "--store", "redis:localhost"])
-        .output()
-        .expect("run");
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("embedded:<dir>"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = format!("embedded:{}", dir.path().join("typo").display());
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"").expect("write");
+    let on_file = format!("embedded:{}", file.display());
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["import", "--store", "redis:localhost"],
+            "embedded:<dir>",
+        ),
+        // Reading or pruning tools never create a store.
+        (
+            vec!["export", "--store", &missing, "--tenant", "acme"],
+            "no embedded store",
+        ),
+        (
+            vec!["retention", "--store", &missing, "--older-than", "90d"],
+            "no embedded store",
+        ),
+        (
+            vec!["dead-letters", "--store", &missing],
+            "no embedded store",
+        ),
+        // A store path that can never work fails at start.
+        (
+            vec!["serve", "--store", &on_file, "--listen", "127.0.0.1:0"],
+            "cannot create the directory",
+        ),
+        (
+            vec!["import", "--store", &on_file],
+            "cannot create the directory",
+        ),
+        (
+            vec![
+                "serve",
+                "--store",
+                &missing,
+                "--listen",
+                "127.0.0.1:0",
+                "--api-listen",
+                "127.0.0.1:0",
+            ],
+            "--jwt-secret-file",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = Command::new(BIN).args(&args).output().expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    assert!(!dir.path().join("typo").exists(), "no store was created");
+}
+
+#[test]
+fn import_recognises_compressed_standard_input() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let monitor = uuid::Uuid::new_v4().to_string();
+    let text: String = (1..=10)
+        .map(|i| event(&monitor, i, "s-pipe") + "\n")
+        .collect();
+    let gz = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(text.as_bytes()).expect("gzip");
+        e.finish().expect("gzip")
+    };
+    let zst = zstd::encode_all(text.as_bytes(), 3).expect("zstd");
+    for (name, bytes) in [("gzip", gz), ("zstd", zst)] {
+        let store_dir = dir.path().join(name);
+        let store = format!("embedded:{}", store_dir.display());
+        let mut child = Command::new(BIN)
+            .args(["import", "--store", &store, "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(&bytes)
+            .expect("write");
+        let out = child.wait_with_output().expect("wait");
+        assert!(out.status.success(), "{name}");
+        let s: serde_json::Value = serde_json::from_slice(&out.stdout).expect("summary");
+        assert_eq!(
+            (s["written"].as_u64(), s["dead_lettered"].as_u64()),
+            (Some(10), Some(0)),
+            "{name}: {s}"
+        );
+    }
+}
+
+#[test]
+fn serve_stdin_commits_what_it_read_before_a_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = format!("embedded:{}", dir.path().display());
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--stdin",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            &store,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let monitor = uuid::Uuid::new_v4().to_string();
+    let mut stdin = child.stdin.take().expect("stdin");
+    for i in 1..=3 {
+        writeln!(stdin, "{}", event(&monitor, i, "s-term")).expect("write");
+    }
+    stdin.flush().expect("flush");
+    // The pipe stays open, as a running monitor keeps it.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("kill");
+    let out = child.wait_with_output().expect("wait");
+    drop(stdin);
+    assert!(out.status.success());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "exits promptly: {:?}",
+        started.elapsed()
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("summary on stdout");
+    assert_eq!(summary["written"].as_u64(), Some(3), "{summary}");
+    assert_eq!(read_store(dir.path()).records.len(), 3);
 }
