@@ -13,7 +13,7 @@
 # trust, and record it in the release notes. A wrong or missing checksum fails
 # the build. The client library must speak the cluster's protocol: keep
 # FDB_VERSION on the same 7.3 patch line as the FoundationDBCluster's
-# spec.version (deploy/k8s/base/foundationdb/cluster.yaml).
+# spec.version (deploy/k8s/base/app/foundationdb-cluster.yaml).
 #
 # Base images are pinned by tag; pin them by digest at release.
 

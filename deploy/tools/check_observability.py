@@ -13,8 +13,11 @@ binaries really export.
   * where a crate's source already registers metrics, each of those names is
     registered there (so a rename in the code breaks this check, not the
     on-call engineer's alert);
-  * the Vector disk-buffer alert and panel divide by the buffer.max_size that
-    vector-config/vector.toml really configures, and that file serves its
+  * the Vector disk-buffer alert and panels read Vector's current buffer
+    gauges (vector_buffer_size_bytes over vector_buffer_max_size_bytes, never
+    the deprecated names or a hard-coded size), the fdb_sink sink of
+    vector-config/vector.toml has the disk buffer with a max_size that makes
+    Vector report vector_buffer_max_size_bytes, and that file serves its
     metrics on the port the collector exposes (9598) and keeps data_dir at
     /var/lib/vector (the DaemonSet's hostPath mount).
 Prints one line per failure and a summary; exits 1 if anything failed.
@@ -50,6 +53,16 @@ METRICS = {
 KNOWN = set().union(*METRICS.values())
 METRIC_RE = re.compile(r"\b((?:fs_monitor|fdb_sink)_[a-z0-9_]+)")
 
+# Vector's buffer gauges deprecated in 0.53 (still exported by 0.56, scheduled
+# for removal), with their replacements.
+DEPRECATED_VECTOR = {
+    "vector_buffer_byte_size": "vector_buffer_size_bytes",
+    "vector_buffer_events": "vector_buffer_size_events",
+    "vector_buffer_max_byte_size": "vector_buffer_max_size_bytes",
+    "vector_buffer_max_event_size": "vector_buffer_max_size_events",
+}
+DEPRECATED_RE = re.compile(r"\b(" + "|".join(DEPRECATED_VECTOR) + r")\b")
+
 
 def base_name(name: str) -> str:
     for suffix in ("_bucket", "_sum", "_count"):
@@ -80,24 +93,57 @@ def balanced(expr: str) -> bool:
     return not stack and not in_str
 
 
+def buffer_fraction_problem(expr: str) -> str | None:
+    """Why a PromQL expression is not a proper buffer fill fraction, or None."""
+    m = DEPRECATED_RE.search(expr)
+    if m:
+        return f"uses the deprecated {m.group(1)} (use {DEPRECATED_VECTOR[m.group(1)]})"
+    if "vector_buffer_size_bytes" not in expr or "/" not in expr:
+        return None
+    denominator = expr.split("/", 1)[1]
+    if re.match(r"\s*[0-9]", denominator) or "vector_buffer_max_size_bytes" not in denominator:
+        return "must divide by vector_buffer_max_size_bytes, not a fixed size"
+    return None
+
+
+def dashboard_exprs(path: str) -> list[tuple[str, str]]:
+    try:
+        dash = json.loads(Path(path).read_text())
+    except json.JSONDecodeError:
+        return []  # reported by main()
+    out, stack = [], list(dash.get("panels", []))
+    while stack:
+        panel = stack.pop()
+        stack.extend(panel.get("panels", []))
+        for t in panel.get("targets") or []:
+            out.append((f"{Path(path).name} panel {panel.get('id')} {panel.get('title')!r}", t.get("expr", "")))
+    return out
+
+
 def check_vector_config(rules: dict, dashboards: list[str]) -> list[str]:
     path = REPO / "vector-config" / "vector.toml"
     if not path.exists():
         return [f"FAIL {path}: missing (the collector runs it)"]
     cfg = tomllib.loads(path.read_text())
     out = []
-    try:
-        max_size = cfg["sinks"]["fdb_sink"]["buffer"]["max_size"]
-    except KeyError:
-        return [f"FAIL {path}: no sinks.fdb_sink.buffer.max_size (the buffer alert divides by it)"]
+    buffer = cfg.get("sinks", {}).get("fdb_sink", {}).get("buffer", {})
+    if buffer.get("type") != "disk" or not buffer.get("max_size"):
+        out.append(f"FAIL {path.name}: sinks.fdb_sink needs a disk buffer with max_size "
+                   "(Vector reports vector_buffer_max_size_bytes only for a byte-sized buffer)")
     exprs = [str(r["expr"]) for g in rules["groups"] for r in g["rules"] if r.get("alert") == "VectorBufferFilling"]
-    divides = re.compile(rf"/\s*{max_size}(?![0-9])")
-    if not exprs or not all(divides.search(e) for e in exprs):
-        out.append(f"FAIL alert VectorBufferFilling must divide by buffer.max_size {max_size} of {path.name}")
+    if not exprs:
+        out.append("FAIL alert VectorBufferFilling is missing")
+    for e in exprs:
+        problem = buffer_fraction_problem(e)
+        if problem is None and ("vector_buffer_size_bytes" not in e or "/" not in e):
+            problem = "must divide vector_buffer_size_bytes by vector_buffer_max_size_bytes"
+        if problem:
+            out.append(f"FAIL alert VectorBufferFilling {problem}")
     for d in dashboards:
-        text = Path(d).read_text()
-        if "vector_buffer_byte_size" in text and not divides.search(text):
-            out.append(f"FAIL {Path(d).name}: the buffer panel must divide by buffer.max_size {max_size}")
+        for where, e in dashboard_exprs(d):
+            problem = buffer_fraction_problem(e)
+            if problem:
+                out.append(f"FAIL {where}: the buffer query {problem}")
     if cfg.get("data_dir") != "/var/lib/vector":
         out.append(f"FAIL {path.name}: data_dir must be /var/lib/vector, the collector's hostPath mount")
     addrs = [s.get("address") for s in cfg.get("sinks", {}).values() if s.get("type") == "prometheus_exporter"]

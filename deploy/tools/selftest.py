@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -108,9 +109,14 @@ DASHBOARD_DEFECTS = [
     ("unbalanced PromQL", lambda d: d["panels"][1]["targets"][0].update(expr="sum(rate(fdb_sink_events_written_total[5m])"), "unbalanced"),
     ("metric name that no binary exports", lambda d: d["panels"][1]["targets"][0].update(expr="sum(fdb_sink_events_writen_total)"), "is not an exported metric name"),
     ("duplicate panel id", lambda d: d["panels"][2].update(id=d["panels"][1]["id"]), "duplicate panel id"),
-    ("buffer fraction against the wrong max_size",
-     lambda d: [t.update(expr=t["expr"].replace("/ 10737418240", "/ 1073741824")) for p in d["panels"] for t in p.get("targets", [])],
-     "must divide by buffer.max_size"),
+    ("buffer fraction against a fixed size",
+     lambda d: [t.update(expr=re.sub(r"/ max by \(node\) \(vector_buffer_max_size_bytes[^)]*\)", "/ 10737418240", t["expr"]))
+                for p in d["panels"] for t in p.get("targets", [])],
+     "must divide by vector_buffer_max_size_bytes"),
+    ("deprecated Vector buffer gauge",
+     lambda d: [t.update(expr=t["expr"].replace("vector_buffer_size_bytes", "vector_buffer_byte_size"))
+                for p in d["panels"] for t in p.get("targets", [])],
+     "uses the deprecated vector_buffer_byte_size"),
 ]
 
 

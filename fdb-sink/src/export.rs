@@ -6,8 +6,10 @@
 //! endpoint) accept as is. Importing an export into an empty store therefore
 //! reproduces the same records under the same keys.
 //!
-//! A whole-tenant export ends with one [`MonitorLine`] per monitor of the
-//! tenant: its delivery counters as stored. Records removed by retention
+//! A tenant export (not narrowed to a user or session) ends with one
+//! [`MonitorLine`] per monitor of the tenant: its delivery counters as
+//! stored, whatever the time range, so that importing every file of a series
+//! of daily exports restores them. Records removed by retention
 //! leave them unchanged, so rebuilding them from the remaining records alone
 //! would show those lines as lost; `import` restores them from these lines.
 
@@ -123,11 +125,7 @@ pub fn export(
         }
         progress(&report);
     }
-    let whole_tenant = filter.user.is_none()
-        && filter.session.is_none()
-        && filter.since_ns.is_none()
-        && filter.until_ns.is_none();
-    if whole_tenant {
+    if filter.user.is_none() && filter.session.is_none() {
         let monitors = store.read(|t| crate::audit::monitors(t, keys))?;
         for m in monitors.into_iter().filter(|m| m.tenant == filter.tenant) {
             let line = MonitorLine {

@@ -14,7 +14,11 @@ fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // The storage engine's own recovery and flush notes are
+                // for RUST_LOG=debug, not for every command's stderr.
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new("info,fjall=warn,lsm_tree=warn")
+                }),
         )
         .init();
     if let Err(e) = cli::run(cli) {

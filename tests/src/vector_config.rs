@@ -130,11 +130,11 @@ pub fn load(
 }
 
 /// The environment the project's configs are checked with: every variable unset
-/// except `VECTOR_CONFIG_DIR`, which points at this repository's `vector-config/` so
+/// except `AUDIT_VRL_DIR`, which points at this repository's `vector-config/` so
 /// that `file =` paths resolve to the checked-in programs (in the cluster the same
 /// variable is unset and the default `/etc/vector` applies).
 pub fn repo_lookup(name: &str) -> Option<String> {
-    (name == "VECTOR_CONFIG_DIR").then(|| crate::paths::vector_config_dir().display().to_string())
+    (name == "AUDIT_VRL_DIR").then(|| crate::paths::vector_config_dir().display().to_string())
 }
 
 /// A remap transform's program: loaded from a file or written inline.

@@ -83,7 +83,12 @@ pub struct ServeArgs {
     pub txn_target_bytes: u64,
 
     /// Seconds between refreshes of fdb_sink_delivery_missing_events.
-    #[arg(long, env = "FDB_SINK_DELIVERY_REFRESH_SECS", default_value_t = 15, value_name = "SECS")]
+    #[arg(
+        long,
+        env = "FDB_SINK_DELIVERY_REFRESH_SECS",
+        default_value_t = 15,
+        value_name = "SECS"
+    )]
     pub delivery_refresh_secs: u64,
 
     #[command(flatten)]
