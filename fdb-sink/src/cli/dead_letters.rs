@@ -3,12 +3,11 @@
 
 use std::io::{BufWriter, Write};
 
-use anyhow::Context;
 use clap::Args;
 
 use super::StoreArgs;
 use crate::audit::{self, after};
-use crate::store::{self, StoreExt};
+use crate::store::StoreExt;
 
 /// Arguments of `fdb-sink dead-letters`.
 #[derive(Debug, Args)]
@@ -38,11 +37,7 @@ pub struct DeadLettersArgs {
 /// Prints the matching dead letters, one JSON object per line, and a count
 /// on stderr.
 pub fn run(args: DeadLettersArgs) -> anyhow::Result<()> {
-    args.store.require_existing()?;
-    let store = store::open(&args.store.store).context("opening the store")?;
-    store
-        .check()
-        .with_context(|| format!("store {} is not available", store.describe()))?;
+    let store = args.store.open_existing()?;
     let keys = args.store.keys();
     let range = keys.dead_letter_between(
         args.since.unwrap_or(i64::MIN),

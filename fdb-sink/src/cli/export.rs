@@ -10,7 +10,6 @@ use clap::{Args, ValueEnum};
 
 use super::StoreArgs;
 use crate::export::{self, ExportFilter, ExportReport};
-use crate::store;
 
 /// Output compression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -86,11 +85,7 @@ impl Out {
 
 /// Runs the export; the totals go to stderr (stdout may be the data).
 pub fn run(args: ExportArgs) -> anyhow::Result<()> {
-    args.store.require_existing()?;
-    let store = store::open(&args.store.store).context("opening the store")?;
-    store
-        .check()
-        .with_context(|| format!("store {} is not available", store.describe()))?;
+    let store = args.store.open_existing()?;
     let compress = args.compress.or_else(|| {
         let ext = args.output.as_ref()?.extension()?.to_str()?;
         match ext {

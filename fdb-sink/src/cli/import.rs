@@ -13,7 +13,6 @@ use crate::export::MonitorLine;
 use crate::ingest::pipeline::BatchSummary;
 use crate::ingest::Ingestor;
 use crate::metrics::Metrics;
-use crate::store;
 
 /// Arguments of `fdb-sink import`.
 #[derive(Debug, Args)]
@@ -33,11 +32,7 @@ pub struct ImportArgs {
 
 /// Reads everything and prints the totals as JSON on stdout.
 pub fn run(args: ImportArgs) -> anyhow::Result<()> {
-    args.store.prepare()?;
-    let store = store::open(&args.store.store).context("opening the store")?;
-    store
-        .check()
-        .with_context(|| format!("store {} is not available", store.describe()))?;
+    let store = args.store.open_or_create()?;
     let keys = args.store.keys();
     let ingestor = Ingestor::new(
         store.clone(),

@@ -1,10 +1,13 @@
 //! The command line: one module per subcommand. `main` parses [`Cli`] and
 //! calls [`run`].
 
+use std::sync::Arc;
+
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
 use crate::keys::{Keys, DEFAULT_ROOT};
-use crate::store::{StoreSpec, DEFAULT_STORE};
+use crate::store::{Store, StoreSpec, DEFAULT_STORE};
 
 pub mod dead_letters;
 pub mod export;
@@ -83,10 +86,31 @@ impl StoreArgs {
         Keys::new(&self.subspace)
     }
 
-    /// For commands that read or prune a store (`export`, `retention`,
-    /// `dead-letters`): an embedded store must already exist, so that a
-    /// mistyped path is an error rather than a new, empty store.
-    pub fn require_existing(&self) -> Result<(), UsageError> {
+    /// Opens the store for a command that reads or prunes it (`export`,
+    /// `retention`, `dead-letters`) and checks that it answers.
+    pub fn open_existing(&self) -> anyhow::Result<Arc<dyn Store>> {
+        self.require_existing()?;
+        self.open_checked()
+    }
+
+    /// Opens (creating if needed) the store for `import` and checks that it
+    /// answers.
+    pub fn open_or_create(&self) -> anyhow::Result<Arc<dyn Store>> {
+        self.prepare()?;
+        self.open_checked()
+    }
+
+    fn open_checked(&self) -> anyhow::Result<Arc<dyn Store>> {
+        let store = crate::store::open(&self.store).context("opening the store")?;
+        store
+            .check()
+            .with_context(|| format!("store {} is not available", store.describe()))?;
+        Ok(store)
+    }
+
+    /// An embedded store must already exist, so that a mistyped path is an
+    /// error rather than a new, empty store.
+    fn require_existing(&self) -> Result<(), UsageError> {
         if let StoreSpec::Embedded { dir } = &self.store {
             let db = dir.join(crate::store::embedded::DB_DIR);
             if !db.is_dir() {

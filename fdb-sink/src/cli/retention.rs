@@ -3,12 +3,10 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Args;
 
 use super::StoreArgs;
 use crate::retention::{self, RetentionOptions, RetentionReport};
-use crate::store;
 
 /// Arguments of `fdb-sink retention`.
 #[derive(Debug, Args)]
@@ -32,11 +30,7 @@ pub struct RetentionArgs {
 
 /// Runs retention, shows progress on a terminal, prints the totals as JSON.
 pub fn run(args: RetentionArgs) -> anyhow::Result<()> {
-    args.store.require_existing()?;
-    let store = store::open(&args.store.store).context("opening the store")?;
-    store
-        .check()
-        .with_context(|| format!("store {} is not available", store.describe()))?;
+    let store = args.store.open_existing()?;
     let cutoff_ns = crate::timespec::ns_ago(args.older_than);
     let tty = std::io::stderr().is_terminal();
     let verb = if args.dry_run {

@@ -30,6 +30,12 @@ fn cli(args: &[&str]) -> Output {
     out
 }
 
+/// `fdb-sink import FILE` into `store`; its JSON totals.
+fn import(store: &str, file: &str) -> Value {
+    let out = cli(&["import", "--store", store, file]);
+    serde_json::from_slice(&out.stdout).expect("import totals")
+}
+
 fn ingest(sink: &Sink, lines: &[Value]) {
     let body: Vec<String> = lines.iter().map(Value::to_string).collect();
     let (s, r) = post(sink, body.join("\n").into_bytes(), &[]);
@@ -412,13 +418,7 @@ fn export_then_import_into_an_empty_store_reproduces_the_records() {
         assert!(String::from_utf8_lossy(&out.stderr).contains("export: 5 records and 2 monitors"));
         let dst = dir.path().join(format!("dst-{name}"));
         let dst_store = format!("embedded:{}", dst.display());
-        let out = cli(&[
-            "import",
-            "--store",
-            &dst_store,
-            file.to_str().expect("utf8"),
-        ]);
-        let summary: Value = serde_json::from_slice(&out.stdout).expect("json");
+        let summary = import(&dst_store, file.to_str().expect("utf8"));
         assert_eq!(
             (
                 summary["written"].as_u64(),
@@ -485,8 +485,7 @@ fn a_restore_after_retention_keeps_the_monitor_counters() {
     let dst = dir.path().join("dst");
     let dst_store = format!("embedded:{}", dst.display());
     let file = file.to_str().expect("utf8");
-    let out = cli(&["import", "--store", &dst_store, file]);
-    let summary: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let summary = import(&dst_store, file);
     assert_eq!(
         (
             summary["written"].as_u64(),

@@ -5,24 +5,29 @@ use std::process::{Command, Stdio};
 
 use crate::harness::{event, read_store, BIN};
 
-#[test]
-fn serve_stdin_ingests_until_eof_then_exits() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = format!("embedded:{}", dir.path().display());
-    let mut child = Command::new(BIN)
+/// `fdb-sink serve --stdin` on `store`, its stdin and stdout piped.
+fn serve_stdin(store: &str) -> std::process::Child {
+    Command::new(BIN)
         .args([
             "serve",
             "--stdin",
             "--listen",
             "127.0.0.1:0",
             "--store",
-            &store,
+            store,
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .expect("spawn");
+        .expect("spawn")
+}
+
+#[test]
+fn serve_stdin_ingests_until_eof_then_exits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = format!("embedded:{}", dir.path().display());
+    let mut child = serve_stdin(&store);
     let monitor = uuid::Uuid::new_v4().to_string();
     {
         let mut stdin = child.stdin.take().expect("stdin");
@@ -173,20 +178,7 @@ fn import_recognises_compressed_standard_input() {
 fn serve_stdin_commits_what_it_read_before_a_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = format!("embedded:{}", dir.path().display());
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--stdin",
-            "--listen",
-            "127.0.0.1:0",
-            "--store",
-            &store,
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let mut child = serve_stdin(&store);
     let monitor = uuid::Uuid::new_v4().to_string();
     let mut stdin = child.stdin.take().expect("stdin");
     for i in 1..=3 {
