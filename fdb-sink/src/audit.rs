@@ -87,12 +87,29 @@ pub fn write_items(
             bytes += item_cost(&items[end]);
             end += 1;
         }
-        let chunk = &items[start..end];
-        let s = store.transact(|txn| write_chunk(txn, keys, chunk))?;
-        total.add(&s);
+        total.add(&write_split(store, keys, &items[start..end])?);
         start = end;
     }
     Ok(total)
+}
+
+/// Commits `chunk` in one transaction, or, when FoundationDB finds it too
+/// large (it also counts conflict ranges, about three times each key), in
+/// two halves, recursively.
+fn write_split(
+    store: &(impl Store + ?Sized),
+    keys: &Keys,
+    chunk: &[Item],
+) -> Result<WriteSummary, StoreError> {
+    match store.transact(|txn| write_chunk(txn, keys, chunk)) {
+        Err(e) if e.transaction_too_large() && chunk.len() > 1 => {
+            let (a, b) = chunk.split_at(chunk.len() / 2);
+            let mut s = write_split(store, keys, a)?;
+            s.add(&write_split(store, keys, b)?);
+            Ok(s)
+        }
+        r => r,
+    }
 }
 
 #[derive(Default)]

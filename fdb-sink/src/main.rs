@@ -21,7 +21,9 @@ fn main() {
                 }),
         )
         .init();
-    if let Err(e) = cli::run(cli) {
+    let result = cli::run(cli);
+    fdb_sink::store::shutdown();
+    if let Err(e) = result {
         eprintln!("fdb-sink: error: {e:#}");
         // 2: the command line cannot work; 1: it failed while running.
         let usage = e.downcast_ref::<cli::UsageError>().is_some();

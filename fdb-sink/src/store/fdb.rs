@@ -4,16 +4,22 @@
 //! runs the caller's closure, commits, and on a retryable error (conflict,
 //! `commit_unknown_result`, `transaction_too_old`, …) lets the client's
 //! `on_error` back off and runs the closure again; the sink's writes are
-//! idempotent, so a retry after an unknown commit result is safe. Every
-//! transaction has a 5 s timeout, FoundationDB's own transaction lifetime, so
-//! an unreachable cluster surfaces as an error instead of a hang.
+//! idempotent, so a retry after an unknown commit result is safe. Each
+//! attempt lives at most FoundationDB's 5 s (`transaction_too_old` is
+//! retried); all attempts of one transaction together have a 20 s budget
+//! (the client's `Timeout` option, which since API 610 is not reset by
+//! `on_error`), under the sink's 30 s request deadline, so an unreachable
+//! cluster surfaces as an error instead of a hang.
+//!
+//! The client's network thread must be stopped before the process exits:
+//! `main` calls [`super::shutdown`] once every store handle is gone.
 //!
 //! The trait is synchronous: the client's futures are resolved by its network
 //! thread and awaited here with `futures::executor::block_on`; async callers
 //! run store calls in `spawn_blocking`.
 
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use foundationdb::options::{MutationType, StreamingMode, TransactionOption};
 use foundationdb::{Database, FdbError, RangeOption, Transaction};
@@ -23,10 +29,12 @@ use super::{check_sizes, Kv, ReadTxn, Store, StoreError, StoreMetrics, Txn};
 
 /// Attempts per transaction before giving up (each retry backs off).
 const MAX_ATTEMPTS: u32 = 20;
-/// Per-transaction timeout in milliseconds.
-const TIMEOUT_MS: i32 = 5_000;
+/// Budget of one transaction, all its attempts together, in milliseconds.
+const TIMEOUT_MS: i32 = 20_000;
 
 static NETWORK: OnceLock<Result<(), String>> = OnceLock::new();
+/// The running network thread's guard, dropped by [`stop_network`].
+static NETWORK_GUARD: Mutex<Option<foundationdb::api::NetworkAutoStop>> = Mutex::new(None);
 
 /// Starts the FoundationDB client network thread once per process.
 fn boot_network() -> Result<(), StoreError> {
@@ -35,18 +43,27 @@ fn boot_network() -> Result<(), StoreError> {
             let builder = foundationdb::api::FdbApiBuilder::default()
                 .build()
                 .map_err(|e| format!("selecting the FoundationDB API version: {e}"))?;
-            // SAFETY: `boot` must be called at most once per process and the
-            // network must not be stopped while clients use it. The OnceLock
-            // guarantees the single call, and the guard is leaked so the
-            // network runs until the process exits.
+            // SAFETY: `boot` must be called at most once per process, and its
+            // guard dropped before the process exits while no client uses the
+            // network. The OnceLock guarantees the single call; the guard is
+            // kept until `stop_network`, which `main` calls last.
             #[allow(unsafe_code)]
             let guard = unsafe { builder.boot() }
                 .map_err(|e| format!("starting the FoundationDB network: {e}"))?;
-            std::mem::forget(guard);
+            if let Ok(mut slot) = NETWORK_GUARD.lock() {
+                *slot = Some(guard);
+            }
             Ok(())
         })
         .clone()
         .map_err(StoreError::Config)
+}
+
+/// Stops the client network thread, if it was started (at exit, after every
+/// store handle is dropped).
+pub fn stop_network() {
+    let guard = NETWORK_GUARD.lock().ok().and_then(|mut g| g.take());
+    drop(guard);
 }
 
 /// A FoundationDB cluster.

@@ -217,12 +217,26 @@ impl StoreError {
     pub fn unavailable(&self) -> bool {
         match self {
             StoreError::Unavailable { .. } | StoreError::RetriesExhausted { .. } => true,
+            // FoundationDB's 1xxx errors are the cluster's (conflicts, a
+            // recovery, timeouts, throttling); 2xxx are the client's misuse
+            // (transaction, key or value too large, invalid ranges), which a
+            // retry cannot fix.
             #[cfg(feature = "fdb")]
-            StoreError::Fdb(_) => true,
+            StoreError::Fdb(e) => e.is_retryable() || e.is_maybe_committed() || e.code() < 2000,
             StoreError::TooLarge { .. }
             | StoreError::Corrupt(_)
             | StoreError::Config(_)
             | StoreError::Internal(_) => false,
+        }
+    }
+
+    /// True for FoundationDB's `transaction_too_large`: the same writes fit
+    /// when split into smaller transactions.
+    pub fn transaction_too_large(&self) -> bool {
+        match self {
+            #[cfg(feature = "fdb")]
+            StoreError::Fdb(e) => e.code() == 2101,
+            _ => false,
         }
     }
 
@@ -340,6 +354,14 @@ pub fn resolve_cluster_file(
 /// reports itself unavailable and retries on each use, so that a server can
 /// start, answer 503 and recover on its own. Use [`Store::check`] to require
 /// it up front.
+/// Releases process-wide store resources at exit: stops the FoundationDB
+/// client's network thread when it was started (nothing to do for the
+/// embedded store). Call it once every store handle is dropped.
+pub fn shutdown() {
+    #[cfg(feature = "fdb")]
+    fdb::stop_network();
+}
+
 pub fn open(spec: &StoreSpec) -> Result<Arc<dyn Store>, StoreError> {
     match spec {
         StoreSpec::Embedded { dir } => Ok(Arc::new(embedded::EmbeddedStore::open(dir)?)),
