@@ -410,6 +410,25 @@ fn oversize_lines_are_dead_letters_with_a_bounded_prefix() {
         .unwrap_or_default()
         .starts_with("line_too_long: 1048576 bytes"));
     assert_eq!(out["message"].as_str().map(str::len), Some(limit));
+
+    // The limit is in bytes, not characters: 40 000 two-byte characters are
+    // 80 000 bytes, and the prefix kept is still at most 64 KiB of UTF-8.
+    let mut ev = event_json(1, "create");
+    ev["metadata"]["pad"] = Json::String("é".repeat(40_000));
+    let raw = ev.to_string();
+    let out = run_line(&remap, raw.as_bytes());
+    assert_eq!(
+        out["reason"],
+        format!("line_too_long: {} bytes, the limit is {limit}", raw.len())
+    );
+    assert_eq!(out["message_bytes"], raw.len());
+    let kept = out["message"].as_str().expect("message");
+    assert!(
+        kept.len() <= limit && kept.len() > limit - 4,
+        "{}",
+        kept.len()
+    );
+    assert!(raw.starts_with(kept));
 }
 
 #[test]
