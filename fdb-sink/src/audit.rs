@@ -10,7 +10,7 @@
 //! conflict on them.
 
 use std::collections::hash_map::Entry;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use foldhash::fast::RandomState;
 
@@ -172,6 +172,14 @@ pub fn write_chunk(
     // "Last seen" per (tenant, checksum, path): one MAX per key and chunk.
     let mut last_seen: HashMap<&[u8], u64, RandomState> =
         HashMap::with_capacity_and_hasher(items.len(), RandomState::default());
+    // Shared stores (FoundationDB): look every record up at once, in one
+    // round trip, instead of one lookup per record; the exclusive embedded
+    // store mostly needs no lookup at all (see `SessionDelta::start`).
+    let mut prefetched = if txn.exclusive() {
+        None
+    } else {
+        Some(Prefetched::read(txn, items)?)
+    };
     for item in items {
         match item {
             Item::Record(r) => {
@@ -182,8 +190,14 @@ pub fn write_chunk(
                     Entry::Vacant(e) => e.insert(SessionDelta::start(txn, keys, id)?),
                 };
                 // Later than anything stored in its session: cannot be stored yet.
-                let known_new = s.stored_up_to.is_some_and(|up_to| ts > up_to);
-                if write_record(txn, r, known_new)? {
+                let known = match &mut prefetched {
+                    Some(p) => Some(p.is_new(&r.encoded.audit)),
+                    None => s
+                        .stored_up_to
+                        .is_some_and(|up_to| ts > up_to)
+                        .then_some(true),
+                };
+                if write_record(txn, r, known)? {
                     if let Some(key) = &r.encoded.by_checksum {
                         let seen = last_seen.entry(key.as_slice()).or_insert(ts);
                         *seen = (*seen).max(ts);
@@ -229,17 +243,57 @@ pub fn write_chunk(
     Ok(summary)
 }
 
+/// Which records of a chunk are already stored, read in one call before
+/// the chunk is written.
+struct Prefetched<'a> {
+    /// Audit keys already stored, or written earlier in this chunk.
+    present: HashSet<&'a [u8], RandomState>,
+}
+
+impl<'a> Prefetched<'a> {
+    fn read(txn: &mut dyn Txn, items: &'a [Item]) -> Result<Self, StoreError> {
+        let audit: Vec<&[u8]> = items
+            .iter()
+            .filter_map(|i| match i {
+                Item::Record(r) => Some(r.encoded.audit.as_slice()),
+                Item::DeadLetter(_) => None,
+            })
+            .collect();
+        let exist = txn.exist_many(&audit)?;
+        let present = audit
+            .into_iter()
+            .zip(exist)
+            .filter_map(|(k, e)| e.then_some(k))
+            .collect();
+        Ok(Prefetched { present })
+    }
+
+    /// True the first time a key absent from the store is asked about (the
+    /// record is written then); false afterwards, and for stored keys.
+    fn is_new(&mut self, key: &'a [u8]) -> bool {
+        self.present.insert(key)
+    }
+}
+
 /// Writes one record and its `by_path` entries unless it is already stored.
-/// Returns whether it was new. `known_new` skips the lookup of its key when
-/// the caller has proven it absent. Counters and `by_checksum` (one MAX per
-/// key and chunk) are the caller's job. The keys were built at validation
-/// with the same [`Keys`].
-fn write_record(txn: &mut dyn Txn, r: &ValidRecord, known_new: bool) -> Result<bool, StoreError> {
+/// Returns whether it was new. `known` is whether it is new when the caller
+/// knows it (proven absent, or looked up with the chunk), skipping the lookup
+/// of its key. Counters and `by_checksum` (one MAX per key and chunk) are the
+/// caller's job. The keys were built at validation with the same [`Keys`].
+fn write_record(
+    txn: &mut dyn Txn,
+    r: &ValidRecord,
+    known: Option<bool>,
+) -> Result<bool, StoreError> {
     let k = &r.encoded;
-    if known_new {
-        txn.set(&k.audit, &r.value)?;
-    } else if !txn.insert_new(&k.audit, &r.value)? {
-        return Ok(false);
+    match known {
+        Some(false) => return Ok(false),
+        Some(true) => txn.set(&k.audit, &r.value)?,
+        None => {
+            if !txn.insert_new(&k.audit, &r.value)? {
+                return Ok(false);
+            }
+        }
     }
     for key in &k.by_path {
         txn.set(key, &k.touch)?;

@@ -557,6 +557,15 @@ mod tests {
         conformance::run_all(&store);
     }
 
+    /// The same suite through the write path FoundationDB takes
+    /// (transactions that are not exclusive).
+    #[test]
+    fn conformance_suite_passes_on_embedded_seen_as_shared() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedStore::open(dir.path()).expect("open");
+        conformance::run_all(&conformance::Shared(store));
+    }
+
     #[test]
     fn data_survives_reopen() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -204,6 +204,16 @@ impl ReadTxn for FdbTxn<'_> {
             .map(|v| v.to_vec()))
     }
 
+    fn exist_many(&mut self, keys: &[&[u8]]) -> Result<Vec<bool>, StoreError> {
+        // All reads in flight at once: one round trip instead of one per key.
+        let reads = keys.iter().map(|k| self.trx.get(k, false));
+        Ok(block_on(futures::future::try_join_all(reads))
+            .map_err(StoreError::Fdb)?
+            .iter()
+            .map(Option::is_some)
+            .collect())
+    }
+
     fn get_range(
         &mut self,
         begin: &[u8],

@@ -56,6 +56,15 @@ pub trait ReadTxn {
         limit: usize,
         reverse: bool,
     ) -> Result<Vec<Kv>, StoreError>;
+
+    /// Whether each of `keys` has a value, in order: the same as one `get`
+    /// per key (and the same read conflicts), but a backend with network
+    /// round trips issues the reads together.
+    fn exist_many(&mut self, keys: &[&[u8]]) -> Result<Vec<bool>, StoreError> {
+        keys.iter()
+            .map(|k| self.get(k).map(|v| v.is_some()))
+            .collect()
+    }
 }
 
 /// Reads and writes inside a transaction.
