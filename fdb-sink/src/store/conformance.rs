@@ -466,10 +466,23 @@ pub fn concurrent_atomic_adds<S: Store + ?Sized>(store: &S) {
     let p = prefix("concurrent");
     let c = k(&p, b"n");
     std::thread::scope(|s| {
-        for _ in 0..4 {
-            s.spawn(|| {
-                for _ in 0..25 {
-                    store.transact(|t| t.atomic_add(&c, 1)).expect("add");
+        for thread in 0..4u8 {
+            let (p, c) = (&p, &c);
+            s.spawn(move || {
+                for i in 0..25u8 {
+                    // Each add is made idempotent by its own marker key, as
+                    // the sink's writes are: a commit retried after an
+                    // unknown result must not add twice.
+                    let marker = k(p, &[b'm', thread, i]);
+                    store
+                        .transact(|t| {
+                            if t.get(&marker)?.is_none() {
+                                t.set(&marker, b"")?;
+                                t.atomic_add(c, 1)?;
+                            }
+                            Ok(())
+                        })
+                        .expect("add");
                 }
             });
         }
