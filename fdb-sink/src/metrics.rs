@@ -34,7 +34,8 @@ pub mod outcome {
     pub const STORE_ERROR: &str = "store_error";
     /// Refused before reading: too many batches in flight.
     pub const SATURATED: &str = "saturated";
-    /// The body could not be read (too large, bad compression, timeout).
+    /// Refused or unreadable: no valid token, too large, bad compression,
+    /// timeout.
     pub const REJECTED: &str = "rejected";
 }
 

@@ -147,6 +147,7 @@ async fn ingest_inner(state: &Arc<IngestState>, headers: HeaderMap, body: Body) 
     let cfg = &state.config;
     if let Some(token) = &cfg.token {
         if !authorized(token, &headers) {
+            state.metrics().batch(outcome::REJECTED);
             return error(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",

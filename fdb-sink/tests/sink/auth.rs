@@ -18,6 +18,11 @@ fn a_token_file_requires_the_bearer_token() {
     assert_eq!(s, 401);
     let (s, _) = post(&sink, body(), &[("authorization", "s3cret-token")]);
     assert_eq!(s, 401, "the Bearer scheme is required");
+    assert!(
+        sink.metrics()
+            .contains("fdb_sink_batches_total{outcome=\"rejected\"} 3"),
+        "the three 401s are rejected batches"
+    );
     let (s, r) = post(&sink, body(), &[("authorization", "Bearer s3cret-token")]);
     assert_eq!((s, r["written"].as_u64()), (200, Some(1)), "{r}");
     let (s, r) = post(&sink, body(), &[("authorization", "bearer s3cret-token")]);
