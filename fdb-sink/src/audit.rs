@@ -16,7 +16,7 @@ use foldhash::fast::RandomState;
 
 use crate::keys::{decode_i64, decode_u64, AuditLogKey, ByPathKey, KeyRange, Keys, PathTouch};
 use crate::record::{AuditRecord, DeadLetter, Item, ValidRecord};
-use crate::store::{limits, ReadTxn, Store, StoreError, StoreExt, Txn};
+use crate::store::{limits, Kv, ReadTxn, Store, StoreError, StoreExt, Txn};
 
 /// How to cut a batch into transactions.
 #[derive(Debug, Clone, Copy)]
@@ -152,6 +152,7 @@ impl SessionDelta {
 struct MonitorDelta<'a> {
     received: i64,
     max_seq: u64,
+    last_ns: u64,
     tenant: &'a str,
 }
 
@@ -213,6 +214,7 @@ pub fn write_chunk(
                     let m = monitors.entry(&r.monitor_id).or_default();
                     m.received += 1;
                     m.max_seq = m.max_seq.max(r.seq);
+                    m.last_ns = m.last_ns.max(ts);
                     m.tenant = &r.tenant;
                 } else {
                     summary.duplicates += 1;
@@ -238,6 +240,7 @@ pub fn write_chunk(
     for (id, m) in &monitors {
         txn.atomic_add(&keys.monitor_received(id), m.received)?;
         txn.atomic_max(&keys.monitor_max_seq(id), m.max_seq)?;
+        txn.atomic_max(&keys.monitor_last_ns(id), m.last_ns)?;
         txn.set(&keys.monitor_tenant(id), m.tenant.as_bytes())?;
     }
     Ok(summary)
@@ -489,6 +492,9 @@ pub struct MonitorRow {
     pub received: i64,
     /// Highest `seq` stored; `max_seq - received` events are missing so far.
     pub max_seq: u64,
+    /// Time of the latest event stored (ns); 0 for rows written before it
+    /// was kept.
+    pub last_ns: u64,
 }
 
 impl MonitorRow {
@@ -506,8 +512,13 @@ fn monitors_in(
     keys: &Keys,
     range: &KeyRange,
 ) -> Result<Vec<MonitorRow>, StoreError> {
+    monitors_of(keys, txn.get_range(&range.begin, &range.end, 0, false)?)
+}
+
+/// Groups `("monitors", id, field)` pairs (in key order) into rows.
+fn monitors_of(keys: &Keys, kvs: Vec<Kv>) -> Result<Vec<MonitorRow>, StoreError> {
     let mut out: Vec<MonitorRow> = Vec::new();
-    for (k, v) in txn.get_range(&range.begin, &range.end, 0, false)? {
+    for (k, v) in kvs {
         let (id, field) = keys
             .decode_monitor_field(&k)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -521,6 +532,7 @@ fn monitors_in(
         match field.as_str() {
             crate::keys::MONITOR_RECEIVED => m.received = decode_i64(&v),
             crate::keys::MONITOR_MAX_SEQ => m.max_seq = decode_u64(&v),
+            crate::keys::MONITOR_LAST_NS => m.last_ns = decode_u64(&v),
             crate::keys::MONITOR_TENANT => m.tenant = String::from_utf8_lossy(&v).into_owned(),
             _ => {}
         }
@@ -539,9 +551,54 @@ pub fn monitor(
         .next())
 }
 
-/// Every monitor's row.
+/// Every monitor's row, in one transaction (tests and small stores; see
+/// [`each_monitor`] for a store of any size).
 pub fn monitors(txn: &mut dyn ReadTxn, keys: &Keys) -> Result<Vec<MonitorRow>, StoreError> {
     monitors_in(txn, keys, &keys.monitors_all())
+}
+
+/// Monitor rows read per transaction by [`each_monitor`].
+const MONITOR_PAGE_KEYS: usize = 4000;
+
+/// Calls `f` with every monitor's row, reading at most
+/// [`MONITOR_PAGE_KEYS`] keys per transaction, so that any number of
+/// monitors stays within FoundationDB's 5 s transaction lifetime.
+pub fn each_monitor(
+    store: &(impl Store + ?Sized),
+    keys: &Keys,
+    f: &mut dyn FnMut(MonitorRow),
+) -> Result<(), StoreError> {
+    let all = keys.monitors_all();
+    let mut begin = all.begin.clone();
+    loop {
+        let page = KeyRange {
+            begin: begin.clone(),
+            end: all.end.clone(),
+        };
+        let (mut rows, full) = store.read(|t| {
+            let kvs = t.get_range(&page.begin, &page.end, MONITOR_PAGE_KEYS, false)?;
+            let full = kvs.len() == MONITOR_PAGE_KEYS;
+            Ok((monitors_of(keys, kvs)?, full))
+        })?;
+        if full {
+            // The page may end inside the last monitor's fields: read that
+            // monitor again, whole, with the next page.
+            let Some(last) = rows.pop() else {
+                return Ok(());
+            };
+            begin = keys.monitor(&last.monitor_id).begin;
+            if rows.is_empty() {
+                return Err(StoreError::Corrupt(format!(
+                    "monitor {} has more than {MONITOR_PAGE_KEYS} fields",
+                    last.monitor_id
+                )));
+            }
+        }
+        rows.into_iter().for_each(&mut *f);
+        if !full {
+            return Ok(());
+        }
+    }
 }
 
 /// A stored dead letter with its key parts.

@@ -36,6 +36,9 @@ pub struct MonitorLine {
     pub received: i64,
     /// Highest `seq` stored.
     pub highest_seq: u64,
+    /// Time of the monitor's latest stored event (ns since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_ns: Option<u64>,
 }
 
 impl MonitorLine {
@@ -126,15 +129,20 @@ pub fn export(
         progress(&report);
     }
     if filter.user.is_none() && filter.session.is_none() {
-        let monitors = store.read(|t| crate::audit::monitors(t, keys))?;
-        for m in monitors.into_iter().filter(|m| m.tenant == filter.tenant) {
-            let line = MonitorLine {
-                schema: MONITOR_SCHEMA.to_owned(),
-                monitor_id: m.monitor_id,
-                tenant_id: m.tenant,
-                received: m.received,
-                highest_seq: m.max_seq,
-            };
+        let mut lines = Vec::new();
+        crate::audit::each_monitor(store, keys, &mut |m| {
+            if m.tenant == filter.tenant {
+                lines.push(MonitorLine {
+                    schema: MONITOR_SCHEMA.to_owned(),
+                    monitor_id: m.monitor_id,
+                    tenant_id: m.tenant,
+                    received: m.received,
+                    highest_seq: m.max_seq,
+                    last_ns: (m.last_ns > 0).then_some(m.last_ns),
+                });
+            }
+        })?;
+        for line in lines {
             let v = serde_json::to_vec(&line).map_err(|e| StoreError::Internal(e.to_string()))?;
             out.write_all(&v)?;
             out.write_all(b"\n")?;
@@ -163,6 +171,9 @@ pub fn restore_monitors(
                     txn.atomic_add(&k, m.received - have)?;
                 }
                 txn.atomic_max(&keys.monitor_max_seq(&m.monitor_id), m.highest_seq)?;
+                if let Some(t) = m.last_ns {
+                    txn.atomic_max(&keys.monitor_last_ns(&m.monitor_id), t)?;
+                }
                 txn.set(&keys.monitor_tenant(&m.monitor_id), m.tenant_id.as_bytes())?;
             }
             Ok(())

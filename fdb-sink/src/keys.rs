@@ -50,6 +50,7 @@ pub const SESSION_LAST_NS: &str = "last_ns";
 pub const MONITOR_RECEIVED: &str = "received";
 pub const MONITOR_MAX_SEQ: &str = "max_seq";
 pub const MONITOR_TENANT: &str = "tenant";
+pub const MONITOR_LAST_NS: &str = "last_ns";
 
 /// A half-open key range `[begin, end)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -336,6 +337,12 @@ impl Keys {
 
     pub fn monitor_tenant(&self, monitor_id: &str) -> Vec<u8> {
         self.key(&(MONITORS, monitor_id, MONITOR_TENANT))
+    }
+
+    /// Time of the monitor's latest stored event (u64 LE ns, MAX): retention
+    /// removes the monitor's row once it is older than the cutoff.
+    pub fn monitor_last_ns(&self, monitor_id: &str) -> Vec<u8> {
+        self.key(&(MONITORS, monitor_id, MONITOR_LAST_NS))
     }
 
     /// All fields of one monitor.

@@ -13,7 +13,10 @@
 //! whole summary. A `by_checksum` entry is removed when its last-seen time is
 //! older than the cutoff (no newer record shows that content there). Dead
 //! letters older than the cutoff are removed too, and so are agent rows whose
-//! last heartbeat, and claims whose expiry, is older than the cutoff.
+//! last heartbeat, claims whose expiry, and monitor rows whose latest event
+//! is older than the cutoff (every sidecar start numbers its events under a
+//! new monitor, so without this the rows, and the delivery gauge's scan of
+//! them, would only grow).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -52,6 +55,8 @@ pub struct RetentionReport {
     pub agents_removed: u64,
     /// Claims that expired before the cutoff.
     pub claims_removed: u64,
+    /// Monitor rows whose latest event is older than the cutoff.
+    pub monitors_removed: u64,
     pub transactions: u64,
 }
 
@@ -319,6 +324,35 @@ pub fn run(
             progress(&report);
         }
     }
+    // Monitor rows of monitors silent since before the cutoff (rows written
+    // before `last_ns` was kept have none and stay).
+    let cutoff_u = u64::try_from(opts.cutoff_ns).unwrap_or(0);
+    let mut stale = Vec::new();
+    audit::each_monitor(store, keys, &mut |m| {
+        if m.last_ns > 0 && m.last_ns < cutoff_u {
+            stale.push(m.monitor_id);
+        }
+    })?;
+    for chunk in stale.chunks(limit) {
+        if !opts.dry_run {
+            store.transact(|txn| {
+                for id in chunk {
+                    // Read again in this transaction: a monitor that has
+                    // just sent an event keeps its row (and on FoundationDB
+                    // the read makes a concurrent ingest conflict).
+                    let last = txn.get(&keys.monitor_last_ns(id))?;
+                    if last.is_some_and(|v| decode_u64(&v) < cutoff_u) {
+                        let r = keys.monitor(id);
+                        txn.clear_range(&r.begin, &r.end)?;
+                    }
+                }
+                Ok(())
+            })?;
+            report.transactions += 1;
+        }
+        report.monitors_removed += chunk.len() as u64;
+        progress(&report);
+    }
     Ok(report)
 }
 
@@ -371,6 +405,7 @@ pub async fn periodic(
                 dead_letters_removed = rep.dead_letters_removed,
                 agents_removed = rep.agents_removed,
                 claims_removed = rep.claims_removed,
+                monitors_removed = rep.monitors_removed,
                 transactions = rep.transactions,
                 "retention run finished"
             ),

@@ -18,7 +18,7 @@ use crate::ingest::http::{self, IngestConfig, IngestState};
 use crate::ingest::pipeline::BatchSummary;
 use crate::ingest::Ingestor;
 use crate::metrics::Metrics;
-use crate::store::{self, Store, StoreExt};
+use crate::store::{self, Store};
 
 /// Arguments of `fdb-sink serve`.
 #[derive(Debug, Args)]
@@ -328,16 +328,28 @@ async fn readiness_loop(store: Arc<dyn Store>, metrics: Metrics, ready: Arc<Atom
 
 /// Refreshes fdb_sink_delivery_missing_events from the monitors rows.
 async fn delivery_loop(ingestor: Arc<Ingestor>, every: Duration) {
+    let mut failing = false;
     loop {
         let ing = ingestor.clone();
         let r = tokio::task::spawn_blocking(move || {
-            ing.store()
-                .read(|t| audit::monitors(t, ing.keys()))
-                .map(|rows| rows.iter().map(audit::MonitorRow::missing).sum::<i64>())
+            let mut missing = 0i64;
+            audit::each_monitor(ing.store().as_ref(), ing.keys(), &mut |m| {
+                missing = missing.saturating_add(m.missing());
+            })
+            .map(|()| missing)
         })
         .await;
-        if let Ok(Ok(missing)) = r {
-            ingestor.metrics().delivery_missing_events.set(missing);
+        match r {
+            Ok(Ok(missing)) => {
+                ingestor.metrics().delivery_missing_events.set(missing);
+                failing = false;
+            }
+            Ok(Err(e)) if !failing => {
+                failing = true;
+                tracing::warn!(error = %e, "cannot read the monitor rows; fdb_sink_delivery_missing_events keeps its last value");
+            }
+            Ok(Err(_)) => {}
+            Err(e) => tracing::warn!(error = %e, "delivery refresh task failed"),
         }
         tokio::time::sleep(every).await;
     }

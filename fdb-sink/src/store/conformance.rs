@@ -69,6 +69,7 @@ pub fn run_all<S: Store + ?Sized>(store: &S) {
     idempotent_records(store);
     records_out_of_time_order(store);
     batches_split_into_transactions(store);
+    monitors_read_in_pages(store);
 }
 
 /// A store seen as shared: its transactions say they are not exclusive, as
@@ -720,5 +721,39 @@ pub fn batches_split_into_transactions<S: Store + ?Sized>(store: &S) {
     assert_eq!(mon.map(|m| m.received), Some(200));
     assert_eq!(dl.len(), 1);
     assert_eq!(dl[0].letter.reason, crate::record::reason::INVALID_JSON);
+    clear_keys(store, &keys);
+}
+
+/// `each_monitor` reads every monitor once, whole, across several
+/// transactions (more keys than one page holds).
+pub fn monitors_read_in_pages<S: Store + ?Sized>(store: &S) {
+    let p = prefix("monitor_pages");
+    let root = String::from_utf8_lossy(&p).into_owned();
+    let keys = Keys::new(&root);
+    let n = 1500u64;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+        store
+            .transact(|t| {
+                for i in chunk {
+                    let id = format!("m{i:05}");
+                    t.atomic_add(&keys.monitor_received(&id), 1)?;
+                    t.atomic_max(&keys.monitor_max_seq(&id), i + 1)?;
+                    t.set(&keys.monitor_tenant(&id), b"acme")?;
+                }
+                Ok(())
+            })
+            .expect("write");
+    }
+    let mut seen = Vec::new();
+    audit::each_monitor(store, &keys, &mut |m| seen.push(m)).expect("pages");
+    assert_eq!(seen.len() as u64, n, "every monitor once");
+    for (i, m) in seen.iter().enumerate() {
+        let i = i as u64;
+        assert_eq!(m.monitor_id, format!("m{i:05}"));
+        assert_eq!(
+            (m.received, m.max_seq, m.tenant.as_str()),
+            (1, i + 1, "acme")
+        );
+    }
     clear_keys(store, &keys);
 }

@@ -42,6 +42,13 @@ fn ingest(sink: &Sink, lines: &[Value]) {
     assert_eq!((s, r["dead_lettered"].as_u64()), (200, Some(0)), "{r}");
 }
 
+/// RFC 3339 time as nanoseconds since the epoch.
+fn ns(t: &str) -> u64 {
+    let t = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+        .expect("time");
+    u64::try_from(t.unix_timestamp_nanos()).expect("after 1970")
+}
+
 /// RFC 3339 time `days` days before now.
 fn days_ago(days: i64) -> String {
     let t = time::OffsetDateTime::now_utc() - time::Duration::days(days);
@@ -359,9 +366,9 @@ fn export_then_import_into_an_empty_store_reproduces_the_records() {
         all[5..],
         [
             json!({"schema": "fdb-sink-monitor/1", "monitor_id": M_ACME, "tenant_id": "acme",
-                   "received": 3, "highest_seq": 3}),
+                   "received": 3, "highest_seq": 3, "last_ns": ns("2026-11-20T10:00:02.5Z")}),
             json!({"schema": "fdb-sink-monitor/1", "monitor_id": M_BOB, "tenant_id": "acme",
-                   "received": 2, "highest_seq": 2}),
+                   "received": 2, "highest_seq": 2, "last_ns": ns("2026-11-22T10:00:00Z")}),
         ]
     );
     assert_eq!(lines(&["--tenant", "acme", "--user", "bob"]).len(), 2);
@@ -559,4 +566,64 @@ fn dead_letters_are_listed_with_their_reason_and_raw_line() {
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn retention_removes_the_rows_of_monitors_silent_since_the_cutoff() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src");
+    let mut sink = Sink::start(&src, &[]);
+    ingest(
+        &sink,
+        &[
+            ev(
+                "acme",
+                "alice",
+                "s-old",
+                M_ACME,
+                1,
+                &days_ago(100),
+                "create",
+                "a",
+            ),
+            ev(
+                "acme",
+                "bob",
+                "s-new",
+                M_BOB,
+                1,
+                &days_ago(100),
+                "create",
+                "b",
+            ),
+            ev(
+                "acme",
+                "bob",
+                "s-new",
+                M_BOB,
+                2,
+                &days_ago(1),
+                "update",
+                "b",
+            ),
+        ],
+    );
+    sink.stop();
+    let store = format!("embedded:{}", src.display());
+    let run = |extra: &[&str]| -> Value {
+        let mut args = vec!["retention", "--store", &store, "--older-than", "90d"];
+        args.extend_from_slice(extra);
+        serde_json::from_slice(&cli(&args).stdout).expect("json")
+    };
+    assert_eq!(run(&["--dry-run"])["monitors_removed"], 1);
+    let keys = Keys::default();
+    assert!(!range(&src, &keys.monitor(M_ACME)).is_empty(), "dry run");
+    assert_eq!(run(&[])["monitors_removed"], 1);
+    assert!(
+        range(&src, &keys.monitor(M_ACME)).is_empty(),
+        "silent for 100 days: its row goes with its records"
+    );
+    let bob = range(&src, &keys.monitor(M_BOB));
+    assert_eq!(bob.len(), 4, "received, max_seq, tenant, last_ns: {bob:?}");
+    assert_eq!(run(&[])["monitors_removed"], 0, "idempotent");
 }
