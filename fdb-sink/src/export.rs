@@ -1,9 +1,9 @@
 //! Export: a tenant's audit records (optionally one user, one session, a
 //! time range) as NDJSON, streaming, one read transaction per page.
 //!
-//! Each line is the stored record exactly as committed: a `file-event/1`
-//! line with its Kubernetes fields, which `fdb-sink import` (and the ingest
-//! endpoint) accept as is. Importing an export into an empty store therefore
+//! Each record line is the stored record exactly as committed: a
+//! `file-event/1` line with its Kubernetes fields, which `fdb-sink import`
+//! (and the ingest endpoint) accept as is. Importing an export into an empty store therefore
 //! reproduces the same records under the same keys.
 //!
 //! A tenant export (not narrowed to a user or session) ends with one

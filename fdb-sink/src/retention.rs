@@ -99,6 +99,12 @@ struct BatchOutcome {
     session_removed: bool,
 }
 
+/// True when a `by_checksum` entry (its last-seen time) is older than the
+/// cutoff: no newer record shows that content at that path.
+fn checksum_stale(last_seen: &[u8], cutoff_u: u64) -> bool {
+    decode_u64(last_seen) < cutoff_u
+}
+
 /// Removes up to `limit` old records of one session, in `txn`.
 fn remove_batch(
     txn: &mut dyn Txn,
@@ -135,7 +141,7 @@ fn remove_batch(
         }
         if let Some(c) = &ev.checksum {
             let k = keys.by_checksum(t, c, paths[0]);
-            if txn.get(&k)?.is_some_and(|v| decode_u64(&v) < cutoff_u) {
+            if txn.get(&k)?.is_some_and(|v| checksum_stale(&v, cutoff_u)) {
                 txn.clear(&k)?;
                 out.by_checksum += 1;
             }
@@ -202,7 +208,7 @@ fn count_session(
                     continue;
                 };
                 let k = keys.by_checksum(t, c, &r.record.event.path);
-                if txn.get(&k)?.is_some_and(|v| decode_u64(&v) < cutoff_u) {
+                if txn.get(&k)?.is_some_and(|v| checksum_stale(&v, cutoff_u)) {
                     stale.push(k);
                 }
             }
@@ -335,7 +341,8 @@ pub fn run(
     })?;
     for chunk in stale.chunks(limit) {
         if !opts.dry_run {
-            store.transact(|txn| {
+            let removed = store.transact(|txn| {
+                let mut removed = 0;
                 for id in chunk {
                     // Read again in this transaction: a monitor that has
                     // just sent an event keeps its row (and on FoundationDB
@@ -344,13 +351,16 @@ pub fn run(
                     if last.is_some_and(|v| decode_u64(&v) < cutoff_u) {
                         let r = keys.monitor(id);
                         txn.clear_range(&r.begin, &r.end)?;
+                        removed += 1;
                     }
                 }
-                Ok(())
+                Ok(removed)
             })?;
             report.transactions += 1;
+            report.monitors_removed += removed;
+        } else {
+            report.monitors_removed += chunk.len() as u64;
         }
-        report.monitors_removed += chunk.len() as u64;
         progress(&report);
     }
     Ok(report)

@@ -339,13 +339,14 @@ impl Coalescer {
             Some(r) if r > held => r,
             _ => held,
         };
+        // The events behind this one could not go before its deadline (on
+        // the clock, not adjusted like `held`): from then on they are due.
         self.released = Some(self.released.map_or(p.deadline, |r| r.max(p.deadline)));
         Some((p.ev, due))
     }
 
     /// Everything still queued (shutdown): pending writes become updates.
-    pub fn drain_all(&mut self) -> Vec<(Logical, Instant)> {
-        let now = Instant::now();
+    pub fn drain_all(&mut self, now: Instant) -> Vec<(Logical, Instant)> {
         let dirty: Vec<RelPath> = self.dirty.keys().cloned().collect();
         for p in dirty {
             self.close_write(p, None, now);
@@ -485,7 +486,7 @@ mod tests {
             }
         }
         drain(&mut c, t0 + Duration::from_secs(3600), &mut out);
-        out.extend(c.drain_all().iter().map(|(e, _)| show(e)));
+        out.extend(c.drain_all(Instant::now()).iter().map(|(e, _)| show(e)));
         out
     }
 

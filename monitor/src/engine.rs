@@ -396,7 +396,7 @@ impl Engine {
         if let Some((from, _, _)) = self.pending_from.take() {
             self.moved_out(from, now);
         }
-        let mut items = self.co.drain_all();
+        let mut items = self.co.drain_all(now);
         for it in items.drain(..) {
             for x in self.rl.admit(it, now) {
                 self.emit(x.0, x.1)?;
@@ -750,6 +750,34 @@ impl Engine {
         }
     }
 
+    /// A `move` line. When the destination is there (`present`), it carries
+    /// the size and checksum of what it holds now: a file renamed into place
+    /// (an atomic save) says what was saved, which its `create` under the
+    /// temporary name usually came too late to read.
+    fn move_draft(
+        &mut self,
+        from: RelPath,
+        to: RelPath,
+        e: Entry,
+        present: bool,
+        rescan: bool,
+    ) -> Draft {
+        let (size, checksum) = if present {
+            self.content(&to, &e)
+        } else {
+            ((e.kind != Kind::Dir).then_some(e.size), None)
+        };
+        Draft {
+            event_type: EventType::Move,
+            kind: e.kind,
+            path: to,
+            from: Some(from),
+            size,
+            checksum,
+            rescan,
+        }
+    }
+
     fn apply(&mut self, ev: Logical) -> Vec<Draft> {
         match ev {
             Logical::Create {
@@ -855,22 +883,7 @@ impl Engine {
                 let fresh = self.lstat(&to).filter(|f| f.kind == old.kind);
                 let e = fresh.unwrap_or(old);
                 self.index.insert(to.clone(), e);
-                // A file renamed into place (an atomic save) carries the
-                // checksum of what it holds now: its `create` under the
-                // temporary name usually came too late to read it.
-                let (size, checksum) = match fresh {
-                    Some(f) => self.content(&to, &f),
-                    None => ((e.kind != Kind::Dir).then_some(e.size), None),
-                };
-                vec![Draft {
-                    event_type: EventType::Move,
-                    kind: e.kind,
-                    path: to,
-                    from: Some(from),
-                    size,
-                    checksum,
-                    rescan: false,
-                }]
+                vec![self.move_draft(from, to, e, fresh.is_some(), false)]
             }
             Logical::Reconcile {
                 base,
@@ -910,16 +923,7 @@ impl Engine {
                             rescan,
                         },
                         Change::Move { from, to, entry } => {
-                            let (size, checksum) = self.content(&to, &entry);
-                            Draft {
-                                event_type: EventType::Move,
-                                kind: entry.kind,
-                                path: to,
-                                from: Some(from),
-                                size,
-                                checksum,
-                                rescan,
-                            }
+                            self.move_draft(from, to, entry, true, rescan)
                         }
                     };
                     out.push(d);

@@ -66,7 +66,8 @@ impl RateLimiter {
         match &item.0 {
             Logical::Update { path, .. } => {
                 if let Some(slot) = self.held.get_mut(path) {
-                    // Keep the first arrival time for latency accounting.
+                    // The newer update replaces the held one; it becomes due
+                    // when the limiter releases it.
                     let received = slot.1;
                     *slot = (item.0, received);
                     self.coalesced += 1;

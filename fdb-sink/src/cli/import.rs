@@ -73,22 +73,33 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
 }
 
 fn open_input(path: Option<&PathBuf>) -> anyhow::Result<Box<dyn BufRead>> {
-    let raw: Box<dyn Read> = match path.filter(|p| p.as_os_str() != "-") {
+    let mut raw: Box<dyn Read> = match path.filter(|p| p.as_os_str() != "-") {
         None => Box::new(std::io::stdin()),
         Some(p) => {
             Box::new(std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?)
         }
     };
     // Compression is recognised by its magic bytes, whatever the name (or
-    // on standard input, which has none).
-    let mut raw = BufReader::with_capacity(1 << 20, raw);
-    let head = raw.fill_buf().context("reading the input")?;
-    let reader: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::bufread::MultiGzDecoder::new(raw))
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::stream::read::Decoder::with_buffer(raw)?)
+    // on standard input, which has none). A pipe may deliver them in pieces.
+    let mut head = Vec::with_capacity(4);
+    while head.len() < 4 {
+        let mut buf = [0u8; 4];
+        match raw.read(&mut buf[..4 - head.len()]) {
+            Ok(0) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(anyhow::Error::new(e).context("reading the input")),
+        }
+    }
+    let gzip = head.starts_with(&[0x1f, 0x8b]);
+    let zstd = head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
+    let raw = std::io::Cursor::new(head).chain(raw);
+    let reader: Box<dyn Read> = if gzip {
+        Box::new(flate2::read::MultiGzDecoder::new(raw))
+    } else if zstd {
+        Box::new(zstd::stream::read::Decoder::new(raw)?)
     } else {
-        return Ok(Box::new(raw));
+        return Ok(Box::new(BufReader::with_capacity(1 << 20, raw)));
     };
     Ok(Box::new(BufReader::with_capacity(1 << 20, reader)))
 }

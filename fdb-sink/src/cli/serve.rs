@@ -173,6 +173,9 @@ async fn serve(
     config: IngestConfig,
     verifier: Option<crate::api::auth::Verifier>,
 ) -> anyhow::Result<()> {
+    // Listening for the signals before anything else: one sent right after
+    // start-up is then a clean shutdown, not the default kill.
+    let mut shutdown = Shutdown::listen().context("installing the signal handlers")?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -237,7 +240,7 @@ async fn serve(
     });
 
     let stdin_ended = tokio::select! {
-        _ = shutdown_signal() => {
+        _ = shutdown.wait() => {
             tracing::info!("shutting down");
             None
         }
@@ -279,25 +282,39 @@ async fn serve(
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGTERM and SIGINT (Ctrl-C elsewhere than on Unix).
+struct Shutdown {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Shutdown {
+    /// Installs the handlers now (the default action no longer applies).
+    fn listen() -> std::io::Result<Shutdown> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Shutdown {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(Shutdown {})
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+
+    /// Resolves at the first of them.
+    async fn wait(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Checks the store every few seconds (every second while it is down) and
@@ -368,12 +385,18 @@ struct StdinOutcome {
 
 /// How often an idle stdin loop looks at the shutdown flag.
 const STDIN_STOP_CHECK: Duration = Duration::from_millis(100);
+/// After a shutdown signal, how long standard input may still bring lines:
+/// a monitor piped in gets the same signal, writes its last lines and
+/// closes the pipe.
+const STDIN_GRACE: Duration = Duration::from_secs(2);
 
 /// Reads NDJSON from stdin and commits it in batches, retrying a failed
-/// commit until it succeeds, so nothing read is lost. On shutdown it stops
-/// reading, commits the lines already read and returns; lines it still
-/// cannot commit then are counted in `uncommitted`.
+/// commit until it succeeds, so nothing read is lost. On shutdown it keeps
+/// reading until the pipe closes (at most [`STDIN_GRACE`]), commits what it
+/// read and returns; lines it then still cannot commit are counted in
+/// `uncommitted`.
 fn ingest_stdin(ingestor: &Ingestor, stop: &watch::Receiver<bool>) -> StdinOutcome {
+    use std::sync::mpsc::RecvTimeoutError;
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(STDIN_BATCH_LINES * 4);
     std::thread::spawn(move || {
         let mut input = std::io::stdin().lock();
@@ -398,38 +421,39 @@ fn ingest_stdin(ingestor: &Ingestor, stop: &watch::Receiver<bool>) -> StdinOutco
     });
     let mut total = BatchSummary::default();
     let mut batch: Vec<Vec<u8>> = Vec::new();
-    let mut first_at: Option<Instant> = None;
+    // When the partial batch must be committed (STDIN_FLUSH after its first
+    // line, so that a quiet monitor's events land promptly).
+    let mut flush_at: Option<Instant> = None;
+    // Set at shutdown: when to stop waiting for the pipe to close.
+    let mut give_up_at: Option<Instant> = None;
     let mut open = true;
     while open || !batch.is_empty() {
-        if open && *stop.borrow() {
-            // Shutdown: take what the reader already passed on, then stop.
+        let now = Instant::now();
+        if give_up_at.is_none() && *stop.borrow() {
+            give_up_at = Some(now + STDIN_GRACE);
+        }
+        if open && give_up_at.is_some_and(|t| now >= t) {
+            tracing::warn!("standard input still open after the shutdown grace; stopping");
             batch.extend(rx.try_iter());
             open = false;
         }
-        if open && batch.len() < STDIN_BATCH_LINES {
-            // Wait for more lines, but flush a partial batch STDIN_FLUSH
-            // after its first line so a quiet monitor's events land promptly.
-            let wait = first_at
-                .map_or(STDIN_STOP_CHECK, |t| {
-                    STDIN_FLUSH.saturating_sub(t.elapsed())
-                })
+        let waiting = open && batch.len() < STDIN_BATCH_LINES && flush_at.is_none_or(|t| now < t);
+        if waiting {
+            let wake = [flush_at, give_up_at]
+                .into_iter()
+                .flatten()
+                .min()
+                .map_or(STDIN_STOP_CHECK, |t| t.saturating_duration_since(now))
                 .min(STDIN_STOP_CHECK);
-            let due = first_at.is_some_and(|t| t.elapsed() >= STDIN_FLUSH);
-            if !due {
-                match rx.recv_timeout(wait) {
-                    Ok(line) => {
-                        first_at.get_or_insert_with(Instant::now);
-                        batch.push(line);
-                        continue;
-                    }
-                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                        if first_at.is_none_or(|t| t.elapsed() < STDIN_FLUSH) {
-                            continue;
-                        }
-                    }
-                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => open = false,
+            match rx.recv_timeout(wake) {
+                Ok(line) => {
+                    flush_at.get_or_insert_with(|| Instant::now() + STDIN_FLUSH);
+                    batch.push(line);
                 }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => open = false,
             }
+            continue;
         }
         if batch.is_empty() {
             continue;
@@ -442,20 +466,23 @@ fn ingest_stdin(ingestor: &Ingestor, stop: &watch::Receiver<bool>) -> StdinOutco
                     total.add(&s);
                     break;
                 }
+                Err(e) if *stop.borrow() => {
+                    let uncommitted = lines.len() + rx.try_iter().count();
+                    tracing::error!(error = %e, lines = uncommitted, "shutting down with uncommitted lines from standard input");
+                    return StdinOutcome { total, uncommitted };
+                }
                 Err(e) => {
-                    if *stop.borrow() {
-                        let uncommitted = lines.len() + rx.try_iter().count();
-                        tracing::error!(error = %e, lines = uncommitted, "shutting down with uncommitted lines from standard input");
-                        return StdinOutcome { total, uncommitted };
-                    }
                     tracing::warn!(error = %e, retry_in = ?backoff, "stdin batch not committed; retrying");
-                    std::thread::sleep(backoff);
+                    let until = Instant::now() + backoff;
+                    while Instant::now() < until && !*stop.borrow() {
+                        std::thread::sleep(STDIN_STOP_CHECK);
+                    }
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
             }
         }
         batch.clear();
-        first_at = None;
+        flush_at = None;
     }
     StdinOutcome {
         total,

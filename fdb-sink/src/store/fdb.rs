@@ -50,9 +50,9 @@ fn boot_network() -> Result<(), StoreError> {
             #[allow(unsafe_code)]
             let guard = unsafe { builder.boot() }
                 .map_err(|e| format!("starting the FoundationDB network: {e}"))?;
-            if let Ok(mut slot) = NETWORK_GUARD.lock() {
-                *slot = Some(guard);
-            }
+            *NETWORK_GUARD
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(guard);
             Ok(())
         })
         .clone()
@@ -62,7 +62,10 @@ fn boot_network() -> Result<(), StoreError> {
 /// Stops the client network thread, if it was started (at exit, after every
 /// store handle is dropped).
 pub fn stop_network() {
-    let guard = NETWORK_GUARD.lock().ok().and_then(|mut g| g.take());
+    let guard = NETWORK_GUARD
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
     drop(guard);
 }
 

@@ -357,12 +357,6 @@ pub fn resolve_cluster_file(
     }
 }
 
-/// Opens the store named by `spec`.
-///
-/// The embedded store opens even when its file is locked or unreadable: it
-/// reports itself unavailable and retries on each use, so that a server can
-/// start, answer 503 and recover on its own. Use [`Store::check`] to require
-/// it up front.
 /// Releases process-wide store resources at exit: stops the FoundationDB
 /// client's network thread when it was started (nothing to do for the
 /// embedded store). Call it once every store handle is dropped.
@@ -371,6 +365,12 @@ pub fn shutdown() {
     fdb::stop_network();
 }
 
+/// Opens the store named by `spec`.
+///
+/// The embedded store opens even when its file is locked or unreadable: it
+/// reports itself unavailable and retries on each use, so that a server can
+/// start, answer 503 and recover on its own. Use [`Store::check`] to require
+/// it up front.
 pub fn open(spec: &StoreSpec) -> Result<Arc<dyn Store>, StoreError> {
     match spec {
         StoreSpec::Embedded { dir } => Ok(Arc::new(embedded::EmbeddedStore::open(dir)?)),

@@ -175,29 +175,54 @@ fn import_recognises_compressed_standard_input() {
 }
 
 #[test]
-fn serve_stdin_commits_what_it_read_before_a_sigterm() {
+fn serve_stdin_commits_what_the_monitor_writes_as_both_stop() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = format!("embedded:{}", dir.path().display());
-    let mut child = serve_stdin(&store);
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--stdin",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            &store,
+        ])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Started: the signal handlers are installed before this line.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    while !line.contains("listening") {
+        line.clear();
+        assert!(
+            std::io::BufRead::read_line(&mut stderr, &mut line).expect("stderr") > 0,
+            "exited before listening"
+        );
+    }
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
     let monitor = uuid::Uuid::new_v4().to_string();
     let mut stdin = child.stdin.take().expect("stdin");
-    for i in 1..=3 {
-        writeln!(stdin, "{}", event(&monitor, i, "s-term")).expect("write");
-    }
-    stdin.flush().expect("flush");
-    // The pipe stays open, as a running monitor keeps it.
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    writeln!(stdin, "{}", event(&monitor, 1, "s-term")).expect("write");
+    // SIGTERM reaches the pipeline; the monitor writes its last lines, then
+    // closes the pipe, while the sink is shutting down.
     let started = std::time::Instant::now();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(child.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
     )
     .expect("kill");
-    let out = child.wait_with_output().expect("wait");
+    for i in 2..=3 {
+        writeln!(stdin, "{}", event(&monitor, i, "s-term")).expect("write");
+    }
     drop(stdin);
+    let out = child.wait_with_output().expect("wait");
     assert!(out.status.success());
     assert!(
-        started.elapsed() < std::time::Duration::from_secs(3),
+        started.elapsed() < std::time::Duration::from_secs(5),
         "exits promptly: {:?}",
         started.elapsed()
     );

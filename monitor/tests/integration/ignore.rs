@@ -43,11 +43,8 @@ fn an_ignore_glob_written_as_an_absolute_path_under_the_root_applies() {
     let glob = format!("--ignore={}/build/**", root.display());
     let m = Monitor::start(root, &[&glob]);
     sh(root, "mkdir build && echo b > build/b && echo s > s");
-    let evs = m.wait_for("s", |e| has(e, "create file s"));
-    let evs = {
-        let _ = evs;
-        m.settle(Duration::from_millis(300))
-    };
+    m.wait_for("s", |e| has(e, "create file s"));
+    let evs = m.settle(Duration::from_millis(300));
     assert_eq!(summary(&evs), vec!["create file s"]);
 }
 
