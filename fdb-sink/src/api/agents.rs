@@ -5,9 +5,9 @@
 //! by the agent's `last_heartbeat` (kept as reported): `dead` when no
 //! heartbeat arrived within `--agent-ttl`, else the reported status in lower
 //! case (`active`, `idle`, `stopped`). A session belongs to the user whose
-//! token sent its first heartbeat or made its first claim; role `user` can
-//! neither heartbeat, claim nor release for another user's session, nor see
-//! it.
+//! token sent its first heartbeat or made its first claim (a claim writes a
+//! row marked as having no heartbeat); role `user` can neither heartbeat,
+//! claim nor release for another user's session, nor see it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,6 +57,15 @@ pub struct AgentRow {
     pub files_claimed: Vec<String>,
     /// Server time the last heartbeat arrived (ns since the epoch).
     pub received_ns: i64,
+    /// False for a session that has claimed files without ever sending a
+    /// heartbeat: the row only records whose session it is. Such a session
+    /// is not listed, and its claims hold until their TTL.
+    #[serde(default = "yes", skip_serializing_if = "Clone::clone")]
+    pub heartbeat: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Liveness of an agent.
@@ -80,12 +89,29 @@ impl AgentRow {
         }
     }
 
-    /// True when its claims still block others.
+    /// True when its claims still block others (until their TTL for a
+    /// session that never sent a heartbeat).
     pub fn holds_claims(&self, now_ns: i64, ttl: Duration) -> bool {
-        matches!(
-            self.liveness(now_ns, ttl),
-            Liveness::Active | Liveness::Idle
-        )
+        !self.heartbeat
+            || matches!(
+                self.liveness(now_ns, ttl),
+                Liveness::Active | Liveness::Idle
+            )
+    }
+
+    /// The row a first claim writes for a session without one, so that the
+    /// session has an owner from then on.
+    pub fn claim_only(session_id: &str, user_id: &str, agent_type: &str, now_ns: i64) -> Self {
+        AgentRow {
+            session_id: session_id.to_owned(),
+            user_id: user_id.to_owned(),
+            agent_type: agent_type.to_owned(),
+            status: AgentStatus::Active,
+            last_heartbeat: None,
+            files_claimed: Vec::new(),
+            received_ns: now_ns,
+            heartbeat: false,
+        }
     }
 }
 
@@ -153,30 +179,6 @@ pub fn check_session(s: &str) -> Result<(), ApiError> {
     }
 }
 
-/// The user a session belongs to: the owner in its agent row, or, for a
-/// session that has claimed without a heartbeat, the user of its claims.
-/// The claim rows are only scanned when there is no agent row.
-pub fn session_owner(
-    txn: &mut dyn ReadTxn,
-    keys: &Keys,
-    tenant: &str,
-    session: &str,
-    row: Option<&AgentRow>,
-) -> Result<Option<String>, StoreError> {
-    if let Some(r) = row {
-        return Ok(Some(r.user_id.clone()));
-    }
-    let r = keys.claims_tenant(tenant);
-    for (_, v) in txn.get_range(&r.begin, &r.end, 0, false)? {
-        let c: super::claims::ClaimRow = serde_json::from_slice(&v)
-            .map_err(|e| StoreError::Corrupt(format!("claim row: {e}")))?;
-        if c.session_id == session {
-            return Ok(Some(c.user_id));
-        }
-    }
-    Ok(None)
-}
-
 /// `Forbidden` unless the caller may act for a session owned by `owner`.
 pub fn check_owner(caller: &Caller, session: &str, owner: Option<&str>) -> Result<(), ApiError> {
     match owner {
@@ -213,18 +215,19 @@ pub async fn heartbeat(
         .blocking(move |store, keys| {
             store.transact(|txn| {
                 let old = agent_row(txn, keys, &caller.tenant, &a.session_id)?;
-                let owner = session_owner(txn, keys, &caller.tenant, &a.session_id, old.as_ref())?;
-                if let Err(e) = check_owner(&caller, &a.session_id, owner.as_deref()) {
+                let owner = old.as_ref().map(|o| o.user_id.as_str());
+                if let Err(e) = check_owner(&caller, &a.session_id, owner) {
                     return Ok(Err(e));
                 }
                 let row = AgentRow {
                     session_id: a.session_id.clone(),
-                    user_id: owner.unwrap_or_else(|| caller.user.clone()),
+                    user_id: old.map_or_else(|| caller.user.clone(), |o| o.user_id),
                     agent_type: a.agent_type.clone(),
                     status: a.status,
                     last_heartbeat: a.last_heartbeat.clone(),
                     files_claimed: a.files_claimed.clone(),
                     received_ns: now_ns(),
+                    heartbeat: true,
                 };
                 let value =
                     serde_json::to_vec(&row).map_err(|e| StoreError::Internal(e.to_string()))?;
@@ -267,7 +270,7 @@ pub async fn list(
             for (_, v) in rows {
                 let row: AgentRow = serde_json::from_slice(&v)
                     .map_err(|e| ApiError::Internal(format!("agent row: {e}")))?;
-                if caller.is_admin() || row.user_id == caller.user {
+                if row.heartbeat && (caller.is_admin() || row.user_id == caller.user) {
                     out.push(AgentView::of(row, now, ttl));
                 }
             }
@@ -291,6 +294,7 @@ mod tests {
             last_heartbeat: None,
             files_claimed: vec![],
             received_ns,
+            heartbeat: true,
         };
         let ttl = Duration::from_secs(60);
         let now = 1_000_000_000_000;

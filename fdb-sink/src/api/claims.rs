@@ -20,7 +20,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::agents::{
-    agent_row, check_agent_type, check_owner, check_session, session_owner, AgentStatus,
+    agent_row, check_agent_type, check_owner, check_session, AgentRow, AgentStatus,
 };
 use super::auth::Caller;
 use super::error::Holder;
@@ -137,13 +137,13 @@ pub fn claim_in(
 ) -> Result<Result<Granted, ApiError>, StoreError> {
     let now = now_ns();
     let own = agent_row(txn, keys, &caller.tenant, &req.session_id)?;
-    let owner = session_owner(txn, keys, &caller.tenant, &req.session_id, own.as_ref())?;
-    if let Err(e) = check_owner(caller, &req.session_id, owner.as_deref()) {
+    let owner = own.as_ref().map(|o| o.user_id.as_str());
+    if let Err(e) = check_owner(caller, &req.session_id, owner) {
         return Ok(Err(e));
     }
     if own
         .as_ref()
-        .is_some_and(|a| a.status == AgentStatus::Stopped)
+        .is_some_and(|a| a.heartbeat && a.status == AgentStatus::Stopped)
     {
         return Ok(Err(ApiError::bad_request(format!(
             "session {:?} reported status Stopped: its claims would block no one; send a \
@@ -188,7 +188,9 @@ pub fn claim_in(
         .saturating_mul(1_000_000_000);
     let row = ClaimRow {
         session_id: req.session_id.clone(),
-        user_id: owner.unwrap_or_else(|| caller.user.clone()),
+        user_id: own
+            .as_ref()
+            .map_or_else(|| caller.user.clone(), |o| o.user_id.clone()),
         agent_type: req.agent_type.clone(),
         claimed_ns: now,
         expires_ns: now.saturating_add(ttl_ns),
@@ -196,6 +198,12 @@ pub fn claim_in(
     let value = serde_json::to_vec(&row).map_err(|e| StoreError::Internal(e.to_string()))?;
     for p in paths {
         txn.set(&keys.claim(&caller.tenant, p), &value)?;
+    }
+    if own.is_none() {
+        // The session's first request: from now on it is the caller's.
+        let row = AgentRow::claim_only(&req.session_id, &caller.user, &req.agent_type, now);
+        let v = serde_json::to_vec(&row).map_err(|e| StoreError::Internal(e.to_string()))?;
+        txn.set(&keys.agent(&caller.tenant, &req.session_id), &v)?;
     }
     Ok(Ok(Granted {
         session_id: req.session_id.clone(),
@@ -241,9 +249,8 @@ pub async fn release(
         .blocking(move |store, keys| {
             store.transact(|txn| {
                 let own = agent_row(txn, keys, &caller.tenant, &req.session_id)?;
-                let owner =
-                    session_owner(txn, keys, &caller.tenant, &req.session_id, own.as_ref())?;
-                if let Err(e) = check_owner(&caller, &req.session_id, owner.as_deref()) {
+                let owner = own.as_ref().map(|o| o.user_id.as_str());
+                if let Err(e) = check_owner(&caller, &req.session_id, owner) {
                     return Ok(Err(e));
                 }
                 let mut released = Vec::new();

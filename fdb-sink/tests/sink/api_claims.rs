@@ -247,6 +247,26 @@ fn a_session_belongs_to_whoever_first_claimed_or_heartbeat_for_it() {
         (s, r["holders"][0]["session_id"].as_str()),
         (409, Some("s-bob"))
     );
+    // Without a heartbeat the session is not listed as an agent.
+    let (s, r) = api.get(&bob, "/api/v5/agents");
+    assert_eq!(
+        (s, r["agents"].as_array().map(Vec::len)),
+        (200, Some(0)),
+        "{r}"
+    );
+    // Released, the session still belongs to Bob.
+    let (s, r) = api.delete(
+        &bob,
+        "/api/v5/agents/claims",
+        &json!({"session_id": "s-bob", "paths": ["p/held.rs"]}),
+    );
+    assert_eq!(
+        (s, r["released"].clone()),
+        (200, json!(["p/held.rs"])),
+        "{r}"
+    );
+    let (s, r) = heartbeat(&api, &alice, "s-bob", "Active");
+    assert_eq!((s, r["error"].as_str()), (403, Some("forbidden")), "{r}");
     let (s, r) = heartbeat(&api, &bob, "s-bob", "Active");
     assert_eq!((s, r["user_id"].as_str()), (200, Some("bob")), "{r}");
 
