@@ -5,8 +5,9 @@ use std::process::{Command, Stdio};
 
 use crate::harness::{event, read_store, BIN};
 
-/// `fdb-sink serve --stdin` on `store`, its stdin and stdout piped.
-fn serve_stdin(store: &str) -> std::process::Child {
+/// `fdb-sink serve --stdin` on `store`, its stdin and stdout piped, its
+/// log to `stderr`.
+fn serve_stdin(store: &str, stderr: Stdio) -> std::process::Child {
     Command::new(BIN)
         .args([
             "serve",
@@ -16,9 +17,10 @@ fn serve_stdin(store: &str) -> std::process::Child {
             "--store",
             store,
         ])
+        .env("RUST_LOG", "info")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("spawn")
 }
@@ -27,7 +29,7 @@ fn serve_stdin(store: &str) -> std::process::Child {
 fn serve_stdin_ingests_until_eof_then_exits() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = format!("embedded:{}", dir.path().display());
-    let mut child = serve_stdin(&store);
+    let mut child = serve_stdin(&store, Stdio::null());
     let monitor = uuid::Uuid::new_v4().to_string();
     {
         let mut stdin = child.stdin.take().expect("stdin");
@@ -178,21 +180,7 @@ fn import_recognises_compressed_standard_input() {
 fn serve_stdin_commits_what_the_monitor_writes_as_both_stop() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = format!("embedded:{}", dir.path().display());
-    let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--stdin",
-            "--listen",
-            "127.0.0.1:0",
-            "--store",
-            &store,
-        ])
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let mut child = serve_stdin(&store, Stdio::piped());
     // Started: the signal handlers are installed before this line.
     let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
     let mut line = String::new();
