@@ -30,6 +30,16 @@ fn cli(args: &[&str]) -> Output {
     out
 }
 
+/// `fdb-sink export` of `tenant` from `store` into `file`, with `extra` flags.
+fn export_tenant(store: &str, tenant: &str, file: &Path, extra: &[&str]) -> Output {
+    let file = file.to_str().expect("utf8");
+    let mut args = vec![
+        "export", "--store", store, "--tenant", tenant, "--output", file,
+    ];
+    args.extend_from_slice(extra);
+    cli(&args)
+}
+
 /// `fdb-sink import FILE` into `store`; its JSON totals.
 fn import(store: &str, file: &str) -> Value {
     let out = cli(&["import", "--store", store, file]);
@@ -411,17 +421,7 @@ fn export_then_import_into_an_empty_store_reproduces_the_records() {
         ("acme.ndjson.gz", vec!["--compress", "gzip"]),
     ] {
         let file = dir.path().join(name);
-        let mut args = vec![
-            "export",
-            "--store",
-            &src_store,
-            "--tenant",
-            "acme",
-            "--output",
-            file.to_str().expect("utf8"),
-        ];
-        args.extend(extra);
-        let out = cli(&args);
+        let out = export_tenant(&src_store, "acme", &file, &extra);
         assert!(String::from_utf8_lossy(&out.stderr).contains("export: 5 records and 2 monitors"));
         let dst = dir.path().join(format!("dst-{name}"));
         let dst_store = format!("embedded:{}", dst.display());
@@ -480,15 +480,7 @@ fn a_restore_after_retention_keeps_the_monitor_counters() {
     let src_store = format!("embedded:{}", src.display());
     cli(&["retention", "--store", &src_store, "--older-than", "90d"]);
     let file = dir.path().join("acme.ndjson");
-    cli(&[
-        "export",
-        "--store",
-        &src_store,
-        "--tenant",
-        "acme",
-        "--output",
-        file.to_str().expect("utf8"),
-    ]);
+    export_tenant(&src_store, "acme", &file, &[]);
     let dst = dir.path().join("dst");
     let dst_store = format!("embedded:{}", dst.display());
     let file = file.to_str().expect("utf8");
