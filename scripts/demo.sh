@@ -9,6 +9,8 @@
 #   ./scripts/demo.sh --check    same on a debug build, verify the records via the API, stop
 #
 # Everything lives under ./demo (delete it to start afresh). Ctrl-C stops the pipeline.
+# Environment: DEMO_DIR (default ./demo), DEMO_INGEST_PORT (8080), DEMO_API_PORT (8081),
+# DEMO_METRICS_PORT (9090), all on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +19,7 @@ check=0
 profile=release
 [ $check = 1 ] && profile=debug
 
-demo=$PWD/demo
+demo=$(mkdir -p "${DEMO_DIR:-demo}" && cd "${DEMO_DIR:-demo}" && pwd)
 ws=$demo/workspace
 store=embedded:$demo/data
 secret=$demo/jwt.secret
@@ -58,14 +60,33 @@ rm -f "$pipe"; mkfifo "$pipe"
 sink_pid=$!
 TENANT_ID=$tenant USER_ID=$user SESSION_ID=$session \
   "$bin/file-monitor" "$ws" --checksum sha256 --metrics-addr "$metrics" >"$pipe" 2>"$demo/monitor.log" &
+monitor_pid=$!
 # The monitor stops first (flushing what it holds), then the sink.
-pids=($! "$sink_pid")
+pids=("$monitor_pid" "$sink_pid")
 
+# Both must answer /readyz. A process that exits instead (a port in use, a bad flag) is
+# named with the end of its log. The monitor is checked first: when it exits, the sink
+# sees the end of its input and exits too.
+exited() {
+  echo "$1 exited during start-up; the end of $2:" >&2
+  tail -n 5 "$2" >&2
+  echo "(ports: DEMO_INGEST_PORT, DEMO_API_PORT, DEMO_METRICS_PORT)" >&2
+  exit 1
+}
+ready() { curl -fs --max-time 1 "http://$1/readyz" >/dev/null 2>&1; }
+answers() { curl -s --max-time 1 -o /dev/null "http://$1/" 2>/dev/null; }
+up=0
 for _ in $(seq 100); do
-  curl -fs "http://$ingest/readyz" >/dev/null 2>&1 && curl -fs "http://$metrics/readyz" >/dev/null 2>&1 && break
+  kill -0 "$monitor_pid" 2>/dev/null || exited file-monitor "$demo/monitor.log"
+  kill -0 "$sink_pid" 2>/dev/null || exited fdb-sink "$demo/sink.log"
+  if ready "$ingest" && ready "$metrics" && answers "$api"; then up=1; break; fi
   sleep 0.1
 done
-curl -fs "http://$ingest/readyz" >/dev/null || { echo "fdb-sink did not become ready; see $demo/sink.log" >&2; exit 1; }
+if [ $up = 0 ]; then
+  echo "file-monitor or fdb-sink did not answer on $ingest, $api and $metrics within 10 s" >&2
+  echo "(another program on one of these ports?); see $demo/monitor.log and $demo/sink.log" >&2
+  exit 1
+fi
 
 token=$("$bin/fdb-sink" token --jwt-secret-file "$secret" --tenant "$tenant" --user "$user" --role admin --ttl 8h)
 (umask 077; echo "$token" > "$demo/token")
@@ -99,15 +120,15 @@ fi
 
 cat <<TXT
 
-The pipeline is running (logs: demo/monitor.log, demo/sink.log). Change files in
+The pipeline is running (logs: $demo/monitor.log, $demo/sink.log). Change files in
   $ws
 and look at what was recorded:
 
   # the session's audit records, time-ordered (JSON page with next_cursor)
-  curl -s -H "Authorization: Bearer \$(cat demo/token)" '$logs_url' | python3 -m json.tool
+  curl -s -H "Authorization: Bearer \$(cat $demo/token)" '$logs_url' | python3 -m json.tool
 
   # live feed of new records (Server-Sent Events)
-  curl -sN -H "Authorization: Bearer \$(cat demo/token)" '$logs_url?follow=true'
+  curl -sN -H "Authorization: Bearer \$(cat $demo/token)" '$logs_url?follow=true'
 
   # metrics
   curl -s http://$metrics/metrics | grep '^fs_monitor_'

@@ -31,10 +31,11 @@ FILE_MONITOR_BACKEND=notify cargo test -p e2e-tests --locked --no-fail-fast
 step "README quick start: ./scripts/demo.sh --check (the local pipeline, queried back)"
 DEMO_INGEST_PORT=18180 DEMO_API_PORT=18181 DEMO_METRICS_PORT=19190 ./scripts/demo.sh --check
 
-for check in deploy/validate.sh; do
-  if [ -x "$root/$check" ]; then
-    step "$check"
-    "$root/$check"
-  fi
-done
+step "README quick start: start-up failures named with their cause (scripts/test-demo.sh)"
+./scripts/test-demo.sh
+
+if [ -x "$root/deploy/validate.sh" ]; then
+  step "deploy/validate.sh"
+  "$root/deploy/validate.sh"
+fi
 step "all checks passed"
