@@ -33,7 +33,7 @@ Every flag can also come from FILE_MONITOR_<FLAG> (e.g. FILE_MONITOR_DEBOUNCE=25
 FILE_MONITOR_IGNORE='*.swp,build/**'). TENANT_ID, USER_ID and SESSION_ID fill
 attribution that --metadata does not set.
 Default ignores: **/.git, **/node_modules, **/target (see --no-default-ignores).
-Exit status: 0 after SIGTERM/SIGINT or a closed stdout, 2 on a bad invocation,
+Exit status: 0 after SIGTERM/SIGINT/SIGHUP or a closed stdout, 2 on a bad invocation,
 1 on a runtime failure. Documentation: docs/monitor.md.";
 
 /// Output format of the main stream.

@@ -45,7 +45,7 @@ const MAX_TIMER_SLACK: Duration = Duration::from_millis(2);
 /// Why the loop ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Exit {
-    /// SIGTERM / SIGINT: everything pending was written.
+    /// SIGTERM / SIGINT / SIGHUP: everything pending was written.
     Signal,
     /// The reader of the stream went away.
     Closed,
@@ -68,7 +68,14 @@ pub struct Engine {
     metrics: Metrics,
     watcher: Option<Watcher>,
     polled: PathSet,
+    /// Directories that could not be read (or watched): looked at again
+    /// every poll interval, and watched and reported once readable.
+    unreadable: PathSet,
     pending_from: Option<(RelPath, usize, Instant)>,
+    /// The rename handled last, if nothing came after it: (from, to, inode
+    /// of what was moved). An exchange of two names (`RENAME_EXCHANGE`)
+    /// arrives as `a → b` then at once `b → a`.
+    last_move: Option<(RelPath, RelPath, Option<u64>)>,
     self_opens: HashMap<RelPath, u32>,
     stop: Arc<ShutdownRequest>,
     /// Kernel events read but not yet handled (reused buffer).
@@ -98,6 +105,7 @@ struct Scanned {
 struct WatchHook<'a> {
     watcher: &'a mut Option<Watcher>,
     polled: &'a mut PathSet,
+    unreadable: &'a mut PathSet,
     metrics: &'a Metrics,
     /// Re-place watches even where one is recorded (after lost events).
     force: bool,
@@ -136,9 +144,9 @@ impl ScanHook for WatchHook<'_> {
     }
 
     fn unreadable(&mut self, rel: &[u8], err: &std::io::Error) {
-        if err.kind() != std::io::ErrorKind::NotFound {
+        if err.kind() != std::io::ErrorKind::NotFound && self.unreadable.insert(rel.to_vec()) {
             self.metrics.dropped(DROP_UNREADABLE_DIR);
-            tracing::warn!(dir = %String::from_utf8_lossy(rel), error = %err, "cannot read directory; its contents are not reported");
+            tracing::warn!(dir = %String::from_utf8_lossy(rel), error = %err, "cannot read directory; its contents are reported once it becomes readable (checked every --poll-interval)");
         }
     }
 }
@@ -165,7 +173,9 @@ impl Engine {
             metrics,
             watcher,
             polled: PathSet::default(),
+            unreadable: PathSet::default(),
             pending_from: None,
+            last_move: None,
             self_opens: HashMap::new(),
             stop,
             raws: Vec::new(),
@@ -184,6 +194,7 @@ impl Engine {
         let mut hook = WatchHook {
             watcher: &mut self.watcher,
             polled: &mut self.polled,
+            unreadable: &mut self.unreadable,
             metrics: &self.metrics,
             force,
         };
@@ -193,11 +204,9 @@ impl Engine {
     /// Initial watch and index; reports changes since the state file, if any.
     pub fn start(&mut self) -> Result<(), EngineError> {
         let t = Instant::now();
-        let snapshot = if self.cfg.poll {
-            scan(&self.cfg.root, b"", &self.cfg.ignore, &mut NoHook, false)
-        } else {
-            self.watch_and_scan(b"", false)
-        };
+        // Without a watcher (`--poll`) this places no watch, but still
+        // reports unreadable directories.
+        let snapshot = self.watch_and_scan(b"", false);
         let mut restored = false;
         if let Some(sf) = self.cfg.state_file.clone() {
             match Index::load(&sf, &self.cfg.root) {
@@ -411,7 +420,7 @@ impl Engine {
     }
 
     fn polling(&self) -> bool {
-        self.cfg.poll || !self.polled.is_empty()
+        self.cfg.poll || !self.polled.is_empty() || !self.unreadable.is_empty()
     }
 
     fn stream_error(&mut self, e: EngineError) -> Result<Exit, EngineError> {
@@ -500,11 +509,29 @@ impl Engine {
             }
             _ => {}
         }
+        if !matches!(raw, Raw::RenameFrom { .. } | Raw::RenameTo { .. }) {
+            self.last_move = None;
+        }
         if let Some((from, cookie, _)) = self.pending_from.take() {
             match &raw {
                 Raw::RenameTo { path, cookie: c } if *c == cookie => {
                     let to = path.clone();
-                    self.moved(from, to, now);
+                    if let Some((a, b, ino)) = self.last_move.take() {
+                        if from == b && to == a && self.is_exchange(&b, ino) {
+                            self.exchanged(a, b, now);
+                            return Ok(());
+                        }
+                    }
+                    // What is moved, to recognise an exchange by: its
+                    // inode as reported, else what holds the new name now.
+                    let ino = self
+                        .index
+                        .get(&from)
+                        .map(|e| e.ino)
+                        .filter(|i| *i != 0)
+                        .or_else(|| self.lstat(&to).map(|e| e.ino));
+                    self.moved(from.clone(), to.clone(), now);
+                    self.last_move = Some((from, to.clone(), ino));
                     return Ok(());
                 }
                 _ => self.moved_out(from, now),
@@ -600,6 +627,7 @@ impl Engine {
         if self.polled.remove_subtree(p) > 0 {
             self.metrics.polled_subtrees.set(self.polled.len() as i64);
         }
+        self.unreadable.remove_subtree(p);
     }
 
     fn moved_out(&mut self, from: RelPath, now: Instant) {
@@ -642,6 +670,7 @@ impl Engine {
             w.unwatch_subtree(&to);
         }
         self.polled.move_subtree(&from, &to);
+        self.unreadable.move_subtree(&from, &to);
         self.co.moved(from, to.clone(), now);
         if let Ok(m) = std::fs::symlink_metadata(abs_path(&self.cfg.root, &to)) {
             if m.is_dir() {
@@ -652,12 +681,47 @@ impl Engine {
         self.metrics.watches.set(self.watches() as i64);
     }
 
+    /// Whether `b → a` right after `a → b` is the second half of an
+    /// exchange: what was moved to `b` is still there (after a plain
+    /// `mv a b; mv b a`, `b` is gone or is another file).
+    fn is_exchange(&self, b: &[u8], moved_ino: Option<u64>) -> bool {
+        moved_ino.is_some_and(|ino| self.lstat(b).is_some_and(|e| e.ino == ino))
+    }
+
+    /// `a` and `b` swapped places. `move a → b` is already queued; `a` now
+    /// holds what `b` held, reported as its `create` (and, for a directory,
+    /// a `create` for everything below it), so that replaying the stream
+    /// gives both names. Both names are watched again: each half of the
+    /// exchange dropped the watches below its source.
+    fn exchanged(&mut self, a: RelPath, b: RelPath, now: Instant) {
+        tracing::debug!(a = %String::from_utf8_lossy(&a), b = %String::from_utf8_lossy(&b), "names exchanged");
+        if self.ignored(&a) {
+            return;
+        }
+        if let Some(w) = self.watcher.as_mut() {
+            w.unwatch_subtree(&a);
+        }
+        self.moved_in(a, now);
+        if !self.ignored(&b) && self.lstat(&b).is_some_and(|e| e.kind == Kind::Dir) {
+            let snap = self.watch_and_scan(&b, false);
+            self.co.reconcile(b, snap, false, now);
+        }
+        self.metrics.watches.set(self.watches() as i64);
+    }
+
     fn poll_tick(&mut self, now: Instant) {
         if self.cfg.poll {
-            let snap = scan(&self.cfg.root, b"", &self.cfg.ignore, &mut NoHook, false);
+            // Warns once per directory that turned unreadable.
+            let snap = self.watch_and_scan(b"", false);
+            let mut unreadable = PathSet::default();
+            for d in snap.unread() {
+                unreadable.insert(d.clone());
+            }
+            self.unreadable = unreadable;
             self.co.reconcile(Vec::new(), snap, false, now);
             return;
         }
+        self.retry_unreadable(now);
         let roots: Vec<RelPath> = self.polled.iter().cloned().collect();
         for r in roots {
             match std::fs::symlink_metadata(abs_path(&self.cfg.root, &r)) {
@@ -669,6 +733,36 @@ impl Engine {
                     // Gone: its parent's watch reports the delete.
                     self.polled.remove_subtree(&r);
                     self.metrics.polled_subtrees.set(self.polled.len() as i64);
+                }
+            }
+        }
+    }
+
+    /// Looks again at directories that could not be read: one that became
+    /// readable is watched and scanned, and what it holds is reported.
+    fn retry_unreadable(&mut self, now: Instant) {
+        let dirs: Vec<RelPath> = self.unreadable.iter().cloned().collect();
+        for r in dirs {
+            if !self.unreadable.contains(&r) {
+                continue; // dropped with an ancestor retried before it
+            }
+            match std::fs::symlink_metadata(abs_path(&self.cfg.root, &r)) {
+                Ok(m) if m.is_dir() && !self.cfg.ignore.is_ignored(&r) => {
+                    let snap = self.watch_and_scan(&r, false);
+                    let still: Vec<RelPath> = snap.unread().cloned().collect();
+                    self.unreadable.remove_subtree(&r);
+                    for u in still {
+                        self.unreadable.insert(u);
+                    }
+                    if !self.unreadable.contains(&r) {
+                        tracing::info!(dir = %String::from_utf8_lossy(&r), "directory readable again; watching it");
+                    }
+                    // Its changes happened while its events could not be seen.
+                    self.co.reconcile(r, snap, true, now);
+                }
+                // Gone or replaced: its parent's watch reports that.
+                _ => {
+                    self.unreadable.remove_subtree(&r);
                 }
             }
         }

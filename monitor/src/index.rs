@@ -119,6 +119,9 @@ pub enum Change {
 #[derive(Debug, Default, Clone)]
 pub struct Index {
     map: BTreeMap<Vec<u8>, Entry>,
+    /// Directories a scan could not read completely (permission denied, a
+    /// path too long): what lies below them is unknown, not gone.
+    unread: BTreeSet<Vec<u8>>,
 }
 
 impl Index {
@@ -148,6 +151,17 @@ impl Index {
 
     pub fn iter(&self) -> impl Iterator<Item = (&Vec<u8>, &Entry)> {
         self.map.iter()
+    }
+
+    /// Directories this scan could not read completely.
+    pub fn unread(&self) -> impl Iterator<Item = &Vec<u8>> {
+        self.unread.iter()
+    }
+
+    /// Whether `path` lies below a directory this scan could not read: its
+    /// absence from the scan says nothing.
+    fn hides(&self, path: &[u8]) -> bool {
+        !self.unread.is_empty() && ancestors(path).any(|a| self.unread.contains(a))
     }
 
     /// Entries strictly below `base` (all entries for the root).
@@ -204,7 +218,7 @@ impl Index {
         let mut out = Vec::new();
         let deleted: Vec<(Vec<u8>, Entry)> = self
             .below(base)
-            .filter(|(k, _)| !snapshot.contains(k))
+            .filter(|(k, _)| !snapshot.contains(k) && !snapshot.hides(k))
             .map(|(k, e)| (k.clone(), *e))
             .collect();
         let mut del_by_ino: HashMap<u64, Vec<usize>> = HashMap::new();
@@ -274,7 +288,10 @@ impl Index {
         // Pass 2: plain differences against the updated index.
         let gone: Vec<(Vec<u8>, Entry)> = self
             .below(base)
-            .filter(|(k, e)| snapshot.get(k).is_none_or(|s| s.kind != e.kind))
+            .filter(|(k, e)| match snapshot.get(k) {
+                Some(s) => s.kind != e.kind,
+                None => !snapshot.hides(k),
+            })
             .map(|(k, e)| (k.clone(), *e))
             .collect();
         for (k, e) in gone.into_iter().rev() {
@@ -342,6 +359,9 @@ pub fn scan(
         let rd = match std::fs::read_dir(abs_path(root, &dir)) {
             Ok(rd) => rd,
             Err(e) => {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    idx.unread.insert(dir.clone());
+                }
                 hook.unreadable(&dir, &e);
                 continue;
             }
@@ -353,8 +373,17 @@ pub fn scan(
             if ignore.matches_self(&rel) {
                 continue;
             }
-            let Ok(m) = std::fs::symlink_metadata(de.path()) else {
-                continue; // vanished meanwhile
+            let m = match std::fs::symlink_metadata(de.path()) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue, // vanished meanwhile
+                Err(e) => {
+                    // Names readable but entries not (no search permission,
+                    // a path longer than PATH_MAX): this directory is unknown.
+                    if idx.unread.insert(dir.clone()) {
+                        hook.unreadable(&dir, &e);
+                    }
+                    continue;
+                }
             };
             let e = Entry::from_metadata(&m);
             if e.kind == Kind::Dir {
@@ -421,13 +450,19 @@ impl Index {
             path: path.to_path_buf(),
             source,
         })?;
-        {
+        let written = (|| {
             use std::io::Write;
-            let mut f = std::fs::File::create(&tmp).map_err(io)?;
-            f.write_all(&data).map_err(io)?;
-            f.sync_all().map_err(io)?;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&data)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, path)
+        })();
+        if let Err(e) = written {
+            // A partial temporary file (a full disk) would only take the
+            // space the next attempt needs.
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io(e));
         }
-        std::fs::rename(&tmp, path).map_err(io)?;
         Ok(())
     }
 

@@ -27,7 +27,7 @@ use crate::output::Output;
 use crate::signals::ShutdownRequest;
 use crate::watcher::Watcher;
 
-/// Runs the monitor until SIGTERM/SIGINT or until the stream's reader goes away.
+/// Runs the monitor until SIGTERM/SIGINT/SIGHUP or until the stream's reader goes away.
 pub fn run(cfg: Config) -> anyhow::Result<Exit> {
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);

@@ -1,11 +1,15 @@
 //! The event stream writer: assigns `seq` (1, 2, 3 … with no gaps: a number
 //! is used only by a line that was written), builds `file-event/1` lines and
 //! writes them as JSON or as readable text. A closed reader (`BrokenPipe`) is
-//! reported as [`OutputError::Closed`] so the process can end cleanly.
+//! reported as [`OutputError::Closed`] so the process can end cleanly. An
+//! output file never keeps an incomplete last line (a full disk, a crash):
+//! it is cut back to its last complete line on a write failure and at open,
+//! so lines appended later stay valid.
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
-use std::path::Path;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 
 use file_event::{EncodedPath, EventType, FileEvent, Kind};
 use uuid::Uuid;
@@ -29,7 +33,7 @@ pub struct Draft {
 pub enum OutputError {
     #[error("the reader of the event stream went away")]
     Closed,
-    #[error("writing events: {0}")]
+    #[error("writing events")]
     Io(#[source] io::Error),
 }
 
@@ -50,12 +54,64 @@ pub struct Output {
     monitor_id: Uuid,
     seq: u64,
     attribution: Attribution,
+    /// The output file (not standard output), to cut an incomplete line.
+    file: Option<(PathBuf, File)>,
 }
 
 fn open_append(p: &Path) -> io::Result<Box<dyn Write + Send>> {
     Ok(Box::new(
         OpenOptions::new().create(true).append(true).open(p)?,
     ))
+}
+
+/// Opens the event file for appending, cutting an incomplete last line left
+/// by an earlier failure. Returns the writer and a handle for later repairs
+/// (none when the file cannot be read back).
+fn open_events_file(p: &Path) -> io::Result<(Box<dyn Write + Send>, Option<File>)> {
+    let f = match OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(p)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            return Ok((open_append(p)?, None))
+        }
+        Err(e) => return Err(e),
+    };
+    let cut = cut_incomplete_line(&f)?;
+    if cut > 0 {
+        tracing::warn!(file = %p.display(), bytes = cut, "removed an incomplete last line left by an earlier failure");
+    }
+    let repair = f.try_clone()?;
+    Ok((Box::new(f), Some(repair)))
+}
+
+/// Truncates `f` after its last `\n` (to empty if it has none); returns the
+/// bytes removed.
+pub fn cut_incomplete_line(f: &File) -> io::Result<u64> {
+    const CHUNK: u64 = 64 * 1024;
+    let len = f.metadata()?.len();
+    let mut end = len;
+    let mut buf = vec![0u8; CHUNK as usize];
+    while end > 0 {
+        let start = end.saturating_sub(CHUNK);
+        let chunk = &mut buf[..(end - start) as usize];
+        f.read_exact_at(chunk, start)?;
+        if let Some(i) = chunk.iter().rposition(|b| *b == b'\n') {
+            let keep = start + i as u64 + 1;
+            if keep < len {
+                f.set_len(keep)?;
+            }
+            return Ok(len - keep);
+        }
+        end = start;
+    }
+    if len > 0 {
+        f.set_len(0)?;
+    }
+    Ok(len)
 }
 
 impl Output {
@@ -65,9 +121,12 @@ impl Output {
         human: Option<&Path>,
         attribution: Attribution,
     ) -> io::Result<Output> {
-        let main: Box<dyn Write + Send> = match target {
-            OutputTarget::Stdout => Box::new(io::stdout()),
-            OutputTarget::File(p) => open_append(p)?,
+        let (main, file): (Box<dyn Write + Send>, _) = match target {
+            OutputTarget::Stdout => (Box::new(io::stdout()), None),
+            OutputTarget::File(p) => {
+                let (w, f) = open_events_file(p)?;
+                (w, f.map(|f| (p.clone(), f)))
+            }
         };
         let human = match human {
             Some(p) if p == Path::new("/dev/stderr") => Some(BufWriter::new(
@@ -86,6 +145,7 @@ impl Output {
             monitor_id: Uuid::new_v4(),
             seq: 0,
             attribution,
+            file,
         })
     }
 
@@ -124,21 +184,37 @@ impl Output {
         ev
     }
 
+    /// A failed write may have left part of a line in the file: cut it, so
+    /// that the file holds complete lines only.
+    fn failed(&mut self, e: io::Error) -> OutputError {
+        let e = OutputError::from(e);
+        if let (OutputError::Io(_), Some((p, f))) = (&e, &self.file) {
+            if let Err(err) = cut_incomplete_line(f) {
+                tracing::error!(file = %p.display(), error = %err, "cannot remove the incomplete last line");
+            }
+        }
+        e
+    }
+
     /// Writes one event; `seq` advances only when the line was accepted.
     pub fn write(&mut self, d: &Draft) -> Result<(), OutputError> {
         let seq = self.seq + 1;
         let ev = self.build(d, seq);
-        match self.format {
+        let res = match self.format {
             Format::Json => {
                 // The same bytes as `FileEvent::to_json`, without an intermediate String.
-                serde_json::to_writer(&mut self.main, &ev).map_err(io::Error::from)?;
-                self.main.write_all(b"\n")?;
+                serde_json::to_writer(&mut self.main, &ev)
+                    .map_err(io::Error::from)
+                    .and_then(|()| self.main.write_all(b"\n"))
             }
             Format::Human => {
                 let mut line = human_line(&ev);
                 line.push('\n');
-                self.main.write_all(line.as_bytes())?;
+                self.main.write_all(line.as_bytes())
             }
+        };
+        if let Err(e) = res {
+            return Err(self.failed(e));
         }
         self.seq = seq;
         if let Some(h) = &mut self.human {
@@ -154,7 +230,9 @@ impl Output {
     }
 
     pub fn flush(&mut self) -> Result<(), OutputError> {
-        self.main.flush()?;
+        if let Err(e) = self.main.flush() {
+            return Err(self.failed(e));
+        }
         if let Some(h) = &mut self.human {
             if h.flush().is_err() {
                 self.human = None;

@@ -1,4 +1,5 @@
-//! SIGTERM and SIGINT: ask the engine to write everything pending and stop.
+//! SIGTERM, SIGINT and SIGHUP: ask the engine to write everything pending
+//! and stop.
 
 use std::io;
 use std::os::fd::BorrowedFd;
@@ -35,18 +36,20 @@ impl ShutdownRequest {
     }
 }
 
-/// Waits for the engine to finish; on SIGTERM/SIGINT tells it to shut down
+/// Waits for the engine to finish; on SIGTERM/SIGINT/SIGHUP (a closed
+/// terminal or session) tells it to shut down
 /// (it reads the events the kernel still holds and flushes pending events
 /// first) and keeps waiting.
 pub async fn until_signal_or(
     mut done: tokio::sync::oneshot::Receiver<()>,
     stop: Arc<ShutdownRequest>,
 ) {
-    let (mut term, mut int) = match (
+    let (mut term, mut int, mut hup) = match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) {
-        (Ok(t), Ok(i)) => (t, i),
+        (Ok(t), Ok(i), Ok(h)) => (t, i, h),
         _ => {
             tracing::error!("cannot install signal handlers");
             let _ = done.await;
@@ -57,6 +60,7 @@ pub async fn until_signal_or(
         _ = &mut done => return,
         _ = term.recv() => tracing::info!("SIGTERM: flushing pending events"),
         _ = int.recv() => tracing::info!("SIGINT: flushing pending events"),
+        _ = hup.recv() => tracing::info!("SIGHUP: flushing pending events"),
     }
     stop.request();
     let _ = done.await;

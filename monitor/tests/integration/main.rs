@@ -16,4 +16,5 @@ mod rescan;
 mod semantics;
 mod shutdown;
 mod state;
+mod unreadable;
 mod watch_budget;

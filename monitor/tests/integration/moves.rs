@@ -60,3 +60,41 @@ fn moves_inside_in_and_out() {
     }
     assert_trees_equal(&replay(&start, &evs), &disk_tree(root, &[]));
 }
+
+/// `renameat2(a, b, RENAME_EXCHANGE)` (`mv --exchange a b`).
+fn exchange(a: &std::path::Path, b: &std::path::Path) {
+    nix::fcntl::renameat2(None, a, None, b, nix::fcntl::RenameFlags::RENAME_EXCHANGE)
+        .expect("renameat2 RENAME_EXCHANGE");
+}
+
+#[test]
+fn an_exchange_of_two_names_replays_to_both() {
+    let d = tempdir();
+    let root = d.path();
+    sh(
+        root,
+        "echo AAA > f && echo BB > g && mkdir d1 d2 && echo 1 > d1/one && echo 2 > d2/two",
+    );
+    let start = disk_tree(root, &[]);
+    let m = Monitor::start(root, &["--checksum=sha256"]);
+    exchange(&root.join("f"), &root.join("g"));
+    exchange(&root.join("d1"), &root.join("d2"));
+    // Both directories are still watched under their new names.
+    sh(root, "echo 3 > d1/three && echo 4 > d2/four");
+    let evs = m.wait_for("changes in both exchanged directories", |e| {
+        has(e, "create file d1/three") && has(e, "create file d2/four")
+    });
+    let f = evs
+        .iter()
+        .find(|e| e.path == "f" && e.event_type == file_event::EventType::Create)
+        .unwrap_or_else(|| panic!("{:?}", summary(&evs)));
+    assert_eq!(f.size, Some(3), "f holds what g held");
+    assert!(has(&evs, "move file f -> g"), "{:?}", summary(&evs));
+    assert_trees_equal(&replay(&start, &evs), &disk_tree(root, &[]));
+    // A name moved away and back is still a pair of moves.
+    sh(root, "mv f h && mv h f");
+    let evs = m.wait_for("moves back and forth", |e| has(e, "move file h -> f"));
+    assert!(has(&evs, "move file f -> h"), "{:?}", summary(&evs));
+    assert_trees_equal(&replay(&start, &evs), &disk_tree(root, &[]));
+    assert_seq_contiguous(&evs);
+}

@@ -109,3 +109,81 @@ fn output_files_inside_the_root_are_not_reported() {
         .collect();
     assert_eq!(summary(&evs), vec!["create file a"]);
 }
+
+/// Every line of an event file: complete and a valid `file-event/1`.
+fn complete_lines(path: &std::path::Path) -> Vec<file_event::FileEvent> {
+    let data = std::fs::read(path).unwrap();
+    assert!(
+        data.is_empty() || data.ends_with(b"\n"),
+        "incomplete last line: {:?}",
+        String::from_utf8_lossy(&data[data.len().saturating_sub(120)..])
+    );
+    String::from_utf8(data)
+        .unwrap()
+        .lines()
+        .map(|l| file_event::FileEvent::from_json(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect()
+}
+
+#[test]
+fn an_incomplete_last_line_is_cut_before_appending() {
+    let d = tempdir();
+    let logs = tempdir();
+    let root = d.path();
+    let out = logs.path().join("events.ndjson");
+    // What a full disk or a crash leaves behind: a line cut short.
+    std::fs::write(
+        &out,
+        b"{\"schema\":\"file-event/1\"}\n{\"schema\":\"file-ev",
+    )
+    .unwrap();
+    let m = Monitor::start(root, &[&format!("--output={}", out.display())]);
+    std::fs::write(root.join("a"), b"a").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let (status, _, _) = m.terminate();
+    assert_eq!(status.code(), Some(0));
+    let text = std::fs::read_to_string(&out).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "{\"schema\":\"file-event/1\"}", "{text}");
+    let evs: Vec<file_event::FileEvent> = lines[1..]
+        .iter()
+        .map(|l| file_event::FileEvent::from_json(l).unwrap_or_else(|e| panic!("{l:?}: {e}")))
+        .collect();
+    assert_eq!(summary(&evs), vec!["create file a"]);
+}
+
+#[test]
+fn a_full_disk_ends_the_monitor_without_a_cut_line() {
+    let d = tempdir();
+    let root = d.path();
+    let Some(mnt) = Tmpfs::mount("64k") else {
+        return;
+    };
+    let out = mnt.path().join("events.ndjson");
+    let mut m = Monitor::start(
+        root,
+        &[&format!("--output={}", out.display()), "--debounce=0"],
+    );
+    sh(root, "for i in $(seq 1 600); do echo $i > f$i; done");
+    let t = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = m.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "still running with a full disk"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(1));
+    std::thread::sleep(Duration::from_millis(100));
+    let err = m.stderr();
+    assert!(
+        err.contains("writing events: No space left on device"),
+        "{err}"
+    );
+    let evs = complete_lines(&out);
+    assert!(evs.len() > 100, "{} lines", evs.len());
+    assert_seq_contiguous(&evs);
+}

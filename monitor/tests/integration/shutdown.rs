@@ -134,3 +134,39 @@ fn deleting_the_root_writes_pending_events_and_exits_1() {
         m.stderr()
     );
 }
+
+#[test]
+fn sighup_flushes_pending_events_and_saves_the_state() {
+    let d = tempdir();
+    let st = tempdir();
+    let root = d.path();
+    let state = st.path().join("index.json");
+    std::fs::write(root.join("held"), b"1").unwrap();
+    let m = Monitor::start(
+        root,
+        &[
+            "--debounce=5000",
+            &format!("--state-file={}", state.display()),
+        ],
+    );
+    sh(root, "echo 2 >> held");
+    std::thread::sleep(Duration::from_millis(200));
+    signal(m.pid(), nix::sys::signal::Signal::SIGHUP);
+    let mut child = m;
+    let t = Instant::now();
+    let st = loop {
+        if let Some(s) = child.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(2), "SIGHUP ignored");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(st.code(), Some(0), "{}", child.stderr());
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        has(&child.events(), "update file held"),
+        "{:?}",
+        summary(&child.events())
+    );
+    assert!(state.exists(), "state file written on exit");
+}

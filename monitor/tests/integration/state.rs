@@ -74,3 +74,27 @@ fn a_state_file_inside_the_root_is_not_reported() {
         summary(&evs)
     );
 }
+
+#[test]
+fn a_state_file_that_does_not_fit_leaves_no_partial_file_behind() {
+    let d = tempdir();
+    let root = d.path();
+    let Some(disk) = Tmpfs::mount("16k") else {
+        return;
+    };
+    // About 60 bytes per entry: far more than 16 KiB.
+    sh(root, "for i in $(seq 1 1000); do echo $i > f$i; done");
+    let state = disk.path().join("index.json");
+    let mut m = Monitor::start(root, &[&format!("--state-file={}", state.display())]);
+    signal(m.pid(), nix::sys::signal::Signal::SIGTERM);
+    let status = m.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    std::thread::sleep(Duration::from_millis(100));
+    let err = m.stderr();
+    assert!(err.contains("could not persist the index"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(disk.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left on the full disk: {left:?}");
+}

@@ -410,3 +410,35 @@ pub fn assert_trees_equal(model: &Tree, disk: &Tree) {
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new().prefix("fmon-").tempdir().unwrap()
 }
+
+/// A small tmpfs (to fill a disk), unmounted on drop; `None` without the
+/// privilege to mount.
+pub struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    pub fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempdir();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !ok {
+            eprintln!("skipped: needs root to mount a small tmpfs");
+            return None;
+        }
+        Some(Tmpfs(dir))
+    }
+
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}

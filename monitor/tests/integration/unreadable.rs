@@ -1,0 +1,158 @@
+//! Directories the monitor (an unprivileged user) cannot read: what they
+//! hold is reported once they become readable, and never reported deleted
+//! while they are unreadable.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::support::*;
+
+/// The monitor run as uid 65534 (root reads everything), or `None` when
+/// that is not possible here.
+fn monitor_as_nobody(root: &Path, args: &[&str]) -> Option<Monitor> {
+    let can_run = nix::unistd::geteuid().is_root()
+        && Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                BIN,
+                "--version",
+            ])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+    if !can_run {
+        eprintln!(
+            "skipped: needs root, setpriv (util-linux) and a binary that uid 65534 can execute"
+        );
+        return None;
+    }
+    let port = free_port();
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
+        .arg(root)
+        .args(args)
+        .arg(format!("--metrics-addr=127.0.0.1:{port}"))
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    Some(Monitor::spawn(cmd, Some(port)))
+}
+
+fn chmod(p: &Path, mode: u32) {
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn a_directory_unreadable_when_seen_is_reported_once_it_becomes_readable() {
+    let d = tempdir();
+    let root = d.path();
+    chmod(root, 0o777);
+    std::fs::create_dir(root.join("pre")).unwrap();
+    std::fs::write(root.join("pre/old"), b"o").unwrap();
+    chmod(&root.join("pre"), 0o000);
+    let Some(m) = monitor_as_nobody(root, &["--debounce=0", "--poll-interval=200"]) else {
+        return;
+    };
+    // Created unreadable (`mkdir -m 000`), opened up a moment later.
+    std::fs::create_dir(root.join("later")).unwrap();
+    chmod(&root.join("later"), 0o000);
+    m.wait_for("create dir later", |e| has(e, "create dir later"));
+    assert!(m.metric("fs_monitor_events_dropped_total{reason=\"unreadable_dir\"}") >= 2.0);
+    chmod(&root.join("later"), 0o777);
+    chmod(&root.join("pre"), 0o777);
+    sh(
+        root,
+        "echo c > later/c && mkdir later/sub && echo d > later/sub/d && echo y > pre/y",
+    );
+    let evs = m.wait_for("the contents of both directories", |e| {
+        ["later/c", "later/sub/d", "pre/y", "pre/old"]
+            .iter()
+            .all(|p| e.iter().any(|x| x.path == *p))
+    });
+    // Once readable, the directories are watched again: later changes arrive
+    // as they happen.
+    sh(root, "echo e > later/sub/e && rm pre/y");
+    let evs2 = m.wait_for("events after the directories opened up", |e| {
+        has(e, "create file later/sub/e") && has(e, "delete file pre/y")
+    });
+    assert!(evs.iter().all(|e| !e.path.is_empty()));
+    assert_seq_contiguous(&evs2);
+    let err = m.stderr();
+    assert!(err.contains("directory readable again"), "{err}");
+}
+
+#[test]
+fn an_unreadable_directory_is_not_reported_deleted_on_restart() {
+    let d = tempdir();
+    let st = tempdir();
+    let root = d.path();
+    chmod(root, 0o777);
+    chmod(st.path(), 0o777);
+    let state_arg = format!("--state-file={}", st.path().join("index.json").display());
+    sh(
+        root,
+        "mkdir locked && echo s > locked/secret && echo t > locked/two && echo g > gone",
+    );
+    let Some(m) = monitor_as_nobody(root, &[&state_arg, "--poll-interval=200"]) else {
+        return;
+    };
+    let (status, _, _) = m.terminate();
+    assert_eq!(status.code(), Some(0));
+
+    sh(root, "rm gone locked/two && chmod 000 locked");
+    let m = monitor_as_nobody(root, &[&state_arg, "--poll-interval=200"]).unwrap();
+    let evs = m.settle(Duration::from_millis(600));
+    assert!(
+        has(&evs, "delete file gone (rescan)"),
+        "{:?}",
+        summary(&evs)
+    );
+    assert!(
+        evs.iter().all(|e| !e.path.starts_with("locked")),
+        "unreadable is not deleted: {:?}",
+        summary(&evs)
+    );
+    // Readable again: exactly what changed inside is reported.
+    chmod(&root.join("locked"), 0o755);
+    let evs = m.wait_for("delete of locked/two", |e| {
+        has(e, "delete file locked/two (rescan)")
+    });
+    assert!(
+        !evs.iter().any(|e| e.path == "locked/secret"),
+        "{:?}",
+        summary(&evs)
+    );
+}
+
+#[test]
+fn under_poll_a_directory_turning_unreadable_is_not_reported_deleted() {
+    let d = tempdir();
+    let root = d.path();
+    chmod(root, 0o777);
+    sh(root, "mkdir dir && echo x > dir/x");
+    let Some(m) = monitor_as_nobody(root, &["--poll", "--poll-interval=100"]) else {
+        return;
+    };
+    sh(root, "echo y > dir/y");
+    m.wait_for("create dir/y", |e| has(e, "create file dir/y"));
+    chmod(&root.join("dir"), 0o000);
+    std::thread::sleep(Duration::from_millis(500));
+    chmod(&root.join("dir"), 0o755);
+    sh(root, "echo z > dir/z");
+    let evs = m.wait_for("create dir/z", |e| has(e, "create file dir/z"));
+    assert_eq!(
+        summary(&evs),
+        vec!["create file dir/y", "create file dir/z"],
+        "nothing below an unreadable directory is reported deleted"
+    );
+    assert!(
+        m.stderr().contains("cannot read directory"),
+        "{}",
+        m.stderr()
+    );
+}
