@@ -4,12 +4,18 @@
 //! server was started with: HS256 for `--jwt-secret-file`, RS256 or ES256 for
 //! a PEM public key in `--jwt-public-key-file`. A token naming another
 //! algorithm (including `none`) is refused before any signature check, so a
-//! public key can never be used as an HMAC secret. `exp` is required and
-//! checked (with [`LEEWAY_SECS`] of clock skew), and the claims `tenant_id`,
-//! `user_id` and `role` (`user` or `admin`) are required.
+//! public key can never be used as an HMAC secret; so is a header listing
+//! critical extensions (`crit`). `exp` is required and checked (with
+//! [`LEEWAY_SECS`] of clock skew) and may lie at most `--jwt-max-lifetime`
+//! ahead; `aud` and `iss` are checked when `--jwt-audience`/`--jwt-issuer`
+//! are given (without an audience, a token carrying `aud` is refused). The
+//! claims `tenant_id`, `user_id` and `role` (`user` or `admin`) are required.
+//! The key file is read again every [`KEY_RELOAD_INTERVAL`]: a changed key
+//! replaces the old one without a restart ([`reload_loop`]).
 
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -22,6 +28,10 @@ use crate::record::valid_id;
 
 /// Clock skew tolerated on `exp`, in seconds.
 pub const LEEWAY_SECS: u64 = 5;
+
+/// How often the key file is read again; a changed key replaces the old one
+/// without a restart.
+pub const KEY_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
 
 /// What a caller may see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -85,11 +95,16 @@ pub enum KeyLoadError {
     NotAPublicKey(String),
 }
 
+/// Longest token lifetime accepted by default (`--jwt-max-lifetime`).
+pub const DEFAULT_MAX_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Verifies bearer tokens with one key and one algorithm.
 #[derive(Clone)]
 pub struct Verifier {
     key: DecodingKey,
     validation: Validation,
+    /// A token whose `exp` lies further ahead than this is refused.
+    max_lifetime: Duration,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -109,7 +124,43 @@ impl Verifier {
         // A token not valid yet (`nbf` in the future) is refused too.
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp"]);
-        Verifier { key, validation }
+        Verifier {
+            key,
+            validation,
+            max_lifetime: DEFAULT_MAX_LIFETIME,
+        }
+    }
+
+    /// Refuses tokens whose `exp` is more than `max` ahead
+    /// (`--jwt-max-lifetime`): a token that practically never expires stays
+    /// usable for as long as its key if it leaks.
+    pub fn with_max_lifetime(mut self, max: Duration) -> Self {
+        self.max_lifetime = max;
+        self
+    }
+
+    /// Also requires `aud` to be `audience` (`--jwt-audience`). Without it, a
+    /// token carrying any `aud` is refused: it was issued for some other
+    /// service.
+    pub fn with_audience(mut self, audience: Option<&str>) -> Self {
+        if let Some(a) = audience {
+            self.validation.set_audience(&[a]);
+            self.validation.set_required_spec_claims(&["exp", "aud"]);
+        }
+        self
+    }
+
+    /// Also requires `iss` to be `issuer` (`--jwt-issuer`).
+    pub fn with_issuer(mut self, issuer: Option<&str>) -> Self {
+        if let Some(i) = issuer {
+            self.validation.set_issuer(&[i]);
+            let mut required: Vec<&str> = vec!["exp", "iss"];
+            if self.validation.required_spec_claims.contains("aud") {
+                required.push("aud");
+            }
+            self.validation.set_required_spec_claims(&required);
+        }
+        self
     }
 
     /// HS256 with a shared secret.
@@ -159,9 +210,27 @@ impl Verifier {
                 self.algorithm()
             )));
         }
+        // RFC 7515 §4.1.11: a token naming critical extensions the verifier
+        // does not implement must be refused; this server implements none.
+        if header.crit.is_some() {
+            return Err(unauthorized(
+                "token header lists critical extensions (crit), which this server does not support"
+                    .into(),
+            ));
+        }
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map_err(|e| unauthorized(format!("invalid token: {e}")))?;
         let c = data.claims;
+        let latest = jsonwebtoken::get_current_timestamp()
+            .saturating_add(self.max_lifetime.as_secs())
+            .saturating_add(LEEWAY_SECS);
+        if c.exp > latest {
+            return Err(unauthorized(format!(
+                "token expires more than {}s from now (the longest lifetime accepted); \
+                 issue tokens with a shorter exp",
+                self.max_lifetime.as_secs()
+            )));
+        }
         if !valid_id(&c.tenant_id) || !valid_id(&c.user_id) {
             return Err(unauthorized(
                 "tenant_id and user_id must be 1-128 chars of [A-Za-z0-9._:@-]".into(),
@@ -172,6 +241,71 @@ impl Verifier {
             user: c.user_id,
             role: c.role,
         })
+    }
+}
+
+/// The verifier in use, replaced when the key file changes.
+#[derive(Debug)]
+pub struct SharedVerifier {
+    current: RwLock<Arc<Verifier>>,
+}
+
+impl SharedVerifier {
+    pub fn new(v: Verifier) -> Self {
+        SharedVerifier {
+            current: RwLock::new(Arc::new(v)),
+        }
+    }
+
+    /// The verifier to check a token with now.
+    pub fn current(&self) -> Arc<Verifier> {
+        match self.current.read() {
+            Ok(v) => v.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the verifier: from now on only the new key is accepted.
+    pub fn replace(&self, v: Verifier) {
+        match self.current.write() {
+            Ok(mut cur) => *cur = Arc::new(v),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(v),
+        }
+    }
+}
+
+/// Reads the key file every [`KEY_RELOAD_INTERVAL`] and, when its content
+/// changed, replaces the verifier with one built by `load` (a file that does
+/// not load keeps the previous key and is logged). Ends when `stop` turns
+/// true.
+pub async fn reload_loop(
+    path: PathBuf,
+    shared: Arc<SharedVerifier>,
+    load: impl Fn() -> Result<Verifier, String> + Send + 'static,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut seen = std::fs::read(&path).ok();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(KEY_RELOAD_INTERVAL) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let now = std::fs::read(&path).ok();
+        if now.is_none() || now == seen {
+            continue;
+        }
+        match load() {
+            Ok(v) => {
+                shared.replace(v);
+                seen = now;
+                tracing::info!(path = %path.display(), "API token key reloaded");
+            }
+            Err(e) => {
+                seen = now;
+                tracing::warn!(path = %path.display(), error = %e,
+                    "API token key file changed but does not load; keeping the previous key");
+            }
+        }
     }
 }
 
@@ -219,7 +353,7 @@ impl FromRequestParts<Arc<ApiState>> for Caller {
             .ok_or_else(|| {
                 ApiError::Unauthorized("expected Authorization: Bearer <token>".into())
             })?;
-        state.verifier.verify(token)
+        state.verifier.current().verify(token)
     }
 }
 

@@ -51,6 +51,10 @@ pub enum ApiError {
         message: String,
         holders: Vec<Holder>,
     },
+    /// Too many `follow=true` streams are open (for the tenant or in
+    /// total); retry later.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// The store cannot serve the request now; retry later.
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -70,6 +74,7 @@ impl ApiError {
             ApiError::BadRequest(_) | ApiError::BadCursor(_) => StatusCode::BAD_REQUEST,
             ApiError::ClaimConflict { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -86,6 +91,7 @@ impl ApiError {
             ApiError::BadCursor(_) => "bad_cursor",
             ApiError::ClaimConflict { .. } => "claim_conflict",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::TooManyRequests(_) => "too_many_requests",
             ApiError::Unavailable(_) => "store_unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -93,6 +99,32 @@ impl ApiError {
 
     pub fn bad_request(m: impl Into<String>) -> Self {
         ApiError::BadRequest(m.into())
+    }
+
+    /// The `message` a client sees. Store and internal failures carry
+    /// details (store errors, file paths, decoding errors) that are logged
+    /// but never sent: the client gets a fixed text.
+    pub fn public_message(&self) -> String {
+        match self {
+            ApiError::Unavailable(_) => {
+                "the store is unavailable or overloaded; retry later".into()
+            }
+            ApiError::Internal(_) => "internal error; the details are in the server log".into(),
+            other => other.to_string(),
+        }
+    }
+
+    /// The JSON error body (`error`, `message`, and `holders` for a claim
+    /// conflict); logs the details of server errors.
+    pub fn body(&self) -> serde_json::Value {
+        if self.status().is_server_error() {
+            tracing::warn!(error = %self, code = self.code(), "API request failed");
+        }
+        let mut body = serde_json::json!({"error": self.code(), "message": self.public_message()});
+        if let ApiError::ClaimConflict { holders, .. } = self {
+            body["holders"] = serde_json::json!(holders);
+        }
+        body
     }
 }
 
@@ -131,21 +163,14 @@ impl From<axum::extract::rejection::PathRejection> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
-            tracing::warn!(error = %self, "API request failed");
-        }
-        let mut body = serde_json::json!({"error": self.code(), "message": self.to_string()});
-        if let ApiError::ClaimConflict { holders, .. } = &self {
-            body["holders"] = serde_json::json!(holders);
-        }
-        let mut resp = (status, Json(body)).into_response();
+        let mut resp = (status, Json(self.body())).into_response();
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
                 axum::http::HeaderValue::from_static("Bearer"),
             );
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
             resp.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from_static("2"),
@@ -179,6 +204,11 @@ mod tests {
                 },
                 409,
                 "claim_conflict",
+            ),
+            (
+                ApiError::TooManyRequests(String::new()),
+                429,
+                "too_many_requests",
             ),
             (
                 ApiError::Unavailable(String::new()),

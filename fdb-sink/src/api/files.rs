@@ -169,10 +169,47 @@ pub struct DuplicatePath {
 pub struct Duplicates {
     pub checksum: String,
     pub paths: Vec<DuplicatePath>,
+    /// False when the answer was cut short: more than
+    /// [`MAX_DUPLICATE_PATHS`] paths hold the content, or (role `user`)
+    /// checking which of them the caller touched examined [`MAX_SCAN`]
+    /// index entries.
+    pub complete: bool,
 }
 
 /// Paths listed at most.
 pub const MAX_DUPLICATE_PATHS: usize = 1000;
+
+/// Whether `user` touched `path`, reading at most `budget` `by_path`
+/// entries (the budget shrinks by what was read); `None` when the budget
+/// ran out before the answer was known.
+fn touched_by(
+    txn: &mut dyn ReadTxn,
+    keys: &Keys,
+    tenant: &str,
+    path: &str,
+    user: &str,
+    budget: &mut usize,
+) -> Result<Option<bool>, StoreError> {
+    let range = keys.by_path_range(tenant, path);
+    let mut begin = range.begin.clone();
+    loop {
+        if *budget == 0 {
+            return Ok(None);
+        }
+        let rows = txn.get_range(&begin, &range.end, (*budget).min(MAX_LIMIT), false)?;
+        let Some((last, _)) = rows.last() else {
+            return Ok(Some(false));
+        };
+        begin = audit::after(last);
+        for (_, v) in &rows {
+            *budget = budget.saturating_sub(1);
+            let touch = PathTouch::decode(v).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            if touch.user == user {
+                return Ok(Some(true));
+            }
+        }
+    }
+}
 
 /// `GET /api/v5/files/duplicates?checksum=`.
 pub async fn duplicates(
@@ -187,17 +224,26 @@ pub async fn duplicates(
     let checksum = p.checksum.clone();
     let tenant = caller.tenant.clone();
     let only_user = (!caller.is_admin()).then(|| caller.user.clone());
-    let paths = state
+    let (paths, complete) = state
         .blocking(move |store, keys| {
             Ok(store.read(|txn| {
                 let mut out = Vec::new();
-                for (path, seen) in
-                    audit::checksum_paths(txn, keys, &tenant, &checksum, MAX_DUPLICATE_PATHS)?
-                {
+                let mut found =
+                    audit::checksum_paths(txn, keys, &tenant, &checksum, MAX_DUPLICATE_PATHS + 1)?;
+                let mut complete = found.len() <= MAX_DUPLICATE_PATHS;
+                found.truncate(MAX_DUPLICATE_PATHS);
+                // Role `user`: one budget of index entries for the whole
+                // request, however many paths hold the content.
+                let mut budget = MAX_SCAN;
+                for (path, seen) in found {
                     if let Some(u) = &only_user {
-                        let (mine, _) = history_page(txn, keys, &tenant, &path, Some(u), None, 1)?;
-                        if mine.is_empty() {
-                            continue;
+                        match touched_by(txn, keys, &tenant, &path, u, &mut budget)? {
+                            Some(true) => {}
+                            Some(false) => continue,
+                            None => {
+                                complete = false;
+                                break;
+                            }
                         }
                     }
                     out.push(DuplicatePath {
@@ -205,12 +251,13 @@ pub async fn duplicates(
                         last_seen: format_ns(i64::try_from(seen).unwrap_or(i64::MAX)),
                     });
                 }
-                Ok(out)
+                Ok((out, complete))
             })?)
         })
         .await?;
     Ok(Json(Duplicates {
         checksum: p.checksum,
         paths,
+        complete,
     }))
 }

@@ -384,7 +384,8 @@ async fn respond(
         None => None,
     };
     if params.follow {
-        return Ok(sse::follow(state, scope, filter, after).into_response());
+        let slot = state.streams.acquire(&scope.tenant)?;
+        return Ok(sse::follow(slot, state, scope, filter, after).into_response());
     }
     let s = scope.clone();
     let (recs, next, exists) = state

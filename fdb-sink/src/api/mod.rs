@@ -30,6 +30,7 @@ pub mod auth;
 pub mod claims;
 pub mod error;
 pub mod files;
+pub mod listen;
 pub mod logs;
 pub mod monitors;
 pub mod sse;
@@ -66,6 +67,22 @@ pub struct ApiArgs {
     #[arg(long, env = "FDB_SINK_JWT_PUBLIC_KEY_FILE", value_name = "PATH")]
     pub jwt_public_key_file: Option<PathBuf>,
 
+    /// Required `aud` of API tokens (the audience the identity provider
+    /// issues them for). Without it, a token that carries any `aud` is
+    /// refused.
+    #[arg(long, env = "FDB_SINK_JWT_AUDIENCE", value_name = "AUD")]
+    pub jwt_audience: Option<String>,
+
+    /// Required `iss` of API tokens. Without it, `iss` is not checked.
+    #[arg(long, env = "FDB_SINK_JWT_ISSUER", value_name = "ISS")]
+    pub jwt_issuer: Option<String>,
+
+    /// Longest token lifetime accepted: a token whose `exp` is further
+    /// ahead than this is refused (e.g. 1d, 7d).
+    #[arg(long, env = "FDB_SINK_JWT_MAX_LIFETIME", default_value = "7d",
+          value_parser = crate::timespec::duration_arg, value_name = "DURATION")]
+    pub jwt_max_lifetime: Duration,
+
     /// An agent with no heartbeat for this long is listed as `dead`, and its
     /// claims no longer block others (e.g. 60s, 5m).
     #[arg(long, env = "FDB_SINK_AGENT_TTL", default_value = "60s",
@@ -79,6 +96,42 @@ pub struct ApiArgs {
           value_parser = crate::timespec::duration_arg, value_name = "DURATION")]
     pub retention_older_than: Option<Duration>,
 
+    /// API connections open at the same time at most; more wait until one
+    /// closes.
+    #[arg(
+        long,
+        env = "FDB_SINK_API_MAX_CONNECTIONS",
+        default_value_t = 1024,
+        value_name = "N"
+    )]
+    pub api_max_connections: usize,
+
+    /// An API connection on which nothing is read or written for this long
+    /// is closed (e.g. 60s).
+    #[arg(long, env = "FDB_SINK_API_IDLE_TIMEOUT", default_value = "60s",
+          value_parser = crate::timespec::duration_arg, value_name = "DURATION")]
+    pub api_idle_timeout: Duration,
+
+    /// `follow=true` streams open at the same time at most, over all
+    /// tenants; more get 429.
+    #[arg(
+        long,
+        env = "FDB_SINK_API_MAX_STREAMS",
+        default_value_t = 256,
+        value_name = "N"
+    )]
+    pub api_max_streams: usize,
+
+    /// `follow=true` streams one tenant may hold open at the same time;
+    /// more get 429.
+    #[arg(
+        long,
+        env = "FDB_SINK_API_MAX_STREAMS_PER_TENANT",
+        default_value_t = 32,
+        value_name = "N"
+    )]
+    pub api_max_streams_per_tenant: usize,
+
     /// How often the in-process retention runs (with --retention-older-than).
     #[arg(long, env = "FDB_SINK_RETENTION_INTERVAL", default_value = "1h",
           value_parser = crate::timespec::duration_arg, value_name = "DURATION")]
@@ -88,28 +141,49 @@ pub struct ApiArgs {
 impl ApiArgs {
     /// Loads the token verifier named by the flags.
     pub fn verifier(&self) -> anyhow::Result<auth::Verifier> {
-        match (&self.jwt_secret_file, &self.jwt_public_key_file) {
-            (Some(p), None) => Ok(auth::Verifier::from_secret_file(p)?),
-            (None, Some(p)) => Ok(auth::Verifier::from_public_key_file(p)?),
-            _ => Err(crate::cli::UsageError(
-                "--api-listen needs --jwt-secret-file (HS256) or --jwt-public-key-file (RS256/ES256)"
-                    .into(),
-            )
-            .into()),
-        }
+        let v = match (&self.jwt_secret_file, &self.jwt_public_key_file) {
+            (Some(p), None) => auth::Verifier::from_secret_file(p)?,
+            (None, Some(p)) => auth::Verifier::from_public_key_file(p)?,
+            _ => {
+                return Err(crate::cli::UsageError(
+                    "--api-listen needs --jwt-secret-file (HS256) or --jwt-public-key-file (RS256/ES256)"
+                        .into(),
+                )
+                .into())
+            }
+        };
+        Ok(v.with_audience(self.jwt_audience.as_deref())
+            .with_issuer(self.jwt_issuer.as_deref())
+            .with_max_lifetime(self.jwt_max_lifetime))
+    }
+
+    /// The key file the verifier is read from.
+    pub fn key_file(&self) -> Option<&PathBuf> {
+        self.jwt_secret_file
+            .as_ref()
+            .or(self.jwt_public_key_file.as_ref())
     }
 }
 
 /// How often `follow=true` streams look for new records.
 pub const FOLLOW_POLL: Duration = Duration::from_millis(250);
 
+/// Longest interval between keep-alive comments on `follow=true` streams
+/// (shorter when `--api-idle-timeout` is short, so a stream is never idle).
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
 /// What every handler shares.
 pub struct ApiState {
     pub store: Arc<dyn Store>,
     pub keys: Keys,
-    pub verifier: auth::Verifier,
+    /// Verifies tokens; replaced when the key file changes.
+    pub verifier: Arc<auth::SharedVerifier>,
     pub agent_ttl: Duration,
     pub follow_poll: Duration,
+    /// Interval of the keep-alive comments on `follow=true` streams.
+    pub keep_alive: Duration,
+    /// Open `follow=true` streams, bounded per tenant and in total.
+    pub streams: Arc<sse::StreamSlots>,
     /// Turns true at shutdown; ends `follow=true` streams.
     pub stop: tokio::sync::watch::Receiver<bool>,
 }
@@ -169,7 +243,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
 
 /// Serves the API on `listener` until `stop` turns true.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listener: listen::LimitedListener,
     state: Arc<ApiState>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
@@ -196,14 +270,31 @@ pub async fn spawn(
         .with_context(|| format!("binding --api-listen {addr}"))?;
     let local = listener.local_addr()?;
     tracing::info!(api_addr = %local, algorithm = ?verifier.algorithm(), "API server ready");
+    let idle = args.api_idle_timeout.max(Duration::from_secs(1));
+    let verifier = Arc::new(auth::SharedVerifier::new(verifier));
+    if let Some(path) = args.key_file() {
+        let reload_args = args.clone();
+        tokio::spawn(auth::reload_loop(
+            path.clone(),
+            verifier.clone(),
+            move || reload_args.verifier().map_err(|e| format!("{e:#}")),
+            stop.clone(),
+        ));
+    }
     let state = Arc::new(ApiState {
         store,
         keys,
         verifier,
         agent_ttl: args.agent_ttl,
         follow_poll: FOLLOW_POLL,
+        keep_alive: KEEP_ALIVE.min(idle / 3),
+        streams: Arc::new(sse::StreamSlots::new(
+            args.api_max_streams,
+            args.api_max_streams_per_tenant,
+        )),
         stop: stop.clone(),
     });
+    let listener = listen::LimitedListener::new(listener, args.api_max_connections, idle);
     Ok(tokio::spawn(serve(listener, state, stop)))
 }
 
@@ -225,9 +316,11 @@ mod tests {
         let app = router(Arc::new(ApiState {
             store,
             keys: Keys::default(),
-            verifier: auth::Verifier::hs256(b"k"),
+            verifier: Arc::new(auth::SharedVerifier::new(auth::Verifier::hs256(b"k"))),
             agent_ttl: Duration::from_secs(60),
             follow_poll: FOLLOW_POLL,
+            keep_alive: KEEP_ALIVE,
+            streams: Arc::new(sse::StreamSlots::new(8, 8)),
             stop,
         }));
         for (method, path) in ROUTES {

@@ -6,10 +6,15 @@
 //! that reconnects with `Last-Event-ID` resumes exactly after the last record
 //! it saw. A store error ends the stream with one `event: error` carrying the
 //! usual error body. Comments every 15 s keep idle connections open.
+//!
+//! Each open stream holds a [`StreamSlot`]: a tenant may hold at most
+//! `--api-max-streams-per-tenant` and the server `--api-max-streams`; a
+//! stream over either limit is refused with 429 before it starts.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -24,7 +29,79 @@ use crate::store::StoreExt;
 /// Records fetched per poll.
 const FOLLOW_BATCH: usize = 500;
 
+/// Open streams, counted per tenant and in total.
+#[derive(Debug)]
+pub struct StreamSlots {
+    max_total: usize,
+    max_per_tenant: usize,
+    open: Mutex<OpenStreams>,
+}
+
+#[derive(Debug, Default)]
+struct OpenStreams {
+    total: usize,
+    per_tenant: HashMap<String, usize>,
+}
+
+impl StreamSlots {
+    pub fn new(max_total: usize, max_per_tenant: usize) -> Self {
+        StreamSlots {
+            max_total,
+            max_per_tenant,
+            open: Mutex::new(OpenStreams::default()),
+        }
+    }
+
+    /// A slot for one more stream of `tenant`, or 429 when a limit is reached.
+    pub fn acquire(self: &Arc<Self>, tenant: &str) -> Result<StreamSlot, ApiError> {
+        let mut open = self
+            .open
+            .lock()
+            .map_err(|_| ApiError::Internal("stream slots lock poisoned".into()))?;
+        let of_tenant = open.per_tenant.get(tenant).copied().unwrap_or(0);
+        if of_tenant >= self.max_per_tenant {
+            return Err(ApiError::TooManyRequests(format!(
+                "this tenant already has {of_tenant} follow=true streams open (the limit); \
+                 close one or page with cursors"
+            )));
+        }
+        if open.total >= self.max_total {
+            return Err(ApiError::TooManyRequests(
+                "the server holds as many follow=true streams as it allows; retry later".into(),
+            ));
+        }
+        open.total += 1;
+        *open.per_tenant.entry(tenant.to_owned()).or_insert(0) += 1;
+        Ok(StreamSlot {
+            slots: self.clone(),
+            tenant: tenant.to_owned(),
+        })
+    }
+}
+
+/// One open stream; released when the stream ends or its client goes away.
+#[derive(Debug)]
+pub struct StreamSlot {
+    slots: Arc<StreamSlots>,
+    tenant: String,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.slots.open.lock() {
+            open.total = open.total.saturating_sub(1);
+            if let Some(n) = open.per_tenant.get_mut(&self.tenant) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    open.per_tenant.remove(&self.tenant);
+                }
+            }
+        }
+    }
+}
+
 struct Follow {
+    _slot: StreamSlot,
     state: Arc<ApiState>,
     scope: Scope,
     filter: Filter,
@@ -35,12 +112,15 @@ struct Follow {
 
 /// The SSE response for a follow query.
 pub fn follow(
+    slot: StreamSlot,
     state: Arc<ApiState>,
     scope: Scope,
     filter: Filter,
     after: Option<AuditLogKey>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let keep_alive = state.keep_alive;
     let f = Follow {
+        _slot: slot,
         state,
         scope,
         filter,
@@ -81,14 +161,13 @@ pub fn follow(
                 }
                 Err(e) => {
                     f.done = true;
-                    let body = serde_json::json!({"error": e.code(), "message": e.to_string()});
-                    let ev = Event::default().event("error").data(body.to_string());
+                    let ev = Event::default().event("error").data(e.body().to_string());
                     return Some((Ok(ev), f));
                 }
             }
         }
     });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(keep_alive))
 }
 
 /// Reads the next batch; returns the matching records and the key of the

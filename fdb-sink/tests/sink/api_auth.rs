@@ -403,3 +403,152 @@ fn the_token_tool_mints_tokens_the_server_accepts() {
         assert!(err.contains(says), "{bad:?}: {err}");
     }
 }
+
+/// Rotating the key file takes effect without a restart: tokens of the new
+/// key are accepted and tokens of the old one refused from then on.
+#[test]
+fn a_rotated_key_file_is_used_without_a_restart() {
+    let api = Api::start(&[]);
+    let old = token("acme", "alice", Role::User);
+    assert_eq!(api.get(&old, "/api/v5/agents").0, 200);
+    let new_secret = b"rotated-secret-9876543210";
+    std::fs::write(api.secret_file(), [&new_secret[..], b"\n"].concat()).expect("rotate");
+    let new = token_with(new_secret, "acme", "alice", Role::User, 3600);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while api.get(&new, "/api/v5/agents").0 != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a token of the new key is still refused"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let (status, body) = api.get(&old, "/api/v5/agents");
+    assert_eq!(status, 401, "a token of the replaced key: {body}");
+    // A key file that does not load keeps the current key.
+    std::fs::write(api.secret_file(), b"  \n").expect("empty");
+    std::thread::sleep(std::time::Duration::from_secs(7));
+    assert_eq!(api.get(&new, "/api/v5/agents").0, 200);
+}
+
+/// With --jwt-audience and --jwt-issuer, `aud` and `iss` are required and
+/// must match; without --jwt-audience a token carrying an `aud` is refused.
+#[test]
+fn audience_and_issuer_are_checked_when_configured() {
+    let mint = |extra: Value| {
+        let mut c = json!({"tenant_id": "acme", "user_id": "alice", "role": "user",
+                           "exp": jsonwebtoken::get_current_timestamp() + 600});
+        if let (Some(c), Some(e)) = (c.as_object_mut(), extra.as_object()) {
+            c.extend(e.clone());
+        }
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &c,
+            &EncodingKey::from_secret(crate::api_harness::SECRET),
+        )
+        .expect("mint")
+    };
+    let api = Api::start(&[
+        "--jwt-audience",
+        "fdb-sink-api",
+        "--jwt-issuer",
+        "https://idp",
+    ]);
+    let cases = [
+        (json!({"aud": "fdb-sink-api", "iss": "https://idp"}), 200),
+        (
+            json!({"aud": ["other", "fdb-sink-api"], "iss": "https://idp"}),
+            200,
+        ),
+        (json!({"aud": "other-service", "iss": "https://idp"}), 401),
+        (json!({"aud": "fdb-sink-api", "iss": "https://evil"}), 401),
+        (json!({"iss": "https://idp"}), 401),
+        (json!({"aud": "fdb-sink-api"}), 401),
+        (json!({}), 401),
+    ];
+    for (extra, want) in cases {
+        let (status, body) = api.get(&mint(extra.clone()), "/api/v5/agents");
+        assert_eq!(status, want, "{extra}: {body}");
+    }
+    let plain = Api::start(&[]);
+    assert_eq!(plain.get(&mint(json!({})), "/api/v5/agents").0, 200);
+    let (status, body) = plain.get(&mint(json!({"aud": "other-service"})), "/api/v5/agents");
+    assert_eq!(status, 401, "{body}");
+}
+
+/// A store or decoding failure answers 500 `internal` with a fixed message:
+/// the details (what failed to decode, store paths) go to the log only.
+#[test]
+fn server_errors_do_not_leak_internal_details() {
+    use fdb_sink::keys::Keys;
+    use fdb_sink::store::embedded::EmbeddedStore;
+    use fdb_sink::store::StoreExt;
+    let api = Api::start_prepared(&[], |dir| {
+        let store = EmbeddedStore::open(dir).expect("open");
+        store
+            .transact(|t| t.set(&Keys::default().agent("acme", "s-x"), b"{not json"))
+            .expect("write");
+    });
+    let admin = token("acme", "ops", Role::Admin);
+    let (status, body) = api.get(&admin, "/api/v5/agents");
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["error"], "internal", "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    for leak in [
+        "agent row",
+        "key must be",
+        "line 1",
+        "column",
+        "corrupt",
+        "/",
+    ] {
+        assert!(!message.contains(leak), "message leaks {leak:?}: {message}");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let log = api.sink.log.lock().map(|l| l.clone()).unwrap_or_default();
+        if log.contains("agent row") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "detail not logged:\n{log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// A token whose `exp` lies further ahead than --jwt-max-lifetime (7 days by
+/// default) is refused, as is one whose header lists critical extensions.
+#[test]
+fn far_future_expiry_and_critical_extensions_are_refused() {
+    let mint = |exp: u64, crit: bool| {
+        let mut header = Header::new(Algorithm::HS256);
+        if crit {
+            header.crit = Some(vec!["exp".into()]);
+        }
+        jsonwebtoken::encode(
+            &header,
+            &json!({"tenant_id": "acme", "user_id": "alice", "role": "user", "exp": exp}),
+            &EncodingKey::from_secret(crate::api_harness::SECRET),
+        )
+        .expect("mint")
+    };
+    let now = jsonwebtoken::get_current_timestamp();
+    let day = 24 * 3600;
+    let api = Api::start(&[]);
+    let cases = [
+        (now + 6 * day, false, 200),
+        (now + 8 * day, false, 401),
+        (u64::MAX / 2, false, 401),
+        (now + 600, true, 401),
+    ];
+    for (exp, crit, want) in cases {
+        let (status, body) = api.get(&mint(exp, crit), "/api/v5/agents");
+        assert_eq!(status, want, "exp {exp} crit {crit}: {body}");
+    }
+    let longer = Api::start(&["--jwt-max-lifetime", "30d"]);
+    assert_eq!(
+        longer.get(&mint(now + 8 * day, false), "/api/v5/agents").0,
+        200
+    );
+}

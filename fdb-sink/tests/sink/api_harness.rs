@@ -44,6 +44,34 @@ impl Api {
         Self::start_with(dir, &store, &args)
     }
 
+    /// HS256 with [`SECRET`], on a store that `prepare` fills first (given
+    /// the store directory, before the server opens it).
+    pub fn start_prepared(extra: &[&str], prepare: impl FnOnce(&Path)) -> Api {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let secret = dir.path().join("jwt.key");
+        std::fs::write(&secret, [SECRET, b"\n"].concat()).expect("secret");
+        let store = dir.path().join("store");
+        prepare(&store);
+        let mut args = vec![
+            "--api-listen",
+            "127.0.0.1:0",
+            "--jwt-secret-file",
+            secret.to_str().expect("utf8"),
+        ];
+        args.extend_from_slice(extra);
+        Self::start_with(dir, &store, &args)
+    }
+
+    /// The HS256 secret file the server reads (for [`Api::start`]).
+    pub fn secret_file(&self) -> PathBuf {
+        self._dir.path().join("jwt.key")
+    }
+
+    /// The API's `host:port`.
+    pub fn addr(&self) -> &str {
+        self.api.trim_start_matches("http://")
+    }
+
     /// With a PEM public key (RS256 or ES256).
     pub fn start_public_key(pem: &Path) -> Api {
         let dir = tempfile::tempdir().expect("tempdir");

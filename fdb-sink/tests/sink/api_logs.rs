@@ -421,3 +421,123 @@ fn file_history_duplicates_and_delivery() {
     );
     assert_eq!(s, 404);
 }
+
+/// `follow=true` streams are bounded per tenant: one over the limit gets
+/// 429 while other tenants still stream, and closing a stream frees its slot.
+#[test]
+fn follow_streams_are_bounded_per_tenant() {
+    let api = Api::start(&["--api-max-streams-per-tenant", "2"]);
+    let open = |tenant: &str| {
+        http()
+            .get(api.url("/api/v5/agents/logs?follow=true"))
+            .bearer_auth(token(tenant, "ops", Role::Admin))
+            .send()
+            .expect("request")
+    };
+    let first = open("acme");
+    let second = open("acme");
+    assert_eq!(
+        (first.status().as_u16(), second.status().as_u16()),
+        (200, 200)
+    );
+    let third = open("acme");
+    assert_eq!(third.status(), 429);
+    assert!(third.headers().contains_key("retry-after"));
+    let body: Value = third.json().expect("json");
+    assert_eq!(body["error"], "too_many_requests", "{body}");
+    let other = open("globex");
+    assert_eq!(other.status(), 200, "another tenant is not affected");
+    drop(first);
+    // The server notices the closed stream at its next write (a keep-alive
+    // comment at the latest).
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let again = open("acme");
+        if again.status() == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the closed stream's slot was not freed"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    drop(second);
+}
+
+/// A connection that sends nothing (or stops half way through its request
+/// headers) is closed after --api-idle-timeout, and at most
+/// --api-max-connections are open at once: silent clients cannot hold the
+/// server's connections (and file descriptors) forever.
+#[test]
+fn idle_connections_are_closed_and_connections_bounded() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    let api = Api::start(&["--api-idle-timeout", "2s", "--api-max-connections", "2"]);
+    let silent: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = TcpStream::connect(api.addr()).expect("connect");
+            s.write_all(b"GET /api/v5/agents HTTP/1.1\r\nHost: x\r\n")
+                .expect("partial request");
+            s.set_read_timeout(Some(Duration::from_secs(20)))
+                .expect("timeout");
+            s
+        })
+        .collect();
+    // A real request waits for a free connection, then succeeds.
+    let started = std::time::Instant::now();
+    let (status, body) = api.get(&token("acme", "alice", Role::User), "/api/v5/agents");
+    assert_eq!(status, 200, "{body}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    for mut s in silent {
+        let mut buf = [0u8; 64];
+        let n = s
+            .read(&mut buf)
+            .expect("the server closes the idle connection");
+        assert_eq!(n, 0, "closed without an answer");
+    }
+}
+
+/// Duplicates say when the answer is cut short: over 1000 paths, or (role
+/// `user`) once the request examined 20 000 index entries checking which
+/// paths the caller touched; a user's request never reads more than that.
+#[test]
+fn duplicates_say_when_the_answer_is_cut_short() {
+    let api = Api::start(&[]);
+    let same = format!("sha256:{:064x}", 7_777);
+    let mut seq = 0;
+    let mut line = |user: &str, path: &str| {
+        seq += 1;
+        let mut e = ev("acme", user, "s-1", M1, seq, &ts(seq), "update", path);
+        e["checksum"] = json!(same);
+        e
+    };
+    // One path bob touched 20 001 times, then a path alice touched.
+    let busy: Vec<Value> = (0..20_001).map(|_| line("bob", "a/busy.rs")).collect();
+    for chunk in busy.chunks(5000) {
+        api.ingest(chunk);
+    }
+    api.ingest(&[line("alice", "b/mine.rs")]);
+    let url = format!("/api/v5/files/duplicates?checksum={same}");
+    let admin = token("acme", "ops", Role::Admin);
+    let alice = token("acme", "alice", Role::User);
+    let (s, r) = api.get(&admin, &url);
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["paths"].as_array().map(Vec::len), Some(2), "{r}");
+    assert_eq!(r["complete"], true, "{r}");
+    let (s, r) = api.get(&alice, &url);
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(
+        r["complete"], false,
+        "the budget ran out on bob's path: {r}"
+    );
+    assert!(r["paths"].as_array().is_some_and(Vec::is_empty), "{r}");
+    // Over 1000 paths: the first 1000, marked incomplete.
+    let many: Vec<Value> = (0..1001)
+        .map(|i| line("ops", &format!("c/{i:04}.rs")))
+        .collect();
+    api.ingest(&many);
+    let (_, r) = api.get(&admin, &url);
+    assert_eq!(r["paths"].as_array().map(Vec::len), Some(1000), "{r}");
+    assert_eq!(r["complete"], false, "{r}");
+}
