@@ -103,11 +103,9 @@ fn check_paths(paths: &[String]) -> Result<Vec<String>, ApiError> {
             "path {p:?} must be 1 to 4096 bytes"
         )));
     }
-    if let Some(p) = paths.iter().find(|p| !canonical_path(p)) {
-        return Err(ApiError::bad_request(format!(
-            "path {p:?} must be written as file events name it: relative to the workspace \
-             root, `/`-separated, without empty, `.` or `..` segments"
-        )));
+    for p in paths {
+        // One spelling per file: two spellings could be held by two agents.
+        super::paths::check("path", p)?;
     }
     // Sorted and deduplicated: the same set always touches rows in the same order.
     Ok(paths
@@ -116,13 +114,6 @@ fn check_paths(paths: &[String]) -> Result<Vec<String>, ApiError> {
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect())
-}
-
-/// True for a path spelled one way only, as file events spell it
-/// (`src/a.rs`, not `./src/a.rs`, `/src/a.rs` or `src//a.rs`), so that two
-/// spellings of one file can never be claimed by two agents.
-fn canonical_path(p: &str) -> bool {
-    p.split('/').all(|seg| !matches!(seg, "" | "." | ".."))
 }
 
 /// Claims `paths` for `req.session_id` inside `txn`; the conflict error when

@@ -1,153 +1,23 @@
-//! File queries: who touched a path (the `by_path` index) and which paths
-//! hold the same content (the `by_checksum` index).
+//! Which paths hold the same content (the `by_checksum` index); the history
+//! of one path is in [`super::history`].
 //!
-//! Role `user` sees only its own touches, and only duplicates at paths it
-//! touched itself; `admin` sees the whole tenant.
+//! Role `user` sees only duplicates at paths it touched itself; `admin` sees
+//! the whole tenant.
 
 use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::Json;
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use super::auth::Caller;
-use super::logs::{encode_cursor, Page, DEFAULT_LIMIT, MAX_LIMIT, MAX_SCAN};
+use super::logs::{MAX_LIMIT, MAX_SCAN};
 use super::{ApiError, ApiState};
 use crate::audit;
 use crate::keys::{Keys, PathTouch};
 use crate::store::{ReadTxn, StoreError, StoreExt};
 use crate::timespec::format_ns;
-
-/// Query of `GET /api/v5/files/history`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HistoryParams {
-    pub path: String,
-    pub limit: Option<usize>,
-    pub cursor: Option<String>,
-}
-
-/// One touch of a file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Touch {
-    pub path: String,
-    pub timestamp: String,
-    pub ts_ns: i64,
-    pub event_id: String,
-    pub event_type: String,
-    pub user_id: String,
-    pub session_id: String,
-}
-
-/// Touches of `path` after `after` (a raw `by_path` key), oldest first.
-pub fn history_page(
-    txn: &mut dyn ReadTxn,
-    keys: &Keys,
-    tenant: &str,
-    path: &str,
-    only_user: Option<&str>,
-    after: Option<&[u8]>,
-    limit: usize,
-) -> Result<(Vec<Touch>, Option<Vec<u8>>), StoreError> {
-    let range = keys.by_path_range(tenant, path);
-    let mut begin = match after {
-        Some(a) => audit::after(a).max(range.begin.clone()),
-        None => range.begin.clone(),
-    };
-    let mut out = Vec::new();
-    let mut scanned = 0;
-    loop {
-        let rows = txn.get_range(&begin, &range.end, limit.clamp(100, MAX_LIMIT), false)?;
-        if rows.is_empty() {
-            return Ok((out, None));
-        }
-        let mut last = Vec::new();
-        for (k, v) in rows {
-            scanned += 1;
-            let key = keys
-                .decode_by_path(&k)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let touch = PathTouch::decode(&v).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            last = k;
-            if only_user.is_none_or(|u| u == touch.user) {
-                out.push(Touch {
-                    path: key.path,
-                    timestamp: format_ns(key.ts_ns),
-                    ts_ns: key.ts_ns,
-                    event_id: key.event_id,
-                    event_type: touch.event_type,
-                    user_id: touch.user,
-                    session_id: touch.session,
-                });
-                if out.len() >= limit {
-                    break;
-                }
-            }
-        }
-        begin = audit::after(&last);
-        if out.len() >= limit || scanned >= MAX_SCAN {
-            let more = !txn.get_range(&begin, &range.end, 1, false)?.is_empty();
-            return Ok((out, more.then_some(last)));
-        }
-    }
-}
-
-/// `GET /api/v5/files/history?path=`.
-pub async fn history(
-    State(state): State<Arc<ApiState>>,
-    caller: Caller,
-    params: Result<Query<HistoryParams>, QueryRejection>,
-) -> Result<Json<Page<Touch>>, ApiError> {
-    let Query(p) = params?;
-    if p.path.is_empty() {
-        return Err(ApiError::bad_request("path must not be empty"));
-    }
-    let limit = p.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
-    if limit == 0 {
-        return Err(ApiError::bad_request("limit must be at least 1"));
-    }
-    let after = match &p.cursor {
-        Some(c) => {
-            let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(c.trim())
-                .ok()
-                .filter(|raw| {
-                    state
-                        .keys
-                        .decode_by_path(raw)
-                        .is_ok_and(|k| k.tenant == caller.tenant && k.path == p.path)
-                })
-                .ok_or_else(|| {
-                    ApiError::BadCursor("cursor was not produced by this query".into())
-                })?;
-            Some(raw)
-        }
-        None => None,
-    };
-    let only_user = (!caller.is_admin()).then(|| caller.user.clone());
-    let tenant = caller.tenant.clone();
-    let (records, next) = state
-        .blocking(move |store, keys| {
-            Ok(store.read(|txn| {
-                history_page(
-                    txn,
-                    keys,
-                    &tenant,
-                    &p.path,
-                    only_user.as_deref(),
-                    after.as_deref(),
-                    limit,
-                )
-            })?)
-        })
-        .await?;
-    Ok(Json(Page {
-        records,
-        next_cursor: next.as_deref().map(encode_cursor),
-    }))
-}
 
 /// Query of `GET /api/v5/files/duplicates`.
 #[derive(Debug, Deserialize)]

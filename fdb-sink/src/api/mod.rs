@@ -8,7 +8,8 @@
 //! | route | module |
 //! |---|---|
 //! | `GET /api/v5/agents/{session_id}/logs`, `GET /api/v5/agents/logs` | [`logs`] (+ [`sse`] with `follow=true`) |
-//! | `GET /api/v5/files/history`, `GET /api/v5/files/duplicates` | [`files`] |
+//! | `GET /api/v5/files/history` | [`history`] |
+//! | `GET /api/v5/files/duplicates` | [`files`] |
 //! | `GET /api/v5/monitors/{monitor_id}/delivery` | [`monitors`] |
 //! | `POST /api/v5/agents/heartbeat`, `GET /api/v5/agents` | [`agents`] |
 //! | `POST`/`DELETE /api/v5/agents/claims` | [`claims`] |
@@ -30,9 +31,11 @@ pub mod auth;
 pub mod claims;
 pub mod error;
 pub mod files;
+pub mod history;
 pub mod listen;
 pub mod logs;
 pub mod monitors;
+pub mod paths;
 pub mod sse;
 
 pub use error::ApiError;
@@ -219,7 +222,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/api/v5/agents/{session_id}/logs", get(logs::session_logs))
         .route("/api/v5/agents/logs", get(logs::user_logs))
-        .route("/api/v5/files/history", get(files::history))
+        .route("/api/v5/files/history", get(history::history))
         .route("/api/v5/files/duplicates", get(files::duplicates))
         .route(
             "/api/v5/monitors/{monitor_id}/delivery",

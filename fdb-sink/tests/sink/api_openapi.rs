@@ -135,6 +135,13 @@ fn the_openapi_document_matches_the_server() {
                         .expect("required parameters have examples");
                     query.push((name.to_owned(), ex.to_owned()));
                 }
+                // An optional parameter with an example is one of a set of
+                // alternatives (path or path_b64): the example is sent.
+                (Some("query"), false) => {
+                    if let Some(ex) = p["example"].as_str() {
+                        query.push((name.to_owned(), ex.to_owned()));
+                    }
+                }
                 _ => {}
             }
         }

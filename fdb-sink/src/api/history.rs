@@ -1,0 +1,623 @@
+//! File history: every touch of one path, oldest first, read from the
+//! `by_path` index, with the fields of each touch's stored record.
+//!
+//! Ingest indexes an event under its `path` and, for a move, under its
+//! `from` too, so a move shows in the history of both names; `from`/`to` say
+//! which way it went. Index keys hold the readable path text, in which every
+//! byte sequence that is not UTF-8 reads as U+FFFD: `path_b64=` names the
+//! exact bytes and keeps only the touches whose record carries them.
+//!
+//! With `include_ancestors=true` the moves of every parent directory are
+//! merged in by time: a directory move is one `move` of the directory, not
+//! one per file inside it.
+//!
+//! Order: event time, then event id, then indexed path. A cursor is the
+//! `by_path` key of the last entry a page examined; the next page starts
+//! strictly after it.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::Json;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+use super::auth::Caller;
+use super::logs::{encode_cursor, Filter, LogParams, Page, DEFAULT_LIMIT, MAX_LIMIT, MAX_SCAN};
+use super::{paths, ApiError, ApiState};
+use crate::audit;
+use crate::keys::{ByPathKey, Keys, PathTouch, BY_PATH};
+use crate::record::AuditRecord;
+use crate::store::{ReadTxn, StoreError};
+use crate::timespec::format_ns;
+
+/// Stored records one request reads at most (one per touch returned, or per
+/// index entry examined when `path_b64` needs the record to decide).
+pub const MAX_RECORD_READS: usize = MAX_LIMIT;
+
+/// Parent directories `include_ancestors=true` follows at most.
+pub const MAX_ANCESTORS: usize = 64;
+
+/// Query of `GET /api/v5/files/history`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryParams {
+    /// The path as file events spell it (its readable text).
+    pub path: Option<String>,
+    /// The exact bytes of the path, standard base64 (as in `path_b64` of
+    /// the records); the alternative to `path`.
+    pub path_b64: Option<String>,
+    /// Earliest event time, RFC 3339, inclusive.
+    pub start: Option<String>,
+    /// Latest event time, RFC 3339, exclusive.
+    pub end: Option<String>,
+    /// Comma-separated event types to keep.
+    pub event_type: Option<String>,
+    /// Also the moves of every parent directory.
+    #[serde(default)]
+    pub include_ancestors: bool,
+    pub limit: Option<usize>,
+    pub cursor: Option<String>,
+}
+
+/// One touch of a file: the index entry, plus the fields of the stored
+/// record (absent with `record_missing` when retention removed the record
+/// but not yet its index entry).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Touch {
+    /// The path this entry is indexed under: the queried path, the source or
+    /// destination of a move, or (with `include_ancestors`) a parent
+    /// directory.
+    pub path: String,
+    pub timestamp: String,
+    pub ts_ns: i64,
+    pub event_id: String,
+    pub event_type: String,
+    pub user_id: String,
+    pub session_id: String,
+    /// `file`, `dir`, `symlink` or `other`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Exact bytes of `path`, standard base64, when they are not UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_b64: Option<String>,
+    /// Source of a move.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_b64: Option<String>,
+    /// Destination of a move.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_b64: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+    /// True when the monitor found the change by rescanning (a change made
+    /// while it was down, or lost kernel events) rather than observing it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rescan: Option<bool>,
+    /// True when the index entry's record is no longer stored.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub record_missing: bool,
+}
+
+/// One indexed path a history reads.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The index key text.
+    pub path: String,
+    /// With `path_b64`: the exact bytes a record must carry for this path.
+    pub exact: Option<Vec<u8>>,
+    /// A parent directory: only its moves count.
+    pub ancestor: bool,
+}
+
+/// What a history reads and keeps.
+#[derive(Debug, Clone)]
+pub struct HistoryQuery {
+    pub tenant: String,
+    /// The path first, then its ancestors (with `include_ancestors`).
+    pub sources: Vec<Source>,
+    /// Role `user`: only this user's touches.
+    pub only_user: Option<String>,
+    pub filter: Filter,
+}
+
+impl HistoryQuery {
+    /// Builds the query from the parameters, or the 400 that explains what
+    /// is wrong with them.
+    pub fn from_params(
+        tenant: &str,
+        only_user: Option<String>,
+        p: &HistoryParams,
+    ) -> Result<Self, ApiError> {
+        let (text, exact) = match (&p.path, &p.path_b64) {
+            (Some(path), None) => {
+                paths::check("path", path)?;
+                (path.clone(), None)
+            }
+            (None, Some(b64)) => {
+                let bytes = decode_b64(b64)?;
+                let text = String::from_utf8_lossy(&bytes).into_owned();
+                paths::check("path_b64", &text)?;
+                (text, Some(bytes))
+            }
+            _ => {
+                return Err(ApiError::bad_request(
+                    "give exactly one of path (the path as file events spell it) and \
+                     path_b64 (its exact bytes, base64)",
+                ))
+            }
+        };
+        let filter = Filter::from_params(&LogParams {
+            start: p.start.clone(),
+            end: p.end.clone(),
+            event_type: p.event_type.clone(),
+            ..LogParams::default()
+        })?;
+        let mut sources = vec![Source {
+            path: text,
+            exact: exact.clone(),
+            ancestor: false,
+        }];
+        if p.include_ancestors {
+            let ancestors = ancestors(&sources[0].path, exact.as_deref());
+            if ancestors.len() > MAX_ANCESTORS {
+                return Err(ApiError::bad_request(format!(
+                    "include_ancestors follows at most {MAX_ANCESTORS} parent directories; \
+                     this path has {}",
+                    ancestors.len()
+                )));
+            }
+            sources.extend(ancestors);
+        }
+        Ok(HistoryQuery {
+            tenant: tenant.to_owned(),
+            sources,
+            only_user,
+            filter,
+        })
+    }
+
+    /// True when `key` (a decoded cursor) lies in this query.
+    fn owns(&self, key: &ByPathKey) -> bool {
+        key.tenant == self.tenant && self.sources.iter().any(|s| s.path == key.path)
+    }
+}
+
+/// Standard base64, padded or not (URL-safe letters and a `+` that became a
+/// space in the query string are accepted too).
+fn decode_b64(s: &str) -> Result<Vec<u8>, ApiError> {
+    let cleaned: String = s
+        .trim()
+        .chars()
+        .map(|c| match c {
+            ' ' | '-' => '+',
+            '_' => '/',
+            c => c,
+        })
+        .filter(|c| *c != '=')
+        .collect();
+    let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(cleaned)
+        .map_err(|e| ApiError::bad_request(format!("path_b64 is not base64: {e}")))?;
+    if bytes.is_empty() {
+        return Err(ApiError::bad_request("path_b64 must not be empty"));
+    }
+    Ok(bytes)
+}
+
+/// The parent directories of `path`, outermost first (`a/b/c` → `a`, `a/b`);
+/// with `exact`, each with its exact bytes.
+fn ancestors(path: &str, exact: Option<&[u8]>) -> Vec<Source> {
+    match exact {
+        None => path
+            .match_indices('/')
+            .map(|(i, _)| Source {
+                path: path[..i].to_owned(),
+                exact: None,
+                ancestor: true,
+            })
+            .collect(),
+        Some(bytes) => bytes
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'/')
+            .map(|(i, _)| Source {
+                path: String::from_utf8_lossy(&bytes[..i]).into_owned(),
+                exact: Some(bytes[..i].to_vec()),
+                ancestor: true,
+            })
+            .collect(),
+    }
+}
+
+/// The position of an index entry in the history order.
+type Pos = (i64, String, String);
+
+fn pos_of(k: &ByPathKey) -> Pos {
+    (k.ts_ns, k.event_id.clone(), k.path.clone())
+}
+
+/// An index entry read from one source.
+struct Entry {
+    raw: Vec<u8>,
+    key: ByPathKey,
+    touch: PathTouch,
+    source: usize,
+}
+
+/// Reads the next entries of every source after `pos`, merged in order:
+/// each source gives at most `per` entries, and merged entries are kept up to
+/// the smallest "last entry read" of the sources that had more.
+fn next_entries(
+    txn: &mut dyn ReadTxn,
+    keys: &Keys,
+    q: &HistoryQuery,
+    pos: Option<&Pos>,
+    per: usize,
+) -> Result<Vec<Entry>, StoreError> {
+    let mut batch = Vec::new();
+    let mut bound: Option<Pos> = None;
+    for (i, src) in q.sources.iter().enumerate() {
+        let range = keys.by_path_range(&q.tenant, &src.path);
+        let root = keys.root();
+        let mut begin = range.begin.clone();
+        let mut end = range.end.clone();
+        if q.filter.start_ns != i64::MIN {
+            begin = begin.max(root.pack(&(BY_PATH, &q.tenant, &src.path, q.filter.start_ns)));
+        }
+        if q.filter.end_ns != i64::MAX {
+            end = end.min(root.pack(&(BY_PATH, &q.tenant, &src.path, q.filter.end_ns)));
+        }
+        if let Some((ts, id, path)) = pos {
+            let at = keys.by_path(&q.tenant, &src.path, *ts, id);
+            // The entry of the same event under a later path comes after
+            // the position; under this or an earlier path, it was seen.
+            let from = if src.path > *path {
+                at
+            } else {
+                audit::after(&at)
+            };
+            begin = begin.max(from);
+        }
+        if begin >= end {
+            continue;
+        }
+        let rows = txn.get_range(&begin, &end, per, false)?;
+        let full = rows.len() >= per;
+        for (k, v) in rows {
+            let key = keys
+                .decode_by_path(&k)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let touch = PathTouch::decode(&v).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            batch.push(Entry {
+                raw: k,
+                key,
+                touch,
+                source: i,
+            });
+        }
+        if full {
+            if let Some(last) = batch.last() {
+                let p = pos_of(&last.key);
+                if bound.as_ref().is_none_or(|b| p < *b) {
+                    bound = Some(p);
+                }
+            }
+        }
+    }
+    batch.sort_by_key(|e| pos_of(&e.key));
+    if let Some(b) = bound {
+        batch.retain(|e| pos_of(&e.key) <= b);
+    }
+    Ok(batch)
+}
+
+/// Whether the index entry passes the filters that need no record.
+fn keep_entry(q: &HistoryQuery, e: &Entry) -> bool {
+    let src = &q.sources[e.source];
+    if src.ancestor && e.touch.event_type != "move" {
+        return false;
+    }
+    if q.only_user.as_ref().is_some_and(|u| *u != e.touch.user) {
+        return false;
+    }
+    q.filter
+        .event_types
+        .as_ref()
+        .is_none_or(|types| types.contains(&e.touch.event_type))
+}
+
+/// The stored record of an index entry, if still stored.
+fn record_of(
+    txn: &mut dyn ReadTxn,
+    keys: &Keys,
+    e: &Entry,
+) -> Result<Option<AuditRecord>, StoreError> {
+    let key = keys.audit_log(
+        &e.key.tenant,
+        &e.touch.user,
+        &e.touch.session,
+        e.key.ts_ns,
+        &e.key.event_id,
+    );
+    txn.get(&key)?
+        .map(|v| {
+            AuditRecord::from_json(&v)
+                .map_err(|err| StoreError::Corrupt(format!("audit record: {err}")))
+        })
+        .transpose()
+}
+
+/// The exact bytes of a move's source.
+fn from_bytes(r: &AuditRecord) -> Option<Vec<u8>> {
+    r.event.from.as_ref().map(|text| {
+        file_event::EncodedPath {
+            text: text.clone(),
+            b64: r.event.from_b64.clone(),
+        }
+        .to_bytes()
+    })
+}
+
+/// Which end of the record this entry's path is: `true` for the source of a
+/// move. With exact bytes, the end that carries them; otherwise the source
+/// only when the indexed text is not the record's path.
+fn is_source(r: &AuditRecord, indexed: &str, exact: Option<&[u8]>) -> bool {
+    match exact {
+        Some(want) => r.event.path_bytes() != want && from_bytes(r).as_deref() == Some(want),
+        None => r.event.path != indexed && r.event.from.as_deref() == Some(indexed),
+    }
+}
+
+/// True when the record carries `want` as its path or move source.
+fn carries(r: &AuditRecord, want: &[u8]) -> bool {
+    r.event.path_bytes() == want || from_bytes(r).as_deref() == Some(want)
+}
+
+fn touch(e: &Entry, record: Option<&AuditRecord>, exact: Option<&[u8]>) -> Touch {
+    let mut t = Touch {
+        path: e.key.path.clone(),
+        timestamp: format_ns(e.key.ts_ns),
+        ts_ns: e.key.ts_ns,
+        event_id: e.key.event_id.clone(),
+        event_type: e.touch.event_type.clone(),
+        user_id: e.touch.user.clone(),
+        session_id: e.touch.session.clone(),
+        kind: None,
+        path_b64: None,
+        from: None,
+        from_b64: None,
+        to: None,
+        to_b64: None,
+        size: None,
+        checksum: None,
+        rescan: None,
+        record_missing: record.is_none(),
+    };
+    if let Some(r) = record {
+        let ev = &r.event;
+        t.kind = Some(ev.kind.as_str().to_owned());
+        t.path_b64 = if is_source(r, &e.key.path, exact) {
+            ev.from_b64.clone()
+        } else {
+            ev.path_b64.clone()
+        };
+        t.from = ev.from.clone();
+        t.from_b64 = ev.from_b64.clone();
+        t.to = ev.to.clone();
+        t.to_b64 = ev.to_b64.clone();
+        t.size = ev.size;
+        t.checksum = ev.checksum.clone();
+        t.rescan = Some(ev.rescan);
+    }
+    t
+}
+
+/// One page: up to `limit` touches after the cursor position `after` (a
+/// decoded `by_path` key), and the raw key to continue from.
+pub fn history_page(
+    txn: &mut dyn ReadTxn,
+    keys: &Keys,
+    q: &HistoryQuery,
+    after: Option<&ByPathKey>,
+    limit: usize,
+) -> Result<(Vec<Touch>, Option<Vec<u8>>), StoreError> {
+    let mut pos: Option<Pos> = after.map(pos_of);
+    let mut last_raw: Option<Vec<u8>> = None;
+    let mut out = Vec::new();
+    let mut scanned = 0usize;
+    let mut reads = 0usize;
+    let per = limit.clamp(100, MAX_LIMIT);
+    loop {
+        let entries = next_entries(txn, keys, q, pos.as_ref(), per)?;
+        if entries.is_empty() {
+            return Ok((out, None));
+        }
+        let mut stop = false;
+        for e in entries {
+            scanned += 1;
+            pos = Some(pos_of(&e.key));
+            let exact = q.sources[e.source].exact.as_deref();
+            if keep_entry(q, &e) {
+                reads += 1;
+                let record = record_of(txn, keys, &e)?;
+                // An entry whose record is gone cannot be checked against
+                // the exact bytes: it is shown, marked `record_missing`.
+                let wanted = match (exact, &record) {
+                    (Some(want), Some(r)) => carries(r, want),
+                    _ => true,
+                };
+                if wanted {
+                    out.push(touch(&e, record.as_ref(), exact));
+                }
+            }
+            last_raw = Some(e.raw);
+            if out.len() >= limit || scanned >= MAX_SCAN || reads >= MAX_RECORD_READS {
+                stop = true;
+                break;
+            }
+        }
+        if stop {
+            let more = !next_entries(txn, keys, q, pos.as_ref(), 1)?.is_empty();
+            return Ok((out, if more { last_raw } else { None }));
+        }
+    }
+}
+
+/// `GET /api/v5/files/history?path=` (or `path_b64=`).
+pub async fn history(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    params: Result<Query<HistoryParams>, QueryRejection>,
+) -> Result<Json<Page<Touch>>, ApiError> {
+    let Query(p) = params?;
+    let only_user = (!caller.is_admin()).then(|| caller.user.clone());
+    let q = HistoryQuery::from_params(&caller.tenant, only_user, &p)?;
+    let limit = p.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
+    if limit == 0 {
+        return Err(ApiError::bad_request("limit must be at least 1"));
+    }
+    let after = match &p.cursor {
+        Some(c) => Some(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(c.trim())
+                .ok()
+                .and_then(|raw| state.keys.decode_by_path(&raw).ok())
+                .filter(|k| q.owns(k))
+                .ok_or_else(|| {
+                    ApiError::BadCursor("cursor was not produced by this query".into())
+                })?,
+        ),
+        None => None,
+    };
+    let (records, next) = state
+        .blocking(move |store, keys| {
+            Ok(crate::store::StoreExt::read(store, |txn| {
+                history_page(txn, keys, &q, after.as_ref(), limit)
+            })?)
+        })
+        .await?;
+    Ok(Json(Page {
+        records,
+        next_cursor: next.as_deref().map(encode_cursor),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ancestors_are_outermost_first_and_keep_exact_bytes() {
+        let a: Vec<String> = ancestors("a/b/c.txt", None)
+            .into_iter()
+            .map(|s| s.path)
+            .collect();
+        assert_eq!(a, ["a", "a/b"]);
+        assert!(ancestors("c.txt", None).is_empty());
+        let bytes = b"d\xe9/x\xe8.txt";
+        let a = ancestors("d\u{fffd}/x\u{fffd}.txt", Some(bytes));
+        assert_eq!(a.len(), 1);
+        assert_eq!(a[0].path, "d\u{fffd}");
+        assert_eq!(a[0].exact.as_deref(), Some(&b"d\xe9"[..]));
+    }
+
+    /// Paging a file's history merged with its directory's moves, with any
+    /// page size, yields every kept touch once, in order.
+    #[test]
+    fn merged_pages_are_complete_and_ordered_for_any_page_size() {
+        use crate::store::embedded::EmbeddedStore;
+        use crate::store::StoreExt;
+        let dir = tempfile::tempdir().expect("dir");
+        let store = EmbeddedStore::open(dir.path()).expect("open");
+        let keys = Keys::default();
+        let mut lines = Vec::new();
+        let mut add = |secs: u64, event_type: &str, kind: &str, path: &str, from: Option<&str>| {
+            let mut v = serde_json::json!({
+                "schema": "file-event/1",
+                "event_id": uuid::Uuid::now_v7().to_string(),
+                "monitor_id": "0190b5a0-0000-7000-8000-000000000001",
+                "seq": lines.len() + 1,
+                "timestamp": format!("2026-11-26T{:02}:{:02}:{:02}Z", secs / 3600, secs / 60 % 60, secs % 60),
+                "event_type": event_type, "kind": kind, "path": path,
+                "tenant_id": "t", "user_id": "u", "session_id": "s",
+            });
+            if let Some(f) = from {
+                v["from"] = serde_json::json!(f);
+                v["to"] = serde_json::json!(path);
+            }
+            lines.push(v.to_string());
+        };
+        // 300 updates of d/f, 150 moves of d (in and out), 100 other
+        // touches of d, some at the same second as the file's.
+        for i in 0..300 {
+            add(i * 2, "update", "file", "d/f", None);
+        }
+        for i in 0..150 {
+            let (from, to) = if i % 2 == 0 { ("d", "e") } else { ("e", "d") };
+            add(i * 4 + 1, "move", "dir", to, Some(from));
+        }
+        for i in 0..100 {
+            add(i * 6, "update", "dir", "d", None);
+        }
+        let items: Vec<_> = lines
+            .iter()
+            .map(|l| crate::record::validate_line(&keys, l.as_bytes(), 0))
+            .collect();
+        crate::audit::write_items(&store, &keys, &items, Default::default()).expect("write");
+        let params = HistoryParams {
+            path: Some("d/f".into()),
+            include_ancestors: true,
+            ..HistoryParams::default()
+        };
+        let q = HistoryQuery::from_params("t", None, &params).expect("query");
+        let all = store
+            .read(|t| history_page(t, &keys, &q, None, 1000))
+            .expect("all");
+        assert!(all.1.is_none());
+        let got: Vec<(i64, String)> = all
+            .0
+            .iter()
+            .map(|t| (t.ts_ns, t.event_id.clone()))
+            .collect();
+        assert_eq!(got.len(), 450, "file updates and directory moves only");
+        let mut sorted = got.clone();
+        sorted.sort();
+        assert_eq!(got, sorted);
+        for limit in [1, 7, 100, 333] {
+            let mut paged = Vec::new();
+            let mut after: Option<ByPathKey> = None;
+            loop {
+                let (page, next) = store
+                    .read(|t| history_page(t, &keys, &q, after.as_ref(), limit))
+                    .expect("page");
+                assert!(page.len() <= limit);
+                paged.extend(page.into_iter().map(|t| (t.ts_ns, t.event_id)));
+                match next {
+                    Some(raw) => after = Some(keys.decode_by_path(&raw).expect("cursor")),
+                    None => break,
+                }
+            }
+            assert_eq!(paged, got, "limit {limit}");
+        }
+    }
+
+    #[test]
+    fn base64_in_any_common_spelling() {
+        for s in ["Y2Fm6S50eHQ=", "Y2Fm6S50eHQ", " Y2Fm6S50eHQ= "] {
+            assert_eq!(decode_b64(s).expect(s), b"caf\xe9.txt");
+        }
+        assert_eq!(
+            decode_b64("-_8").expect("url-safe"),
+            decode_b64("+/8").expect("std")
+        );
+        assert!(decode_b64("!!").is_err());
+        assert!(decode_b64("").is_err());
+    }
+}
