@@ -24,9 +24,21 @@ fn main() {
     let result = cli::run(cli);
     fdb_sink::store::shutdown();
     if let Err(e) = result {
+        // `fdb-sink export … | head`: the reader has what it wanted.
+        if broken_pipe(&e) {
+            std::process::exit(0);
+        }
         eprintln!("fdb-sink: error: {e:#}");
         // 2: the command line cannot work; 1: it failed while running.
         let usage = e.downcast_ref::<cli::UsageError>().is_some();
         std::process::exit(if usage { 2 } else { 1 });
     }
+}
+
+/// True when the command failed because its standard output was closed.
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -16,7 +16,7 @@ use crate::keys::Keys;
 use crate::store::limits::{MAX_KEY_BYTES, MAX_VALUE_BYTES};
 
 /// Longest id (tenant, user, session, monitor, event).
-pub const MAX_ID_LEN: usize = 128;
+pub const MAX_ID_LEN: usize = file_event::MAX_ID_LEN;
 
 /// The Kubernetes attribution Vector's `kubernetes_logs` source adds.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,8 +151,11 @@ pub mod reason {
     pub const KEY_TOO_LARGE: &str = "key_too_large";
     /// The record exceeds 100 kB even without metadata.
     pub const VALUE_TOO_LARGE: &str = "value_too_large";
+    /// A line of a stream (`import`, `serve --stdin`) is longer than
+    /// [`crate::ingest::lines::MAX_LINE_BYTES`]; only its beginning is kept.
+    pub const LINE_TOO_LONG: &str = "line_too_long";
 
-    pub const ALL: [&str; 13] = [
+    pub const ALL: [&str; 14] = [
         INVALID_UTF8,
         INVALID_JSON,
         UPSTREAM,
@@ -166,6 +169,7 @@ pub mod reason {
         BAD_FIELD,
         KEY_TOO_LARGE,
         VALUE_TOO_LARGE,
+        LINE_TOO_LONG,
     ];
 }
 
@@ -200,12 +204,11 @@ impl Marks {
     }
 }
 
-/// True when `s` is a valid id: 1–128 chars of `[A-Za-z0-9._:@-]`.
+/// True when `s` is a valid id: 1–128 chars of `[A-Za-z0-9._:@-]`. The
+/// rule lives in `file-event`, so file-monitor checks its attribution at
+/// start with the same one.
 pub fn valid_id(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= MAX_ID_LEN
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'@' | b'-'))
+    file_event::valid_id(s)
 }
 
 /// Validates one line (without its newline). `received_ns` is the receipt
@@ -235,7 +238,7 @@ fn validate(keys: &Keys, line: &[u8]) -> Result<ValidRecord, Reject> {
             .unwrap_or_else(|e| format!("not a JSON object: {e}"));
         return Err((reason::INVALID_JSON, what, None));
     }
-    let (event, k8s) = match line::parse(text) {
+    let (event, k8s, was_truncated) = match line::parse(text) {
         Some(parsed) => parsed,
         None => parse_in_passes(text)?,
     };
@@ -331,10 +334,11 @@ fn validate(keys: &Keys, line: &[u8]) -> Result<ValidRecord, Reject> {
             Some(ts_ns),
         ));
     }
+    // A record exported with its metadata cut keeps saying so when restored.
     let mut record = AuditRecord {
         event,
         k8s,
-        metadata_truncated: false,
+        metadata_truncated: was_truncated,
     };
     let value = encode_fitting(&mut record).map_err(|size| {
         (
@@ -364,7 +368,7 @@ fn validate(keys: &Keys, line: &[u8]) -> Result<ValidRecord, Reject> {
 /// `file-event/1` itself, the Kubernetes fields), each skipping what it does
 /// not need, and says why a line is not a valid record: the path of every
 /// line that [`line::parse`] does not accept.
-fn parse_in_passes(text: &str) -> Result<(FileEvent, K8sFields), Reject> {
+fn parse_in_passes(text: &str) -> Result<(FileEvent, K8sFields, bool), Reject> {
     let marks: Marks = serde_json::from_str(text).map_err(|e| {
         (
             reason::INVALID_JSON,
@@ -394,7 +398,21 @@ fn parse_in_passes(text: &str) -> Result<(FileEvent, K8sFields), Reject> {
             marks.own_ts(),
         )
     })?;
-    Ok((event, k8s))
+    let truncated: TruncationMark = serde_json::from_str(text).map_err(|e| {
+        (
+            reason::BAD_FIELD,
+            format!("`metadata_truncated` is not a boolean: {e}"),
+            marks.own_ts(),
+        )
+    })?;
+    Ok((event, k8s, truncated.metadata_truncated.unwrap_or(false)))
+}
+
+/// The mark of a record whose metadata was cut (see [`AuditRecord`]).
+#[derive(Deserialize)]
+struct TruncationMark {
+    #[serde(default)]
+    metadata_truncated: Option<bool>,
 }
 
 fn is_marked(v: &Option<serde_json::Value>) -> bool {
@@ -537,19 +555,55 @@ pub fn dead_letter(
     ts_ns: i64,
     received_ns: i64,
 ) -> DeadLetter {
-    let lossy = String::from_utf8_lossy(line);
+    let id = blake3::hash(line);
+    build_dead_letter(line, line.len(), &id, reason, detail, ts_ns, received_ns)
+}
+
+/// The dead letter of a stream line over the line limit, of which only the
+/// beginning was read into memory.
+pub fn long_line_dead_letter(l: &crate::ingest::lines::LongLine, received_ns: i64) -> DeadLetter {
+    let detail = format!(
+        "the line is {} bytes, over the limit of {} bytes for one line; only its first {} bytes are kept",
+        l.len,
+        l.limit,
+        l.prefix.len()
+    );
+    let mut dl = build_dead_letter(
+        &l.prefix,
+        usize::try_from(l.len).unwrap_or(usize::MAX),
+        &l.hash,
+        reason::LINE_TOO_LONG,
+        detail,
+        received_ns,
+        received_ns,
+    );
+    dl.raw_truncated = true;
+    dl
+}
+
+fn build_dead_letter(
+    raw: &[u8],
+    raw_len: usize,
+    id: &blake3::Hash,
+    reason: &str,
+    detail: String,
+    ts_ns: i64,
+    received_ns: i64,
+) -> DeadLetter {
     let received_at = Timestamp::from_unix_nanos(i128::from(received_ns))
         .unwrap_or_else(Timestamp::now)
         .to_string();
+    // Only what can be stored is copied: a line of megabytes is cut first.
+    let lossy = String::from_utf8_lossy(&raw[..raw.len().min(MAX_VALUE_BYTES)]);
     let mut dl = DeadLetter {
         reason: reason.to_owned(),
         detail: truncate_str(&detail, 2_000).to_owned(),
         raw: lossy.clone().into_owned(),
-        raw_truncated: false,
-        raw_len: line.len(),
+        raw_truncated: raw.len() > MAX_VALUE_BYTES,
+        raw_len,
         received_at,
         ts_ns,
-        id: blake3::hash(line).to_hex()[..32].to_owned(),
+        id: id.to_hex()[..32].to_owned(),
     };
     // Cut the raw text until the stored value fits (escaping can grow it).
     let mut budget = MAX_VALUE_BYTES - 4_000;

@@ -28,6 +28,19 @@ pub use timestamp::Timestamp;
 /// The value of the `schema` field.
 pub const SCHEMA: &str = "file-event/1";
 
+/// Longest id fdb-sink accepts (tenant, user, session, monitor, event).
+pub const MAX_ID_LEN: usize = 128;
+
+/// True when `s` is an id fdb-sink accepts for `tenant_id`, `user_id` and
+/// `session_id`: 1–128 characters of `[A-Za-z0-9._:@-]`. The monitor checks
+/// its attribution with it at start, the sink every event it stores.
+pub fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_ID_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'@' | b'-'))
+}
+
 /// What happened to the path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -155,3 +155,25 @@ fn extra_fields_are_read_in_the_same_pass() {
         }
     );
 }
+
+#[test]
+fn ids_are_1_to_128_chars_of_a_small_alphabet() {
+    for ok in [
+        "a",
+        "alice@example.com",
+        "ns:pod-1_x.y",
+        &"x".repeat(MAX_ID_LEN),
+    ] {
+        assert!(valid_id(ok), "{ok}");
+    }
+    for bad in [
+        "",
+        "s 1",
+        "alice+ci@example.com",
+        "é",
+        "a/b",
+        &"x".repeat(MAX_ID_LEN + 1),
+    ] {
+        assert!(!valid_id(bad), "{bad:?}");
+    }
+}

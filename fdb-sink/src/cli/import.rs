@@ -7,9 +7,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use super::StoreArgs;
+use super::{StoreArgs, UsageError};
 use crate::audit::WriteOptions;
 use crate::export::MonitorLine;
+use crate::ingest::lines::{Line, LineReader, MAX_BATCH_BYTES};
 use crate::ingest::pipeline::BatchSummary;
 use crate::ingest::Ingestor;
 use crate::metrics::Metrics;
@@ -22,17 +23,23 @@ pub struct ImportArgs {
 
     /// NDJSON file to read; `-` or nothing reads standard input. gzip and
     /// zstd input (an `export --compress`) is recognised and decompressed.
+    /// A line over 32 MiB is stored as a `line_too_long` dead letter.
     #[arg(value_name = "FILE|-")]
     pub input: Option<PathBuf>,
 
-    /// Lines per batch (each batch is committed before the next is read).
+    /// Lines per batch (each batch is committed before the next is read;
+    /// a batch also ends at 16 MiB of lines).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub batch_lines: u64,
 }
 
 /// Reads everything and prints the totals as JSON on stdout.
 pub fn run(args: ImportArgs) -> anyhow::Result<()> {
+    // The file first: a mistyped file name must not create a store. Its
+    // first bytes are read once the store is open (standard input may wait).
+    let raw = open_input(args.input.as_ref())?;
     let store = args.store.open_or_create()?;
+    let (input, format) = decompress(raw)?;
     let keys = args.store.keys();
     let ingestor = Ingestor::new(
         store.clone(),
@@ -40,8 +47,12 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
         WriteOptions::default(),
         Metrics::unregistered(),
     );
-    let input = open_input(args.input.as_ref())?;
-    let (total, monitors) = import(&ingestor, input, args.batch_lines as usize)?;
+    let name = match args.input.as_ref().filter(|p| p.as_os_str() != "-") {
+        Some(p) => p.display().to_string(),
+        None => "standard input".to_string(),
+    };
+    let (total, monitors) = import(&ingestor, input, args.batch_lines as usize)
+        .with_context(|| format!("importing {name} ({format})"))?;
     crate::export::restore_monitors(store.as_ref(), &keys, &monitors)
         .context("restoring the monitor counters")?;
     #[derive(serde::Serialize)]
@@ -72,13 +83,25 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn open_input(path: Option<&PathBuf>) -> anyhow::Result<Box<dyn BufRead>> {
-    let mut raw: Box<dyn Read> = match path.filter(|p| p.as_os_str() != "-") {
-        None => Box::new(std::io::stdin()),
+/// Opens the input file (or standard input). A file that cannot be opened,
+/// or a directory, is a usage error.
+fn open_input(path: Option<&PathBuf>) -> Result<Box<dyn Read>, UsageError> {
+    match path.filter(|p| p.as_os_str() != "-") {
+        None => Ok(Box::new(std::io::stdin())),
         Some(p) => {
-            Box::new(std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?)
+            let usage = |why: String| UsageError(format!("import: {}: {why}", p.display()));
+            let file = std::fs::File::open(p).map_err(|e| usage(e.to_string()))?;
+            if file.metadata().is_ok_and(|m| m.is_dir()) {
+                return Err(usage("is a directory, not a file".into()));
+            }
+            Ok(Box::new(file))
         }
-    };
+    }
+}
+
+/// Recognises the input's compression; returns the reader and what it
+/// holds (`NDJSON`, `gzip-compressed NDJSON`, …).
+fn decompress(mut raw: Box<dyn Read>) -> anyhow::Result<(Box<dyn BufRead>, &'static str)> {
     // Compression is recognised by its magic bytes, whatever the name (or
     // on standard input, which has none). A pipe may deliver them in pieces.
     let mut head = Vec::with_capacity(4);
@@ -94,52 +117,76 @@ fn open_input(path: Option<&PathBuf>) -> anyhow::Result<Box<dyn BufRead>> {
     let gzip = head.starts_with(&[0x1f, 0x8b]);
     let zstd = head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
     let raw = std::io::Cursor::new(head).chain(raw);
-    let reader: Box<dyn Read> = if gzip {
-        Box::new(flate2::read::MultiGzDecoder::new(raw))
+    let (reader, format): (Box<dyn Read>, _) = if gzip {
+        (
+            Box::new(flate2::read::MultiGzDecoder::new(raw)),
+            "gzip-compressed NDJSON",
+        )
     } else if zstd {
-        Box::new(zstd::stream::read::Decoder::new(raw)?)
+        (
+            Box::new(zstd::stream::read::Decoder::new(raw)?),
+            "zstd-compressed NDJSON",
+        )
     } else {
-        return Ok(Box::new(BufReader::with_capacity(1 << 20, raw)));
+        return Ok((Box::new(BufReader::with_capacity(1 << 20, raw)), "NDJSON"));
     };
-    Ok(Box::new(BufReader::with_capacity(1 << 20, reader)))
+    Ok((Box::new(BufReader::with_capacity(1 << 20, reader)), format))
 }
 
 /// Ingests every line of `input` in batches of `batch_lines`, and returns
 /// the export's monitor lines (applied by the caller once every record is in).
+/// Lines are read in bounded memory: one over the line limit is stored as a
+/// `line_too_long` dead letter ([`crate::ingest::lines`]).
 pub fn import(
     ingestor: &Ingestor,
-    mut input: impl BufRead,
+    input: impl BufRead,
     batch_lines: usize,
 ) -> anyhow::Result<(BatchSummary, Vec<MonitorLine>)> {
+    let mut input = LineReader::new(input);
     let mut total = BatchSummary::default();
     let mut monitors = Vec::new();
-    let mut batch: Vec<Vec<u8>> = Vec::with_capacity(batch_lines);
+    let mut batch: Vec<Line> = Vec::with_capacity(batch_lines);
+    let mut batch_bytes = 0usize;
     let mut line_no = 0u64;
     loop {
-        let mut line = Vec::new();
-        let n = input
-            .read_until(b'\n', &mut line)
+        let line = input
+            .next_line()
             .with_context(|| format!("reading input after line {line_no}"))?;
-        if n > 0 {
+        let end = line.is_none();
+        if let Some(line) = line {
             line_no += 1;
-            while matches!(line.last(), Some(b'\n' | b'\r')) {
-                line.pop();
+            if let Line::TooLong(l) = &line {
+                tracing::warn!(
+                    line = line_no,
+                    bytes = l.len,
+                    limit = l.limit,
+                    "line over the line limit; stored as a line_too_long dead letter"
+                );
             }
-            if let Some(m) = MonitorLine::parse(&line) {
+            let monitor = match &line {
+                Line::Whole(l) => MonitorLine::parse(l),
+                Line::TooLong(_) => None,
+            };
+            if let Some(m) = monitor {
                 monitors.push(m);
-            } else if !line.iter().all(u8::is_ascii_whitespace) {
+            } else if !line.is_blank() {
+                batch_bytes += line.held_bytes();
                 batch.push(line);
             }
         }
-        if batch.len() >= batch_lines || (n == 0 && !batch.is_empty()) {
-            let lines: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
-            let s = ingestor
-                .ingest(&lines)
-                .with_context(|| format!("writing the batch ending at line {line_no}"))?;
+        let full = batch.len() >= batch_lines || batch_bytes >= MAX_BATCH_BYTES;
+        if full || (end && !batch.is_empty()) {
+            let s = ingestor.ingest_stream(&batch).with_context(|| {
+                format!(
+                    "writing the batch ending at line {line_no} (the lines before it are \
+                         committed: importing the same input again stores only what is missing)"
+                )
+            })?;
             total.add(&s);
             batch.clear();
+            batch_bytes = 0;
         }
-        if n == 0 {
+        if end {
             return Ok((total, monitors));
         }
     }

@@ -102,9 +102,13 @@ impl StoreArgs {
 
     fn open_checked(&self) -> anyhow::Result<Arc<dyn Store>> {
         let store = crate::store::open(&self.store).context("opening the store")?;
-        store
-            .check()
-            .with_context(|| format!("store {} is not available", store.describe()))?;
+        store.check().with_context(|| {
+            format!(
+                "store {} is not available (nothing was read or written; run the command \
+                     again once it is)",
+                store.describe()
+            )
+        })?;
         Ok(store)
     }
 

@@ -1,6 +1,5 @@
 //! `fdb-sink serve`: the ingest server, and optionally standard input.
 
-use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +13,9 @@ use tokio::sync::watch;
 
 use super::StoreArgs;
 use crate::audit::{self, WriteOptions};
+use crate::ingest::conn::DeadlineListener;
 use crate::ingest::http::{self, IngestConfig, IngestState};
+use crate::ingest::lines::{Line, LineReader, MAX_BATCH_BYTES};
 use crate::ingest::pipeline::BatchSummary;
 use crate::ingest::Ingestor;
 use crate::metrics::Metrics;
@@ -193,6 +194,7 @@ async fn serve(
         Duration::from_secs(args.delivery_refresh_secs.max(1)),
     ));
 
+    let request_timeout = config.request_timeout;
     let state = Arc::new(IngestState::new(
         ctx.ingestor.clone(),
         config,
@@ -202,7 +204,7 @@ async fn serve(
     let app = http::router(state);
     let mut server_stop = stop_rx.clone();
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
+        axum::serve(DeadlineListener::new(listener, request_timeout), app)
             .with_graceful_shutdown(async move {
                 let _ = server_stop.wait_for(|s| *s).await;
             })
@@ -327,7 +329,7 @@ async fn readiness_loop(store: Arc<dyn Store>, metrics: Metrics, ready: Arc<Atom
             Ok(Ok(())) => true,
             Ok(Err(e)) => {
                 if was_up != Some(false) {
-                    tracing::warn!(error = %e, "store unavailable");
+                    tracing::warn!(error = %e, "store unavailable; checking it again every second");
                 }
                 false
             }
@@ -336,8 +338,8 @@ async fn readiness_loop(store: Arc<dyn Store>, metrics: Metrics, ready: Arc<Atom
         if up && was_up == Some(false) {
             tracing::info!("store available again");
         }
-        ready.store(up, Ordering::Relaxed);
         metrics.store_up.set(i64::from(up));
+        ready.store(up, Ordering::Relaxed);
         was_up = Some(up);
         tokio::time::sleep(Duration::from_secs(if up { 5 } else { 1 })).await;
     }
@@ -397,18 +399,21 @@ const STDIN_GRACE: Duration = Duration::from_secs(2);
 /// `uncommitted`.
 fn ingest_stdin(ingestor: &Ingestor, stop: &watch::Receiver<bool>) -> StdinOutcome {
     use std::sync::mpsc::RecvTimeoutError;
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(STDIN_BATCH_LINES * 4);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Line>(STDIN_BATCH_LINES * 4);
     std::thread::spawn(move || {
-        let mut input = std::io::stdin().lock();
+        let mut input = LineReader::new(std::io::stdin().lock());
         loop {
-            let mut line = Vec::new();
-            match input.read_until(b'\n', &mut line) {
-                Ok(0) => break,
-                Ok(_) => {
-                    while matches!(line.last(), Some(b'\n' | b'\r')) {
-                        line.pop();
+            match input.next_line() {
+                Ok(None) => break,
+                Ok(Some(line)) => {
+                    if let Line::TooLong(l) = &line {
+                        tracing::warn!(
+                            bytes = l.len,
+                            limit = l.limit,
+                            "standard input: line over the line limit; stored as a line_too_long dead letter"
+                        );
                     }
-                    if !line.iter().all(u8::is_ascii_whitespace) && tx.send(line).is_err() {
+                    if !line.is_blank() && tx.send(line).is_err() {
                         break;
                     }
                 }
@@ -420,7 +425,8 @@ fn ingest_stdin(ingestor: &Ingestor, stop: &watch::Receiver<bool>) -> StdinOutco
         }
     });
     let mut total = BatchSummary::default();
-    let mut batch: Vec<Vec<u8>> = Vec::new();
+    let mut batch: Vec<Line> = Vec::new();
+    let mut batch_bytes = 0usize;
     // When the partial batch must be committed (STDIN_FLUSH after its first
     // line, so that a quiet monitor's events land promptly).
     let mut flush_at: Option<Instant> = None;
@@ -434,10 +440,16 @@ fn ingest_stdin(ingestor: &Ingestor, stop: &watch::Receiver<bool>) -> StdinOutco
         }
         if open && give_up_at.is_some_and(|t| now >= t) {
             tracing::warn!("standard input still open after the shutdown grace; stopping");
-            batch.extend(rx.try_iter());
+            for line in rx.try_iter() {
+                batch_bytes += line.held_bytes();
+                batch.push(line);
+            }
             open = false;
         }
-        let waiting = open && batch.len() < STDIN_BATCH_LINES && flush_at.is_none_or(|t| now < t);
+        let waiting = open
+            && batch.len() < STDIN_BATCH_LINES
+            && batch_bytes < MAX_BATCH_BYTES
+            && flush_at.is_none_or(|t| now < t);
         if waiting {
             let wake = [flush_at, give_up_at]
                 .into_iter()
@@ -448,6 +460,7 @@ fn ingest_stdin(ingestor: &Ingestor, stop: &watch::Receiver<bool>) -> StdinOutco
             match rx.recv_timeout(wake) {
                 Ok(line) => {
                     flush_at.get_or_insert_with(|| Instant::now() + STDIN_FLUSH);
+                    batch_bytes += line.held_bytes();
                     batch.push(line);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
@@ -458,10 +471,10 @@ fn ingest_stdin(ingestor: &Ingestor, stop: &watch::Receiver<bool>) -> StdinOutco
         if batch.is_empty() {
             continue;
         }
-        let lines: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+        let lines = &batch;
         let mut backoff = Duration::from_millis(200);
         loop {
-            match ingestor.ingest(&lines) {
+            match ingestor.ingest_stream(lines) {
                 Ok(s) => {
                     total.add(&s);
                     break;
@@ -482,6 +495,7 @@ fn ingest_stdin(ingestor: &Ingestor, stop: &watch::Receiver<bool>) -> StdinOutco
             }
         }
         batch.clear();
+        batch_bytes = 0;
         flush_at = None;
     }
     StdinOutcome {

@@ -2,12 +2,16 @@
 //!
 //! - [`decode`]: `Content-Encoding` (gzip, zstd) with a size cap;
 //! - [`framing`]: NDJSON (final newline optional) or a JSON array → lines;
+//! - [`lines`]: NDJSON lines from a stream, in bounded memory;
 //! - [`pipeline`]: validate lines and write them, with metrics;
-//! - [`http`]: the ingest server (`POST /v1/events`, metrics, health).
+//! - [`http`]: the ingest server (`POST /v1/events`, metrics, health);
+//! - [`conn`]: its connections' deadlines (slow or silent clients).
 
+pub mod conn;
 pub mod decode;
 pub mod framing;
 pub mod http;
+pub mod lines;
 pub mod pipeline;
 
 pub use pipeline::Ingestor;

@@ -13,6 +13,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use super::lines::Line;
 use crate::audit::{self, WriteOptions, WriteSummary};
 use crate::keys::Keys;
 use crate::metrics::{outcome, Metrics};
@@ -188,6 +189,25 @@ impl Ingestor {
             .iter()
             .map(|l| validate_line(&self.keys, l, received_ns))
             .collect();
+        self.commit(items)
+    }
+
+    /// [`Ingestor::ingest`] for lines read from a stream (`import`, `serve
+    /// --stdin`): a line over the line limit becomes a `line_too_long` dead
+    /// letter.
+    pub fn ingest_stream(&self, lines: &[Line]) -> Result<BatchSummary, StoreError> {
+        let received_ns = now_ns();
+        let items: Vec<Item> = lines
+            .iter()
+            .map(|l| match l {
+                Line::Whole(b) => validate_line(&self.keys, b, received_ns),
+                Line::TooLong(long) => Item::DeadLetter(long.dead_letter(received_ns)),
+            })
+            .collect();
+        self.commit(items)
+    }
+
+    fn commit(&self, items: Vec<Item>) -> Result<BatchSummary, StoreError> {
         self.metrics.events_received.inc_by(items.len() as u64);
         let received = items.len() as u64;
         let started = Instant::now();

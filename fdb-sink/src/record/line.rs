@@ -10,13 +10,15 @@ use serde::de::{self, IgnoredAny, MapAccess};
 
 use super::{is_marked, K8sFields};
 
-/// The collector's fields of a line.
+/// The collector's fields of a line, and the mark an exported record
+/// carries when its metadata was cut.
 #[derive(Default)]
 struct Collected {
     dead_letter: Option<serde_json::Value>,
     k8s: K8sFields,
+    metadata_truncated: Option<bool>,
     /// Fields seen, by bit: a repeated field is an error, as in the passes.
-    seen: u8,
+    seen: u16,
 }
 
 impl<'de> ExtraFields<'de> for Collected {
@@ -30,6 +32,7 @@ impl<'de> ExtraFields<'de> for Collected {
             "node_name" => (5, "node_name"),
             "container_name" => (6, "container_name"),
             "pod_uid" => (7, "pod_uid"),
+            "metadata_truncated" => (8, "metadata_truncated"),
             _ => return Ok(false),
         };
         if self.seen & (1 << bit) != 0 {
@@ -48,19 +51,21 @@ impl<'de> ExtraFields<'de> for Collected {
             4 => k.pod_name = map.next_value()?,
             5 => k.node_name = map.next_value()?,
             6 => k.container_name = map.next_value()?,
-            _ => k.pod_uid = map.next_value()?,
+            7 => k.pod_uid = map.next_value()?,
+            _ => self.metadata_truncated = map.next_value()?,
         }
         Ok(true)
     }
 }
 
-/// The event (its checks passed) and its Kubernetes fields, when `text` (a
-/// JSON object) is a valid line the collector did not mark dead.
-pub(super) fn parse(text: &str) -> Option<(FileEvent, K8sFields)> {
+/// The event (its checks passed), its Kubernetes fields and whether it says
+/// its metadata was cut (`metadata_truncated`, as an exported record does),
+/// when `text` (a JSON object) is a valid line the collector did not mark dead.
+pub(super) fn parse(text: &str) -> Option<(FileEvent, K8sFields, bool)> {
     let WithExtra { event, extra } = serde_json::from_str::<WithExtra<Collected>>(text).ok()?;
     if is_marked(&extra.dead_letter) {
         return None;
     }
     event.check().ok()?;
-    Some((event, extra.k8s))
+    Some((event, extra.k8s, extra.metadata_truncated.unwrap_or(false)))
 }

@@ -59,6 +59,33 @@ struct Open {
     db: Database,
     kv: Keyspace,
     writer: Mutex<KnownValues>,
+    /// The database directory it opened (see [`DirIdentity`]).
+    identity: Option<DirIdentity>,
+}
+
+/// Which directory a path names (device and inode): a store directory
+/// removed or replaced while open leaves the process writing to unlinked
+/// files, which an fsync does not save, so every commit checks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DirIdentity {
+    dev: u64,
+    ino: u64,
+}
+
+impl DirIdentity {
+    #[cfg(unix)]
+    fn of(path: &Path) -> Option<DirIdentity> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(path).ok().map(|m| DirIdentity {
+            dev: m.dev(),
+            ino: m.ino(),
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn of(_path: &Path) -> Option<DirIdentity> {
+        None
+    }
 }
 
 /// Committed values (`None` = absent) of keys that atomic operations read,
@@ -96,6 +123,10 @@ pub struct EmbeddedStore {
     path: PathBuf,
     open: Mutex<Option<Arc<Open>>>,
     metrics: StoreMetrics,
+    /// Why the last commit failed, until one succeeds: the database may
+    /// open while it cannot take writes (a full disk), and the readiness
+    /// check must not say otherwise.
+    write_fault: Mutex<Option<String>>,
 }
 
 impl EmbeddedStore {
@@ -107,6 +138,7 @@ impl EmbeddedStore {
             path: dir.join(DB_DIR),
             open: Mutex::new(None),
             metrics: StoreMetrics::default(),
+            write_fault: Mutex::new(None),
         };
         if dir.join(LEGACY_FILE).exists() {
             tracing::warn!(
@@ -115,8 +147,10 @@ impl EmbeddedStore {
                  release that wrote it and `fdb-sink import` the export"
             );
         }
+        // Whether a failure is retried is the caller's business: `serve`
+        // keeps checking (and logs it), a one-shot command reports it.
         if let Err(e) = store.database() {
-            tracing::warn!(store = %store.describe(), error = %e, "embedded store not available yet; will retry");
+            tracing::debug!(store = %store.describe(), error = %e, "embedded store not available");
         }
         Ok(store)
     }
@@ -148,17 +182,39 @@ impl EmbeddedStore {
             db,
             kv,
             writer: Mutex::new(KnownValues::default()),
+            identity: DirIdentity::of(&self.path),
         });
         *slot = Some(open.clone());
         Ok(open)
+    }
+
+    /// Fails when the database directory is no longer the one `open` opened
+    /// (removed, or replaced): what it writes would be lost.
+    fn same_directory(&self, open: &Open) -> Result<(), StoreError> {
+        let now = DirIdentity::of(&self.path);
+        if open.identity.is_some() && now != open.identity {
+            tracing::error!(
+                path = %self.path.display(),
+                "the store directory was removed or replaced while open; closing it (a new, \
+                 empty store is created where it was)"
+            );
+            return Err(StoreError::unavailable_msg(format!(
+                "the store directory {} was removed or replaced while the sink had it open; \
+                 nothing written since is stored",
+                self.path.display()
+            )));
+        }
+        Ok(())
     }
 
     /// Drops the handle after a fault so that the next use reopens the store.
     fn on_error(&self, e: &StoreError) {
         if e.unavailable() {
             if let Ok(mut slot) = self.open.lock() {
+                // The caller reports the error (and `serve` retries); this
+                // only notes the handle being dropped.
                 if slot.take().is_some() {
-                    tracing::warn!(error = %e, "embedded store failed; closing it, will reopen");
+                    tracing::debug!(error = %e, "embedded store failed; handle closed");
                 }
             }
         }
@@ -192,16 +248,30 @@ impl EmbeddedStore {
                 None => batch.remove(&open.kv, key.clone()),
             }
         }
-        match batch.commit() {
-            Ok(()) => {
-                known.committed(&overlay);
-                Ok(())
-            }
+        let r = match batch.commit() {
+            // Durable only if the files it went to are still the store's.
+            Ok(()) => match self.same_directory(&open) {
+                Ok(()) => {
+                    known.committed(&overlay);
+                    Ok(())
+                }
+                Err(e) => {
+                    *known = KnownValues::default();
+                    Err(e)
+                }
+            },
             Err(e) => {
                 *known = KnownValues::default();
                 Err(convert(e))
             }
+        };
+        if let Ok(mut fault) = self.write_fault.lock() {
+            *fault = r.as_ref().err().map(|e| match e {
+                StoreError::Unavailable { message, .. } => message.clone(),
+                other => other.to_string(),
+            });
         }
+        r
     }
 }
 
@@ -235,8 +305,20 @@ impl Store for EmbeddedStore {
         r
     }
 
+    /// The database opens, and the last commit (if any failed) did not fail.
     fn check(&self) -> Result<(), StoreError> {
-        self.database().map(|_| ())
+        let open = self.database()?;
+        if let Err(e) = self.same_directory(&open) {
+            self.on_error(&e);
+            return Err(e);
+        }
+        let fault = self.write_fault.lock().ok().and_then(|f| f.clone());
+        match fault {
+            None => Ok(()),
+            Some(why) => Err(StoreError::unavailable_msg(format!(
+                "the last write failed ({why}); ready again once a write succeeds"
+            ))),
+        }
     }
 
     fn describe(&self) -> String {
@@ -295,8 +377,19 @@ const L0_TABLES: u8 = 16;
 /// the data being written: callers answer 503 and the client retries.
 fn convert(e: fjall::Error) -> StoreError {
     let message = match &e {
-        fjall::Error::Locked => {
-            "the database is locked by another process (another fdb-sink on the same directory?)"
+        // The message says it all; fjall's own text would only repeat it.
+        fjall::Error::Locked => return StoreError::unavailable_msg(
+            "the database is locked by another process (another fdb-sink on the same directory?)",
+        ),
+        _ if io_kind(&e) == Some(std::io::ErrorKind::StorageFull) => {
+            return StoreError::unavailable_msg(
+                "no space left on the file system holding the store (writes succeed again \
+                 once space is freed)",
+            )
+        }
+        _ if io_kind(&e) == Some(std::io::ErrorKind::PermissionDenied) => {
+            "permission denied on the store's files (check the owner and mode of the store \
+             directory)"
                 .to_string()
         }
         fjall::Error::Poisoned => {
@@ -307,6 +400,14 @@ fn convert(e: fjall::Error) -> StoreError {
     StoreError::Unavailable {
         message,
         source: Some(Box::new(e)),
+    }
+}
+
+/// The kind of the I/O error behind a fjall error, if it is one.
+fn io_kind(e: &fjall::Error) -> Option<std::io::ErrorKind> {
+    match e {
+        fjall::Error::Io(io) | fjall::Error::Storage(fjall::LsmError::Io(io)) => Some(io.kind()),
+        _ => None,
     }
 }
 

@@ -11,10 +11,6 @@ use serde_json::{json, Value};
 
 use crate::api_harness::{ev, http, token, ts, Api};
 
-// The file history tests, beside the other query tests.
-#[path = "api_history.rs"]
-mod api_history;
-
 const M1: &str = "0190b5a0-0000-7000-8000-0000000000b1";
 const M2: &str = "0190b5a0-0000-7000-8000-0000000000b2";
 

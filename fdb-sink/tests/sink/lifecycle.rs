@@ -619,3 +619,95 @@ fn retention_removes_the_rows_of_monitors_silent_since_the_cutoff() {
     assert_eq!(bob.len(), 4, "received, max_seq, tenant, last_ns: {bob:?}");
     assert_eq!(run(&[])["monitors_removed"], 0, "idempotent");
 }
+
+#[test]
+fn a_record_whose_metadata_was_cut_keeps_saying_so_through_export_and_import() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src");
+    let mut sink = Sink::start(&src, &[]);
+    let mut big = ev(
+        "acme",
+        "alice",
+        "s-cut",
+        M_ACME,
+        1,
+        "2026-11-20T10:00:00Z",
+        "update",
+        "src/a.rs",
+    );
+    big["metadata"] = json!({"note": "n".repeat(150_000), "team": "core"});
+    ingest(&sink, &[big]);
+    sink.stop();
+    let stored = read_store(&src);
+    assert!(stored.records[0].record.metadata_truncated, "cut on ingest");
+
+    let src_store = format!("embedded:{}", src.display());
+    let first = dir.path().join("first.ndjson");
+    export_tenant(&src_store, "acme", &first, &[]);
+    let restored = dir.path().join("restored");
+    let restored_store = format!("embedded:{}", restored.display());
+    import(&restored_store, first.to_str().expect("utf8"));
+    let back = read_store(&restored);
+    assert!(
+        back.records[0].record.metadata_truncated,
+        "the restored record still says its metadata was cut"
+    );
+    let second = dir.path().join("second.ndjson");
+    export_tenant(&restored_store, "acme", &second, &[]);
+    assert_eq!(
+        std::fs::read(&first).expect("first"),
+        std::fs::read(&second).expect("second"),
+        "export → import → export is byte for byte the same"
+    );
+
+    // Over HTTP too, the mark must be a boolean.
+    let mut sink = Sink::start(&restored, &[]);
+    let mut wrong = ev(
+        "acme",
+        "alice",
+        "s-cut",
+        M_ACME,
+        2,
+        "2026-11-20T10:00:01Z",
+        "update",
+        "src/a.rs",
+    );
+    wrong["metadata_truncated"] = json!("yes");
+    let (status, body) = post(&sink, wrong.to_string().into_bytes(), &[]);
+    assert_eq!((status, body["dead_lettered"].as_u64()), (200, Some(1)));
+    sink.stop();
+    let letters = read_store(&restored).dead_letters;
+    assert_eq!(letters[0].letter.reason, "bad_field");
+    assert!(letters[0].letter.detail.contains("metadata_truncated"));
+}
+
+#[test]
+fn export_into_a_pipe_closed_early_exits_0_quietly() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = format!("embedded:{}", dir.path().join("store").display());
+    let file = dir.path().join("events.ndjson");
+    let lines: Vec<String> = (1..=3000)
+        .map(|i| crate::harness::event(M_ACME, i, "s-pipe"))
+        .collect();
+    std::fs::write(&file, lines.join("\n")).expect("write");
+    import(&store, file.to_str().expect("utf8"));
+    // `fdb-sink export … | head -c 100`
+    let mut child = Command::new(BIN)
+        .args(["export", "--store", &store, "--tenant", "acme"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn export");
+    let mut head = [0u8; 100];
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_exact(&mut head)
+        .expect("read");
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("error"), "{stderr}");
+}

@@ -87,6 +87,7 @@ fn bad_usage_exits_2_with_a_clear_message() {
     let file = dir.path().join("a-file");
     std::fs::write(&file, b"").expect("write");
     let on_file = format!("embedded:{}", file.display());
+    let dir_arg = dir.path().display().to_string();
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
             vec!["import", "--store", "redis:localhost"],
@@ -113,6 +114,15 @@ fn bad_usage_exits_2_with_a_clear_message() {
         (
             vec!["import", "--store", &on_file],
             "cannot create the directory",
+        ),
+        // A mistyped input file is reported before any store is created.
+        (
+            vec!["import", "--store", &missing, "no-such-file.ndjson"],
+            "no-such-file.ndjson: No such file or directory",
+        ),
+        (
+            vec!["import", "--store", &missing, &dir_arg],
+            "is a directory, not a file",
         ),
         (
             vec![

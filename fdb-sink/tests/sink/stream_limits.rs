@@ -1,0 +1,154 @@
+//! `import` and `serve --stdin` read lines in bounded memory: a line over
+//! the line limit (even one without a newline, hundreds of MB long) becomes
+//! a `line_too_long` dead letter, and the lines around it are stored.
+
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{event, read_store, BIN};
+
+/// Peak resident memory of a running process (`VmHWM`), in bytes.
+fn peak_rss(child: &Child) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+        .expect("the process is still running");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status");
+    kb * 1024
+}
+
+/// Writes `n` bytes of one JSON-looking line (no newline) to `w`.
+fn write_long_line(w: &mut impl Write, n: usize) {
+    let head = b"{\"schema\":\"file-event/1\",\"metadata\":{\"pad\":\"";
+    w.write_all(head).expect("write");
+    let chunk = vec![b'x'; 1 << 20];
+    let mut left = n - head.len();
+    while left > 0 {
+        let k = left.min(chunk.len());
+        w.write_all(&chunk[..k]).expect("write");
+        left -= k;
+    }
+}
+
+/// Sends `before` events, a 200 MB line, then `after` events to the
+/// child's stdin; once everything is written and read, returns the child's
+/// peak memory (read while it still waits for more input), then closes stdin.
+fn feed_with_a_huge_line(child: &mut Child, monitor: &str, session: &str) -> u64 {
+    let mut stdin = child.stdin.take().expect("stdin");
+    for i in 1..=500 {
+        writeln!(stdin, "{}", event(monitor, i, session)).expect("write");
+    }
+    write_long_line(&mut stdin, 200_000_000);
+    stdin.write_all(b"\n").expect("write");
+    for i in 501..=1000 {
+        writeln!(stdin, "{}", event(monitor, i, session)).expect("write");
+    }
+    stdin.flush().expect("flush");
+    // Everything is in the pipe; give the reader time to take it in.
+    std::thread::sleep(Duration::from_millis(1500));
+    let peak = peak_rss(child);
+    drop(stdin);
+    peak
+}
+
+/// Most memory a command may use here: the store's own caches plus one
+/// line of at most the 32 MiB line limit and its batch.
+const PEAK_LIMIT: u64 = 300 << 20;
+
+#[test]
+fn import_of_a_line_over_the_limit_stores_a_dead_letter_in_bounded_memory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = format!("embedded:{}", dir.path().display());
+    let mut child = Command::new(BIN)
+        .args(["import", "--store", &store, "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn import");
+    let monitor = uuid::Uuid::new_v4().to_string();
+    let peak = feed_with_a_huge_line(&mut child, &monitor, "s-long");
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        peak < PEAK_LIMIT,
+        "import of a 200 MB line peaked at {} MiB",
+        peak >> 20
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("summary");
+    assert_eq!(summary["received"].as_u64(), Some(1001), "{summary}");
+    assert_eq!(summary["written"].as_u64(), Some(1000), "{summary}");
+    assert_eq!(summary["dead_lettered"].as_u64(), Some(1), "{summary}");
+    assert!(stderr.contains("line_too_long"), "{stderr}");
+
+    let stored = read_store(dir.path());
+    assert_eq!(stored.records.len(), 1000, "the lines around it are stored");
+    let [dl] = &stored.dead_letters[..] else {
+        panic!("one dead letter expected: {:?}", stored.dead_letters.len())
+    };
+    assert_eq!(dl.letter.reason, "line_too_long");
+    assert_eq!(dl.letter.raw_len, 200_000_000);
+    assert!(dl.letter.raw_truncated);
+    assert!(dl.letter.raw.starts_with("{\"schema\":\"file-event/1\""));
+    assert!(
+        dl.letter.detail.contains("200000000 bytes"),
+        "{}",
+        dl.letter.detail
+    );
+
+    // `dead-letters` lists it under its reason.
+    let listed = Command::new(BIN)
+        .args([
+            "dead-letters",
+            "--store",
+            &store,
+            "--reason",
+            "line_too_long",
+        ])
+        .output()
+        .expect("dead-letters");
+    assert!(listed.status.success());
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).lines().count(), 1);
+}
+
+#[test]
+fn serve_stdin_stores_a_line_over_the_limit_as_a_dead_letter_in_bounded_memory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = format!("embedded:{}", dir.path().display());
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--stdin",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            &store,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve --stdin");
+    let monitor = uuid::Uuid::new_v4().to_string();
+    let peak = feed_with_a_huge_line(&mut child, &monitor, "s-long-stdin");
+    let started = Instant::now();
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "exit {:?}", out.status);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(
+        peak < PEAK_LIMIT,
+        "serve --stdin with a 200 MB line peaked at {} MiB",
+        peak >> 20
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("summary");
+    assert_eq!(summary["written"].as_u64(), Some(1000), "{summary}");
+    assert_eq!(summary["dead_lettered"].as_u64(), Some(1), "{summary}");
+    let stored = read_store(dir.path());
+    assert_eq!(stored.records.len(), 1000);
+    assert_eq!(stored.dead_letters.len(), 1);
+    assert_eq!(stored.dead_letters[0].letter.reason, "line_too_long");
+}
