@@ -4,7 +4,10 @@
 # run daily by the audit-export CronJob (deploy/k8s/base/app/cronjob-export.yaml).
 #
 # Environment:
-#   EXPORT_TENANTS  tenants to export, separated by commas or spaces (required)
+#   EXPORT_TENANTS  `all` (every tenant with records, from `fdb-sink tenants`), or
+#                   tenants separated by commas or spaces (required). With a list,
+#                   the job also fails if the store holds tenants the list leaves
+#                   out, because retention removes their records unarchived.
 #   EXPORT_DEST     gs://bucket/prefix (uploaded with `gcloud storage cp`) or
 #                   file:///dir (copied; for local runs) (required)
 #   EXPORT_STORE    fdb-sink --store value (default: fdb)
@@ -46,6 +49,12 @@ copy() { # src dst-url
   esac
 }
 
+# Every tenant in the store; the job fails if they cannot be listed.
+stored=$("$sink" tenants --store "$store") || { echo "export-audit: cannot list the tenants of $store" >&2; exit 1; }
+if [ "${tenants//[[:space:]]/}" = all ]; then
+  tenants=$stored
+fi
+
 failed=0
 for tenant in ${tenants//,/ }; do
   out="$work/$tenant-$day.ndjson.gz"
@@ -60,4 +69,16 @@ for tenant in ${tenants//,/ }; do
   fi
   rm -f "$out"
 done
+
+# Tenants with records that the list left out: retention will remove their
+# records without an archive.
+listed=" ${tenants//,/ } "
+left_out=()
+for tenant in $stored; do
+  case "$listed" in *[[:space:]]"$tenant"[[:space:]]*) ;; *) left_out+=("$tenant") ;; esac
+done
+if [ "${#left_out[@]}" -gt 0 ]; then
+  echo "export-audit: FAILED: tenants with records not in EXPORT_TENANTS (not archived): ${left_out[*]}; list them or set EXPORT_TENANTS=all" >&2
+  failed=1
+fi
 exit "$failed"

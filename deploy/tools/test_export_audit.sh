@@ -3,7 +3,9 @@
 #  - bad configuration fails fast with exit 2 and a message naming the variable;
 #  - with a built fdb-sink (target/{debug,release}/fdb-sink), a real export
 #    from an embedded store: only the asked tenant and day, gzip NDJSON, at
-#    <dest>/<day>/<tenant>.ndjson.gz, and a rerun refuses to overwrite it.
+#    <dest>/<day>/<tenant>.ndjson.gz, for every tenant (EXPORT_TENANTS=all) or
+#    the listed ones (failing when the list leaves a tenant with records out),
+#    and a rerun refuses to overwrite it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 script=deploy/docker/export-audit.sh
@@ -28,10 +30,10 @@ expect_usage_error "day that is not a date" "EXPORT_DAY is not a date" EXPORT_TE
 
 sink=""
 for candidate in target/release/fdb-sink target/debug/fdb-sink; do
-  if [ -x "$candidate" ] && "$candidate" export --help >/dev/null 2>&1; then sink=$candidate; break; fi
+  if [ -x "$candidate" ] && "$candidate" tenants --help >/dev/null 2>&1; then sink=$candidate; break; fi
 done
 if [ -z "$sink" ]; then
-  echo "skip real export: no built fdb-sink with an export command (cargo build -p fdb-sink)"
+  echo "skip real export: no built fdb-sink with the tenants command (cargo build -p fdb-sink)"
 else
   store="embedded:$tmp/store"
   # Two tenants, two days: only t1 on 2026-11-25 must come out.
@@ -49,22 +51,37 @@ for seq, (tenant, day, path) in enumerate([
 open(sys.argv[1], "w").write("\n".join(lines) + "\n")
 PY
   "$sink" import --store "$store" "$tmp/events.ndjson" >/dev/null 2>"$tmp/import.log"
-  if FDB_SINK=$sink EXPORT_STORE=$store EXPORT_TENANTS=t1 EXPORT_DAY=2026-11-25 \
-       EXPORT_DEST=file://$tmp/archive bash "$script" 2>"$tmp/log"; then
-    got=$(gzip -dc "$tmp/archive/2026-11-25/t1.ndjson.gz" | grep -o '"path":"[^"]*"' | sort | tr '\n' ' ')
-    if [ "$got" = '"path":"a.txt" "path":"b.txt" ' ]; then
-      echo "ok   real export of tenant t1, 2026-11-25: $got"
+  paths() { gzip -dc "$1" | grep -o '"path":"[^"]*"' | sort | tr '\n' ' '; }
+  run_export() { # tenants dest-dir log
+    FDB_SINK=$sink EXPORT_STORE=$store EXPORT_TENANTS=$1 EXPORT_DAY=2026-11-25 \
+      EXPORT_DEST=file://$2 bash "$script" 2>"$3"
+  }
+  # EXPORT_TENANTS=all: every tenant of the store, only that day.
+  if run_export all "$tmp/archive" "$tmp/log"; then
+    got="$(paths "$tmp/archive/2026-11-25/t1.ndjson.gz")| $(paths "$tmp/archive/2026-11-25/t2.ndjson.gz")"
+    if [ "$got" = '"path":"a.txt" "path":"b.txt" | "path":"c.txt" ' ]; then
+      echo "ok   real export of every tenant, 2026-11-25: $got"
     else
       echo "FAIL real export returned: $got"; cat "$tmp/log"; fails=$((fails + 1))
     fi
-    if FDB_SINK=$sink EXPORT_STORE=$store EXPORT_TENANTS=t1 EXPORT_DAY=2026-11-25 \
-         EXPORT_DEST=file://$tmp/archive bash "$script" 2>/dev/null; then
+    if run_export all "$tmp/archive" /dev/null; then
       echo "FAIL a rerun overwrote an existing archive"; fails=$((fails + 1))
     else
       echo "ok   rerun refuses to overwrite the archive"
     fi
   else
     echo "FAIL real export failed:"; cat "$tmp/log"; fails=$((fails + 1))
+  fi
+  # A list that leaves a tenant with records out: the listed one is archived,
+  # and the job fails naming the one left out.
+  code=0
+  run_export t1 "$tmp/listed" "$tmp/log2" || code=$?
+  got=$(paths "$tmp/listed/2026-11-25/t1.ndjson.gz" 2>/dev/null || true)
+  if [ "$code" = 1 ] && [ "$got" = '"path":"a.txt" "path":"b.txt" ' ] \
+     && grep -q 'not archived): t2;' "$tmp/log2" && [ ! -e "$tmp/listed/2026-11-25/t2.ndjson.gz" ]; then
+    echo "ok   a list without t2 archives t1 and fails naming t2"
+  else
+    echo "FAIL list without t2: exit $code, t1: $got"; cat "$tmp/log2"; fails=$((fails + 1))
   fi
 fi
 [ "$fails" = 0 ]

@@ -14,6 +14,7 @@ pub mod export;
 pub mod import;
 pub mod retention;
 pub mod serve;
+pub mod tenants;
 pub mod token;
 
 /// Validates file events and writes idempotent audit records to
@@ -35,6 +36,8 @@ pub mod token;
 ///   fdb-sink retention --older-than 90d --dry-run              # what retention would remove
 ///
 ///   fdb-sink dead-letters --since 2026-11-27T00:00:00Z         # lines that became no record, and why
+///
+///   fdb-sink tenants                                            # tenants with records
 ///
 /// Logs go to stderr; set RUST_LOG (e.g. `RUST_LOG=fdb_sink=debug`) for more detail.
 #[derive(Debug, Parser)]
@@ -62,6 +65,9 @@ pub enum Command {
     /// Print the stored dead letters (lines that could not become audit
     /// records, with the reason and the raw line) as NDJSON, oldest first.
     DeadLetters(dead_letters::DeadLettersArgs),
+    /// Print the tenants that have audit records, one per line (the daily
+    /// export job archives each of them).
+    Tenants(tenants::TenantsArgs),
     /// Mint an HS256 API token for local use and demos (development tool).
     Token(token::TokenArgs),
 }
@@ -69,9 +75,10 @@ pub enum Command {
 /// Where and under which root the audit records live.
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
-    /// Storage backend: `embedded:<dir>` (a fjall database in <dir>/audit.fjall, created if
-    /// missing) or `fdb[:<cluster-file>]` (FoundationDB; the cluster file
-    /// defaults to $FDB_CLUSTER_FILE, then /etc/foundationdb/fdb.cluster).
+    /// Storage backend: `embedded:<dir>` (a fjall database in <dir>/audit.fjall; `serve`
+    /// and `import` create it if missing, the other commands refuse a missing one) or
+    /// `fdb[:<cluster-file>]` (FoundationDB; the cluster file defaults to
+    /// $FDB_CLUSTER_FILE, then /etc/foundationdb/fdb.cluster).
     #[arg(long, env = "FDB_SINK_STORE", default_value = DEFAULT_STORE, value_name = "STORE")]
     pub store: StoreSpec,
 
@@ -156,6 +163,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export(args) => export::run(args),
         Command::Retention(args) => retention::run(args),
         Command::DeadLetters(args) => dead_letters::run(args),
+        Command::Tenants(args) => tenants::run(args),
         Command::Token(args) => token::run(args),
     }
 }

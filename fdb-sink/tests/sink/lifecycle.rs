@@ -711,3 +711,34 @@ fn export_into_a_pipe_closed_early_exits_0_quietly() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("error"), "{stderr}");
 }
+
+#[test]
+fn tenants_lists_every_tenant_with_records_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let src = dir.path().join("src");
+    let store = format!("embedded:{}", src.display());
+    let t = "2026-11-20T10:00:00Z";
+    let lines = [
+        ev("globex", "eve", "s-9", M_GLOBEX, 1, t, "create", "g"),
+        ev("acme", "alice", "s-1", M_ACME, 1, t, "create", "a"),
+        ev("acme", "alice", "s-2", M_ACME, 2, t, "create", "b"),
+        ev("acme", "bob", "s-3", M_BOB, 1, t, "create", "c"),
+        ev("acme-2", "zed", "s-1", M_BOB, 2, t, "create", "d"),
+    ];
+    let file = dir.path().join("events.ndjson");
+    let body: Vec<String> = lines.iter().map(Value::to_string).collect();
+    std::fs::write(&file, body.join("\n")).expect("write");
+    import(&store, file.to_str().expect("utf8"));
+    let out = cli(&["tenants", "--store", &store]);
+    let listed = String::from_utf8(out.stdout).expect("utf8");
+    assert_eq!(listed, "acme\nacme-2\nglobex\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tenants: 3"));
+
+    let missing = format!("embedded:{}", dir.path().join("nope").display());
+    let out = Command::new(BIN)
+        .args(["tenants", "--store", &missing])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(out.stdout.is_empty());
+}
