@@ -12,6 +12,7 @@
 pub mod api;
 pub mod audit;
 pub mod cli;
+pub mod conn;
 pub mod export;
 pub mod ingest;
 pub mod keys;

@@ -32,7 +32,6 @@ pub mod claims;
 pub mod error;
 pub mod files;
 pub mod history;
-pub mod listen;
 pub mod logs;
 pub mod monitors;
 pub mod paths;
@@ -246,7 +245,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
 
 /// Serves the API on `listener` until `stop` turns true.
 pub async fn serve(
-    listener: listen::LimitedListener,
+    listener: crate::conn::Listener,
     state: Arc<ApiState>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
@@ -297,7 +296,11 @@ pub async fn spawn(
         )),
         stop: stop.clone(),
     });
-    let listener = listen::LimitedListener::new(listener, args.api_max_connections, idle);
+    let listener = crate::conn::Listener::new(
+        listener,
+        crate::conn::Limits::api(idle, args.api_max_connections),
+        "api",
+    );
     Ok(tokio::spawn(serve(listener, state, stop)))
 }
 

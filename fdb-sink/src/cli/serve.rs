@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use super::StoreArgs;
 use crate::audit::{self, WriteOptions};
-use crate::ingest::conn::DeadlineListener;
+use crate::conn::{Limits, Listener};
 use crate::ingest::http::{self, IngestConfig, IngestState};
 use crate::ingest::lines::{Line, LineReader, MAX_BATCH_BYTES};
 use crate::ingest::pipeline::BatchSummary;
@@ -204,11 +204,14 @@ async fn serve(
     let app = http::router(state);
     let mut server_stop = stop_rx.clone();
     let server = tokio::spawn(async move {
-        axum::serve(DeadlineListener::new(listener, request_timeout), app)
-            .with_graceful_shutdown(async move {
-                let _ = server_stop.wait_for(|s| *s).await;
-            })
-            .await
+        axum::serve(
+            Listener::new(listener, Limits::ingest(request_timeout), "ingest"),
+            app,
+        )
+        .with_graceful_shutdown(async move {
+            let _ = server_stop.wait_for(|s| *s).await;
+        })
+        .await
     });
 
     if let Some(older_than) = args.api.retention_older_than {

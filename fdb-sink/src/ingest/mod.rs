@@ -7,7 +7,6 @@
 //! - [`http`]: the ingest server (`POST /v1/events`, metrics, health);
 //! - [`conn`]: its connections' deadlines (slow or silent clients).
 
-pub mod conn;
 pub mod decode;
 pub mod framing;
 pub mod http;
