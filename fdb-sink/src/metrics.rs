@@ -26,6 +26,14 @@ pub struct CodeLabel {
     pub code: u16,
 }
 
+/// An API response: the route's path template (as in docs/openapi.yaml, or
+/// `unmatched`) and the status code.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabel {
+    pub route: String,
+    pub code: u16,
+}
+
 /// Batch outcomes (`fdb_sink_batches_total{outcome}`).
 pub mod outcome {
     /// Every line committed (records or dead letters).
@@ -53,6 +61,8 @@ pub struct Metrics {
     pub http_requests: Family<CodeLabel, Counter>,
     pub delivery_missing_events: Gauge,
     pub store_up: Gauge,
+    pub api_requests: Family<ApiLabel, Counter>,
+    pub api_streams_open: Gauge,
 }
 
 impl Metrics {
@@ -72,6 +82,8 @@ impl Metrics {
             http_requests: Family::default(),
             delivery_missing_events: Gauge::default(),
             store_up: Gauge::default(),
+            api_requests: Family::default(),
+            api_streams_open: Gauge::default(),
         };
         // Every reason and outcome is exported from the start (at 0), so
         // that `increase()` sees the first one after a restart.
@@ -149,6 +161,16 @@ impl Metrics {
             "1 when the store answered the last check, else 0",
             m.store_up.clone(),
         );
+        r.register(
+            "fdb_sink_api_requests",
+            "API responses by route (path template, or unmatched) and status code",
+            m.api_requests.clone(),
+        );
+        r.register(
+            "fdb_sink_api_streams_open",
+            "follow=true event streams open now",
+            m.api_streams_open.clone(),
+        );
         m
     }
 
@@ -172,6 +194,15 @@ impl Metrics {
     pub fn http(&self, code: u16) {
         self.http_requests.get_or_create(&CodeLabel { code }).inc();
     }
+
+    pub fn api(&self, route: &str, code: u16) {
+        self.api_requests
+            .get_or_create(&ApiLabel {
+                route: route.to_owned(),
+                code,
+            })
+            .inc();
+    }
 }
 
 #[cfg(test)]
@@ -186,6 +217,7 @@ mod tests {
         m.dead_lettered("invalid_json");
         m.batch(outcome::COMMITTED);
         m.http(200);
+        m.api("/api/v5/agents", 200);
         m.commit_latency.observe(0.01);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &reg).expect("encode");
@@ -202,6 +234,8 @@ mod tests {
             "fdb_sink_http_requests_total{code=\"200\"}",
             "fdb_sink_delivery_missing_events",
             "fdb_sink_store_up",
+            "fdb_sink_api_requests_total{route=\"/api/v5/agents\",code=\"200\"}",
+            "fdb_sink_api_streams_open",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }

@@ -24,6 +24,7 @@ use axum::Router;
 use clap::Args;
 
 use crate::keys::Keys;
+use crate::metrics::Metrics;
 use crate::store::Store;
 
 pub mod agents;
@@ -188,6 +189,8 @@ pub struct ApiState {
     pub streams: Arc<sse::StreamSlots>,
     /// Turns true at shutdown; ends `follow=true` streams.
     pub stop: tokio::sync::watch::Receiver<bool>,
+    /// `fdb_sink_api_requests_total` and `fdb_sink_api_streams_open`.
+    pub metrics: Metrics,
 }
 
 impl ApiState {
@@ -216,6 +219,23 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("delete", "/api/v5/agents/claims"),
 ];
 
+/// Counts every response in `fdb_sink_api_requests_total` by the route's
+/// path template (bounded: the routes of [`ROUTES`] and `unmatched`).
+async fn count_response(
+    axum::extract::State(state): axum::extract::State<Arc<ApiState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let resp = next.run(req).await;
+    state.metrics.api(&route, resp.status().as_u16());
+    resp
+}
+
 /// The API router.
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
@@ -240,6 +260,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::MethodNotAllowed("method not allowed on this route".into())
         })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            count_response,
+        ))
         .with_state(state)
 }
 
@@ -264,6 +288,7 @@ pub async fn spawn(
     verifier: auth::Verifier,
     store: Arc<dyn Store>,
     keys: Keys,
+    metrics: Metrics,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<tokio::task::JoinHandle<std::io::Result<()>>> {
     use anyhow::Context;
@@ -293,8 +318,10 @@ pub async fn spawn(
         streams: Arc::new(sse::StreamSlots::new(
             args.api_max_streams,
             args.api_max_streams_per_tenant,
+            metrics.api_streams_open.clone(),
         )),
         stop: stop.clone(),
+        metrics,
     });
     let listener = crate::conn::Listener::new(
         listener,
@@ -326,8 +353,9 @@ mod tests {
             agent_ttl: Duration::from_secs(60),
             follow_poll: FOLLOW_POLL,
             keep_alive: KEEP_ALIVE,
-            streams: Arc::new(sse::StreamSlots::new(8, 8)),
+            streams: Arc::new(sse::StreamSlots::new(8, 8, Default::default())),
             stop,
+            metrics: Metrics::unregistered(),
         }));
         for (method, path) in ROUTES {
             let uri = path

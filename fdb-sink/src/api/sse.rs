@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
+use prometheus_client::metrics::gauge::Gauge;
 
 use super::logs::{encode_cursor, page, record_json, Filter, Scope};
 use super::{ApiError, ApiState};
@@ -35,6 +36,8 @@ pub struct StreamSlots {
     max_total: usize,
     max_per_tenant: usize,
     open: Mutex<OpenStreams>,
+    /// `fdb_sink_api_streams_open`: the total, kept in step.
+    gauge: Gauge,
 }
 
 #[derive(Debug, Default)]
@@ -44,11 +47,12 @@ struct OpenStreams {
 }
 
 impl StreamSlots {
-    pub fn new(max_total: usize, max_per_tenant: usize) -> Self {
+    pub fn new(max_total: usize, max_per_tenant: usize, gauge: Gauge) -> Self {
         StreamSlots {
             max_total,
             max_per_tenant,
             open: Mutex::new(OpenStreams::default()),
+            gauge,
         }
     }
 
@@ -71,6 +75,7 @@ impl StreamSlots {
             ));
         }
         open.total += 1;
+        self.gauge.set(open.total as i64);
         *open.per_tenant.entry(tenant.to_owned()).or_insert(0) += 1;
         Ok(StreamSlot {
             slots: self.clone(),
@@ -90,6 +95,7 @@ impl Drop for StreamSlot {
     fn drop(&mut self) {
         if let Ok(mut open) = self.slots.open.lock() {
             open.total = open.total.saturating_sub(1);
+            self.slots.gauge.set(open.total as i64);
             if let Some(n) = open.per_tenant.get_mut(&self.tenant) {
                 *n = n.saturating_sub(1);
                 if *n == 0 {

@@ -231,6 +231,7 @@ async fn serve(
                 verifier,
                 ctx.store.clone(),
                 ctx.ingestor.keys().clone(),
+                ctx.ingestor.metrics().clone(),
                 stop_rx.clone(),
             )
             .await?,

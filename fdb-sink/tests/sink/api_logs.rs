@@ -447,6 +447,24 @@ fn follow_streams_are_bounded_per_tenant() {
     assert_eq!(body["error"], "too_many_requests", "{body}");
     let other = open("globex");
     assert_eq!(other.status(), 200, "another tenant is not affected");
+    // The metrics count the refusal by route and the streams open now; an
+    // unknown path is counted as unmatched.
+    let missing = http()
+        .get(api.url("/api/v5/nothing-here"))
+        .send()
+        .expect("request");
+    assert_eq!(missing.status(), 404);
+    let metrics = api.sink.metrics();
+    for line in [
+        "fdb_sink_api_requests_total{route=\"/api/v5/agents/logs\",code=\"429\"} 1",
+        "fdb_sink_api_requests_total{route=\"unmatched\",code=\"404\"} 1",
+        "fdb_sink_api_streams_open 3",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} missing from:\n{metrics}"
+        );
+    }
     drop(first);
     // The server notices the closed stream at its next write (a keep-alive
     // comment at the latest).
