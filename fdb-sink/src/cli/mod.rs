@@ -109,14 +109,18 @@ impl StoreArgs {
 
     fn open_checked(&self) -> anyhow::Result<Arc<dyn Store>> {
         let store = crate::store::open(&self.store).context("opening the store")?;
-        store.check().with_context(|| {
-            format!(
+        match store.check() {
+            Ok(()) => Ok(store),
+            // Its message says what to do; running again would not help.
+            Err(e @ crate::store::StoreError::Damaged(_)) => {
+                Err(anyhow::Error::new(e).context(format!("store {} is damaged", store.describe())))
+            }
+            Err(e) => Err(anyhow::Error::new(e).context(format!(
                 "store {} is not available (nothing was read or written; run the command \
-                     again once it is)",
+                 again once it is)",
                 store.describe()
-            )
-        })?;
-        Ok(store)
+            ))),
+        }
     }
 
     /// An embedded store must already exist, so that a mistyped path is an

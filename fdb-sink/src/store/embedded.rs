@@ -8,7 +8,10 @@
 //! atomic record appended to the journal, persisted with
 //! `PersistMode::SyncAll` (fsync) before `commit` returns, so a `kill -9`
 //! loses nothing that was acknowledged; on reopen the journal is replayed
-//! and a torn final batch is discarded whole. Readers work on snapshots,
+//! and a torn final batch is discarded whole (fjall logs a warning). Bytes
+//! that cannot be read but are followed by complete batches are damage, not
+//! a crash's torn end: the database does not open, its files are left as
+//! they are, and the error says what the operator can do. Readers work on snapshots,
 //! which see a batch entirely or not at all, and never wait for the writer.
 //!
 //! The writer also remembers the committed values of the keys that atomic
@@ -395,12 +398,40 @@ fn convert(e: fjall::Error) -> StoreError {
         fjall::Error::Poisoned => {
             "a previous write failed (hardware or file system fault); reopening".to_string()
         }
+        // Says it all, with the file and offsets: fjall's text would repeat it.
+        fjall::Error::JournalRecovery(fjall::JournalRecoveryError::CorruptionBeforeValidData {
+            path,
+            pos,
+            next_valid_batch,
+        }) => return StoreError::Damaged(damaged_journal(path, *pos, *next_valid_batch)),
         other => format!("embedded store: {other}"),
     };
     StoreError::Unavailable {
         message,
         source: Some(Box::new(e)),
     }
+}
+
+/// What an operator reads when a journal file is damaged in the middle: the
+/// store does not open, and nothing was changed on disk.
+fn damaged_journal(path: &Path, pos: u64, next_valid_batch: Option<u64>) -> String {
+    let db_dir = path.parent().unwrap_or(path);
+    let after = match next_valid_batch {
+        Some(next) => format!("committed batches follow it (the next at byte offset {next})"),
+        None => "newer journal files follow it".to_string(),
+    };
+    format!(
+        "the store's journal {journal} is damaged: the batch at byte offset {pos} cannot be \
+         read, and {after}, so this is not the torn end a crash leaves. The store was not \
+         opened and nothing was changed on disk. First keep a copy of {db} as it is. Then \
+         restore the store from a backup or an export (`fdb-sink import`). Only if you accept \
+         losing the records whose batches come after that offset in this file: cut it there \
+         with `truncate -s {pos} {journal}`; the store then opens with everything before the \
+         damage, and importing an export or the original events again adds back what is \
+         missing (records already stored are skipped as duplicates)",
+        journal = path.display(),
+        db = db_dir.display(),
+    )
 }
 
 /// The kind of the I/O error behind a fjall error, if it is one.

@@ -204,6 +204,11 @@ pub enum StoreError {
     /// A stored value or key could not be decoded.
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    /// The store's files are damaged and it does not open: an operator must
+    /// repair or restore it (the message says how); retrying cannot help, but
+    /// ingest answers 503 meanwhile so that clients keep what they hold.
+    #[error("{0}")]
+    Damaged(String),
     /// Bad store configuration (unparsable STORE, missing feature, …).
     #[error("{0}")]
     Config(String),
@@ -225,7 +230,9 @@ impl StoreError {
     /// data): callers answer 503 and retry later.
     pub fn unavailable(&self) -> bool {
         match self {
-            StoreError::Unavailable { .. } | StoreError::RetriesExhausted { .. } => true,
+            StoreError::Unavailable { .. }
+            | StoreError::RetriesExhausted { .. }
+            | StoreError::Damaged(_) => true,
             // FoundationDB's 1xxx errors are the cluster's (conflicts, a
             // recovery, timeouts, throttling); 2xxx are the client's misuse
             // (transaction, key or value too large, invalid ranges), which a

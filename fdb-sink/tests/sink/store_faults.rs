@@ -1,6 +1,6 @@
 //! The store failing under the sink: another process holding it, the disk
-//! full. Clear messages, 503 (never 200) for what was not committed, and
-//! recovery once the fault is gone.
+//! full, a damaged journal. Clear messages, 503 (never 200) for what was not
+//! committed, and recovery once the fault is gone.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -249,4 +249,221 @@ fn a_store_directory_removed_while_serving_is_never_acknowledged_into() {
         "the acknowledged retry is stored"
     );
     assert!(stored.records.iter().all(|r| r.record.event.seq > 500));
+}
+
+/// Writes `count` events to a new NDJSON file in `dir`.
+fn events_file(dir: &Path, monitor: &str, first_seq: u64, count: u64) -> PathBuf {
+    let input = dir.join(format!("events-{first_seq}.ndjson"));
+    let lines: Vec<String> = (first_seq..first_seq + count)
+        .map(|seq| event(monitor, seq, "s-journal"))
+        .collect();
+    std::fs::write(&input, ndjson(&lines)).expect("write events");
+    input
+}
+
+/// Imports `input` (one transaction, i.e. one journal batch, per 1,000
+/// events) into the embedded store in `dir`, then opens it once more with
+/// `export`, which cuts the journal's unused pre-allocated space: the journal
+/// then ends with the last batch.
+fn import(dir: &Path, input: &Path) {
+    let store = format!("embedded:{}", dir.display());
+    let out = Command::new(BIN)
+        .args(["import", "--store", &store])
+        .arg(input)
+        .output()
+        .expect("import");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = export(dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn export(dir: &Path) -> std::process::Output {
+    Command::new(BIN)
+        .args(["export", "--tenant", "acme", "--store"])
+        .arg(format!("embedded:{}", dir.display()))
+        .output()
+        .expect("export")
+}
+
+/// The store's one journal file.
+fn journal(dir: &Path) -> PathBuf {
+    let journals: Vec<PathBuf> = std::fs::read_dir(dir.join("audit.fjall"))
+        .expect("read store directory")
+        .map(|e| e.expect("dir entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jnl"))
+        .collect();
+    assert_eq!(journals.len(), 1, "{journals:?}");
+    journals[0].clone()
+}
+
+/// Overwrites `len` bytes at `offset` of `path` with pseudo-random bytes.
+fn scribble(path: &Path, offset: u64, len: usize) {
+    use std::io::{Seek, SeekFrom, Write};
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let garbage: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[0]
+        })
+        .collect();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open journal");
+    file.seek(SeekFrom::Start(offset)).expect("seek");
+    file.write_all(&garbage).expect("write");
+    file.sync_all().expect("sync");
+}
+
+#[test]
+fn a_journal_damaged_in_the_middle_is_refused_unchanged_with_what_to_do() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let monitor = uuid::Uuid::new_v4().to_string();
+    let input = events_file(dir.path(), &monitor, 1, 5_000);
+    import(dir.path(), &input);
+    let journal = journal(dir.path());
+    let len = std::fs::metadata(&journal).expect("journal").len();
+    // 4 KiB of garbage in the middle: batches of acknowledged records follow.
+    scribble(&journal, len / 2, 4096);
+    let damaged = std::fs::read(&journal).expect("read journal");
+
+    let mut first_message = None;
+    for _ in 0..2 {
+        let out = export(dir.path());
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(out.stdout.is_empty(), "nothing exported");
+        for needle in [
+            format!("the store's journal {} is damaged", journal.display()),
+            "nothing was changed on disk".to_string(),
+            format!(
+                "keep a copy of {}",
+                dir.path().join("audit.fjall").display()
+            ),
+            "restore the store from a backup or an export".to_string(),
+            "truncate -s ".to_string(),
+        ] {
+            assert!(stderr.contains(&needle), "{needle:?} in {stderr}");
+        }
+        assert!(
+            !stderr.contains("run the command again"),
+            "no retry is promised for a damaged store: {stderr}"
+        );
+        let message = stderr
+            .lines()
+            .find(|l| l.starts_with("fdb-sink: error:"))
+            .expect("error line")
+            .to_string();
+        // The same every time: the first attempt changed nothing.
+        assert_eq!(*first_message.get_or_insert(message.clone()), message);
+        assert!(
+            std::fs::read(&journal).expect("read journal") == damaged,
+            "the journal must be left byte for byte as it was"
+        );
+    }
+
+    // `serve` on it never becomes ready, and changes nothing either.
+    let mut sink = Sink::start(dir.path(), &[]);
+    sink.wait_ready(503);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    sink.wait_ready(503);
+    let (status, _) = post(&sink, ndjson(&[event(&monitor, 9_999, "s")]), &[]);
+    assert_eq!(status, 503, "nothing is acknowledged into a damaged store");
+    sink.stop();
+    assert!(sink
+        .log
+        .lock()
+        .expect("log")
+        .contains("nothing was changed on disk"));
+    assert!(std::fs::read(&journal).expect("read journal") == damaged);
+
+    // The way out the message offers, for an operator who accepts the loss:
+    // cut the journal where it says, then import the same events again.
+    let message = first_message.expect("message");
+    let cut: u64 = message
+        .split("truncate -s ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("offset in the message");
+    assert!(cut < len / 2, "the cut is before the damage");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&journal)
+        .expect("open journal")
+        .set_len(cut)
+        .expect("truncate");
+    let out = export(dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kept = read_store(dir.path()).records.len();
+    assert!(kept > 0 && kept < 5_000, "{kept}");
+    import(dir.path(), &input);
+    assert_eq!(read_store(dir.path()).records.len(), 5_000);
+}
+
+#[test]
+fn a_torn_journal_tail_is_discarded_with_a_warning_and_every_complete_batch_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let monitor = uuid::Uuid::new_v4().to_string();
+    import(dir.path(), &events_file(dir.path(), &monitor, 1, 2_000));
+    let journal = journal(dir.path());
+    let two_batches = std::fs::metadata(&journal).expect("journal").len();
+    import(dir.path(), &events_file(dir.path(), &monitor, 2_001, 1_000));
+    let three_batches = std::fs::metadata(&journal).expect("journal").len();
+    assert!(three_batches > two_batches);
+
+    // A few garbage bytes after the last batch of a store closed cleanly.
+    {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&journal)
+            .expect("open journal");
+        file.write_all(b"\x01\x07\x00\x00\x00garbage")
+            .expect("append");
+    }
+    let out = export(dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("WARN") && stderr.contains("discarding an incomplete last batch"),
+        "a discarded tail is never silent: {stderr}"
+    );
+    assert_eq!(
+        std::fs::metadata(&journal).expect("journal").len(),
+        three_batches
+    );
+    assert_eq!(read_store(dir.path()).records.len(), 3_000);
+
+    // The file cut in the middle of its last batch (a crash while writing it).
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&journal)
+        .expect("open journal")
+        .set_len((two_batches + three_batches) / 2)
+        .expect("truncate");
+    let out = export(dir.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("discarding an incomplete last batch"),
+        "{stderr}"
+    );
+    let stored = read_store(dir.path());
+    assert_eq!(stored.records.len(), 2_000, "both complete batches");
+    assert!(stored.records.iter().all(|r| r.record.event.seq <= 2_000));
 }

@@ -148,7 +148,7 @@ pub fn recover_sealed_memtables(
         log::debug!("Replaying sealed journal at {}", journal_path.display());
 
         let raw_reader = JournalReader::new(journal_path)?;
-        let reader = JournalBatchReader::new(raw_reader);
+        let reader = JournalBatchReader::new(raw_reader).sealed();
 
         let mut watermarks: HashMap<_, EvictionWatermark> = HashMap::default();
 

@@ -25,7 +25,7 @@ pub enum RecoveryMode {
 }
 
 /// Errors that can occur during journal recovery
-#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+#[derive(Clone, Debug, Eq, PartialEq)]
 #[expect(clippy::module_name_repetitions)]
 pub enum RecoveryError {
     /// Batch had less items than expected, so it's incomplete
@@ -41,11 +41,49 @@ pub enum RecoveryError {
 
     /// An unparseable journal file name was encountered
     InvalidFileName,
+
+    /// A journal file holds bytes that are not a valid batch, and a valid
+    /// batch or a newer journal follows them: the file is damaged, not torn
+    /// at its end by a crash. The file was left as it is.
+    ///
+    /// (Since this variant, replay no longer returns `InsufficientLength`,
+    /// `TooManyItems` or `ChecksumMismatch`: such a batch is either a torn
+    /// tail, discarded, or damage, reported with this variant.)
+    CorruptionBeforeValidData {
+        /// The journal file
+        path: std::path::PathBuf,
+
+        /// Where the damaged batch starts (the end of the last valid batch
+        /// before it)
+        pos: u64,
+
+        /// Where the next complete batch in the same file starts; `None`
+        /// when the file is a sealed journal (newer journal files follow it)
+        /// and holds no complete batch after the damage
+        next_valid_batch: Option<u64>,
+    },
 }
 
 impl std::fmt::Display for RecoveryError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RecoveryError({self:?})")
+        match self {
+            Self::CorruptionBeforeValidData {
+                path,
+                pos,
+                next_valid_batch,
+            } => {
+                write!(
+                    f,
+                    "journal {} is damaged at byte offset {pos}",
+                    path.display()
+                )?;
+                match next_valid_batch {
+                    Some(next) => write!(f, ", and a valid batch follows at byte offset {next}"),
+                    None => write!(f, ", and it is a sealed journal that newer journals follow"),
+                }
+            }
+            _ => write!(f, "RecoveryError({self:?})"),
+        }
     }
 }
 

@@ -8,6 +8,7 @@ pub mod error;
 pub mod manager;
 pub mod reader;
 mod recovery;
+mod scan;
 pub mod writer;
 
 #[cfg(test)]

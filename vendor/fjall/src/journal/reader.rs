@@ -4,7 +4,7 @@
 
 use super::entry::Entry;
 use std::{
-    fs::{File, OpenOptions},
+    fs::File,
     io::{BufReader, Seek},
     path::{Path, PathBuf},
 };
@@ -12,41 +12,50 @@ use std::{
 /// Reads and emits through the entries in a journal file, but doesn't
 /// check the validity of batches
 ///
-/// Will truncate the file to the last valid position to prevent corrupt
-/// bytes at the end of the file, which would jeopardize future writes into the file.
+/// Stops at the first entry it cannot decode, and records why in
+/// [`JournalReader::stopped_at`]. It never changes the file: whether the
+/// undecodable bytes are a torn tail that may be discarded is for
+/// the batch reader to decide.
 #[expect(clippy::module_name_repetitions)]
 pub struct JournalReader {
     pub(crate) path: PathBuf,
     pub(crate) reader: BufReader<File>,
     pub(crate) last_valid_pos: u64,
+
+    /// Why reading stopped before the end of the file, if it did
+    pub(crate) stopped_at: Option<String>,
 }
 
 impl JournalReader {
     pub fn new<P: AsRef<Path>>(path: P) -> crate::Result<Self> {
-        let file = OpenOptions::new().read(true).write(true).open(&path)?;
+        let file = File::open(&path)?;
 
         Ok(Self {
             path: path.as_ref().into(),
             reader: BufReader::new(file),
             last_valid_pos: 0,
+            stopped_at: None,
         })
     }
+}
 
-    fn truncate_file(&mut self, pos: u64) -> crate::Result<()> {
-        log::debug!("truncating journal to {pos}");
-        self.reader.get_mut().set_len(pos)?;
-        self.reader.get_mut().sync_all()?;
-        Ok(())
-    }
-
-    fn maybe_truncate_file_to_last_valid_pos(&mut self) -> crate::Result<()> {
-        let stream_pos = self.reader.stream_position()?;
-
-        if stream_pos > self.last_valid_pos {
-            self.truncate_file(self.last_valid_pos)?;
-        }
-
-        Ok(())
+/// True for the errors of decoding bytes that are not a journal entry (as
+/// opposed to failing to read them).
+fn is_decode_error(e: &crate::Error) -> bool {
+    match e {
+        crate::Error::Io(e) => matches!(
+            e.kind(),
+            std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::Other
+                | std::io::ErrorKind::InvalidData
+        ),
+        crate::Error::Storage(lsm_tree::Error::Io(e)) => matches!(
+            e.kind(),
+            std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::Other
+                | std::io::ErrorKind::InvalidData
+        ),
+        _ => true,
     }
 }
 
@@ -54,25 +63,23 @@ impl Iterator for JournalReader {
     type Item = crate::Result<Entry>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if self.stopped_at.is_some() {
+            return None;
+        }
+
         match Entry::decode_from(&mut self.reader) {
             Ok(item) => {
                 self.last_valid_pos = fail_iter!(self.reader.stream_position());
                 Some(Ok(item))
             }
-            Err(e) => {
-                if let crate::Error::Io(e) = e {
-                    match e.kind() {
-                        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::Other => {
-                            fail_iter!(self.maybe_truncate_file_to_last_valid_pos());
-                            None
-                        }
-                        _ => Some(Err(crate::Error::Io(e))),
-                    }
-                } else {
-                    fail_iter!(self.maybe_truncate_file_to_last_valid_pos());
-                    None
-                }
+            Err(e) if is_decode_error(&e) => {
+                self.stopped_at = Some(format!(
+                    "undecodable entry at byte offset {}: {e}",
+                    self.last_valid_pos
+                ));
+                None
             }
+            Err(e) => Some(Err(e)),
         }
     }
 }

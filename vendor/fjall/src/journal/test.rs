@@ -486,3 +486,231 @@ fn journal_truncation_repeating_item_marker() -> crate::Result<()> {
 
     Ok(())
 }
+
+/// The items of each batch, and where each batch starts and ends.
+type WrittenBatches = (Vec<Vec<BatchItem>>, Vec<(u64, u64)>);
+
+/// Writes three batches of two items to a new journal at `path`.
+fn write_three_batches(
+    keyspace: &crate::Keyspace,
+    path: &std::path::Path,
+) -> crate::Result<WrittenBatches> {
+    let batches: Vec<Vec<BatchItem>> = (0..3u8)
+        .map(|b| {
+            (0..2u8)
+                .map(|i| {
+                    BatchItem::new(
+                        keyspace.clone(),
+                        vec![b'k', b, i],
+                        vec![b'v'; 100],
+                        ValueType::Value,
+                    )
+                })
+                .collect()
+        })
+        .collect();
+
+    let mut bounds = Vec::new();
+    let journal = Journal::create_new(path)?;
+    let mut writer = journal.get_writer()?;
+    let mut pos = 0;
+    for (seqno, batch) in batches.iter().enumerate() {
+        let len = writer.write_batch(batch.iter(), batch.len(), seqno as u64)? as u64;
+        bounds.push((pos, pos + len));
+        pos += len;
+    }
+    writer.persist(PersistMode::SyncAll)?;
+    Ok((batches, bounds))
+}
+
+fn overwrite(path: &std::path::Path, pos: u64, bytes: &[u8]) -> crate::Result<()> {
+    use std::io::{Seek, SeekFrom};
+    let mut file = std::fs::OpenOptions::new().write(true).open(path)?;
+    file.seek(SeekFrom::Start(pos))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    Ok(())
+}
+
+#[test]
+#[expect(clippy::unwrap_used, clippy::indexing_slicing)]
+fn journal_damage_before_a_valid_batch_is_an_error_and_the_file_is_kept() -> crate::Result<()> {
+    let dir1 = tempdir()?;
+    let db = crate::Database::builder(&dir1).open()?;
+    let keyspace = db.keyspace("default", Default::default)?;
+
+    let dir2 = tempdir()?;
+    let path = dir2.path().join("0.jnl");
+    let (batches, bounds) = write_three_batches(&keyspace, &path)?;
+
+    // Damage the second batch in two ways: a byte of an item's value (its
+    // checksum no longer matches), then its start marker (undecodable)
+    for (offset, bytes) in [(bounds[1].0 + 60, &b"X"[..]), (bounds[1].0, &[0xEE][..])] {
+        overwrite(&path, offset, bytes)?;
+        let before = std::fs::read(&path)?;
+
+        for _ in 0..2 {
+            let journal = Journal::from_file(&path)?;
+            let mut reader = journal.get_reader()?;
+
+            let first = reader.next().unwrap()?;
+            assert_eq!(batches[0], first.items);
+
+            match reader.next() {
+                Some(Err(crate::Error::JournalRecovery(
+                    crate::JournalRecoveryError::CorruptionBeforeValidData {
+                        path: p,
+                        pos,
+                        next_valid_batch,
+                    },
+                ))) => {
+                    assert_eq!(p, path);
+                    assert_eq!(pos, bounds[1].0);
+                    assert_eq!(next_valid_batch, Some(bounds[2].0));
+                }
+                other => panic!("expected a corruption error, got {other:?}"),
+            }
+            assert!(reader.next().is_none());
+            drop(reader);
+            drop(journal);
+
+            assert_eq!(before, std::fs::read(&path)?, "the file must not change");
+        }
+    }
+
+    Ok(())
+}
+
+#[test]
+#[expect(clippy::unwrap_used, clippy::indexing_slicing)]
+fn journal_damaged_last_batch_is_a_torn_tail() -> crate::Result<()> {
+    let dir1 = tempdir()?;
+    let db = crate::Database::builder(&dir1).open()?;
+    let keyspace = db.keyspace("default", Default::default)?;
+
+    let dir2 = tempdir()?;
+    let path = dir2.path().join("0.jnl");
+    let (batches, bounds) = write_three_batches(&keyspace, &path)?;
+
+    // The last batch's value byte changed: checksum mismatch, nothing after
+    overwrite(&path, bounds[2].0 + 60, b"X")?;
+    {
+        let journal = Journal::from_file(&path)?;
+        let collected = journal.get_reader()?.collect::<crate::Result<Vec<_>>>()?;
+        assert_eq!(2, collected.len());
+        assert_eq!(batches[1], collected[1].items);
+    }
+    assert_eq!(bounds[1].1, std::fs::metadata(&path)?.len());
+
+    // Cut in the middle of the (now) last batch
+    {
+        let file = std::fs::OpenOptions::new().write(true).open(&path)?;
+        file.set_len(bounds[1].0 + 50)?;
+    }
+    {
+        let journal = Journal::from_file(&path)?;
+        let collected = journal.get_reader()?.collect::<crate::Result<Vec<_>>>()?;
+        assert_eq!(1, collected.len());
+        assert_eq!(batches[0], collected.first().unwrap().items);
+    }
+    assert_eq!(bounds[0].1, std::fs::metadata(&path)?.len());
+
+    Ok(())
+}
+
+#[test]
+#[expect(clippy::indexing_slicing)]
+fn journal_unused_preallocated_space_is_a_clean_end() -> crate::Result<()> {
+    let dir1 = tempdir()?;
+    let db = crate::Database::builder(&dir1).open()?;
+    let keyspace = db.keyspace("default", Default::default)?;
+
+    let dir2 = tempdir()?;
+    let path = dir2.path().join("0.jnl");
+    let (_, bounds) = write_three_batches(&keyspace, &path)?;
+    assert!(std::fs::metadata(&path)?.len() > bounds[2].1);
+
+    assert_eq!(scan::classify_tail(&path, bounds[2].1)?, scan::Tail::Clean,);
+    assert_eq!(
+        scan::classify_tail(&path, bounds[1].0)?,
+        scan::Tail::ValidBatchAt(bounds[2].0),
+    );
+
+    let journal = Journal::from_file(&path)?;
+    let collected = journal.get_reader()?.collect::<crate::Result<Vec<_>>>()?;
+    assert_eq!(3, collected.len());
+    assert_eq!(bounds[2].1, std::fs::metadata(&path)?.len());
+
+    Ok(())
+}
+
+#[test]
+#[expect(clippy::indexing_slicing)]
+fn sealed_journal_damage_is_an_error_even_at_its_end() -> crate::Result<()> {
+    let dir1 = tempdir()?;
+    let db = crate::Database::builder(&dir1).open()?;
+    let keyspace = db.keyspace("default", Default::default)?;
+
+    let dir2 = tempdir()?;
+    let path = dir2.path().join("0.jnl");
+    let (_, bounds) = write_three_batches(&keyspace, &path)?;
+    overwrite(&path, bounds[2].0 + 60, b"X")?;
+    let before = std::fs::read(&path)?;
+
+    let reader = batch_reader::JournalBatchReader::new(JournalReader::new(&path)?).sealed();
+    let result = reader.collect::<crate::Result<Vec<_>>>();
+    assert!(
+        matches!(
+            result,
+            Err(crate::Error::JournalRecovery(
+                crate::JournalRecoveryError::CorruptionBeforeValidData {
+                    pos,
+                    next_valid_batch: None,
+                    ..
+                }
+            )) if pos == bounds[2].0
+        ),
+        "{result:?}"
+    );
+    assert_eq!(before, std::fs::read(&path)?);
+
+    Ok(())
+}
+
+#[test]
+#[expect(clippy::indexing_slicing)]
+fn journal_scan_skips_start_like_garbage_and_stops_at_the_end_of_the_file() -> crate::Result<()> {
+    let dir1 = tempdir()?;
+    let db = crate::Database::builder(&dir1).open()?;
+    let keyspace = db.keyspace("default", Default::default)?;
+
+    let dir2 = tempdir()?;
+    let path = dir2.path().join("0.jnl");
+    let (_, bounds) = write_three_batches(&keyspace, &path)?;
+
+    // Bytes that look like batch starts (announcing 2 items), then garbage
+    let mut garbage = Vec::new();
+    for _ in 0..8 {
+        garbage.extend_from_slice(&[1, 2, 0, 0, 0, 9, 9, 9, 9, 9, 9, 9, 9, 2, 0]);
+    }
+    overwrite(&path, bounds[1].0, &garbage)?;
+    assert_eq!(
+        scan::classify_tail(&path, bounds[0].1)?,
+        scan::Tail::ValidBatchAt(bounds[2].0),
+    );
+
+    // The same bytes as the end of the file: each probe runs into its end
+    {
+        let file = std::fs::OpenOptions::new().write(true).open(&path)?;
+        file.set_len(bounds[2].1)?;
+    }
+    overwrite(&path, bounds[2].1, &garbage)?;
+    assert_eq!(
+        scan::classify_tail(&path, bounds[2].1)?,
+        scan::Tail::Torn {
+            data_end: bounds[2].1 + garbage.len() as u64 - 1
+        },
+    );
+
+    Ok(())
+}
