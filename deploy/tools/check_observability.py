@@ -48,6 +48,7 @@ METRICS = {
         "fdb_sink_dead_letter_total", "fdb_sink_batches_total", "fdb_sink_commit_latency_seconds",
         "fdb_sink_transaction_retries_total", "fdb_sink_store_errors_total", "fdb_sink_inflight_batches",
         "fdb_sink_http_requests_total", "fdb_sink_delivery_missing_events", "fdb_sink_store_up",
+        "fdb_sink_api_requests_total", "fdb_sink_api_streams_open",
     },
 }
 KNOWN = set().union(*METRICS.values())
