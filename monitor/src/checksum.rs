@@ -19,6 +19,8 @@ pub enum ChecksumError {
     TooLarge(u64),
     #[error("changed while being read")]
     Changed,
+    #[error("replaced by another file before it was opened")]
+    Replaced,
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -59,18 +61,21 @@ pub fn checksum_file(
     algo: ChecksumAlgo,
     max_bytes: u64,
 ) -> Result<Option<Sum>, ChecksumError> {
-    checksum_file_opened(path, algo, max_bytes).1
+    checksum_file_opened(path, algo, max_bytes, None).1
 }
 
 /// Like [`checksum_file`], also telling whether the file was opened (its
 /// open shows up as a kernel event the monitor must not report as access).
+/// With `ino`, only that inode is read: a file put in its place meanwhile
+/// is [`ChecksumError::Replaced`].
 pub fn checksum_file_opened(
     path: &Path,
     algo: ChecksumAlgo,
     max_bytes: u64,
+    ino: Option<u64>,
 ) -> (bool, Result<Option<Sum>, ChecksumError>) {
     let mut opened = false;
-    let r = checksum_inner(path, algo, max_bytes, &mut opened);
+    let r = checksum_inner(path, algo, max_bytes, ino, &mut opened);
     (opened, r)
 }
 
@@ -78,6 +83,7 @@ fn checksum_inner(
     path: &Path,
     algo: ChecksumAlgo,
     max_bytes: u64,
+    ino: Option<u64>,
     opened: &mut bool,
 ) -> Result<Option<Sum>, ChecksumError> {
     let mut hasher = match algo {
@@ -100,6 +106,9 @@ fn checksum_inner(
     let m = f.metadata()?;
     if !m.file_type().is_file() {
         return Err(ChecksumError::NotRegular);
+    }
+    if ino.is_some_and(|i| i != std::os::unix::fs::MetadataExt::ino(&m)) {
+        return Err(ChecksumError::Replaced);
     }
     if m.len() > max_bytes {
         return Err(ChecksumError::TooLarge(m.len()));
@@ -182,5 +191,21 @@ mod tests {
             checksum_file(&d.path().join("gone"), ChecksumAlgo::Sha256, 100),
             Err(ChecksumError::Io(_))
         ));
+    }
+
+    #[test]
+    fn only_the_expected_inode_is_read() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().expect("tempdir");
+        let p = d.path().join("f");
+        std::fs::write(&p, b"old").expect("write");
+        let ino = std::fs::metadata(&p).expect("stat").ino();
+        let (_, ok) = checksum_file_opened(&p, ChecksumAlgo::Sha256, 100, Some(ino));
+        assert!(matches!(ok, Ok(Some(_))));
+        let tmp = d.path().join("t");
+        std::fs::write(&tmp, b"new").expect("write");
+        std::fs::rename(&tmp, &p).expect("rename");
+        let (_, r) = checksum_file_opened(&p, ChecksumAlgo::Sha256, 100, Some(ino));
+        assert!(matches!(r, Err(ChecksumError::Replaced)), "{r:?}");
     }
 }

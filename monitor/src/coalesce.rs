@@ -33,10 +33,15 @@ pub enum Logical {
         path: RelPath,
         dir_hint: bool,
         stat: Option<Entry>,
+        /// Inode the writer closed, as seen when its close was handled: the
+        /// content is read only from that inode.
+        written: Option<u64>,
     },
     Update {
         path: RelPath,
         stat: Option<Entry>,
+        /// As for `Create`: the inode of the latest write merged in.
+        written: Option<u64>,
     },
     Delete {
         path: RelPath,
@@ -82,6 +87,8 @@ struct Pending {
     first: Instant,
     received: Instant,
     awaiting_close: bool,
+    /// Counted in `Coalescer::replacing`.
+    counted: bool,
 }
 
 #[derive(Debug)]
@@ -103,6 +110,32 @@ pub struct Coalescer {
     /// The latest deadline popped so far: an event cannot go before the
     /// ones queued ahead of it.
     released: Option<Instant>,
+    /// Paths a queued event removes or puts something else at (delete,
+    /// move source and target, a name moved in), with how many such events
+    /// are queued: a write queued before one of them is no longer what the
+    /// path holds when it is reported.
+    replacing: HashMap<RelPath, u32>,
+}
+
+/// The paths at which `ev` removes an entry or puts another one in place
+/// (and everything below them).
+pub fn replaced_paths(ev: &Logical) -> [Option<&[u8]>; 2] {
+    match ev {
+        Logical::Delete { path, .. } => [Some(path), None],
+        Logical::Move { from, to } => [Some(from), Some(to)],
+        // A name moved in from outside may replace what was there; a new
+        // name's create follows the delete or move of what it replaces.
+        Logical::Create { path, .. } => [Some(path), None],
+        _ => [None, None],
+    }
+}
+
+/// Whether `ev` removes or replaces `p` (or a directory above it).
+pub fn replaces(ev: &Logical, p: &[u8]) -> bool {
+    replaced_paths(ev)
+        .into_iter()
+        .flatten()
+        .any(|b| is_within(p, b))
 }
 
 impl Coalescer {
@@ -117,6 +150,28 @@ impl Coalescer {
             coalesced: 0,
             received: None,
             released: None,
+            replacing: HashMap::new(),
+        }
+    }
+
+    /// Whether an event queued now removes or replaces `p` (or a directory
+    /// above it).
+    pub fn replaced_later(&self, p: &[u8]) -> bool {
+        !self.replacing.is_empty()
+            && (self.replacing.contains_key(p)
+                || crate::index::ancestors(p).any(|a| self.replacing.contains_key(a)))
+    }
+
+    fn count_replacing(&mut self, ev: &Logical, add: bool) {
+        for p in replaced_paths(ev).into_iter().flatten() {
+            if add {
+                *self.replacing.entry(p.to_vec()).or_insert(0) += 1;
+            } else if let Some(n) = self.replacing.get_mut(p) {
+                *n -= 1;
+                if *n == 0 {
+                    self.replacing.remove(p);
+                }
+            }
         }
     }
 
@@ -130,12 +185,19 @@ impl Coalescer {
 
     fn push(&mut self, ev: Logical, deadline: Instant, now: Instant, awaiting_close: bool) -> u64 {
         let id = self.head_id + self.queue.len() as u64;
+        // A new file's create (awaiting its close) replaces nothing: the
+        // delete or move of what was there is queued before it.
+        let counted = !awaiting_close;
+        if counted {
+            self.count_replacing(&ev, true);
+        }
         self.queue.push_back(Pending {
             ev,
             deadline,
             first: now,
             received: self.received.unwrap_or(now).min(now),
             awaiting_close,
+            counted,
         });
         id
     }
@@ -175,6 +237,7 @@ impl Coalescer {
                 path: path.clone(),
                 dir_hint,
                 stat,
+                written: None,
             },
             deadline,
             now,
@@ -205,8 +268,15 @@ impl Coalescer {
         }
     }
 
-    /// A writer closed the file: the write is complete.
-    pub fn close_write(&mut self, path: RelPath, stat: Option<Entry>, now: Instant) {
+    /// A writer closed the file: the write is complete. `written` is the
+    /// inode the path held when the close was handled, if known.
+    pub fn close_write(
+        &mut self,
+        path: RelPath,
+        stat: Option<Entry>,
+        written: Option<u64>,
+        now: Instant,
+    ) {
         self.cancel_open(&path);
         self.dirty.remove(&path);
         let debounce = self.debounce;
@@ -215,18 +285,28 @@ impl Coalescer {
             let mut merged = false;
             if let Some(p) = self.get_mut(id) {
                 match &mut p.ev {
-                    Logical::Create { stat: s, .. } if p.awaiting_close => {
+                    Logical::Create {
+                        stat: s,
+                        written: w,
+                        ..
+                    } if p.awaiting_close => {
                         if stat.is_some() {
                             *s = stat;
                         }
+                        *w = written;
                         p.awaiting_close = false;
                         p.deadline = now;
                         seal = true;
                     }
-                    Logical::Update { stat: s, .. } => {
+                    Logical::Update {
+                        stat: s,
+                        written: w,
+                        ..
+                    } => {
                         if stat.is_some() {
                             *s = stat;
                         }
+                        *w = written;
                         p.deadline = (now + debounce).min(p.first + MAX_HOLD).max(p.deadline);
                         merged = true;
                     }
@@ -246,6 +326,7 @@ impl Coalescer {
             Logical::Update {
                 path: path.clone(),
                 stat,
+                written,
             },
             now + debounce,
             now,
@@ -317,7 +398,7 @@ impl Coalescer {
             .map(|(p, _)| p.clone())
             .collect();
         for p in due {
-            self.close_write(p, None, now);
+            self.close_write(p, None, None, now);
         }
     }
 
@@ -331,6 +412,9 @@ impl Coalescer {
         }
         let p = self.queue.pop_front()?;
         self.head_id += 1;
+        if p.counted {
+            self.count_replacing(&p.ev, false);
+        }
         if let Logical::Access { path } = &p.ev {
             self.opens.remove(path);
         }
@@ -349,11 +433,12 @@ impl Coalescer {
     pub fn drain_all(&mut self, now: Instant) -> Vec<(Logical, Instant)> {
         let dirty: Vec<RelPath> = self.dirty.keys().cloned().collect();
         for p in dirty {
-            self.close_write(p, None, now);
+            self.close_write(p, None, None, now);
         }
         self.head_id += self.queue.len() as u64;
         self.mergeable.clear();
         self.opens.clear();
+        self.replacing.clear();
         // Held on purpose until now: due now.
         self.queue.drain(..).map(|p| (p.ev, now)).collect()
     }
@@ -477,7 +562,7 @@ mod tests {
             match parts[1] {
                 "create" => c.create(p(2), false, file, true, now),
                 "modify" => c.modify(p(2), now),
-                "close" => c.close_write(p(2), file, now),
+                "close" => c.close_write(p(2), file, None, now),
                 "delete" => c.delete(p(2), false, now),
                 "move" => c.moved(p(2), p(3), now),
                 "open" => c.access(p(2), now),
@@ -519,10 +604,47 @@ mod tests {
     }
 
     #[test]
+    fn a_queued_delete_or_move_marks_the_path_replaced_until_it_is_popped() {
+        let t0 = Instant::now();
+        let mut c = Coalescer::new(Duration::from_millis(100));
+        c.close_write(b"d/f".to_vec(), None, Some(7), t0);
+        c.create(b"new".to_vec(), false, None, true, t0);
+        assert!(!c.replaced_later(b"d/f"));
+        assert!(
+            !c.replaced_later(b"new"),
+            "a new file's create replaces nothing"
+        );
+        c.moved(b"d".to_vec(), b"e".to_vec(), t0);
+        assert!(c.replaced_later(b"d/f"), "its directory moves away");
+        assert!(c.replaced_later(b"e/x"));
+        let later = t0 + Duration::from_millis(100);
+        assert!(matches!(
+            c.pop_ready(later),
+            Some((
+                Logical::Update {
+                    written: Some(7),
+                    ..
+                },
+                _
+            ))
+        ));
+        assert!(matches!(
+            c.pop_ready(later),
+            Some((Logical::Create { .. }, _))
+        ));
+        assert!(c.replaced_later(b"d/f"));
+        assert!(matches!(
+            c.pop_ready(later),
+            Some((Logical::Move { .. }, _))
+        ));
+        assert!(!c.replaced_later(b"d/f") && !c.replaced_later(b"e"));
+    }
+
+    #[test]
     fn head_waits_for_its_deadline_and_keeps_order() {
         let t0 = Instant::now();
         let mut c = Coalescer::new(Duration::from_millis(100));
-        c.close_write(b"a".to_vec(), None, t0);
+        c.close_write(b"a".to_vec(), None, None, t0);
         c.delete(b"b".to_vec(), false, t0);
         assert!(c.pop_ready(t0).is_none(), "update a is held for the window");
         assert_eq!(c.next_deadline(), Some(t0 + Duration::from_millis(100)));

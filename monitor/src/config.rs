@@ -36,6 +36,9 @@ Default ignores: **/.git, **/node_modules, **/target (see --no-default-ignores).
 Exit status: 0 after SIGTERM/SIGINT/SIGHUP or a closed stdout, 2 on a bad invocation,
 1 on a runtime failure. Documentation: docs/monitor.md.";
 
+/// A changed index is written to `--state-file` at most this often.
+pub const STATE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Output format of the main stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -177,8 +180,9 @@ pub struct Args {
     #[arg(long, env = "FILE_MONITOR_ACCESS", value_parser = clap::builder::BoolishValueParser::new(), num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false")]
     pub access: bool,
 
-    /// Persist the index here (on exit and every 30 s); on start, changes made
-    /// while the monitor was down are reported with `"rescan": true`.
+    /// Persist the index here (at start, within about 1 s of each change, on
+    /// exit); on start, changes made while the monitor was down are reported
+    /// with `"rescan": true`.
     #[arg(long, env = "FILE_MONITOR_STATE_FILE", value_name = "PATH")]
     pub state_file: Option<PathBuf>,
 
@@ -263,6 +267,12 @@ pub enum ConfigError {
     MetricsAddr(String),
     #[error("bad --metadata: key {0:?} is given more than once")]
     MetadataRepeated(String),
+    #[error("bad {field} {value:?} (from --metadata or {env}): ids are 1-{max} characters of [A-Za-z0-9._:@-]; fdb-sink would dead-letter every event (bad_id)", max = file_event::MAX_ID_LEN)]
+    BadId {
+        field: &'static str,
+        env: &'static str,
+        value: String,
+    },
     #[error("--poll-interval must be at least 1 ms")]
     PollInterval,
     #[error("bad {flag} {path:?}: directory {dir:?} {problem}")]
@@ -369,7 +379,7 @@ impl Config {
             state_file: args.state_file,
             metrics_addr,
             max_watches: args.max_watches,
-            state_interval: Duration::from_secs(30),
+            state_interval: STATE_INTERVAL,
         })
     }
 }
@@ -480,6 +490,19 @@ pub fn parse_metadata(
     if attr.session_id.is_none() {
         attr.session_id = nonempty("SESSION_ID");
     }
+    for (field, env, v) in [
+        ("tenant_id", "TENANT_ID", &attr.tenant_id),
+        ("user_id", "USER_ID", &attr.user_id),
+        ("session_id", "SESSION_ID", &attr.session_id),
+    ] {
+        if let Some(v) = v.as_deref().filter(|v| !file_event::valid_id(v)) {
+            return Err(ConfigError::BadId {
+                field,
+                env,
+                value: v.to_owned(),
+            });
+        }
+    }
     Ok(attr)
 }
 
@@ -538,6 +561,22 @@ mod tests {
                 assert!(r.is_err(), "{bad:?} must be rejected");
             }
         }
+    }
+
+    #[test]
+    fn attribution_the_sink_rejects_is_rejected() {
+        for (raw, env) in [
+            ("user_id=alice+ci@example.com", env_of(&[])),
+            ("", env_of(&[("SESSION_ID", "s 1")])),
+            ("tenant_id=a/b", env_of(&[])),
+        ] {
+            assert!(
+                matches!(parse_metadata(raw, &env), Err(ConfigError::BadId { .. })),
+                "{raw}"
+            );
+        }
+        let ok = parse_metadata("user_id=alice@example.com,tenant_id=ns:t-1", &env_of(&[]));
+        assert!(ok.is_ok());
     }
 
     #[test]

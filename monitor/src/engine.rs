@@ -12,16 +12,19 @@ use std::time::{Duration, Instant};
 use file_event::{EventType, Kind};
 
 use crate::checksum::checksum_file_opened;
-use crate::coalesce::{Coalescer, Logical, RelPath};
+use crate::coalesce::{replaces, Coalescer, Logical, RelPath};
 use crate::config::{ChecksumAlgo, Config};
 use crate::ignore::IgnoreSet;
 use crate::index::{abs_path, scan, Change, Entry, Index, NoHook, PathSet, ScanHook};
 use crate::metrics::{Metrics, DROP_KERNEL_OVERFLOW, DROP_UNREADABLE_DIR};
 use crate::output::{Draft, Output, OutputError};
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{Item, RateLimiter};
 use crate::signals::ShutdownRequest;
 use crate::watcher::{Raw, WatchError, Watcher};
 
+/// A state save is followed by at least this many times its own duration
+/// before the next one (at most 1/20 of the time goes to saving).
+const STATE_SAVE_SPACING: u32 = 20;
 /// How long a rename's first half waits for its second half when nothing
 /// else arrives (the kernel queues both halves back to back).
 const RENAME_PAIR_WAIT: Duration = Duration::from_millis(50);
@@ -80,10 +83,18 @@ pub struct Engine {
     stop: Arc<ShutdownRequest>,
     /// Kernel events read but not yet handled (reused buffer).
     raws: Vec<Raw>,
+    /// Paths that a kernel event of the batch being handled removes or
+    /// replaces, with the position of the last such event in the batch;
+    /// `batch_pos` is the position of the event being handled.
+    batch_later: HashMap<RelPath, usize>,
+    batch_pos: usize,
     timer_slack: Duration,
     ready: Arc<AtomicBool>,
     state_dirty: bool,
+    /// No state save before this (see [`STATE_SAVE_SPACING`]).
     next_state_save: Instant,
+    /// The last state save failed (logged once until one succeeds).
+    state_failing: bool,
     next_poll: Instant,
     reported_coalesced: u64,
     unflushed: bool,
@@ -165,7 +176,8 @@ impl Engine {
         Engine {
             co: Coalescer::new(cfg.debounce),
             rl: RateLimiter::new(cfg.max_events_per_sec, now),
-            next_state_save: now + cfg.state_interval,
+            next_state_save: now,
+            state_failing: false,
             next_poll: now + cfg.poll_interval,
             cfg,
             index: Index::new(),
@@ -179,6 +191,8 @@ impl Engine {
             self_opens: HashMap::new(),
             stop,
             raws: Vec::new(),
+            batch_later: HashMap::new(),
+            batch_pos: 0,
             timer_slack,
             ready,
             state_dirty: false,
@@ -217,7 +231,9 @@ impl Engine {
                         .reconcile(Vec::new(), snapshot.clone(), true, Instant::now());
                     restored = true;
                 }
-                Ok(None) => {}
+                Ok(None) => {
+                    tracing::info!(file = %sf.display(), "state file does not exist yet (first start): files present now are indexed without events; the state file is written now and after each change");
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "ignoring unusable state file; changes made while stopped are not reported")
                 }
@@ -225,7 +241,10 @@ impl Engine {
         }
         if !restored {
             self.index = snapshot;
+            // Written at once: after a crash, a restart reports what
+            // changed since now, not nothing.
             self.state_dirty = true;
+            self.save_state();
         }
         self.ready.store(true, Ordering::Release);
         tracing::info!(
@@ -259,7 +278,7 @@ impl Engine {
                 self.co.next_deadline().map(|t| t + self.timer_slack),
                 self.rl.next_release(),
                 self.pending_from.as_ref().map(|p| p.2 + RENAME_PAIR_WAIT),
-                Some(self.next_state_save),
+                self.state_dirty.then_some(self.next_state_save),
                 self.polling().then_some(self.next_poll),
             ]
             .into_iter()
@@ -330,11 +349,10 @@ impl Engine {
             if let Err(e) = self.emit_ready(now) {
                 return self.stream_error(e);
             }
-            if now >= self.next_state_save {
-                if self.state_dirty {
-                    self.save_state();
-                }
-                self.next_state_save = now + self.cfg.state_interval;
+            // Saved soon after each change: a crash re-reports (or, without
+            // a state file yet, misses) at most what changed since then.
+            if self.state_dirty && Instant::now() >= self.next_state_save {
+                self.save_state();
             }
         }
     }
@@ -383,19 +401,34 @@ impl Engine {
         // One clock reading for the whole batch (read in one go).
         let received = Instant::now();
         let n = raws.len();
-        for raw in raws.drain(..) {
+        self.batch_later.clear();
+        for (i, raw) in raws.iter().enumerate() {
+            if let Raw::Remove { path, .. }
+            | Raw::RenameFrom { path, .. }
+            | Raw::RenameTo { path, .. } = raw
+            {
+                self.batch_later.insert(path.clone(), i);
+            }
+        }
+        for (i, raw) in raws.drain(..).enumerate() {
+            self.batch_pos = i;
             self.co.received = Some(received);
             let r = self.handle_raw(raw, received);
             self.co.received = None;
             if let Err(e) = r {
+                self.batch_later.clear();
                 if let EngineError::RootGone(_) = e {
                     // Write what is pending before giving up.
                     let _ = self.finish(Instant::now());
                 }
                 return Err(e);
             }
-            self.pop_due(received)?;
+            if let Err(e) = self.pop_due(received) {
+                self.batch_later.clear();
+                return Err(e);
+            }
         }
+        self.batch_later.clear();
         self.raws = raws;
         Ok((n, more))
     }
@@ -405,15 +438,15 @@ impl Engine {
         if let Some((from, _, _)) = self.pending_from.take() {
             self.moved_out(from, now);
         }
-        let mut items = self.co.drain_all(now);
-        for it in items.drain(..) {
-            for x in self.rl.admit(it, now) {
-                self.emit(x.0, x.1)?;
-            }
+        let mut items = self.co.drain_all(now).into_iter();
+        while let Some(it) = items.next() {
+            // What is still to come (drained, no longer queued) may
+            // replace what this one is about.
+            let admitted = self.rl.admit(it, now);
+            self.emit_items(admitted, items.as_slice())?;
         }
-        for x in self.rl.drain_all(now) {
-            self.emit(x.0, x.1)?;
-        }
+        let rest = self.rl.drain_all(now);
+        self.emit_items(rest, &[])?;
         self.out.flush()?;
         self.save_state();
         Ok(())
@@ -436,8 +469,8 @@ impl Engine {
     /// Writes (without flushing) every queued event whose time has come.
     fn pop_due(&mut self, now: Instant) -> Result<bool, EngineError> {
         while let Some(item) = self.co.pop_ready(now) {
-            for x in self.rl.admit(item, now) {
-                self.emit(x.0, x.1)?;
+            let admitted = self.rl.admit(item, now);
+            if self.emit_items(admitted, &[])? > 0 {
                 self.unflushed = true;
             }
         }
@@ -446,8 +479,8 @@ impl Engine {
 
     fn emit_ready(&mut self, now: Instant) -> Result<(), EngineError> {
         self.unflushed |= self.pop_due(now)?;
-        for x in self.rl.release(now) {
-            self.emit(x.0, x.1)?;
+        let released = self.rl.release(now);
+        if self.emit_items(released, &[])? > 0 {
             self.unflushed = true;
         }
         if self.unflushed {
@@ -469,11 +502,37 @@ impl Engine {
 
     fn save_state(&mut self) {
         let Some(sf) = &self.cfg.state_file else {
+            self.state_dirty = false;
             return;
         };
-        match self.index.save(sf, &self.cfg.root) {
-            Ok(()) => self.state_dirty = false,
-            Err(e) => tracing::error!(error = %e, "could not persist the index"),
+        let t = Instant::now();
+        let r = self.index.save(sf, &self.cfg.root);
+        let took = t.elapsed();
+        self.next_state_save = Instant::now()
+            + self
+                .cfg
+                .state_interval
+                .max(took.saturating_mul(STATE_SAVE_SPACING));
+        match r {
+            Ok(()) => {
+                self.state_dirty = false;
+                tracing::debug!(
+                    entries = self.index.len(),
+                    elapsed_ms = took.as_secs_f64() * 1000.0,
+                    "state saved"
+                );
+                if std::mem::take(&mut self.state_failing) {
+                    tracing::info!(file = %sf.display(), "state file written again");
+                }
+            }
+            Err(e) => {
+                self.metrics.state_save_failures.inc();
+                if !std::mem::replace(&mut self.state_failing, true) {
+                    tracing::error!(error = %e, "could not persist the index (retried after each change; a restart meanwhile re-reports or misses changes since the last good save)");
+                } else {
+                    tracing::debug!(error = %e, "could not persist the index");
+                }
+            }
         }
     }
 
@@ -588,7 +647,13 @@ impl Engine {
             }
             Raw::CloseWrite { path } => {
                 if !path.is_empty() && !self.ignored(&path) {
-                    self.co.close_write(path, None, now);
+                    // The inode written: its content, and only its, is
+                    // reported (the path may hold another file by then).
+                    let written = self
+                        .lstat(&path)
+                        .filter(|e| e.kind == Kind::File && !self.batch_replaced_later(&path))
+                        .map(|e| e.ino);
+                    self.co.close_write(path, None, written, now);
                 }
             }
             Raw::Remove { path, dir } => {
@@ -768,15 +833,57 @@ impl Engine {
         }
     }
 
+    /// Whether a kernel event after the one being handled in this batch
+    /// removes or replaces `p` (or a directory above it).
+    fn batch_replaced_later(&self, p: &[u8]) -> bool {
+        if self.batch_later.is_empty() {
+            return false;
+        }
+        let later = |q: &[u8]| self.batch_later.get(q).is_some_and(|i| *i > self.batch_pos);
+        later(p) || crate::index::ancestors(p).any(later)
+    }
+
+    /// Whether the file a `create` or `update` is about is no longer at its
+    /// path: an event already known, but not yet written, removes or
+    /// replaces it (`after`: events that follow it outside the queue).
+    fn superseded(&self, ev: &Logical, after: &[&[Item]]) -> bool {
+        let p = match ev {
+            Logical::Create { path, .. } | Logical::Update { path, .. } => path,
+            Logical::Move { to, .. } => to,
+            _ => return false,
+        };
+        self.co.replaced_later(p)
+            || self.batch_replaced_later(p)
+            || after.iter().any(|xs| xs.iter().any(|x| replaces(&x.0, p)))
+    }
+
+    /// Writes `items` in order; `rest` follows them. Returns how many
+    /// events were handed to [`Engine::emit`].
+    fn emit_items(&mut self, items: Vec<Item>, rest: &[Item]) -> Result<usize, EngineError> {
+        let n = items.len();
+        let mut items = items.into_iter();
+        while let Some((ev, received)) = items.next() {
+            let superseded = self.superseded(&ev, &[items.as_slice(), rest]);
+            self.emit(ev, received, superseded)?;
+        }
+        Ok(n)
+    }
+
     /// Resolves one logical event against the index and the disk and writes
-    /// the resulting lines.
-    fn emit(&mut self, ev: Logical, received: Instant) -> Result<(), EngineError> {
-        tracing::trace!(?ev, "due");
-        let drafts = self.apply(ev);
+    /// the resulting lines. `superseded`: the file it is about was removed
+    /// or replaced after it (see [`Engine::superseded`]).
+    fn emit(
+        &mut self,
+        ev: Logical,
+        received: Instant,
+        superseded: bool,
+    ) -> Result<(), EngineError> {
+        tracing::trace!(?ev, superseded, "due");
+        let drafts = self.apply(ev, superseded);
         if drafts.is_empty() {
             return Ok(());
         }
-        self.state_dirty = true;
+        self.state_dirty = self.cfg.state_file.is_some();
         let n = drafts.len();
         for d in drafts {
             self.out.write(&d)?;
@@ -787,6 +894,47 @@ impl Engine {
         }
         self.rl.charge(n);
         Ok(())
+    }
+
+    /// The other known names of a file written through `path` (hard links):
+    /// each gets an `update` with the same size and checksum, since it
+    /// holds the same content.
+    fn other_links(&mut self, path: &[u8], e: &Entry, out: &mut Vec<Draft>) {
+        let names: Vec<RelPath> = self
+            .index
+            .iter()
+            .filter(|(k, x)| x.ino == e.ino && x.kind == Kind::File && k.as_slice() != path)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let Some(first) = out.first() else {
+            return;
+        };
+        let (size, checksum) = (first.size, first.checksum.clone());
+        for name in names {
+            // Still the same file (an index entry may be older than a
+            // replacement whose events are not handled yet).
+            let Some(now) = self.lstat(&name).filter(|x| x.ino == e.ino) else {
+                continue;
+            };
+            self.index.insert(name.clone(), now);
+            out.push(Draft {
+                event_type: EventType::Update,
+                kind: Kind::File,
+                path: name,
+                from: None,
+                size,
+                checksum: checksum.clone(),
+                rescan: false,
+            });
+        }
+    }
+
+    /// `lstat` and the number of hard links.
+    fn lstat_links(&self, p: &[u8]) -> Option<(Entry, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(abs_path(&self.cfg.root, p))
+            .ok()
+            .map(|m| (Entry::from_metadata(&m), m.nlink()))
     }
 
     fn lstat(&self, p: &[u8]) -> Option<Entry> {
@@ -800,10 +948,13 @@ impl Engine {
         match e.kind {
             Kind::Dir => (None, None),
             Kind::File if self.cfg.checksum != ChecksumAlgo::None => {
+                // Only the inode just looked at is read: a file renamed
+                // over the path meanwhile is not this event's content.
                 let (opened, res) = checksum_file_opened(
                     &abs_path(&self.cfg.root, p),
                     self.cfg.checksum,
                     self.cfg.checksum_max_bytes,
+                    (e.ino != 0).then_some(e.ino),
                 );
                 if opened && self.cfg.access {
                     // Our own open arrives later as a kernel event; it is not an access.
@@ -859,7 +1010,8 @@ impl Engine {
         let (size, checksum) = if present {
             self.content(&to, &e)
         } else {
-            ((e.kind != Kind::Dir).then_some(e.size), None)
+            // What the index knew of it (nothing when its inode never was).
+            ((e.kind != Kind::Dir && e.ino != 0).then_some(e.size), None)
         };
         Draft {
             event_type: EventType::Move,
@@ -872,23 +1024,33 @@ impl Engine {
         }
     }
 
-    fn apply(&mut self, ev: Logical) -> Vec<Draft> {
+    fn apply(&mut self, ev: Logical, superseded: bool) -> Vec<Draft> {
         match ev {
             Logical::Create {
                 path,
                 dir_hint,
                 stat,
+                written,
             } => {
                 if self.index.contains(&path) {
                     return Vec::new();
                 }
                 let fresh = self.lstat(&path);
+                let hinted = if dir_hint { Kind::Dir } else { Kind::File };
+                if superseded || replaced(fresh, written) {
+                    // The path holds another file now (or none): what was
+                    // created is reported without a content of its own.
+                    let kind = if written.is_some() {
+                        Kind::File
+                    } else {
+                        stat.map_or(hinted, |s| s.kind)
+                    };
+                    let e = stat.unwrap_or(Entry::unknown(kind));
+                    self.index.insert(path.clone(), e);
+                    return vec![self.draft(EventType::Create, &path, &e, false, false)];
+                }
                 let known = fresh.is_some() || stat.is_some();
-                let e = fresh.or(stat).unwrap_or(Entry::unknown(if dir_hint {
-                    Kind::Dir
-                } else {
-                    Kind::File
-                }));
+                let e = fresh.or(stat).unwrap_or(Entry::unknown(hinted));
                 self.index.insert(path.clone(), e);
                 // Content is read only while the file is still there.
                 let d = self.draft(EventType::Create, &path, &e, fresh.is_some(), false);
@@ -900,9 +1062,24 @@ impl Engine {
                 }
                 vec![d]
             }
-            Logical::Update { path, stat } => {
-                let fresh = self.lstat(&path);
+            Logical::Update {
+                path,
+                stat,
+                written,
+            } => {
+                let (fresh, links) = match self.lstat_links(&path) {
+                    Some((e, n)) => (Some(e), n),
+                    None => (None, 0),
+                };
+                let gone = superseded || replaced(fresh, written);
                 match self.index.get(&path).copied() {
+                    None if gone => {
+                        // Written, then removed or replaced before it was
+                        // reported: it existed, its content is unknown.
+                        let e = Entry::unknown(Kind::File);
+                        self.index.insert(path.clone(), e);
+                        vec![self.draft(EventType::Create, &path, &e, false, false)]
+                    }
                     None => match fresh {
                         Some(e) => {
                             self.index.insert(path.clone(), e);
@@ -910,6 +1087,20 @@ impl Engine {
                         }
                         None => Vec::new(),
                     },
+                    Some(old) if gone => {
+                        self.scanned.remove(&path);
+                        if old.kind == Kind::Dir {
+                            return Vec::new();
+                        }
+                        // The inode written is no longer at this path: the
+                        // update says that it was written, not what the path
+                        // holds now (the events that replaced it follow).
+                        let e = Entry {
+                            kind: Kind::File,
+                            ..old
+                        };
+                        vec![self.draft(EventType::Update, &path, &e, false, false)]
+                    }
                     Some(old) => {
                         let scanned = self
                             .scanned
@@ -938,7 +1129,11 @@ impl Engine {
                                     return Vec::new();
                                 }
                             }
-                            vec![d]
+                            let mut out = vec![d];
+                            if links > 1 && e.kind == Kind::File {
+                                self.other_links(&path, &e, &mut out);
+                            }
+                            out
                         } else {
                             let mut d = self.draft(EventType::Update, &path, &e, false, false);
                             d.size = stat.map(|s| s.size);
@@ -967,14 +1162,22 @@ impl Engine {
                     if self.index.contains(&to) {
                         return Vec::new();
                     }
-                    return self.apply(Logical::Create {
-                        path: to,
-                        dir_hint: false,
-                        stat: None,
-                    });
+                    return self.apply(
+                        Logical::Create {
+                            path: to,
+                            dir_hint: false,
+                            stat: None,
+                            written: None,
+                        },
+                        false,
+                    );
                 };
                 self.index.move_subtree(&from, &to);
-                let fresh = self.lstat(&to).filter(|f| f.kind == old.kind);
+                // What was moved, unless something else was put at `to` since.
+                let fresh = self
+                    .lstat(&to)
+                    .filter(|f| f.kind == old.kind && !superseded)
+                    .filter(|f| old.ino == 0 || f.ino == old.ino);
                 let e = fresh.unwrap_or(old);
                 self.index.insert(to.clone(), e);
                 vec![self.move_draft(from, to, e, fresh.is_some(), false)]
@@ -1043,4 +1246,10 @@ impl Engine {
     pub fn ignore(&self) -> &IgnoreSet {
         &self.cfg.ignore
     }
+}
+
+/// Whether the path holds another inode than the one written (`fresh`: what
+/// it holds now).
+fn replaced(fresh: Option<Entry>, written: Option<u64>) -> bool {
+    matches!((fresh, written), (Some(f), Some(w)) if f.ino != w)
 }

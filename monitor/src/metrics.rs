@@ -44,6 +44,7 @@ pub struct Metrics {
     pub queue_depth: Gauge,
     pub checksum_bytes: Counter,
     pub latency: Histogram,
+    pub state_save_failures: Counter,
 }
 
 impl Metrics {
@@ -65,6 +66,7 @@ impl Metrics {
             queue_depth: Gauge::default(),
             checksum_bytes: Counter::default(),
             latency: Histogram::new(buckets),
+            state_save_failures: Counter::default(),
         };
         for t in EventType::ALL {
             let c = m
@@ -129,6 +131,11 @@ impl Metrics {
             "fs_monitor_processing_latency_seconds",
             "Time from receiving the kernel event to writing its line, not counting the time it is held on purpose (--debounce, waiting for the writer to close, --max-events-per-sec, behind events held before it)",
             m.latency.clone(),
+        );
+        reg.register(
+            "fs_monitor_state_save_failures",
+            "Failed writes of the --state-file (a crash then re-reports or loses changes since the last good save)",
+            m.state_save_failures.clone(),
         );
         m
     }

@@ -162,6 +162,7 @@ mod tests {
         Logical::Update {
             path: p.as_bytes().to_vec(),
             stat: None,
+            written: None,
         }
     }
 
@@ -217,6 +218,7 @@ mod tests {
             path: b"n".to_vec(),
             dir_hint: false,
             stat: None,
+            written: None,
         };
         assert_eq!(names(&rl.admit((cr, t0), t0)), vec!["create n"]);
     }

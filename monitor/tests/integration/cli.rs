@@ -2,7 +2,9 @@
 //! flags read `--flag=value`, `--flag value` and `FILE_MONITOR_<FLAG>`;
 //! attribution falls back to TENANT_ID / USER_ID / SESSION_ID.
 
-use std::process::Command;
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::support::*;
 
@@ -76,6 +78,66 @@ fn bad_invocations_exit_2_with_one_line() {
             "{args:?}: one pointer to --help: {err:?}"
         );
         assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn attribution_the_sink_would_reject_is_a_bad_invocation() {
+    let d = tempdir();
+    let root = d.path().to_str().unwrap();
+    let long = "s".repeat(129);
+    // fdb-sink dead-letters every event with such an id (`bad_id`).
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 4] = [
+        (&[], &[("USER_ID", "alice+ci@example.com")], "user_id"),
+        (&["--metadata=session_id=s 1"], &[], "session_id"),
+        (&["--metadata=tenant_id=acme/eu"], &[], "tenant_id"),
+        (&[], &[("SESSION_ID", &long)], "session_id"),
+    ];
+    for (args, env, needle) in cases {
+        let mut c = Command::new(BIN);
+        c.arg(root)
+            .args(args)
+            .arg("--metrics-addr=off")
+            .env("TENANT_ID", "acme")
+            .env("USER_ID", "alice")
+            .env("SESSION_ID", "s1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let mut child = c.spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break Some(s);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(2),
+            "{args:?} {env:?}: started instead of refusing: {err}"
+        );
+        assert_eq!(err.trim_end().lines().count(), 1, "{err:?}");
+        assert!(
+            err.contains(needle) && err.contains("[A-Za-z0-9._:@-]"),
+            "{err:?}"
+        );
     }
 }
 

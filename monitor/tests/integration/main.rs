@@ -5,6 +5,7 @@
 mod support;
 
 mod cli;
+mod content;
 mod hostile;
 mod ignore;
 mod metrics;

@@ -50,7 +50,18 @@ fn changes_while_down_are_reported_as_rescan_on_restart() {
 fn a_state_file_inside_the_root_is_not_reported() {
     let d = tempdir();
     let root = d.path();
-    let m = Monitor::start(root, &["--state-file=.monitor-state.json"]);
+    // A relative path, resolved against the monitor's working directory
+    // (the root here; the state file is written at start).
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.current_dir(root)
+        .arg(root)
+        .args(["--state-file=.monitor-state.json", "--metrics-addr=off"])
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let m = Monitor::spawn(cmd, None);
+    assert!(root.join(".monitor-state.json").exists());
     std::fs::write(root.join("x"), b"x").unwrap();
     m.wait_for("x", |e| has(e, "create file x"));
     let (_, _, evs) = {
@@ -86,6 +97,8 @@ fn a_state_file_that_does_not_fit_leaves_no_partial_file_behind() {
     sh(root, "for i in $(seq 1 1000); do echo $i > f$i; done");
     let state = disk.path().join("index.json");
     let mut m = Monitor::start(root, &[&format!("--state-file={}", state.display())]);
+    // Written at start already: the failure is counted.
+    assert!(m.metric("fs_monitor_state_save_failures_total") >= 1.0);
     signal(m.pid(), nix::sys::signal::Signal::SIGTERM);
     let status = m.child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
@@ -97,4 +110,88 @@ fn a_state_file_that_does_not_fit_leaves_no_partial_file_behind() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert!(left.is_empty(), "left on the full disk: {left:?}");
+}
+
+/// SIGKILL (an OOM kill, an eviction) leaves no chance to write the state
+/// file on exit.
+fn kill(mut m: Monitor) -> String {
+    signal(m.pid(), nix::sys::signal::Signal::SIGKILL);
+    let _ = m.child.wait();
+    std::thread::sleep(Duration::from_millis(100));
+    m.stderr()
+}
+
+fn attributed(user: &str, session: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("TENANT_ID", "acme".to_owned()),
+        ("USER_ID", user.to_owned()),
+        ("SESSION_ID", session.to_owned()),
+    ]
+}
+
+fn start_as(root: &std::path::Path, args: &[&str], user: &str, session: &str) -> Monitor {
+    let env = attributed(user, session);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    Monitor::start_with(root, args, &env)
+}
+
+#[test]
+fn a_restart_after_sigkill_does_not_report_delivered_events_again() {
+    let d = tempdir();
+    let st = tempdir();
+    let root = d.path();
+    let state_arg = format!("--state-file={}", st.path().join("index.json").display());
+
+    let m = start_as(root, &[&state_arg], "alice", "s0");
+    assert!(m.stderr().contains("first start"), "{}", m.stderr());
+    let (status, _, _) = m.terminate();
+    assert_eq!(status.code(), Some(0));
+
+    let m = start_as(root, &[&state_arg], "alice", "s1");
+    sh(root, "echo hello > a.txt");
+    m.wait_for("a.txt", |e| has(e, "create file a.txt"));
+    // The state file follows the stream within about a second.
+    std::thread::sleep(Duration::from_millis(1500));
+    kill(m);
+
+    let m = start_as(root, &[&state_arg], "bob", "s2");
+    let evs = m.settle(Duration::from_millis(700));
+    assert!(
+        evs.is_empty(),
+        "already delivered, reported again under bob/s2: {:?}",
+        summary(&evs)
+    );
+    // Changes made by bob's session are still reported.
+    sh(root, "echo bye > b.txt");
+    m.wait_for("b.txt", |e| has(e, "create file b.txt"));
+}
+
+#[test]
+fn changes_after_a_crash_before_any_clean_exit_are_reported_on_restart() {
+    let d = tempdir();
+    let st = tempdir();
+    let root = d.path();
+    sh(root, "echo 1 > kept && echo 2 > gone");
+    let state = st.path().join("index.json");
+    let state_arg = format!("--state-file={}", state.display());
+
+    let m = start_as(root, &[&state_arg], "alice", "s1");
+    assert!(state.exists(), "the state file is written at start");
+    kill(m);
+
+    sh(root, "rm gone && echo offline > new && echo more >> kept");
+    let m = start_as(root, &[&state_arg], "alice", "s2");
+    let evs = m.settle(Duration::from_millis(700));
+    let got = summary(&evs);
+    for l in [
+        "delete file gone (rescan)",
+        "create file new (rescan)",
+        "update file kept (rescan)",
+    ] {
+        assert!(got.contains(&l.to_string()), "{l} missing: {got:?}");
+    }
+    assert!(
+        evs.iter().all(|e| e.session_id.as_deref() == Some("s2")),
+        "changes found at restart belong to the restarting session"
+    );
 }

@@ -2,7 +2,7 @@
 //! hold is reported once they become readable, and never reported deleted
 //! while they are unreadable.
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -58,9 +58,12 @@ fn a_directory_unreadable_when_seen_is_reported_once_it_becomes_readable() {
     let Some(m) = monitor_as_nobody(root, &["--debounce=0", "--poll-interval=200"]) else {
         return;
     };
-    // Created unreadable (`mkdir -m 000`), opened up a moment later.
-    std::fs::create_dir(root.join("later")).unwrap();
-    chmod(&root.join("later"), 0o000);
+    // Created unreadable (`mkdir -m 000`: no moment at which the monitor
+    // could read it), opened up a moment later.
+    std::fs::DirBuilder::new()
+        .mode(0o000)
+        .create(root.join("later"))
+        .unwrap();
     m.wait_for("create dir later", |e| has(e, "create dir later"));
     assert!(m.metric("fs_monitor_events_dropped_total{reason=\"unreadable_dir\"}") >= 2.0);
     chmod(&root.join("later"), 0o777);
