@@ -130,14 +130,6 @@ pub fn replaced_paths(ev: &Logical) -> [Option<&[u8]>; 2] {
     }
 }
 
-/// Whether `ev` removes or replaces `p` (or a directory above it).
-pub fn replaces(ev: &Logical, p: &[u8]) -> bool {
-    replaced_paths(ev)
-        .into_iter()
-        .flatten()
-        .any(|b| is_within(p, b))
-}
-
 impl Coalescer {
     pub fn new(debounce: Duration) -> Coalescer {
         Coalescer {

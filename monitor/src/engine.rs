@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use file_event::{EventType, Kind};
 
 use crate::checksum::checksum_file_opened;
-use crate::coalesce::{replaces, Coalescer, Logical, RelPath};
+use crate::coalesce::{replaced_paths, Coalescer, Logical, RelPath};
 use crate::config::{ChecksumAlgo, Config};
 use crate::ignore::IgnoreSet;
 use crate::index::{abs_path, scan, Change, Entry, Index, NoHook, PathSet, ScanHook};
@@ -438,15 +438,15 @@ impl Engine {
         if let Some((from, _, _)) = self.pending_from.take() {
             self.moved_out(from, now);
         }
-        let mut items = self.co.drain_all(now).into_iter();
-        while let Some(it) = items.next() {
-            // What is still to come (drained, no longer queued) may
-            // replace what this one is about.
-            let admitted = self.rl.admit(it, now);
-            self.emit_items(admitted, items.as_slice())?;
+        // Everything, in the order it is written, so that what is still to
+        // come (drained, no longer queued) is known to replace what an
+        // earlier line is about.
+        let mut all = Vec::new();
+        for it in self.co.drain_all(now) {
+            all.extend(self.rl.admit(it, now));
         }
-        let rest = self.rl.drain_all(now);
-        self.emit_items(rest, &[])?;
+        all.extend(self.rl.drain_all(now));
+        self.emit_items(all)?;
         self.out.flush()?;
         self.save_state();
         Ok(())
@@ -470,7 +470,7 @@ impl Engine {
     fn pop_due(&mut self, now: Instant) -> Result<bool, EngineError> {
         while let Some(item) = self.co.pop_ready(now) {
             let admitted = self.rl.admit(item, now);
-            if self.emit_items(admitted, &[])? > 0 {
+            if self.emit_items(admitted)? > 0 {
                 self.unflushed = true;
             }
         }
@@ -480,7 +480,7 @@ impl Engine {
     fn emit_ready(&mut self, now: Instant) -> Result<(), EngineError> {
         self.unflushed |= self.pop_due(now)?;
         let released = self.rl.release(now);
-        if self.emit_items(released, &[])? > 0 {
+        if self.emit_items(released)? > 0 {
             self.unflushed = true;
         }
         if self.unflushed {
@@ -819,9 +819,14 @@ impl Engine {
                     for u in still {
                         self.unreadable.insert(u);
                     }
-                    if !self.unreadable.contains(&r) {
-                        tracing::info!(dir = %String::from_utf8_lossy(&r), "directory readable again; watching it");
+                    if self.unreadable.contains(&r) {
+                        // Still unreadable (e.g. a root-owned lost+found):
+                        // nothing new was seen. A reconcile would release
+                        // held events and end the merging of writes at
+                        // every tick, for as long as it stays so.
+                        continue;
                     }
+                    tracing::info!(dir = %String::from_utf8_lossy(&r), "directory readable again; watching it");
                     // Its changes happened while its events could not be seen.
                     self.co.reconcile(r, snap, true, now);
                 }
@@ -845,25 +850,29 @@ impl Engine {
 
     /// Whether the file a `create` or `update` is about is no longer at its
     /// path: an event already known, but not yet written, removes or
-    /// replaces it (`after`: events that follow it outside the queue).
-    fn superseded(&self, ev: &Logical, after: &[&[Item]]) -> bool {
+    /// replaces it (`later`: the events written after this one, at `pos`,
+    /// in the same call; see [`replaced_positions`]).
+    fn superseded(&self, ev: &Logical, pos: usize, later: &HashMap<RelPath, usize>) -> bool {
         let p = match ev {
             Logical::Create { path, .. } | Logical::Update { path, .. } => path,
             Logical::Move { to, .. } => to,
             _ => return false,
         };
+        let after = |q: &[u8]| later.get(q).is_some_and(|i| *i > pos);
         self.co.replaced_later(p)
             || self.batch_replaced_later(p)
-            || after.iter().any(|xs| xs.iter().any(|x| replaces(&x.0, p)))
+            || after(p)
+            || crate::index::ancestors(p).any(after)
+            || after(b"")
     }
 
-    /// Writes `items` in order; `rest` follows them. Returns how many
-    /// events were handed to [`Engine::emit`].
-    fn emit_items(&mut self, items: Vec<Item>, rest: &[Item]) -> Result<usize, EngineError> {
+    /// Writes `items` in order. Returns how many events were handed to
+    /// [`Engine::emit`].
+    fn emit_items(&mut self, items: Vec<Item>) -> Result<usize, EngineError> {
         let n = items.len();
-        let mut items = items.into_iter();
-        while let Some((ev, received)) = items.next() {
-            let superseded = self.superseded(&ev, &[items.as_slice(), rest]);
+        let later = replaced_positions(&items);
+        for (pos, (ev, received)) in items.into_iter().enumerate() {
+            let superseded = self.superseded(&ev, pos, &later);
             self.emit(ev, received, superseded)?;
         }
         Ok(n)
@@ -1252,4 +1261,60 @@ impl Engine {
 /// it holds now).
 fn replaced(fresh: Option<Entry>, written: Option<u64>) -> bool {
     matches!((fresh, written), (Some(f), Some(w)) if f.ino != w)
+}
+
+/// For each path an event of `items` removes or replaces (see
+/// [`replaced_paths`]), the position of the last such event: one pass, so
+/// that checking every event against all that follow it stays linear.
+fn replaced_positions(items: &[Item]) -> HashMap<RelPath, usize> {
+    let mut out = HashMap::new();
+    if items.len() < 2 {
+        return out; // nothing follows the only event
+    }
+    for (i, (ev, _)) in items.iter().enumerate() {
+        for p in replaced_paths(ev).into_iter().flatten() {
+            out.insert(p.to_vec(), i);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ev: Logical) -> Item {
+        (ev, Instant::now())
+    }
+
+    #[test]
+    fn replaced_positions_keeps_the_last_event_replacing_each_path() {
+        let items = vec![
+            at(Logical::Update {
+                path: b"d/f".to_vec(),
+                stat: None,
+                written: None,
+            }),
+            at(Logical::Delete {
+                path: b"d/f".to_vec(),
+                dir_hint: false,
+            }),
+            at(Logical::Move {
+                from: b"d".to_vec(),
+                to: b"e".to_vec(),
+            }),
+            at(Logical::Create {
+                path: b"d/f".to_vec(),
+                dir_hint: false,
+                stat: None,
+                written: None,
+            }),
+        ];
+        let m = replaced_positions(&items);
+        assert_eq!(m.get(b"d/f".as_slice()), Some(&3));
+        assert_eq!(m.get(b"d".as_slice()), Some(&2));
+        assert_eq!(m.get(b"e".as_slice()), Some(&2));
+        assert_eq!(m.len(), 3, "an update replaces nothing");
+        assert!(replaced_positions(&items[..1]).is_empty());
+    }
 }

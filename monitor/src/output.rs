@@ -185,8 +185,15 @@ impl Output {
     }
 
     /// A failed write may have left part of a line in the file: cut it, so
-    /// that the file holds complete lines only.
+    /// that the file holds complete lines only. What is still buffered (it
+    /// may begin in the middle of a line) is thrown away, so that no later
+    /// flush, at exit included, appends a fragment after the cut.
     fn failed(&mut self, e: io::Error) -> OutputError {
+        let unwritten = std::mem::replace(
+            &mut self.main,
+            BufWriter::new(Box::new(io::sink()) as Box<dyn Write + Send>),
+        );
+        let _ = unwritten.into_parts();
         let e = OutputError::from(e);
         if let (OutputError::Io(_), Some((p, f))) = (&e, &self.file) {
             if let Err(err) = cut_incomplete_line(f) {
@@ -271,6 +278,78 @@ pub fn human_line(ev: &FileEvent) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Writes into a file until its budget is spent, fails once there (as
+    /// a full disk does), then accepts everything (space was freed).
+    struct FullOnce {
+        file: File,
+        budget: usize,
+        failed: bool,
+    }
+
+    impl Write for FullOnce {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if !self.failed && self.budget == 0 {
+                self.failed = true;
+                return Err(io::Error::from_raw_os_error(28));
+            }
+            let n = if self.failed {
+                buf.len()
+            } else {
+                buf.len().min(self.budget)
+            };
+            self.budget = self.budget.saturating_sub(n);
+            self.file.write(&buf[..n])
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failed_write_leaves_only_complete_lines_even_after_space_returns() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("events.jsonl");
+        let mut out = Output::open(
+            &OutputTarget::File(path.clone()),
+            Format::Json,
+            None,
+            Attribution::default(),
+        )
+        .expect("open");
+        let file = OpenOptions::new().append(true).open(&path).expect("file");
+        out.main = BufWriter::with_capacity(
+            64 * 1024,
+            Box::new(FullOnce {
+                file,
+                budget: 10_000,
+                failed: false,
+            }) as Box<dyn Write + Send>,
+        );
+        let d = Draft {
+            event_type: EventType::Create,
+            kind: Kind::File,
+            path: b"some/file/name.txt".to_vec(),
+            from: None,
+            size: Some(3),
+            checksum: None,
+            rescan: false,
+        };
+        let mut failed = false;
+        for _ in 0..1000 {
+            if out.write(&d).and_then(|()| out.flush()).is_err() {
+                failed = true;
+                break;
+            }
+        }
+        assert!(failed, "the budget runs out");
+        drop(out);
+        let text = std::fs::read_to_string(&path).expect("read");
+        assert!(text.ends_with('\n'), "no cut line at the end");
+        for line in text.lines() {
+            FileEvent::from_json(line).expect("every line is a whole event");
+        }
+    }
 
     #[test]
     fn json_lines_carry_attribution_and_lossless_paths() {

@@ -159,3 +159,29 @@ fn under_poll_a_directory_turning_unreadable_is_not_reported_deleted() {
         m.stderr()
     );
 }
+
+/// A directory that stays unreadable (a root-owned `lost+found` on a
+/// workspace volume) is looked at again every poll interval without
+/// consequences: writes to a file elsewhere are still merged into one
+/// `update` over the debounce window.
+#[test]
+fn a_directory_that_stays_unreadable_does_not_break_write_merging() {
+    let d = tempdir();
+    let root = d.path();
+    chmod(root, 0o777);
+    sh(root, "mkdir locked && echo f > f");
+    chmod(&root.join("locked"), 0o000);
+    let Some(m) = monitor_as_nobody(root, &["--debounce=2500", "--poll-interval=100"]) else {
+        return;
+    };
+    // Ten writes 150 ms apart: at least ten retries of `locked` fall among them.
+    for i in 0..10 {
+        std::fs::write(root.join("f"), format!("{i}\n")).unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    m.wait_for("the update of f", |e| has(e, "update file f"));
+    let evs = m.settle(Duration::from_millis(600));
+    let updates = evs.iter().filter(|e| e.path == "f").count();
+    assert_eq!(updates, 1, "{:?}", summary(&evs));
+    chmod(&root.join("locked"), 0o755);
+}
