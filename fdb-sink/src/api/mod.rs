@@ -110,7 +110,8 @@ pub struct ApiArgs {
     pub api_max_connections: usize,
 
     /// An API connection on which nothing is read or written for this long
-    /// is closed (e.g. 60s).
+    /// is closed (e.g. 60s); a handler's work before its answer starts counts
+    /// as idle, so keep it well above the slowest query.
     #[arg(long, env = "FDB_SINK_API_IDLE_TIMEOUT", default_value = "60s",
           value_parser = crate::timespec::duration_arg, value_name = "DURATION")]
     pub api_idle_timeout: Duration,

@@ -130,7 +130,15 @@ pub struct EmbeddedStore {
     /// open while it cannot take writes (a full disk), and the readiness
     /// check must not say otherwise.
     write_fault: Mutex<Option<String>>,
+    /// When the store was last found damaged, and why: it is opened again
+    /// (a full replay of its journals) at most every [`DAMAGED_RETRY`], not
+    /// at every readiness check.
+    damaged: Mutex<Option<(std::time::Instant, String)>>,
 }
+
+/// How long a store found damaged is reported so before it is opened
+/// again (an operator may have repaired it meanwhile).
+const DAMAGED_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl EmbeddedStore {
     /// Prepares the store in `dir` and tries to open it; a failure to open is
@@ -142,6 +150,7 @@ impl EmbeddedStore {
             open: Mutex::new(None),
             metrics: StoreMetrics::default(),
             write_fault: Mutex::new(None),
+            damaged: Mutex::new(None),
         };
         if dir.join(LEGACY_FILE).exists() {
             tracing::warn!(
@@ -171,6 +180,30 @@ impl EmbeddedStore {
         if let Some(open) = slot.as_ref() {
             return Ok(open.clone());
         }
+        let mut damaged = self
+            .damaged
+            .lock()
+            .map_err(|_| StoreError::Internal("embedded store mutex poisoned".into()))?;
+        if let Some((at, why)) = damaged.as_ref() {
+            if at.elapsed() < DAMAGED_RETRY {
+                return Err(StoreError::Damaged(why.clone()));
+            }
+        }
+        match self.open_database() {
+            Ok(open) => {
+                *damaged = None;
+                *slot = Some(open.clone());
+                Ok(open)
+            }
+            Err(StoreError::Damaged(why)) => {
+                *damaged = Some((std::time::Instant::now(), why.clone()));
+                Err(StoreError::Damaged(why))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn open_database(&self) -> Result<Arc<Open>, StoreError> {
         std::fs::create_dir_all(&self.dir).map_err(|e| StoreError::Unavailable {
             message: format!("cannot create store directory {}: {e}", self.dir.display()),
             source: Some(Box::new(e)),
@@ -181,14 +214,12 @@ impl EmbeddedStore {
         let db = Database::builder(&self.path).open().map_err(convert)?;
         let kv = db.keyspace(KEYSPACE, keyspace_options).map_err(convert)?;
         tracing::info!(path = %self.path.display(), "embedded store opened");
-        let open = Arc::new(Open {
+        Ok(Arc::new(Open {
             db,
             kv,
             writer: Mutex::new(KnownValues::default()),
             identity: DirIdentity::of(&self.path),
-        });
-        *slot = Some(open.clone());
-        Ok(open)
+        }))
     }
 
     /// Fails when the database directory is no longer the one `open` opened

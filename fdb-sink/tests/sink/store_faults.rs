@@ -375,16 +375,22 @@ fn a_journal_damaged_in_the_middle_is_refused_unchanged_with_what_to_do() {
     // `serve` on it never becomes ready, and changes nothing either.
     let mut sink = Sink::start(dir.path(), &[]);
     sink.wait_ready(503);
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // Readiness is checked every second while the store is down: the
+    // damaged journal is not replayed again each time.
+    std::thread::sleep(std::time::Duration::from_millis(3500));
     sink.wait_ready(503);
     let (status, _) = post(&sink, ndjson(&[event(&monitor, 9_999, "s")]), &[]);
     assert_eq!(status, 503, "nothing is acknowledged into a damaged store");
     sink.stop();
-    assert!(sink
-        .log
-        .lock()
-        .expect("log")
-        .contains("nothing was changed on disk"));
+    let log = sink.log.lock().expect("log").clone();
+    assert!(log.contains("nothing was changed on disk"), "{log}");
+    let replays = log
+        .matches("and a valid batch follows at byte offset")
+        .count();
+    assert_eq!(
+        replays, 1,
+        "the journal was replayed {replays} times:\n{log}"
+    );
     assert!(std::fs::read(&journal).expect("read journal") == damaged);
 
     // The way out the message offers, for an operator who accepts the loss:
