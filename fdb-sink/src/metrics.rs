@@ -205,9 +205,82 @@ impl Metrics {
     }
 }
 
+/// Content type of [`to_text_0_0_4`]'s output.
+pub const TEXT_0_0_4: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// The Prometheus text format 0.0.4 of an OpenMetrics exposition (what
+/// `prometheus_client` writes), for scrapers that do not ask for
+/// OpenMetrics. The samples are the same; a counter's `# HELP`/`# TYPE`
+/// lines name it with its `_total` suffix, as its samples are named (a
+/// parser that groups samples under their `# TYPE` line, such as Vector's
+/// `prometheus_scrape`, would otherwise take the counters for untyped
+/// metrics), and the `# UNIT` and `# EOF` lines, which 0.0.4 lacks, go.
+pub fn to_text_0_0_4(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len() + 16 * counters.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        if let Some((prefix, rest)) = meta {
+            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            if counters.contains(name) && !name.ends_with("_total") {
+                out.push_str(prefix);
+                out.push_str(name);
+                out.push_str("_total ");
+                out.push_str(tail);
+                out.push('\n');
+                continue;
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_0_0_4_names_counter_families_as_their_samples() {
+        let mut reg = Registry::default();
+        let m = Metrics::register(&mut reg, &StoreMetrics::default());
+        m.events_received.inc();
+        m.commit_latency.observe(0.01);
+        let mut om = String::new();
+        prometheus_client::encoding::text::encode(&mut om, &reg).expect("encode");
+        let text = to_text_0_0_4(&om);
+        assert!(
+            om.contains("# TYPE fdb_sink_events_received counter\n"),
+            "{om}"
+        );
+        assert!(
+            text.contains("# TYPE fdb_sink_events_received_total counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("# HELP fdb_sink_events_received_total Lines received"));
+        assert!(text.contains("\nfdb_sink_events_received_total 1\n"));
+        assert!(text.contains("# TYPE fdb_sink_commit_latency_seconds histogram\n"));
+        assert!(text.contains("# TYPE fdb_sink_store_up gauge\n"));
+        assert!(!text.contains("# EOF"));
+        // Every sample line is kept as it was.
+        let samples = |s: &str| -> Vec<String> {
+            s.lines()
+                .filter(|l| !l.starts_with('#'))
+                .map(str::to_owned)
+                .collect()
+        };
+        assert_eq!(samples(&om), samples(&text));
+    }
 
     #[test]
     fn exports_the_fixed_names() {

@@ -264,19 +264,35 @@ fn too_large(limit: usize) -> Response {
     )
 }
 
-async fn metrics(State(state): State<Arc<IngestState>>) -> Response {
+/// OpenMetrics for scrapers that ask for it (Prometheus does), the
+/// Prometheus text format 0.0.4 for the others (Vector's `prometheus_scrape`,
+/// curl).
+async fn metrics(State(state): State<Arc<IngestState>>, headers: HeaderMap) -> Response {
     let mut text = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &state.registry) {
         return error(StatusCode::INTERNAL_SERVER_ERROR, "metrics", e.to_string());
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    if openmetrics {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response()
+    } else {
+        (
+            [(header::CONTENT_TYPE, crate::metrics::TEXT_0_0_4)],
+            crate::metrics::to_text_0_0_4(&text),
+        )
+            .into_response()
+    }
 }
 
 async fn readyz(State(state): State<Arc<IngestState>>) -> Response {

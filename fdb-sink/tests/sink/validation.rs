@@ -59,3 +59,48 @@ fn three_bad_lines_among_997_good() {
         "Kubernetes fields stored"
     );
 }
+
+/// `/metrics` speaks OpenMetrics to a scraper that asks for it (Prometheus)
+/// and the text format 0.0.4 to the others (Vector's `prometheus_scrape`),
+/// where a counter's `# TYPE` line names it as its samples are named.
+#[test]
+fn metrics_are_negotiated_between_openmetrics_and_text_0_0_4() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sink = Sink::start(dir.path(), &[]);
+    let get = |accept: Option<&str>| {
+        let mut req = crate::harness::client().get(sink.url("/metrics"));
+        if let Some(a) = accept {
+            req = req.header("accept", a);
+        }
+        let r = req.send().expect("metrics");
+        let ct = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        (ct, r.text().expect("body"))
+    };
+    let (ct, om) = get(Some(
+        "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5",
+    ));
+    assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
+    assert!(om.ends_with("# EOF\n"));
+    assert!(
+        om.contains("# TYPE fdb_sink_events_received counter\n"),
+        "{om}"
+    );
+    let (ct, text) = get(Some("text/plain"));
+    assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
+    assert!(!text.contains("# EOF"));
+    assert!(
+        text.contains("# TYPE fdb_sink_events_received_total counter\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nfdb_sink_events_received_total 0\n"),
+        "{text}"
+    );
+    let (ct, _) = get(None);
+    assert!(ct.starts_with("text/plain; version=0.0.4"), "{ct}");
+}
