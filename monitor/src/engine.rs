@@ -1097,8 +1097,21 @@ impl Engine {
                         None => Vec::new(),
                     },
                     Some(old) if gone => {
-                        self.scanned.remove(&path);
+                        let scanned = self.scanned.remove(&path);
                         if old.kind == Kind::Dir {
+                            return Vec::new();
+                        }
+                        // Reported moments ago by a new directory's scan,
+                        // and still the same inode and size: a later event
+                        // taken for a replacement is the kernel's own
+                        // create of that same file, and this close is the
+                        // end of the write the scan already saw.
+                        let same = |s: &Scanned| {
+                            s.at.elapsed() < SCANNED_GRACE
+                                && !replaced(fresh, written)
+                                && fresh.is_some_and(|f| f.ino == old.ino && Some(f.size) == s.size)
+                        };
+                        if scanned.as_ref().is_some_and(same) {
                             return Vec::new();
                         }
                         // The inode written is no longer at this path: the
