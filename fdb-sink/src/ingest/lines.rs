@@ -71,6 +71,21 @@ impl LongLine {
     }
 }
 
+/// The reader's next buffered bytes (empty at the end), retrying reads
+/// interrupted by a signal. (The buffer is taken again once filled: a
+/// reference returned from inside the retry loop would keep `inner`
+/// borrowed across iterations.)
+fn fill<R: BufRead>(inner: &mut R) -> io::Result<&[u8]> {
+    loop {
+        match inner.fill_buf() {
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    inner.fill_buf()
+}
+
 /// Reads lines of at most `limit` bytes from a [`BufRead`].
 pub struct LineReader<R> {
     inner: R,
@@ -93,11 +108,7 @@ impl<R: BufRead> LineReader<R> {
         let mut line = Vec::new();
         let mut seen = false;
         loop {
-            let buf = match self.inner.fill_buf() {
-                Ok(b) => b,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
+            let buf = fill(&mut self.inner)?;
             if buf.is_empty() {
                 return Ok(seen.then(|| Line::Whole(strip_cr(line))));
             }
@@ -132,11 +143,7 @@ impl<R: BufRead> LineReader<R> {
     ) -> io::Result<LongLine> {
         let mut len = hasher.count();
         loop {
-            let buf = match self.inner.fill_buf() {
-                Ok(b) => b,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
+            let buf = fill(&mut self.inner)?;
             if buf.is_empty() {
                 break;
             }

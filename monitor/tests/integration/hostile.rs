@@ -136,24 +136,7 @@ fn non_utf8_names_round_trip_through_path_b64() {
 
 #[test]
 fn permission_denied_and_deleted_files_do_not_stop_the_monitor() {
-    // The unprivileged user must be able to run the binary (not the case when
-    // the checkout lives under a private home directory).
-    let can_run = nix::unistd::geteuid().is_root()
-        && Command::new("setpriv")
-            .args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                BIN,
-                "--version",
-            ])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-    if !can_run {
-        eprintln!(
-            "skipped: needs root, setpriv (util-linux) and a binary that uid 65534 can execute"
-        );
+    if !can_run_as_nobody() {
         return;
     }
     let d = tempdir();

@@ -442,3 +442,27 @@ impl Drop for Tmpfs {
         let _ = Command::new("umount").arg(self.0.path()).status();
     }
 }
+
+/// Whether the monitor can run as uid 65534 through `setpriv`: root, util-linux,
+/// and a binary that user may execute (not the case when the checkout lives
+/// under a private home directory). Says why not on stderr.
+pub fn can_run_as_nobody() -> bool {
+    let can = nix::unistd::geteuid().is_root()
+        && Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                BIN,
+                "--version",
+            ])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+    if !can {
+        eprintln!(
+            "skipped: needs root, setpriv (util-linux) and a binary that uid 65534 can execute"
+        );
+    }
+    can
+}

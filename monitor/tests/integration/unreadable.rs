@@ -12,22 +12,7 @@ use crate::support::*;
 /// The monitor run as uid 65534 (root reads everything), or `None` when
 /// that is not possible here.
 fn monitor_as_nobody(root: &Path, args: &[&str]) -> Option<Monitor> {
-    let can_run = nix::unistd::geteuid().is_root()
-        && Command::new("setpriv")
-            .args([
-                "--reuid=65534",
-                "--regid=65534",
-                "--clear-groups",
-                BIN,
-                "--version",
-            ])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-    if !can_run {
-        eprintln!(
-            "skipped: needs root, setpriv (util-linux) and a binary that uid 65534 can execute"
-        );
+    if !can_run_as_nobody() {
         return None;
     }
     let port = free_port();
