@@ -5,9 +5,10 @@
 //! by the agent's `last_heartbeat` (kept as reported): `dead` when no
 //! heartbeat arrived within `--agent-ttl`, else the reported status in lower
 //! case (`active`, `idle`, `stopped`). A session belongs to the user whose
-//! token sent its first heartbeat or made its first claim (a claim writes a
-//! row marked as having no heartbeat); role `user` can neither heartbeat,
-//! claim nor release for another user's session, nor see it.
+//! audit records it holds, else to the user whose token sent its first
+//! heartbeat or made its first claim (a claim writes a row marked as having
+//! no heartbeat); role `user` can neither heartbeat, claim nor release for
+//! another user's session, nor see it. The check is [`super::owner`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::auth::Caller;
+use super::owner::authorize;
 use super::{ApiError, ApiState, NoParams};
 use crate::keys::Keys;
 use crate::record::valid_id;
@@ -179,16 +181,6 @@ pub fn check_session(s: &str) -> Result<(), ApiError> {
     }
 }
 
-/// `Forbidden` unless the caller may act for a session owned by `owner`.
-pub fn check_owner(caller: &Caller, session: &str, owner: Option<&str>) -> Result<(), ApiError> {
-    match owner {
-        Some(o) if !caller.is_admin() && o != caller.user => Err(ApiError::Forbidden(format!(
-            "session {session:?} belongs to another user"
-        ))),
-        _ => Ok(()),
-    }
-}
-
 /// `POST /api/v5/agents/heartbeat`.
 pub async fn heartbeat(
     State(state): State<Arc<ApiState>>,
@@ -216,12 +208,13 @@ pub async fn heartbeat(
             store.transact(|txn| {
                 let old = agent_row(txn, keys, &caller.tenant, &a.session_id)?;
                 let owner = old.as_ref().map(|o| o.user_id.as_str());
-                if let Err(e) = check_owner(&caller, &a.session_id, owner) {
-                    return Ok(Err(e));
-                }
+                let access = match authorize(txn, keys, &caller, &a.session_id, owner)? {
+                    Ok(access) => access,
+                    Err(e) => return Ok(Err(e)),
+                };
                 let row = AgentRow {
                     session_id: a.session_id.clone(),
-                    user_id: old.map_or_else(|| caller.user.clone(), |o| o.user_id),
+                    user_id: access.owner,
                     agent_type: a.agent_type.clone(),
                     status: a.status,
                     last_heartbeat: a.last_heartbeat.clone(),

@@ -105,6 +105,9 @@ pub struct Verifier {
     validation: Validation,
     /// A token whose `exp` lies further ahead than this is refused.
     max_lifetime: Duration,
+    /// The key file's content the key was read from (`None`: not read from
+    /// a file). [`reload_loop`] compares the file with it.
+    source: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -128,7 +131,19 @@ impl Verifier {
             key,
             validation,
             max_lifetime: DEFAULT_MAX_LIFETIME,
+            source: None,
         }
+    }
+
+    fn read_from(mut self, content: Vec<u8>) -> Self {
+        self.source = Some(content);
+        self
+    }
+
+    /// The key file's content this verifier was built from, if it was read
+    /// from a file.
+    pub fn source(&self) -> Option<&[u8]> {
+        self.source.as_deref()
     }
 
     /// Refuses tokens whose `exp` is more than `max` ahead
@@ -181,16 +196,14 @@ impl Verifier {
 
     /// HS256 from a secret file (surrounding whitespace ignored).
     pub fn from_secret_file(path: &Path) -> Result<Self, KeyLoadError> {
-        let secret = read_secret(path)?;
-        Ok(Self::hs256(&secret))
+        let raw = read_key_file(path)?;
+        let secret = trimmed_secret(&raw, path)?;
+        Ok(Self::hs256(&secret).read_from(raw))
     }
 
     pub fn from_public_key_file(path: &Path) -> Result<Self, KeyLoadError> {
-        let pem = std::fs::read(path).map_err(|source| KeyLoadError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::from_public_pem(&pem, &path.display().to_string())
+        let pem = read_key_file(path)?;
+        Ok(Self::from_public_pem(&pem, &path.display().to_string())?.read_from(pem))
     }
 
     /// The one algorithm accepted.
@@ -275,16 +288,19 @@ impl SharedVerifier {
 }
 
 /// Reads the key file every [`KEY_RELOAD_INTERVAL`] and, when its content
-/// changed, replaces the verifier with one built by `load` (a file that does
-/// not load keeps the previous key and is logged). Ends when `stop` turns
-/// true.
+/// differs from the content the verifier in use was built from, replaces the
+/// verifier with one built by `load` (a file that does not load keeps the
+/// previous key and is logged). Comparing with the verifier's own source, not
+/// with a read made when the loop starts, means a rotation that lands between
+/// the key's first load and the loop's start is picked up at the first
+/// interval. Ends when `stop` turns true.
 pub async fn reload_loop(
     path: PathBuf,
     shared: Arc<SharedVerifier>,
     load: impl Fn() -> Result<Verifier, String> + Send + 'static,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut seen = std::fs::read(&path).ok();
+    let mut seen = shared.current().source().map(<[u8]>::to_vec);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(KEY_RELOAD_INTERVAL) => {}
@@ -296,8 +312,10 @@ pub async fn reload_loop(
         }
         match load() {
             Ok(v) => {
+                // What the new key was read from: the file may have changed
+                // again between the comparison above and the load.
+                seen = v.source().map(<[u8]>::to_vec).or(now);
                 shared.replace(v);
-                seen = now;
                 tracing::info!(path = %path.display(), "API token key reloaded");
             }
             Err(e) => {
@@ -311,10 +329,17 @@ pub async fn reload_loop(
 
 /// Reads a secret file, trimmed; an empty one is an error.
 pub fn read_secret(path: &Path) -> Result<Vec<u8>, KeyLoadError> {
-    let raw = std::fs::read(path).map_err(|source| KeyLoadError::Read {
+    trimmed_secret(&read_key_file(path)?, path)
+}
+
+fn read_key_file(path: &Path) -> Result<Vec<u8>, KeyLoadError> {
+    std::fs::read(path).map_err(|source| KeyLoadError::Read {
         path: path.display().to_string(),
         source,
-    })?;
+    })
+}
+
+fn trimmed_secret(raw: &[u8], path: &Path) -> Result<Vec<u8>, KeyLoadError> {
     let secret = raw.trim_ascii().to_vec();
     if secret.is_empty() {
         return Err(KeyLoadError::Empty(path.display().to_string()));

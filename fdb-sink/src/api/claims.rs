@@ -9,7 +9,9 @@
 //!
 //! A claim blocks others until `ttl_seconds` pass, or until its holder is
 //! `dead` (no heartbeat within `--agent-ttl`) or reported `Stopped`. A
-//! session re-claiming its own paths extends them.
+//! session re-claiming its own paths extends them. A session that is `dead`
+//! or `Stopped` cannot claim (400): its claims would block no one, so a
+//! granted claim would be a false promise.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -19,11 +21,10 @@ use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::agents::{
-    agent_row, check_agent_type, check_owner, check_session, AgentRow, AgentStatus,
-};
+use super::agents::{agent_row, check_agent_type, check_session, AgentRow, AgentStatus};
 use super::auth::Caller;
 use super::error::Holder;
+use super::owner::{authorize, Access};
 use super::{ApiError, ApiState};
 use crate::keys::Keys;
 use crate::store::{ReadTxn, StoreError, StoreExt};
@@ -129,16 +130,22 @@ pub fn claim_in(
     let now = now_ns();
     let own = agent_row(txn, keys, &caller.tenant, &req.session_id)?;
     let owner = own.as_ref().map(|o| o.user_id.as_str());
-    if let Err(e) = check_owner(caller, &req.session_id, owner) {
-        return Ok(Err(e));
-    }
-    if own
-        .as_ref()
-        .is_some_and(|a| a.heartbeat && a.status == AgentStatus::Stopped)
-    {
+    let access = match authorize(txn, keys, caller, &req.session_id, owner)? {
+        Ok(access) => access,
+        Err(e) => return Ok(Err(e)),
+    };
+    if let Some(a) = own.as_ref().filter(|a| !a.holds_claims(now, agent_ttl)) {
+        let why = if a.status == AgentStatus::Stopped {
+            "reported status Stopped".to_owned()
+        } else {
+            format!(
+                "is dead (no heartbeat within --agent-ttl, {}s)",
+                agent_ttl.as_secs()
+            )
+        };
         return Ok(Err(ApiError::bad_request(format!(
-            "session {:?} reported status Stopped: its claims would block no one; send a \
-             heartbeat with status Active first",
+            "session {:?} {why}: its claims would block no one; send a heartbeat with \
+             status Active first",
             req.session_id
         ))));
     }
@@ -179,9 +186,7 @@ pub fn claim_in(
         .saturating_mul(1_000_000_000);
     let row = ClaimRow {
         session_id: req.session_id.clone(),
-        user_id: own
-            .as_ref()
-            .map_or_else(|| caller.user.clone(), |o| o.user_id.clone()),
+        user_id: access.owner.clone(),
         agent_type: req.agent_type.clone(),
         claimed_ns: now,
         expires_ns: now.saturating_add(ttl_ns),
@@ -190,17 +195,43 @@ pub fn claim_in(
     for p in paths {
         txn.set(&keys.claim(&caller.tenant, p), &value)?;
     }
-    if own.is_none() {
-        // The session's first request: from now on it is the caller's.
-        let row = AgentRow::claim_only(&req.session_id, &caller.user, &req.agent_type, now);
-        let v = serde_json::to_vec(&row).map_err(|e| StoreError::Internal(e.to_string()))?;
-        txn.set(&keys.agent(&caller.tenant, &req.session_id), &v)?;
+    match own {
+        None => {
+            // The session's first request: from now on it is the owner's.
+            let row = AgentRow::claim_only(&req.session_id, &access.owner, &req.agent_type, now);
+            write_agent_row(txn, keys, &caller.tenant, &row)?;
+        }
+        Some(row) if access.taken_over => take_over(txn, keys, &caller.tenant, row, &access)?,
+        Some(_) => {}
     }
     Ok(Ok(Granted {
         session_id: req.session_id.clone(),
         paths: paths.to_vec(),
         expires_at: format_ns(row.expires_ns),
     }))
+}
+
+fn write_agent_row(
+    txn: &mut dyn crate::store::Txn,
+    keys: &Keys,
+    tenant: &str,
+    row: &AgentRow,
+) -> Result<(), StoreError> {
+    let v = serde_json::to_vec(row).map_err(|e| StoreError::Internal(e.to_string()))?;
+    txn.set(&keys.agent(tenant, &row.session_id), &v)
+}
+
+/// Rewrites the session's agent row with its new owner (the rest of the row,
+/// heartbeat included, is kept).
+fn take_over(
+    txn: &mut dyn crate::store::Txn,
+    keys: &Keys,
+    tenant: &str,
+    mut row: AgentRow,
+    access: &Access,
+) -> Result<(), StoreError> {
+    row.user_id.clone_from(&access.owner);
+    write_agent_row(txn, keys, tenant, &row)
 }
 
 /// `POST /api/v5/agents/claims`.
@@ -241,8 +272,12 @@ pub async fn release(
             store.transact(|txn| {
                 let own = agent_row(txn, keys, &caller.tenant, &req.session_id)?;
                 let owner = own.as_ref().map(|o| o.user_id.as_str());
-                if let Err(e) = check_owner(&caller, &req.session_id, owner) {
-                    return Ok(Err(e));
+                let access = match authorize(txn, keys, &caller, &req.session_id, owner)? {
+                    Ok(access) => access,
+                    Err(e) => return Ok(Err(e)),
+                };
+                if let Some(row) = own.filter(|_| access.taken_over) {
+                    take_over(txn, keys, &caller.tenant, row, &access)?;
                 }
                 let mut released = Vec::new();
                 let mut not_held = Vec::new();

@@ -35,6 +35,7 @@ pub mod files;
 pub mod history;
 pub mod logs;
 pub mod monitors;
+pub mod owner;
 pub mod paths;
 pub mod sse;
 

@@ -552,3 +552,49 @@ fn far_future_expiry_and_critical_extensions_are_refused() {
         200
     );
 }
+
+/// A key rotated after the server loaded its key but before the reload loop
+/// first looked at the file is still picked up at the first interval: the
+/// loop compares the file with what the key in use was read from.
+#[test]
+fn a_rotation_during_start_up_is_not_missed() {
+    use fdb_sink::api::auth::{reload_loop, SharedVerifier, Verifier, KEY_RELOAD_INTERVAL};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("jwt.key");
+    std::fs::write(&path, b"start-up-secret-0123456789\n").expect("key");
+    let shared = Arc::new(SharedVerifier::new(
+        Verifier::from_secret_file(&path).expect("load"),
+    ));
+    // The rotation lands while the server is still starting.
+    let new_secret = b"rotated-at-start-9876543210";
+    std::fs::write(&path, [&new_secret[..], b"\n"].concat()).expect("rotate");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let load_path = path.clone();
+    runtime.spawn(reload_loop(
+        path.clone(),
+        shared.clone(),
+        move || Verifier::from_secret_file(&load_path).map_err(|e| e.to_string()),
+        stop,
+    ));
+    let new = token_with(new_secret, "acme", "alice", Role::User, 3600);
+    let deadline = std::time::Instant::now() + KEY_RELOAD_INTERVAL * 3;
+    while shared.current().verify(&new).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the key rotated during start-up was never loaded"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let old = token_with(
+        b"start-up-secret-0123456789",
+        "acme",
+        "alice",
+        Role::User,
+        3600,
+    );
+    assert!(shared.current().verify(&old).is_err());
+    let _ = stop_tx.send(true);
+}

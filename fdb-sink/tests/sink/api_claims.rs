@@ -339,3 +339,33 @@ fn malformed_requests_get_clear_errors() {
         "{r}"
     );
 }
+
+/// A session that is `dead` (no heartbeat within --agent-ttl) cannot claim:
+/// its claim would block no one, so two agents would both be told they hold
+/// the same file. A heartbeat makes it able to claim again.
+#[test]
+fn a_dead_session_cannot_claim_so_no_two_agents_both_hold_a_path() {
+    let api = Api::start(&["--agent-ttl", "1s"]);
+    let alice = token("acme", "alice", Role::User);
+    let bob = token("acme", "bob", Role::User);
+    let p = |s: &str| vec![s.to_owned()];
+    assert_eq!(heartbeat(&api, &alice, "s-a", "Active").0, 200);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(liveness(&api, &alice, "s-a"), "dead");
+    let (s, r) = claim(&api, &alice, "s-a", &p("src/f.rs"), 300);
+    assert_eq!((s, r["error"].as_str()), (400, Some("bad_request")), "{r}");
+    assert!(
+        r["message"].as_str().unwrap_or_default().contains("dead"),
+        "{r}"
+    );
+    assert_eq!(heartbeat(&api, &bob, "s-b", "Active").0, 200);
+    assert_eq!(claim(&api, &bob, "s-b", &p("src/f.rs"), 300).0, 200);
+    // Alive again, alice is told who holds the file.
+    assert_eq!(heartbeat(&api, &alice, "s-a", "Active").0, 200);
+    let (s, r) = claim(&api, &alice, "s-a", &p("src/f.rs"), 300);
+    assert_eq!(
+        (s, r["holders"][0]["session_id"].as_str()),
+        (409, Some("s-b")),
+        "{r}"
+    );
+}

@@ -24,3 +24,4 @@ mod api_harness;
 mod api_history;
 mod api_logs;
 mod api_openapi;
+mod api_sessions;

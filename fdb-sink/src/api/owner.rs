@@ -1,0 +1,160 @@
+//! Who may act for a session: the owner check of heartbeats, claims and
+//! releases.
+//!
+//! A session's owner is the `user_id` of its `("agents", tenant, session)`
+//! row. A session that has no row yet belongs to the user whose audit
+//! records it holds: the first heartbeat or claim of a role `user` caller
+//! looks at the SPEC's `("sessions", tenant, user, session)` summaries, first
+//! the caller's own (one read), then, when the caller has none, the other
+//! users' of the tenant. That second look is a skip scan: one read finds the
+//! next user that has any session, one more jumps to that user's summary of
+//! this session id, so it costs about two reads per user of the tenant with
+//! stored sessions, whatever their number of sessions. It is bounded by
+//! [`MAX_OWNER_SCAN_READS`]; past that the request is refused with 503 and
+//! `Retry-After` (nothing written), because the session could be someone
+//! else's. It only happens for a session's first request, and not at all
+//! once the caller's own records of the session are stored.
+//!
+//! A row written for a session by a user whose records it does not hold
+//! (before this check existed, or because the records arrived after the
+//! row) does not lock the records' user out: when the caller holds audit
+//! records of the session and the row's user holds none, the caller takes the
+//! session over (logged as `session taken over by the owner of its records`).
+
+use super::auth::Caller;
+use super::ApiError;
+use crate::keys::Keys;
+use crate::store::{ReadTxn, StoreError};
+
+/// Reads the owner check may spend looking for another user's records of a
+/// session (about two per user of the tenant with stored sessions).
+pub const MAX_OWNER_SCAN_READS: usize = 1024;
+
+/// Who owns the session once the request is allowed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Access {
+    /// The owner to store in the session's agent row.
+    pub owner: String,
+    /// True when the row named another user who holds no records of the
+    /// session, and the caller, who does, takes it over.
+    pub taken_over: bool,
+}
+
+/// Whether `user` has audit records of `session` (its session summary).
+pub fn has_records(
+    txn: &mut dyn ReadTxn,
+    keys: &Keys,
+    tenant: &str,
+    user: &str,
+    session: &str,
+) -> Result<bool, StoreError> {
+    let r = keys.session(tenant, user, session);
+    Ok(!txn.get_range(&r.begin, &r.end, 1, false)?.is_empty())
+}
+
+/// What the scan for another user's records of a session found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Scan {
+    /// No other user has records of it.
+    Nobody,
+    /// Another user does.
+    Other,
+    /// [`MAX_OWNER_SCAN_READS`] ran out before the tenant's sessions did.
+    Unfinished,
+}
+
+/// Looks for a user other than `caller` with a session summary of
+/// `session`, skipping from user to user.
+fn scan_other_owner(
+    txn: &mut dyn ReadTxn,
+    keys: &Keys,
+    tenant: &str,
+    caller: &str,
+    session: &str,
+) -> Result<Scan, StoreError> {
+    let tenant_range = keys.sessions_tenant(tenant);
+    let mut begin = tenant_range.begin.clone();
+    for _ in 0..MAX_OWNER_SCAN_READS {
+        let Some((key, _)) = txn
+            .get_range(&begin, &tenant_range.end, 1, false)?
+            .into_iter()
+            .next()
+        else {
+            return Ok(Scan::Nobody);
+        };
+        let field = keys
+            .decode_session_field(&key)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        if field.user == caller {
+            begin = keys.sessions_user(tenant, &field.user).end;
+            continue;
+        }
+        // Tuple-encoded strings sort as their bytes do.
+        match field.session.as_bytes().cmp(session.as_bytes()) {
+            std::cmp::Ordering::Equal => return Ok(Scan::Other),
+            std::cmp::Ordering::Less => begin = keys.session(tenant, &field.user, session).begin,
+            std::cmp::Ordering::Greater => begin = keys.sessions_user(tenant, &field.user).end,
+        }
+    }
+    Ok(Scan::Unfinished)
+}
+
+fn belongs_to_another(session: &str) -> ApiError {
+    ApiError::Forbidden(format!("session {session:?} belongs to another user"))
+}
+
+/// Decides whether `caller` may heartbeat, claim or release for `session`,
+/// whose agent row names `row_owner` (`None`: no row yet). `Ok(Err(_))` is
+/// the refusal to answer.
+pub fn authorize(
+    txn: &mut dyn ReadTxn,
+    keys: &Keys,
+    caller: &Caller,
+    session: &str,
+    row_owner: Option<&str>,
+) -> Result<Result<Access, ApiError>, StoreError> {
+    let tenant = caller.tenant.as_str();
+    let granted = |owner: &str| {
+        Ok(Ok(Access {
+            owner: owner.to_owned(),
+            taken_over: false,
+        }))
+    };
+    match row_owner {
+        Some(o) if o == caller.user || caller.is_admin() => granted(o),
+        Some(o) => {
+            if has_records(txn, keys, tenant, &caller.user, session)?
+                && !has_records(txn, keys, tenant, o, session)?
+            {
+                tracing::warn!(
+                    tenant,
+                    session,
+                    previous_user = o,
+                    user = %caller.user,
+                    "session taken over by the owner of its records"
+                );
+                return Ok(Ok(Access {
+                    owner: caller.user.clone(),
+                    taken_over: true,
+                }));
+            }
+            Ok(Err(belongs_to_another(session)))
+        }
+        None if caller.is_admin() => granted(&caller.user),
+        None => {
+            if has_records(txn, keys, tenant, &caller.user, session)? {
+                return granted(&caller.user);
+            }
+            match scan_other_owner(txn, keys, tenant, &caller.user, session)? {
+                Scan::Nobody => granted(&caller.user),
+                Scan::Other => Ok(Err(belongs_to_another(session))),
+                Scan::Unfinished => Ok(Err(ApiError::OwnerUnverified(format!(
+                    "could not verify within {MAX_OWNER_SCAN_READS} reads that session \
+                     {session:?} holds no other user's audit records; nothing was written. \
+                     Retry: once the session's own audit records are stored, this check is \
+                     a single read"
+                )))),
+            }
+        }
+    }
+}
