@@ -3,13 +3,23 @@
 //! The client network thread is started once per process. Each transaction
 //! runs the caller's closure, commits, and on a retryable error (conflict,
 //! `commit_unknown_result`, `transaction_too_old`, …) lets the client's
-//! `on_error` back off and runs the closure again; the sink's writes are
-//! idempotent, so a retry after an unknown commit result is safe. Each
-//! attempt lives at most FoundationDB's 5 s (`transaction_too_old` is
+//! `on_error` back off and runs the closure again. After
+//! `commit_unknown_result` the first attempt may have committed, so a
+//! closure must be safe to run again on top of its own writes. The sink's
+//! closures are: plain sets write the same bytes again, and every
+//! non-idempotent write (an `ADD` to a counter) is made only after a
+//! serializable read in the same transaction shows it is still missing (a
+//! record's key absent, a counter below its recomputed total), so a rerun
+//! that sees the first attempt's commit adds nothing. Reads here are never
+//! snapshot reads: the read conflicts they add also make an attempt that
+//! commits late conflict with its rerun, so exactly one of them counts.
+//! Each attempt lives at most FoundationDB's 5 s (`transaction_too_old` is
 //! retried); all attempts of one transaction together have a 20 s budget
 //! (the client's `Timeout` option, which since API 610 is not reset by
 //! `on_error`), under the sink's 30 s request deadline, so an unreachable
-//! cluster surfaces as an error instead of a hang.
+//! cluster surfaces as an error instead of a hang. An error that is not
+//! retryable is returned as it is, whatever the attempt, so that callers
+//! can act on it (`transaction_too_large`: split the write).
 //!
 //! The client's network thread must be stopped before the process exits:
 //! `main` calls [`super::shutdown`] once every store handle is gone.
@@ -19,6 +29,7 @@
 //! run store calls in `spawn_blocking`.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use foundationdb::options::{MutationType, StreamingMode, TransactionOption};
@@ -35,9 +46,21 @@ const TIMEOUT_MS: i32 = 20_000;
 static NETWORK: OnceLock<Result<(), String>> = OnceLock::new();
 /// The running network thread's guard, dropped by [`stop_network`].
 static NETWORK_GUARD: Mutex<Option<foundationdb::api::NetworkAutoStop>> = Mutex::new(None);
+/// Set once the network thread was stopped: the client cannot start it
+/// again in the same process.
+static NETWORK_STOPPED: AtomicBool = AtomicBool::new(false);
 
 /// Starts the FoundationDB client network thread once per process.
 fn boot_network() -> Result<(), StoreError> {
+    if NETWORK_STOPPED.load(Ordering::SeqCst) {
+        // A database opened now would wait forever for a network that no
+        // longer runs.
+        return Err(StoreError::Config(
+            "the FoundationDB client network was stopped and cannot be started again in this \
+             process"
+                .into(),
+        ));
+    }
     NETWORK
         .get_or_init(|| {
             let builder = foundationdb::api::FdbApiBuilder::default()
@@ -62,6 +85,7 @@ fn boot_network() -> Result<(), StoreError> {
 /// Stops the client network thread, if it was started (at exit, after every
 /// store handle is dropped).
 pub fn stop_network() {
+    NETWORK_STOPPED.store(true, Ordering::SeqCst);
     let guard = NETWORK_GUARD
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -102,23 +126,39 @@ impl FdbStore {
         Ok(trx)
     }
 
-    /// Hands a retryable error to the client's backoff; returns the reset
-    /// transaction, or the error when it is not retryable.
-    fn retry(
-        &self,
-        trx: Transaction,
-        err: FdbError,
-        attempts: u32,
-    ) -> Result<Transaction, StoreError> {
+    /// Whether an error of attempt number `attempts` is to be retried: not
+    /// when it is not retryable (it is returned as it is), nor after the
+    /// last attempt.
+    fn may_retry(err: FdbError, attempts: u32) -> Result<(), StoreError> {
+        if !err.is_retryable() {
+            return Err(StoreError::Fdb(err));
+        }
         if attempts >= MAX_ATTEMPTS {
             return Err(StoreError::RetriesExhausted {
                 attempts,
                 last: Box::new(StoreError::Fdb(err)),
             });
         }
-        let trx = block_on(trx.on_error(err)).map_err(StoreError::Fdb)?;
+        Ok(())
+    }
+
+    /// Counts and logs a retry once the client's backoff is over.
+    fn retried(&self, err: FdbError, attempts: u32) {
         self.metrics.retries.inc();
         tracing::debug!(code = err.code(), error = %err, attempts, "retrying FoundationDB transaction");
+    }
+
+    /// Hands an error of an operation of attempt number `attempts` to the
+    /// client's backoff; returns the reset transaction, or the error.
+    fn retry(
+        &self,
+        trx: Transaction,
+        err: FdbError,
+        attempts: u32,
+    ) -> Result<Transaction, StoreError> {
+        Self::may_retry(err, attempts)?;
+        let trx = block_on(trx.on_error(err)).map_err(StoreError::Fdb)?;
+        self.retried(err, attempts);
         Ok(trx)
     }
 }
@@ -141,15 +181,11 @@ impl Store for FdbStore {
                     Ok(_) => return Ok(()),
                     Err(commit_err) => {
                         let err = *commit_err;
-                        if attempts >= MAX_ATTEMPTS {
-                            return Err(StoreError::RetriesExhausted {
-                                attempts,
-                                last: Box::new(StoreError::Fdb(err)),
-                            });
-                        }
+                        Self::may_retry(err, attempts)?;
+                        // `on_error` of the commit error keeps the
+                        // transaction's options (its timeout) and backoff
                         trx = block_on(commit_err.on_error()).map_err(StoreError::Fdb)?;
-                        self.metrics.retries.inc();
-                        tracing::debug!(code = err.code(), error = %err, attempts, "retrying FoundationDB commit");
+                        self.retried(err, attempts);
                     }
                 },
                 Err(StoreError::Fdb(err)) => trx = self.retry(trx, err, attempts)?,
@@ -264,7 +300,11 @@ impl Txn for FdbTxn<'_> {
     }
 
     fn clear(&mut self, key: &[u8]) -> Result<(), StoreError> {
-        check_sizes(key, None)?;
+        // No stored key is longer than the limit: clearing one is a no-op,
+        // as in the client and the embedded store
+        if key.len() > super::limits::MAX_KEY_BYTES {
+            return Ok(());
+        }
         self.trx.clear(key);
         self.written += key.len();
         Ok(())
@@ -319,7 +359,27 @@ mod tests {
             eprintln!("FDB_CLUSTER_FILE not set: skipping the FoundationDB conformance run");
             return;
         };
-        let store = FdbStore::open(Path::new(&path)).expect("connect to FoundationDB");
-        crate::store::conformance::run_all(&store);
+        // The network thread must stop before the test process exits, even
+        // when the suite fails
+        struct StopNetwork;
+        impl Drop for StopNetwork {
+            fn drop(&mut self) {
+                stop_network();
+            }
+        }
+        let _stop = StopNetwork;
+        {
+            let store = FdbStore::open(Path::new(&path)).expect("connect to FoundationDB");
+            crate::store::conformance::run_all(&store);
+        }
+        assert!(
+            FdbStore::open(Path::new(&path)).is_ok(),
+            "the network is still running"
+        );
+        stop_network();
+        assert!(
+            matches!(FdbStore::open(Path::new(&path)), Err(StoreError::Config(_))),
+            "a stopped network is not started again"
+        );
     }
 }

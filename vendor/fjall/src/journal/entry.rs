@@ -156,7 +156,18 @@ impl Entry {
         Ok(())
     }
 
-    pub(crate) fn decode_from<R: Read>(reader: &mut R) -> Result<Self, crate::Error> {
+    /// Decodes one entry, which starts `available` bytes before the end of
+    /// the file.
+    ///
+    /// The lengths an item's header states are checked before anything is
+    /// allocated for them: a key and value longer than the bytes left in the
+    /// file, or an LZ4 value that decompresses to more than its compressed
+    /// bytes can produce, are damage (`InvalidData`), not a reason to
+    /// reserve up to 4 GiB.
+    pub(crate) fn decode_from<R: Read>(
+        reader: &mut R,
+        available: u64,
+    ) -> Result<Self, crate::Error> {
         match reader.read_u8()?.try_into()? {
             Tag::Start => {
                 let item_count = reader.read_u32::<LittleEndian>()?;
@@ -183,11 +194,18 @@ impl Entry {
                 // Read on-disk value size
                 let on_disk_value_len = reader.read_u32::<LittleEndian>()?;
 
+                check_item_lengths(
+                    available,
+                    key_len,
+                    value_len,
+                    on_disk_value_len,
+                    compression,
+                )?;
+
                 let key = Slice::from_reader(reader, usize::from(key_len))?;
 
                 let value = match compression {
                     CompressionType::None => {
-                        debug_assert_eq!(value_len, on_disk_value_len);
                         Slice::from_reader(reader, on_disk_value_len as usize)?
                     }
 
@@ -243,6 +261,62 @@ impl Entry {
     }
 }
 
+/// Bytes of an item's header: tag, value type, compression, keyspace id,
+/// key length, value length, on-disk value length.
+const ITEM_HEADER_BYTES: u64 = 1 + 1 + 1 + 8 + 2 + 4 + 4;
+
+/// Most bytes one byte of an LZ4 block decompresses to (a length byte adds
+/// at most 255); a value is refused when it is longer than this many bytes
+/// for each compressed byte plus one.
+const LZ4_MAX_RATIO: u64 = 255;
+
+/// Refuses an item whose stated lengths cannot be true: its key and stored
+/// value run past the `available` bytes from the item's start to the end of
+/// the file, or (LZ4) its value is longer than its compressed bytes can
+/// decompress to, or (uncompressed) its two value lengths differ.
+fn check_item_lengths(
+    available: u64,
+    key_len: u16,
+    value_len: u32,
+    on_disk_value_len: u32,
+    compression: CompressionType,
+) -> Result<(), crate::Error> {
+    let invalid =
+        |what: String| crate::Error::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, what));
+
+    let needed = ITEM_HEADER_BYTES + u64::from(key_len) + u64::from(on_disk_value_len);
+    if needed > available {
+        return Err(invalid(format!(
+            "journal item states a {key_len}-byte key and a {on_disk_value_len}-byte value, \
+             {needed} bytes in all, but only {available} bytes are left in the file"
+        )));
+    }
+
+    match compression {
+        CompressionType::None => {
+            if value_len != on_disk_value_len {
+                return Err(invalid(format!(
+                    "uncompressed journal item states a {value_len}-byte value stored in \
+                     {on_disk_value_len} bytes"
+                )));
+            }
+        }
+
+        #[cfg(feature = "lz4")]
+        CompressionType::Lz4 => {
+            let most = (u64::from(on_disk_value_len) + 1) * LZ4_MAX_RATIO;
+            if u64::from(value_len) > most {
+                return Err(invalid(format!(
+                    "LZ4 journal item states a {value_len}-byte value, more than its \
+                     {on_disk_value_len} compressed bytes can hold"
+                )));
+            }
+        }
+    }
+
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,7 +334,7 @@ mod tests {
 
         let serialized_data = item.encode_into_vec();
         let mut reader = &serialized_data[..];
-        let deserialized_item = Entry::decode_from(&mut reader)?;
+        let deserialized_item = Entry::decode_from(&mut reader, serialized_data.len() as u64)?;
 
         assert_eq!(item, deserialized_item);
 
@@ -273,7 +347,7 @@ mod tests {
 
         // Try to deserialize with invalid data
         let mut reader = &invalid_data[..];
-        let result = Entry::decode_from(&mut reader);
+        let result = Entry::decode_from(&mut reader, u64::MAX);
 
         match result {
             Ok(_) => panic!("should error"),
@@ -293,7 +367,7 @@ mod tests {
 
         // Try to deserialize with invalid data
         let mut reader = &invalid_data[..];
-        let result = Entry::decode_from(&mut reader);
+        let result = Entry::decode_from(&mut reader, u64::MAX);
 
         match result {
             Ok(_) => panic!("should error"),
@@ -302,5 +376,90 @@ mod tests {
                 _ => panic!("should throw InvalidTag"),
             },
         }
+    }
+
+    /// A 300-byte value under a 3-byte key, as the writer lays it out.
+    fn encoded_item(compression: CompressionType) -> crate::Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        serialize_marker_item(
+            &mut bytes,
+            0,
+            b"key",
+            &[b'v'; 300],
+            ValueType::Value,
+            compression,
+        )?;
+        Ok(bytes)
+    }
+
+    /// `bytes` with the item's two value lengths (at bytes 13..17 and
+    /// 17..21) replaced.
+    fn with_value_lengths(mut bytes: Vec<u8>, value_len: u32, on_disk_value_len: u32) -> Vec<u8> {
+        bytes.splice(13..17, value_len.to_le_bytes());
+        bytes.splice(17..21, on_disk_value_len.to_le_bytes());
+        bytes
+    }
+
+    fn decode(bytes: &[u8], available: u64) -> Result<Entry, crate::Error> {
+        let mut reader = bytes;
+        Entry::decode_from(&mut reader, available)
+    }
+
+    fn assert_invalid_data(result: Result<Entry, crate::Error>, expected: &str) {
+        match result {
+            Err(crate::Error::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                assert!(e.to_string().contains(expected), "{e}");
+            }
+            other => panic!("expected InvalidData ({expected}), got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn stored_value_longer_than_the_rest_of_the_file_is_refused() -> crate::Result<()> {
+        let bytes = with_value_lengths(encoded_item(CompressionType::None)?, u32::MAX, u32::MAX);
+        let result = decode(&bytes, bytes.len() as u64);
+        assert_invalid_data(result, "but only 324 bytes are left in the file");
+        Ok(())
+    }
+
+    #[test]
+    fn item_that_exactly_fills_the_rest_of_the_file_is_read() -> crate::Result<()> {
+        let bytes = encoded_item(CompressionType::None)?;
+        let entry = decode(&bytes, 324)?;
+        assert!(matches!(entry, Entry::Item { value, .. } if value.len() == 300));
+
+        let result = decode(&bytes, 323);
+        assert_invalid_data(result, "324 bytes in all, but only 323 bytes are left");
+        Ok(())
+    }
+
+    #[test]
+    #[cfg(feature = "lz4")]
+    fn lz4_value_longer_than_its_compressed_bytes_can_hold_is_refused() -> crate::Result<()> {
+        let bytes = encoded_item(CompressionType::Lz4)?;
+        let on_disk = bytes
+            .get(17..21)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map(u32::from_le_bytes);
+        let Some(on_disk) = on_disk.filter(|&n| n < 30) else {
+            panic!("300 equal bytes compress to a few: {on_disk:?}");
+        };
+
+        // The real lengths decode
+        let entry = decode(&bytes, bytes.len() as u64)?;
+        assert!(matches!(entry, Entry::Item { value, .. } if value.len() == 300));
+
+        let bytes = with_value_lengths(bytes, u32::MAX, on_disk);
+        let result = decode(&bytes, bytes.len() as u64);
+        assert_invalid_data(result, "more than its");
+        Ok(())
+    }
+
+    #[test]
+    fn uncompressed_value_lengths_that_differ_are_refused() -> crate::Result<()> {
+        let bytes = with_value_lengths(encoded_item(CompressionType::None)?, u32::MAX, 300);
+        let result = decode(&bytes, bytes.len() as u64);
+        assert_invalid_data(result, "stored in 300 bytes");
+        Ok(())
     }
 }

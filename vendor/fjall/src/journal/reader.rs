@@ -22,6 +22,9 @@ pub struct JournalReader {
     pub(crate) reader: BufReader<File>,
     pub(crate) last_valid_pos: u64,
 
+    /// Size of the file when it was opened: no entry reaches past it
+    len: u64,
+
     /// Why reading stopped before the end of the file, if it did
     pub(crate) stopped_at: Option<String>,
 }
@@ -29,11 +32,13 @@ pub struct JournalReader {
 impl JournalReader {
     pub fn new<P: AsRef<Path>>(path: P) -> crate::Result<Self> {
         let file = File::open(&path)?;
+        let len = file.metadata()?.len();
 
         Ok(Self {
             path: path.as_ref().into(),
             reader: BufReader::new(file),
             last_valid_pos: 0,
+            len,
             stopped_at: None,
         })
     }
@@ -67,7 +72,10 @@ impl Iterator for JournalReader {
             return None;
         }
 
-        match Entry::decode_from(&mut self.reader) {
+        // Each entry starts where the last valid one ended
+        let available = self.len.saturating_sub(self.last_valid_pos);
+
+        match Entry::decode_from(&mut self.reader, available) {
             Ok(item) => {
                 self.last_valid_pos = fail_iter!(self.reader.stream_position());
                 Some(Ok(item))

@@ -714,3 +714,107 @@ fn journal_scan_skips_start_like_garbage_and_stops_at_the_end_of_the_file() -> c
 
     Ok(())
 }
+
+/// Where the first item of the batch starting at `batch_start` states its
+/// value's length, then its stored length (after a 13-byte batch start and
+/// 13 bytes of the item's header).
+fn first_item_value_lengths(batch_start: u64) -> u64 {
+    batch_start + 13 + 13
+}
+
+#[test]
+#[expect(clippy::indexing_slicing)]
+fn journal_item_length_past_the_end_of_the_file_is_damage() -> crate::Result<()> {
+    let dir1 = tempdir()?;
+    let db = crate::Database::builder(&dir1).open()?;
+    let keyspace = db.keyspace("default", Default::default)?;
+
+    let dir2 = tempdir()?;
+    let path = dir2.path().join("0.jnl");
+    let (_, bounds) = write_three_batches(&keyspace, &path)?;
+
+    // The second batch's first item states a 4 GiB value
+    let huge = [0xFF; 8];
+    overwrite(&path, first_item_value_lengths(bounds[1].0), &huge)?;
+    let before = std::fs::read(&path)?;
+
+    // The entry reader stops at that item because of its length, without
+    // reading (or reserving) the 4 GiB it states
+    let mut entries = JournalReader::new(&path)?;
+    let decoded = entries.by_ref().collect::<crate::Result<Vec<_>>>()?;
+    assert_eq!(2 + 2 + 1, decoded.len(), "batch 0 and the start of batch 1");
+    let why = entries.stopped_at.clone().unwrap_or_default();
+    assert!(why.contains("bytes are left in the file"), "{why}");
+    assert!(
+        why.contains(&format!("byte offset {}", bounds[1].0 + 13)),
+        "{why}"
+    );
+
+    // A complete batch follows: damage, reported, the file kept
+    let result = Journal::from_file(&path)?
+        .get_reader()?
+        .collect::<crate::Result<Vec<_>>>();
+    assert!(
+        matches!(
+            &result,
+            Err(crate::Error::JournalRecovery(
+                crate::JournalRecoveryError::CorruptionBeforeValidData {
+                    pos,
+                    next_valid_batch: Some(next),
+                    ..
+                }
+            )) if *pos == bounds[1].0 && *next == bounds[2].0
+        ),
+        "{result:?}"
+    );
+    assert_eq!(before, std::fs::read(&path)?, "the file must not change");
+
+    // The same damage in the last batch: a torn tail, cut off
+    let path = dir2.path().join("1.jnl");
+    let (batches, bounds) = write_three_batches(&keyspace, &path)?;
+    overwrite(&path, first_item_value_lengths(bounds[2].0), &huge)?;
+    let collected = Journal::from_file(&path)?
+        .get_reader()?
+        .collect::<crate::Result<Vec<_>>>()?;
+    assert_eq!(2, collected.len());
+    assert_eq!(batches[1], collected[1].items);
+    assert_eq!(bounds[1].1, std::fs::metadata(&path)?.len());
+
+    Ok(())
+}
+
+#[test]
+#[expect(clippy::indexing_slicing)]
+fn journal_item_value_lengths_that_disagree_are_damage() -> crate::Result<()> {
+    let dir1 = tempdir()?;
+    let db = crate::Database::builder(&dir1).open()?;
+    let keyspace = db.keyspace("default", Default::default)?;
+
+    let dir2 = tempdir()?;
+    let path = dir2.path().join("0.jnl");
+    let (_, bounds) = write_three_batches(&keyspace, &path)?;
+
+    // An uncompressed value that states 4 GiB but is stored in 100 bytes
+    overwrite(&path, first_item_value_lengths(bounds[1].0), &[0xFF; 4])?;
+
+    let mut entries = JournalReader::new(&path)?;
+    let decoded = entries.by_ref().collect::<crate::Result<Vec<_>>>()?;
+    assert_eq!(5, decoded.len());
+    let why = entries.stopped_at.clone().unwrap_or_default();
+    assert!(why.contains("stored in 100 bytes"), "{why}");
+
+    let result = Journal::from_file(&path)?
+        .get_reader()?
+        .collect::<crate::Result<Vec<_>>>();
+    assert!(
+        matches!(
+            &result,
+            Err(crate::Error::JournalRecovery(
+                crate::JournalRecoveryError::CorruptionBeforeValidData { pos, .. }
+            )) if *pos == bounds[1].0
+        ),
+        "{result:?}"
+    );
+
+    Ok(())
+}
