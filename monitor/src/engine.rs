@@ -17,6 +17,7 @@ use crate::config::{ChecksumAlgo, Config};
 use crate::ignore::IgnoreSet;
 use crate::index::{abs_path, scan, Change, Entry, Index, NoHook, PathSet, ScanHook};
 use crate::metrics::{Metrics, DROP_KERNEL_OVERFLOW, DROP_UNREADABLE_DIR};
+use crate::mounts::{self, Mounts};
 use crate::output::{Draft, Output, OutputError};
 use crate::ratelimit::{Item, RateLimiter};
 use crate::signals::ShutdownRequest;
@@ -96,6 +97,10 @@ pub struct Engine {
     /// The last state save failed (logged once until one succeeds).
     state_failing: bool,
     next_poll: Instant,
+    /// File systems mounted below the root (`None`: no mount table to
+    /// read), compared every poll interval.
+    mounts: Option<Mounts>,
+    next_mount_check: Instant,
     reported_coalesced: u64,
     unflushed: bool,
     /// Files just reported by a directory scan, with when, and the size and
@@ -179,6 +184,8 @@ impl Engine {
             next_state_save: now,
             state_failing: false,
             next_poll: now + cfg.poll_interval,
+            mounts: None,
+            next_mount_check: now + cfg.poll_interval,
             cfg,
             index: Index::new(),
             out,
@@ -218,6 +225,10 @@ impl Engine {
     /// Initial watch and index; reports changes since the state file, if any.
     pub fn start(&mut self) -> Result<(), EngineError> {
         let t = Instant::now();
+        // Read before the scan: a mount made during it is seen at the
+        // first check.
+        self.mounts = mounts::below(&self.cfg.root);
+        self.next_mount_check = Instant::now() + self.cfg.poll_interval;
         // Without a watcher (`--poll`) this places no watch, but still
         // reports unreadable directories.
         let snapshot = self.watch_and_scan(b"", false);
@@ -240,7 +251,7 @@ impl Engine {
             }
         }
         if !restored {
-            self.index = snapshot;
+            self.index = snapshot.with_links();
             // Written at once: after a crash, a restart reports what
             // changed since now, not nothing.
             self.state_dirty = true;
@@ -280,6 +291,7 @@ impl Engine {
                 self.pending_from.as_ref().map(|p| p.2 + RENAME_PAIR_WAIT),
                 self.state_dirty.then_some(self.next_state_save),
                 self.polling().then_some(self.next_poll),
+                self.mounts.is_some().then_some(self.next_mount_check),
             ]
             .into_iter()
             .flatten()
@@ -329,6 +341,10 @@ impl Engine {
                 self.poll_tick(now);
                 self.next_poll = Instant::now() + self.cfg.poll_interval;
             }
+            if self.mounts.is_some() && now >= self.next_mount_check {
+                self.check_mounts(now);
+                self.next_mount_check = Instant::now() + self.cfg.poll_interval;
+            }
             if shutdown {
                 // Everything the kernel queued before the signal is written
                 // before exiting (bounded, should a writer never stop).
@@ -343,8 +359,11 @@ impl Engine {
                 if let Some((from, _, _)) = self.pending_from.take() {
                     self.moved_out(from, now);
                 }
-                self.finish(Instant::now())?;
-                return Ok(Exit::Signal);
+                return match self.finish(Instant::now()) {
+                    Ok(()) => Ok(Exit::Signal),
+                    // The reader left before the last lines: as at any other time.
+                    Err(e) => self.stream_error(e),
+                };
             }
             if let Err(e) = self.emit_ready(now) {
                 return self.stream_error(e);
@@ -459,7 +478,10 @@ impl Engine {
     fn stream_error(&mut self, e: EngineError) -> Result<Exit, EngineError> {
         match e {
             EngineError::Output(OutputError::Closed) => {
-                self.save_state();
+                // The line that failed, and what was buffered with it, never
+                // reached a reader: the index now counts them as told, so it
+                // is not saved. The state file written last (after a complete
+                // flush) stays, and the next start reports them again.
                 Ok(Exit::Closed)
             }
             e => Err(e),
@@ -803,6 +825,73 @@ impl Engine {
         }
     }
 
+    /// Compares the mount table with the last one. A directory below the
+    /// root that a file system was mounted on (or unmounted from) now shows
+    /// other contents, and the watches placed on what it showed before see
+    /// nothing of them: it is watched again and rescanned, and the
+    /// differences are reported with `rescan: true`.
+    fn check_mounts(&mut self, now: Instant) {
+        let (Some(old), Some(new)) = (&self.mounts, mounts::below(&self.cfg.root)) else {
+            return;
+        };
+        let (mounted, unmounted) = mounts::changes(old, &new);
+        self.mounts = Some(new);
+        if mounted.is_empty() && unmounted.is_empty() {
+            return;
+        }
+        let mut dirs: Vec<RelPath> = Vec::new();
+        for (p, was_mounted) in mounted
+            .into_iter()
+            .map(|p| (p, true))
+            .chain(unmounted.into_iter().map(|p| (p, false)))
+        {
+            if self.cfg.ignore.is_ignored(&p) {
+                continue;
+            }
+            self.metrics.mount_changes.inc();
+            let shown = String::from_utf8_lossy(&p).into_owned();
+            let is_dir = self.lstat(&p).is_some_and(|e| e.kind == Kind::Dir);
+            match (was_mounted, is_dir) {
+                (true, true) => {
+                    tracing::warn!(path = %shown, "a file system was mounted below the root after start; watching it and reporting what it holds (rescan: true)")
+                }
+                (false, true) => {
+                    tracing::warn!(path = %shown, "a file system below the root was unmounted; watching the directory underneath again and reporting what it holds (rescan: true)")
+                }
+                (true, false) => {
+                    tracing::warn!(path = %shown, "a file was mounted over a file below the root after start; changes made through that mount are not seen")
+                }
+                (false, false) => tracing::info!(path = %shown, "a mount below the root is gone"),
+            }
+            if is_dir {
+                dirs.push(p);
+            }
+        }
+        if self.cfg.poll {
+            // Every scan of the tree already reads what the mounts hold.
+            return;
+        }
+        dirs.sort();
+        dirs.dedup();
+        // A change below another one is covered by the rescan of the upper one.
+        let mut kept: Vec<RelPath> = Vec::new();
+        for d in dirs {
+            if !kept.iter().any(|k| crate::index::is_within(&d, k)) {
+                kept.push(d);
+            }
+        }
+        for d in kept {
+            // The watches below `d` are on directories the mount hides (or,
+            // after an unmount, are gone): placed again on what `d` shows now.
+            if let Some(w) = self.watcher.as_mut() {
+                w.unwatch_subtree(&d);
+            }
+            let snap = self.watch_and_scan(&d, false);
+            self.co.reconcile(d, snap, true, now);
+        }
+        self.metrics.watches.set(self.watches() as i64);
+    }
+
     /// Looks again at directories that could not be read: one that became
     /// readable is watched and scanned, and what it holds is reported.
     fn retry_unreadable(&mut self, now: Instant) {
@@ -909,12 +998,8 @@ impl Engine {
     /// each gets an `update` with the same size and checksum, since it
     /// holds the same content.
     fn other_links(&mut self, path: &[u8], e: &Entry, out: &mut Vec<Draft>) {
-        let names: Vec<RelPath> = self
-            .index
-            .iter()
-            .filter(|(k, x)| x.ino == e.ino && x.kind == Kind::File && k.as_slice() != path)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let mut names = self.index.names_of(e.ino);
+        names.retain(|k| k.as_slice() != path);
         let Some(first) = out.first() else {
             return;
         };

@@ -116,17 +116,112 @@ pub enum Change {
     },
 }
 
+/// The names a regular file's inode has in the index (usually one).
+#[derive(Debug, Clone)]
+enum Names {
+    One(Box<[u8]>),
+    /// A set: adding and removing one name of a file with many links
+    /// costs no pass over the others.
+    Many(BTreeSet<Box<[u8]>>),
+}
+
+impl Names {
+    fn iter(&self) -> Box<dyn Iterator<Item = &[u8]> + '_> {
+        match self {
+            Names::One(n) => Box::new(std::iter::once(&n[..])),
+            Names::Many(v) => Box::new(v.iter().map(|n| &n[..])),
+        }
+    }
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct Index {
     map: BTreeMap<Vec<u8>, Entry>,
     /// Directories a scan could not read completely (permission denied, a
     /// path too long): what lies below them is unknown, not gone.
     unread: BTreeSet<Vec<u8>>,
+    /// Inode → names of the regular files in `map`, so that the other
+    /// names of a hard-linked file are found in proportion to its link
+    /// count. Kept by the index of what consumers were told; a scan's
+    /// snapshot (`None`) goes without it until it is adopted.
+    links: Option<HashMap<u64, Names>>,
+}
+
+/// Whether an entry is tracked in [`Index::links`].
+fn linkable(e: &Entry) -> bool {
+    e.kind == Kind::File && e.ino != 0
 }
 
 impl Index {
+    /// An empty index that keeps its inode → names map.
     pub fn new() -> Index {
+        Index {
+            links: Some(HashMap::new()),
+            ..Index::default()
+        }
+    }
+
+    /// An empty index without the inode → names map (a scan's snapshot).
+    fn snapshot() -> Index {
         Index::default()
+    }
+
+    /// This index, with its inode → names map built if it had none (a
+    /// scan's snapshot becoming the index of record).
+    pub fn with_links(mut self) -> Index {
+        if self.links.is_none() {
+            let mut links = HashMap::new();
+            for (k, e) in &self.map {
+                if linkable(e) {
+                    add_name(&mut links, e.ino, k);
+                }
+            }
+            self.links = Some(links);
+        }
+        self
+    }
+
+    /// The names of regular files with inode `ino`, in path order.
+    pub fn names_of(&self, ino: u64) -> Vec<Vec<u8>> {
+        match &self.links {
+            Some(l) => l
+                .get(&ino)
+                .map(|n| n.iter().map(<[u8]>::to_vec).collect())
+                .unwrap_or_default(),
+            None => self
+                .map
+                .iter()
+                .filter(|(_, e)| linkable(e) && e.ino == ino)
+                .map(|(k, _)| k.clone())
+                .collect(),
+        }
+    }
+
+    /// Inserts into `map`, keeping `links` in step.
+    fn put(&mut self, path: Vec<u8>, e: Entry) -> Option<Entry> {
+        let Some(links) = self.links.as_mut() else {
+            return self.map.insert(path, e);
+        };
+        let old = self.map.insert(path.clone(), e);
+        let same = old.is_some_and(|o| linkable(&o) == linkable(&e) && o.ino == e.ino);
+        if !same {
+            if let Some(o) = old.filter(linkable) {
+                remove_name(links, o.ino, &path);
+            }
+            if linkable(&e) {
+                add_name(links, e.ino, &path);
+            }
+        }
+        old
+    }
+
+    /// Removes from `map`, keeping `links` in step.
+    fn take(&mut self, path: &[u8]) -> Option<Entry> {
+        let old = self.map.remove(path)?;
+        if let (Some(links), true) = (self.links.as_mut(), linkable(&old)) {
+            remove_name(links, old.ino, path);
+        }
+        Some(old)
     }
 
     pub fn len(&self) -> usize {
@@ -146,7 +241,7 @@ impl Index {
     }
 
     pub fn insert(&mut self, path: Vec<u8>, e: Entry) -> Option<Entry> {
-        self.map.insert(path, e)
+        self.put(path, e)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&Vec<u8>, &Entry)> {
@@ -185,11 +280,11 @@ impl Index {
         let keys: Vec<Vec<u8>> = self.below(path).map(|(k, _)| k.clone()).collect();
         let mut out = Vec::with_capacity(keys.len() + 1);
         for k in keys.into_iter().rev() {
-            if let Some(e) = self.map.remove(&k) {
+            if let Some(e) = self.take(&k) {
                 out.push((k, e));
             }
         }
-        if let Some(e) = self.map.remove(path) {
+        if let Some(e) = self.take(path) {
             out.push((path.to_vec(), e));
         }
         out
@@ -205,7 +300,7 @@ impl Index {
         for (k, e) in moved {
             let mut nk = to.to_vec();
             nk.extend_from_slice(&k[from.len()..]);
-            self.map.insert(nk, e);
+            self.put(nk, e);
         }
     }
 
@@ -268,7 +363,7 @@ impl Index {
                 missing.reverse();
                 for a in missing {
                     if let Some(ae) = snapshot.get(a) {
-                        self.map.insert(a.to_vec(), *ae);
+                        self.put(a.to_vec(), *ae);
                         out.push(Change::Create(a.to_vec(), *ae));
                     }
                 }
@@ -277,7 +372,7 @@ impl Index {
                     continue;
                 }
                 self.move_subtree(&from, &c);
-                self.map.insert(c.clone(), ce);
+                self.put(c.clone(), ce);
                 out.push(Change::Move {
                     from,
                     to: c,
@@ -295,19 +390,19 @@ impl Index {
             .map(|(k, e)| (k.clone(), *e))
             .collect();
         for (k, e) in gone.into_iter().rev() {
-            self.map.remove(&k);
+            self.take(&k);
             out.push(Change::Delete(k, e));
         }
         for (k, se) in snapshot.below(base) {
             match self.map.get(k) {
                 None => {
-                    self.map.insert(k.clone(), *se);
+                    self.put(k.clone(), *se);
                     out.push(Change::Create(k.clone(), *se));
                 }
                 Some(ie) if ie != se => {
                     let changed =
                         ie.size != se.size || ie.mtime_ns != se.mtime_ns || ie.ino != se.ino;
-                    self.map.insert(k.clone(), *se);
+                    self.put(k.clone(), *se);
                     if changed && se.kind != Kind::Dir {
                         out.push(Change::Update(k.clone(), *se));
                     }
@@ -349,7 +444,7 @@ pub fn scan(
     hook: &mut dyn ScanHook,
     watching: bool,
 ) -> Index {
-    let mut idx = Index::new();
+    let mut idx = Index::snapshot();
     if ignore.is_ignored(base) {
         return idx;
     }
@@ -389,10 +484,60 @@ pub fn scan(
             if e.kind == Kind::Dir {
                 stack.push((rel.clone(), watch_below));
             }
-            idx.map.insert(rel, e);
+            idx.put(rel, e);
         }
     }
     idx
+}
+
+fn add_name(links: &mut HashMap<u64, Names>, ino: u64, path: &[u8]) {
+    use std::collections::hash_map::Entry as Slot;
+    match links.entry(ino) {
+        Slot::Vacant(v) => {
+            v.insert(Names::One(path.into()));
+        }
+        Slot::Occupied(mut o) => {
+            let names = o.get_mut();
+            match names {
+                Names::Many(v) => {
+                    v.insert(path.into());
+                }
+                Names::One(first) => {
+                    if **first != *path {
+                        let first = std::mem::take(first);
+                        *names = Names::Many(BTreeSet::from([first, path.into()]));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn remove_name(links: &mut HashMap<u64, Names>, ino: u64, path: &[u8]) {
+    let Some(names) = links.get_mut(&ino) else {
+        return;
+    };
+    match names {
+        Names::One(n) => {
+            if **n == *path {
+                links.remove(&ino);
+            }
+        }
+        Names::Many(v) => {
+            v.remove(path);
+            match v.len() {
+                0 => {
+                    links.remove(&ino);
+                }
+                1 => {
+                    if let Some(last) = v.pop_first() {
+                        *names = Names::One(last);
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
 /// Persisted form of the index (`--state-file`).
@@ -496,7 +641,7 @@ impl Index {
             let k = b64.decode(p).map_err(|_| StateError::BadPath {
                 path: path.to_path_buf(),
             })?;
-            idx.map.insert(
+            idx.put(
                 k,
                 Entry {
                     kind,
@@ -715,6 +860,89 @@ mod tests {
         s.move_subtree(b"a", b"q");
         assert!(s.contains(b"q/b") && s.contains(b"ab") && !s.contains(b"a"));
         assert_eq!(s.remove_subtree(b"q"), 2);
+    }
+
+    /// The inode → names map says exactly what a pass over the entries says.
+    fn assert_links_consistent(i: &Index) {
+        let mut want: BTreeMap<u64, Vec<Vec<u8>>> = BTreeMap::new();
+        for (k, x) in i.iter() {
+            if linkable(x) {
+                want.entry(x.ino).or_default().push(k.clone());
+            }
+        }
+        let links = i.links.as_ref().expect("the index keeps its links");
+        assert_eq!(links.len(), want.len(), "{links:?}");
+        for (ino, names) in want {
+            assert_eq!(i.names_of(ino), names, "inode {ino}");
+        }
+    }
+
+    fn names(i: &Index, ino: u64) -> Vec<String> {
+        i.names_of(ino)
+            .iter()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn inode_names_follow_inserts_moves_deletes_and_reconciles() {
+        let mut i = idx(&[
+            ("a", e(Kind::File, 7, 1)),
+            ("d", e(Kind::Dir, 2, 0)),
+            ("d/b", e(Kind::File, 7, 1)),
+            ("d/c", e(Kind::File, 7, 1)),
+            ("x", e(Kind::File, 8, 1)),
+        ]);
+        assert_links_consistent(&i);
+        assert_eq!(names(&i, 7), vec!["a", "d/b", "d/c"]);
+        i.move_subtree(b"d", b"e");
+        assert_eq!(names(&i, 7), vec!["a", "e/b", "e/c"]);
+        i.remove_subtree(b"e/c");
+        assert_eq!(names(&i, 7), vec!["a", "e/b"]);
+        // A name taken by another file is no longer a name of the first.
+        i.insert(b"a".to_vec(), e(Kind::File, 9, 1));
+        assert_eq!(names(&i, 7), vec!["e/b"]);
+        assert_eq!(names(&i, 9), vec!["a"]);
+        // A move onto an existing name replaces it.
+        i.move_subtree(b"x", b"e/b");
+        assert!(names(&i, 7).is_empty());
+        assert_eq!(names(&i, 8), vec!["e/b"]);
+        assert_links_consistent(&i);
+        let snap = idx(&[
+            ("a", e(Kind::File, 9, 1)),
+            ("e", e(Kind::Dir, 2, 0)),
+            ("e/moved", e(Kind::File, 8, 1)),
+            ("n", e(Kind::File, 9, 1)),
+        ]);
+        i.reconcile(b"", &snap);
+        assert_eq!(names(&i, 9), vec!["a", "n"]);
+        assert_eq!(names(&i, 8), vec!["e/moved"]);
+        assert_links_consistent(&i);
+        i.remove_subtree(b"");
+        i.remove_subtree(b"a");
+        i.remove_subtree(b"e");
+        i.remove_subtree(b"n");
+        assert!(i.is_empty());
+        assert_links_consistent(&i);
+    }
+
+    #[test]
+    fn scanned_and_loaded_indexes_know_every_name_of_an_inode() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("ws");
+        std::fs::create_dir_all(root.join("sub")).expect("mkdir");
+        std::fs::write(root.join("a"), b"x").expect("write");
+        std::fs::hard_link(root.join("a"), root.join("sub/b")).expect("link");
+        let ino = std::fs::metadata(root.join("a")).expect("stat").ino();
+        let ignore = IgnoreSet::new(&[]).expect("ignore");
+        let adopted = scan(&root, b"", &ignore, &mut NoHook, false).with_links();
+        assert_links_consistent(&adopted);
+        assert_eq!(names(&adopted, ino), vec!["a", "sub/b"]);
+        let sf = dir.path().join("state.json");
+        adopted.save(&sf, &root).expect("save");
+        let loaded = Index::load(&sf, &root).expect("load").expect("present");
+        assert_links_consistent(&loaded);
+        assert_eq!(names(&loaded, ino), vec!["a", "sub/b"]);
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod engine;
 pub mod ignore;
 pub mod index;
 pub mod metrics;
+pub mod mounts;
 pub mod output;
 pub mod ratelimit;
 pub mod signals;
@@ -49,6 +50,7 @@ pub fn run(cfg: Config) -> anyhow::Result<Exit> {
     )
     .context("opening the output")?;
 
+    let clock = out.clock();
     let stop = Arc::new(ShutdownRequest::new().context("creating the shutdown eventfd")?);
     let watcher = if cfg.poll {
         None
@@ -79,7 +81,7 @@ pub fn run(cfg: Config) -> anyhow::Result<Exit> {
         })
         .context("starting the engine thread")?;
 
-    rt.block_on(async move {
+    let stopped = rt.block_on(async move {
         if let Some(l) = listener {
             match tokio::net::TcpListener::from_std(l) {
                 Ok(l) => {
@@ -88,8 +90,17 @@ pub fn run(cfg: Config) -> anyhow::Result<Exit> {
                 Err(e) => tracing::error!(error = %e, "metrics listener unusable"),
             }
         }
-        signals::until_signal_or(done_rx, stop).await;
+        signals::until_signal_or(done_rx, stop, clock).await
     });
+    if stopped == signals::Stopped::Stalled {
+        // The engine is blocked in a write that may never complete; the
+        // state file it keeps was last written after a completed flush, so
+        // it claims nothing that was not written.
+        anyhow::bail!(
+            "writing the event stream has been blocked for {} s since the stop signal (its reader stopped reading): exiting without writing the pending events; a restart with the same --state-file reports what was not written (rescan: true)",
+            signals::SHUTDOWN_GRACE.as_secs()
+        );
+    }
     match engine_thread.join() {
         Ok(r) => Ok(r?),
         Err(_) => anyhow::bail!("the engine thread panicked"),

@@ -45,6 +45,7 @@ pub struct Metrics {
     pub checksum_bytes: Counter,
     pub latency: Histogram,
     pub state_save_failures: Counter,
+    pub mount_changes: Counter,
 }
 
 impl Metrics {
@@ -67,6 +68,7 @@ impl Metrics {
             checksum_bytes: Counter::default(),
             latency: Histogram::new(buckets),
             state_save_failures: Counter::default(),
+            mount_changes: Counter::default(),
         };
         for t in EventType::ALL {
             let c = m
@@ -136,6 +138,11 @@ impl Metrics {
             "fs_monitor_state_save_failures",
             "Failed writes of the --state-file (a crash then re-reports or loses changes since the last good save)",
             m.state_save_failures.clone(),
+        );
+        reg.register(
+            "fs_monitor_mount_changes",
+            "File systems mounted or unmounted below the root after start (each one rescanned and watched again)",
+            m.mount_changes.clone(),
         );
         m
     }

@@ -10,6 +10,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use file_event::{EncodedPath, EventType, FileEvent, Kind};
 use uuid::Uuid;
@@ -47,8 +50,72 @@ impl From<io::Error> for OutputError {
     }
 }
 
+/// How long the write to the event stream in progress has been waiting
+/// (a reader that stopped reading holds it), readable from other threads.
+#[derive(Debug, Clone)]
+pub struct WriteClock {
+    base: Instant,
+    /// When the write in progress began, in µs after `base` plus one; 0
+    /// while no write is in progress.
+    since: Arc<AtomicU64>,
+}
+
+impl WriteClock {
+    fn new() -> WriteClock {
+        WriteClock {
+            base: Instant::now(),
+            since: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn begin(&self) {
+        let us = u64::try_from(self.base.elapsed().as_micros()).unwrap_or(u64::MAX - 1);
+        self.since.store(us + 1, Ordering::Release);
+    }
+
+    fn end(&self) {
+        self.since.store(0, Ordering::Release);
+    }
+
+    /// How long the write in progress has been waiting; `None` when no
+    /// write is in progress.
+    pub fn blocked_for(&self) -> Option<Duration> {
+        match self.since.load(Ordering::Acquire) {
+            0 => None,
+            us => Some(
+                self.base
+                    .elapsed()
+                    .saturating_sub(Duration::from_micros(us - 1)),
+            ),
+        }
+    }
+}
+
+/// The stream's writer, timing each call into the file descriptor.
+struct Timed {
+    inner: Box<dyn Write + Send>,
+    clock: WriteClock,
+}
+
+impl Write for Timed {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.clock.begin();
+        let r = self.inner.write(buf);
+        self.clock.end();
+        r
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.clock.begin();
+        let r = self.inner.flush();
+        self.clock.end();
+        r
+    }
+}
+
 pub struct Output {
     main: BufWriter<Box<dyn Write + Send>>,
+    clock: WriteClock,
     format: Format,
     human: Option<BufWriter<Box<dyn Write + Send>>>,
     monitor_id: Uuid,
@@ -138,8 +205,14 @@ impl Output {
             Some(p) => Some(BufWriter::new(open_append(p)?)),
             None => None,
         };
+        let clock = WriteClock::new();
+        let main: Box<dyn Write + Send> = Box::new(Timed {
+            inner: main,
+            clock: clock.clone(),
+        });
         Ok(Output {
             main: BufWriter::with_capacity(64 * 1024, main),
+            clock,
             format,
             human,
             monitor_id: Uuid::new_v4(),
@@ -147,6 +220,11 @@ impl Output {
             attribution,
             file,
         })
+    }
+
+    /// How long the stream's current write has been waiting, for other threads.
+    pub fn clock(&self) -> WriteClock {
+        self.clock.clone()
     }
 
     pub fn monitor_id(&self) -> Uuid {
@@ -304,6 +382,35 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    /// Takes 300 ms per call.
+    struct Slow;
+
+    impl Write for Slow {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            std::thread::sleep(Duration::from_millis(300));
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_write_clock_says_how_long_the_write_under_way_has_waited() {
+        let clock = WriteClock::new();
+        let mut w = Timed {
+            inner: Box::new(Slow),
+            clock: clock.clone(),
+        };
+        assert_eq!(clock.blocked_for(), None);
+        let writer = std::thread::spawn(move || w.write_all(b"x"));
+        std::thread::sleep(Duration::from_millis(150));
+        let waited = clock.blocked_for().expect("a write is under way");
+        assert!(waited >= Duration::from_millis(100), "{waited:?}");
+        writer.join().expect("join").expect("write");
+        assert_eq!(clock.blocked_for(), None);
     }
 
     #[test]

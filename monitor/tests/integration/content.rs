@@ -195,3 +195,60 @@ fn a_write_through_one_hard_link_updates_every_name() {
         summary(&evs)
     );
 }
+
+fn updates_of(evs: &[FileEvent], p: &str) -> usize {
+    evs.iter()
+        .filter(|x| x.path == p && x.event_type.as_str() == "update")
+        .count()
+}
+
+#[test]
+fn hard_link_names_stay_known_across_moves_deletes_and_restarts() {
+    let d = tempdir();
+    let st = tempdir();
+    let root = d.path();
+    let state = format!("--state-file={}", st.path().join("index.json").display());
+    sh(
+        root,
+        "mkdir -p d sub && echo v1 > a && ln a d/b && ln a d/c && ln a sub/e",
+    );
+    let m = Monitor::start(root, &["--checksum=sha256", &state]);
+    // One name renamed, one deleted, the directory of another renamed.
+    sh(root, "mv d/b b2; rm d/c; mv sub sub2");
+    m.wait_for("the moves", |e| {
+        has(e, "move file d/b -> b2") && has(e, "delete file d/c") && has(e, "move dir sub -> sub2")
+    });
+    sh(root, "echo v2 >> a");
+    let evs = m.wait_for("updates of every remaining name", |e| {
+        ["a", "b2", "sub2/e"].iter().all(|p| updates_of(e, p) == 1)
+    });
+    let evs = {
+        let _ = evs;
+        m.settle(Duration::from_millis(300))
+    };
+    for gone in ["d/b", "d/c", "sub/e"] {
+        assert_eq!(updates_of(&evs, gone), 0, "{gone}: {:?}", summary(&evs));
+    }
+    let (status, _, _) = m.terminate();
+    assert_eq!(status.code(), Some(0));
+
+    // After a restart from the state file, the names are still known.
+    let m = Monitor::start(root, &["--checksum=sha256", &state]);
+    sh(root, "echo v3 >> b2");
+    let evs = m.wait_for("updates after the restart", |e| {
+        ["a", "b2", "sub2/e"].iter().all(|p| updates_of(e, p) == 1)
+    });
+    let sums: Vec<_> = ["a", "b2", "sub2/e"]
+        .iter()
+        .map(|p| {
+            evs.iter()
+                .find(|x| x.path == *p && x.event_type.as_str() == "update")
+                .and_then(|x| x.checksum.clone())
+        })
+        .collect();
+    assert!(
+        sums[0].is_some() && sums.iter().all(|s| *s == sums[0]),
+        "{:?}",
+        summary(&evs)
+    );
+}

@@ -9,6 +9,7 @@ mod content;
 mod hostile;
 mod ignore;
 mod metrics;
+mod mounts;
 mod moves;
 mod outputs;
 mod poll;

@@ -170,3 +170,124 @@ fn sighup_flushes_pending_events_and_saves_the_state() {
     );
     assert!(state.exists(), "state file written on exit");
 }
+
+#[test]
+fn a_reader_that_stops_reading_delays_sigterm_by_the_grace_period_only() {
+    let _g = heavy();
+    let d = tempdir();
+    let st = tempdir();
+    let root = d.path();
+    let state = st.path().join("index.json");
+    let mut child = Command::new(BIN)
+        .arg(root)
+        .arg("--metrics-addr=off")
+        .arg(format!("--state-file={}", state.display()))
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let e2 = stderr.clone();
+    let err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            e2.lock().unwrap().push_str(&(l + "\n"));
+        }
+    });
+    let t = Instant::now();
+    while !stderr.lock().unwrap().contains(" watching") {
+        assert!(t.elapsed() < Duration::from_secs(30), "did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Far more lines than the pipe and the monitor's buffer hold; nobody
+    // reads the pipe.
+    let n = 3000;
+    let pad = "x".repeat(150);
+    for i in 0..n {
+        std::fs::write(root.join(format!("f{i}-{pad}")), b"x").unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    signal(child.id() as i32, nix::sys::signal::Signal::SIGTERM);
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "SIGTERM held up by a reader that does not read"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(7), "took {took:?}");
+    assert_eq!(status.code(), Some(1));
+    std::thread::sleep(Duration::from_millis(100));
+    let err = stderr.lock().unwrap().clone();
+    assert!(err.contains("its reader stopped reading"), "{err}");
+
+    // What reached the pipe, plus what a restart reports, covers every
+    // file: nothing left unwritten was recorded as told.
+    let mut piped = Vec::new();
+    std::io::Read::read_to_end(&mut child.stdout.take().unwrap(), &mut piped).unwrap();
+    let text = String::from_utf8_lossy(&piped);
+    let complete = text.rsplit_once('\n').map_or("", |(c, _)| c);
+    let mut told: std::collections::BTreeSet<String> = complete
+        .lines()
+        .map(|l| file_event::FileEvent::from_json(l).unwrap().path)
+        .collect();
+    let written = told.len();
+    assert!(written < n, "the pipe cannot hold every line");
+    let m = Monitor::start(root, &[&format!("--state-file={}", state.display())]);
+    let evs = m.wait_for("the rest, reported on restart", |e| {
+        let mut all = told.clone();
+        all.extend(e.iter().map(|x| x.path.clone()));
+        all.len() >= n
+    });
+    told.extend(
+        evs.iter()
+            .filter(|x| x.rescan && x.event_type == file_event::EventType::Create)
+            .map(|x| x.path.clone()),
+    );
+    assert_eq!(told.len(), n, "{written} written before the stop");
+}
+
+#[test]
+fn a_reader_gone_before_the_last_lines_of_a_sigterm_exits_zero() {
+    let d = tempdir();
+    let root = d.path();
+    std::fs::write(root.join("held"), b"1").unwrap();
+    let mut child = Command::new(BIN)
+        .arg(root)
+        .args(["--metrics-addr=off", "--debounce=5000"])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut log = String::new();
+    while !log.contains(" watching") {
+        assert!(std::io::BufRead::read_line(&mut err, &mut log).unwrap() > 0);
+    }
+    sh(root, "echo 2 >> held");
+    std::thread::sleep(Duration::from_millis(300));
+    // The update is still held by the debounce when the reader leaves.
+    drop(child.stdout.take());
+    signal(child.id() as i32, nix::sys::signal::Signal::SIGTERM);
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "still running");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    std::io::Read::read_to_string(&mut err, &mut log).unwrap();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("closed by its reader"), "{log}");
+}

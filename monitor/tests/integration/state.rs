@@ -195,3 +195,52 @@ fn changes_after_a_crash_before_any_clean_exit_are_reported_on_restart() {
         "changes found at restart belong to the restarting session"
     );
 }
+
+#[test]
+fn a_line_the_reader_never_took_is_reported_after_a_restart() {
+    let d = tempdir();
+    let st = tempdir();
+    let root = d.path();
+    let state_arg = format!("--state-file={}", st.path().join("index.json").display());
+    let mut child = std::process::Command::new(BIN)
+        .arg(root)
+        .args([&state_arg, "--metrics-addr=off"])
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains(" watching") {
+        line.clear();
+        assert!(std::io::BufRead::read_line(&mut err, &mut line).unwrap() > 0);
+    }
+    // The reader takes one line and leaves.
+    sh(root, "echo a > a");
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut out, &mut first).unwrap();
+    assert!(first.contains("\"path\":\"a\""), "{first}");
+    drop(out);
+    // The state is saved after the line for `a` was written.
+    std::thread::sleep(Duration::from_millis(1500));
+    // This line fails to be written: the monitor exits.
+    sh(root, "echo b > b");
+    let t = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "still running");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(0));
+
+    let m = Monitor::start(root, &[&state_arg]);
+    let evs = m.wait_for("b, which no reader took", |e| {
+        has(e, "create file b (rescan)")
+    });
+    assert!(!has(&evs, "create file a (rescan)"), "{:?}", summary(&evs));
+}
