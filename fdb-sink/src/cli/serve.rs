@@ -49,6 +49,26 @@ pub struct ServeArgs {
     #[arg(long, env = "FDB_SINK_INGEST_TOKEN_FILE", value_name = "PATH")]
     pub ingest_token_file: Option<PathBuf>,
 
+    /// Limits of the ingest server and of --stdin (boxed: they are many).
+    #[command(flatten)]
+    pub limits: Box<IngestLimits>,
+
+    /// Seconds between refreshes of fdb_sink_delivery_missing_events.
+    #[arg(
+        long,
+        env = "FDB_SINK_DELIVERY_REFRESH_SECS",
+        default_value_t = 15,
+        value_name = "SECS"
+    )]
+    pub delivery_refresh_secs: u64,
+
+    #[command(flatten)]
+    pub api: crate::api::ApiArgs,
+}
+
+/// Sizes and deadlines of ingest (`serve` flags).
+#[derive(Debug, Args)]
+pub struct IngestLimits {
     /// Largest request body in bytes, before and after decompression
     /// (Vector batches up to 10 MB by default). Larger bodies get 413.
     #[arg(long, env = "FDB_SINK_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024,
@@ -60,6 +80,14 @@ pub struct ServeArgs {
     #[arg(long, env = "FDB_SINK_MAX_INFLIGHT_BATCHES", default_value_t = 8,
           value_parser = clap::value_parser!(u64).range(1..=1024), value_name = "N")]
     pub max_inflight_batches: u64,
+
+    /// Bytes of decompressed request bodies (gzip, zstd) held at once,
+    /// across requests; raised to --max-body-bytes if lower. A body that
+    /// would go beyond gets 503 with Retry-After (it fits once others are
+    /// done), so that concurrent decompression bombs cannot add up.
+    #[arg(long, env = "FDB_SINK_MAX_DECOMPRESSED_BYTES", default_value_t = http::DEFAULT_DECODE_BUDGET as u64,
+          value_parser = clap::value_parser!(u64).range(1 << 20..=1 << 36), value_name = "BYTES")]
+    pub max_decompressed_bytes: u64,
 
     /// Seconds to receive and commit one request (Vector gives up after
     /// 60 s); a commit still running then is answered 503 and finishes in
@@ -83,17 +111,13 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(10_000..=9_000_000), value_name = "BYTES")]
     pub txn_target_bytes: u64,
 
-    /// Seconds between refreshes of fdb_sink_delivery_missing_events.
-    #[arg(
-        long,
-        env = "FDB_SINK_DELIVERY_REFRESH_SECS",
-        default_value_t = 15,
-        value_name = "SECS"
-    )]
-    pub delivery_refresh_secs: u64,
-
-    #[command(flatten)]
-    pub api: crate::api::ApiArgs,
+    /// With --stdin: bytes of lines read from standard input ahead of their
+    /// commit (besides the batch being committed). Beyond, reading waits and
+    /// the pipe applies back-pressure to the writer. A single line larger
+    /// than this is still read (up to the 32 MiB line limit).
+    #[arg(long, env = "FDB_SINK_STDIN_READ_AHEAD_BYTES", default_value_t = 16 * 1024 * 1024,
+          value_parser = clap::value_parser!(u64).range(65536..=1 << 30), value_name = "BYTES")]
+    pub stdin_read_ahead_bytes: u64,
 }
 
 /// Largest group of batches the embedded store commits in one transaction.
@@ -135,7 +159,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         store.clone(),
         args.store.keys(),
         WriteOptions {
-            target_txn_bytes: args.txn_target_bytes as usize,
+            target_txn_bytes: args.limits.txn_target_bytes as usize,
         },
         metrics,
     );
@@ -152,10 +176,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         ready: Arc::new(AtomicBool::new(false)),
     };
     let config = IngestConfig {
-        max_body_bytes: args.max_body_bytes as usize,
-        max_inflight_batches: args.max_inflight_batches as usize,
-        request_timeout: Duration::from_secs(args.request_timeout_secs),
-        retry_after_secs: args.retry_after_secs,
+        max_body_bytes: args.limits.max_body_bytes as usize,
+        max_inflight_batches: args.limits.max_inflight_batches as usize,
+        request_timeout: Duration::from_secs(args.limits.request_timeout_secs),
+        retry_after_secs: args.limits.retry_after_secs,
         token,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -195,12 +219,17 @@ async fn serve(
     ));
 
     let request_timeout = config.request_timeout;
-    let state = Arc::new(IngestState::new(
-        ctx.ingestor.clone(),
-        config,
-        Arc::new(ctx.registry),
-        ctx.ready.clone(),
-    ));
+    let state = Arc::new(
+        IngestState::new(
+            ctx.ingestor.clone(),
+            config,
+            Arc::new(ctx.registry),
+            ctx.ready.clone(),
+        )
+        .with_decode_budget(
+            usize::try_from(args.limits.max_decompressed_bytes).unwrap_or(usize::MAX),
+        ),
+    );
     let app = http::router(state);
     let mut server_stop = stop_rx.clone();
     let server = tokio::spawn(async move {
@@ -242,7 +271,8 @@ async fn serve(
     let mut stdin_task = args.stdin.then(|| {
         let ingestor = ctx.ingestor.clone();
         let stop = stop_rx.clone();
-        tokio::task::spawn_blocking(move || ingest_stdin(&ingestor, &stop))
+        let read_ahead = args.limits.stdin_read_ahead_bytes as usize;
+        tokio::task::spawn_blocking(move || ingest_stdin(&ingestor, &stop, read_ahead))
     });
 
     let stdin_ended = tokio::select! {
@@ -401,10 +431,20 @@ const STDIN_GRACE: Duration = Duration::from_secs(2);
 /// reading until the pipe closes (at most [`STDIN_GRACE`]), commits what it
 /// read and returns; lines it then still cannot commit are counted in
 /// `uncommitted`.
-fn ingest_stdin(ingestor: &Ingestor, stop: &watch::Receiver<bool>) -> StdinOutcome {
+fn ingest_stdin(
+    ingestor: &Ingestor,
+    stop: &watch::Receiver<bool>,
+    read_ahead_bytes: usize,
+) -> StdinOutcome {
     use std::sync::mpsc::RecvTimeoutError;
     let (tx, rx) = std::sync::mpsc::sync_channel::<Line>(STDIN_BATCH_LINES * 4);
+    let gate = Arc::new(ByteGate::new(read_ahead_bytes));
+    // Closed when this function returns, so that a reader waiting for room
+    // stops instead of waiting forever.
+    let _close = CloseOnDrop(gate.clone());
+    let reader_gate = gate.clone();
     std::thread::spawn(move || {
+        let gate = reader_gate;
         let mut input = LineReader::new(std::io::stdin().lock());
         loop {
             match input.next_line() {
@@ -417,7 +457,10 @@ fn ingest_stdin(ingestor: &Ingestor, stop: &watch::Receiver<bool>) -> StdinOutco
                             "standard input: line over the line limit; stored as a line_too_long dead letter"
                         );
                     }
-                    if !line.is_blank() && tx.send(line).is_err() {
+                    if line.is_blank() {
+                        continue;
+                    }
+                    if !gate.acquire(line.held_bytes()) || tx.send(line).is_err() {
                         break;
                     }
                 }
@@ -445,6 +488,7 @@ fn ingest_stdin(ingestor: &Ingestor, stop: &watch::Receiver<bool>) -> StdinOutco
         if open && give_up_at.is_some_and(|t| now >= t) {
             tracing::warn!("standard input still open after the shutdown grace; stopping");
             for line in rx.try_iter() {
+                gate.release(line.held_bytes());
                 batch_bytes += line.held_bytes();
                 batch.push(line);
             }
@@ -463,6 +507,7 @@ fn ingest_stdin(ingestor: &Ingestor, stop: &watch::Receiver<bool>) -> StdinOutco
                 .min(STDIN_STOP_CHECK);
             match rx.recv_timeout(wake) {
                 Ok(line) => {
+                    gate.release(line.held_bytes());
                     flush_at.get_or_insert_with(|| Instant::now() + STDIN_FLUSH);
                     batch_bytes += line.held_bytes();
                     batch.push(line);
@@ -505,5 +550,71 @@ fn ingest_stdin(ingestor: &Ingestor, stop: &watch::Receiver<bool>) -> StdinOutco
     StdinOutcome {
         total,
         uncommitted: 0,
+    }
+}
+
+/// Bounds the bytes of lines read ahead of their commit: the reader takes
+/// room for a line before queueing it (waiting while the queue is full), the
+/// committer gives it back when it takes the line out of the queue.
+struct ByteGate {
+    state: std::sync::Mutex<GateState>,
+    room: std::sync::Condvar,
+    limit: usize,
+}
+
+#[derive(Default)]
+struct GateState {
+    queued: usize,
+    closed: bool,
+}
+
+impl ByteGate {
+    fn new(limit: usize) -> Self {
+        ByteGate {
+            state: std::sync::Mutex::new(GateState::default()),
+            room: std::sync::Condvar::new(),
+            limit,
+        }
+    }
+
+    /// Waits until `n` more bytes fit (a line larger than the limit fits an
+    /// empty queue); false once the gate is closed.
+    fn acquire(&self, n: usize) -> bool {
+        let Ok(mut st) = self.state.lock() else {
+            return false;
+        };
+        while !st.closed && st.queued > 0 && st.queued.saturating_add(n) > self.limit {
+            st = match self.room.wait(st) {
+                Ok(st) => st,
+                Err(_) => return false,
+            };
+        }
+        if st.closed {
+            return false;
+        }
+        st.queued += n;
+        true
+    }
+
+    fn release(&self, n: usize) {
+        if let Ok(mut st) = self.state.lock() {
+            st.queued = st.queued.saturating_sub(n);
+            self.room.notify_all();
+        }
+    }
+
+    fn close(&self) {
+        if let Ok(mut st) = self.state.lock() {
+            st.closed = true;
+            self.room.notify_all();
+        }
+    }
+}
+
+struct CloseOnDrop(Arc<ByteGate>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
     }
 }

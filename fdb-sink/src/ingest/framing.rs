@@ -12,29 +12,37 @@ use serde_json::value::RawValue;
 /// The event lines of a body, borrowed from it. Blank lines are skipped and a
 /// trailing `\r` is removed.
 pub fn lines(body: &[u8]) -> Vec<&[u8]> {
+    iter(body).collect()
+}
+
+/// [`lines`] one at a time: NDJSON lines are found as they are taken, so a
+/// body of many short lines is not turned into a list of them first.
+pub fn iter(body: &[u8]) -> Box<dyn Iterator<Item = &[u8]> + Send + '_> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace());
     if first == Some(&b'[') {
         if let Ok(items) = serde_json::from_slice::<Vec<&RawValue>>(body) {
-            return items.into_iter().map(|v| v.get().as_bytes()).collect();
+            return Box::new(items.into_iter().map(|v| v.get().as_bytes()));
         }
-        return vec![trim(body)];
+        return Box::new(std::iter::once(trim(body)));
     }
-    ndjson(body)
+    Box::new(ndjson_iter(body))
 }
 
 /// NDJSON lines (final newline optional).
 pub fn ndjson(body: &[u8]) -> Vec<&[u8]> {
-    let mut lines = Vec::new();
+    ndjson_iter(body).collect()
+}
+
+fn ndjson_iter(body: &[u8]) -> impl Iterator<Item = &[u8]> + Send + '_ {
     let mut start = 0;
-    for end in memchr::memchr_iter(b'\n', body).chain(std::iter::once(body.len())) {
-        let line = &body[start..end];
-        start = end + 1;
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if !line.iter().all(u8::is_ascii_whitespace) {
-            lines.push(line);
-        }
-    }
-    lines
+    memchr::memchr_iter(b'\n', body)
+        .chain(std::iter::once(body.len()))
+        .filter_map(move |end| {
+            let line = &body[start..end];
+            start = end + 1;
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            (!line.iter().all(u8::is_ascii_whitespace)).then_some(line)
+        })
 }
 
 fn trim(b: &[u8]) -> &[u8] {

@@ -13,7 +13,7 @@
 //! | unknown `Content-Encoding` | 415 |
 //! | body that is not valid gzip/zstd | 400 |
 //! | body not received within the request timeout | 408 |
-//! | too many batches in flight, store unavailable, or commit not finished within the request timeout | 503 + `Retry-After` |
+//! | too many batches in flight, decompressed bodies over the shared budget, store unavailable, or commit not finished within the request timeout | 503 + `Retry-After` |
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -29,7 +29,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use prometheus_client::registry::Registry;
 use tokio::sync::Semaphore;
 
-use super::decode::{decode, DecodeError};
+use super::decode::{decode, DecodeBudget, DecodeError};
 use super::framing;
 use super::Ingestor;
 use crate::metrics::{outcome, Metrics};
@@ -57,7 +57,12 @@ pub struct IngestState {
     /// Set by the readiness loop: the store answered its last check.
     pub ready: Arc<AtomicBool>,
     inflight: Arc<Semaphore>,
+    decoded: Arc<DecodeBudget>,
 }
+
+/// The default budget for decompressed bodies held at once
+/// ([`IngestState::with_decode_budget`]).
+pub const DEFAULT_DECODE_BUDGET: usize = 128 << 20;
 
 impl IngestState {
     pub fn new(
@@ -67,13 +72,29 @@ impl IngestState {
         ready: Arc<AtomicBool>,
     ) -> Self {
         let inflight = Arc::new(Semaphore::new(config.max_inflight_batches.max(1)));
+        let decoded = DecodeBudget::new(decode_budget(DEFAULT_DECODE_BUDGET, &config));
         IngestState {
             ingestor,
             config,
             registry,
             ready,
             inflight,
+            decoded,
         }
+    }
+
+    /// Bounds the bytes of decompressed bodies held at once, across
+    /// requests, to `bytes` (at least one body of the largest size, so that
+    /// a body that is fine alone always fits once it is alone). A request
+    /// that would go beyond gets 503 with `Retry-After`.
+    pub fn with_decode_budget(mut self, bytes: usize) -> Self {
+        self.decoded = DecodeBudget::new(decode_budget(bytes, &self.config));
+        self
+    }
+
+    /// The budget for decompressed bodies, in bytes.
+    pub fn decode_budget(&self) -> usize {
+        self.decoded.limit()
     }
 
     fn metrics(&self) -> &Metrics {
@@ -205,14 +226,15 @@ async fn ingest_inner(state: &Arc<IngestState>, headers: HeaderMap, body: Body) 
         .map(str::to_owned);
     let ingestor = state.ingestor.clone();
     let limit = cfg.max_body_bytes;
+    let budget = state.decoded.clone();
     let metrics = state.metrics().clone();
     let task = tokio::task::spawn_blocking(move || {
         // The permit lives until the commit is over, even if the client
         // has been answered (timeout), so in-flight work stays bounded.
         let _permit = permit;
         metrics.inflight_batches.inc();
-        let r = match decode(encoding.as_deref(), &bytes, limit) {
-            Ok(decoded) => Ok(ingestor.ingest(&framing::lines(&decoded))),
+        let r = match decode(encoding.as_deref(), &bytes, limit, &budget) {
+            Ok(decoded) => Ok(ingestor.ingest_iter(framing::iter(&decoded.bytes))),
             Err(e) => Err(e),
         };
         metrics.inflight_batches.dec();
@@ -237,6 +259,11 @@ async fn ingest_inner(state: &Arc<IngestState>, headers: HeaderMap, body: Body) 
                 e.to_string(),
             )
         }
+        Ok(Ok(Err(e @ DecodeError::Busy { .. }))) => {
+            state.metrics().batch(outcome::SATURATED);
+            tracing::debug!(error = %e, "compressed body refused for now");
+            unavailable(state, "saturated", e.to_string())
+        }
         Ok(Ok(Err(e @ DecodeError::Corrupt { .. }))) => {
             state.metrics().batch(outcome::REJECTED);
             error(StatusCode::BAD_REQUEST, "bad_encoding", e.to_string())
@@ -254,6 +281,11 @@ async fn ingest_inner(state: &Arc<IngestState>, headers: HeaderMap, body: Body) 
             )
         }
     }
+}
+
+/// `bytes`, raised to what one body of the largest size takes.
+fn decode_budget(bytes: usize, config: &IngestConfig) -> usize {
+    bytes.max(config.max_body_bytes.saturating_add(1))
 }
 
 fn too_large(limit: usize) -> Response {

@@ -130,11 +130,36 @@ pub struct EmbeddedStore {
     /// open while it cannot take writes (a full disk), and the readiness
     /// check must not say otherwise.
     write_fault: Mutex<Option<String>>,
+    /// When the readiness check last tried a probe write (see
+    /// [`Store::check`]).
+    last_probe: Mutex<Option<std::time::Instant>>,
     /// When the store was last found damaged, and why: it is opened again
     /// (a full replay of its journals) at most every [`DAMAGED_RETRY`], not
     /// at every readiness check.
     damaged: Mutex<Option<(std::time::Instant, String)>>,
 }
+
+/// How often, at most, the readiness check tries a probe write while the
+/// last commit failed.
+pub const PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The keys a readiness probe removes: in FoundationDB's system key space
+/// (`\xff`), which no subspace of the sink's layout reaches, and only ever
+/// removed, never set, so that no read can see them. Together about as
+/// large in the journal as one transaction of records (1 MB), so that a
+/// disk with room for the probe has room for a batch, not just for a few
+/// bytes.
+fn probe_keys() -> impl Iterator<Item = Vec<u8>> {
+    (0..PROBE_KEYS).map(|i| {
+        let mut key = b"\xff/fdb-sink/readiness-probe/".to_vec();
+        key.extend_from_slice(format!("{i:03}/").as_bytes());
+        key.resize(PROBE_KEY_BYTES, b'.');
+        key
+    })
+}
+
+const PROBE_KEYS: usize = 128;
+const PROBE_KEY_BYTES: usize = 8 << 10;
 
 /// How long a store found damaged is reported so before it is opened
 /// again (an operator may have repaired it meanwhile).
@@ -150,6 +175,7 @@ impl EmbeddedStore {
             open: Mutex::new(None),
             metrics: StoreMetrics::default(),
             write_fault: Mutex::new(None),
+            last_probe: Mutex::new(None),
             damaged: Mutex::new(None),
         };
         if dir.join(LEGACY_FILE).exists() {
@@ -309,6 +335,22 @@ impl EmbeddedStore {
     }
 }
 
+impl EmbeddedStore {
+    /// True (and the time noted) when no probe write was tried within
+    /// [`PROBE_INTERVAL`].
+    fn probe_due(&self) -> bool {
+        let Ok(mut last) = self.last_probe.lock() else {
+            return false;
+        };
+        let now = std::time::Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < PROBE_INTERVAL) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
+}
+
 impl Store for EmbeddedStore {
     fn run_write(
         &self,
@@ -340,19 +382,40 @@ impl Store for EmbeddedStore {
     }
 
     /// The database opens, and the last commit (if any failed) did not fail.
+    ///
+    /// After a failed commit, the check itself tries a durable write (at
+    /// most every [`PROBE_INTERVAL`]): a commit that removes a key nothing
+    /// ever sets (see [`probe_keys`]), fsynced like any other. Once it
+    /// succeeds, so do commits, and the store is ready again without
+    /// waiting for a client's batch (which a not-ready pod gets none of).
     fn check(&self) -> Result<(), StoreError> {
         let open = self.database()?;
         if let Err(e) = self.same_directory(&open) {
             self.on_error(&e);
             return Err(e);
         }
-        let fault = self.write_fault.lock().ok().and_then(|f| f.clone());
-        match fault {
-            None => Ok(()),
-            Some(why) => Err(StoreError::unavailable_msg(format!(
-                "the last write failed ({why}); ready again once a write succeeds"
-            ))),
+        drop(open);
+        let fault = || self.write_fault.lock().ok().and_then(|f| f.clone());
+        let Some(mut why) = fault() else {
+            return Ok(());
+        };
+        if self.probe_due() {
+            let keys: Vec<Vec<u8>> = probe_keys().collect();
+            match self.run_write(&mut |t| keys.iter().try_for_each(|k| t.clear(k))) {
+                Ok(()) => {
+                    tracing::info!(store = %self.describe(), "a probe write succeeded; writes work again");
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "readiness probe write failed");
+                    why = fault().unwrap_or_else(|| e.to_string());
+                }
+            }
         }
+        Err(StoreError::unavailable_msg(format!(
+            "the last write failed ({why}); ready again once a write succeeds (tried every {} s)",
+            PROBE_INTERVAL.as_secs()
+        )))
     }
 
     fn describe(&self) -> String {

@@ -127,7 +127,10 @@ pub trait Store: Send + Sync {
         f: &mut dyn FnMut(&mut dyn ReadTxn) -> Result<(), StoreError>,
     ) -> Result<(), StoreError>;
 
-    /// Cheap liveness probe: `Ok` when a transaction could run now.
+    /// Cheap liveness probe: `Ok` when a transaction could run now. After a
+    /// failed commit the embedded store also tries a durable write that
+    /// leaves nothing readable (at most every few seconds), so that it
+    /// reports itself up again without waiting for a client's write.
     fn check(&self) -> Result<(), StoreError>;
 
     /// Human-readable description, e.g. `embedded:/var/lib/fdb-sink`.

@@ -116,3 +116,164 @@ fn chunked_status(sink: &Sink, size: usize) -> u16 {
         .and_then(|c| c.parse().ok())
         .unwrap_or(0)
 }
+
+/// Posts `bodies` at the same time; returns each status and `Retry-After`.
+fn post_together(
+    sink: &Sink,
+    bodies: &[Vec<u8>],
+    encoding: &str,
+) -> Vec<(u16, Option<String>, String)> {
+    let start = std::sync::Barrier::new(bodies.len());
+    std::thread::scope(|s| {
+        let handles: Vec<_> = bodies
+            .iter()
+            .map(|body| {
+                let start = &start;
+                s.spawn(move || {
+                    let req = crate::harness::client()
+                        .post(sink.url("/v1/events"))
+                        .header("content-encoding", encoding)
+                        .body(body.clone());
+                    start.wait();
+                    let r = req.send().expect("post");
+                    let retry = r
+                        .headers()
+                        .get("retry-after")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    (r.status().as_u16(), retry, r.text().unwrap_or_default())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    })
+}
+
+#[test]
+fn concurrent_large_compressed_bodies_stay_within_the_decompression_budget() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Sixteen batches in flight, so that only the decompression budget
+    // (128 MiB by default) bounds the decompressed bodies.
+    let sink = Sink::start(dir.path(), &["--max-inflight-batches", "16"]);
+    sink.wait_ready(200);
+    // 64 MiB of spaces in about 2 kB: twice the default 32 MiB limit.
+    let bomb = zstd::encode_all(&vec![b' '; 64 << 20][..], 3).expect("zstd");
+    assert!(bomb.len() < 100_000);
+    let before = sink.peak_rss();
+    for round in 0..3 {
+        let answers = post_together(&sink, &vec![bomb.clone(); 16], "zstd");
+        for (status, retry, body) in answers {
+            match status {
+                413 => assert!(body.contains("body_too_large"), "{body}"),
+                503 => {
+                    assert!(retry.is_some(), "503 without Retry-After: {body}");
+                    assert!(body.contains("saturated"), "{body}");
+                }
+                other => panic!("round {round}: {other} {body}"),
+            }
+        }
+    }
+    // Just under the limit: each is fine alone (blank lines, nothing to
+    // store), together they wait for the budget.
+    let near = zstd::encode_all(&vec![b' '; (32 << 20) - 10][..], 3).expect("zstd");
+    let mut accepted = 0;
+    for round in 0..3 {
+        let answers = post_together(&sink, &vec![near.clone(); 16], "zstd");
+        for (status, retry, body) in answers {
+            match status {
+                200 => accepted += 1,
+                503 => {
+                    assert!(retry.is_some(), "503 without Retry-After: {body}");
+                    assert!(body.contains("saturated"), "{body}");
+                }
+                other => panic!("round {round}: {other} {body}"),
+            }
+        }
+    }
+    assert!(accepted > 0);
+    let peak = sink.peak_rss();
+    // The budget of decompressed bodies, buffers freed but not yet returned
+    // by the allocator, and the store's own memory. Unbounded, eight bombs
+    // took about 640 MiB, eight bodies just under the limit about 340 MiB.
+    assert!(
+        peak < before + (320 << 20),
+        "sixteen concurrent large bodies took the sink from {} to {} MiB",
+        before >> 20,
+        peak >> 20
+    );
+    // A real batch still goes through.
+    let monitor = uuid::Uuid::new_v4().to_string();
+    let lines: Vec<String> = (1..=10).map(|i| event(&monitor, i, "s-bomb")).collect();
+    let (s, r) = post(
+        &sink,
+        gzip(&ndjson(&lines)),
+        &[("content-encoding", "gzip")],
+    );
+    assert_eq!((s, r["written"].as_u64()), (200, Some(10)), "{r}");
+}
+
+#[test]
+fn concurrent_compressed_batches_over_the_budget_get_503_never_a_4xx() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sink = Sink::start(
+        dir.path(),
+        &[
+            "--max-body-bytes",
+            "4000000",
+            "--max-decompressed-bytes",
+            "1048576",
+            "--retry-after-secs",
+            "1",
+        ],
+    );
+    sink.wait_ready(200);
+    let monitor = uuid::Uuid::new_v4().to_string();
+    let pad = "p".repeat(2000);
+    // Eight batches of about 3 MB each: each fits alone, they do not fit
+    // the budget (raised to one 4 MB body) together.
+    let batches: Vec<Vec<u8>> = (0..8u64)
+        .map(|b| {
+            let lines: Vec<String> = (1..=1400)
+                .map(|i| {
+                    let mut v: serde_json::Value =
+                        serde_json::from_str(&event(&monitor, b * 1400 + i, "s-budget"))
+                            .expect("json");
+                    v["metadata"]["pad"] = pad.clone().into();
+                    v.to_string()
+                })
+                .collect();
+            let body = ndjson(&lines);
+            assert!(body.len() > 2_800_000 && body.len() < 4_000_000);
+            gzip(&body)
+        })
+        .collect();
+    let mut pending: Vec<usize> = (0..batches.len()).collect();
+    let mut refused = 0;
+    for _ in 0..30 {
+        if pending.is_empty() {
+            break;
+        }
+        let bodies: Vec<Vec<u8>> = pending.iter().map(|&i| batches[i].clone()).collect();
+        let answers = post_together(&sink, &bodies, "gzip");
+        let mut still = Vec::new();
+        for (&i, (status, retry, body)) in pending.iter().zip(answers) {
+            match status {
+                200 => {}
+                503 => {
+                    assert!(retry.is_some(), "{body}");
+                    refused += 1;
+                    still.push(i);
+                }
+                other => panic!("batch {i}: {other} {body}"),
+            }
+        }
+        pending = still;
+    }
+    assert!(pending.is_empty(), "batches never accepted: {pending:?}");
+    assert!(refused > 0, "the budget never refused a batch");
+    sink.stop();
+    assert_eq!(read_store(dir.path()).records.len(), 8 * 1400);
+}

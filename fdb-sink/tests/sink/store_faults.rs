@@ -5,6 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use fdb_sink::store::StoreExt;
+
 use crate::harness::{event, ndjson, post, read_store, Sink, BIN};
 
 #[test]
@@ -472,4 +474,56 @@ fn a_torn_journal_tail_is_discarded_with_a_warning_and_every_complete_batch_kept
     let stored = read_store(dir.path());
     assert_eq!(stored.records.len(), 2_000, "both complete batches");
     assert!(stored.records.iter().all(|r| r.record.event.seq <= 2_000));
+}
+
+#[test]
+fn after_a_full_disk_the_sink_becomes_ready_again_on_its_own_once_space_returns() {
+    let Some(disk) = SmallDisk::mount(6) else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let store_dir: PathBuf = disk.path().join("store");
+    let mut sink = Sink::start(&store_dir, &[]);
+    sink.wait_ready(200);
+    let monitor = uuid::Uuid::new_v4().to_string();
+    let mut refused = Vec::new();
+    let mut b = 0;
+    while refused.is_empty() {
+        assert!(b < 40, "the disk never filled up");
+        let (status, body) = post(&sink, batch(&monitor, b), &[]);
+        match status {
+            200 => {}
+            503 => refused.push(b),
+            other => panic!("batch {b}: {other} {body}"),
+        }
+        b += 1;
+    }
+    sink.wait_ready(503);
+    // While the disk stays full, the readiness probes keep failing.
+    std::thread::sleep(std::time::Duration::from_secs(7));
+    sink.wait_ready(503);
+    assert!(sink.metrics().contains("fdb_sink_store_up 0"));
+
+    // Space returns and no client sends anything (a Service routes nothing
+    // to a pod that is not ready): the sink finds out by itself.
+    disk.resize(200);
+    sink.wait_ready(200);
+    assert!(sink.metrics().contains("fdb_sink_store_up 1"));
+    for b in &refused {
+        let (status, body) = post(&sink, batch(&monitor, *b), &[]);
+        assert_eq!(status, 200, "batch {b} after space returned: {body}");
+    }
+    sink.stop();
+    let stored = read_store(&store_dir);
+    assert_eq!(
+        stored.records.len() as u64,
+        b * 500,
+        "every batch stored once"
+    );
+    // The readiness probes left nothing a read can see.
+    let store = fdb_sink::store::embedded::EmbeddedStore::open(&store_dir).expect("open");
+    let outside = store
+        .read(|t| t.get_range(b"\xff", &[0xff; 16], 0, false))
+        .expect("read");
+    assert!(outside.is_empty(), "{outside:?}");
 }

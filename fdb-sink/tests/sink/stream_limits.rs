@@ -152,3 +152,72 @@ fn serve_stdin_stores_a_line_over_the_limit_as_a_dead_letter_in_bounded_memory()
     assert_eq!(stored.dead_letters.len(), 1);
     assert_eq!(stored.dead_letters[0].letter.reason, "line_too_long");
 }
+
+/// `serve --stdin` reads ahead of its commits, but not without bound: with
+/// the store unavailable (its lock held, as by a second process), 48 lines
+/// of 8 MiB (384 MiB) piped in stay in the pipe, not in the sink's memory;
+/// once the store is back every one of them is stored.
+#[test]
+fn serve_stdin_read_ahead_is_bounded_in_bytes_while_commits_fail() {
+    use nix::fcntl::{Flock, FlockArg};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("audit.fjall");
+    std::fs::create_dir_all(&db).expect("mkdir");
+    let lock = Flock::lock(
+        std::fs::File::create(db.join("lock")).expect("create"),
+        FlockArg::LockExclusiveNonblock,
+    )
+    .map_err(|(_, e)| e)
+    .expect("flock");
+    let store = format!("embedded:{}", dir.path().display());
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--stdin",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            &store,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn serve --stdin");
+    const LINES: usize = 48;
+    const LINE_BYTES: usize = 8 << 20;
+    let mut stdin = child.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || {
+        let pad = vec![b'x'; LINE_BYTES];
+        for i in 0..LINES {
+            let line = format!("{{\"line\":{i},\"pad\":\"");
+            stdin.write_all(line.as_bytes()).expect("write");
+            stdin.write_all(&pad).expect("write");
+            stdin.write_all(b"\"}\n").expect("write");
+        }
+    });
+    // The reader takes in what it may; the commits keep failing.
+    std::thread::sleep(Duration::from_secs(4));
+    let peak = peak_rss(&child);
+    assert!(
+        !writer.is_finished(),
+        "standard input was read ahead without bound"
+    );
+    assert!(
+        peak < 200 << 20,
+        "serve --stdin holding 384 MiB of unread lines peaked at {} MiB",
+        peak >> 20
+    );
+    drop(lock);
+    writer.join().expect("writer");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "exit {:?}", out.status);
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("summary");
+    assert_eq!(
+        summary["dead_lettered"].as_u64(),
+        Some(LINES as u64),
+        "{summary}"
+    );
+    assert_eq!(read_store(dir.path()).dead_letters.len(), LINES);
+}
