@@ -6,6 +6,14 @@
 //! removes, their index entries and the summary adjustments commit together.
 //! A run that stops half-way (crash, Ctrl-C) is therefore resumed simply by
 //! running again, and running twice removes nothing more (idempotent).
+//! A transaction reads the index entries of its records in one call (one
+//! round trip on FoundationDB); one that still cannot finish in time is
+//! tried again with half as many records ([`BatchSize`]).
+//!
+//! Before removing anything, a run that would leave more than
+//! [`GUARD_PERCENT`] % of the store's sessions without records is refused
+//! unless allowed: the cutoff comes from this host's clock, and a clock set
+//! far ahead makes every record look old.
 //!
 //! Per session: `events` and the per-type counters drop by what was removed
 //! (a counter that reaches zero is cleared), `first_ns` becomes the time of
@@ -16,7 +24,9 @@
 //! last heartbeat, claims whose expiry, and monitor rows whose latest event
 //! is older than the cutoff (every sidecar start numbers its events under a
 //! new monitor, so without this the rows, and the delivery gauge's scan of
-//! them, would only grow).
+//! them, would only grow). Those rows are read again in the transaction
+//! that removes them: one renewed meanwhile (a heartbeat, a new claim, a new
+//! event) stays.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -35,18 +45,33 @@ pub struct RetentionOptions {
     pub cutoff_ns: i64,
     /// Count what would go, change nothing.
     pub dry_run: bool,
-    /// Records (or dead letters) per transaction.
+    /// Records (or dead letters) per transaction at first; halved for the
+    /// rest of the run whenever a transaction cannot finish in time.
     pub batch_records: usize,
+    /// Run even when more than [`GUARD_PERCENT`] % of the store's sessions
+    /// would lose all of their records.
+    pub allow_removing_all: bool,
 }
+
+/// A run that would empty more than this share (in %) of the store's
+/// sessions is refused unless allowed: that is what a clock set far ahead
+/// looks like, while a daily run with the usual period empties a small
+/// share.
+pub const GUARD_PERCENT: u64 = 90;
 
 /// What a run removed (or, with `dry_run`, would remove).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct RetentionReport {
     pub dry_run: bool,
+    /// Sessions in the store when the run began.
+    pub sessions_total: u64,
     /// Sessions holding records older than the cutoff.
     pub sessions_affected: u64,
     /// Sessions left without any record (summary removed).
     pub sessions_removed: u64,
+    /// A dry run only: a real run would be refused (it would empty more than
+    /// [`GUARD_PERCENT`] % of the sessions) unless allowed.
+    pub would_refuse: bool,
     pub records_removed: u64,
     pub by_path_removed: u64,
     pub by_checksum_removed: u64,
@@ -60,32 +85,182 @@ pub struct RetentionReport {
     pub transactions: u64,
 }
 
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RetentionError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The run would empty (nearly) every session: nothing was removed.
+    #[error(
+        "refusing to remove anything: {emptied} of the store's {total} sessions would lose all \
+         of their records (more than {GUARD_PERCENT} %), which is what a clock set far ahead \
+         looks like (the cutoff is {cutoff}; check this node's time). If that is intended, run \
+         `fdb-sink retention --allow-removing-all`"
+    )]
+    WouldRemoveAll {
+        emptied: u64,
+        total: u64,
+        cutoff: String,
+    },
+}
+
+/// True when emptying `emptied` of `total` sessions needs the operator's
+/// consent (more than [`GUARD_PERCENT`] % of them).
+pub fn guard_trips(emptied: u64, total: u64) -> bool {
+    emptied > 0 && u128::from(emptied) * 100 > u128::from(total) * u128::from(GUARD_PERCENT)
+}
+
 /// Session summary keys scanned per read transaction.
 const SCAN_PAGE: usize = 10_000;
 
-/// Sessions whose oldest record is older than the cutoff.
-fn old_sessions(
+/// A session holding records older than the cutoff.
+struct OldSession {
+    id: (String, String, String),
+    /// Whether every record is older than the cutoff (from the summary's
+    /// `last_ns`; `None` when the summary has none).
+    emptied: Option<bool>,
+}
+
+/// The sessions of the store: how many, and those whose oldest record is
+/// older than the cutoff.
+struct SessionScan {
+    total: u64,
+    old: Vec<OldSession>,
+}
+
+/// The summary fields of the session being scanned.
+#[derive(Default)]
+struct Summary {
+    id: Option<(String, String, String)>,
+    first_ns: Option<u64>,
+    last_ns: Option<u64>,
+}
+
+fn ns_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl SessionScan {
+    /// Ends the summary of one session (its keys are contiguous).
+    fn push(&mut self, s: Summary, cutoff_ns: i64) {
+        let Some(id) = s.id else { return };
+        self.total += 1;
+        if s.first_ns.is_some_and(|f| ns_i64(f) < cutoff_ns) {
+            self.old.push(OldSession {
+                id,
+                emptied: s.last_ns.map(|l| ns_i64(l) < cutoff_ns),
+            });
+        }
+    }
+}
+
+/// Scans every session summary.
+fn scan_sessions(
     store: &dyn Store,
     keys: &Keys,
     cutoff_ns: i64,
-) -> Result<Vec<(String, String, String)>, StoreError> {
+) -> Result<SessionScan, StoreError> {
     let all = keys.sessions_all();
     let mut begin = all.begin.clone();
-    let mut out = Vec::new();
+    let mut scan = SessionScan {
+        total: 0,
+        old: Vec::new(),
+    };
+    let mut cur = Summary::default();
     loop {
         let rows = store.read(|t| t.get_range(&begin, &all.end, SCAN_PAGE, false))?;
         let Some((last, _)) = rows.last() else {
-            return Ok(out);
+            scan.push(cur, cutoff_ns);
+            return Ok(scan);
         };
         begin = after(last);
         for (k, v) in &rows {
             let f = keys
                 .decode_session_field(k)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            if f.field == SessionField::FirstNs
-                && i64::try_from(decode_u64(v)).unwrap_or(i64::MAX) < cutoff_ns
-            {
-                out.push((f.tenant, f.user, f.session));
+            let id = (f.tenant, f.user, f.session);
+            if cur.id.as_ref() != Some(&id) {
+                scan.push(std::mem::take(&mut cur), cutoff_ns);
+                cur.id = Some(id);
+            }
+            match f.field {
+                SessionField::FirstNs => cur.first_ns = Some(decode_u64(v)),
+                SessionField::LastNs => cur.last_ns = Some(decode_u64(v)),
+                SessionField::Events | SessionField::TypeCount(_) => {}
+            }
+        }
+    }
+}
+
+/// True when no record of the session is at or after the cutoff.
+fn session_emptied(
+    store: &dyn Store,
+    keys: &Keys,
+    (t, u, s): (&str, &str, &str),
+    cutoff_ns: i64,
+) -> Result<bool, StoreError> {
+    let newer = keys.audit_logs_session_between(t, u, s, cutoff_ns, i64::MAX);
+    let session = keys.audit_logs_session(t, u, s);
+    store.read(|txn| {
+        txn.get_range(&newer.begin, &session.end, 1, false)
+            .map(|v| v.is_empty())
+    })
+}
+
+/// True when a transaction failed because it did too much for the store's
+/// limits (FoundationDB: too old after 5 s, timed out, too large, or retried
+/// until it gave up): the same work may fit in smaller steps.
+pub fn batch_too_big(e: &StoreError) -> bool {
+    match e {
+        StoreError::RetriesExhausted { .. } => true,
+        // timed_out, transaction_too_old, transaction_timed_out,
+        // transaction_too_large
+        #[cfg(feature = "fdb")]
+        StoreError::Fdb(e) => matches!(e.code(), 1004 | 1007 | 1031 | 2101),
+        _ => false,
+    }
+}
+
+/// The number of items per transaction: starts at `--batch-records` and is
+/// halved (down to 1), for the rest of the run, whenever a transaction of
+/// that size fails with [`batch_too_big`].
+#[derive(Debug)]
+pub struct BatchSize {
+    size: usize,
+}
+
+impl BatchSize {
+    pub fn new(size: usize) -> Self {
+        BatchSize { size: size.max(1) }
+    }
+
+    pub fn get(&self) -> usize {
+        self.size
+    }
+
+    /// Runs `step` with the current size; on an error that a smaller
+    /// transaction may avoid, halves the size and runs it again. An error
+    /// at size 1, or of another kind, is returned.
+    pub fn run<T>(
+        &mut self,
+        what: &str,
+        mut step: impl FnMut(usize) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        loop {
+            match step(self.size) {
+                Err(e) if self.size > 1 && batch_too_big(&e) => {
+                    let smaller = self.size / 2;
+                    tracing::warn!(
+                        error = %e,
+                        from = self.size,
+                        to = smaller,
+                        "retention: a transaction of {} {what} did not finish; \
+                         trying again with {smaller} per transaction",
+                        self.size
+                    );
+                    self.size = smaller;
+                }
+                r => return r,
             }
         }
     }
@@ -105,6 +280,75 @@ fn checksum_stale(last_seen: &[u8], cutoff_u: u64) -> bool {
     decode_u64(last_seen) < cutoff_u
 }
 
+/// The `by_path` keys that exist and the `by_checksum` keys to clear.
+type Found<'k> = (Vec<&'k [u8]>, Vec<&'k [u8]>);
+
+/// The index keys of some records: `by_path` and `by_checksum`, each once.
+#[derive(Default)]
+struct IndexKeys {
+    by_path: Vec<Vec<u8>>,
+    by_checksum: Vec<Vec<u8>>,
+    seen: HashSet<Vec<u8>>,
+}
+
+impl IndexKeys {
+    fn of(keys: &Keys, t: &str, recs: &[audit::StoredRecord]) -> Self {
+        let mut out = IndexKeys::default();
+        for r in recs {
+            let ev = &r.record.event;
+            let mut paths = vec![ev.path.as_str()];
+            if let Some(from) = ev.from.as_deref().filter(|f| *f != ev.path) {
+                paths.push(from);
+            }
+            for p in &paths {
+                let k = keys.by_path(t, p, r.key.ts_ns, &r.key.event_id);
+                if out.seen.insert(k.clone()) {
+                    out.by_path.push(k);
+                }
+            }
+            if let Some(c) = &ev.checksum {
+                let k = keys.by_checksum(t, c, paths[0]);
+                if out.seen.insert(k.clone()) {
+                    out.by_checksum.push(k);
+                }
+            }
+        }
+        out
+    }
+
+    /// Reads every key at once; returns the `by_path` keys that exist and
+    /// the `by_checksum` keys last seen before the cutoff.
+    fn read(
+        &self,
+        txn: &mut dyn crate::store::ReadTxn,
+        cutoff_u: u64,
+    ) -> Result<Found<'_>, StoreError> {
+        let all: Vec<&[u8]> = self
+            .by_path
+            .iter()
+            .chain(&self.by_checksum)
+            .map(Vec::as_slice)
+            .collect();
+        let values = txn.get_many(&all)?;
+        let (paths, checksums) = values.split_at(self.by_path.len().min(values.len()));
+        let present = self
+            .by_path
+            .iter()
+            .zip(paths)
+            .filter(|(_, v)| v.is_some())
+            .map(|(k, _)| k.as_slice())
+            .collect();
+        let stale = self
+            .by_checksum
+            .iter()
+            .zip(checksums)
+            .filter(|(_, v)| v.as_deref().is_some_and(|v| checksum_stale(v, cutoff_u)))
+            .map(|(k, _)| k.as_slice())
+            .collect();
+        Ok((present, stale))
+    }
+}
+
 /// Removes up to `limit` old records of one session, in `txn`.
 fn remove_batch(
     txn: &mut dyn Txn,
@@ -120,6 +364,11 @@ fn remove_batch(
         return Ok(out);
     }
     let cutoff_u = u64::try_from(cutoff_ns).unwrap_or(0);
+    // Every index entry is read in one call (one round trip on
+    // FoundationDB), before any is cleared: each key is listed once, so an
+    // entry shared by several records is counted and cleared once.
+    let index = IndexKeys::of(keys, t, &recs);
+    let (paths, checksums) = index.read(txn, cutoff_u)?;
     let mut by_type: HashMap<String, i64> = HashMap::new();
     for r in &recs {
         txn.clear(&r.raw_key)?;
@@ -127,25 +376,14 @@ fn remove_batch(
         *by_type
             .entry(r.record.event.event_type.as_str().to_owned())
             .or_default() += 1;
-        let ev = &r.record.event;
-        let mut paths = vec![ev.path.as_str()];
-        if let Some(from) = ev.from.as_deref().filter(|f| *f != ev.path) {
-            paths.push(from);
-        }
-        for p in &paths {
-            let k = keys.by_path(t, p, r.key.ts_ns, &r.key.event_id);
-            if txn.get(&k)?.is_some() {
-                txn.clear(&k)?;
-                out.by_path += 1;
-            }
-        }
-        if let Some(c) = &ev.checksum {
-            let k = keys.by_checksum(t, c, paths[0]);
-            if txn.get(&k)?.is_some_and(|v| checksum_stale(&v, cutoff_u)) {
-                txn.clear(&k)?;
-                out.by_checksum += 1;
-            }
-        }
+    }
+    for k in paths {
+        txn.clear(k)?;
+        out.by_path += 1;
+    }
+    for k in checksums {
+        txn.clear(k)?;
+        out.by_checksum += 1;
     }
     // Fix the summary, seeing this transaction's own deletions.
     let session = keys.audit_logs_session(t, u, s);
@@ -161,13 +399,17 @@ fn remove_batch(
                 .decode_audit_log(k)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
             txn.atomic_add(&keys.session_events(t, u, s), -(out.records as i64))?;
-            for (ty, n) in &by_type {
-                let k = keys.session_type_count(t, u, s, ty);
-                let have = txn.get(&k)?.map_or(0, |v| decode_i64(&v));
-                if have <= *n {
-                    txn.clear(&k)?;
+            let types: Vec<(Vec<u8>, i64)> = by_type
+                .iter()
+                .map(|(ty, n)| (keys.session_type_count(t, u, s, ty), *n))
+                .collect();
+            let refs: Vec<&[u8]> = types.iter().map(|(k, _)| k.as_slice()).collect();
+            let have = txn.get_many(&refs)?;
+            for ((k, n), have) in types.iter().zip(have) {
+                if have.map_or(0, |v| decode_i64(&v)) <= *n {
+                    txn.clear(k)?;
                 } else {
-                    txn.atomic_add(&k, -n)?;
+                    txn.atomic_add(k, -n)?;
                 }
             }
             txn.set(
@@ -179,17 +421,27 @@ fn remove_batch(
     Ok(out)
 }
 
+/// What one read of a dry run found.
+struct Counted {
+    records: u64,
+    by_path: u64,
+    stale: Vec<Vec<u8>>,
+    last: Option<Vec<u8>>,
+}
+
 /// Counts what retention would remove from one session (no writes).
 /// `checksums` holds the `by_checksum` keys counted so far in this run: an
 /// entry shared by several old records is removed once.
+#[allow(clippy::too_many_arguments)]
 fn count_session(
     store: &dyn Store,
     keys: &Keys,
     (t, u, s): (&str, &str, &str),
     cutoff_ns: i64,
-    limit: usize,
+    batch: &mut BatchSize,
     report: &mut RetentionReport,
     checksums: &mut HashSet<Vec<u8>>,
+    emptied: bool,
 ) -> Result<(), StoreError> {
     let range = keys.audit_logs_session_between(t, u, s, i64::MIN, cutoff_ns);
     let cutoff_u = u64::try_from(cutoff_ns).unwrap_or(0);
@@ -199,60 +451,78 @@ fn count_session(
             begin: begin.clone(),
             end: range.end.clone(),
         };
-        let (recs, stale) = store.read(|txn| {
-            let recs = audit::records_in(txn, keys, &r, limit, false)?;
-            // The entries the removal would clear: last seen before the cutoff.
-            let mut stale = Vec::new();
-            for r in &recs {
-                let Some(c) = &r.record.event.checksum else {
-                    continue;
-                };
-                let k = keys.by_checksum(t, c, &r.record.event.path);
-                if txn.get(&k)?.is_some_and(|v| checksum_stale(&v, cutoff_u)) {
-                    stale.push(k);
-                }
-            }
-            Ok((recs, stale))
+        // The same reads the removal makes: the entries it would clear.
+        let counted = batch.run("records", |limit| {
+            store.read(|txn| {
+                let recs = audit::records_in(txn, keys, &r, limit, false)?;
+                let index = IndexKeys::of(keys, t, &recs);
+                let (paths, stale) = index.read(txn, cutoff_u)?;
+                Ok(Counted {
+                    records: recs.len() as u64,
+                    by_path: paths.len() as u64,
+                    stale: stale.into_iter().map(<[u8]>::to_vec).collect(),
+                    last: recs.last().map(|r| r.raw_key.clone()),
+                })
+            })
         })?;
-        let Some(last) = recs.last() else { break };
-        begin = after(&last.raw_key);
-        for r in &recs {
-            report.records_removed += 1;
-            let ev = &r.record.event;
-            report.by_path_removed +=
-                1 + u64::from(ev.from.as_ref().is_some_and(|f| *f != ev.path));
-        }
-        for k in stale {
+        let Some(last) = counted.last else { break };
+        begin = after(&last);
+        report.records_removed += counted.records;
+        report.by_path_removed += counted.by_path;
+        for k in counted.stale {
             if checksums.insert(k) {
                 report.by_checksum_removed += 1;
             }
         }
     }
-    let session = keys.audit_logs_session(t, u, s);
-    let newer = store.read(|txn| {
-        txn.get_range(&range.end, &session.end, 1, false)
-            .map(|v| !v.is_empty())
-    })?;
-    if !newer {
+    if emptied {
         report.sessions_removed += 1;
     }
     Ok(())
 }
 
 /// Runs retention once. `progress` is called after every transaction.
+///
+/// Before anything is removed, refuses ([`RetentionError::WouldRemoveAll`])
+/// a run that would empty more than [`GUARD_PERCENT`] % of the sessions,
+/// unless `allow_removing_all`; a dry run reports it in `would_refuse`.
 pub fn run(
     store: &dyn Store,
     keys: &Keys,
     opts: RetentionOptions,
     progress: &mut dyn FnMut(&RetentionReport),
-) -> Result<RetentionReport, StoreError> {
-    let limit = opts.batch_records.max(1);
+) -> Result<RetentionReport, RetentionError> {
+    let mut batch = BatchSize::new(opts.batch_records);
     let mut report = RetentionReport {
         dry_run: opts.dry_run,
         ..Default::default()
     };
+    let scan = scan_sessions(store, keys, opts.cutoff_ns)?;
+    report.sessions_total = scan.total;
+    let mut old = Vec::with_capacity(scan.old.len());
+    let mut emptied = 0;
+    for o in scan.old {
+        let (t, u, s) = &o.id;
+        let e = match o.emptied {
+            Some(e) => e,
+            None => session_emptied(store, keys, (t, u, s), opts.cutoff_ns)?,
+        };
+        emptied += u64::from(e);
+        old.push((o.id, e));
+    }
+    if guard_trips(emptied, scan.total) && !opts.allow_removing_all {
+        if opts.dry_run {
+            report.would_refuse = true;
+        } else {
+            return Err(RetentionError::WouldRemoveAll {
+                emptied,
+                total: scan.total,
+                cutoff: crate::timespec::format_ns(opts.cutoff_ns),
+            });
+        }
+    }
     let mut checksums = HashSet::new();
-    for (t, u, s) in old_sessions(store, keys, opts.cutoff_ns)? {
+    for ((t, u, s), emptied) in old {
         report.sessions_affected += 1;
         let id = (t.as_str(), u.as_str(), s.as_str());
         if opts.dry_run {
@@ -261,15 +531,18 @@ pub fn run(
                 keys,
                 id,
                 opts.cutoff_ns,
-                limit,
+                &mut batch,
                 &mut report,
                 &mut checksums,
+                emptied,
             )?;
             progress(&report);
             continue;
         }
         loop {
-            let b = store.transact(|txn| remove_batch(txn, keys, id, opts.cutoff_ns, limit))?;
+            let b = batch.run("records", |limit| {
+                store.transact(|txn| remove_batch(txn, keys, id, opts.cutoff_ns, limit))
+            })?;
             if b.records == 0 {
                 break;
             }
@@ -281,19 +554,32 @@ pub fn run(
             progress(&report);
         }
     }
-    // Dead letters.
+    // Dead letters: each page is read and cleared in one transaction, so
+    // that what is counted is what is removed.
     let dl = keys.dead_letter_between(i64::MIN, opts.cutoff_ns);
     let mut begin = dl.begin.clone();
     loop {
-        let rows = store.read(|t| t.get_range(&begin, &dl.end, limit, false))?;
-        let Some((last, _)) = rows.last() else { break };
-        let end = after(last);
+        let (n, end) = batch.run("dead letters", |limit| {
+            let page = |txn: &mut dyn crate::store::ReadTxn| {
+                let rows = txn.get_range(&begin, &dl.end, limit, false)?;
+                Ok((rows.len(), rows.last().map(|(k, _)| after(k))))
+            };
+            if opts.dry_run {
+                return store.read(|txn| page(txn));
+            }
+            store.transact(|txn| {
+                let (n, end) = page(&mut *txn)?;
+                if let Some(end) = &end {
+                    txn.clear_range(&begin, end)?;
+                }
+                Ok((n, end))
+            })
+        })?;
+        let Some(end) = end else { break };
         if !opts.dry_run {
-            let b = begin.clone();
-            store.transact(|txn| txn.clear_range(&b, &end))?;
             report.transactions += 1;
         }
-        report.dead_letters_removed += rows.len() as u64;
+        report.dead_letters_removed += n as u64;
         begin = end;
         progress(&report);
     }
@@ -301,7 +587,9 @@ pub fn run(
     for (range, what) in [(keys.agents_all(), "agent"), (keys.claims_all(), "claim")] {
         let mut begin = range.begin.clone();
         loop {
-            let rows = store.read(|t| t.get_range(&begin, &range.end, limit, false))?;
+            let rows = batch.run("rows", |limit| {
+                store.read(|t| t.get_range(&begin, &range.end, limit, false))
+            })?;
             let Some((last, _)) = rows.last() else { break };
             begin = after(last);
             let stale: Vec<Vec<u8>> = rows
@@ -312,16 +600,26 @@ pub fn run(
             if stale.is_empty() {
                 continue;
             }
-            let n = stale.len() as u64;
-            if !opts.dry_run {
-                store.transact(|txn| {
-                    for k in &stale {
-                        txn.clear(k)?;
-                    }
-                    Ok(())
-                })?;
+            let n = if opts.dry_run {
+                stale.len() as u64
+            } else {
                 report.transactions += 1;
-            }
+                store.transact(|txn| {
+                    // Read again in this transaction: a heartbeat or a new
+                    // claim since the read above keeps its row (and on
+                    // FoundationDB the read makes a concurrent one conflict).
+                    let refs: Vec<&[u8]> = stale.iter().map(Vec::as_slice).collect();
+                    let now = txn.get_many(&refs)?;
+                    let mut removed = 0;
+                    for (k, v) in stale.iter().zip(now) {
+                        if v.is_some_and(|v| stale_row(what, &v, opts.cutoff_ns)) {
+                            txn.clear(k)?;
+                            removed += 1;
+                        }
+                    }
+                    Ok(removed)
+                })?
+            };
             if what == "agent" {
                 report.agents_removed += n;
             } else {
@@ -339,28 +637,39 @@ pub fn run(
             stale.push(m.monitor_id);
         }
     })?;
-    for chunk in stale.chunks(limit) {
-        if !opts.dry_run {
-            let removed = store.transact(|txn| {
+    let mut done = 0;
+    while done < stale.len() {
+        if opts.dry_run {
+            let n = batch.get().min(stale.len() - done);
+            report.monitors_removed += n as u64;
+            done += n;
+            progress(&report);
+            continue;
+        }
+        let (n, removed) = batch.run("monitor rows", |limit| {
+            let chunk = &stale[done..stale.len().min(done + limit)];
+            store.transact(|txn| {
+                // Read again in this transaction: a monitor that has just
+                // sent an event keeps its row (and on FoundationDB the read
+                // makes a concurrent ingest conflict).
+                let last_keys: Vec<Vec<u8>> =
+                    chunk.iter().map(|id| keys.monitor_last_ns(id)).collect();
+                let refs: Vec<&[u8]> = last_keys.iter().map(Vec::as_slice).collect();
+                let last = txn.get_many(&refs)?;
                 let mut removed = 0;
-                for id in chunk {
-                    // Read again in this transaction: a monitor that has
-                    // just sent an event keeps its row (and on FoundationDB
-                    // the read makes a concurrent ingest conflict).
-                    let last = txn.get(&keys.monitor_last_ns(id))?;
+                for (id, last) in chunk.iter().zip(last) {
                     if last.is_some_and(|v| decode_u64(&v) < cutoff_u) {
                         let r = keys.monitor(id);
                         txn.clear_range(&r.begin, &r.end)?;
                         removed += 1;
                     }
                 }
-                Ok(removed)
-            })?;
-            report.transactions += 1;
-            report.monitors_removed += removed;
-        } else {
-            report.monitors_removed += chunk.len() as u64;
-        }
+                Ok((chunk.len(), removed))
+            })
+        })?;
+        done += n;
+        report.transactions += 1;
+        report.monitors_removed += removed;
         progress(&report);
     }
     Ok(report)
@@ -401,6 +710,7 @@ pub async fn periodic(
                 cutoff_ns: crate::timespec::ns_ago(older_than),
                 dry_run: false,
                 batch_records: 500,
+                allow_removing_all: false,
             };
             run(s.as_ref(), &k, opts, &mut |_| {})
         })
@@ -418,6 +728,11 @@ pub async fn periodic(
                 monitors_removed = rep.monitors_removed,
                 transactions = rep.transactions,
                 "retention run finished"
+            ),
+            Ok(Err(e @ RetentionError::WouldRemoveAll { .. })) => tracing::error!(
+                error = %e,
+                "retention run refused; nothing removed (stop serve and run `fdb-sink retention \
+                 --allow-removing-all` if intended); will check again"
             ),
             Ok(Err(e)) => tracing::warn!(error = %e, "retention run failed; will retry"),
             Err(e) => tracing::warn!(error = %e, "retention task failed"),
@@ -475,6 +790,7 @@ mod tests {
             cutoff_ns: cutoff,
             dry_run: true,
             batch_records: 1,
+            allow_removing_all: false,
         };
         let dry = run(&store, &keys, opts, &mut |_| {}).expect("dry");
         assert_eq!((dry.records_removed, dry.sessions_removed), (3, 1));
@@ -531,6 +847,419 @@ mod tests {
         assert_eq!(again.records_removed, 0, "idempotent");
     }
 
+    /// A store whose transactions have a budget, as FoundationDB's 5 s do:
+    /// a transaction making more than `max_trips` read calls (each a network
+    /// round trip there) or reading more than `max_rows` keys fails as a
+    /// transaction that kept growing too old does.
+    struct Budget {
+        inner: EmbeddedStore,
+        max_trips: usize,
+        max_rows: usize,
+    }
+
+    struct BudgetTxn<'t> {
+        txn: &'t mut dyn Txn,
+        trips: usize,
+        rows: usize,
+        max_trips: usize,
+        max_rows: usize,
+    }
+
+    impl BudgetTxn<'_> {
+        fn spend(&mut self, rows: usize) -> Result<(), StoreError> {
+            self.trips += 1;
+            self.rows += rows;
+            if self.trips > self.max_trips || self.rows > self.max_rows {
+                return Err(StoreError::RetriesExhausted {
+                    attempts: 20,
+                    last: Box::new(StoreError::Internal(format!(
+                        "transaction_too_old after {} reads of {} keys",
+                        self.trips, self.rows
+                    ))),
+                });
+            }
+            Ok(())
+        }
+    }
+
+    impl crate::store::ReadTxn for BudgetTxn<'_> {
+        fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            self.spend(1)?;
+            self.txn.get(key)
+        }
+        fn get_range(
+            &mut self,
+            begin: &[u8],
+            end: &[u8],
+            limit: usize,
+            reverse: bool,
+        ) -> Result<Vec<crate::store::Kv>, StoreError> {
+            let r = self.txn.get_range(begin, end, limit, reverse)?;
+            self.spend(r.len())?;
+            Ok(r)
+        }
+        fn exist_many(&mut self, keys: &[&[u8]]) -> Result<Vec<bool>, StoreError> {
+            self.spend(keys.len())?;
+            self.txn.exist_many(keys)
+        }
+        fn get_many(&mut self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+            self.spend(keys.len())?;
+            self.txn.get_many(keys)
+        }
+    }
+
+    impl Txn for BudgetTxn<'_> {
+        fn set(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+            self.txn.set(key, value)
+        }
+        fn clear(&mut self, key: &[u8]) -> Result<(), StoreError> {
+            self.txn.clear(key)
+        }
+        fn clear_range(&mut self, begin: &[u8], end: &[u8]) -> Result<(), StoreError> {
+            self.txn.clear_range(begin, end)
+        }
+        fn atomic_add(&mut self, key: &[u8], delta: i64) -> Result<(), StoreError> {
+            self.txn.atomic_add(key, delta)
+        }
+        fn atomic_max(&mut self, key: &[u8], value: u64) -> Result<(), StoreError> {
+            self.txn.atomic_max(key, value)
+        }
+        fn atomic_min(&mut self, key: &[u8], value: u64) -> Result<(), StoreError> {
+            self.txn.atomic_min(key, value)
+        }
+        fn written_bytes(&self) -> usize {
+            self.txn.written_bytes()
+        }
+    }
+
+    impl Store for Budget {
+        fn run_write(
+            &self,
+            f: &mut dyn FnMut(&mut dyn Txn) -> Result<(), StoreError>,
+        ) -> Result<(), StoreError> {
+            self.inner.run_write(&mut |txn| {
+                f(&mut BudgetTxn {
+                    txn,
+                    trips: 0,
+                    rows: 0,
+                    max_trips: self.max_trips,
+                    max_rows: self.max_rows,
+                })
+            })
+        }
+        fn run_read(
+            &self,
+            f: &mut dyn FnMut(&mut dyn crate::store::ReadTxn) -> Result<(), StoreError>,
+        ) -> Result<(), StoreError> {
+            self.inner.run_read(f)
+        }
+        fn check(&self) -> Result<(), StoreError> {
+            self.inner.check()
+        }
+        fn describe(&self) -> String {
+            self.inner.describe()
+        }
+        fn metrics(&self) -> &crate::store::StoreMetrics {
+            self.inner.metrics()
+        }
+    }
+
+    /// `n` old records (moves, with content) in one session, and one recent
+    /// record in another so that the run empties a minority of sessions.
+    fn seed_old(store: &EmbeddedStore, keys: &Keys, n: usize) {
+        let mut lines: Vec<Vec<u8>> = (0..n)
+            .map(|i| {
+                let cs = format!("sha256:{:064x}", i % 7);
+                let mut v: serde_json::Value = serde_json::from_slice(&line(
+                    &format!("2020-01-01T00:{:02}:{:02}Z", i / 60 % 60, i % 60),
+                    "old",
+                    &format!("p{}", i % 10),
+                    &cs,
+                ))
+                .expect("json");
+                v["event_type"] = "move".into();
+                v["from"] = format!("q{}", i % 10).into();
+                v["to"] = format!("p{}", i % 10).into();
+                v.to_string().into_bytes()
+            })
+            .collect();
+        for s in ["new-1", "new-2"] {
+            lines.push(line("2026-01-01T00:00:00Z", s, "n", "sha256:bb"));
+        }
+        let items: Vec<_> = lines
+            .iter()
+            .map(|l| crate::record::validate_line(keys, l, 0))
+            .collect();
+        let w = audit::write_items(store, keys, &items, Default::default()).expect("write");
+        assert_eq!(w.written as usize, n + 2);
+    }
+
+    fn cutoff_2025() -> i64 {
+        crate::timespec::parse_time_ns("2025-01-01T00:00:00Z").expect("t")
+    }
+
+    #[test]
+    fn a_transaction_reads_the_index_entries_of_its_records_together() {
+        let dir = tempfile::tempdir().expect("dir");
+        let keys = Keys::default();
+        let inner = EmbeddedStore::open(dir.path()).expect("open");
+        seed_old(&inner, &keys, 300);
+        // 300 records, 600 `by_path` and 70 `by_checksum` entries (each
+        // shared by several records) in one transaction of a few reads.
+        let store = Budget {
+            inner,
+            max_trips: 6,
+            max_rows: usize::MAX,
+        };
+        let opts = RetentionOptions {
+            cutoff_ns: cutoff_2025(),
+            dry_run: false,
+            batch_records: 500,
+            allow_removing_all: false,
+        };
+        let r = run(&store, &keys, opts, &mut |_| {}).expect("run");
+        assert_eq!(
+            (
+                r.records_removed,
+                r.by_path_removed,
+                r.by_checksum_removed,
+                r.sessions_removed,
+                r.transactions
+            ),
+            (300, 600, 70, 1, 1),
+            "one transaction, no halving"
+        );
+    }
+
+    #[test]
+    fn a_batch_too_big_for_one_transaction_is_halved_until_it_fits() {
+        let dir = tempfile::tempdir().expect("dir");
+        let keys = Keys::default();
+        let inner = EmbeddedStore::open(dir.path()).expect("open");
+        seed_old(&inner, &keys, 300);
+        let opts = RetentionOptions {
+            cutoff_ns: cutoff_2025(),
+            dry_run: true,
+            batch_records: 500,
+            allow_removing_all: false,
+        };
+        let dry = run(&inner, &keys, opts, &mut |_| {}).expect("dry");
+        // At most 300 keys read per transaction: 500, 250 and 125 records
+        // do not fit, 62 do (62 records, 124 + 62 index keys, the first
+        // record left and the type counter).
+        let store = Budget {
+            inner,
+            max_trips: usize::MAX,
+            max_rows: 300,
+        };
+        let wet = run(
+            &store,
+            &keys,
+            RetentionOptions {
+                dry_run: false,
+                ..opts
+            },
+            &mut |_| {},
+        )
+        .expect("run");
+        assert_eq!(wet.transactions, 5, "300 records in batches of 62: {wet:?}");
+        assert_eq!(
+            RetentionReport {
+                dry_run: false,
+                transactions: 0,
+                ..wet
+            },
+            RetentionReport {
+                dry_run: false,
+                ..dry
+            },
+            "the dry run counted the same"
+        );
+        assert_eq!((wet.records_removed, wet.sessions_removed), (300, 1));
+        let left = store
+            .inner
+            .read(|t| audit::records_in(t, &keys, &keys.audit_logs_all(), 0, false))
+            .expect("read");
+        assert_eq!(left.len(), 2);
+    }
+
+    #[test]
+    fn a_step_that_fails_at_one_record_reports_the_error() {
+        let dir = tempfile::tempdir().expect("dir");
+        let keys = Keys::default();
+        let inner = EmbeddedStore::open(dir.path()).expect("open");
+        seed_old(&inner, &keys, 3);
+        let store = Budget {
+            inner,
+            max_trips: 0,
+            max_rows: usize::MAX,
+        };
+        let opts = RetentionOptions {
+            cutoff_ns: cutoff_2025(),
+            dry_run: false,
+            batch_records: 8,
+            allow_removing_all: true,
+        };
+        let err = run(&store, &keys, opts, &mut |_| {}).expect_err("cannot fit");
+        assert!(
+            matches!(
+                err,
+                RetentionError::Store(StoreError::RetriesExhausted { .. })
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn batch_size_halves_on_too_big_errors_only_and_stays_halved() {
+        let too_old = || StoreError::RetriesExhausted {
+            attempts: 20,
+            last: Box::new(StoreError::Internal("too old".into())),
+        };
+        let mut b = BatchSize::new(500);
+        let mut tried = Vec::new();
+        let r = b.run("records", |n| {
+            tried.push(n);
+            if n > 40 {
+                Err(too_old())
+            } else {
+                Ok(n)
+            }
+        });
+        assert_eq!(r.ok(), Some(31));
+        assert_eq!(tried, [500, 250, 125, 62, 31]);
+        assert_eq!(b.get(), 31, "later steps start from the size that fit");
+        // Another kind of error is returned at once.
+        let mut calls = 0;
+        let r = b.run("records", |_| -> Result<(), _> {
+            calls += 1;
+            Err(StoreError::Corrupt("x".into()))
+        });
+        assert!(matches!(r, Err(StoreError::Corrupt(_))) && calls == 1);
+        assert_eq!(b.get(), 31);
+        // At size 1 the error is reported.
+        let mut one = BatchSize::new(4);
+        let r = one.run("records", |_| -> Result<(), _> { Err(too_old()) });
+        assert!(matches!(r, Err(StoreError::RetriesExhausted { .. })));
+        assert_eq!(one.get(), 1);
+        assert_eq!(BatchSize::new(0).get(), 1);
+    }
+
+    #[test]
+    fn guard_trips_above_ninety_percent_of_the_sessions() {
+        assert!(!guard_trips(0, 0));
+        assert!(!guard_trips(0, 10));
+        assert!(!guard_trips(9, 10));
+        assert!(guard_trips(10, 10));
+        assert!(guard_trips(1, 1));
+        assert!(!guard_trips(900, 1000));
+        assert!(guard_trips(901, 1000));
+        assert!(guard_trips(u64::MAX, u64::MAX));
+    }
+
+    /// A store on which another client commits the next rows of
+    /// `before_write` just before each write transaction starts (an API
+    /// request landing between retention's read and its write).
+    struct Interleaved {
+        inner: EmbeddedStore,
+        before_write: std::sync::Mutex<Vec<Rows>>,
+    }
+
+    /// Keys and the values another client writes.
+    type Rows = Vec<(Vec<u8>, String)>;
+
+    impl Store for Interleaved {
+        fn run_write(
+            &self,
+            f: &mut dyn FnMut(&mut dyn Txn) -> Result<(), StoreError>,
+        ) -> Result<(), StoreError> {
+            let other = self.before_write.lock().expect("lock").pop();
+            if let Some(rows) = other {
+                self.inner.transact(|t| {
+                    for (k, v) in &rows {
+                        t.set(k, v.as_bytes())?;
+                    }
+                    Ok(())
+                })?;
+            }
+            self.inner.run_write(f)
+        }
+        fn run_read(
+            &self,
+            f: &mut dyn FnMut(&mut dyn crate::store::ReadTxn) -> Result<(), StoreError>,
+        ) -> Result<(), StoreError> {
+            self.inner.run_read(f)
+        }
+        fn check(&self) -> Result<(), StoreError> {
+            self.inner.check()
+        }
+        fn describe(&self) -> String {
+            self.inner.describe()
+        }
+        fn metrics(&self) -> &crate::store::StoreMetrics {
+            self.inner.metrics()
+        }
+    }
+
+    #[test]
+    fn a_claim_or_heartbeat_made_during_the_run_is_kept() {
+        let dir = tempfile::tempdir().expect("dir");
+        let keys = Keys::default();
+        let now = crate::timespec::now_ns();
+        let day = 86_400_000_000_000i64;
+        let v = |field: &str, ns: i64| serde_json::json!({ field: ns }).to_string();
+        let old = [
+            (keys.agent("t", "a1"), v("received_ns", now - 100 * day)),
+            (keys.agent("t", "a2"), v("received_ns", now - 100 * day)),
+            (
+                keys.claim("t", "src/x.rs"),
+                v("expires_ns", now - 100 * day),
+            ),
+            (
+                keys.claim("t", "src/y.rs"),
+                v("expires_ns", now - 100 * day),
+            ),
+        ];
+        let inner = EmbeddedStore::open(dir.path()).expect("open");
+        inner
+            .transact(|t| {
+                for (k, v) in &old {
+                    t.set(k, v.as_bytes())?;
+                }
+                Ok(())
+            })
+            .expect("seed");
+        // After retention read them, agent a1 sends a heartbeat and another
+        // session claims src/x.rs (before the agents' and the claims'
+        // removal respectively).
+        let fresh = vec![
+            (keys.agent("t", "a1"), v("received_ns", now)),
+            (keys.claim("t", "src/x.rs"), v("expires_ns", now + day)),
+        ];
+        let store = Interleaved {
+            inner,
+            before_write: std::sync::Mutex::new(vec![
+                vec![fresh[1].clone()],
+                vec![fresh[0].clone()],
+            ]),
+        };
+        let opts = RetentionOptions {
+            cutoff_ns: now - 90 * day,
+            dry_run: false,
+            batch_records: 10,
+            allow_removing_all: false,
+        };
+        let r = run(&store, &keys, opts, &mut |_| {}).expect("run");
+        assert_eq!((r.agents_removed, r.claims_removed), (1, 1), "{r:?}");
+        for (k, v) in &fresh {
+            let got = store.inner.read(|t| t.get(k)).expect("read");
+            assert_eq!(got.as_deref(), Some(v.as_bytes()), "the fresh row stays");
+        }
+        for k in [keys.agent("t", "a2"), keys.claim("t", "src/y.rs")] {
+            assert_eq!(store.inner.read(|t| t.get(&k)).expect("read"), None);
+        }
+    }
+
     #[test]
     fn removes_stale_agents_and_long_expired_claims() {
         let dir = tempfile::tempdir().expect("dir");
@@ -558,6 +1287,7 @@ mod tests {
             cutoff_ns: now - 90 * day,
             dry_run: false,
             batch_records: 10,
+            allow_removing_all: false,
         };
         let r = run(&store, &keys, opts, &mut |_| {}).expect("run");
         assert_eq!((r.agents_removed, r.claims_removed), (1, 1));
@@ -593,6 +1323,7 @@ mod tests {
             cutoff_ns: crate::timespec::parse_time_ns("2020-01-15T00:00:00Z").expect("t"),
             dry_run: false,
             batch_records: 2,
+            allow_removing_all: false,
         };
         // Stop (as a crash would) after the third committed transaction.
         let stopped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Args;
 
 use super::StoreArgs;
-use crate::retention::{self, RetentionOptions, RetentionReport};
+use crate::retention::{self, RetentionOptions, RetentionReport, GUARD_PERCENT};
 
 /// Arguments of `fdb-sink retention`.
 #[derive(Debug, Args)]
@@ -22,10 +22,17 @@ pub struct RetentionArgs {
     #[arg(long)]
     pub dry_run: bool,
 
-    /// Records removed per transaction (keeps each FoundationDB transaction
-    /// well under its 5 s and 10 MB limits).
+    /// Records removed per transaction at first (keeps each FoundationDB
+    /// transaction well under its 5 s and 10 MB limits). A transaction that
+    /// still cannot finish is tried again with half as many, down to 1.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub batch_records: u64,
+
+    /// Run even when more than 90 % of the store's sessions would lose all of
+    /// their records. Without it such a run removes nothing and fails: that
+    /// is what a clock set far ahead looks like.
+    #[arg(long)]
+    pub allow_removing_all: bool,
 }
 
 /// Runs retention, shows progress on a terminal, prints the totals as JSON.
@@ -53,6 +60,7 @@ pub fn run(args: RetentionArgs) -> anyhow::Result<()> {
             cutoff_ns,
             dry_run: args.dry_run,
             batch_records: args.batch_records as usize,
+            allow_removing_all: args.allow_removing_all,
         },
         &mut progress,
     )?;
@@ -60,13 +68,21 @@ pub fn run(args: RetentionArgs) -> anyhow::Result<()> {
         eprintln!();
     }
     eprintln!(
-        "retention: {verb} {} records older than {} ({} sessions affected, {} emptied, {} dead letters)",
+        "retention: {verb} {} records older than {} ({} sessions affected, {} of {} emptied, {} dead letters)",
         report.records_removed,
         crate::timespec::format_ns(cutoff_ns),
         report.sessions_affected,
         report.sessions_removed,
+        report.sessions_total,
         report.dead_letters_removed
     );
+    if report.would_refuse {
+        eprintln!(
+            "retention: a run without --dry-run would refuse and remove nothing: it would empty \
+             more than {GUARD_PERCENT} % of the sessions (check this node's time; pass \
+             --allow-removing-all if intended)"
+        );
+    }
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
 }

@@ -63,6 +63,7 @@ pub fn run_all<S: Store + ?Sized>(store: &S) {
     atomic_ops(store);
     insert_new(store);
     exist_many(store);
+    get_many(store);
     failed_closure_commits_nothing(store);
     limits_are_enforced(store);
     concurrent_atomic_adds(store);
@@ -95,6 +96,9 @@ impl ReadTxn for SharedTxn<'_> {
     }
     fn exist_many(&mut self, keys: &[&[u8]]) -> Result<Vec<bool>, StoreError> {
         self.0.exist_many(keys)
+    }
+    fn get_many(&mut self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.0.get_many(keys)
     }
 }
 
@@ -172,6 +176,53 @@ pub fn exist_many<S: Store + ?Sized>(store: &S) {
             .read(|t| t.exist_many(&[&k(&p, b"mine"), &k(&p, b"nothing")]))
             .expect("read"),
         vec![true, false]
+    );
+    cleanup(store, &p);
+}
+
+/// `get_many` answers in order (a repeated key answers each time), sees
+/// the transaction's own writes and clears, and agrees with `get`.
+pub fn get_many<S: Store + ?Sized>(store: &S) {
+    let p = prefix("get_many");
+    let (stored, mine, absent, gone) = (
+        k(&p, b"stored"),
+        k(&p, b"mine"),
+        k(&p, b"absent"),
+        k(&p, b"gone"),
+    );
+    store
+        .transact(|t| {
+            t.set(&stored, b"s")?;
+            t.set(&gone, b"g")
+        })
+        .expect("write");
+    let v = |s: &[u8]| Some(s.to_vec());
+    let got = store
+        .transact(|t| {
+            let empty = t.get_many(&[])?;
+            t.set(&mine, b"m")?;
+            t.clear(&gone)?;
+            let before = t.get_many(&[&absent, &mine, &stored, &gone, &stored])?;
+            t.set(&stored, b"again")?;
+            t.clear(&mine)?;
+            let after = t.get_many(&[&stored, &mine])?;
+            let one_by_one = [&stored, &mine, &absent, &gone]
+                .iter()
+                .map(|key| t.get(key))
+                .collect::<Result<Vec<_>, _>>()?;
+            let many = t.get_many(&[&stored, &mine, &absent, &gone])?;
+            Ok((empty, before, after, one_by_one, many))
+        })
+        .expect("transaction");
+    assert!(got.0.is_empty());
+    assert_eq!(got.1, vec![None, v(b"m"), v(b"s"), None, v(b"s")]);
+    assert_eq!(got.2, vec![v(b"again"), None]);
+    assert_eq!(got.3, got.4, "agrees with get");
+    assert_eq!(
+        store
+            .read(|t| t.get_many(&[&gone, &stored, &absent]))
+            .expect("read"),
+        vec![None, v(b"again"), None]
     );
     cleanup(store, &p);
 }

@@ -253,6 +253,16 @@ impl ReadTxn for FdbTxn<'_> {
             .collect())
     }
 
+    fn get_many(&mut self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        // All reads in flight at once, as in `exist_many`.
+        let reads = keys.iter().map(|k| self.trx.get(k, false));
+        Ok(block_on(futures::future::try_join_all(reads))
+            .map_err(StoreError::Fdb)?
+            .into_iter()
+            .map(|v| v.map(|v| v.to_vec()))
+            .collect())
+    }
+
     fn get_range(
         &mut self,
         begin: &[u8],

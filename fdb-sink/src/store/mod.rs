@@ -65,6 +65,13 @@ pub trait ReadTxn {
             .map(|k| self.get(k).map(|v| v.is_some()))
             .collect()
     }
+
+    /// The value of each of `keys`, in order (a key may repeat): the same as
+    /// one `get` per key (and the same read conflicts), but a backend with
+    /// network round trips issues the reads together.
+    fn get_many(&mut self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
 }
 
 /// Reads and writes inside a transaction.

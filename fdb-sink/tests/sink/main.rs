@@ -10,6 +10,7 @@ mod crash;
 mod encoding;
 mod idempotency;
 mod lifecycle;
+mod retention_guard;
 mod slow_clients;
 mod stdin;
 mod store_faults;
