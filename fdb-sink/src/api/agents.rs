@@ -1,5 +1,5 @@
-//! Agent heartbeats (the design's `AgentActivity`) and the agent list with
-//! liveness.
+//! Agent heartbeats (the design's `AgentActivity`) and liveness; the list
+//! is [`super::agent_list`].
 //!
 //! Liveness is judged by the server's clock when the heartbeat arrived, not
 //! by the agent's `last_heartbeat` (kept as reported): `dead` when no
@@ -13,14 +13,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Query, State};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
 use super::auth::Caller;
 use super::owner::authorize;
-use super::{ApiError, ApiState, NoParams};
+use super::{ApiError, ApiState};
 use crate::keys::Keys;
 use crate::record::valid_id;
 use crate::store::{ReadTxn, StoreError, StoreExt};
@@ -132,7 +132,7 @@ pub struct AgentView {
 }
 
 impl AgentView {
-    fn of(row: AgentRow, now: i64, ttl: Duration) -> Self {
+    pub(crate) fn of(row: AgentRow, now: i64, ttl: Duration) -> Self {
         AgentView {
             liveness: row.liveness(now, ttl),
             received_at: format_ns(row.received_ns),
@@ -238,39 +238,6 @@ pub async fn heartbeat(
         })
         .await?;
     Ok(Json(view))
-}
-
-/// Answer of `GET /api/v5/agents`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct AgentList {
-    pub agents: Vec<AgentView>,
-}
-
-/// `GET /api/v5/agents`.
-pub async fn list(
-    State(state): State<Arc<ApiState>>,
-    caller: Caller,
-    params: Result<Query<NoParams>, QueryRejection>,
-) -> Result<Json<AgentList>, ApiError> {
-    params?;
-    let ttl = state.agent_ttl;
-    let agents = state
-        .blocking(move |store, keys| {
-            let r = keys.agents_tenant(&caller.tenant);
-            let rows = store.read(|txn| txn.get_range(&r.begin, &r.end, 0, false))?;
-            let now = now_ns();
-            let mut out = Vec::new();
-            for (_, v) in rows {
-                let row: AgentRow = serde_json::from_slice(&v)
-                    .map_err(|e| ApiError::Internal(format!("agent row: {e}")))?;
-                if row.heartbeat && (caller.is_admin() || row.user_id == caller.user) {
-                    out.push(AgentView::of(row, now, ttl));
-                }
-            }
-            Ok(out)
-        })
-        .await?;
-    Ok(Json(AgentList { agents }))
 }
 
 #[cfg(test)]

@@ -150,6 +150,9 @@ pub fn claim_in(
         ))));
     }
     let mut holders = Vec::new();
+    // Whether each holding session still blocks: its agent row (up to about
+    // 100 kB) is read once, however many of the paths it holds.
+    let mut alive: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
     for p in paths {
         let Some(c) = claim_row(txn, keys, &caller.tenant, p)? else {
             continue;
@@ -157,8 +160,15 @@ pub fn claim_in(
         if c.session_id == req.session_id || c.expires_ns <= now {
             continue;
         }
-        let holder_alive = agent_row(txn, keys, &caller.tenant, &c.session_id)?
-            .is_none_or(|a| a.holds_claims(now, agent_ttl));
+        let holder_alive = match alive.get(&c.session_id) {
+            Some(&a) => a,
+            None => {
+                let a = agent_row(txn, keys, &caller.tenant, &c.session_id)?
+                    .is_none_or(|a| a.holds_claims(now, agent_ttl));
+                alive.insert(c.session_id.clone(), a);
+                a
+            }
+        };
         if holder_alive {
             holders.push(Holder {
                 path: p.clone(),

@@ -58,12 +58,6 @@ pub enum ApiError {
     /// The store cannot serve the request now; retry later.
     #[error("store unavailable: {0}")]
     Unavailable(String),
-    /// The owner of a session could not be verified within the read budget
-    /// of one request; nothing was written, retry later. Answered like
-    /// [`ApiError::Unavailable`] (503, `store_unavailable`, `Retry-After`),
-    /// but with its own message.
-    #[error("{0}")]
-    OwnerUnverified(String),
     /// A bug or corrupt data.
     #[error("internal error: {0}")]
     Internal(String),
@@ -81,9 +75,7 @@ impl ApiError {
             ApiError::ClaimConflict { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) | ApiError::OwnerUnverified(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -100,7 +92,7 @@ impl ApiError {
             ApiError::ClaimConflict { .. } => "claim_conflict",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::TooManyRequests(_) => "too_many_requests",
-            ApiError::Unavailable(_) | ApiError::OwnerUnverified(_) => "store_unavailable",
+            ApiError::Unavailable(_) => "store_unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -220,11 +212,6 @@ mod tests {
             ),
             (
                 ApiError::Unavailable(String::new()),
-                503,
-                "store_unavailable",
-            ),
-            (
-                ApiError::OwnerUnverified(String::new()),
                 503,
                 "store_unavailable",
             ),

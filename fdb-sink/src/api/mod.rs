@@ -11,7 +11,8 @@
 //! | `GET /api/v5/files/history` | [`history`] |
 //! | `GET /api/v5/files/duplicates` | [`files`] |
 //! | `GET /api/v5/monitors/{monitor_id}/delivery` | [`monitors`] |
-//! | `POST /api/v5/agents/heartbeat`, `GET /api/v5/agents` | [`agents`] |
+//! | `POST /api/v5/agents/heartbeat` | [`agents`] |
+//! | `GET /api/v5/agents` | [`agent_list`] |
 //! | `POST`/`DELETE /api/v5/agents/claims` | [`claims`] |
 
 use std::net::SocketAddr;
@@ -27,6 +28,7 @@ use crate::keys::Keys;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
+pub mod agent_list;
 pub mod agents;
 pub mod auth;
 pub mod claims;
@@ -88,9 +90,9 @@ pub struct ApiArgs {
     pub jwt_max_lifetime: Duration,
 
     /// An agent with no heartbeat for this long is listed as `dead`, and its
-    /// claims no longer block others (e.g. 60s, 5m).
+    /// claims no longer block others (e.g. 60s, 5m; at least 1s).
     #[arg(long, env = "FDB_SINK_AGENT_TTL", default_value = "60s",
-          value_parser = crate::timespec::duration_arg, value_name = "DURATION")]
+          value_parser = agent_ttl_arg, value_name = "DURATION")]
     pub agent_ttl: Duration,
 
     /// Run retention inside serve (with or without the API): at start and
@@ -141,6 +143,23 @@ pub struct ApiArgs {
     #[arg(long, env = "FDB_SINK_RETENTION_INTERVAL", default_value = "1h",
           value_parser = crate::timespec::duration_arg, value_name = "DURATION")]
     pub retention_interval: Duration,
+}
+
+/// Shortest `--agent-ttl`.
+pub const MIN_AGENT_TTL: Duration = Duration::from_secs(1);
+
+/// Clap value parser of `--agent-ttl`: a duration of at least
+/// [`MIN_AGENT_TTL`] (shorter, every agent would be `dead` as soon as its
+/// heartbeat is stored, and could never claim).
+pub fn agent_ttl_arg(s: &str) -> Result<Duration, String> {
+    let d = crate::timespec::duration_arg(s)?;
+    if d < MIN_AGENT_TTL {
+        return Err(format!(
+            "{s:?} is too short: an agent with no heartbeat for this long is dead and cannot \
+             claim, so it must be at least 1s (e.g. 60s)"
+        ));
+    }
+    Ok(d)
 }
 
 impl ApiArgs {
@@ -253,7 +272,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/api/v5/agents/heartbeat",
             axum::routing::post(agents::heartbeat),
         )
-        .route("/api/v5/agents", get(agents::list))
+        .route("/api/v5/agents", get(agent_list::list))
         .route(
             "/api/v5/agents/claims",
             axum::routing::post(claims::claim).delete(claims::release),

@@ -19,6 +19,7 @@ mod unavailable;
 mod validation;
 mod vector_fixtures;
 
+mod api_agent_list;
 mod api_auth;
 mod api_claims;
 mod api_harness;
