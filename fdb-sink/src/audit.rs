@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 use foldhash::fast::RandomState;
 
 use crate::keys::{decode_i64, decode_u64, AuditLogKey, ByPathKey, KeyRange, Keys, PathTouch};
-use crate::record::{AuditRecord, DeadLetter, Item, ValidRecord};
+use crate::record::{reason, AuditRecord, DeadLetter, Item, ValidRecord};
 use crate::store::{limits, Kv, ReadTxn, Store, StoreError, StoreExt, Txn};
 
 /// How to cut a batch into transactions.
@@ -41,10 +41,15 @@ pub struct WriteSummary {
     pub written: u64,
     /// Records already stored before (not counted again).
     pub duplicates: u64,
-    /// Lines stored in dead-letter.
+    /// Lines newly stored in dead-letter.
     pub dead_lettered: u64,
+    /// Dead-lettered lines already stored before (a redelivery).
+    pub dead_letter_duplicates: u64,
     /// Transactions committed.
     pub transactions: u64,
+    /// `dead_lettered` by reason, indexed like [`reason::ALL`].
+    #[serde(skip)]
+    pub dead_lettered_by_reason: [u64; reason::ALL.len()],
 }
 
 impl WriteSummary {
@@ -52,7 +57,15 @@ impl WriteSummary {
         self.written += o.written;
         self.duplicates += o.duplicates;
         self.dead_lettered += o.dead_lettered;
+        self.dead_letter_duplicates += o.dead_letter_duplicates;
         self.transactions += o.transactions;
+        for (a, b) in self
+            .dead_lettered_by_reason
+            .iter_mut()
+            .zip(o.dead_lettered_by_reason)
+        {
+            *a += b;
+        }
     }
 }
 
@@ -181,6 +194,12 @@ pub fn write_chunk(
     } else {
         Some(Prefetched::read(txn, items)?)
     };
+    // Dead letters likewise, in a second call only when the chunk has any.
+    let mut stored_letters = if txn.exclusive() {
+        None
+    } else {
+        Some(StoredLetters::read(txn, keys, items)?)
+    };
     for item in items {
         match item {
             Item::Record(r) => {
@@ -221,8 +240,12 @@ pub fn write_chunk(
                 }
             }
             Item::DeadLetter(d) => {
-                write_dead_letter(txn, keys, d)?;
-                summary.dead_lettered += 1;
+                if write_dead_letter(txn, keys, d, stored_letters.as_mut())? {
+                    summary.dead_lettered += d.line_count();
+                    d.count_lines(&mut summary.dead_lettered_by_reason);
+                } else {
+                    summary.dead_letter_duplicates += d.line_count();
+                }
             }
         }
     }
@@ -304,9 +327,59 @@ fn write_record(
     Ok(true)
 }
 
-/// Stores a dead letter (a redelivered line overwrites its own key).
-fn write_dead_letter(txn: &mut dyn Txn, keys: &Keys, d: &DeadLetter) -> Result<(), StoreError> {
-    txn.set(&keys.dead_letter(d.ts_ns, &d.id), &d.to_json())
+/// Stores a dead letter unless its key is already stored (a redelivered
+/// line, or group of lines, with the same key time); returns whether it was
+/// new. `stored` is what was looked up with the chunk (shared stores); else
+/// the key is looked up here. Only dead letters are looked up, so a batch of
+/// valid lines reads nothing more.
+fn write_dead_letter(
+    txn: &mut dyn Txn,
+    keys: &Keys,
+    d: &DeadLetter,
+    stored: Option<&mut StoredLetters>,
+) -> Result<bool, StoreError> {
+    let key = keys.dead_letter(d.ts_ns, &d.id);
+    match stored {
+        None => txn.insert_new(&key, &d.to_json()),
+        Some(s) => {
+            if !s.present.insert(key.clone()) {
+                return Ok(false);
+            }
+            txn.set(&key, &d.to_json())?;
+            Ok(true)
+        }
+    }
+}
+
+/// Which dead letters of a chunk are already stored, read in one call
+/// (none when the chunk has no dead letter).
+struct StoredLetters {
+    /// Keys already stored, or written earlier in this chunk.
+    present: HashSet<Vec<u8>, RandomState>,
+}
+
+impl StoredLetters {
+    fn read(txn: &mut dyn Txn, keys: &Keys, items: &[Item]) -> Result<Self, StoreError> {
+        let wanted: Vec<Vec<u8>> = items
+            .iter()
+            .filter_map(|i| match i {
+                Item::DeadLetter(d) => Some(keys.dead_letter(d.ts_ns, &d.id)),
+                Item::Record(_) => None,
+            })
+            .collect();
+        let mut present = HashSet::default();
+        if !wanted.is_empty() {
+            let refs: Vec<&[u8]> = wanted.iter().map(Vec::as_slice).collect();
+            let exist = txn.exist_many(&refs)?;
+            present.extend(
+                wanted
+                    .into_iter()
+                    .zip(exist)
+                    .filter_map(|(k, e)| e.then_some(k)),
+            );
+        }
+        Ok(StoredLetters { present })
+    }
 }
 
 // ---------------------------------------------------------------------------

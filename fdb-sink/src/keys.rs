@@ -14,7 +14,7 @@
 //! | `("monitors", monitor_id, "received")` | i64 LE events stored (ADD) |
 //! | `("monitors", monitor_id, "max_seq")` | u64 LE highest `seq` seen (MAX) |
 //! | `("monitors", monitor_id, "tenant")` | tenant id of the monitor's events (UTF-8) |
-//! | `("dead_letter", ts_ns, id)` | JSON `{reason, detail, raw, received_at}` |
+//! | `("dead_letter", ts_ns, id)` | JSON `{reason, detail, raw, received_at, …}` (fields in docs/storage.md) |
 //! | `("agents", tenant, session)` | heartbeat (owned by the API) |
 //! | `("claims", tenant, path)` | claim (owned by the API) |
 //!

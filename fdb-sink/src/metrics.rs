@@ -54,6 +54,7 @@ pub struct Metrics {
     pub events_written: Counter,
     pub events_duplicate: Counter,
     pub dead_letter: Family<ReasonLabel, Counter>,
+    pub dead_letter_duplicate: Counter,
     pub batches: Family<OutcomeLabel, Counter>,
     pub commit_latency: Histogram,
     pub store_errors: Counter,
@@ -74,6 +75,7 @@ impl Metrics {
             events_written: Counter::default(),
             events_duplicate: Counter::default(),
             dead_letter: Family::default(),
+            dead_letter_duplicate: Counter::default(),
             batches: Family::default(),
             // 0.5 ms … ~16 s
             commit_latency: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
@@ -120,6 +122,11 @@ impl Metrics {
             "fdb_sink_dead_letter",
             "Lines stored in dead-letter, by reason",
             m.dead_letter.clone(),
+        );
+        r.register(
+            "fdb_sink_dead_letter_duplicate",
+            "Dead-lettered lines received again (redelivery) and not stored twice",
+            m.dead_letter_duplicate.clone(),
         );
         r.register(
             "fdb_sink_batches",
@@ -185,6 +192,15 @@ impl Metrics {
                 reason: reason.to_owned(),
             })
             .inc();
+    }
+
+    /// Counts `n` lines dead-lettered for `reason`.
+    pub fn dead_lettered_by(&self, reason: &str, n: u64) {
+        self.dead_letter
+            .get_or_create(&ReasonLabel {
+                reason: reason.to_owned(),
+            })
+            .inc_by(n);
     }
 
     pub fn batch(&self, outcome: &'static str) {

@@ -107,12 +107,29 @@ pub struct DeadLetter {
     pub reason: String,
     /// Human-readable explanation.
     pub detail: String,
-    /// The line as received (lossy UTF-8), cut to fit the value limit.
+    /// The line as received, cut to fit the value limit. For a line that
+    /// is not UTF-8, a lossy reading aid (invalid bytes as U+FFFD) of its
+    /// beginning: its exact bytes are in `raw_b64`. Empty for a group (see
+    /// `lines`).
     pub raw: String,
+    /// The exact bytes (standard base64) when `raw` cannot hold them: a line
+    /// that is not UTF-8, or a group of lines (each line followed by `\n`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_b64: Option<String>,
+    /// True when the stored bytes (`raw_b64` when present, else `raw`) are
+    /// only the beginning of the line.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub raw_truncated: bool,
-    /// Size of the raw line in bytes.
+    /// Size of the raw line (or of the group's lines, newlines included) in
+    /// bytes.
     pub raw_len: usize,
+    /// A group (reason `invalid_lines_grouped`): how many invalid lines it
+    /// holds. Absent for a dead letter of one line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lines: Option<u64>,
+    /// A group: how many of its lines were rejected for each reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasons: Option<BTreeMap<String, u64>>,
     /// When the sink received it (RFC 3339).
     pub received_at: String,
     /// Key time: the line's own `timestamp` when it has one, else `received_at`.
@@ -121,6 +138,41 @@ pub struct DeadLetter {
     /// Key id: a hash of the raw bytes, so a redelivered line lands on the same key.
     #[serde(skip)]
     pub id: String,
+    /// True when `ts_ns` is the line's own timestamp (not the receipt time).
+    #[serde(skip)]
+    pub ts_is_own: bool,
+}
+
+impl DeadLetter {
+    /// Lines this dead letter stands for: 1, or a group's `lines`.
+    pub fn line_count(&self) -> u64 {
+        self.lines.unwrap_or(1)
+    }
+
+    /// The stored bytes of the line (or of a group's lines, each followed by
+    /// `\n`): `raw_b64` decoded when present, else `raw`. `None` when
+    /// `raw_b64` is not valid base64 (a damaged value).
+    pub fn raw_bytes(&self) -> Option<Vec<u8>> {
+        use base64::Engine as _;
+        match &self.raw_b64 {
+            Some(b) => base64::engine::general_purpose::STANDARD.decode(b).ok(),
+            None => Some(self.raw.clone().into_bytes()),
+        }
+    }
+
+    /// Counts this dead letter's lines by reason into `by_reason` (indexed
+    /// like [`reason::ALL`]; unknown reasons are not counted).
+    pub fn count_lines(&self, by_reason: &mut [u64; reason::ALL.len()]) {
+        let mut add = |r: &str, n: u64| {
+            if let Some(i) = reason::index(r) {
+                by_reason[i] += n;
+            }
+        };
+        match &self.reasons {
+            Some(map) => map.iter().for_each(|(r, n)| add(r, *n)),
+            None => add(&self.reason, 1),
+        }
+    }
 }
 
 /// Stable dead-letter reason codes.
@@ -154,6 +206,10 @@ pub mod reason {
     /// A line of a stream (`import`, `serve --stdin`) is longer than
     /// [`crate::ingest::lines::MAX_LINE_BYTES`]; only its beginning is kept.
     pub const LINE_TOO_LONG: &str = "line_too_long";
+    /// Not the reason of a line: a dead letter that holds many invalid lines
+    /// of one request together (see `crate::ingest::grouping`), each line
+    /// counted under its own reason in its `reasons`.
+    pub const GROUPED: &str = "invalid_lines_grouped";
 
     pub const ALL: [&str; 14] = [
         INVALID_UTF8,
@@ -171,9 +227,17 @@ pub mod reason {
         VALUE_TOO_LARGE,
         LINE_TOO_LONG,
     ];
+
+    /// The position of `reason` in [`ALL`].
+    pub fn index(reason: &str) -> Option<usize> {
+        ALL.iter().position(|r| *r == reason)
+    }
 }
 
 /// The outcome of validating one line.
+// Items live one chunk at a time; boxing the dead letter would cost one
+// more allocation per invalid line.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Item {
     Record(Box<ValidRecord>),
@@ -214,16 +278,44 @@ pub fn valid_id(s: &str) -> bool {
 /// Validates one line (without its newline). `received_ns` is the receipt
 /// time, used for dead letters that carry no timestamp of their own.
 pub fn validate_line(keys: &Keys, line: &[u8], received_ns: i64) -> Item {
-    match validate(keys, line) {
+    match check_line(keys, line) {
         Ok(r) => Item::Record(Box::new(r)),
-        Err((reason, detail, ts)) => Item::DeadLetter(dead_letter(
-            line,
-            reason,
-            detail,
-            ts.unwrap_or(received_ns),
-            received_ns,
-        )),
+        Err(r) => Item::DeadLetter(r.into_dead_letter(line, received_ns)),
     }
+}
+
+/// Why a line is not a record.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    /// Its reason code ([`reason`]).
+    pub reason: &'static str,
+    /// Human-readable explanation.
+    pub detail: String,
+    /// The line's own timestamp, when it has a valid one.
+    pub own_ts: Option<i64>,
+}
+
+impl Rejection {
+    /// The dead letter of `line`.
+    pub fn into_dead_letter(self, line: &[u8], received_ns: i64) -> DeadLetter {
+        dead_letter(
+            line,
+            self.reason,
+            self.detail,
+            self.own_ts.unwrap_or(received_ns),
+            received_ns,
+        )
+    }
+}
+
+/// [`validate_line`] without building the dead letter: the record, or why
+/// the line is not one.
+pub fn check_line(keys: &Keys, line: &[u8]) -> Result<ValidRecord, Rejection> {
+    validate(keys, line).map_err(|(reason, detail, own_ts)| Rejection {
+        reason,
+        detail,
+        own_ts,
+    })
 }
 
 type Reject = (&'static str, String, Option<i64>);
@@ -369,12 +461,14 @@ fn validate(keys: &Keys, line: &[u8]) -> Result<ValidRecord, Reject> {
 /// not need, and says why a line is not a valid record: the path of every
 /// line that [`line::parse`] does not accept.
 fn parse_in_passes(text: &str) -> Result<(FileEvent, K8sFields, bool), Reject> {
-    let marks: Marks = serde_json::from_str(text).map_err(|e| {
-        (
+    let marks: Marks = serde_json::from_str(text).map_err(|e| match e.classify() {
+        // Valid JSON, but `timestamp`, `dead_letter` or `reason` twice.
+        serde_json::error::Category::Data => (reason::BAD_FIELD, e.to_string(), None),
+        _ => (
             reason::INVALID_JSON,
             format!("not a JSON object: {e}"),
             None,
-        )
+        ),
     })?;
     if is_marked(&marks.dead_letter) {
         let why = match &marks.reason {
@@ -424,6 +518,10 @@ fn is_marked(v: &Option<serde_json::Value>) -> bool {
 
 /// Serialises the record, removing the largest metadata entries until it fits.
 /// `Err(size)` when it does not fit even without metadata.
+///
+/// Each entry's share of the value (`"key":value,`) is measured once, so
+/// that the entries to remove are chosen in one pass: a line of many
+/// thousands of entries costs a few serialisations, not one per entry.
 fn encode_fitting(record: &mut AuditRecord) -> Result<Vec<u8>, usize> {
     let value = to_json(record);
     if value.len() <= MAX_VALUE_BYTES {
@@ -433,19 +531,41 @@ fn encode_fitting(record: &mut AuditRecord) -> Result<Vec<u8>, usize> {
         .event
         .metadata
         .iter()
-        .map(|(k, v)| (k.len() + v.to_string().len(), k.clone()))
+        .map(|(k, v)| (json_len(k) + 1 + json_len(v) + 1, k.clone()))
         .collect();
     sized.sort();
     record.metadata_truncated = true;
     let mut value = to_json(record);
     while value.len() > MAX_VALUE_BYTES {
-        let Some((_, k)) = sized.pop() else {
+        if sized.is_empty() {
             return Err(value.len());
-        };
-        record.event.metadata.remove(&k);
+        }
+        let mut excess = value.len() - MAX_VALUE_BYTES;
+        while excess > 0 {
+            let Some((n, k)) = sized.pop() else { break };
+            record.event.metadata.remove(&k);
+            excess = excess.saturating_sub(n);
+        }
         value = to_json(record);
     }
     Ok(value)
+}
+
+/// Length of the compact JSON of `v`.
+fn json_len<T: Serialize + ?Sized>(v: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
 }
 
 fn to_json(record: &AuditRecord) -> Vec<u8> {
@@ -559,6 +679,55 @@ pub fn dead_letter(
     build_dead_letter(line, line.len(), &id, reason, detail, ts_ns, received_ns)
 }
 
+/// A group of invalid lines of one request (reason [`reason::GROUPED`]):
+/// `payload` holds each line followed by `\n` (at most
+/// [`MAX_B64_RAW_BYTES`], so that its base64 fits the value limit).
+/// `own_ts` is the earliest timestamp of its lines that had a valid one: the
+/// key time, else `received_ns`. The id is a hash of the payload (in its own
+/// domain, apart from the ids of single lines), so a redelivered request
+/// lands on the same key.
+pub fn group_dead_letter(
+    payload: &[u8],
+    lines: u64,
+    reasons: BTreeMap<String, u64>,
+    own_ts: Option<i64>,
+    received_ns: i64,
+) -> DeadLetter {
+    use base64::Engine as _;
+    let received_at = Timestamp::from_unix_nanos(i128::from(received_ns))
+        .unwrap_or_else(Timestamp::now)
+        .to_string();
+    let id = blake3::Hasher::new_derive_key("fdb-sink dead-letter group of lines")
+        .update(payload)
+        .finalize();
+    let summary = reasons
+        .iter()
+        .map(|(r, n)| format!("{n} {r}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    DeadLetter {
+        reason: reason::GROUPED.to_owned(),
+        detail: truncate_str(
+            &format!(
+                "{lines} invalid lines ({summary}) kept together; their bytes are in \
+                 raw_b64, each line followed by a newline"
+            ),
+            2_000,
+        )
+        .to_owned(),
+        raw: String::new(),
+        raw_b64: Some(base64::engine::general_purpose::STANDARD.encode(payload)),
+        raw_truncated: false,
+        raw_len: payload.len(),
+        lines: Some(lines),
+        reasons: Some(reasons),
+        received_at,
+        ts_ns: own_ts.unwrap_or(received_ns),
+        id: id.to_hex()[..32].to_owned(),
+        ts_is_own: own_ts.is_some(),
+    }
+}
+
 /// The dead letter of a stream line over the line limit, of which only the
 /// beginning was read into memory.
 pub fn long_line_dead_letter(l: &crate::ingest::lines::LongLine, received_ns: i64) -> DeadLetter {
@@ -593,26 +762,69 @@ fn build_dead_letter(
     let received_at = Timestamp::from_unix_nanos(i128::from(received_ns))
         .unwrap_or_else(Timestamp::now)
         .to_string();
-    // Only what can be stored is copied: a line of megabytes is cut first.
-    let lossy = String::from_utf8_lossy(&raw[..raw.len().min(MAX_VALUE_BYTES)]);
     let mut dl = DeadLetter {
         reason: reason.to_owned(),
         detail: truncate_str(&detail, 2_000).to_owned(),
-        raw: lossy.clone().into_owned(),
-        raw_truncated: raw.len() > MAX_VALUE_BYTES,
+        raw: String::new(),
+        raw_b64: None,
+        raw_truncated: false,
         raw_len,
+        lines: None,
+        reasons: None,
         received_at,
         ts_ns,
         id: id.to_hex()[..32].to_owned(),
+        ts_is_own: ts_ns != received_ns,
     };
-    // Cut the raw text until the stored value fits (escaping can grow it).
+    match std::str::from_utf8(raw) {
+        Ok(text) => fit_text(&mut dl, text),
+        // The kept beginning of a longer line may end inside a character.
+        Err(e) if e.error_len().is_none() && raw.len() < raw_len => {
+            let text = std::str::from_utf8(&raw[..e.valid_up_to()]).unwrap_or_default();
+            fit_text(&mut dl, text);
+        }
+        Err(_) => fit_bytes(&mut dl, raw),
+    }
+    dl
+}
+
+/// Stores a UTF-8 line in `raw`, cut until the value fits (escaping can
+/// grow it). Only what can be stored is copied.
+fn fit_text(dl: &mut DeadLetter, text: &str) {
+    let text = truncate_str(text, MAX_VALUE_BYTES);
+    dl.raw = text.to_owned();
+    dl.raw_truncated = text.len() < dl.raw_len;
     let mut budget = MAX_VALUE_BYTES - 4_000;
     while dl.to_json().len() > MAX_VALUE_BYTES {
-        dl.raw = truncate_str(&lossy, budget).to_owned();
+        dl.raw = truncate_str(text, budget).to_owned();
         dl.raw_truncated = true;
         budget /= 2;
     }
-    dl
+}
+
+/// Bytes of a line that is not UTF-8 kept exactly (in `raw_b64`): base64
+/// of this many bytes, with the lossy preview, fits the value limit.
+pub const MAX_B64_RAW_BYTES: usize = 60_000;
+
+/// Length of the lossy preview of a line that is not UTF-8.
+const LOSSY_PREVIEW_BYTES: usize = 2_000;
+
+/// Stores a line that is not UTF-8: its exact bytes (the first
+/// [`MAX_B64_RAW_BYTES`]) in `raw_b64`, and a short lossy reading aid in
+/// `raw`.
+fn fit_bytes(dl: &mut DeadLetter, raw: &[u8]) {
+    use base64::Engine as _;
+    let kept = &raw[..raw.len().min(MAX_B64_RAW_BYTES)];
+    dl.raw_b64 = Some(base64::engine::general_purpose::STANDARD.encode(kept));
+    dl.raw_truncated = kept.len() < dl.raw_len;
+    let mut preview = LOSSY_PREVIEW_BYTES;
+    loop {
+        dl.raw = String::from_utf8_lossy(&raw[..raw.len().min(preview)]).into_owned();
+        if preview == 0 || dl.to_json().len() <= MAX_VALUE_BYTES {
+            break;
+        }
+        preview /= 2;
+    }
 }
 
 impl DeadLetter {

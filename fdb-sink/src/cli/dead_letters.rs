@@ -1,5 +1,6 @@
 //! `fdb-sink dead-letters`: the stored dead letters (lines that could not
-//! become audit records), as NDJSON, oldest first.
+//! become audit records), as NDJSON, oldest first; with `--raw`, the stored
+//! bytes of their lines instead.
 
 use std::io::{BufWriter, Write};
 
@@ -7,6 +8,7 @@ use clap::Args;
 
 use super::StoreArgs;
 use crate::audit::{self, after};
+use crate::record::DeadLetter;
 use crate::store::StoreExt;
 
 /// Arguments of `fdb-sink dead-letters`.
@@ -25,13 +27,52 @@ pub struct DeadLettersArgs {
     pub until: Option<i64>,
 
     /// Only these reasons (repeatable or comma-separated, e.g. bad_timestamp).
+    /// A group (`invalid_lines_grouped`) matches when one of its lines has
+    /// one of them.
     #[arg(long, value_delimiter = ',', value_name = "REASON",
-          value_parser = clap::builder::PossibleValuesParser::new(crate::record::reason::ALL))]
+          value_parser = clap::builder::PossibleValuesParser::new(reasons()))]
     pub reason: Vec<String>,
+
+    /// Print the stored bytes of the lines instead of JSON: each line as
+    /// received, followed by a newline (a group's lines one after the
+    /// other). A line whose dead letter says `raw_truncated` is only its
+    /// beginning.
+    #[arg(long)]
+    pub raw: bool,
 
     /// Print at most this many (0 = all).
     #[arg(long, default_value_t = 1000, value_name = "N")]
     pub limit: u64,
+}
+
+fn reasons() -> Vec<&'static str> {
+    let mut all = crate::record::reason::ALL.to_vec();
+    all.push(crate::record::reason::GROUPED);
+    all
+}
+
+/// True when the dead letter is for one of `wanted` (all when empty).
+fn matches(letter: &DeadLetter, wanted: &[String]) -> bool {
+    wanted.is_empty()
+        || wanted.iter().any(|w| {
+            *w == letter.reason || letter.reasons.as_ref().is_some_and(|r| r.contains_key(w))
+        })
+}
+
+/// Writes the stored bytes of a dead letter's lines.
+fn write_raw(out: &mut impl Write, row: &audit::DeadLetterRow) -> anyhow::Result<()> {
+    let bytes = row.letter.raw_bytes().ok_or_else(|| {
+        anyhow::anyhow!(
+            "dead letter {} at {}: raw_b64 is not valid base64",
+            row.id,
+            row.ts_ns
+        )
+    })?;
+    out.write_all(&bytes)?;
+    if row.letter.lines.is_none() {
+        out.write_all(b"\n")?;
+    }
+    Ok(())
 }
 
 /// Prints the matching dead letters, one JSON object per line, and a count
@@ -56,15 +97,19 @@ pub fn run(args: DeadLettersArgs) -> anyhow::Result<()> {
         let Some(last) = rows.last() else { break };
         begin = after(&keys.dead_letter(last.ts_ns, &last.id));
         for row in rows {
-            if !args.reason.is_empty() && !args.reason.contains(&row.letter.reason) {
+            if !matches(&row.letter, &args.reason) {
                 continue;
             }
             if args.limit > 0 && printed == args.limit {
                 more = true;
                 break 'pages;
             }
-            serde_json::to_writer(&mut out, &row)?;
-            out.write_all(b"\n")?;
+            if args.raw {
+                write_raw(&mut out, &row)?;
+            } else {
+                serde_json::to_writer(&mut out, &row)?;
+                out.write_all(b"\n")?;
+            }
             printed += 1;
         }
     }

@@ -7,6 +7,7 @@
 //! is not a valid array is kept whole, as one line, so it is dead-lettered
 //! with its reason instead of being lost.
 
+use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 
 /// The event lines of a body, borrowed from it. Blank lines are skipped and a
@@ -18,14 +19,70 @@ pub fn lines(body: &[u8]) -> Vec<&[u8]> {
 /// [`lines`] one at a time: NDJSON lines are found as they are taken, so a
 /// body of many short lines is not turned into a list of them first.
 pub fn iter(body: &[u8]) -> Box<dyn Iterator<Item = &[u8]> + Send + '_> {
-    let first = body.iter().find(|b| !b.is_ascii_whitespace());
-    if first == Some(&b'[') {
-        if let Ok(items) = serde_json::from_slice::<Vec<&RawValue>>(body) {
-            return Box::new(items.into_iter().map(|v| v.get().as_bytes()));
+    let first = body.iter().position(|b| !b.is_ascii_whitespace());
+    if let Some(open) = first.filter(|&i| body[i] == b'[') {
+        // Checked whole first (without holding its elements), so that a
+        // broken array is kept whole rather than cut where it breaks.
+        if serde_json::from_slice::<IgnoredAny>(body).is_ok() {
+            return Box::new(Elements {
+                body,
+                pos: open + 1,
+                done: false,
+            });
         }
         return Box::new(std::iter::once(trim(body)));
     }
     Box::new(ndjson_iter(body))
+}
+
+/// The elements of a JSON array already known to be valid, found one at a
+/// time: a body of millions of tiny elements is not turned into a list of
+/// them first.
+struct Elements<'a> {
+    body: &'a [u8],
+    /// After the `[` or the `,` before the next element.
+    pos: usize,
+    done: bool,
+}
+
+impl<'a> Elements<'a> {
+    fn skip_ws(&mut self) {
+        while self
+            .body
+            .get(self.pos)
+            .is_some_and(|b| b.is_ascii_whitespace())
+        {
+            self.pos += 1;
+        }
+    }
+}
+
+impl<'a> Iterator for Elements<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.done {
+            return None;
+        }
+        self.skip_ws();
+        let rest = self.body.get(self.pos..).unwrap_or_default();
+        if rest.first() == Some(&b']') {
+            self.done = true;
+            return None;
+        }
+        let mut values = serde_json::Deserializer::from_slice(rest).into_iter::<&RawValue>();
+        let Some(Ok(value)) = values.next() else {
+            self.done = true;
+            return None;
+        };
+        self.pos += values.byte_offset();
+        self.skip_ws();
+        match self.body.get(self.pos) {
+            Some(b',') => self.pos += 1,
+            _ => self.done = true,
+        }
+        Some(value.get().as_bytes())
+    }
 }
 
 /// NDJSON lines (final newline optional).
@@ -87,10 +144,21 @@ mod tests {
             vec![&b"{\"a\":1}"[..], b"{\"b\":[2,3]}"]
         );
         assert!(lines(b"[]").is_empty());
+        assert!(lines(b" [ \n ] ").is_empty());
+        assert_eq!(
+            lines(b"[1,2 , \"a,]\" ,\n{\"x\": [1, {}]}\t,null]\n"),
+            vec![&b"1"[..], b"2", b"\"a,]\"", b"{\"x\": [1, {}]}", b"null"]
+        );
     }
 
     #[test]
     fn a_broken_array_is_kept_whole() {
         assert_eq!(lines(b"[{\"a\":1}, oops"), vec![&b"[{\"a\":1}, oops"[..]]);
+        assert_eq!(
+            lines(b"[1,2] [3]"),
+            vec![&b"[1,2] [3]"[..]],
+            "trailing data"
+        );
+        assert_eq!(lines(b"[1,,2]"), vec![&b"[1,,2]"[..]]);
     }
 }

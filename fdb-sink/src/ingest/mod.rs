@@ -2,6 +2,7 @@
 //!
 //! - [`decode`]: `Content-Encoding` (gzip, zstd) with a size cap;
 //! - [`framing`]: NDJSON (final newline optional) or a JSON array → lines;
+//! - [`grouping`]: validation, with the invalid lines past a count grouped;
 //! - [`lines`]: NDJSON lines from a stream, in bounded memory;
 //! - [`pipeline`]: validate lines and write them, with metrics;
 //! - [`http`]: the ingest server (`POST /v1/events`, metrics, health);
@@ -9,6 +10,7 @@
 
 pub mod decode;
 pub mod framing;
+pub mod grouping;
 pub mod http;
 pub mod lines;
 pub mod pipeline;

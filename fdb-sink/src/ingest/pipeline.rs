@@ -13,11 +13,12 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use super::grouping::Validator;
 use super::lines::Line;
 use crate::audit::{self, WriteOptions, WriteSummary};
 use crate::keys::Keys;
 use crate::metrics::{outcome, Metrics};
-use crate::record::{validate_line, Item};
+use crate::record::{reason, Item};
 use crate::store::{Store, StoreError, StoreExt};
 
 /// Turns lines into committed audit records and dead letters.
@@ -93,9 +94,10 @@ pub struct BatchSummary {
     pub received: u64,
     /// New audit records stored.
     pub written: u64,
-    /// Records that were already stored (redelivery).
+    /// Records, and dead-lettered lines, that were already stored
+    /// (redelivery): not stored or counted again.
     pub duplicates: u64,
-    /// Lines stored in dead-letter with a reason.
+    /// Lines newly stored in dead-letter with a reason.
     pub dead_lettered: u64,
     /// Transactions the batch was committed in.
     pub transactions: u64,
@@ -197,17 +199,24 @@ impl Ingestor {
         &self,
         lines: impl Iterator<Item = &'l [u8]>,
     ) -> Result<BatchSummary, StoreError> {
-        let received_ns = now_ns();
+        let mut validator = Validator::new(&self.keys, now_ns());
         let mut lines = lines.peekable();
+        let mut done = false;
         let chunks = std::iter::from_fn(|| {
-            lines.peek()?;
-            Some(
-                lines
-                    .by_ref()
-                    .take(CHUNK_LINES)
-                    .map(|l| validate_line(&self.keys, l, received_ns))
-                    .collect(),
-            )
+            if done {
+                return None;
+            }
+            let mut items = Vec::new();
+            let mut n = 0u64;
+            for l in lines.by_ref().take(CHUNK_LINES) {
+                validator.push(l, &mut items);
+                n += 1;
+            }
+            if lines.peek().is_none() {
+                validator.finish(&mut items);
+                done = true;
+            }
+            (n > 0 || !items.is_empty()).then_some((n, items))
         });
         self.commit_chunks(chunks)
     }
@@ -216,35 +225,45 @@ impl Ingestor {
     /// --stdin`): a line over the line limit becomes a `line_too_long` dead
     /// letter.
     pub fn ingest_stream(&self, lines: &[Line]) -> Result<BatchSummary, StoreError> {
-        let received_ns = now_ns();
-        self.commit_chunks(lines.chunks(CHUNK_LINES).map(|chunk| {
-            chunk
-                .iter()
-                .map(|l| match l {
-                    Line::Whole(b) => validate_line(&self.keys, b, received_ns),
-                    Line::TooLong(long) => Item::DeadLetter(long.dead_letter(received_ns)),
-                })
-                .collect()
-        }))
+        let mut validator = Validator::new(&self.keys, now_ns());
+        let count = lines.len().div_ceil(CHUNK_LINES);
+        let chunks = lines.chunks(CHUNK_LINES).enumerate().map(|(i, chunk)| {
+            let mut items = Vec::with_capacity(chunk.len());
+            for l in chunk {
+                match l {
+                    Line::Whole(b) => validator.push(b, &mut items),
+                    Line::TooLong(long) => {
+                        let d = long.dead_letter(validator.received_ns());
+                        validator.push_letter(d, &mut items);
+                    }
+                }
+            }
+            if i + 1 == count {
+                validator.finish(&mut items);
+            }
+            (chunk.len() as u64, items)
+        });
+        self.commit_chunks(chunks)
     }
 
     /// Commits the chunks of one batch one after the other, and counts the
-    /// batch once.
+    /// batch once. Each chunk comes with the number of lines it holds (a
+    /// group of invalid lines is one item for many lines).
     fn commit_chunks(
         &self,
-        chunks: impl Iterator<Item = Vec<Item>>,
+        chunks: impl Iterator<Item = (u64, Vec<Item>)>,
     ) -> Result<BatchSummary, StoreError> {
         let started = Instant::now();
         let mut total = BatchSummary::default();
-        for items in chunks {
-            self.metrics.events_received.inc_by(items.len() as u64);
-            total.received += items.len() as u64;
+        for (lines, items) in chunks {
+            self.metrics.events_received.inc_by(lines);
+            total.received += lines;
             let (items, result) = self.write(items);
             match result {
                 Ok(s) => {
                     self.record_written(&items, &s);
                     total.written += s.written;
-                    total.duplicates += s.duplicates;
+                    total.duplicates += s.duplicates + s.dead_letter_duplicates;
                     total.dead_lettered += s.dead_lettered;
                     total.transactions += s.transactions;
                 }
@@ -269,10 +288,22 @@ impl Ingestor {
     fn record_written(&self, items: &[Item], s: &WriteSummary) {
         self.metrics.events_written.inc_by(s.written);
         self.metrics.events_duplicate.inc_by(s.duplicates);
+        self.metrics
+            .dead_letter_duplicate
+            .inc_by(s.dead_letter_duplicates);
+        for (reason, n) in reason::ALL.iter().zip(s.dead_lettered_by_reason) {
+            if n > 0 {
+                self.metrics.dead_lettered_by(reason, n);
+            }
+        }
         for item in items {
             if let Item::DeadLetter(d) = item {
-                self.metrics.dead_lettered(&d.reason);
-                tracing::debug!(reason = %d.reason, detail = %d.detail, "line dead-lettered");
+                tracing::debug!(
+                    reason = %d.reason,
+                    lines = d.line_count(),
+                    detail = ?d.detail,
+                    "dead letter"
+                );
             }
         }
     }
@@ -288,6 +319,59 @@ mod tests {
     use super::*;
     use crate::store::conformance::event_line;
     use crate::store::embedded::EmbeddedStore;
+
+    /// Dead letters of a redelivered batch are found stored (looked up one
+    /// at a time on the exclusive embedded store, with the chunk on a shared
+    /// store) and counted as duplicates; repeated lines each keep a row.
+    #[test]
+    fn redelivered_dead_letters_are_duplicates_on_both_write_paths() {
+        use crate::store::conformance::Shared;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shared_dir = tempfile::tempdir().expect("tempdir");
+        let stores: [Arc<dyn Store>; 2] = [
+            Arc::new(EmbeddedStore::open(dir.path()).expect("open")),
+            Arc::new(Shared(
+                EmbeddedStore::open(shared_dir.path()).expect("open"),
+            )),
+        ];
+        let monitor = uuid::Uuid::new_v4().to_string();
+        let mut owned: Vec<String> = (0..3000)
+            .map(|i| {
+                format!(
+                    "{{\"timestamp\":\"2026-11-26T18:00:00Z\",\"n\":{}}}",
+                    i % 2500
+                )
+            })
+            .collect();
+        owned.push(event_line(&monitor, 1, "s-dl", "f"));
+        let lines: Vec<&[u8]> = owned.iter().map(|l| l.as_bytes()).collect();
+        for store in stores {
+            let ingestor = Ingestor::new(
+                store.clone(),
+                Keys::default(),
+                WriteOptions::default(),
+                Metrics::unregistered(),
+            );
+            let first = ingestor.ingest(&lines).expect("first");
+            assert_eq!(
+                (first.written, first.dead_lettered, first.duplicates),
+                (1, 3000, 0)
+            );
+            let again = ingestor.ingest(&lines).expect("again");
+            assert_eq!(
+                (again.written, again.dead_lettered, again.duplicates),
+                (0, 0, 3001)
+            );
+            let keys = Keys::default();
+            let rows = store
+                .read(|t| audit::dead_letters(t, &keys, 0))
+                .expect("read");
+            assert_eq!(
+                rows.iter().map(|r| r.letter.line_count()).sum::<u64>(),
+                3000
+            );
+        }
+    }
 
     #[test]
     fn group_commit_stores_concurrent_and_repeated_batches_once() {

@@ -183,6 +183,44 @@ fn oversize_metadata_is_truncated_and_flagged_never_dropped() {
     assert!(!rec.event.metadata.contains_key("huge"));
 }
 
+/// 20,000 metadata entries (700 kB): the entries to remove are chosen in
+/// one pass (removing and re-encoding them one at a time took minutes).
+#[test]
+fn metadata_of_many_entries_is_cut_in_one_pass() {
+    let meta: serde_json::Map<String, serde_json::Value> = (0..20_000)
+        .map(|i| {
+            (
+                format!("k{i:06}"),
+                serde_json::json!("v".repeat(20 + i % 7)),
+            )
+        })
+        .collect();
+    let l = line(serde_json::json!({ "metadata": meta }));
+    let started = std::time::Instant::now();
+    let Item::Record(r) = check(&l) else {
+        panic!("an oversize record must be stored")
+    };
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(r.metadata_truncated && r.value.len() <= MAX_VALUE_BYTES);
+    assert!(
+        r.value.len() > MAX_VALUE_BYTES - 100,
+        "only what is needed is removed: {}",
+        r.value.len()
+    );
+    let rec = AuditRecord::from_json(&r.value).expect("decodes");
+    let longest_kept = rec
+        .event
+        .metadata
+        .values()
+        .map(|v| v.to_string().len())
+        .max();
+    assert!(longest_kept < Some(27), "the largest entries go first");
+}
+
 #[test]
 fn oversize_dead_letters_are_cut_to_fit() {
     let raw = format!("not json {}", "\u{1}".repeat(200_000));
@@ -239,4 +277,47 @@ fn one_pass_reads_valid_lines_as_the_three_passes_do() {
     for l in &left {
         assert!(line::parse(l).is_none(), "{l}");
     }
+}
+
+#[test]
+fn a_field_given_twice_is_a_bad_field_whichever_it_is() {
+    for (field, value) in [
+        ("timestamp", "\"2026-11-26T18:00:00Z\""),
+        ("tenant_id", "\"evil\""),
+        ("path", "\"other.txt\""),
+        ("namespace", "\"b\""),
+    ] {
+        let mut l = line(serde_json::json!({"namespace": "a"}));
+        l.pop();
+        l.push_str(&format!(",\"{field}\":{value}}}"));
+        let Item::DeadLetter(d) = check(&l) else {
+            panic!("{field} twice was accepted: {l}")
+        };
+        assert_eq!(d.reason, reason::BAD_FIELD, "{field}: {}", d.detail);
+        assert!(d.detail.contains("duplicate field"), "{}", d.detail);
+    }
+}
+
+#[test]
+fn a_line_that_is_not_utf8_keeps_its_exact_bytes() {
+    let mut raw = b"{\"path\":\"caf".to_vec();
+    raw.extend_from_slice(&[0xe9, b'"', b'}', 0x00, 0xff]);
+    let Item::DeadLetter(d) = validate_line(&Keys::default(), &raw, 1_000) else {
+        panic!("accepted")
+    };
+    assert_eq!(d.reason, reason::INVALID_UTF8);
+    assert_eq!(d.raw_bytes().as_deref(), Some(&raw[..]));
+    assert!(!d.raw_truncated);
+    assert!(d.raw.starts_with("{\"path\":\"caf\u{fffd}"), "{}", d.raw);
+    // Stored and read back, the bytes are the same.
+    let back: DeadLetter = serde_json::from_slice(&d.to_json()).expect("decodes");
+    assert_eq!(back.raw_bytes().as_deref(), Some(&raw[..]));
+    // A long one keeps its first bytes exactly, within the value limit.
+    let mut long = vec![0xff];
+    long.extend(std::iter::repeat_n(b'\x01', 300_000));
+    let Item::DeadLetter(d) = validate_line(&Keys::default(), &long, 1_000) else {
+        panic!("accepted")
+    };
+    assert!(d.raw_truncated && d.to_json().len() <= MAX_VALUE_BYTES);
+    assert_eq!(d.raw_bytes().as_deref(), Some(&long[..MAX_B64_RAW_BYTES]));
 }

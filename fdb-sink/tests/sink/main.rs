@@ -7,6 +7,7 @@ mod auth;
 mod backpressure;
 mod conformance;
 mod crash;
+mod dead_letters;
 mod encoding;
 mod idempotency;
 mod lifecycle;

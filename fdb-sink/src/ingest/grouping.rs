@@ -1,0 +1,217 @@
+//! Validation of a request's lines, with its invalid lines grouped past a
+//! count, so that a body of millions of tiny invalid lines becomes a bounded
+//! number of dead letters instead of one row per line.
+//!
+//! The first [`SINGLE_DEAD_LETTERS`] invalid lines of a request are stored
+//! one dead letter each, as usual. The later ones are kept together, in the
+//! order received: one dead letter (reason `invalid_lines_grouped`) per
+//! [`GROUP_RAW_BYTES`] of lines, holding their exact bytes (each line
+//! followed by `\n`) and the count of lines per reason. A line too large to
+//! share a group keeps a dead letter of its own. Valid lines are stored as
+//! records wherever they are. Grouping depends only on the request's lines,
+//! so a redelivered request forms the same groups, under the same keys.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::keys::Keys;
+use crate::record::{self, DeadLetter, Item};
+
+/// Invalid lines of one request stored one dead letter each before the
+/// others are grouped.
+pub const SINGLE_DEAD_LETTERS: usize = 1000;
+
+/// Bytes of lines (newlines included) held by one group: its base64 fits
+/// the store's value limit.
+pub const GROUP_RAW_BYTES: usize = record::MAX_B64_RAW_BYTES;
+
+/// Validates the lines of one request, in order.
+pub struct Validator<'k> {
+    keys: &'k Keys,
+    received_ns: i64,
+    singles_left: usize,
+    group: Group,
+    /// Dead letter ids of this request so far, with how often each came.
+    /// Bounded: the single lines, then one per group or large line.
+    seen: HashMap<String, u32>,
+}
+
+#[derive(Default)]
+struct Group {
+    payload: Vec<u8>,
+    lines: u64,
+    reasons: BTreeMap<String, u64>,
+    own_ts: Option<i64>,
+}
+
+impl<'k> Validator<'k> {
+    pub fn new(keys: &'k Keys, received_ns: i64) -> Self {
+        Self::with_singles(keys, received_ns, SINGLE_DEAD_LETTERS)
+    }
+
+    /// A validator that groups after `singles` invalid lines.
+    pub fn with_singles(keys: &'k Keys, received_ns: i64, singles: usize) -> Self {
+        Validator {
+            keys,
+            received_ns,
+            singles_left: singles,
+            group: Group::default(),
+            seen: HashMap::new(),
+        }
+    }
+
+    /// The receipt time given to the request's dead letters.
+    pub fn received_ns(&self) -> i64 {
+        self.received_ns
+    }
+
+    /// Validates `line` and adds what it becomes to `out` (a group is added
+    /// once full, or by [`Validator::finish`]).
+    pub fn push(&mut self, line: &[u8], out: &mut Vec<Item>) {
+        let rejection = match record::check_line(self.keys, line) {
+            Ok(r) => return out.push(Item::Record(Box::new(r))),
+            Err(rejection) => rejection,
+        };
+        if self.singles_left > 0 || line.len() >= GROUP_RAW_BYTES {
+            self.singles_left = self.singles_left.saturating_sub(1);
+            let d = rejection.into_dead_letter(line, self.received_ns);
+            self.push_letter(d, out);
+            return;
+        }
+        if self.group.payload.len() + line.len() + 1 > GROUP_RAW_BYTES {
+            self.flush(out);
+        }
+        let g = &mut self.group;
+        // Only an element of a JSON array can hold a newline, as JSON
+        // whitespace: a space keeps its meaning and the group's separators.
+        g.payload
+            .extend(line.iter().map(|&b| if b == b'\n' { b' ' } else { b }));
+        g.payload.push(b'\n');
+        g.lines += 1;
+        *g.reasons.entry(rejection.reason.to_owned()).or_default() += 1;
+        if let Some(ts) = rejection.own_ts {
+            g.own_ts = Some(g.own_ts.map_or(ts, |t| t.min(ts)));
+        }
+    }
+
+    /// Adds a dead letter of its own (such as a stream's `line_too_long`).
+    pub fn push_letter(&mut self, mut d: DeadLetter, out: &mut Vec<Item>) {
+        self.distinct(&mut d);
+        out.push(Item::DeadLetter(d));
+    }
+
+    /// Gives a dead letter seen before in this request (the same line, or
+    /// group of lines, again) an id of its own, derived from the first's and
+    /// its rank: each occurrence is stored and counted, and a redelivered
+    /// request still lands on the same keys.
+    fn distinct(&mut self, d: &mut DeadLetter) {
+        let n = self.seen.entry(d.id.clone()).or_insert(0);
+        if *n > 0 {
+            let id = blake3::Hasher::new_derive_key("fdb-sink dead-letter occurrence")
+                .update(d.id.as_bytes())
+                .update(&n.to_le_bytes())
+                .finalize();
+            d.id = id.to_hex()[..32].to_owned();
+        }
+        *n += 1;
+    }
+
+    fn flush(&mut self, out: &mut Vec<Item>) {
+        let g = std::mem::take(&mut self.group);
+        if g.lines > 0 {
+            let d = record::group_dead_letter(
+                &g.payload,
+                g.lines,
+                g.reasons,
+                g.own_ts,
+                self.received_ns,
+            );
+            self.push_letter(d, out);
+        }
+    }
+
+    /// Adds the group still open, at the end of the request.
+    pub fn finish(&mut self, out: &mut Vec<Item>) {
+        self.flush(out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(lines: &[&[u8]], singles: usize) -> Vec<Item> {
+        let keys = Keys::default();
+        let mut v = Validator::with_singles(&keys, 1_000, singles);
+        let mut out = Vec::new();
+        for l in lines {
+            v.push(l, &mut out);
+        }
+        v.finish(&mut out);
+        out
+    }
+
+    fn letters(items: &[Item]) -> Vec<&DeadLetter> {
+        items
+            .iter()
+            .filter_map(|i| match i {
+                Item::DeadLetter(d) => Some(d),
+                Item::Record(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn invalid_lines_past_the_singles_are_grouped_with_their_exact_bytes() {
+        let many: Vec<Vec<u8>> = (0..30_000u32)
+            .map(|i| {
+                if i % 7 == 0 {
+                    vec![0xff, b'x', (i % 200) as u8 + 32]
+                } else {
+                    format!("[{i}]").into_bytes()
+                }
+            })
+            .collect();
+        let lines: Vec<&[u8]> = many.iter().map(Vec::as_slice).collect();
+        let items = run(&lines, 10);
+        let dls = letters(&items);
+        assert!(
+            dls.len() < 10 + 30_000 * 8 / GROUP_RAW_BYTES + 2,
+            "{}",
+            dls.len()
+        );
+        let mut total = 0;
+        let mut all = Vec::new();
+        for d in &dls {
+            total += d.line_count();
+            let bytes = d.raw_bytes().expect("base64");
+            assert!(d.to_json().len() <= crate::store::limits::MAX_VALUE_BYTES);
+            if d.lines.is_some() {
+                assert_eq!(d.reason, record::reason::GROUPED);
+                all.extend_from_slice(&bytes);
+            } else {
+                all.extend_from_slice(&bytes);
+                all.push(b'\n');
+            }
+        }
+        assert_eq!(total, 30_000);
+        let expected: Vec<u8> = lines.iter().flat_map(|l| [*l, b"\n"].concat()).collect();
+        assert_eq!(all, expected, "every byte kept, in order");
+        let again = run(&lines, 10);
+        let ids = |i: &[Item]| letters(i).iter().map(|d| d.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&items), ids(&again), "the same request, the same keys");
+    }
+
+    #[test]
+    fn a_line_or_group_repeated_in_a_request_gets_a_key_per_occurrence() {
+        let lines: Vec<&[u8]> = vec![&b"1"[..]; 100_000];
+        let items = run(&lines, 5);
+        let dls = letters(&items);
+        let ids: std::collections::HashSet<&str> = dls.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids.len(), dls.len(), "every occurrence has its own key");
+        assert_eq!(dls.iter().map(|d| d.line_count()).sum::<u64>(), 100_000);
+        assert_eq!(
+            dls[0].id,
+            record::dead_letter(b"1", "x", String::new(), 0, 0).id
+        );
+    }
+}
