@@ -694,12 +694,15 @@ fn stale_row(what: &str, value: &[u8], cutoff_ns: i64) -> bool {
     at.is_some_and(|ns| ns < cutoff_ns)
 }
 
-/// The retention loop inside `serve`: once at start, then every `every`.
+/// The retention loop inside `serve`: once at start, then every `every`;
+/// `allow_removing_all` passes the guard against a wrong clock (see
+/// [`RetentionOptions::allow_removing_all`]).
 pub async fn periodic(
     store: Arc<dyn Store>,
     keys: Keys,
     older_than: Duration,
     every: Duration,
+    allow_removing_all: bool,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     loop {
@@ -710,7 +713,7 @@ pub async fn periodic(
                 cutoff_ns: crate::timespec::ns_ago(older_than),
                 dry_run: false,
                 batch_records: 500,
-                allow_removing_all: false,
+                allow_removing_all,
             };
             run(s.as_ref(), &k, opts, &mut |_| {})
         })
@@ -731,8 +734,8 @@ pub async fn periodic(
             ),
             Ok(Err(e @ RetentionError::WouldRemoveAll { .. })) => tracing::error!(
                 error = %e,
-                "retention run refused; nothing removed (stop serve and run `fdb-sink retention \
-                 --allow-removing-all` if intended); will check again"
+                "retention run refused; nothing removed (restart serve with \
+                 --retention-allow-removing-all once if intended); will check again"
             ),
             Ok(Err(e)) => tracing::warn!(error = %e, "retention run failed; will retry"),
             Err(e) => tracing::warn!(error = %e, "retention task failed"),

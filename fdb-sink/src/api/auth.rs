@@ -301,6 +301,8 @@ pub async fn reload_loop(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut seen = shared.current().source().map(<[u8]>::to_vec);
+    // The content of the file last found not to load: warned about once.
+    let mut failed: Option<Vec<u8>> = None;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(KEY_RELOAD_INTERVAL) => {}
@@ -319,9 +321,13 @@ pub async fn reload_loop(
                 tracing::info!(path = %path.display(), "API token key reloaded");
             }
             Err(e) => {
-                seen = now;
-                tracing::warn!(path = %path.display(), error = %e,
-                    "API token key file changed but does not load; keeping the previous key");
+                // `seen` stays: the load may have read the file half
+                // written, and the same content read again is retried.
+                if failed != now {
+                    tracing::warn!(path = %path.display(), error = %e,
+                        "API token key file changed but does not load; keeping the previous key");
+                    failed = now;
+                }
             }
         }
     }

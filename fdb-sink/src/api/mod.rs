@@ -102,6 +102,13 @@ pub struct ApiArgs {
           value_parser = crate::timespec::duration_arg, value_name = "DURATION")]
     pub retention_older_than: Option<Duration>,
 
+    /// With --retention-older-than: run even when more than 90 % of the
+    /// store's sessions would lose all their records, which is what a clock
+    /// set far ahead looks like (see `fdb-sink retention --help`). Off: such
+    /// a run removes nothing and is logged as an error.
+    #[arg(long, env = "FDB_SINK_RETENTION_ALLOW_REMOVING_ALL")]
+    pub retention_allow_removing_all: bool,
+
     /// API connections open at the same time at most; more wait until one
     /// closes.
     #[arg(

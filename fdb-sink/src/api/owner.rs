@@ -16,8 +16,11 @@
 //! of heartbeats and claims in any tenant with more than about 500 users.
 //! That grant is safe: should another user hold records of the session, she
 //! takes it back at her next request (below), and it never shows her records
-//! to the caller (record queries follow the records' user, not agent rows). It only happens for a session's first request, and not at all
-//! once the caller's own records of the session are stored.
+//! to the caller (record queries follow the records' user, not agent rows).
+//! It only happens for a session's first request, and not at all once the
+//! caller's own records of the session are stored. An admin's first request
+//! for a session makes the row name the user whose records the session holds
+//! (the admin when none is found).
 //!
 //! A row written for a session by a user whose records it does not hold
 //! (before this check existed, or because the records arrived after the
@@ -61,8 +64,8 @@ pub fn has_records(
 enum Scan {
     /// No other user has records of it.
     Nobody,
-    /// Another user does.
-    Other,
+    /// Another user does (this one, the first found).
+    Other(String),
     /// [`MAX_OWNER_SCAN_READS`] ran out before the tenant's sessions did.
     Unfinished,
 }
@@ -95,7 +98,7 @@ fn scan_other_owner(
         }
         // Tuple-encoded strings sort as their bytes do.
         match field.session.as_bytes().cmp(session.as_bytes()) {
-            std::cmp::Ordering::Equal => return Ok(Scan::Other),
+            std::cmp::Ordering::Equal => return Ok(Scan::Other(field.user)),
             std::cmp::Ordering::Less => begin = keys.session(tenant, &field.user, session).begin,
             std::cmp::Ordering::Greater => begin = keys.sessions_user(tenant, &field.user).end,
         }
@@ -144,14 +147,15 @@ pub fn authorize(
             }
             Ok(Err(belongs_to_another(session)))
         }
-        None if caller.is_admin() => granted(&caller.user),
         None => {
             if has_records(txn, keys, tenant, &caller.user, session)? {
                 return granted(&caller.user);
             }
             match scan_other_owner(txn, keys, tenant, &caller.user, session)? {
                 Scan::Nobody => granted(&caller.user),
-                Scan::Other => Ok(Err(belongs_to_another(session))),
+                // An admin acts for the user whose records the session holds.
+                Scan::Other(owner) if caller.is_admin() => granted(&owner),
+                Scan::Other(_) => Ok(Err(belongs_to_another(session))),
                 Scan::Unfinished => {
                     tracing::debug!(
                         tenant,

@@ -82,7 +82,7 @@ pub struct IngestLimits {
     pub max_inflight_batches: u64,
 
     /// Bytes of decompressed request bodies (gzip, zstd) held at once,
-    /// across requests; raised to --max-body-bytes if lower. A body that
+    /// across requests; raised to --max-body-bytes + 1 if lower. A body that
     /// would go beyond gets 503 with Retry-After (it fits once others are
     /// done), so that concurrent decompression bombs cannot add up.
     #[arg(long, env = "FDB_SINK_MAX_DECOMPRESSED_BYTES", default_value_t = http::DEFAULT_DECODE_BUDGET as u64,
@@ -249,6 +249,7 @@ async fn serve(
             ctx.ingestor.keys().clone(),
             older_than,
             args.api.retention_interval,
+            args.api.retention_allow_removing_all,
             stop_rx.clone(),
         ));
     }

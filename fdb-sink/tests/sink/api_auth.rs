@@ -598,3 +598,48 @@ fn a_rotation_during_start_up_is_not_missed() {
     assert!(shared.current().verify(&old).is_err());
     let _ = stop_tx.send(true);
 }
+
+#[test]
+fn a_key_file_that_fails_to_load_once_is_loaded_when_read_again() {
+    use fdb_sink::api::auth::{reload_loop, SharedVerifier, Verifier, KEY_RELOAD_INTERVAL};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("jwt.key");
+    std::fs::write(&path, b"first-secret-0123456789\n").expect("key");
+    let shared = Arc::new(SharedVerifier::new(
+        Verifier::from_secret_file(&path).expect("load"),
+    ));
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let new_secret = b"second-secret-9876543210";
+    std::fs::write(&path, [&new_secret[..], b"\n"].concat()).expect("rotate");
+    // The first load after the change reads the file half written (as a
+    // writer that truncates and then writes can leave it for a moment);
+    // the file then holds the complete new key, unchanged.
+    let loads = Arc::new(AtomicUsize::new(0));
+    let (load_path, counter) = (path.clone(), loads.clone());
+    runtime.spawn(reload_loop(
+        path.clone(),
+        shared.clone(),
+        move || {
+            if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+                return Err("the key file is empty".to_owned());
+            }
+            Verifier::from_secret_file(&load_path).map_err(|e| e.to_string())
+        },
+        stop,
+    ));
+    let new = token_with(new_secret, "acme", "alice", Role::User, 3600);
+    let deadline = std::time::Instant::now() + KEY_RELOAD_INTERVAL * 4;
+    while shared.current().verify(&new).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the key was never loaded after one failed load ({} loads)",
+            loads.load(Ordering::SeqCst)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = stop_tx.send(true);
+}

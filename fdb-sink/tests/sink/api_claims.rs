@@ -345,12 +345,14 @@ fn malformed_requests_get_clear_errors() {
 /// the same file. A heartbeat makes it able to claim again.
 #[test]
 fn a_dead_session_cannot_claim_so_no_two_agents_both_hold_a_path() {
-    let api = Api::start(&["--agent-ttl", "1s"]);
+    // Long enough that the live sessions below stay alive on a loaded
+    // machine between their heartbeat and their claim.
+    let api = Api::start(&["--agent-ttl", "3s"]);
     let alice = token("acme", "alice", Role::User);
     let bob = token("acme", "bob", Role::User);
     let p = |s: &str| vec![s.to_owned()];
     assert_eq!(heartbeat(&api, &alice, "s-a", "Active").0, 200);
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(Duration::from_millis(3500));
     assert_eq!(liveness(&api, &alice, "s-a"), "dead");
     let (s, r) = claim(&api, &alice, "s-a", &p("src/f.rs"), 300);
     assert_eq!((s, r["error"].as_str()), (400, Some("bad_request")), "{r}");

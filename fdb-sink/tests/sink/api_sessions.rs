@@ -96,13 +96,29 @@ fn a_session_with_records_belongs_to_their_user_not_the_first_caller() {
     // A session id nobody has records of is the first caller's.
     let (s, r) = heartbeat(&api, &bob, "s-bob");
     assert_eq!(s, 200, "{r}");
+    // An admin's first request for a session with records names their user.
+    api.ingest(&[ev(
+        "acme",
+        "carol",
+        "s-carol",
+        MONITOR,
+        2,
+        &ts(2),
+        "create",
+        "src/c.rs",
+    )]);
+    let ops = token("acme", "ops", Role::Admin);
+    let (s, r) = heartbeat(&api, &ops, "s-carol");
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["user_id"], "carol", "{r}");
     let mut listed = agents(&api);
     listed.sort();
     assert_eq!(
         listed,
         vec![
             ("s-alice".to_owned(), "alice".to_owned()),
-            ("s-bob".to_owned(), "bob".to_owned())
+            ("s-bob".to_owned(), "bob".to_owned()),
+            ("s-carol".to_owned(), "carol".to_owned())
         ]
     );
 }
@@ -194,8 +210,8 @@ fn past_the_owner_scan_bound_the_first_caller_is_granted_and_the_records_user_ta
     assert_eq!(s, 200, "{r}");
     assert!(agents(&api).contains(&("s-carol".to_owned(), "zz-carol".to_owned())));
 
-    // Another user's session deep in the tenant is still found when the
-    // caller is not last: the scan skips from user to user.
+    // Another user's session is still found when the caller sorts first:
+    // the scan skips from user to user.
     let dave = token("acme", "aa-dave", Role::User);
     let (s, r) = heartbeat(&api, &dave, "s-3");
     assert_eq!(s, 403, "{r}");

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 use crate::api_harness::ev;
-use crate::harness::{read_store, BIN};
+use crate::harness::{read_store, Sink, BIN};
 
 const MONITOR: &str = "0190b5a0-0000-7000-8000-0000000000d1";
 
@@ -187,4 +187,47 @@ fn retention_runs_when_most_sessions_keep_records() {
     let after = read_store(&dir.path().join("store"));
     assert_eq!(after.sessions.len(), 1);
     assert_eq!(after.sessions[0].session, "recent");
+}
+
+/// `serve --retention-older-than` has the same guard; a refused run is
+/// logged and removes nothing, and `--retention-allow-removing-all` passes it.
+#[test]
+fn serve_retention_has_the_guard_and_its_override() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sessions: Vec<(String, i64)> = (0..10).map(|i| (format!("s{i}"), 2000 + i)).collect();
+    let sessions: Vec<(&str, i64)> = sessions.iter().map(|(s, d)| (s.as_str(), *d)).collect();
+    seed(dir.path(), &sessions);
+    let store_dir = dir.path().join("store");
+    let log_says = |sink: &Sink, what: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let log = sink.log.lock().map(|l| l.clone()).unwrap_or_default();
+            if log.contains(what) {
+                return log;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what:?} never logged:\n{log}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+
+    let mut sink = Sink::start(&store_dir, &["--retention-older-than", "90d"]);
+    let log = log_says(&sink, "retention run refused");
+    assert!(log.contains("--retention-allow-removing-all"), "{log}");
+    sink.stop();
+    assert_eq!(read_store(&store_dir).records.len(), 10, "nothing removed");
+
+    let mut sink = Sink::start(
+        &store_dir,
+        &[
+            "--retention-older-than",
+            "90d",
+            "--retention-allow-removing-all",
+        ],
+    );
+    log_says(&sink, "retention run finished");
+    sink.stop();
+    assert!(read_store(&store_dir).records.is_empty(), "all removed");
 }
