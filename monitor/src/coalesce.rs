@@ -335,6 +335,28 @@ impl Coalescer {
         self.push(Logical::Delete { path, dir_hint }, now, now, false);
     }
 
+    /// What a queued `create` of `path` that has not been looked at yet
+    /// (no close, no `lstat`) is about: `e`, read where it was renamed to
+    /// before the create could read it (`ln -sfn` creates a symlink under a
+    /// temporary name and renames it over the old one at once). Without it,
+    /// the create and the move would say "file", the kind assumed for a
+    /// name that is gone.
+    pub fn created_as(&mut self, path: &[u8], e: Entry) {
+        let Some(id) = self.mergeable.get(path).copied() else {
+            return;
+        };
+        if let Some(p) = self.get_mut(id) {
+            if let Logical::Create {
+                stat: s @ None,
+                written: None,
+                ..
+            } = &mut p.ev
+            {
+                *s = Some(e);
+            }
+        }
+    }
+
     pub fn moved(&mut self, from: RelPath, to: RelPath, now: Instant) {
         let moved: Vec<(RelPath, Instant)> = self
             .dirty

@@ -84,6 +84,13 @@ pub struct Engine {
     stop: Arc<ShutdownRequest>,
     /// Kernel events read but not yet handled (reused buffer).
     raws: Vec<Raw>,
+    /// The end of a read held back for the next one, from a rename's old
+    /// name whose new name was not queued yet (see
+    /// [`crate::watcher::split_unpaired_tail`]), since when that old name
+    /// waits, and the old name itself.
+    carry: Vec<Raw>,
+    carry_since: Option<Instant>,
+    carry_first: Option<Raw>,
     /// Paths that a kernel event of the batch being handled removes or
     /// replaces, with the position of the last such event in the batch;
     /// `batch_pos` is the position of the event being handled.
@@ -198,6 +205,9 @@ impl Engine {
             self_opens: HashMap::new(),
             stop,
             raws: Vec::new(),
+            carry: Vec::new(),
+            carry_since: None,
+            carry_first: None,
             batch_later: HashMap::new(),
             batch_pos: 0,
             timer_slack,
@@ -289,6 +299,7 @@ impl Engine {
                 self.co.next_deadline().map(|t| t + self.timer_slack),
                 self.rl.next_release(),
                 self.pending_from.as_ref().map(|p| p.2 + RENAME_PAIR_WAIT),
+                self.carry_since.map(|t| t + RENAME_PAIR_WAIT),
                 self.state_dirty.then_some(self.next_state_save),
                 self.polling().then_some(self.next_poll),
                 self.mounts.is_some().then_some(self.next_mount_check),
@@ -325,6 +336,14 @@ impl Engine {
                 false
             };
             let now = Instant::now();
+            if self
+                .carry_since
+                .is_some_and(|t| shutdown || now.saturating_duration_since(t) >= RENAME_PAIR_WAIT)
+            {
+                if let Err(e) = self.flush_carry() {
+                    return self.stream_error(e);
+                }
+            }
             if let Some((from, _, t)) = &self.pending_from {
                 if shutdown || now.saturating_duration_since(*t) >= RENAME_PAIR_WAIT {
                     let from = from.clone();
@@ -410,6 +429,9 @@ impl Engine {
             return Ok((0, None));
         };
         let mut raws = std::mem::take(&mut self.raws);
+        // What the last read held back comes first.
+        raws.append(&mut self.carry);
+        let carried = raws.len();
         let more = match w.read(&mut raws) {
             Ok(more) => more,
             Err(e) => {
@@ -417,9 +439,52 @@ impl Engine {
                 None
             }
         };
+        let read = raws.len() - carried;
+        crate::watcher::pair_renames(&mut raws, self.pending_from.as_ref().map(|p| p.1));
+        // A rename's new name is queued just after its old one: the events
+        // from the old name on wait for the next read (at most
+        // RENAME_PAIR_WAIT), so that the two pair up even when other
+        // processes' events are queued in between.
+        self.carry = crate::watcher::split_unpaired_tail(&mut raws);
+        let held = (!self.carry.is_empty()).then(|| self.carry[0].clone());
+        self.handle_batch(raws)?;
+        // Waited for from now on (handling the batch may have taken long):
+        // since it was first held if it was already held before this read.
+        self.carry_since = match held {
+            None => None,
+            Some(first) if self.carry_first.as_ref() == Some(&first) => self.carry_since,
+            Some(first) => {
+                self.carry_first = Some(first);
+                Some(Instant::now())
+            }
+        };
+        if self.carry_since.is_none() {
+            self.carry_first = None;
+        }
+        Ok((read, more))
+    }
+
+    /// Handles what the last read held back, now that its rename's new name
+    /// did not come in time: the old name was moved out of the root.
+    fn flush_carry(&mut self) -> Result<(), EngineError> {
+        self.carry_since = None;
+        self.carry_first = None;
+        if self.carry.is_empty() {
+            return Ok(());
+        }
+        let raws = std::mem::take(&mut self.carry);
+        self.handle_batch(raws)?;
+        if let Some((from, _, _)) = self.pending_from.take() {
+            // Its partner was already waited for.
+            self.moved_out(from, Instant::now());
+        }
+        Ok(())
+    }
+
+    /// Handles one batch of kernel events, in order.
+    fn handle_batch(&mut self, mut raws: Vec<Raw>) -> Result<(), EngineError> {
         // One clock reading for the whole batch (read in one go).
         let received = Instant::now();
-        let n = raws.len();
         self.batch_later.clear();
         for (i, raw) in raws.iter().enumerate() {
             if let Raw::Remove { path, .. }
@@ -448,12 +513,15 @@ impl Engine {
             }
         }
         self.batch_later.clear();
-        self.raws = raws;
-        Ok((n, more))
+        if self.raws.capacity() < raws.capacity() {
+            self.raws = raws;
+        }
+        Ok(())
     }
 
     /// Writes everything pending (debounce window, rate limit) and saves the state.
     fn finish(&mut self, now: Instant) -> Result<(), EngineError> {
+        self.flush_carry()?;
         if let Some((from, _, _)) = self.pending_from.take() {
             self.moved_out(from, now);
         }
@@ -758,8 +826,14 @@ impl Engine {
         }
         self.polled.move_subtree(&from, &to);
         self.unreadable.move_subtree(&from, &to);
+        let dest = std::fs::symlink_metadata(abs_path(&self.cfg.root, &to));
+        if let Ok(m) = &dest {
+            // A name created and renamed at once was never looked at: what
+            // arrived at `to` is what was created.
+            self.co.created_as(&from, Entry::from_metadata(m));
+        }
         self.co.moved(from, to.clone(), now);
-        if let Ok(m) = std::fs::symlink_metadata(abs_path(&self.cfg.root, &to)) {
+        if let Ok(m) = dest {
             if m.is_dir() {
                 let snap = self.watch_and_scan(&to, false);
                 self.co.reconcile(to, snap, false, now);

@@ -15,6 +15,9 @@
 #[cfg(target_os = "linux")]
 pub mod direct;
 pub mod notify_backend;
+mod pairing;
+
+pub use pairing::{pair_renames, split_unpaired_tail};
 
 use std::io;
 use std::os::fd::BorrowedFd;
@@ -22,6 +25,10 @@ use std::path::Path;
 
 use crate::coalesce::RelPath;
 use crate::config::Backend;
+
+/// Rename halves that carry no cookie (FSEvents reports each name on its
+/// own): a disappeared name followed by an appeared one pair up.
+pub const NO_COOKIE: usize = usize::MAX;
 
 /// A kernel event, relative to the root.
 #[derive(Debug, Clone, PartialEq, Eq)]

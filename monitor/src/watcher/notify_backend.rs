@@ -21,14 +21,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind, RenameMode};
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 
-use super::{Raw, WatchError};
+use super::{Raw, WatchError, NO_COOKIE};
 use crate::coalesce::RelPath;
 use crate::index::abs_path;
 use crate::wakeup::Wakeup;
-
-/// Rename halves that carry no cookie (FSEvents reports each name on its
-/// own): a disappeared name followed by an appeared one pair up.
-const NO_COOKIE: usize = usize::MAX;
 
 /// Whether the platform reports no close-after-write (FSEvents), so that a
 /// data change is the end of a write.

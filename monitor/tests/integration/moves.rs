@@ -98,3 +98,107 @@ fn an_exchange_of_two_names_replays_to_both() {
     assert_trees_equal(&replay(&start, &evs), &disk_tree(root, &[]));
     assert_seq_contiguous(&evs);
 }
+
+/// `ln -sfn` retargets a symlink by creating a new one under a temporary
+/// name and renaming it over the old one: both lines say `symlink`, and the
+/// move carries the new link's size (the length of its target).
+#[test]
+fn a_retargeted_symlink_is_a_symlink_move() {
+    let d = tempdir();
+    let root = d.path();
+    sh(
+        root,
+        "echo t > target && mkdir v1 v2 && ln -s target link && ln -s v1 current",
+    );
+    let start = disk_tree(root, &[]);
+    let m = Monitor::start(root, &["--checksum=sha256"]);
+    sh(root, "ln -sfn v2/elsewhere link && ln -sfn v2 current");
+    let evs = m.wait_for("both retargets", |e| {
+        e.iter()
+            .filter(|x| x.event_type == file_event::EventType::Move)
+            .count()
+            >= 2
+    });
+    let evs = {
+        std::thread::sleep(Duration::from_millis(300));
+        let more = m.events();
+        assert!(more.len() >= evs.len());
+        more
+    };
+    for e in &evs {
+        assert_eq!(
+            e.kind,
+            file_event::Kind::Symlink,
+            "a symlink reported as another kind: {:?}",
+            summary(&evs)
+        );
+    }
+    let moved = |to: &str| {
+        evs.iter()
+            .find(|e| e.event_type == file_event::EventType::Move && e.path == to)
+            .unwrap_or_else(|| panic!("no move to {to}: {:?}", summary(&evs)))
+    };
+    assert_eq!(moved("link").size, Some("v2/elsewhere".len() as u64));
+    assert_eq!(moved("current").size, Some("v2".len() as u64));
+    assert!(moved("link").checksum.is_none());
+    assert_trees_equal(&replay(&start, &evs), &disk_tree(root, &[]));
+    assert_seq_contiguous(&evs);
+}
+
+/// Renames made while other processes change files in the same tree: the
+/// kernel can queue their events between the two halves of a rename, or a
+/// read can end between them. Every rename is still one `move`, never a
+/// `delete` of the old name and a `create` of the new one.
+#[test]
+fn renames_during_concurrent_activity_stay_moves() {
+    let _g = heavy();
+    const N: usize = 2000;
+    const ROUNDS: usize = 5;
+    let d = tempdir();
+    let root = d.path().to_path_buf();
+    std::fs::create_dir_all(root.join("mv")).unwrap();
+    std::fs::create_dir_all(root.join("junk")).unwrap();
+    for i in 0..N {
+        std::fs::write(root.join(format!("mv/a{i}")), b"x").unwrap();
+    }
+    let start = disk_tree(&root, &[]);
+    let m = Monitor::start(&root, &[]);
+    let name = |round: usize, i: usize| format!("mv/{}{i}", ["a", "b"][round % 2]);
+    for round in 0..ROUNDS {
+        let go = std::sync::Arc::new(std::sync::Barrier::new(2));
+        let (r2, g2) = (root.clone(), go.clone());
+        // Another process's churn: a file created and removed, over and over.
+        let churn = std::thread::spawn(move || {
+            g2.wait();
+            for i in 0..N {
+                let p = r2.join(format!("junk/j{}", i % 8));
+                std::fs::write(&p, b"y").unwrap();
+                std::fs::remove_file(&p).unwrap();
+            }
+        });
+        go.wait();
+        for i in 0..N {
+            std::fs::rename(root.join(name(round, i)), root.join(name(round + 1, i))).unwrap();
+        }
+        churn.join().unwrap();
+        let last = name(round + 1, N - 1);
+        m.wait_for_within("the round's renames", Duration::from_secs(30), |e| {
+            e.iter().any(|x| x.path == last)
+        });
+    }
+    let evs = m.settle(Duration::from_millis(500));
+    let split: Vec<String> = evs
+        .iter()
+        .filter(|e| e.path.starts_with("mv/") && e.event_type != file_event::EventType::Move)
+        .map(short)
+        .collect();
+    assert!(
+        split.is_empty(),
+        "{} of {} renames not reported as moves, e.g. {:?}",
+        split.len() / 2,
+        N * ROUNDS,
+        &split[..split.len().min(6)]
+    );
+    assert_trees_equal(&replay(&start, &evs), &disk_tree(&root, &[]));
+    assert_seq_contiguous(&evs);
+}
