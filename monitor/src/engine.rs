@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use file_event::{EventType, Kind};
 
-use crate::checksum::checksum_file_opened;
+use crate::checksum::{checksum_file_opened, ChecksumError};
 use crate::coalesce::{replaced_paths, Coalescer, Logical, RelPath};
 use crate::config::{ChecksumAlgo, Config};
 use crate::ignore::IgnoreSet;
@@ -1072,7 +1072,7 @@ impl Engine {
     /// each gets an `update` with the same size and checksum, since it
     /// holds the same content.
     fn other_links(&mut self, path: &[u8], e: &Entry, out: &mut Vec<Draft>) {
-        let mut names = self.index.names_of(e.ino);
+        let mut names = self.index.names_of(e.dev, e.ino);
         names.retain(|k| k.as_slice() != path);
         let Some(first) = out.first() else {
             return;
@@ -1080,8 +1080,12 @@ impl Engine {
         let (size, checksum) = (first.size, first.checksum.clone());
         for name in names {
             // Still the same file (an index entry may be older than a
-            // replacement whose events are not handled yet).
-            let Some(now) = self.lstat(&name).filter(|x| x.ino == e.ino) else {
+            // replacement whose events are not handled yet); an inode
+            // number names a file only on one file system.
+            let Some(now) = self
+                .lstat(&name)
+                .filter(|x| x.ino == e.ino && x.dev == e.dev)
+            else {
                 continue;
             };
             self.index.insert(name.clone(), now);
@@ -1136,6 +1140,10 @@ impl Engine {
                     Ok(None) => (Some(e.size), None),
                     Err(err) => {
                         tracing::debug!(path = %String::from_utf8_lossy(p), error = %err, "no checksum");
+                        if moved_away(&err) {
+                            // The scan that finds it again reports its content.
+                            self.index.mark_unread(p);
+                        }
                         (Some(e.size), None)
                     }
                 }
@@ -1145,7 +1153,11 @@ impl Engine {
     }
 
     fn draft(&mut self, t: EventType, p: &[u8], e: &Entry, known: bool, rescan: bool) -> Draft {
-        let (size, checksum) = if known && matches!(t, EventType::Create | EventType::Update) {
+        let writes = matches!(t, EventType::Create | EventType::Update);
+        if writes && !known && self.cfg.checksum != ChecksumAlgo::None {
+            self.index.mark_unread(p);
+        }
+        let (size, checksum) = if known && writes {
             self.content(p, e)
         } else if known && e.kind != Kind::Dir {
             (Some(e.size), None)
@@ -1358,7 +1370,7 @@ impl Engine {
                 let fresh = self
                     .lstat(&to)
                     .filter(|f| f.kind == old.kind && !superseded)
-                    .filter(|f| old.ino == 0 || f.ino == old.ino);
+                    .filter(|f| old.ino == 0 || f.same_file(&old));
                 let e = fresh.unwrap_or(old);
                 self.index.insert(to.clone(), e);
                 vec![self.move_draft(from, to, e, fresh.is_some(), false)]
@@ -1426,6 +1438,18 @@ impl Engine {
 
     pub fn ignore(&self) -> &IgnoreSet {
         &self.cfg.ignore
+    }
+}
+
+/// Whether a checksum failed because the file was no longer at its path
+/// (moved, deleted or replaced), not because it cannot be read there.
+fn moved_away(err: &ChecksumError) -> bool {
+    match err {
+        ChecksumError::Replaced => true,
+        ChecksumError::Io(e) => {
+            e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR)
+        }
+        _ => false,
     }
 }
 

@@ -24,6 +24,14 @@ pub struct Entry {
     pub size: u64,
     pub mtime_ns: i64,
     pub ino: u64,
+    /// The file system holding it (`st_dev`); 0 when unknown (an entry
+    /// from a state file written before devices were recorded). An inode
+    /// number names a file only together with its device.
+    pub dev: u64,
+    /// A regular file reported without its content (it was moved or
+    /// replaced before it could be read): the next scan that finds the
+    /// same file reports it again, with its checksum.
+    pub unread: bool,
 }
 
 impl Entry {
@@ -36,6 +44,8 @@ impl Entry {
                 .saturating_mul(1_000_000_000)
                 .saturating_add(m.mtime_nsec()),
             ino: m.ino(),
+            dev: m.dev(),
+            unread: false,
         }
     }
 
@@ -46,8 +56,23 @@ impl Entry {
             size: 0,
             mtime_ns: 0,
             ino: 0,
+            dev: 0,
+            unread: false,
         }
     }
+
+    /// Whether `other` is the same file: the same inode on the same file
+    /// system (a device of 0, unknown, matches any).
+    pub fn same_file(&self, other: &Entry) -> bool {
+        self.ino == other.ino && (self.dev == other.dev || self.dev == 0 || other.dev == 0)
+    }
+}
+
+/// Key of [`Index::links`]: (device, inode).
+type FileId = (u64, u64);
+
+fn file_id(e: &Entry) -> FileId {
+    (e.dev, e.ino)
 }
 
 /// The kind of a file-system object, from `symlink_metadata` (never follows).
@@ -140,11 +165,11 @@ pub struct Index {
     /// Directories a scan could not read completely (permission denied, a
     /// path too long): what lies below them is unknown, not gone.
     unread: BTreeSet<Vec<u8>>,
-    /// Inode → names of the regular files in `map`, so that the other
-    /// names of a hard-linked file are found in proportion to its link
-    /// count. Kept by the index of what consumers were told; a scan's
+    /// (Device, inode) → names of the regular files in `map`, so that the
+    /// other names of a hard-linked file are found in proportion to its
+    /// link count. Kept by the index of what consumers were told; a scan's
     /// snapshot (`None`) goes without it until it is adopted.
-    links: Option<HashMap<u64, Names>>,
+    links: Option<HashMap<FileId, Names>>,
 }
 
 /// Whether an entry is tracked in [`Index::links`].
@@ -173,7 +198,7 @@ impl Index {
             let mut links = HashMap::new();
             for (k, e) in &self.map {
                 if linkable(e) {
-                    add_name(&mut links, e.ino, k);
+                    add_name(&mut links, file_id(e), k);
                 }
             }
             self.links = Some(links);
@@ -181,17 +206,18 @@ impl Index {
         self
     }
 
-    /// The names of regular files with inode `ino`, in path order.
-    pub fn names_of(&self, ino: u64) -> Vec<Vec<u8>> {
+    /// The names of regular files with inode `ino` on device `dev`, in
+    /// path order.
+    pub fn names_of(&self, dev: u64, ino: u64) -> Vec<Vec<u8>> {
         match &self.links {
             Some(l) => l
-                .get(&ino)
+                .get(&(dev, ino))
                 .map(|n| n.iter().map(<[u8]>::to_vec).collect())
                 .unwrap_or_default(),
             None => self
                 .map
                 .iter()
-                .filter(|(_, e)| linkable(e) && e.ino == ino)
+                .filter(|(_, e)| linkable(e) && file_id(e) == (dev, ino))
                 .map(|(k, _)| k.clone())
                 .collect(),
         }
@@ -203,13 +229,13 @@ impl Index {
             return self.map.insert(path, e);
         };
         let old = self.map.insert(path.clone(), e);
-        let same = old.is_some_and(|o| linkable(&o) == linkable(&e) && o.ino == e.ino);
+        let same = old.is_some_and(|o| linkable(&o) == linkable(&e) && file_id(&o) == file_id(&e));
         if !same {
             if let Some(o) = old.filter(linkable) {
-                remove_name(links, o.ino, &path);
+                remove_name(links, file_id(&o), &path);
             }
             if linkable(&e) {
-                add_name(links, e.ino, &path);
+                add_name(links, file_id(&e), &path);
             }
         }
         old
@@ -219,7 +245,7 @@ impl Index {
     fn take(&mut self, path: &[u8]) -> Option<Entry> {
         let old = self.map.remove(path)?;
         if let (Some(links), true) = (self.links.as_mut(), linkable(&old)) {
-            remove_name(links, old.ino, path);
+            remove_name(links, file_id(&old), path);
         }
         Some(old)
     }
@@ -242,6 +268,14 @@ impl Index {
 
     pub fn insert(&mut self, path: Vec<u8>, e: Entry) -> Option<Entry> {
         self.put(path, e)
+    }
+
+    /// Records that the regular file at `path` was reported without its
+    /// content (see [`Entry::unread`]).
+    pub fn mark_unread(&mut self, path: &[u8]) {
+        if let Some(e) = self.map.get_mut(path).filter(|e| e.kind == Kind::File) {
+            e.unread = true;
+        }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&Vec<u8>, &Entry)> {
@@ -339,6 +373,7 @@ impl Index {
                     let (d, de) = &deleted[*i];
                     !consumed.contains(i)
                         && de.kind == ce.kind
+                        && (de.dev == ce.dev || de.dev == 0)
                         && (ce.kind == Kind::Dir
                             || (de.size == ce.size && de.mtime_ns == ce.mtime_ns))
                         && !ancestors(d).any(|a| moved_from.contains(a))
@@ -400,8 +435,10 @@ impl Index {
                     out.push(Change::Create(k.clone(), *se));
                 }
                 Some(ie) if ie != se => {
-                    let changed =
-                        ie.size != se.size || ie.mtime_ns != se.mtime_ns || ie.ino != se.ino;
+                    let changed = ie.size != se.size
+                        || ie.mtime_ns != se.mtime_ns
+                        || !ie.same_file(se)
+                        || (ie.unread && se.kind == Kind::File);
                     self.put(k.clone(), *se);
                     if changed && se.kind != Kind::Dir {
                         out.push(Change::Update(k.clone(), *se));
@@ -490,9 +527,9 @@ pub fn scan(
     idx
 }
 
-fn add_name(links: &mut HashMap<u64, Names>, ino: u64, path: &[u8]) {
+fn add_name(links: &mut HashMap<FileId, Names>, id: FileId, path: &[u8]) {
     use std::collections::hash_map::Entry as Slot;
-    match links.entry(ino) {
+    match links.entry(id) {
         Slot::Vacant(v) => {
             v.insert(Names::One(path.into()));
         }
@@ -513,21 +550,21 @@ fn add_name(links: &mut HashMap<u64, Names>, ino: u64, path: &[u8]) {
     }
 }
 
-fn remove_name(links: &mut HashMap<u64, Names>, ino: u64, path: &[u8]) {
-    let Some(names) = links.get_mut(&ino) else {
+fn remove_name(links: &mut HashMap<FileId, Names>, id: FileId, path: &[u8]) {
+    let Some(names) = links.get_mut(&id) else {
         return;
     };
     match names {
         Names::One(n) => {
             if **n == *path {
-                links.remove(&ino);
+                links.remove(&id);
             }
         }
         Names::Many(v) => {
             v.remove(path);
             match v.len() {
                 0 => {
-                    links.remove(&ino);
+                    links.remove(&id);
                 }
                 1 => {
                     if let Some(last) = v.pop_first() {
@@ -545,8 +582,71 @@ fn remove_name(links: &mut HashMap<u64, Names>, ino: u64, path: &[u8]) {
 struct StateFile {
     version: u32,
     root: String,
-    /// (base64 path, kind, size, mtime_ns, inode)
-    entries: Vec<(String, Kind, u64, i64, u64)>,
+    entries: Vec<StateRow>,
+}
+
+/// The version of the state file written. Version 1 rows lack the device
+/// and the unread flag; they load with a device of 0 (unknown, learnt at
+/// the first scan) and the content taken as read.
+const STATE_VERSION: u32 = 2;
+
+/// One entry of a state file: `[base64 path, kind, size, mtime_ns, inode,
+/// device, unread]`; the last two may be absent (version 1).
+#[derive(Debug)]
+struct StateRow {
+    path: String,
+    entry: Entry,
+}
+
+impl Serialize for StateRow {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let e = &self.entry;
+        (
+            &self.path, e.kind, e.size, e.mtime_ns, e.ino, e.dev, e.unread,
+        )
+            .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for StateRow {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<StateRow, D::Error> {
+        struct Row;
+        impl<'de> serde::de::Visitor<'de> for Row {
+            type Value = StateRow;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("[path, kind, size, mtime_ns, inode, device?, unread?]")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<StateRow, A::Error> {
+                use serde::de::Error;
+                let missing = |i| A::Error::invalid_length(i, &self);
+                let path = a.next_element()?.ok_or_else(|| missing(0))?;
+                let kind = a.next_element()?.ok_or_else(|| missing(1))?;
+                let size = a.next_element()?.ok_or_else(|| missing(2))?;
+                let mtime_ns = a.next_element()?.ok_or_else(|| missing(3))?;
+                let ino = a.next_element()?.ok_or_else(|| missing(4))?;
+                let dev = a.next_element()?.unwrap_or(0);
+                let unread = a.next_element()?.unwrap_or(false);
+                if a.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    return Err(A::Error::invalid_length(8, &self));
+                }
+                Ok(StateRow {
+                    path,
+                    entry: Entry {
+                        kind,
+                        size,
+                        mtime_ns,
+                        ino,
+                        dev,
+                        unread,
+                    },
+                })
+            }
+        }
+        d.deserialize_seq(Row)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -576,12 +676,15 @@ impl Index {
     pub fn save(&self, path: &Path, root: &Path) -> Result<(), StateError> {
         let b64 = base64::engine::general_purpose::STANDARD;
         let sf = StateFile {
-            version: 1,
+            version: STATE_VERSION,
             root: root.to_string_lossy().into_owned(),
             entries: self
                 .map
                 .iter()
-                .map(|(k, e)| (b64.encode(k), e.kind, e.size, e.mtime_ns, e.ino))
+                .map(|(k, e)| StateRow {
+                    path: b64.encode(k),
+                    entry: *e,
+                })
                 .collect(),
         };
         let io = |source| StateError::Io {
@@ -637,19 +740,11 @@ impl Index {
         }
         let b64 = base64::engine::general_purpose::STANDARD;
         let mut idx = Index::new();
-        for (p, kind, size, mtime_ns, ino) in sf.entries {
-            let k = b64.decode(p).map_err(|_| StateError::BadPath {
+        for row in sf.entries {
+            let k = b64.decode(row.path).map_err(|_| StateError::BadPath {
                 path: path.to_path_buf(),
             })?;
-            idx.put(
-                k,
-                Entry {
-                    kind,
-                    size,
-                    mtime_ns,
-                    ino,
-                },
-            );
+            idx.put(k, row.entry);
         }
         Ok(Some(idx))
     }
@@ -738,6 +833,8 @@ mod tests {
             size,
             mtime_ns: 1,
             ino,
+            dev: 1,
+            unread: false,
         }
     }
 
@@ -864,21 +961,21 @@ mod tests {
 
     /// The inode → names map says exactly what a pass over the entries says.
     fn assert_links_consistent(i: &Index) {
-        let mut want: BTreeMap<u64, Vec<Vec<u8>>> = BTreeMap::new();
+        let mut want: BTreeMap<FileId, Vec<Vec<u8>>> = BTreeMap::new();
         for (k, x) in i.iter() {
             if linkable(x) {
-                want.entry(x.ino).or_default().push(k.clone());
+                want.entry(file_id(x)).or_default().push(k.clone());
             }
         }
         let links = i.links.as_ref().expect("the index keeps its links");
         assert_eq!(links.len(), want.len(), "{links:?}");
-        for (ino, names) in want {
-            assert_eq!(i.names_of(ino), names, "inode {ino}");
+        for ((dev, ino), names) in want {
+            assert_eq!(i.names_of(dev, ino), names, "inode {ino}");
         }
     }
 
     fn names(i: &Index, ino: u64) -> Vec<String> {
-        i.names_of(ino)
+        i.names_of(1, ino)
             .iter()
             .map(|k| String::from_utf8_lossy(k).into_owned())
             .collect()
@@ -933,16 +1030,23 @@ mod tests {
         std::fs::create_dir_all(root.join("sub")).expect("mkdir");
         std::fs::write(root.join("a"), b"x").expect("write");
         std::fs::hard_link(root.join("a"), root.join("sub/b")).expect("link");
-        let ino = std::fs::metadata(root.join("a")).expect("stat").ino();
+        let m = std::fs::metadata(root.join("a")).expect("stat");
+        let (dev, ino) = (m.dev(), m.ino());
+        let names = |i: &Index| -> Vec<String> {
+            i.names_of(dev, ino)
+                .iter()
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .collect()
+        };
         let ignore = IgnoreSet::new(&[]).expect("ignore");
         let adopted = scan(&root, b"", &ignore, &mut NoHook, false).with_links();
         assert_links_consistent(&adopted);
-        assert_eq!(names(&adopted, ino), vec!["a", "sub/b"]);
+        assert_eq!(names(&adopted), vec!["a", "sub/b"]);
         let sf = dir.path().join("state.json");
         adopted.save(&sf, &root).expect("save");
         let loaded = Index::load(&sf, &root).expect("load").expect("present");
         assert_links_consistent(&loaded);
-        assert_eq!(names(&loaded, ino), vec!["a", "sub/b"]);
+        assert_eq!(names(&loaded), vec!["a", "sub/b"]);
     }
 
     #[test]
@@ -950,12 +1054,15 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut i = Index::new();
         i.insert(b"caf\xe9".to_vec(), e(Kind::File, 1, 2));
+        i.insert(b"unread".to_vec(), e(Kind::File, 3, 4));
+        i.mark_unread(b"unread");
         let p = dir.path().join("state.json");
         i.save(&p, Path::new("/r")).expect("save");
         let back = Index::load(&p, Path::new("/r"))
             .expect("load")
             .expect("present");
         assert_eq!(back.get(b"caf\xe9"), Some(&e(Kind::File, 1, 2)));
+        assert!(back.get(b"unread").is_some_and(|x| x.unread && x.dev == 1));
         assert!(matches!(
             Index::load(&p, Path::new("/other")),
             Err(StateError::OtherRoot { .. })
@@ -963,5 +1070,79 @@ mod tests {
         assert!(Index::load(&dir.path().join("none"), Path::new("/r"))
             .expect("ok")
             .is_none());
+    }
+
+    fn on(dev: u64, mut x: Entry) -> Entry {
+        x.dev = dev;
+        x
+    }
+
+    #[test]
+    fn the_same_inode_number_on_another_device_is_another_file() {
+        let mut i = idx(&[
+            ("a", e(Kind::File, 2, 1)),
+            ("a2", e(Kind::File, 2, 1)),
+            ("m/f1", on(7, e(Kind::File, 2, 1))),
+        ]);
+        assert_links_consistent(&i);
+        assert_eq!(names(&i, 2), vec!["a", "a2"]);
+        assert_eq!(i.names_of(7, 2), vec![b"m/f1".to_vec()]);
+        // A file gone from one file system and one with its inode number
+        // on another are not a move.
+        let snap = idx(&[
+            ("a", e(Kind::File, 2, 1)),
+            ("a2", e(Kind::File, 2, 1)),
+            ("n/f1", on(8, e(Kind::File, 2, 1))),
+        ]);
+        assert_eq!(
+            show(&i.reconcile(b"", &snap)),
+            vec!["delete m/f1", "create n/f1"]
+        );
+        assert_links_consistent(&i);
+    }
+
+    #[test]
+    fn a_file_reported_without_its_content_is_updated_by_the_next_scan() {
+        let mut i = idx(&[("d", e(Kind::Dir, 1, 0)), ("d/f", e(Kind::File, 2, 3))]);
+        i.mark_unread(b"d/f");
+        i.mark_unread(b"d");
+        assert!(!i.get(b"d").expect("d").unread, "only files");
+        let snap = idx(&[("d", e(Kind::Dir, 1, 0)), ("d/f", e(Kind::File, 2, 3))]);
+        assert_eq!(show(&i.reconcile(b"", &snap)), vec!["update d/f"]);
+        assert!(!i.get(b"d/f").expect("d/f").unread);
+        assert!(i.reconcile(b"", &snap).is_empty(), "once");
+    }
+
+    #[test]
+    fn a_version_1_state_file_loads_with_devices_unknown() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("state.json");
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let v1 = serde_json::json!({
+            "version": 1,
+            "root": "/r",
+            "entries": [[b64.encode("f"), Kind::File, 3, 1, 2]],
+        });
+        std::fs::write(&p, v1.to_string()).expect("write");
+        let back = Index::load(&p, Path::new("/r"))
+            .expect("load")
+            .expect("present");
+        assert_eq!(back.get(b"f"), Some(&on(0, e(Kind::File, 2, 3))));
+        // Its first scan learns the device without reporting a change.
+        let mut back = back;
+        let snap = idx(&[("f", on(9, e(Kind::File, 2, 3)))]);
+        assert!(back.reconcile(b"", &snap).is_empty());
+        assert_eq!(back.names_of(9, 2), vec![b"f".to_vec()]);
+        assert_links_consistent(&back);
+        // Rows of another shape are refused.
+        std::fs::write(
+            &p,
+            r#"{"version":2,"root":"/r","entries":[["Zg==","file",3]]}"#,
+        )
+        .expect("write");
+        assert!(matches!(
+            Index::load(&p, Path::new("/r")),
+            Err(StateError::Format { .. })
+        ));
     }
 }

@@ -81,3 +81,58 @@ fn a_file_system_mounted_below_the_root_after_start_is_watched_and_reported() {
     assert_trees_equal(&replay(&start, &evs), &disk_tree(root, &[]));
     assert_seq_contiguous(&evs);
 }
+
+/// A write to a hard-linked file updates its other names, and nothing on
+/// another file system that happens to have the same inode number.
+#[test]
+fn a_hard_link_update_never_reaches_a_file_with_the_same_inode_number_elsewhere() {
+    let Some(a) = Tmpfs::mount("1m") else {
+        return;
+    };
+    let Some(b) = Tmpfs::mount("1m") else {
+        return;
+    };
+    let root = a.path();
+    sh(root, "echo v1 > a && ln a a2 && mkdir m");
+    sh(b.path(), "for i in 1 2 3 4 5 6 7 8; do echo $i > f$i; done");
+    let _bind = Bind::mount(b.path(), &root.join("m"));
+    let ino = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let twin = (1..=8)
+        .map(|i| format!("m/f{i}"))
+        .find(|p| ino(&root.join(p)) == ino(&root.join("a")));
+    let Some(twin) = twin else {
+        eprintln!("skipped: no file on the second tmpfs shares the first's inode number");
+        return;
+    };
+    let before = std::fs::read(root.join(&twin)).unwrap();
+    let m = Monitor::start(root, &["--checksum=sha256", "--poll-interval=100"]);
+
+    sh(root, "echo v2 >> a");
+    m.wait_for("both names of the written file", |e| {
+        has(e, "update file a") && has(e, "update file a2")
+    });
+    let evs = m.settle(Duration::from_millis(500));
+    assert!(
+        evs.iter().all(|e| e.path != twin),
+        "{twin} was not written: {:?}",
+        summary(&evs)
+    );
+    assert_eq!(std::fs::read(root.join(&twin)).unwrap(), before);
+    // Writing the file on the other file system reports it alone, with its
+    // own content.
+    sh(root, &format!("echo changed > {twin}"));
+    m.wait_for("the other file system's file", |e| {
+        has(e, &format!("update file {twin}"))
+    });
+    let evs = m.settle(Duration::from_millis(300));
+    let later: Vec<_> = evs.iter().filter(|e| e.seq > 2).collect();
+    assert_eq!(
+        later.iter().map(|e| short(e)).collect::<Vec<_>>(),
+        vec![format!("update file {twin}")]
+    );
+    assert_eq!(
+        later[0].checksum.as_deref(),
+        Some("sha256:7f8b1dfc466b6249f06cbe55c9174df2578e7754da793fded244ef5cba2a38f1"),
+        "the checksum of \"changed\\n\""
+    );
+}

@@ -225,7 +225,26 @@ fn a_line_the_reader_never_took_is_reported_after_a_restart() {
     assert!(first.contains("\"path\":\"a\""), "{first}");
     drop(out);
     // The state is saved after the line for `a` was written.
-    std::thread::sleep(Duration::from_millis(1500));
+    let state = st.path().join("index.json");
+    let holds_a = || -> bool {
+        let Ok(data) = std::fs::read(&state) else {
+            return false;
+        };
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&data) else {
+            return false;
+        };
+        v["entries"]
+            .as_array()
+            .is_some_and(|rows| rows.iter().any(|r| r[0] == "YQ=="))
+    };
+    let t = std::time::Instant::now();
+    while !holds_a() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the state file never held `a`"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // This line fails to be written: the monitor exits.
     sh(root, "echo b > b");
     let t = std::time::Instant::now();
