@@ -8,7 +8,6 @@
 //! with its reason instead of being lost.
 
 use serde::de::IgnoredAny;
-use serde_json::value::RawValue;
 
 /// The event lines of a body, borrowed from it. Blank lines are skipped and a
 /// trailing `\r` is removed.
@@ -70,18 +69,27 @@ impl<'a> Iterator for Elements<'a> {
             self.done = true;
             return None;
         }
-        let mut values = serde_json::Deserializer::from_slice(rest).into_iter::<&RawValue>();
-        let Some(Ok(value)) = values.next() else {
+        // Skipped, not parsed into a string: the whole-body check does not
+        // check UTF-8 inside strings either, so an element with invalid
+        // UTF-8 is yielded as it is (and dead-lettered as such) instead of
+        // ending the walk there.
+        let mut values = serde_json::Deserializer::from_slice(rest).into_iter::<IgnoredAny>();
+        let Some(Ok(_)) = values.next() else {
+            // Not expected after the whole-body check; should it happen,
+            // the rest is kept as one line rather than dropped.
             self.done = true;
-            return None;
+            let tail = trim(rest);
+            let tail = tail.strip_suffix(b"]").map_or(tail, trim);
+            return (!tail.is_empty()).then_some(tail);
         };
+        let value = &rest[..values.byte_offset()];
         self.pos += values.byte_offset();
         self.skip_ws();
         match self.body.get(self.pos) {
             Some(b',') => self.pos += 1,
             _ => self.done = true,
         }
-        Some(value.get().as_bytes())
+        Some(value)
     }
 }
 
@@ -160,5 +168,13 @@ mod tests {
             "trailing data"
         );
         assert_eq!(lines(b"[1,,2]"), vec![&b"[1,,2]"[..]]);
+    }
+
+    #[test]
+    fn an_element_with_invalid_utf8_is_a_line_and_the_walk_goes_on() {
+        assert_eq!(
+            lines(b"[{\"p\":\"caf\xe9\"}, {\"b\":2},3]"),
+            vec![&b"{\"p\":\"caf\xe9\"}"[..], b"{\"b\":2}", b"3"]
+        );
     }
 }

@@ -219,3 +219,39 @@ fn a_json_array_of_many_tiny_elements_is_walked_in_bounded_memory() {
     assert_eq!(stored.records.len(), 1);
     assert!(stored.dead_letters.len() < 1000 + 24_000_000 / 60_000 + 2);
 }
+
+/// An array element whose strings are not UTF-8 is dead-lettered with its
+/// exact bytes, and the elements after it are still stored.
+#[test]
+fn an_array_element_that_is_not_utf8_does_not_cut_the_array_short() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sink = Sink::start(dir.path(), &[]);
+    sink.wait_ready(200);
+    let monitor = uuid::Uuid::new_v4().to_string();
+    let bad = b"{\"path\":\"caf\xe9\"}".to_vec();
+    let mut body = b"[".to_vec();
+    body.extend_from_slice(event(&monitor, 1, "s-utf8").as_bytes());
+    body.push(b',');
+    body.extend_from_slice(&bad);
+    body.push(b',');
+    body.extend_from_slice(event(&monitor, 2, "s-utf8").as_bytes());
+    body.push(b']');
+    let (s, r) = post(&sink, body, &[]);
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(
+        (
+            r["received"].as_u64(),
+            r["written"].as_u64(),
+            r["dead_lettered"].as_u64()
+        ),
+        (Some(3), Some(2), Some(1)),
+        "{r}"
+    );
+    sink.stop();
+    let stored = read_store(dir.path());
+    assert_eq!(stored.records.len(), 2);
+    assert_eq!(
+        dead_letters_cli(dir.path(), &["--raw"]),
+        [&bad[..], b"\n"].concat()
+    );
+}
