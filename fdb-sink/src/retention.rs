@@ -45,8 +45,9 @@ pub struct RetentionOptions {
     pub cutoff_ns: i64,
     /// Count what would go, change nothing.
     pub dry_run: bool,
-    /// Records (or dead letters) per transaction at first; halved for the
-    /// rest of the run whenever a transaction cannot finish in time.
+    /// Records (or dead letters) per transaction at most; halved whenever
+    /// a transaction cannot finish in time, doubled back after
+    /// [`GROW_AFTER`] transactions in a row that did.
     pub batch_records: usize,
     /// Run even when more than [`GUARD_PERCENT`] % of the store's sessions
     /// would lose all of their records.
@@ -58,6 +59,10 @@ pub struct RetentionOptions {
 /// looks like, while a daily run with the usual period empties a small
 /// share.
 pub const GUARD_PERCENT: u64 = 90;
+
+/// Fewer emptied sessions than this never trip the guard: a small store
+/// (a test store, a new deployment) is cleaned without the operator.
+pub const GUARD_MIN_SESSIONS: u64 = 10;
 
 /// What a run removed (or, with `dry_run`, would remove).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -105,9 +110,11 @@ pub enum RetentionError {
 }
 
 /// True when emptying `emptied` of `total` sessions needs the operator's
-/// consent (more than [`GUARD_PERCENT`] % of them).
+/// consent (more than [`GUARD_PERCENT`] % of them, and at least
+/// [`GUARD_MIN_SESSIONS`]).
 pub fn guard_trips(emptied: u64, total: u64) -> bool {
-    emptied > 0 && u128::from(emptied) * 100 > u128::from(total) * u128::from(GUARD_PERCENT)
+    emptied >= GUARD_MIN_SESSIONS
+        && u128::from(emptied) * 100 > u128::from(total) * u128::from(GUARD_PERCENT)
 }
 
 /// Session summary keys scanned per read transaction.
@@ -221,17 +228,32 @@ pub fn batch_too_big(e: &StoreError) -> bool {
     }
 }
 
-/// The number of items per transaction: starts at `--batch-records` and is
-/// halved (down to 1), for the rest of the run, whenever a transaction of
-/// that size fails with [`batch_too_big`].
+/// Transactions in a row that must finish at a reduced size before it is
+/// doubled again.
+pub const GROW_AFTER: u32 = 8;
+
+/// The number of items per transaction: starts at `--batch-records`, is
+/// halved (down to 1) whenever a transaction of that size fails with
+/// [`batch_too_big`], and doubled again (up to `--batch-records`) after
+/// [`GROW_AFTER`] transactions in a row that finished: a slow spell of the
+/// cluster (a recovery) does not leave the rest of a long run at a few
+/// records per transaction.
 #[derive(Debug)]
 pub struct BatchSize {
     size: usize,
+    max: usize,
+    /// Steps that finished in a row at the current size.
+    finished: u32,
 }
 
 impl BatchSize {
     pub fn new(size: usize) -> Self {
-        BatchSize { size: size.max(1) }
+        let size = size.max(1);
+        BatchSize {
+            size,
+            max: size,
+            finished: 0,
+        }
     }
 
     pub fn get(&self) -> usize {
@@ -259,8 +281,24 @@ impl BatchSize {
                         self.size
                     );
                     self.size = smaller;
+                    self.finished = 0;
                 }
-                r => return r,
+                Ok(v) => {
+                    self.finished += 1;
+                    if self.size < self.max && self.finished >= GROW_AFTER {
+                        self.size = self.size.saturating_mul(2).min(self.max);
+                        self.finished = 0;
+                        tracing::info!(
+                            to = self.size,
+                            "retention: {what} per transaction raised again"
+                        );
+                    }
+                    return Ok(v);
+                }
+                Err(e) => {
+                    self.finished = 0;
+                    return Err(e);
+                }
             }
         }
     }
@@ -1114,7 +1152,7 @@ mod tests {
     }
 
     #[test]
-    fn batch_size_halves_on_too_big_errors_only_and_stays_halved() {
+    fn batch_size_halves_on_too_big_errors_only_and_grows_back() {
         let too_old = || StoreError::RetriesExhausted {
             attempts: 20,
             last: Box::new(StoreError::Internal("too old".into())),
@@ -1140,6 +1178,17 @@ mod tests {
         });
         assert!(matches!(r, Err(StoreError::Corrupt(_))) && calls == 1);
         assert_eq!(b.get(), 31);
+        // Once transactions finish again, the size grows back, to the start.
+        for _ in 0..GROW_AFTER - 1 {
+            b.run("records", Ok).expect("ok");
+        }
+        assert_eq!(b.get(), 31, "not before {GROW_AFTER} in a row");
+        b.run("records", Ok).expect("ok");
+        assert_eq!(b.get(), 62);
+        for _ in 0..GROW_AFTER * 10 {
+            b.run("records", Ok).expect("ok");
+        }
+        assert_eq!(b.get(), 500, "never above --batch-records");
         // At size 1 the error is reported.
         let mut one = BatchSize::new(4);
         let r = one.run("records", |_| -> Result<(), _> { Err(too_old()) });
@@ -1154,7 +1203,11 @@ mod tests {
         assert!(!guard_trips(0, 10));
         assert!(!guard_trips(9, 10));
         assert!(guard_trips(10, 10));
-        assert!(guard_trips(1, 1));
+        assert!(
+            !guard_trips(1, 1),
+            "a small store is cleaned without consent"
+        );
+        assert!(!guard_trips(9, 9));
         assert!(!guard_trips(900, 1000));
         assert!(guard_trips(901, 1000));
         assert!(guard_trips(u64::MAX, u64::MAX));
