@@ -1213,12 +1213,12 @@ mod tests {
         assert!(guard_trips(u64::MAX, u64::MAX));
     }
 
-    /// A store on which another client commits the next rows of
-    /// `before_write` just before each write transaction starts (an API
-    /// request landing between retention's read and its write).
+    /// A store on which another client commits the rows of the next entry
+    /// of `before_write` (if any) just before each write transaction starts
+    /// (an API request landing between retention's read and its write).
     struct Interleaved {
         inner: EmbeddedStore,
-        before_write: std::sync::Mutex<Vec<Rows>>,
+        before_write: std::sync::Mutex<std::collections::VecDeque<Option<Rows>>>,
     }
 
     /// Keys and the values another client writes.
@@ -1229,8 +1229,8 @@ mod tests {
             &self,
             f: &mut dyn FnMut(&mut dyn Txn) -> Result<(), StoreError>,
         ) -> Result<(), StoreError> {
-            let other = self.before_write.lock().expect("lock").pop();
-            if let Some(rows) = other {
+            let other = self.before_write.lock().expect("lock").pop_front();
+            if let Some(Some(rows)) = other {
                 self.inner.transact(|t| {
                     for (k, v) in &rows {
                         t.set(k, v.as_bytes())?;
@@ -1286,18 +1286,24 @@ mod tests {
             })
             .expect("seed");
         // After retention read them, agent a1 sends a heartbeat and another
-        // session claims src/x.rs (before the agents' and the claims'
-        // removal respectively).
+        // session claims src/x.rs, each just before the transaction that
+        // removes stale rows of its kind. With no sessions, the write
+        // transactions are: the (empty) dead-letter page, the agents', the
+        // claims'.
         let fresh = vec![
             (keys.agent("t", "a1"), v("received_ns", now)),
             (keys.claim("t", "src/x.rs"), v("expires_ns", now + day)),
         ];
         let store = Interleaved {
             inner,
-            before_write: std::sync::Mutex::new(vec![
-                vec![fresh[1].clone()],
-                vec![fresh[0].clone()],
-            ]),
+            before_write: std::sync::Mutex::new(
+                [
+                    None,
+                    Some(vec![fresh[0].clone()]),
+                    Some(vec![fresh[1].clone()]),
+                ]
+                .into(),
+            ),
         };
         let opts = RetentionOptions {
             cutoff_ns: now - 90 * day,
