@@ -682,8 +682,9 @@ pub fn dead_letter(
 /// A group of invalid lines of one request (reason [`reason::GROUPED`]):
 /// `payload` holds each line followed by `\n` (at most
 /// [`MAX_B64_RAW_BYTES`], so that its base64 fits the value limit).
-/// `own_ts` is the earliest timestamp of its lines that had a valid one: the
-/// key time, else `received_ns`. The id is a hash of the payload (in its own
+/// `own_ts` is the latest timestamp of its lines that had a valid one (so
+/// that retention keeps the group until its newest line is past the
+/// period): the key time, else `received_ns`. The id is a hash of the payload (in its own
 /// domain, apart from the ids of single lines), so a redelivered request
 /// lands on the same key.
 pub fn group_dead_letter(

@@ -89,7 +89,9 @@ impl<'k> Validator<'k> {
         g.lines += 1;
         *g.reasons.entry(rejection.reason.to_owned()).or_default() += 1;
         if let Some(ts) = rejection.own_ts {
-            g.own_ts = Some(g.own_ts.map_or(ts, |t| t.min(ts)));
+            // The latest: retention keeps the group until its newest line
+            // is past the period.
+            g.own_ts = Some(g.own_ts.map_or(ts, |t| t.max(ts)));
         }
     }
 
@@ -158,6 +160,20 @@ mod tests {
                 Item::Record(_) => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn a_group_is_keyed_by_the_latest_timestamp_of_its_lines() {
+        let lines: [&[u8]; 3] = [
+            b"{\"timestamp\":\"2026-11-26T18:00:00Z\",\"n\":1}",
+            b"{\"timestamp\":\"2020-01-01T00:00:00Z\",\"n\":2}",
+            b"{\"timestamp\":\"2026-11-27T09:00:00Z\",\"n\":3}",
+        ];
+        let items = run(&lines, 0);
+        let dls = letters(&items);
+        assert_eq!(dls.len(), 1, "one group");
+        let latest = crate::timespec::parse_time_ns("2026-11-27T09:00:00Z").expect("time");
+        assert_eq!(dls[0].ts_ns, latest, "kept until its newest line is old");
     }
 
     #[test]
