@@ -447,7 +447,10 @@ impl Engine {
         // processes' events are queued in between.
         self.carry = crate::watcher::split_unpaired_tail(&mut raws);
         let held = (!self.carry.is_empty()).then(|| self.carry[0].clone());
-        self.handle_batch(raws)?;
+        // What the held-back events remove or replace happens after this
+        // batch too.
+        let later = removed_or_replaced(&raws, &self.carry);
+        self.handle_batch(raws, later)?;
         // Waited for from now on (handling the batch may have taken long):
         // since it was first held if it was already held before this read.
         self.carry_since = match held {
@@ -473,7 +476,8 @@ impl Engine {
             return Ok(());
         }
         let raws = std::mem::take(&mut self.carry);
-        self.handle_batch(raws)?;
+        let later = removed_or_replaced(&raws, &[]);
+        self.handle_batch(raws, later)?;
         if let Some((from, _, _)) = self.pending_from.take() {
             // Its partner was already waited for.
             self.moved_out(from, Instant::now());
@@ -481,19 +485,17 @@ impl Engine {
         Ok(())
     }
 
-    /// Handles one batch of kernel events, in order.
-    fn handle_batch(&mut self, mut raws: Vec<Raw>) -> Result<(), EngineError> {
+    /// Handles one batch of kernel events, in order; `later`: what its
+    /// events and those queued after them remove or replace (see
+    /// [`removed_or_replaced`]).
+    fn handle_batch(
+        &mut self,
+        mut raws: Vec<Raw>,
+        later: HashMap<RelPath, usize>,
+    ) -> Result<(), EngineError> {
         // One clock reading for the whole batch (read in one go).
         let received = Instant::now();
-        self.batch_later.clear();
-        for (i, raw) in raws.iter().enumerate() {
-            if let Raw::Remove { path, .. }
-            | Raw::RenameFrom { path, .. }
-            | Raw::RenameTo { path, .. } = raw
-            {
-                self.batch_later.insert(path.clone(), i);
-            }
-        }
+        self.batch_later = later;
         for (i, raw) in raws.drain(..).enumerate() {
             self.batch_pos = i;
             self.co.received = Some(received);
@@ -1459,6 +1461,23 @@ fn replaced(fresh: Option<Entry>, written: Option<u64>) -> bool {
     matches!((fresh, written), (Some(f), Some(w)) if f.ino != w)
 }
 
+/// The paths that a kernel event of `batch`, or of `after` (queued after
+/// the batch and handled later), removes or replaces, each with the
+/// position of the last such event, counted from the batch's first event
+/// through `after`.
+fn removed_or_replaced(batch: &[Raw], after: &[Raw]) -> HashMap<RelPath, usize> {
+    let mut out = HashMap::new();
+    for (i, raw) in batch.iter().chain(after).enumerate() {
+        if let Raw::Remove { path, .. }
+        | Raw::RenameFrom { path, .. }
+        | Raw::RenameTo { path, .. } = raw
+        {
+            out.insert(path.clone(), i);
+        }
+    }
+    out
+}
+
 /// For each path an event of `items` removes or replaces (see
 /// [`replaced_paths`]), the position of the last such event: one pass, so
 /// that checking every event against all that follow it stays linear.
@@ -1481,6 +1500,40 @@ mod tests {
 
     fn at(ev: Logical) -> Item {
         (ev, Instant::now())
+    }
+
+    #[test]
+    fn what_held_back_events_remove_or_replace_comes_after_the_batch() {
+        let p = |s: &str| s.as_bytes().to_vec();
+        let batch = vec![
+            Raw::CloseWrite { path: p("p") },
+            Raw::Remove {
+                path: p("gone"),
+                dir: false,
+            },
+        ];
+        let held = vec![
+            Raw::RenameFrom {
+                path: p("a"),
+                cookie: 1,
+            },
+            Raw::RenameFrom {
+                path: p("p"),
+                cookie: 2,
+            },
+            Raw::RenameTo {
+                path: p("q"),
+                cookie: 2,
+            },
+        ];
+        let m = removed_or_replaced(&batch, &held);
+        assert_eq!(m.get(b"gone".as_slice()), Some(&1));
+        // After the close of `p` (position 0): its content is not read
+        // from whatever holds the name by then.
+        assert_eq!(m.get(b"p".as_slice()), Some(&3));
+        assert_eq!(m.get(b"q".as_slice()), Some(&4));
+        assert_eq!(m.get(b"a".as_slice()), Some(&2));
+        assert!(!removed_or_replaced(&batch, &[]).contains_key(b"p".as_slice()));
     }
 
     #[test]

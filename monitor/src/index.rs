@@ -582,13 +582,25 @@ fn remove_name(links: &mut HashMap<FileId, Names>, id: FileId, path: &[u8]) {
 struct StateFile {
     version: u32,
     root: String,
+    /// The device of the root when the file was written. When the root is
+    /// on another device at load (a remount: NFS, overlay and FUSE devices
+    /// are numbered anew at each mount), or this is absent, the entries'
+    /// devices are taken as unknown and learnt again by the first scan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    root_dev: Option<u64>,
     entries: Vec<StateRow>,
 }
 
 /// The version of the state file written. Version 1 rows lack the device
 /// and the unread flag; they load with a device of 0 (unknown, learnt at
-/// the first scan) and the content taken as read.
+/// the first scan) and the content taken as read. Other versions (written
+/// by a newer file-monitor) are refused.
 const STATE_VERSION: u32 = 2;
+
+/// The device of the watched root, if it can be read.
+fn root_device(root: &Path) -> Option<u64> {
+    std::fs::metadata(root).ok().map(|m| m.dev())
+}
 
 /// One entry of a state file: `[base64 path, kind, size, mtime_ns, inode,
 /// device, unread]`; the last two may be absent (version 1).
@@ -669,6 +681,8 @@ pub enum StateError {
     },
     #[error("state file {path:?} holds an invalid path")]
     BadPath { path: PathBuf },
+    #[error("state file {path:?} has version {found}, written by a newer file-monitor; this one reads versions 1 to {STATE_VERSION}")]
+    UnknownVersion { path: PathBuf, found: u32 },
 }
 
 impl Index {
@@ -678,6 +692,7 @@ impl Index {
         let sf = StateFile {
             version: STATE_VERSION,
             root: root.to_string_lossy().into_owned(),
+            root_dev: root_device(root),
             entries: self
                 .map
                 .iter()
@@ -714,7 +729,9 @@ impl Index {
         Ok(())
     }
 
-    /// Loads a saved index; `Ok(None)` when the file does not exist.
+    /// Loads a saved index; `Ok(None)` when the file does not exist. When
+    /// the root is not on the device it was on when the file was written,
+    /// the devices of the entries load as unknown (0).
     pub fn load(path: &Path, root: &Path) -> Result<Option<Index>, StateError> {
         let data = match std::fs::read(path) {
             Ok(d) => d,
@@ -730,6 +747,12 @@ impl Index {
             path: path.to_path_buf(),
             source,
         })?;
+        if !(1..=STATE_VERSION).contains(&sf.version) {
+            return Err(StateError::UnknownVersion {
+                path: path.to_path_buf(),
+                found: sf.version,
+            });
+        }
         let expected = root.to_string_lossy().into_owned();
         if sf.root != expected {
             return Err(StateError::OtherRoot {
@@ -738,12 +761,26 @@ impl Index {
                 expected,
             });
         }
+        // Absent (an earlier file): not known to be the same device either.
+        let now_dev = root_device(root);
+        let remounted = sf.root_dev != now_dev;
+        if let (true, Some(was)) = (remounted, sf.root_dev) {
+            tracing::info!(
+                file = %path.display(),
+                was,
+                now = ?now_dev,
+                "the root is on another device than when the state file was written (a remount); devices are learnt again by the first scan"
+            );
+        }
         let b64 = base64::engine::general_purpose::STANDARD;
         let mut idx = Index::new();
-        for row in sf.entries {
+        for mut row in sf.entries {
             let k = b64.decode(row.path).map_err(|_| StateError::BadPath {
                 path: path.to_path_buf(),
             })?;
+            if remounted {
+                row.entry.dev = 0;
+            }
             idx.put(k, row.entry);
         }
         Ok(Some(idx))
@@ -1143,6 +1180,32 @@ mod tests {
         assert!(matches!(
             Index::load(&p, Path::new("/r")),
             Err(StateError::Format { .. })
+        ));
+    }
+
+    #[test]
+    fn devices_load_as_unknown_when_the_root_is_on_another_device() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let p = dir.path().join("state.json");
+        let mut i = Index::new();
+        i.insert(b"f".to_vec(), e(Kind::File, 2, 3));
+        i.save(&p, root).expect("save");
+        let same = Index::load(&p, root).expect("load").expect("present");
+        assert_eq!(same.get(b"f").map(|x| x.dev), Some(1), "same device");
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&p).expect("read")).expect("json");
+        let dev = v["root_dev"].as_u64().expect("root_dev");
+        v["root_dev"] = (dev + 1).into();
+        std::fs::write(&p, v.to_string()).expect("write");
+        let back = Index::load(&p, root).expect("load").expect("present");
+        assert_eq!(back.get(b"f"), Some(&on(0, e(Kind::File, 2, 3))));
+        // A version this binary does not know is refused, not guessed at.
+        v["version"] = 3.into();
+        std::fs::write(&p, v.to_string()).expect("write");
+        assert!(matches!(
+            Index::load(&p, root),
+            Err(StateError::UnknownVersion { found: 3, .. })
         ));
     }
 }

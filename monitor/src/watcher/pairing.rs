@@ -74,30 +74,31 @@ pub fn pair_renames(raws: &mut Vec<Raw>, pending: Option<usize>) {
     }
 }
 
-/// Splits off the end of a read that starts at its last `RenameFrom` when
-/// that rename's `RenameTo` is not in the read: the new name is usually
+/// Splits off the end of a read that starts at its first `RenameFrom`
+/// whose `RenameTo` is not in the read after it: the new name is usually
 /// queued a moment later, and handling the old name first would take it for
 /// a move out of the root (a `delete`). The events after it wait with it,
-/// so that nothing overtakes it. Returns the part held back (empty when
+/// so that nothing overtakes it, even the complete renames of other
+/// processes queued in between. Returns the part held back (empty when
 /// every rename of the read is complete).
 pub fn split_unpaired_tail(raws: &mut Vec<Raw>) -> Vec<Raw> {
-    let Some(k) = raws
-        .iter()
-        .rposition(|r| matches!(r, Raw::RenameFrom { .. }))
-    else {
-        return Vec::new();
-    };
-    let Some(Raw::RenameFrom { cookie, .. }) = raws.get(k) else {
-        return Vec::new();
-    };
-    let cookie = *cookie;
-    let paired = raws[k + 1..]
-        .iter()
-        .any(|r| matches!(r, Raw::RenameTo { cookie: c, .. } if *c == cookie));
-    if paired || cookie == NO_COOKIE {
-        return Vec::new();
+    let mut to_after: HashMap<usize, usize> = HashMap::new();
+    for (i, r) in raws.iter().enumerate() {
+        if let Raw::RenameTo { cookie, .. } = r {
+            // The last position: any `RenameFrom` before it is paired.
+            to_after.insert(*cookie, i);
+        }
     }
-    raws.split_off(k)
+    let unpaired = raws.iter().enumerate().position(|(i, r)| match r {
+        Raw::RenameFrom { cookie, .. } => {
+            *cookie != NO_COOKIE && to_after.get(cookie).is_none_or(|j| *j < i)
+        }
+        _ => false,
+    });
+    match unpaired {
+        Some(k) => raws.split_off(k),
+        None => Vec::new(),
+    }
 }
 
 #[cfg(test)]
@@ -168,5 +169,27 @@ mod tests {
         let mut v = vec![from("a", 1), to("b", 1), rm("y")];
         assert!(split_unpaired_tail(&mut v).is_empty());
         assert_eq!(v.len(), 3);
+    }
+
+    #[test]
+    fn the_first_rename_without_its_new_name_waits_with_complete_ones_after_it() {
+        // Two renames interleaved: `a -> b` is only half in this read.
+        let mut v = vec![rm("w"), from("a", 1), from("x", 2), to("y", 2)];
+        pair_renames(&mut v, None);
+        let held = split_unpaired_tail(&mut v);
+        assert_eq!(v, [rm("w")]);
+        assert_eq!(held, [from("a", 1), from("x", 2), to("y", 2)]);
+        // The next read brings its new name: the pair is complete.
+        let mut v = held;
+        v.push(to("b", 1));
+        pair_renames(&mut v, None);
+        assert_eq!(v, [from("a", 1), to("b", 1), from("x", 2), to("y", 2)]);
+        assert!(split_unpaired_tail(&mut v).is_empty());
+        // A new name queued before its old one pairs with nothing.
+        let mut v = vec![to("b", 4), rm("y"), from("a", 4), rm("z")];
+        assert_eq!(split_unpaired_tail(&mut v), [from("a", 4), rm("z")]);
+        // Halves without a cookie never pair and never wait.
+        let mut v = vec![from("a", NO_COOKIE), rm("y")];
+        assert!(split_unpaired_tail(&mut v).is_empty());
     }
 }

@@ -263,3 +263,81 @@ fn a_line_the_reader_never_took_is_reported_after_a_restart() {
     });
     assert!(!has(&evs, "create file a (rescan)"), "{:?}", summary(&evs));
 }
+
+/// Rewrites the devices a state file holds, as a remount (a PVC attached on
+/// another node, an NFS or FUSE mount made anew) numbers them; `header`:
+/// also the root's device recorded in the file.
+fn renumber_devices(state: &std::path::Path, header: bool) {
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(state).unwrap()).unwrap();
+    if header {
+        let dev = v["root_dev"].as_u64().expect("root_dev in the state file");
+        v["root_dev"] = (dev + 1000).into();
+    }
+    for row in v["entries"].as_array_mut().unwrap() {
+        let dev = row[5].as_u64().expect("device of the entry");
+        row[5] = (dev + 1000).into();
+    }
+    std::fs::write(state, serde_json::to_vec(&v).unwrap()).unwrap();
+}
+
+#[test]
+fn a_restart_on_a_remounted_root_reports_nothing_unchanged() {
+    let d = tempdir();
+    let st = tempdir();
+    let root = d.path();
+    let state = st.path().join("index.json");
+    let state_arg = format!("--state-file={}", state.display());
+    sh(root, "echo 1 > a && mkdir d && echo 2 > d/b && ln d/b d/b2");
+    let (status, _, _) = Monitor::start(root, &[&state_arg]).terminate();
+    assert_eq!(status.code(), Some(0));
+    renumber_devices(&state, true);
+
+    let m = Monitor::start(root, &[&state_arg]);
+    let evs = m.settle(Duration::from_millis(700));
+    assert!(
+        evs.is_empty(),
+        "unchanged files reported: {:?}",
+        summary(&evs)
+    );
+    assert!(m.stderr().contains("on another device"), "{}", m.stderr());
+    // The devices are learnt again: the links of `d/b` are still known.
+    sh(root, "echo more >> d/b");
+    let evs = m.wait_for("both names of d/b", |e| {
+        has(e, "update file d/b") && has(e, "update file d/b2")
+    });
+    let (status, _, _) = m.terminate();
+    assert_eq!(status.code(), Some(0));
+    assert!(!has(&evs, "update file a"), "{:?}", summary(&evs));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert!(v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r[5].as_u64().is_some_and(|dev| dev != 0)));
+}
+
+#[test]
+fn a_state_file_of_a_newer_version_is_refused_by_name() {
+    let d = tempdir();
+    let st = tempdir();
+    let root = d.path();
+    let state = st.path().join("index.json");
+    let state_arg = format!("--state-file={}", state.display());
+    sh(root, "echo 1 > a");
+    let (status, _, _) = Monitor::start(root, &[&state_arg]).terminate();
+    assert_eq!(status.code(), Some(0));
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    v["version"] = 99.into();
+    std::fs::write(&state, serde_json::to_vec(&v).unwrap()).unwrap();
+    sh(root, "echo 2 > b");
+
+    let m = Monitor::start(root, &[&state_arg]);
+    let evs = m.settle(Duration::from_millis(500));
+    let err = m.stderr();
+    assert!(
+        err.contains("has version 99, written by a newer file-monitor"),
+        "{err}"
+    );
+    // As for any unusable state file: files present are indexed silently.
+    assert!(evs.is_empty(), "{:?}", summary(&evs));
+}
