@@ -152,18 +152,24 @@ fn liveness_release_expiry_and_dead_holders() {
         (r["released"].clone(), r["not_held"].clone()),
         (json!(["src/x.rs"]), json!(["src/never.rs"]))
     );
+    // Live agents heartbeat before they claim: a dead session cannot claim,
+    // and --agent-ttl is short here.
+    assert_eq!(heartbeat(&api, &bob, "s-b", "Idle").0, 200);
     assert_eq!(claim(&api, &bob, "s-b", &p("src/x.rs"), 1).0, 200);
     // Bob's claim expires after 1 s.
     std::thread::sleep(Duration::from_millis(1300));
+    assert_eq!(heartbeat(&api, &alice, "s-a", "Active").0, 200);
     assert_eq!(
         claim(&api, &alice, "s-a", &p("src/x.rs"), 300).0,
         200,
         "expired claims are free"
     );
     // A stopped agent's claims do not block.
+    assert_eq!(heartbeat(&api, &bob, "s-b", "Idle").0, 200);
     assert_eq!(claim(&api, &bob, "s-b", &p("src/y.rs"), 300).0, 200);
     assert_eq!(heartbeat(&api, &bob, "s-b", "Stopped").0, 200);
     assert_eq!(liveness(&api, &bob, "s-b"), "stopped");
+    assert_eq!(heartbeat(&api, &alice, "s-a", "Active").0, 200);
     assert_eq!(claim(&api, &alice, "s-a", &p("src/y.rs"), 300).0, 200);
     // Without heartbeats for --agent-ttl, alice is dead and her claims free.
     std::thread::sleep(Duration::from_millis(2300));
