@@ -1039,12 +1039,32 @@ mod tests {
         crate::timespec::parse_time_ns("2025-01-01T00:00:00Z").expect("t")
     }
 
-    #[test]
-    fn a_transaction_reads_the_index_entries_of_its_records_together() {
+    /// Retention of what is older than 2025 with these options.
+    fn opts_2025(
+        dry_run: bool,
+        batch_records: usize,
+        allow_removing_all: bool,
+    ) -> RetentionOptions {
+        RetentionOptions {
+            cutoff_ns: cutoff_2025(),
+            dry_run,
+            batch_records,
+            allow_removing_all,
+        }
+    }
+
+    /// A new embedded store holding `n` old records (see [`seed_old`]).
+    fn seeded(n: usize) -> (tempfile::TempDir, Keys, EmbeddedStore) {
         let dir = tempfile::tempdir().expect("dir");
         let keys = Keys::default();
-        let inner = EmbeddedStore::open(dir.path()).expect("open");
-        seed_old(&inner, &keys, 300);
+        let store = EmbeddedStore::open(dir.path()).expect("open");
+        seed_old(&store, &keys, n);
+        (dir, keys, store)
+    }
+
+    #[test]
+    fn a_transaction_reads_the_index_entries_of_its_records_together() {
+        let (_dir, keys, inner) = seeded(300);
         // 300 records, 600 `by_path` and 70 `by_checksum` entries (each
         // shared by several records) in one transaction of a few reads.
         let store = Budget {
@@ -1052,12 +1072,7 @@ mod tests {
             max_trips: 6,
             max_rows: usize::MAX,
         };
-        let opts = RetentionOptions {
-            cutoff_ns: cutoff_2025(),
-            dry_run: false,
-            batch_records: 500,
-            allow_removing_all: false,
-        };
+        let opts = opts_2025(false, 500, false);
         let r = run(&store, &keys, opts, &mut |_| {}).expect("run");
         assert_eq!(
             (
@@ -1074,16 +1089,8 @@ mod tests {
 
     #[test]
     fn a_batch_too_big_for_one_transaction_is_halved_until_it_fits() {
-        let dir = tempfile::tempdir().expect("dir");
-        let keys = Keys::default();
-        let inner = EmbeddedStore::open(dir.path()).expect("open");
-        seed_old(&inner, &keys, 300);
-        let opts = RetentionOptions {
-            cutoff_ns: cutoff_2025(),
-            dry_run: true,
-            batch_records: 500,
-            allow_removing_all: false,
-        };
+        let (_dir, keys, inner) = seeded(300);
+        let opts = opts_2025(true, 500, false);
         let dry = run(&inner, &keys, opts, &mut |_| {}).expect("dry");
         // At most 300 keys read per transaction: 500, 250 and 125 records
         // do not fit, 62 do (62 records, 124 + 62 index keys, the first
@@ -1126,21 +1133,13 @@ mod tests {
 
     #[test]
     fn a_step_that_fails_at_one_record_reports_the_error() {
-        let dir = tempfile::tempdir().expect("dir");
-        let keys = Keys::default();
-        let inner = EmbeddedStore::open(dir.path()).expect("open");
-        seed_old(&inner, &keys, 3);
+        let (_dir, keys, inner) = seeded(3);
         let store = Budget {
             inner,
             max_trips: 0,
             max_rows: usize::MAX,
         };
-        let opts = RetentionOptions {
-            cutoff_ns: cutoff_2025(),
-            dry_run: false,
-            batch_records: 8,
-            allow_removing_all: true,
-        };
+        let opts = opts_2025(false, 8, true);
         let err = run(&store, &keys, opts, &mut |_| {}).expect_err("cannot fit");
         assert!(
             matches!(
