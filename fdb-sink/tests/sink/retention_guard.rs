@@ -67,6 +67,23 @@ fn json(out: &Output) -> Value {
     })
 }
 
+/// `fdb-sink retention --store STORE --older-than 90d EXTRA…`.
+fn retention_90d(store: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["retention", "--store", store, "--older-than", "90d"];
+    args.extend_from_slice(extra);
+    fdb_sink(&args)
+}
+
+/// The JSON totals of a run that succeeded.
+fn ok_json(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json(out)
+}
+
 #[test]
 fn retention_refuses_to_empty_every_session_unless_allowed() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -77,7 +94,7 @@ fn retention_refuses_to_empty_every_session_unless_allowed() {
     let store = seed(dir.path(), &sessions);
     let store_dir = dir.path().join("store");
 
-    let out = fdb_sink(&["retention", "--store", &store, "--older-than", "90d"]);
+    let out = retention_90d(&store, &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(out.stdout.is_empty(), "no totals for a refused run");
@@ -91,20 +108,8 @@ fn retention_refuses_to_empty_every_session_unless_allowed() {
     assert_eq!(read_store(&store_dir).records.len(), 10, "nothing removed");
 
     // A dry run counts, exits 0 and says that a real run would refuse.
-    let out = fdb_sink(&[
-        "retention",
-        "--store",
-        &store,
-        "--older-than",
-        "90d",
-        "--dry-run",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dry = json(&out);
+    let out = retention_90d(&store, &["--dry-run"]);
+    let dry = ok_json(&out);
     assert_eq!(
         (
             dry["would_refuse"].as_bool(),
@@ -117,20 +122,8 @@ fn retention_refuses_to_empty_every_session_unless_allowed() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("would refuse"));
 
-    let out = fdb_sink(&[
-        "retention",
-        "--store",
-        &store,
-        "--older-than",
-        "90d",
-        "--allow-removing-all",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rep = json(&out);
+    let out = retention_90d(&store, &["--allow-removing-all"]);
+    let rep = ok_json(&out);
     assert_eq!(
         (
             rep["records_removed"].as_u64(),
@@ -152,28 +145,11 @@ fn retention_runs_when_most_sessions_keep_records() {
     let old: Vec<String> = (0..9).map(|i| format!("old{i}")).collect();
     sessions.extend(old.iter().map(|s| (s.as_str(), 120)));
     let store = seed(dir.path(), &sessions);
-    let out = fdb_sink(&[
-        "retention",
-        "--store",
-        &store,
-        "--older-than",
-        "90d",
-        "--dry-run",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dry = json(&out);
+    let out = retention_90d(&store, &["--dry-run"]);
+    let dry = ok_json(&out);
     assert_eq!(dry["would_refuse"], false, "{dry}");
-    let out = fdb_sink(&["retention", "--store", &store, "--older-than", "90d"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rep = json(&out);
+    let out = retention_90d(&store, &[]);
+    let rep = ok_json(&out);
     assert_eq!(
         (
             rep["records_removed"].as_u64(),
