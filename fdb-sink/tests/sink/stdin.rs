@@ -7,7 +7,7 @@ use crate::harness::{event, read_store, BIN};
 
 /// `fdb-sink serve --stdin` on `store`, its stdin and stdout piped, its
 /// log to `stderr`.
-fn serve_stdin(store: &str, stderr: Stdio) -> std::process::Child {
+pub fn serve_stdin(store: &str, stderr: Stdio) -> std::process::Child {
     Command::new(BIN)
         .args([
             "serve",

@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::harness::{event, read_store, BIN};
+use crate::stdin::serve_stdin;
 
 /// Peak resident memory of a running process (`VmHWM`), in bytes.
 fn peak_rss(child: &Child) -> u64 {
@@ -36,24 +37,6 @@ fn write_long_line(w: &mut impl Write, n: usize) {
 /// Sends `before` events, a 200 MB line, then `after` events to the
 /// child's stdin; once everything is written and read, returns the child's
 /// peak memory (read while it still waits for more input), then closes stdin.
-/// `fdb-sink serve --stdin` on `store`, its standard input and output piped.
-fn serve_stdin(store: &str) -> Child {
-    Command::new(BIN)
-        .args([
-            "serve",
-            "--stdin",
-            "--listen",
-            "127.0.0.1:0",
-            "--store",
-            store,
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn serve --stdin")
-}
-
 fn feed_with_a_huge_line(child: &mut Child, monitor: &str, session: &str) -> u64 {
     let mut stdin = child.stdin.take().expect("stdin");
     for i in 1..=500 {
@@ -137,7 +120,7 @@ fn import_of_a_line_over_the_limit_stores_a_dead_letter_in_bounded_memory() {
 fn serve_stdin_stores_a_line_over_the_limit_as_a_dead_letter_in_bounded_memory() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = format!("embedded:{}", dir.path().display());
-    let mut child = serve_stdin(&store);
+    let mut child = serve_stdin(&store, Stdio::null());
     let monitor = uuid::Uuid::new_v4().to_string();
     let peak = feed_with_a_huge_line(&mut child, &monitor, "s-long-stdin");
     let started = Instant::now();
@@ -176,7 +159,7 @@ fn serve_stdin_read_ahead_is_bounded_in_bytes_while_commits_fail() {
     .map_err(|(_, e)| e)
     .expect("flock");
     let store = format!("embedded:{}", dir.path().display());
-    let mut child = serve_stdin(&store);
+    let mut child = serve_stdin(&store, Stdio::null());
     const LINES: usize = 48;
     const LINE_BYTES: usize = 8 << 20;
     let mut stdin = child.stdin.take().expect("stdin");
