@@ -106,8 +106,14 @@ impl Keys {
         KeyRange::of(self.root.clone())
     }
 
+    /// `t` packed under the root. The buffer is sized once for a typical
+    /// key (ids, a path, a timestamp) instead of growing as it is packed.
     fn key<T: TuplePack>(&self, t: &T) -> Vec<u8> {
-        self.root.pack(t)
+        let prefix = self.root.bytes();
+        let mut out = Vec::with_capacity(prefix.len() + 160);
+        out.extend_from_slice(prefix);
+        t.pack_into_vec(&mut out);
+        out
     }
 
     fn range<T: TuplePack>(&self, t: &T) -> KeyRange {

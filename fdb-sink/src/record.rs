@@ -432,7 +432,7 @@ fn validate(keys: &Keys, line: &[u8]) -> Result<ValidRecord, Reject> {
         k8s,
         metadata_truncated: was_truncated,
     };
-    let value = encode_fitting(&mut record).map_err(|size| {
+    let value = encode_fitting(&mut record, line.len()).map_err(|size| {
         (
             reason::VALUE_TOO_LARGE,
             format!("the record is {size} bytes without metadata (limit {MAX_VALUE_BYTES})"),
@@ -522,8 +522,13 @@ fn is_marked(v: &Option<serde_json::Value>) -> bool {
 /// Each entry's share of the value (`"key":value,`) is measured once, so
 /// that the entries to remove are chosen in one pass: a line of many
 /// thousands of entries costs a few serialisations, not one per entry.
-fn encode_fitting(record: &mut AuditRecord) -> Result<Vec<u8>, usize> {
-    let value = to_json(record);
+///
+/// `size_hint` (the line's length) sizes the first buffer: the record holds
+/// the line's fields, so it rarely needs to grow.
+fn encode_fitting(record: &mut AuditRecord, size_hint: usize) -> Result<Vec<u8>, usize> {
+    let mut value = Vec::with_capacity(size_hint.min(MAX_VALUE_BYTES) + 64);
+    // Strings, numbers and string-keyed maps only: serialisation cannot fail.
+    let _ = serde_json::to_writer(&mut value, record);
     if value.len() <= MAX_VALUE_BYTES {
         return Ok(value);
     }
