@@ -180,16 +180,24 @@ fn daemonset_pipeline_settings() {
     let config = load(&paths::vector_config_dir().join("vector.toml"));
     let src = component(&config, "sources", "k8s_logs").expect("k8s_logs");
     assert_eq!(src["type"].as_str(), Some("kubernetes_logs"));
-    assert!(src["extra_label_selector"]
-        .as_str()
-        .unwrap_or_default()
-        .contains("component=file-monitor"));
+    // Selection must not hang on pod labels: Vector never reads the log files of a pod
+    // its selectors exclude, and nothing would report that loss. The namespace and the
+    // sidecar's container name select the files.
+    assert!(
+        src.get("extra_label_selector").is_none(),
+        "a workspace pod missing a label would silently not be collected"
+    );
+    assert_eq!(
+        src["extra_field_selector"].as_str(),
+        Some("metadata.namespace=coditect-app")
+    );
     let include = src["include_paths_glob_patterns"]
         .as_array()
         .expect("include patterns");
-    assert!(include
-        .iter()
-        .all(|p| p.as_str().unwrap_or_default().contains("/file-monitor/")));
+    assert!(include.iter().all(|p| {
+        let p = p.as_str().unwrap_or_default();
+        p.starts_with("/var/log/pods/coditect-app_") && p.contains("/file-monitor/")
+    }));
 
     let sink = component(&config, "sinks", "fdb_sink").expect("fdb_sink");
     assert_eq!(sink["type"].as_str(), Some("http"));

@@ -188,6 +188,34 @@ fn kubernetes_fields_from_vector_override_what_the_line_claims() {
     assert_eq!(out["cluster_name"], CLUSTER_NAME);
 }
 
+/// Where Vector knows no pod (no metadata, no pod log path: the local `file` or
+/// `stdin` source), a line still cannot name one: its own identity fields are dropped.
+#[test]
+fn identity_fields_in_the_line_are_dropped_when_vector_does_not_know_them() {
+    let remap = parse_events();
+    let mut ev = event_json(1, "update");
+    for (k, v) in [
+        ("pod_name", "someone-elses-pod"),
+        ("namespace", "kube-system"),
+        ("pod_uid", "00000000-0000-4000-8000-000000000000"),
+        ("container_name", "workspace"),
+        ("cluster_name", "other"),
+        ("node_name", "other-node"),
+    ] {
+        ev[k] = v.into();
+    }
+    let out = run_event(
+        &remap,
+        e2e_tests::harness::k8s_wrap::wrap_stdin(ev.to_string().as_bytes(), "laptop", at()),
+    );
+    assert!(out.get("dead_letter").is_none(), "{out}");
+    for k in ["pod_name", "namespace", "pod_uid", "container_name"] {
+        assert!(out.get(k).is_none(), "{k} taken from the line: {out}");
+    }
+    assert_eq!(out["cluster_name"], CLUSTER_NAME);
+    assert_eq!(out["node_name"], SELF_NODE_NAME);
+}
+
 #[test]
 fn without_pod_metadata_the_identity_comes_from_the_log_file_path() {
     let remap = parse_events();
@@ -372,13 +400,24 @@ fn wrong_types_are_dead_letters_that_name_the_problem() {
 }
 
 #[test]
-fn oversize_lines_are_dead_letters_with_a_bounded_prefix() {
+fn valid_events_pass_whatever_their_size_and_dead_letters_keep_a_bounded_prefix() {
     let remap = parse_events();
-    let limit = 65536usize;
+    let kept = 65536usize;
+    let limit = 1usize << 20;
 
-    // A valid event of exactly the limit passes.
+    // A valid event far above 64 KiB (big metadata, a long path) is an audit event:
+    // it passes unchanged, and fdb-sink fits it into a record.
     let mut ev = event_json(1, "create");
-    let base = ev.to_string().len();
+    ev["metadata"]["pad"] = Json::String("x".repeat(200_000));
+    ev["path"] = Json::String("deep/".repeat(4_000));
+    let raw = ev.to_string();
+    assert!(raw.len() > 3 * kept);
+    let out = run_line(&remap, raw.as_bytes());
+    assert_eq!(out, merged(ev.clone(), alice_k8s()));
+
+    // A valid event of exactly the limit passes too.
+    let base = event_json(1, "create").to_string().len();
+    let mut ev = event_json(1, "create");
     ev["metadata"]["pad"] = Json::String("x".repeat(limit - base - r#","pad":"""#.len()));
     let raw = ev.to_string();
     assert_eq!(raw.len(), limit);
@@ -388,7 +427,8 @@ fn oversize_lines_are_dead_letters_with_a_bounded_prefix() {
         "exactly {limit} bytes must pass"
     );
 
-    // One byte more is a dead letter keeping the first 64 KiB.
+    // One byte more (Vector never passes such a line on) is a dead letter keeping
+    // the first 64 KiB.
     ev["metadata"]["pad"] = Json::String("x".repeat(limit - base - r#","pad":"""#.len() + 1));
     let raw = ev.to_string();
     let out = run_line(&remap, raw.as_bytes());
@@ -397,38 +437,48 @@ fn oversize_lines_are_dead_letters_with_a_bounded_prefix() {
         out["reason"],
         format!("line_too_long: {} bytes, the limit is {limit}", limit + 1)
     );
-    assert_eq!(out["message"], &raw[..limit]);
+    assert_eq!(out["message"], &raw[..kept]);
     assert_eq!(out["message_bytes"], limit + 1);
     assert_eq!(out["message_truncated"], true);
     assert_eq!(out["pod_name"], "user-workspace-alice");
 
-    // A line of a megabyte that is not even JSON.
-    let raw = "y".repeat(1 << 20);
+    // A large line that is not JSON: a dead letter for its real reason, with the
+    // first 64 KiB and the full size.
+    let raw = "y".repeat(300_000);
     let out = run_line(&remap, raw.as_bytes());
-    assert!(out["reason"]
-        .as_str()
-        .unwrap_or_default()
-        .starts_with("line_too_long: 1048576 bytes"));
-    assert_eq!(out["message"].as_str().map(str::len), Some(limit));
+    assert!(
+        out["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("invalid_json: "),
+        "{}",
+        out["reason"]
+    );
+    assert_eq!(out["message"].as_str().map(str::len), Some(kept));
+    assert_eq!(out["message_bytes"], 300_000);
+    assert_eq!(out["message_truncated"], true);
 
-    // The limit is in bytes, not characters: 40 000 two-byte characters are
-    // 80 000 bytes, and the prefix kept is still at most 64 KiB of UTF-8.
+    // A small dead letter is kept whole, without the truncation marks.
+    let out = run_line(&remap, b"panic: short");
+    assert_eq!(out["message"], "panic: short");
+    assert!(out.get("message_bytes").is_none() && out.get("message_truncated").is_none());
+
+    // The prefix is cut in bytes at a character boundary: 40 000 two-byte
+    // characters are 80 000 bytes, and at most 64 KiB of UTF-8 is kept.
     let mut ev = event_json(1, "create");
-    ev["metadata"]["pad"] = Json::String("é".repeat(40_000));
+    ev["seq"] = Json::from(0);
+    ev["metadata"]["pad"] = Json::String("\u{e9}".repeat(40_000));
     let raw = ev.to_string();
     let out = run_line(&remap, raw.as_bytes());
-    assert_eq!(
-        out["reason"],
-        format!("line_too_long: {} bytes, the limit is {limit}", raw.len())
-    );
+    assert_eq!(out["reason"], "invalid_event: seq must be an integer >= 1");
     assert_eq!(out["message_bytes"], raw.len());
-    let kept = out["message"].as_str().expect("message");
+    let prefix = out["message"].as_str().expect("message");
     assert!(
-        kept.len() <= limit && kept.len() > limit - 4,
+        prefix.len() <= kept && prefix.len() > kept - 4,
         "{}",
-        kept.len()
+        prefix.len()
     );
-    assert!(raw.starts_with(kept));
+    assert!(raw.starts_with(prefix));
 }
 
 #[test]

@@ -53,14 +53,17 @@ async fn vrl_records_and_dead_letters_are_stored_by_the_real_sink() {
         unattributed.as_object_mut().expect("object").remove(k);
     }
     lines.push(unattributed.to_string().into_bytes());
-    // Three bad lines.
+    // A valid event with metadata too large for one record: stored as an audit
+    // record with its metadata cut, never a dead letter.
+    let mut big = event(7, "create", "d.txt");
+    big["metadata"]["blob"] = "z".repeat(150_000).into();
+    lines.push(big.to_string().into_bytes());
+    // Three bad lines, one of them large.
     lines.push(b"panic: not an event".to_vec());
     let mut wrong = event(6, "create", "c.txt");
     wrong["seq"] = "6".into();
     lines.push(wrong.to_string().into_bytes());
-    let mut big = event(7, "create", "d.txt");
-    big["metadata"]["blob"] = "z".repeat(70_000).into();
-    lines.push(big.to_string().into_bytes());
+    lines.push("q".repeat(100_000).into_bytes());
 
     for line in &lines {
         stack
@@ -82,7 +85,7 @@ async fn vrl_records_and_dead_letters_are_stored_by_the_real_sink() {
     assert!(log.delivered.is_none());
 
     let (report, store) = stack.finish().await;
-    assert_eq!(report.delivered_events(), 8);
+    assert_eq!(report.delivered_events(), 9);
     for b in &report.batches {
         assert_eq!(b.outcome, BatchOutcome::Delivered);
         assert_eq!(
@@ -92,7 +95,7 @@ async fn vrl_records_and_dead_letters_are_stored_by_the_real_sink() {
         );
     }
 
-    assert_eq!(store.records.len(), 5, "{:#?}", store.records);
+    assert_eq!(store.records.len(), 6, "{:#?}", store.records);
     for (tenant, user, session, r) in &store.records {
         assert_eq!(
             (tenant.as_str(), user.as_str(), session.as_str()),
@@ -120,6 +123,8 @@ async fn vrl_records_and_dead_letters_are_stored_by_the_real_sink() {
         "acme",
         "attribution filled from the pod labels"
     );
+    assert_eq!(by_seq(7)["metadata_truncated"], true);
+    assert_eq!(by_seq(7)["path"], "d.txt");
 
     assert_eq!(store.dead_letters.len(), 3, "{:#?}", store.dead_letters);
     let text = serde_json::to_string(&store.dead_letters).expect("json");
@@ -127,7 +132,7 @@ async fn vrl_records_and_dead_letters_are_stored_by_the_real_sink() {
         "invalid_json: ",
         "panic: not an event",
         "invalid_event: seq must be an integer >= 1",
-        "line_too_long: ",
+        "qqqqqqqq",
     ] {
         assert!(
             text.contains(needle),
@@ -143,6 +148,6 @@ async fn vrl_records_and_dead_letters_are_stored_by_the_real_sink() {
     // The monitor row counts only the stored events.
     assert_eq!(
         store.monitors.get("0c0ffee0-0000-4000-8000-000000000001"),
-        Some(&(5, 5))
+        Some(&(6, 7))
     );
 }
