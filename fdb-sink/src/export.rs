@@ -12,14 +12,22 @@
 //! of daily exports restores them. Records removed by retention
 //! leave them unchanged, so rebuilding them from the remaining records alone
 //! would show those lines as lost; `import` restores them from these lines.
+//!
+//! Dead letters (lines the sink refused) are not a tenant's: a refused line
+//! often names no valid tenant. [`export_dead_letters`] writes the store's
+//! dead letters of a time range as a stream of its own, one
+//! [`DeadLetterLine`] (`schema` [`DEAD_LETTER_SCHEMA`]) per stored dead
+//! letter; `import` stores each back under its own key, as a dead letter,
+//! never as an audit record.
 
 use std::io::Write;
 
 use serde::{Deserialize, Serialize};
 
-use crate::audit::after;
-use crate::keys::{decode_i64, Keys};
-use crate::store::{Store, StoreError, StoreExt};
+use crate::audit::{self, after};
+use crate::keys::{decode_i64, KeyRange, Keys};
+use crate::record::DeadLetter;
+use crate::store::{limits, Store, StoreError, StoreExt};
 
 /// `schema` of an export's monitor lines.
 pub const MONITOR_SCHEMA: &str = "fdb-sink-monitor/1";
@@ -51,6 +59,46 @@ impl MonitorLine {
     }
 }
 
+/// `schema` of the lines of a dead-letter export.
+pub const DEAD_LETTER_SCHEMA: &str = "fdb-sink-dead-letter/1";
+
+/// A stored dead letter in an export: the dead letter as `fdb-sink
+/// dead-letters` prints it (its key time `ts_ns` and `id`, then the stored
+/// value's fields), with `schema` first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetterLine {
+    /// Always [`DEAD_LETTER_SCHEMA`].
+    pub schema: String,
+    /// Key time (ns since the epoch).
+    pub ts_ns: i64,
+    /// Key id.
+    pub id: String,
+    #[serde(flatten)]
+    pub letter: DeadLetter,
+}
+
+impl DeadLetterLine {
+    /// Reads a line that is a dead-letter line of an export; `None` for
+    /// anything else (which `import` then validates as an event line). A
+    /// line that says it is one but whose id is not 32 hex digits or whose
+    /// value would not fit the store is not taken as one.
+    pub fn parse(line: &[u8]) -> Option<DeadLetterLine> {
+        memchr::memmem::find(line, DEAD_LETTER_SCHEMA.as_bytes())?;
+        let mut l = serde_json::from_slice::<DeadLetterLine>(line).ok()?;
+        let id_ok = l.id.len() == 32 && l.id.bytes().all(|b| b.is_ascii_hexdigit());
+        if l.schema != DEAD_LETTER_SCHEMA
+            || !id_ok
+            || l.letter.reason.is_empty()
+            || l.letter.to_json().len() > limits::MAX_VALUE_BYTES
+        {
+            return None;
+        }
+        l.letter.ts_ns = l.ts_ns;
+        l.letter.id.clone_from(&l.id);
+        Some(l)
+    }
+}
+
 /// Which records to export.
 #[derive(Debug, Clone, Default)]
 pub struct ExportFilter {
@@ -67,6 +115,10 @@ pub struct ExportFilter {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct ExportReport {
     pub records: u64,
+    /// Dead letters (dead-letter exports only).
+    pub dead_letters: u64,
+    /// Refused lines those dead letters hold (a group holds many).
+    pub dead_letter_lines: u64,
     /// Monitor lines (whole-tenant exports only).
     pub monitors: u64,
     pub bytes: u64,
@@ -154,6 +206,108 @@ pub fn export(
     Ok(report)
 }
 
+/// Writes the store's dead letters that the sink received in
+/// `[since_ns, until_ns)` (all when `None`), in key order, one
+/// [`DeadLetterLine`] each, `page` per read transaction.
+///
+/// The receipt time, not the key time, selects them: a refused line keyed by
+/// its own timestamp (which may be days old, or forged) still lands in the
+/// export of the day it arrived, and each dead letter in exactly one of a
+/// series of consecutive ranges. Every stored dead letter is read to find
+/// them. One whose receipt time cannot be read is exported whatever the
+/// range, so that none is left out.
+pub fn export_dead_letters(
+    store: &dyn Store,
+    keys: &Keys,
+    since_ns: Option<i64>,
+    until_ns: Option<i64>,
+    out: &mut dyn Write,
+    page: usize,
+    progress: &mut dyn FnMut(&ExportReport),
+) -> Result<ExportReport, ExportError> {
+    let range = keys.dead_letter_all();
+    let mut report = ExportReport::default();
+    let mut begin = range.begin.clone();
+    loop {
+        let window = KeyRange {
+            begin: begin.clone(),
+            end: range.end.clone(),
+        };
+        let rows = store.read(|t| audit::dead_letters_in(t, keys, &window, page.max(1)))?;
+        let Some(last) = rows.last() else { break };
+        begin = after(&keys.dead_letter(last.ts_ns, &last.id));
+        report.pages += 1;
+        for row in rows {
+            let received = crate::timespec::parse_time_ns(&row.letter.received_at).ok();
+            if received.is_some_and(|t| {
+                since_ns.is_some_and(|s| t < s) || until_ns.is_some_and(|u| t >= u)
+            }) {
+                continue;
+            }
+            if received.is_none() {
+                tracing::warn!(
+                    ts_ns = row.ts_ns,
+                    id = %row.id,
+                    received_at = %row.letter.received_at,
+                    "dead letter with an unreadable receipt time; exported whatever the range"
+                );
+            }
+            let lines = row.letter.line_count();
+            let line = DeadLetterLine {
+                schema: DEAD_LETTER_SCHEMA.to_owned(),
+                ts_ns: row.ts_ns,
+                id: row.id,
+                letter: row.letter,
+            };
+            let v = serde_json::to_vec(&line).map_err(|e| StoreError::Internal(e.to_string()))?;
+            out.write_all(&v)?;
+            out.write_all(b"\n")?;
+            report.dead_letters += 1;
+            report.dead_letter_lines += lines;
+            report.bytes += v.len() as u64 + 1;
+        }
+        progress(&report);
+    }
+    out.flush()?;
+    Ok(report)
+}
+
+/// What [`restore_dead_letters`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RestoredDeadLetters {
+    /// Dead letters stored.
+    pub restored: u64,
+    /// Dead letters already stored under the same key (imported before).
+    pub present: u64,
+}
+
+/// Stores the dead letters of a dead-letter export under their own keys,
+/// each with the value it had, unless the key is already stored (so
+/// importing twice changes nothing).
+pub fn restore_dead_letters(
+    store: &dyn Store,
+    keys: &Keys,
+    lines: &[DeadLetterLine],
+) -> Result<RestoredDeadLetters, StoreError> {
+    let mut total = RestoredDeadLetters::default();
+    for chunk in lines.chunks(500) {
+        let r = store.transact(|txn| {
+            let mut r = RestoredDeadLetters::default();
+            for l in chunk {
+                if txn.insert_new(&keys.dead_letter(l.ts_ns, &l.id), &l.letter.to_json())? {
+                    r.restored += 1;
+                } else {
+                    r.present += 1;
+                }
+            }
+            Ok(r)
+        })?;
+        total.restored += r.restored;
+        total.present += r.present;
+    }
+    Ok(total)
+}
+
 /// Restores monitor counters from an export, after its records were
 /// imported: each counter becomes at least the exported value (never less
 /// than what the store already counts), so importing twice changes nothing.
@@ -180,4 +334,62 @@ pub fn restore_monitors(
         })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn letter() -> DeadLetter {
+        crate::record::dead_letter(b"\xffnot json", "invalid_utf8", "d".into(), 7, 7)
+    }
+
+    /// A dead-letter line as the export writes it; with `id`, that id instead.
+    fn line(id: &str) -> Vec<u8> {
+        let letter = letter();
+        let l = DeadLetterLine {
+            schema: DEAD_LETTER_SCHEMA.to_owned(),
+            ts_ns: 7,
+            id: if id.is_empty() {
+                letter.id.clone()
+            } else {
+                id.to_owned()
+            },
+            letter,
+        };
+        serde_json::to_vec(&l).expect("json")
+    }
+
+    #[test]
+    fn a_dead_letter_line_reads_back_with_its_key_and_the_same_value() {
+        let bytes = line("");
+        let parsed = DeadLetterLine::parse(&bytes).expect("a dead-letter line");
+        assert_eq!(parsed.ts_ns, 7);
+        assert_eq!(parsed.letter.id, parsed.id);
+        assert_eq!(
+            parsed.letter.raw_bytes().as_deref(),
+            Some(&b"\xffnot json"[..])
+        );
+        assert_eq!(
+            parsed.letter.to_json(),
+            letter().to_json(),
+            "the same stored value"
+        );
+        assert_eq!(serde_json::to_vec(&parsed).expect("json"), bytes);
+    }
+
+    #[test]
+    fn lines_that_are_not_dead_letter_lines_are_left_to_validation() {
+        assert!(
+            DeadLetterLine::parse(&line("../../etc")).is_none(),
+            "bad id"
+        );
+        let mut other = serde_json::from_slice::<serde_json::Value>(&line("")).expect("json");
+        other["schema"] = "file-event/1".into();
+        other["path"] = DEAD_LETTER_SCHEMA.into();
+        assert!(DeadLetterLine::parse(&serde_json::to_vec(&other).expect("json")).is_none());
+        let monitor = br#"{"schema":"fdb-sink-monitor/1","monitor_id":"m","tenant_id":"t","received":1,"highest_seq":1}"#;
+        assert!(DeadLetterLine::parse(monitor).is_none());
+        assert!(MonitorLine::parse(&line("")).is_none());
+    }
 }

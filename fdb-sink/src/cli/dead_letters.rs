@@ -36,7 +36,8 @@ pub struct DeadLettersArgs {
     /// Print the stored bytes of the lines instead of JSON: each line as
     /// received, followed by a newline (a group's lines one after the
     /// other). A line whose dead letter says `raw_truncated` is only its
-    /// beginning.
+    /// beginning (the count on stderr says how many). With --reason, a
+    /// matching group's lines are all printed, whatever their reason.
     #[arg(long)]
     pub raw: bool,
 
@@ -87,6 +88,7 @@ pub fn run(args: DeadLettersArgs) -> anyhow::Result<()> {
     let mut out = BufWriter::new(std::io::stdout().lock());
     let mut begin = range.begin.clone();
     let mut printed = 0u64;
+    let mut truncated = 0u64;
     let mut more = false;
     'pages: loop {
         let page = crate::keys::KeyRange {
@@ -111,6 +113,7 @@ pub fn run(args: DeadLettersArgs) -> anyhow::Result<()> {
                 out.write_all(b"\n")?;
             }
             printed += 1;
+            truncated += u64::from(row.letter.raw_truncated);
         }
     }
     out.flush()?;
@@ -119,6 +122,13 @@ pub fn run(args: DeadLettersArgs) -> anyhow::Result<()> {
     } else {
         ""
     };
-    eprintln!("dead-letters: {printed} printed{hint}");
+    let cut = match truncated {
+        0 => String::new(),
+        n if args.raw => {
+            format!(" ({n} of them only the beginning of its line: raw_truncated)")
+        }
+        n => format!(" ({n} of them with only the beginning of its line: raw_truncated)"),
+    };
+    eprintln!("dead-letters: {printed} printed{cut}{hint}");
     Ok(())
 }

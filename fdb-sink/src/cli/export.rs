@@ -1,5 +1,6 @@
 //! `fdb-sink export`: a tenant's audit records as NDJSON (the backup
-//! format; `fdb-sink import` restores it).
+//! format; `fdb-sink import` restores it), or with `--dead-letters` the
+//! store's dead letters.
 
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
@@ -24,9 +25,19 @@ pub struct ExportArgs {
     #[command(flatten)]
     pub store: StoreArgs,
 
-    /// Tenant to export.
-    #[arg(long, value_name = "TENANT")]
-    pub tenant: String,
+    /// Tenant to export (required unless --dead-letters).
+    #[arg(long, value_name = "TENANT", required_unless_present = "dead_letters")]
+    pub tenant: Option<String>,
+
+    /// Export the store's dead letters (the lines it refused, of every
+    /// tenant) instead of a tenant's records: one
+    /// `{"schema":"fdb-sink-dead-letter/1","ts_ns":…,"id":…,"reason":…,…}`
+    /// line each, as `fdb-sink dead-letters` prints them. --since/--until
+    /// select by when the sink received the line (`received_at`), so that a
+    /// line with an old or forged timestamp is in the export of the day it
+    /// arrived. `fdb-sink import` stores them back as dead letters.
+    #[arg(long, conflicts_with_all = ["tenant", "user", "session"])]
+    pub dead_letters: bool,
 
     /// Only this user's records.
     #[arg(long, value_name = "USER")]
@@ -36,11 +47,13 @@ pub struct ExportArgs {
     #[arg(long, value_name = "SESSION")]
     pub session: Option<String>,
 
-    /// Only records at or after this time (RFC 3339).
+    /// Only records at or after this time (RFC 3339; event time), or dead
+    /// letters received at or after it.
     #[arg(long, value_parser = crate::timespec::time_arg, value_name = "TIME")]
     pub since: Option<i64>,
 
-    /// Only records before this time (RFC 3339).
+    /// Only records before this time (RFC 3339; event time), or dead letters
+    /// received before it.
     #[arg(long, value_parser = crate::timespec::time_arg, value_name = "TIME")]
     pub until: Option<i64>,
 
@@ -53,7 +66,7 @@ pub struct ExportArgs {
     #[arg(long, value_enum)]
     pub compress: Option<Compression>,
 
-    /// Records per read transaction.
+    /// Records (or dead letters) per read transaction.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub page_records: u64,
 }
@@ -109,14 +122,50 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         )),
         Some(Compression::Zstd) => Out::Zstd(zstd::stream::write::Encoder::new(raw, 3)?),
     };
+    let tty = std::io::stderr().is_terminal();
+    let keys = args.store.keys();
+    let page = args.page_records as usize;
+    let Some(tenant) = args.tenant.filter(|_| !args.dead_letters) else {
+        let mut progress = |r: &ExportReport| {
+            if tty {
+                eprint!(
+                    "\rexport: {} dead letters, {} bytes",
+                    r.dead_letters, r.bytes
+                );
+            }
+        };
+        let report = export::export_dead_letters(
+            store.as_ref(),
+            &keys,
+            args.since,
+            args.until,
+            out.writer(),
+            page,
+            &mut progress,
+        )?;
+        out.finish().context("finishing the export")?;
+        if tty {
+            eprintln!();
+        }
+        eprintln!(
+            "export: {} dead letters holding {} refused lines ({} bytes uncompressed)",
+            report.dead_letters, report.dead_letter_lines, report.bytes
+        );
+        tracing::info!(
+            dead_letters = report.dead_letters,
+            lines = report.dead_letter_lines,
+            bytes = report.bytes,
+            "dead-letter export finished"
+        );
+        return Ok(());
+    };
     let filter = ExportFilter {
-        tenant: args.tenant,
+        tenant,
         user: args.user,
         session: args.session,
         since_ns: args.since,
         until_ns: args.until,
     };
-    let tty = std::io::stderr().is_terminal();
     let mut progress = |r: &ExportReport| {
         if tty {
             eprint!("\rexport: {} records, {} bytes", r.records, r.bytes);
@@ -124,10 +173,10 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     };
     let report = export::export(
         store.as_ref(),
-        &args.store.keys(),
+        &keys,
         &filter,
         out.writer(),
-        args.page_records as usize,
+        page,
         &mut progress,
     )?;
     out.finish().context("finishing the export")?;

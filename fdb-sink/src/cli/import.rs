@@ -9,7 +9,7 @@ use clap::Args;
 
 use super::{StoreArgs, UsageError};
 use crate::audit::WriteOptions;
-use crate::export::MonitorLine;
+use crate::export::{DeadLetterLine, MonitorLine, RestoredDeadLetters};
 use crate::ingest::lines::{Line, LineReader, MAX_BATCH_BYTES};
 use crate::ingest::pipeline::BatchSummary;
 use crate::ingest::Ingestor;
@@ -28,8 +28,12 @@ pub struct ImportArgs {
     pub input: Option<PathBuf>,
 
     /// Lines per batch (each batch is committed before the next is read;
-    /// a batch also ends at 16 MiB of lines).
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    /// a batch also ends at 16 MiB of lines). As for a request of the ingest
+    /// endpoint, a batch's invalid lines past its first 1000 are kept
+    /// together, about 60 kB of lines per dead letter
+    /// (`invalid_lines_grouped`).
+    #[arg(long, default_value_t = crate::ingest::grouping::STREAM_BATCH_LINES as u64,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub batch_lines: u64,
 }
 
@@ -51,7 +55,11 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
         Some(p) => p.display().to_string(),
         None => "standard input".to_string(),
     };
-    let (total, monitors) = import(&ingestor, input, args.batch_lines as usize)
+    let Imported {
+        total,
+        monitors,
+        dead_letters,
+    } = import(&ingestor, input, args.batch_lines as usize)
         .with_context(|| format!("importing {name} ({format})"))?;
     crate::export::restore_monitors(store.as_ref(), &keys, &monitors)
         .context("restoring the monitor counters")?;
@@ -60,10 +68,14 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
         #[serde(flatten)]
         total: &'a BatchSummary,
         monitors_restored: usize,
+        dead_letters_restored: u64,
+        dead_letters_present: u64,
     }
     let report = Report {
         total: &total,
         monitors_restored: monitors.len(),
+        dead_letters_restored: dead_letters.restored,
+        dead_letters_present: dead_letters.present,
     };
     println!("{}", serde_json::to_string(&report)?);
     if total.dead_lettered > 0 {
@@ -73,11 +85,19 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
             total.dead_lettered, total.received
         );
     }
+    if dead_letters.restored + dead_letters.present > 0 {
+        eprintln!(
+            "import: {} dead letters of a dead-letter export stored back as dead letters \
+             ({} were already stored)",
+            dead_letters.restored, dead_letters.present
+        );
+    }
     tracing::info!(
         received = total.received,
         written = total.written,
         duplicates = total.duplicates,
         dead_lettered = total.dead_lettered,
+        dead_letters_restored = dead_letters.restored,
         "import finished"
     );
     Ok(())
@@ -133,18 +153,49 @@ fn decompress(mut raw: Box<dyn Read>) -> anyhow::Result<(Box<dyn BufRead>, &'sta
     Ok((Box::new(BufReader::with_capacity(1 << 20, reader)), format))
 }
 
-/// Ingests every line of `input` in batches of `batch_lines`, and returns
-/// the export's monitor lines (applied by the caller once every record is in).
+/// What [`import`] read.
+pub struct Imported {
+    /// The event lines (and lines that are neither events nor export lines).
+    pub total: BatchSummary,
+    /// The export's monitor lines, for the caller to apply once every record
+    /// is in.
+    pub monitors: Vec<MonitorLine>,
+    /// The dead-letter lines of a dead-letter export, stored back as dead
+    /// letters.
+    pub dead_letters: RestoredDeadLetters,
+}
+
+/// Dead-letter lines held before they are stored (their values are at most
+/// 100 kB each).
+const DEAD_LETTER_BATCH: usize = 500;
+
+/// Ingests every line of `input` in batches of `batch_lines`. The lines of a
+/// dead-letter export (`fdb-sink export --dead-letters`) are stored back
+/// under their own keys as dead letters, not validated as events.
 /// Lines are read in bounded memory: one over the line limit is stored as a
 /// `line_too_long` dead letter ([`crate::ingest::lines`]).
 pub fn import(
     ingestor: &Ingestor,
     input: impl BufRead,
     batch_lines: usize,
-) -> anyhow::Result<(BatchSummary, Vec<MonitorLine>)> {
+) -> anyhow::Result<Imported> {
     let mut input = LineReader::new(input);
     let mut total = BatchSummary::default();
     let mut monitors = Vec::new();
+    let mut letters: Vec<DeadLetterLine> = Vec::new();
+    let mut restored = RestoredDeadLetters::default();
+    let mut restore = |letters: &mut Vec<DeadLetterLine>, line_no: u64| {
+        let r = crate::export::restore_dead_letters(
+            ingestor.store().as_ref(),
+            ingestor.keys(),
+            letters,
+        )
+        .with_context(|| format!("storing the dead letters read up to line {line_no}"))?;
+        restored.restored += r.restored;
+        restored.present += r.present;
+        letters.clear();
+        anyhow::Ok(())
+    };
     let mut batch: Vec<Line> = Vec::with_capacity(batch_lines);
     let mut batch_bytes = 0usize;
     let mut line_no = 0u64;
@@ -163,12 +214,17 @@ pub fn import(
                     "line over the line limit; stored as a line_too_long dead letter"
                 );
             }
-            let monitor = match &line {
-                Line::Whole(l) => MonitorLine::parse(l),
-                Line::TooLong(_) => None,
+            let (monitor, letter) = match &line {
+                Line::Whole(l) => (MonitorLine::parse(l), DeadLetterLine::parse(l)),
+                Line::TooLong(_) => (None, None),
             };
             if let Some(m) = monitor {
                 monitors.push(m);
+            } else if let Some(d) = letter {
+                letters.push(d);
+                if letters.len() >= DEAD_LETTER_BATCH {
+                    restore(&mut letters, line_no)?;
+                }
             } else if !line.is_blank() {
                 batch_bytes += line.held_bytes();
                 batch.push(line);
@@ -187,7 +243,14 @@ pub fn import(
             batch_bytes = 0;
         }
         if end {
-            return Ok((total, monitors));
+            if !letters.is_empty() {
+                restore(&mut letters, line_no)?;
+            }
+            return Ok(Imported {
+                total,
+                monitors,
+                dead_letters: restored,
+            });
         }
     }
 }

@@ -409,9 +409,13 @@ async fn delivery_loop(ingestor: Arc<Ingestor>, every: Duration) {
     }
 }
 
-/// Lines per stdin batch, and how long a partial batch may wait.
-const STDIN_BATCH_LINES: usize = 1000;
+/// Lines per stdin batch (its invalid lines are grouped past the first
+/// 1000, as a request's are), and how long a partial batch may wait.
+const STDIN_BATCH_LINES: usize = crate::ingest::grouping::STREAM_BATCH_LINES;
 const STDIN_FLUSH: Duration = Duration::from_millis(200);
+/// Lines read from stdin ahead of their batch at most (besides
+/// `--stdin-read-ahead-bytes`).
+const STDIN_QUEUE_LINES: usize = 4000;
 
 /// What `serve --stdin` committed, and how many lines it read but could not
 /// commit before shutdown.
@@ -438,7 +442,7 @@ fn ingest_stdin(
     read_ahead_bytes: usize,
 ) -> StdinOutcome {
     use std::sync::mpsc::RecvTimeoutError;
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Line>(STDIN_BATCH_LINES * 4);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Line>(STDIN_QUEUE_LINES);
     let gate = Arc::new(ByteGate::new(read_ahead_bytes));
     // Closed when this function returns, so that a reader waiting for room
     // stops instead of waiting forever.

@@ -10,6 +10,9 @@
 //! share a group keeps a dead letter of its own. Valid lines are stored as
 //! records wherever they are. Grouping depends only on the request's lines,
 //! so a redelivered request forms the same groups, under the same keys.
+//!
+//! `import` and `serve --stdin` group the same way within each batch they
+//! read (up to [`STREAM_BATCH_LINES`] lines or 16 MiB).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -19,6 +22,15 @@ use crate::record::{self, DeadLetter, Item};
 /// Invalid lines of one request stored one dead letter each before the
 /// others are grouped.
 pub const SINGLE_DEAD_LETTERS: usize = 1000;
+
+/// Lines a stream reader (`import`, `serve --stdin`) hands to validation at
+/// once at most (a batch also ends at
+/// [`crate::ingest::lines::MAX_BATCH_BYTES`]): its invalid lines are
+/// grouped past the first [`SINGLE_DEAD_LETTERS`] as a request's are, so a
+/// file of millions of tiny invalid lines makes thousands of dead letters,
+/// not millions. Held in memory: with lines of a few bytes, about 100 bytes
+/// each.
+pub const STREAM_BATCH_LINES: usize = 100_000;
 
 /// Bytes of lines (newlines included) held by one group: its base64 fits
 /// the store's value limit.
