@@ -15,10 +15,12 @@
 #   EXPORT_WORKDIR  scratch directory (default: a new temporary directory)
 #   FDB_SINK        fdb-sink binary (default: fdb-sink on PATH)
 #
-# Objects land at <EXPORT_DEST>/<day>/<tenant>.ndjson.gz. An existing object
+# Objects land at <EXPORT_DEST>/<day>/<tenant>.ndjson.gz, and the lines the sink
+# refused that day (dead letters, which belong to no tenant, selected by the day
+# they were received) at <EXPORT_DEST>/dead-letters/<day>.ndjson.gz. An existing object
 # is never overwritten: a rerun of a finished day fails instead of silently
 # replacing an archive. Exit status is non-zero if any tenant failed; the
-# other tenants are still exported.
+# other tenants (and the dead letters) are still exported.
 set -euo pipefail
 
 die() { echo "export-audit: $*" >&2; exit 2; }
@@ -62,13 +64,26 @@ for tenant in ${tenants//,/ }; do
   # A .gz output name makes fdb-sink gzip the NDJSON itself.
   if "$sink" export --store "$store" --tenant "$tenant" --since "$since" --until "$until" --output "$out" \
      && copy "$out" "${dest%/}/$day/$tenant.ndjson.gz"; then
-    echo "export-audit: tenant=$tenant records=$(gzip -dc "$out" | wc -l) -> ${dest%/}/$day/$tenant.ndjson.gz" >&2
+    records=$(gzip -dc "$out" | grep -c '^{"schema":"file-event/1"' || true)
+    echo "export-audit: tenant=$tenant records=$records -> ${dest%/}/$day/$tenant.ndjson.gz" >&2
   else
     echo "export-audit: tenant=$tenant FAILED" >&2
     failed=1
   fi
   rm -f "$out"
 done
+
+# The dead letters received that day: retention removes them like records.
+out="$work/dead-letters-$day.ndjson.gz"
+echo "export-audit: dead letters received since=$since until=$until" >&2
+if "$sink" export --store "$store" --dead-letters --since "$since" --until "$until" --output "$out" \
+   && copy "$out" "${dest%/}/dead-letters/$day.ndjson.gz"; then
+  echo "export-audit: dead_letters=$(gzip -dc "$out" | wc -l) -> ${dest%/}/dead-letters/$day.ndjson.gz" >&2
+else
+  echo "export-audit: dead letters FAILED" >&2
+  failed=1
+fi
+rm -f "$out"
 
 # Tenants with records that the list left out: retention will remove their
 # records without an archive.

@@ -5,7 +5,8 @@
 #    from an embedded store: only the asked tenant and day, gzip NDJSON, at
 #    <dest>/<day>/<tenant>.ndjson.gz, for every tenant (EXPORT_TENANTS=all) or
 #    the listed ones (failing when the list leaves a tenant with records out),
-#    and a rerun refuses to overwrite it.
+#    the day's dead letters at <dest>/dead-letters/<day>.ndjson.gz, and a
+#    rerun refuses to overwrite it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 script=deploy/docker/export-audit.sh
@@ -59,7 +60,8 @@ PY
   # EXPORT_TENANTS=all: every tenant of the store, only that day.
   if run_export all "$tmp/archive" "$tmp/log"; then
     got="$(paths "$tmp/archive/2026-11-25/t1.ndjson.gz")| $(paths "$tmp/archive/2026-11-25/t2.ndjson.gz")"
-    if [ "$got" = '"path":"a.txt" "path":"b.txt" | "path":"c.txt" ' ]; then
+    if [ "$got" = '"path":"a.txt" "path":"b.txt" | "path":"c.txt" ' ] \
+       && grep -q "tenant=t1 records=2 " "$tmp/log"; then
       echo "ok   real export of every tenant, 2026-11-25: $got"
     else
       echo "FAIL real export returned: $got"; cat "$tmp/log"; fails=$((fails + 1))
@@ -71,6 +73,22 @@ PY
     fi
   else
     echo "FAIL real export failed:"; cat "$tmp/log"; fails=$((fails + 1))
+  fi
+  # A line the sink refused is archived under dead-letters/<day it was
+  # received>, with its exact bytes and reason, apart from every tenant.
+  today=$(date -u +%F)
+  printf '%s\n' '{"schema":"file-event/1","tenant_id":"t1","note":"refused"}' >"$tmp/bad.ndjson"
+  "$sink" import --store "$store" "$tmp/bad.ndjson" >/dev/null 2>>"$tmp/import.log"
+  code=0
+  FDB_SINK=$sink EXPORT_STORE=$store EXPORT_TENANTS=all EXPORT_DAY=$today \
+    EXPORT_DEST=file://$tmp/today bash "$script" 2>"$tmp/log3" || code=$?
+  dl="$tmp/today/dead-letters/$today.ndjson.gz"
+  if [ "$code" = 0 ] && [ -f "$dl" ] && [ "$(gzip -dc "$dl" | wc -l)" = 1 ] \
+     && gzip -dc "$dl" | grep -q '"schema":"fdb-sink-dead-letter/1".*refused' \
+     && ! gzip -dc "$tmp/today/$today/t1.ndjson.gz" 2>/dev/null | grep -q refused; then
+    echo "ok   the day's dead letters archived apart: dead-letters/$today.ndjson.gz"
+  else
+    echo "FAIL dead letters: exit $code"; cat "$tmp/log3"; fails=$((fails + 1))
   fi
   # A list that leaves a tenant with records out: the listed one is archived,
   # and the job fails naming the one left out.

@@ -20,7 +20,7 @@
 //! the oldest remaining record, and a session left without records loses its
 //! whole summary. A `by_checksum` entry is removed when its last-seen time is
 //! older than the cutoff (no newer record shows that content there). Dead
-//! letters older than the cutoff are removed too, and so are agent rows whose
+//! letters keyed and received before the cutoff are removed too, and so are agent rows whose
 //! last heartbeat, claims whose expiry, and monitor rows whose latest event
 //! is older than the cutoff (every sidecar start numbers its events under a
 //! new monitor, so without this the rows, and the delivery gauge's scan of
@@ -88,6 +88,20 @@ pub struct RetentionReport {
     /// Monitor rows whose latest event is older than the cutoff.
     pub monitors_removed: u64,
     pub transactions: u64,
+}
+
+/// True when a dead letter's value says it was received at or after
+/// `cutoff_ns`. A value that cannot be read is judged by its key alone.
+fn received_after(value: &[u8], cutoff_ns: i64) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Received<'a> {
+        #[serde(borrow)]
+        received_at: std::borrow::Cow<'a, str>,
+    }
+    serde_json::from_slice::<Received>(value)
+        .ok()
+        .and_then(|r| file_event::Timestamp::parse(&r.received_at).ok())
+        .is_some_and(|t| t.unix_nanos() >= i128::from(cutoff_ns))
 }
 
 /// Why a run failed.
@@ -593,24 +607,34 @@ pub fn run(
         }
     }
     // Dead letters: each page is read and cleared in one transaction, so
-    // that what is counted is what is removed.
+    // that what is counted is what is removed. One keyed by an old timestamp
+    // of its own but received after the cutoff stays: the daily export
+    // archives dead letters by the day they were received.
     let dl = keys.dead_letter_between(i64::MIN, opts.cutoff_ns);
     let mut begin = dl.begin.clone();
     loop {
         let (n, end) = batch.run("dead letters", |limit| {
             let page = |txn: &mut dyn crate::store::ReadTxn| {
                 let rows = txn.get_range(&begin, &dl.end, limit, false)?;
-                Ok((rows.len(), rows.last().map(|(k, _)| after(k))))
+                let end = rows.last().map(|(k, _)| after(k));
+                let old: Vec<Vec<u8>> = rows
+                    .into_iter()
+                    .filter(|(_, v)| !received_after(v, opts.cutoff_ns))
+                    .map(|(k, _)| k)
+                    .collect();
+                Ok((old, end))
             };
             if opts.dry_run {
-                return store.read(|txn| page(txn));
+                return store
+                    .read(|txn| page(txn))
+                    .map(|(old, end)| (old.len(), end));
             }
             store.transact(|txn| {
-                let (n, end) = page(&mut *txn)?;
-                if let Some(end) = &end {
-                    txn.clear_range(&begin, end)?;
+                let (old, end) = page(&mut *txn)?;
+                for k in &old {
+                    txn.clear(k)?;
                 }
-                Ok((n, end))
+                Ok((old.len(), end))
             })
         })?;
         let Some(end) = end else { break };
@@ -1033,6 +1057,64 @@ mod tests {
             .collect();
         let w = audit::write_items(store, keys, &items, Default::default()).expect("write");
         assert_eq!(w.written as usize, n + 2);
+    }
+
+    /// A dead letter goes when both its key time and its receipt are before
+    /// the cutoff: one with an old timestamp of its own that arrived after
+    /// the cutoff waits for the daily export, which selects by receipt.
+    #[test]
+    fn dead_letters_received_after_the_cutoff_stay() {
+        let dir = tempfile::tempdir().expect("dir");
+        let keys = Keys::default();
+        let store = EmbeddedStore::open(dir.path()).expect("open");
+        let ns = |t: &str| crate::timespec::parse_time_ns(t).expect("t");
+        let (old, new) = (ns("2020-06-01T00:00:00Z"), ns("2026-06-01T00:00:00Z"));
+        let bad = |tag: &str, ts: Option<&str>| {
+            let mut v = serde_json::json!({"schema": "file-event/1", "note": tag});
+            if let Some(ts) = ts {
+                v["timestamp"] = ts.into();
+            }
+            v.to_string().into_bytes()
+        };
+        let letters = [
+            (bad("old-received-old", Some("2020-05-01T00:00:00Z")), old),
+            (bad("old-received-new", Some("2020-05-01T00:00:00Z")), new),
+            (bad("no-ts-received-old", None), old),
+            (bad("new-received-new", Some("2026-05-01T00:00:00Z")), new),
+        ];
+        let items: Vec<_> = letters
+            .iter()
+            .map(|(l, received)| crate::record::validate_line(&keys, l, *received))
+            .collect();
+        let w = audit::write_items(&store, &keys, &items, Default::default()).expect("write");
+        assert_eq!(w.dead_lettered, 4);
+        let left = |store: &EmbeddedStore| -> Vec<String> {
+            let mut notes: Vec<String> = store
+                .read(|t| audit::dead_letters(t, &keys, 0))
+                .expect("read")
+                .into_iter()
+                .map(|d| d.letter.raw)
+                .collect();
+            notes.sort();
+            notes
+        };
+        let dry = run(&store, &keys, opts_2025(true, 100, false), &mut |_| {}).expect("dry");
+        assert_eq!(dry.dead_letters_removed, 2);
+        assert_eq!(left(&store).len(), 4);
+        let r = run(&store, &keys, opts_2025(false, 1, false), &mut |_| {}).expect("run");
+        assert_eq!(r.dead_letters_removed, 2);
+        let kept = left(&store);
+        assert_eq!(kept.len(), 2, "{kept:?}");
+        assert!(
+            kept.iter().any(|raw| raw.contains("old-received-new")),
+            "{kept:?}"
+        );
+        assert!(
+            kept.iter().any(|raw| raw.contains("new-received-new")),
+            "{kept:?}"
+        );
+        let again = run(&store, &keys, opts_2025(false, 1, false), &mut |_| {}).expect("again");
+        assert_eq!(again.dead_letters_removed, 0);
     }
 
     fn cutoff_2025() -> i64 {
