@@ -83,12 +83,10 @@ impl Caller {
 /// Failure to load a verification key.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyLoadError {
-    #[error("reading {path}: {source}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The cause is part of the message (not a `source`), so a report that
+    /// prints the chain does not repeat it.
+    #[error("reading {path}: {error}")]
+    Read { path: String, error: std::io::Error },
     #[error("{0} is empty")]
     Empty(String),
     #[error("{0} holds neither an RSA nor an EC (P-256) public key in PEM form")]
@@ -339,9 +337,9 @@ pub fn read_secret(path: &Path) -> Result<Vec<u8>, KeyLoadError> {
 }
 
 fn read_key_file(path: &Path) -> Result<Vec<u8>, KeyLoadError> {
-    std::fs::read(path).map_err(|source| KeyLoadError::Read {
+    std::fs::read(path).map_err(|error| KeyLoadError::Read {
         path: path.display().to_string(),
-        source,
+        error,
     })
 }
 

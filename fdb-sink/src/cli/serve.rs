@@ -53,12 +53,13 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub limits: Box<IngestLimits>,
 
-    /// Seconds between refreshes of fdb_sink_delivery_missing_events.
+    /// Seconds between refreshes of fdb_sink_delivery_missing_events (1-86400).
     #[arg(
         long,
         env = "FDB_SINK_DELIVERY_REFRESH_SECS",
         default_value_t = 15,
-        value_name = "SECS"
+        value_name = "SECS",
+        value_parser = clap::value_parser!(u64).range(1..=86_400)
     )]
     pub delivery_refresh_secs: u64,
 
@@ -215,7 +216,7 @@ async fn serve(
     ));
     tokio::spawn(delivery_loop(
         ctx.ingestor.clone(),
-        Duration::from_secs(args.delivery_refresh_secs.max(1)),
+        Duration::from_secs(args.delivery_refresh_secs),
     ));
 
     let request_timeout = config.request_timeout;

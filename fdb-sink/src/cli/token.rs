@@ -49,6 +49,13 @@ pub fn run(args: TokenArgs) -> anyhow::Result<()> {
         exp: jsonwebtoken::get_current_timestamp() + args.ttl.as_secs(),
     };
     let token = mint_hs256(&secret, &claims).context("signing the token")?;
+    if args.ttl > crate::api::auth::DEFAULT_MAX_LIFETIME {
+        eprintln!(
+            "token: warning: --ttl {}s is over 7d: the API refuses such a token unless it \
+             runs with --jwt-max-lifetime at least as long",
+            args.ttl.as_secs()
+        );
+    }
     println!("{token}");
     Ok(())
 }

@@ -114,10 +114,21 @@ pub fn router(state: Arc<IngestState>) -> Router {
         .with_state(state)
 }
 
+/// An error answer. A 4xx is also logged: the client (Vector) drops such a
+/// batch for good, so the sink's log is where an operator finds why.
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    let message = message.into();
+    if status.is_client_error() {
+        tracing::warn!(
+            status = status.as_u16(),
+            error = code,
+            message = %message,
+            "ingest request refused; the client will not retry it"
+        );
+    }
     (
         status,
-        Json(serde_json::json!({"error": code, "message": message.into()})),
+        Json(serde_json::json!({"error": code, "message": message})),
     )
         .into_response()
 }

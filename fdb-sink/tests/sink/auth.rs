@@ -23,6 +23,21 @@ fn a_token_file_requires_the_bearer_token() {
             .contains("fdb_sink_batches_total{outcome=\"rejected\"} 3"),
         "the three 401s are rejected batches"
     );
+    // Vector drops a batch refused with a 4xx: the sink's log says why.
+    let refused = || {
+        let log = sink.log.lock().map(|l| l.clone()).unwrap_or_default();
+        let n = log
+            .lines()
+            .filter(|l| l.contains("ingest request refused") && l.contains("401"))
+            .count();
+        (n, log)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while refused().0 < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (n, log) = refused();
+    assert_eq!(n, 3, "{log}");
     let (s, r) = post(&sink, body(), &[("authorization", "Bearer s3cret-token")]);
     assert_eq!((s, r["written"].as_u64()), (200, Some(1)), "{r}");
     let (s, r) = post(&sink, body(), &[("authorization", "bearer s3cret-token")]);
