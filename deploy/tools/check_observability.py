@@ -45,7 +45,7 @@ METRICS = {
         "fs_monitor_state_save_failures_total", "fs_monitor_mount_changes_total",
     },
     "fdb-sink": {
-        "fdb_sink_events_received_total", "fdb_sink_events_written_total", "fdb_sink_events_duplicate_total",
+        "fdb_sink_events_received_total", "fdb_sink_events_written_total", "fdb_sink_events_duplicate_total", "fdb_sink_events_late_total",
         "fdb_sink_dead_letter_total", "fdb_sink_dead_letter_duplicate_total", "fdb_sink_batches_total", "fdb_sink_commit_latency_seconds",
         "fdb_sink_transaction_retries_total", "fdb_sink_store_errors_total", "fdb_sink_inflight_batches",
         "fdb_sink_http_requests_total", "fdb_sink_delivery_missing_events", "fdb_sink_store_up",

@@ -53,6 +53,7 @@ pub struct Metrics {
     pub events_received: Counter,
     pub events_written: Counter,
     pub events_duplicate: Counter,
+    pub events_late: Counter,
     pub dead_letter: Family<ReasonLabel, Counter>,
     pub dead_letter_duplicate: Counter,
     pub batches: Family<OutcomeLabel, Counter>,
@@ -74,6 +75,7 @@ impl Metrics {
             events_received: Counter::default(),
             events_written: Counter::default(),
             events_duplicate: Counter::default(),
+            events_late: Counter::default(),
             dead_letter: Family::default(),
             dead_letter_duplicate: Counter::default(),
             batches: Family::default(),
@@ -117,6 +119,12 @@ impl Metrics {
             "fdb_sink_events_duplicate",
             "Audit records received again and not stored twice",
             m.events_duplicate.clone(),
+        );
+        r.register(
+            "fdb_sink_events_late",
+            "Audit records received more than --late-after past the end of their UTC day: \
+             the daily export of that day may have run without them",
+            m.events_late.clone(),
         );
         r.register(
             "fdb_sink_dead_letter",

@@ -63,6 +63,14 @@ pub struct ServeArgs {
     )]
     pub delivery_refresh_secs: u64,
 
+    /// A record received this long past the end of its UTC day is counted
+    /// in fdb_sink_events_late_total and logged with its day and tenant: the
+    /// daily export of that day (02:00 UTC) may have run without it. Keep it
+    /// below the export's start after midnight.
+    #[arg(long, env = "FDB_SINK_LATE_AFTER", default_value = "1h",
+          value_parser = crate::timespec::duration_arg, value_name = "DURATION")]
+    pub late_after: Duration,
+
     #[command(flatten)]
     pub api: crate::api::ApiArgs,
 }
@@ -163,7 +171,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
             target_txn_bytes: args.limits.txn_target_bytes as usize,
         },
         metrics,
-    );
+    )
+    .with_late_after(args.late_after);
     // The embedded store has one writer and an fsync per commit: commit
     // concurrent batches together. FoundationDB runs transactions in parallel.
     if matches!(args.store.store, store::StoreSpec::Embedded { .. }) {

@@ -9,9 +9,10 @@
 //! an fsync per commit, this turns N concurrent batches into one fsync.
 //! Each batch is still answered only after the commit that holds it.
 
+use std::collections::BTreeSet;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::grouping::Validator;
 use super::lines::Line;
@@ -28,6 +29,9 @@ pub struct Ingestor {
     opts: WriteOptions,
     metrics: Metrics,
     group: Option<Mutex<SyncSender<Job>>>,
+    /// Records received this long past the end of their UTC day are counted
+    /// and logged as late ([`Ingestor::with_late_after`]).
+    late_after_ns: Option<i64>,
 }
 
 /// One batch waiting for the group-commit writer.
@@ -117,6 +121,66 @@ fn now_ns() -> i64 {
     i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap_or(0)
 }
 
+const DAY_NS: i64 = 86_400_000_000_000;
+
+/// The late records of one batch: how many, and (at most [`LATE_LISTED`]
+/// each) their UTC days and tenants, for the log.
+#[derive(Default)]
+struct Late {
+    count: u64,
+    days: BTreeSet<i64>,
+    tenants: BTreeSet<String>,
+}
+
+const LATE_LISTED: usize = 8;
+
+impl Late {
+    /// Notes the records of `items` received (at `now_ns`) more than
+    /// `after_ns` past the end of their UTC day. Redelivered records count
+    /// again.
+    fn note(&mut self, items: &[Item], now_ns: i64, after_ns: i64) {
+        for item in items {
+            let Item::Record(r) = item else { continue };
+            let day = r.ts_ns.div_euclid(DAY_NS);
+            let due = day
+                .saturating_add(1)
+                .saturating_mul(DAY_NS)
+                .saturating_add(after_ns);
+            if now_ns <= due {
+                continue;
+            }
+            self.count += 1;
+            if self.days.len() < LATE_LISTED {
+                self.days.insert(day);
+            }
+            if self.tenants.len() < LATE_LISTED && !self.tenants.contains(&r.tenant) {
+                self.tenants.insert(r.tenant.clone());
+            }
+        }
+    }
+
+    fn report(&self, metrics: &Metrics) {
+        if self.count == 0 {
+            return;
+        }
+        metrics.events_late.inc_by(self.count);
+        let days: Vec<String> = self
+            .days
+            .iter()
+            .filter_map(|d| {
+                file_event::Timestamp::from_unix_nanos(i128::from(*d) * i128::from(DAY_NS))
+            })
+            .map(|t| t.to_string().chars().take(10).collect())
+            .collect();
+        tracing::warn!(
+            records = self.count,
+            days = %days.join(","),
+            tenants = %self.tenants.iter().cloned().collect::<Vec<_>>().join(","),
+            "records received after their day's end: the daily export of those days may not hold them; re-export them (docs/operations.md, AuditRecordsArrivedLate)"
+        );
+    }
+}
+
 impl Ingestor {
     pub fn new(store: Arc<dyn Store>, keys: Keys, opts: WriteOptions, metrics: Metrics) -> Self {
         Ingestor {
@@ -125,7 +189,17 @@ impl Ingestor {
             opts,
             metrics,
             group: None,
+            late_after_ns: None,
         }
+    }
+
+    /// Counts (`fdb_sink_events_late_total`) and logs the records received
+    /// more than `after` past the end of their UTC day: the daily export of
+    /// that day, which selects records by their own time, may have run
+    /// without them.
+    pub fn with_late_after(mut self, after: Duration) -> Self {
+        self.late_after_ns = Some(i64::try_from(after.as_nanos()).unwrap_or(i64::MAX));
+        self
     }
 
     /// Commits concurrent batches together (see the module docs), at most
@@ -255,12 +329,16 @@ impl Ingestor {
     ) -> Result<BatchSummary, StoreError> {
         let started = Instant::now();
         let mut total = BatchSummary::default();
+        let mut late = Late::default();
         for (lines, items) in chunks {
             self.metrics.events_received.inc_by(lines);
             total.received += lines;
             let (items, result) = self.write(items);
             match result {
                 Ok(s) => {
+                    if let Some(after) = self.late_after_ns {
+                        late.note(&items, now_ns(), after);
+                    }
                     self.record_written(&items, &s);
                     total.written += s.written;
                     total.duplicates += s.duplicates + s.dead_letter_duplicates;
@@ -280,6 +358,7 @@ impl Ingestor {
         self.metrics
             .commit_latency
             .observe(started.elapsed().as_secs_f64());
+        late.report(&self.metrics);
         self.metrics.batch(outcome::COMMITTED);
         self.metrics.store_up.set(1);
         Ok(total)

@@ -11,6 +11,7 @@ mod dead_letter_export;
 mod dead_letters;
 mod encoding;
 mod idempotency;
+mod late;
 mod lifecycle;
 mod retention_guard;
 mod slow_clients;

@@ -1,0 +1,57 @@
+//! Records that arrive after their day's end (a backlog drained after an
+//! outage) are counted and logged: the daily export of their day, which
+//! selects records by their own time, may have run without them.
+
+use crate::harness::{event, ndjson, post, Sink};
+
+fn at(monitor: &str, seq: u64, tenant: &str, timestamp: &str) -> String {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&event(monitor, seq, "s-late")).expect("event");
+    v["timestamp"] = timestamp.into();
+    v["tenant_id"] = tenant.into();
+    v.to_string()
+}
+
+fn late_total(sink: &Sink) -> Option<u64> {
+    sink.metrics()
+        .lines()
+        .find_map(|l| l.strip_prefix("fdb_sink_events_late_total "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn records_received_after_their_days_end_are_counted_and_logged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sink = Sink::start(&dir.path().join("store"), &["--late-after", "1h"]);
+    assert_eq!(late_total(&sink), Some(0), "exported from the start");
+    let m = uuid::Uuid::new_v4().to_string();
+    let now = file_event::Timestamp::now().to_string();
+    let lines = vec![
+        at(&m, 1, "acme", &now),
+        at(&m, 2, "acme", "2026-11-20T23:59:59.999999999Z"),
+        at(&m, 3, "globex", "2026-11-21T00:00:00Z"),
+    ];
+    let (s, r) = post(&sink, ndjson(&lines), &[]);
+    assert_eq!((s, r["written"].as_u64()), (200, Some(3)), "{r}");
+    assert_eq!(late_total(&sink), Some(2));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let logged = || {
+        let log = sink.log.lock().map(|l| l.clone()).unwrap_or_default();
+        log.lines()
+            .find(|l| l.contains("received after their day's end"))
+            .map(str::to_owned)
+    };
+    while logged().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let line = logged().expect("a warning for the late records");
+    for want in ["records=2", "2026-11-20,2026-11-21", "acme,globex"] {
+        assert!(line.contains(want), "{want} in {line}");
+    }
+    // A generous --late-after counts none of them.
+    drop(sink);
+    let sink = Sink::start(&dir.path().join("store2"), &["--late-after", "36500d"]);
+    let (s, _) = post(&sink, ndjson(&lines), &[]);
+    assert_eq!(s, 200);
+    assert_eq!(late_total(&sink), Some(0));
+}
