@@ -29,6 +29,9 @@ const STATE_SAVE_SPACING: u32 = 20;
 /// How long a rename's first half waits for its second half when nothing
 /// else arrives (the kernel queues both halves back to back).
 const RENAME_PAIR_WAIT: Duration = Duration::from_millis(50);
+/// How long the kernel events queued behind an overflow notice are read and
+/// dropped before the rescan, at most (see [`Engine::discard_queued`]).
+const OVERFLOW_DRAIN_LIMIT: Duration = Duration::from_millis(500);
 /// How long a file found by a scan may see its own close-after-write arrive.
 const SCANNED_GRACE: Duration = Duration::from_secs(2);
 /// A wake-up that found at least this many events means a burst is on.
@@ -86,11 +89,13 @@ pub struct Engine {
     raws: Vec<Raw>,
     /// The end of a read held back for the next one, from a rename's old
     /// name whose new name was not queued yet (see
-    /// [`crate::watcher::split_unpaired_tail`]), since when that old name
-    /// waits, and the old name itself.
+    /// [`crate::watcher::split_unpaired_tail`]), and since when that old
+    /// name waits.
     carry: Vec<Raw>,
     carry_since: Option<Instant>,
-    carry_first: Option<Raw>,
+    /// Since when each old name held back without its new name waits, by
+    /// cookie (each waits [`RENAME_PAIR_WAIT`] from when it was first held).
+    carry_waits: HashMap<usize, Instant>,
     /// Paths that a kernel event of the batch being handled removes or
     /// replaces, with the position of the last such event in the batch;
     /// `batch_pos` is the position of the event being handled.
@@ -207,7 +212,7 @@ impl Engine {
             raws: Vec::new(),
             carry: Vec::new(),
             carry_since: None,
-            carry_first: None,
+            carry_waits: HashMap::new(),
             batch_later: HashMap::new(),
             batch_pos: 0,
             timer_slack,
@@ -340,7 +345,7 @@ impl Engine {
                 .carry_since
                 .is_some_and(|t| shutdown || now.saturating_duration_since(t) >= RENAME_PAIR_WAIT)
             {
-                if let Err(e) = self.flush_carry() {
+                if let Err(e) = self.flush_carry(shutdown) {
                     return self.stream_error(e);
                 }
             }
@@ -446,43 +451,71 @@ impl Engine {
         // RENAME_PAIR_WAIT), so that the two pair up even when other
         // processes' events are queued in between.
         self.carry = crate::watcher::split_unpaired_tail(&mut raws);
-        let held = (!self.carry.is_empty()).then(|| self.carry[0].clone());
         // What the held-back events remove or replace happens after this
         // batch too.
         let later = removed_or_replaced(&raws, &self.carry);
         self.handle_batch(raws, later)?;
-        // Waited for from now on (handling the batch may have taken long):
-        // since it was first held if it was already held before this read.
-        self.carry_since = match held {
-            None => None,
-            Some(first) if self.carry_first.as_ref() == Some(&first) => self.carry_since,
-            Some(first) => {
-                self.carry_first = Some(first);
-                Some(Instant::now())
-            }
-        };
-        if self.carry_since.is_none() {
-            self.carry_first = None;
-        }
+        // Waited for from now on (handling the batch may have taken long),
+        // or since first held if already held before this read.
+        self.note_carry_waits(Instant::now());
         Ok((read, more))
     }
 
     /// Handles what the last read held back, now that its rename's new name
-    /// did not come in time: the old name was moved out of the root.
-    fn flush_carry(&mut self) -> Result<(), EngineError> {
+    /// did not come in time: the old name was moved out of the root. What
+    /// follows it is handled up to the next old name whose new name is not
+    /// read yet, which waits in turn (its new name may be the next event
+    /// queued); with `all`, everything is handled (at exit).
+    fn flush_carry(&mut self, all: bool) -> Result<(), EngineError> {
         self.carry_since = None;
-        self.carry_first = None;
         if self.carry.is_empty() {
+            self.carry_waits.clear();
             return Ok(());
         }
-        let raws = std::mem::take(&mut self.carry);
-        let later = removed_or_replaced(&raws, &[]);
+        let mut raws = std::mem::take(&mut self.carry);
+        if !all {
+            let now = Instant::now();
+            let waits = &self.carry_waits;
+            let mut rest = raws.split_off(1);
+            self.carry = crate::watcher::split_unpaired_tail_if(&mut rest, |cookie| {
+                waits
+                    .get(&cookie)
+                    .is_some_and(|t| now.saturating_duration_since(*t) < RENAME_PAIR_WAIT)
+            });
+            raws.append(&mut rest);
+        }
+        let later = removed_or_replaced(&raws, &self.carry);
         self.handle_batch(raws, later)?;
         if let Some((from, _, _)) = self.pending_from.take() {
             // Its partner was already waited for.
             self.moved_out(from, Instant::now());
         }
+        self.note_carry_waits(Instant::now());
         Ok(())
+    }
+
+    /// Records since when the old names held back wait (`now` for those
+    /// held for the first time), forgets the others, and sets
+    /// `carry_since` to the wait of the first.
+    fn note_carry_waits(&mut self, now: Instant) {
+        if self.carry.is_empty() {
+            self.carry_waits.clear();
+            self.carry_since = None;
+            return;
+        }
+        let mut kept = HashMap::new();
+        for r in &self.carry {
+            if let Raw::RenameFrom { cookie, .. } = r {
+                let since = self.carry_waits.get(cookie).copied().unwrap_or(now);
+                kept.insert(*cookie, since);
+            }
+        }
+        self.carry_since = match self.carry.first() {
+            Some(Raw::RenameFrom { cookie, .. }) => kept.get(cookie).copied(),
+            _ => None,
+        }
+        .or(Some(now));
+        self.carry_waits = kept;
     }
 
     /// Handles one batch of kernel events, in order; `later`: what its
@@ -499,6 +532,7 @@ impl Engine {
         for (i, raw) in raws.drain(..).enumerate() {
             self.batch_pos = i;
             self.co.received = Some(received);
+            let overflow = matches!(raw, Raw::Overflow);
             let r = self.handle_raw(raw, received);
             self.co.received = None;
             if let Err(e) = r {
@@ -513,6 +547,11 @@ impl Engine {
                 self.batch_later.clear();
                 return Err(e);
             }
+            if overflow {
+                // The rest of the batch was queued behind the overflow:
+                // the rescan already holds what it describes.
+                break;
+            }
         }
         self.batch_later.clear();
         if self.raws.capacity() < raws.capacity() {
@@ -523,7 +562,7 @@ impl Engine {
 
     /// Writes everything pending (debounce window, rate limit) and saves the state.
     fn finish(&mut self, now: Instant) -> Result<(), EngineError> {
-        self.flush_carry()?;
+        self.flush_carry(true)?;
         if let Some((from, _, _)) = self.pending_from.take() {
             self.moved_out(from, now);
         }
@@ -693,6 +732,7 @@ impl Engine {
                 self.metrics.rescans.inc();
                 self.metrics.dropped(DROP_KERNEL_OVERFLOW);
                 tracing::warn!("kernel event queue overflowed (fs.inotify.max_queued_events); rescanning the tree");
+                self.discard_queued();
                 let snapshot = self.watch_and_scan(b"", true);
                 // Directories that vanished lost their watches with them.
                 let stale: Vec<RelPath> = self
@@ -767,6 +807,43 @@ impl Engine {
             Raw::SelfMoved { .. } | Raw::Open { .. } => {}
         }
         Ok(())
+    }
+
+    /// Drops the kernel events queued behind an overflow notice, before
+    /// the rescan that follows it: they describe changes made before the
+    /// rescan, which sees their outcome, and the kernel may have lost some
+    /// of them without a second notice (it queues none while one is
+    /// unread). Handled after the rescan, they would replay a history with
+    /// holes over it: moves of names already gone, files that no longer
+    /// exist. Bounded by [`OVERFLOW_DRAIN_LIMIT`] under a write storm; what
+    /// is queued after the drain is checked against the rescan as usual.
+    fn discard_queued(&mut self) {
+        self.carry.clear();
+        self.carry_since = None;
+        self.carry_waits.clear();
+        // Own opens counted so far had their events among those dropped.
+        self.self_opens.clear();
+        let Some(w) = self.watcher.as_mut() else {
+            return;
+        };
+        let limit = Instant::now() + OVERFLOW_DRAIN_LIMIT;
+        let mut scratch = Vec::new();
+        let mut dropped = 0usize;
+        while Instant::now() < limit {
+            scratch.clear();
+            match w.read(&mut scratch) {
+                Ok(Some(_)) => dropped += scratch.len(),
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading kernel events");
+                    break;
+                }
+            }
+        }
+        tracing::debug!(
+            dropped,
+            "kernel events queued behind the overflow dropped; the rescan covers them"
+        );
     }
 
     /// Watches held.

@@ -17,7 +17,7 @@ pub mod direct;
 pub mod notify_backend;
 mod pairing;
 
-pub use pairing::{pair_renames, split_unpaired_tail};
+pub use pairing::{pair_renames, split_unpaired_tail, split_unpaired_tail_if};
 
 use std::io;
 use std::os::fd::BorrowedFd;

@@ -82,6 +82,13 @@ pub fn pair_renames(raws: &mut Vec<Raw>, pending: Option<usize>) {
 /// processes queued in between. Returns the part held back (empty when
 /// every rename of the read is complete).
 pub fn split_unpaired_tail(raws: &mut Vec<Raw>) -> Vec<Raw> {
+    split_unpaired_tail_if(raws, |_| true)
+}
+
+/// As [`split_unpaired_tail`], from the first `RenameFrom` without its
+/// `RenameTo` for whose cookie `waits` holds (one that no longer waits is
+/// left in place: handled as a move out of the root).
+pub fn split_unpaired_tail_if(raws: &mut Vec<Raw>, waits: impl Fn(usize) -> bool) -> Vec<Raw> {
     let mut to_after: HashMap<usize, usize> = HashMap::new();
     for (i, r) in raws.iter().enumerate() {
         if let Raw::RenameTo { cookie, .. } = r {
@@ -91,7 +98,7 @@ pub fn split_unpaired_tail(raws: &mut Vec<Raw>) -> Vec<Raw> {
     }
     let unpaired = raws.iter().enumerate().position(|(i, r)| match r {
         Raw::RenameFrom { cookie, .. } => {
-            *cookie != NO_COOKIE && to_after.get(cookie).is_none_or(|j| *j < i)
+            *cookie != NO_COOKIE && to_after.get(cookie).is_none_or(|j| *j < i) && waits(*cookie)
         }
         _ => false,
     });
@@ -191,5 +198,16 @@ mod tests {
         // Halves without a cookie never pair and never wait.
         let mut v = vec![from("a", NO_COOKIE), rm("y")];
         assert!(split_unpaired_tail(&mut v).is_empty());
+    }
+
+    #[test]
+    fn an_old_name_that_no_longer_waits_stays_in_place() {
+        let mut v = vec![from("a", 1), rm("w"), from("b", 2), rm("x"), from("c", 3)];
+        let held = split_unpaired_tail_if(&mut v, |c| c != 1);
+        assert_eq!(v, [from("a", 1), rm("w")]);
+        assert_eq!(held, [from("b", 2), rm("x"), from("c", 3)]);
+        let mut v = vec![from("a", 1), rm("w")];
+        assert!(split_unpaired_tail_if(&mut v, |_| false).is_empty());
+        assert_eq!(v.len(), 2);
     }
 }

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
+
 use crate::support::*;
 
 #[test]
@@ -201,4 +203,123 @@ fn renames_during_concurrent_activity_stay_moves() {
     );
     assert_trees_equal(&replay(&start, &evs), &disk_tree(&root, &[]));
     assert_seq_contiguous(&evs);
+}
+
+/// A file moved out of the root holds back the events read after it for
+/// up to 50 ms, in case its new name is queued next. When that wait ends
+/// while a backlog is still being read, the held-back events can end with
+/// the old name of another rename whose new name is the next event queued:
+/// that rename must wait for it too, not be split into a `delete` and a
+/// `create`.
+#[test]
+fn renames_behind_a_move_out_stay_moves_when_the_wait_ends() {
+    let _g = heavy();
+    const ROUNDS: usize = 4;
+    // At most 14001 events queued at once, fewer than the kernel's default
+    // limit of 16384 even if the monitor read none of them.
+    const BACKLOG: usize = 5000;
+    const LIVE: usize = 2000;
+    let d = tempdir();
+    let outside = tempdir();
+    let root = d.path();
+    // Names of one length: every kernel event takes 32 bytes, so that reads
+    // of a full buffer end between the two halves of a rename once the
+    // single event of the move out shifted them.
+    std::fs::write(root.join("c100000"), b"c").unwrap();
+    for r in 0..ROUNDS {
+        std::fs::write(root.join(format!("out{r}")), b"o").unwrap();
+    }
+    let start = disk_tree(root, &[]);
+    let m = Monitor::start(root, &[]);
+    let mut at = 100_000usize;
+    for r in 0..ROUNDS {
+        // A backlog the kernel queue holds (2 events per rename), read
+        // behind the move out at once.
+        signal(m.pid(), Signal::SIGSTOP);
+        std::fs::rename(root.join(format!("out{r}")), outside.path().join("o")).unwrap();
+        rename_chain(root, &mut at, BACKLOG, false);
+        signal(m.pid(), Signal::SIGCONT);
+        rename_chain(root, &mut at, LIVE, true);
+        let last = format!("c{at}");
+        m.wait_for_within("the round's renames", Duration::from_secs(30), |e| {
+            e.iter().any(|x| x.path == last)
+        });
+    }
+    let evs = m.settle(Duration::from_millis(500));
+    assert_eq!(
+        m.metric("fs_monitor_rescans_total"),
+        0.0,
+        "the kernel queue overflowed: the test needs a larger fs.inotify.max_queued_events"
+    );
+    let split: Vec<String> = evs
+        .iter()
+        .filter(|e| e.path.starts_with('c') && e.event_type != file_event::EventType::Move)
+        .map(short)
+        .collect();
+    assert!(
+        split.is_empty(),
+        "{} of {} renames not reported as moves: {:?}",
+        split.len() / 2,
+        ROUNDS * (BACKLOG + LIVE),
+        &split[..split.len().min(6)]
+    );
+    let outs = evs
+        .iter()
+        .filter(|e| e.path.starts_with("out"))
+        .map(short)
+        .collect::<Vec<_>>();
+    assert_eq!(outs.len(), ROUNDS, "{outs:?}");
+    assert_trees_equal(&replay(&start, &evs), &disk_tree(root, &[]));
+    assert_seq_contiguous(&evs);
+}
+
+/// Renames `c{at}` to `c{at + 1}`, `n` times; `pause`: briefly every 100.
+fn rename_chain(root: &std::path::Path, at: &mut usize, n: usize, pause: bool) {
+    for i in 0..n {
+        std::fs::rename(
+            root.join(format!("c{at}")),
+            root.join(format!("c{}", *at + 1)),
+        )
+        .unwrap();
+        *at += 1;
+        if pause && i % 100 == 99 {
+            std::thread::sleep(Duration::from_micros(300));
+        }
+    }
+}
+
+/// Many files moved out of the root at once: each old name is held for
+/// its new name at most 50 ms, all of them together, not one after the
+/// other.
+#[test]
+fn many_files_moved_out_at_once_are_deleted_together() {
+    const N: usize = 300;
+    let d = tempdir();
+    let outside = tempdir();
+    let root = d.path();
+    std::fs::create_dir(root.join("d")).unwrap();
+    for i in 0..N {
+        std::fs::write(root.join(format!("d/f{i}")), b"x").unwrap();
+    }
+    let m = Monitor::start(root, &[]);
+    let t = std::time::Instant::now();
+    for i in 0..N {
+        std::fs::rename(
+            root.join(format!("d/f{i}")),
+            outside.path().join(format!("f{i}")),
+        )
+        .unwrap();
+    }
+    let evs = m.wait_for_within("every delete", Duration::from_secs(20), |e| {
+        e.iter()
+            .filter(|x| x.event_type == file_event::EventType::Delete)
+            .count()
+            == N
+    });
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "{N} moves out took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(evs.len(), N, "{:?}", summary(&evs));
 }
