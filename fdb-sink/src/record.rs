@@ -195,6 +195,9 @@ pub mod reason {
     pub const BAD_TIMESTAMP: &str = "bad_timestamp";
     /// `timestamp` is before 1970 or after 2262 (not representable as i64 ns).
     pub const TIMESTAMP_RANGE: &str = "timestamp_out_of_range";
+    /// `timestamp` is more than [`super::MAX_FUTURE_NS`] after the line was
+    /// received: its day's archive and retention would never see it.
+    pub const TIMESTAMP_FUTURE: &str = "timestamp_in_future";
     /// `event_type` is not one of create/update/delete/move/access.
     pub const UNKNOWN_EVENT_TYPE: &str = "unknown_event_type";
     /// A field has the wrong type or value.
@@ -211,7 +214,7 @@ pub mod reason {
     /// counted under its own reason in its `reasons`.
     pub const GROUPED: &str = "invalid_lines_grouped";
 
-    pub const ALL: [&str; 14] = [
+    pub const ALL: [&str; 15] = [
         INVALID_UTF8,
         INVALID_JSON,
         UPSTREAM,
@@ -221,6 +224,7 @@ pub mod reason {
         BAD_ID,
         BAD_TIMESTAMP,
         TIMESTAMP_RANGE,
+        TIMESTAMP_FUTURE,
         UNKNOWN_EVENT_TYPE,
         BAD_FIELD,
         KEY_TOO_LARGE,
@@ -276,7 +280,9 @@ pub fn valid_id(s: &str) -> bool {
 }
 
 /// Validates one line (without its newline). `received_ns` is the receipt
-/// time, used for dead letters that carry no timestamp of their own.
+/// time, used for dead letters that carry no timestamp of their own; the
+/// record's time is not compared with it (the ingest path also applies
+/// [`check_not_future`]).
 pub fn validate_line(keys: &Keys, line: &[u8], received_ns: i64) -> Item {
     match check_line(keys, line) {
         Ok(r) => Item::Record(Box::new(r)),
@@ -308,8 +314,35 @@ impl Rejection {
     }
 }
 
+/// How far after its receipt a record's own time may lie (clocks of
+/// monitor and sink a day apart). A record further ahead would be kept past
+/// retention and be in no daily archive until its day comes.
+pub const MAX_FUTURE_NS: i64 = 86_400_000_000_000;
+
+/// Refuses a record whose time is more than [`MAX_FUTURE_NS`] after
+/// `received_ns`. The dead letter is keyed by the receipt time, not by the
+/// line's own.
+pub fn check_not_future(r: &ValidRecord, received_ns: i64) -> Result<(), Rejection> {
+    if r.ts_ns <= received_ns.saturating_add(MAX_FUTURE_NS) {
+        return Ok(());
+    }
+    let at = |ns: i64| {
+        Timestamp::from_unix_nanos(i128::from(ns)).map_or_else(|| ns.to_string(), |t| t.to_string())
+    };
+    Err(Rejection {
+        reason: reason::TIMESTAMP_FUTURE,
+        detail: format!(
+            "timestamp {} is more than 24 hours after the line was received ({}): the producer's clock is wrong",
+            at(r.ts_ns),
+            at(received_ns)
+        ),
+        own_ts: None,
+    })
+}
+
 /// [`validate_line`] without building the dead letter: the record, or why
-/// the line is not one.
+/// the line is not one. The time of receipt is checked apart
+/// ([`check_not_future`]).
 pub fn check_line(keys: &Keys, line: &[u8]) -> Result<ValidRecord, Rejection> {
     validate(keys, line).map_err(|(reason, detail, own_ts)| Rejection {
         reason,

@@ -79,7 +79,9 @@ impl<'k> Validator<'k> {
     /// Validates `line` and adds what it becomes to `out` (a group is added
     /// once full, or by [`Validator::finish`]).
     pub fn push(&mut self, line: &[u8], out: &mut Vec<Item>) {
-        let rejection = match record::check_line(self.keys, line) {
+        let checked = record::check_line(self.keys, line)
+            .and_then(|r| record::check_not_future(&r, self.received_ns).map(|()| r));
+        let rejection = match checked {
             Ok(r) => return out.push(Item::Record(Box::new(r))),
             Err(rejection) => rejection,
         };

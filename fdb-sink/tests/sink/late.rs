@@ -1,8 +1,10 @@
-//! Records that arrive after their day's end (a backlog drained after an
-//! outage) are counted and logged: the daily export of their day, which
-//! selects records by their own time, may have run without them.
+//! Records whose own time is far from when they arrive. Those that arrive
+//! after their day's end (a backlog drained after an outage) are counted
+//! and logged: the daily export of their day, which selects records by
+//! their own time, may have run without them. Those dated more than a day
+//! ahead (a producer's clock far off) are dead letters.
 
-use crate::harness::{event, ndjson, post, Sink};
+use crate::harness::{event, ndjson, post, read_store, Sink};
 
 fn at(monitor: &str, seq: u64, tenant: &str, timestamp: &str) -> String {
     let mut v: serde_json::Value =
@@ -54,4 +56,56 @@ fn records_received_after_their_days_end_are_counted_and_logged() {
     let (s, _) = post(&sink, ndjson(&lines), &[]);
     assert_eq!(s, 200);
     assert_eq!(late_total(&sink), Some(0));
+}
+
+#[test]
+fn a_record_dated_more_than_a_day_ahead_is_a_dead_letter_keyed_by_receipt() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sink = Sink::start(dir.path(), &[]);
+    let m = uuid::Uuid::new_v4().to_string();
+    let ns = |t: file_event::Timestamp| t.unix_nanos();
+    let ahead = |hours: i128| {
+        let now = ns(file_event::Timestamp::now());
+        file_event::Timestamp::from_unix_nanos(now + hours * 3_600_000_000_000)
+            .expect("time")
+            .to_string()
+    };
+    let lines = vec![
+        at(&m, 1, "acme", &ahead(23)),
+        at(&m, 2, "acme", &ahead(25)),
+        at(&m, 3, "acme", "2200-01-01T00:00:00Z"),
+    ];
+    let before = ns(file_event::Timestamp::now());
+    let (s, r) = post(&sink, ndjson(&lines), &[]);
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(
+        (r["written"].as_u64(), r["dead_lettered"].as_u64()),
+        (Some(1), Some(2)),
+        "{r}"
+    );
+    assert!(sink
+        .metrics()
+        .contains("fdb_sink_dead_letter_total{reason=\"timestamp_in_future\"} 2"));
+    // Sent again: stored once (the summary counts them as duplicates).
+    let (s, r) = post(&sink, ndjson(&lines), &[]);
+    assert_eq!((s, r["duplicates"].as_u64()), (200, Some(1)), "{r}");
+    let after = ns(file_event::Timestamp::now());
+    sink.stop();
+    let stored = read_store(dir.path());
+    assert_eq!(stored.records.len(), 1);
+    let future: Vec<_> = stored
+        .dead_letters
+        .iter()
+        .filter(|d| d.letter.reason == "timestamp_in_future")
+        .collect();
+    assert_eq!(future.len(), 4, "one per delivery: keyed by receipt");
+    for d in future {
+        let key = i128::from(d.ts_ns);
+        assert!(
+            before <= key && key <= after,
+            "keyed by receipt: {}",
+            d.ts_ns
+        );
+        assert!(d.letter.detail.contains("24 hours"), "{}", d.letter.detail);
+    }
 }
