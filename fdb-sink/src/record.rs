@@ -302,15 +302,18 @@ pub struct Rejection {
 }
 
 impl Rejection {
+    /// The line's own time, to key its dead letter by, unless it lies more
+    /// than [`MAX_FUTURE_NS`] after `received_ns`: a dead letter keyed that
+    /// far ahead would outlive retention.
+    pub fn key_ts(&self, received_ns: i64) -> Option<i64> {
+        self.own_ts
+            .filter(|t| *t <= received_ns.saturating_add(MAX_FUTURE_NS))
+    }
+
     /// The dead letter of `line`.
     pub fn into_dead_letter(self, line: &[u8], received_ns: i64) -> DeadLetter {
-        dead_letter(
-            line,
-            self.reason,
-            self.detail,
-            self.own_ts.unwrap_or(received_ns),
-            received_ns,
-        )
+        let ts_ns = self.key_ts(received_ns).unwrap_or(received_ns);
+        dead_letter(line, self.reason, self.detail, ts_ns, received_ns)
     }
 }
 

@@ -102,7 +102,7 @@ impl<'k> Validator<'k> {
         g.payload.push(b'\n');
         g.lines += 1;
         *g.reasons.entry(rejection.reason.to_owned()).or_default() += 1;
-        if let Some(ts) = rejection.own_ts {
+        if let Some(ts) = rejection.key_ts(self.received_ns) {
             // The latest: retention keeps the group until its newest line
             // is past the period.
             g.own_ts = Some(g.own_ts.map_or(ts, |t| t.max(ts)));
@@ -157,7 +157,8 @@ mod tests {
 
     fn run(lines: &[&[u8]], singles: usize) -> Vec<Item> {
         let keys = Keys::default();
-        let mut v = Validator::with_singles(&keys, 1_000, singles);
+        // Received 2026-11-28T00:00:00Z.
+        let mut v = Validator::with_singles(&keys, 1_795_824_000_000_000_000, singles);
         let mut out = Vec::new();
         for l in lines {
             v.push(l, &mut out);
@@ -178,10 +179,13 @@ mod tests {
 
     #[test]
     fn a_group_is_keyed_by_the_latest_timestamp_of_its_lines() {
-        let lines: [&[u8]; 3] = [
+        let lines: [&[u8]; 4] = [
             b"{\"timestamp\":\"2026-11-26T18:00:00Z\",\"n\":1}",
             b"{\"timestamp\":\"2020-01-01T00:00:00Z\",\"n\":2}",
             b"{\"timestamp\":\"2026-11-27T09:00:00Z\",\"n\":3}",
+            // Far ahead of its receipt: not the group's time (it would
+            // keep the group past retention).
+            b"{\"timestamp\":\"2199-01-01T00:00:00Z\",\"n\":4}",
         ];
         let items = run(&lines, 0);
         let dls = letters(&items);

@@ -27,8 +27,11 @@ fn line(over: serde_json::Value) -> String {
     base.to_string()
 }
 
+/// When the lines of these tests are received: 2026-11-27T00:00:00Z.
+const RECEIVED: i64 = 1_795_737_600_000_000_000;
+
 fn check(l: &str) -> Item {
-    validate_line(&Keys::default(), l.as_bytes(), 1_000)
+    validate_line(&Keys::default(), l.as_bytes(), RECEIVED)
 }
 
 fn reason_of(l: &str) -> String {
@@ -155,12 +158,20 @@ fn lines_the_collector_marked_are_dead_lettered_with_its_reason_and_time() {
         "keyed by the collector's timestamp"
     );
     // A redelivery lands on the same key.
-    let Item::DeadLetter(d2) = validate_line(&Keys::default(), l.as_bytes(), 99) else {
+    let Item::DeadLetter(d2) = validate_line(&Keys::default(), l.as_bytes(), RECEIVED + 99) else {
         panic!("accepted")
     };
     assert_eq!((d.ts_ns, &d.id), (d2.ts_ns, &d2.id));
     // Without a timestamp, the receipt time is used.
-    assert!(matches!(check("garbage"), Item::DeadLetter(d) if d.ts_ns == 1_000));
+    assert!(matches!(check("garbage"), Item::DeadLetter(d) if d.ts_ns == RECEIVED));
+    // A timestamp of its own more than a day ahead is not its key: the
+    // dead letter would outlive retention.
+    let ahead = l.replace("2026-11-26T18:23:12.852501709Z", "2199-01-01T00:00:00Z");
+    assert!(matches!(check(&ahead), Item::DeadLetter(d) if d.ts_ns == RECEIVED));
+    let day_ahead = l.replace("2026-11-26T18:23:12.852501709Z", "2026-11-27T23:00:00Z");
+    assert!(
+        matches!(check(&day_ahead), Item::DeadLetter(d) if d.ts_ns == RECEIVED + 23 * 3_600_000_000_000)
+    );
 }
 
 #[test]
