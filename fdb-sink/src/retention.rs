@@ -243,8 +243,11 @@ pub fn batch_too_big(e: &StoreError) -> bool {
 }
 
 /// Transactions in a row that must finish at a reduced size before it is
-/// doubled again.
+/// doubled again. Each time a size reached by doubling fails, the number
+/// needed doubles (up to [`GROW_AFTER_MAX`]), so that a limit that holds for
+/// the whole run costs a failed transaction less and less often.
 pub const GROW_AFTER: u32 = 8;
+pub const GROW_AFTER_MAX: u32 = 1024;
 
 /// The number of items per transaction: starts at `--batch-records`, is
 /// halved (down to 1) whenever a transaction of that size fails with
@@ -258,6 +261,11 @@ pub struct BatchSize {
     max: usize,
     /// Steps that finished in a row at the current size.
     finished: u32,
+    /// Steps that must finish in a row before the size doubles.
+    grow_after: u32,
+    /// The current size was reached by doubling (and has not finished a
+    /// step yet).
+    grown: bool,
 }
 
 impl BatchSize {
@@ -267,6 +275,8 @@ impl BatchSize {
             size,
             max: size,
             finished: 0,
+            grow_after: GROW_AFTER,
+            grown: false,
         }
     }
 
@@ -296,12 +306,18 @@ impl BatchSize {
                     );
                     self.size = smaller;
                     self.finished = 0;
+                    if self.grown {
+                        self.grow_after = self.grow_after.saturating_mul(2).min(GROW_AFTER_MAX);
+                        self.grown = false;
+                    }
                 }
                 Ok(v) => {
                     self.finished += 1;
-                    if self.size < self.max && self.finished >= GROW_AFTER {
+                    self.grown = false;
+                    if self.size < self.max && self.finished >= self.grow_after {
                         self.size = self.size.saturating_mul(2).min(self.max);
                         self.finished = 0;
+                        self.grown = true;
                         tracing::info!(
                             to = self.size,
                             "retention: {what} per transaction raised again"
@@ -1270,6 +1286,25 @@ mod tests {
             b.run("records", Ok).expect("ok");
         }
         assert_eq!(b.get(), 500, "never above --batch-records");
+        // A limit that holds for the whole run: each regrowth that fails
+        // makes the next one wait twice as long, so failures get rare.
+        let mut capped = BatchSize::new(100);
+        let mut failures = 0;
+        for _ in 0..1000 {
+            capped
+                .run("records", |n| {
+                    if n > 40 {
+                        failures += 1;
+                        Err(too_old())
+                    } else {
+                        Ok(n)
+                    }
+                })
+                .expect("fits at 25");
+        }
+        // 2 to get from 100 to 25, then regrowths after 8, 16, 32, 64,
+        // 128 and 256 steps (a fixed 8 would fail about 110 times).
+        assert_eq!(failures, 2 + 6, "{failures}");
         // At size 1 the error is reported.
         let mut one = BatchSize::new(4);
         let r = one.run("records", |_| -> Result<(), _> { Err(too_old()) });
