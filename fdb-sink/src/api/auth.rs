@@ -89,6 +89,11 @@ pub enum KeyLoadError {
     Read { path: String, error: std::io::Error },
     #[error("{0} is empty")]
     Empty(String),
+    #[error(
+        "{path} holds a secret of {len} bytes; HS256 needs at least {MIN_SECRET_BYTES} \
+         (e.g. `head -c 32 /dev/urandom | base64 > {path}`)"
+    )]
+    ShortSecret { path: String, len: usize },
     #[error("{0} holds neither an RSA nor an EC (P-256) public key in PEM form")]
     NotAPublicKey(String),
 }
@@ -331,7 +336,12 @@ pub async fn reload_loop(
     }
 }
 
-/// Reads a secret file, trimmed; an empty one is an error.
+/// Shortest HS256 secret accepted: the hash's size (RFC 7518, 3.2). A
+/// shorter one can be guessed offline from any token, and a guessed secret
+/// mints tokens for every tenant.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Reads a secret file, trimmed; an empty or short one is an error.
 pub fn read_secret(path: &Path) -> Result<Vec<u8>, KeyLoadError> {
     trimmed_secret(&read_key_file(path)?, path)
 }
@@ -347,6 +357,12 @@ fn trimmed_secret(raw: &[u8], path: &Path) -> Result<Vec<u8>, KeyLoadError> {
     let secret = raw.trim_ascii().to_vec();
     if secret.is_empty() {
         return Err(KeyLoadError::Empty(path.display().to_string()));
+    }
+    if secret.len() < MIN_SECRET_BYTES {
+        return Err(KeyLoadError::ShortSecret {
+            path: path.display().to_string(),
+            len: secret.len(),
+        });
     }
     Ok(secret)
 }

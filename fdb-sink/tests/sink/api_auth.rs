@@ -345,6 +345,41 @@ fn the_api_refuses_to_start_without_a_key() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--jwt-secret-file"));
 }
 
+/// A short HS256 secret can be guessed offline from any token it signed,
+/// and then signs tokens for every tenant: serve and token refuse it.
+#[test]
+fn a_secret_under_32_bytes_is_refused_by_serve_and_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = dir.path().join("jwt.key");
+    std::fs::write(&secret, "password1234\n").expect("secret");
+    let serve = std::process::Command::new(crate::harness::BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--api-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--jwt-secret-file")
+        .arg(&secret)
+        .arg("--store")
+        .arg(format!("embedded:{}", dir.path().join("s").display()))
+        .output()
+        .expect("run");
+    let token = std::process::Command::new(crate::harness::BIN)
+        .args(["token", "--tenant", "acme", "--user", "alice"])
+        .arg("--jwt-secret-file")
+        .arg(&secret)
+        .output()
+        .expect("run");
+    for out in [serve, token] {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(err.contains("12 bytes; HS256 needs at least 32"), "{err}");
+        assert!(out.stdout.is_empty(), "no token printed");
+    }
+}
+
 #[test]
 fn the_token_tool_mints_tokens_the_server_accepts() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -411,7 +446,7 @@ fn a_rotated_key_file_is_used_without_a_restart() {
     let api = Api::start(&[]);
     let old = token("acme", "alice", Role::User);
     assert_eq!(api.get(&old, "/api/v5/agents").0, 200);
-    let new_secret = b"rotated-secret-9876543210";
+    let new_secret = b"rotated-secret-9876543210-abcdefghij";
     std::fs::write(api.secret_file(), [&new_secret[..], b"\n"].concat()).expect("rotate");
     let new = token_with(new_secret, "acme", "alice", Role::User, 3600);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -563,12 +598,12 @@ fn a_rotation_during_start_up_is_not_missed() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("jwt.key");
-    std::fs::write(&path, b"start-up-secret-0123456789\n").expect("key");
+    std::fs::write(&path, b"start-up-secret-0123456789-abcdefghij\n").expect("key");
     let shared = Arc::new(SharedVerifier::new(
         Verifier::from_secret_file(&path).expect("load"),
     ));
     // The rotation lands while the server is still starting.
-    let new_secret = b"rotated-at-start-9876543210";
+    let new_secret = b"rotated-at-start-9876543210-abcdefghij";
     std::fs::write(&path, [&new_secret[..], b"\n"].concat()).expect("rotate");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
@@ -589,7 +624,7 @@ fn a_rotation_during_start_up_is_not_missed() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let old = token_with(
-        b"start-up-secret-0123456789",
+        b"start-up-secret-0123456789-abcdefghij",
         "acme",
         "alice",
         Role::User,
@@ -607,13 +642,13 @@ fn a_key_file_that_fails_to_load_once_is_loaded_when_read_again() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("jwt.key");
-    std::fs::write(&path, b"first-secret-0123456789\n").expect("key");
+    std::fs::write(&path, b"first-secret-0123456789-abcdefghij0123\n").expect("key");
     let shared = Arc::new(SharedVerifier::new(
         Verifier::from_secret_file(&path).expect("load"),
     ));
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let new_secret = b"second-secret-9876543210";
+    let new_secret = b"second-secret-9876543210-abcdefghij0123";
     std::fs::write(&path, [&new_secret[..], b"\n"].concat()).expect("rotate");
     // The first load after the change reads the file half written (as a
     // writer that truncates and then writes can leave it for a moment);

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::harness::{client, Sink};
 
-pub const SECRET: &[u8] = b"api-test-secret-0123456789";
+pub const SECRET: &[u8] = b"api-test-secret-0123456789abcdef0123";
 
 /// The test fixtures' key pairs.
 pub fn fixture(name: &str) -> PathBuf {
