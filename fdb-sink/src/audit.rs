@@ -217,7 +217,9 @@ pub fn write_chunk(
                         .is_some_and(|up_to| ts > up_to)
                         .then_some(true),
                 };
-                if write_record(txn, r, known)? {
+                let new = write_record(txn, r, known)?;
+                r.stored_new.set(new);
+                if new {
                     if let Some(key) = &r.encoded.by_checksum {
                         let seen = last_seen.entry(key.as_slice()).or_insert(ts);
                         *seen = (*seen).max(ts);

@@ -84,6 +84,30 @@ pub struct ValidRecord {
     /// Keys and index value, encoded during validation (which runs in
     /// parallel) so that the writer only inserts.
     pub encoded: EncodedKeys,
+    /// Set by the write that stored it: true when the record was new, false
+    /// when it was already stored (a redelivery).
+    pub stored_new: StoredFlag,
+}
+
+/// Whether the last write of a record stored it anew (see
+/// [`ValidRecord::stored_new`]). Written by the transaction that writes the
+/// record, read by the caller once the commit is over.
+#[derive(Debug, Default)]
+pub struct StoredFlag(std::sync::atomic::AtomicBool);
+
+impl StoredFlag {
+    pub fn set(&self, new: bool) {
+        self.0.store(new, std::sync::atomic::Ordering::Relaxed);
+    }
+    pub fn get(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Clone for StoredFlag {
+    fn clone(&self) -> Self {
+        StoredFlag(std::sync::atomic::AtomicBool::new(self.get()))
+    }
 }
 
 /// The keys of one record, built with the [`Keys`] given to validation.
@@ -489,6 +513,7 @@ fn validate(keys: &Keys, line: &[u8]) -> Result<ValidRecord, Reject> {
         checksum,
         value,
         metadata_truncated: record.metadata_truncated,
+        stored_new: StoredFlag::default(),
     })
 }
 

@@ -114,15 +114,27 @@ pub fn router(state: Arc<IngestState>) -> Router {
         .with_state(state)
 }
 
-/// An error answer. A 4xx is also logged: the client (Vector) drops such a
-/// batch for good, so the sink's log is where an operator finds why.
+/// An error answer. A 4xx is also logged: Vector drops such a batch for
+/// good (408 and 429 aside, which it retries), so the sink's log is where an
+/// operator finds why.
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     let message = message.into();
-    if status.is_client_error() {
+    let retried = matches!(
+        status,
+        StatusCode::REQUEST_TIMEOUT | StatusCode::TOO_MANY_REQUESTS
+    );
+    if retried {
+        tracing::info!(
+            status = status.as_u16(),
+            error = code,
+            detail = %message,
+            "ingest request refused for now; the client retries it"
+        );
+    } else if status.is_client_error() {
         tracing::warn!(
             status = status.as_u16(),
             error = code,
-            message = %message,
+            detail = %message,
             "ingest request refused; the client will not retry it"
         );
     }

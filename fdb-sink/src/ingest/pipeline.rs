@@ -123,8 +123,8 @@ fn now_ns() -> i64 {
 
 const DAY_NS: i64 = 86_400_000_000_000;
 
-/// The late records of one batch: how many, and (at most [`LATE_LISTED`]
-/// each) their UTC days and tenants, for the log.
+/// The late records of one batch: how many, and their UTC days and
+/// tenants, for the log.
 #[derive(Default)]
 struct Late {
     count: u64,
@@ -132,15 +132,19 @@ struct Late {
     tenants: BTreeSet<String>,
 }
 
-const LATE_LISTED: usize = 8;
+/// Days and tenants named in one warning at most (the totals are logged too).
+const LATE_LISTED: usize = 32;
 
 impl Late {
-    /// Notes the records of `items` received (at `now_ns`) more than
-    /// `after_ns` past the end of their UTC day. Redelivered records count
-    /// again.
+    /// Notes the records of `items` that their commit stored anew (not
+    /// redeliveries of stored ones) and that were received (at `now_ns`)
+    /// more than `after_ns` past the end of their UTC day.
     fn note(&mut self, items: &[Item], now_ns: i64, after_ns: i64) {
         for item in items {
             let Item::Record(r) = item else { continue };
+            if !r.stored_new.get() {
+                continue;
+            }
             let day = r.ts_ns.div_euclid(DAY_NS);
             let due = day
                 .saturating_add(1)
@@ -150,10 +154,8 @@ impl Late {
                 continue;
             }
             self.count += 1;
-            if self.days.len() < LATE_LISTED {
-                self.days.insert(day);
-            }
-            if self.tenants.len() < LATE_LISTED && !self.tenants.contains(&r.tenant) {
+            self.days.insert(day);
+            if !self.tenants.contains(&r.tenant) {
                 self.tenants.insert(r.tenant.clone());
             }
         }
@@ -167,15 +169,26 @@ impl Late {
         let days: Vec<String> = self
             .days
             .iter()
+            .take(LATE_LISTED)
             .filter_map(|d| {
                 file_event::Timestamp::from_unix_nanos(i128::from(*d) * i128::from(DAY_NS))
             })
             .map(|t| t.to_string().chars().take(10).collect())
             .collect();
+        let tenants: Vec<&str> = self
+            .tenants
+            .iter()
+            .take(LATE_LISTED)
+            .map(String::as_str)
+            .collect();
+        let cut = self.days.len() > LATE_LISTED || self.tenants.len() > LATE_LISTED;
         tracing::warn!(
             records = self.count,
             days = %days.join(","),
-            tenants = %self.tenants.iter().cloned().collect::<Vec<_>>().join(","),
+            days_total = self.days.len(),
+            tenants = %tenants.join(","),
+            tenants_total = self.tenants.len(),
+            lists_cut = cut,
             "records received after their day's end: the daily export of those days may not hold them; re-export them (docs/operations.md, AuditRecordsArrivedLate)"
         );
     }

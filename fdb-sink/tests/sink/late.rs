@@ -47,9 +47,25 @@ fn records_received_after_their_days_end_are_counted_and_logged() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let line = logged().expect("a warning for the late records");
-    for want in ["records=2", "2026-11-20,2026-11-21", "acme,globex"] {
+    for want in [
+        "records=2",
+        "2026-11-20,2026-11-21",
+        "days_total=2",
+        "acme,globex",
+        "tenants_total=2",
+        "lists_cut=false",
+    ] {
         assert!(line.contains(want), "{want} in {line}");
     }
+    // Delivered again, they are duplicates: the day's archive is not short
+    // of them because of this delivery.
+    let (s, r) = post(&sink, ndjson(&lines), &[]);
+    assert_eq!((s, r["duplicates"].as_u64()), (200, Some(3)), "{r}");
+    assert_eq!(
+        late_total(&sink),
+        Some(2),
+        "redeliveries are not late records"
+    );
     // A generous --late-after counts none of them.
     drop(sink);
     let sink = Sink::start(&dir.path().join("store2"), &["--late-after", "36500d"]);
