@@ -4,28 +4,13 @@
 //! store, storing no dead letter as a record and nothing twice.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use fdb_sink::export::DEAD_LETTER_SCHEMA;
 use fdb_sink::store::embedded::EmbeddedStore;
 use fdb_sink::store::{Kv, StoreExt};
 use serde_json::Value;
 
-use crate::harness::{event, post, read_store, Sink, BIN};
-
-fn cli(args: &[&str]) -> Output {
-    let out = Command::new(BIN)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run fdb-sink");
-    assert!(
-        out.status.success(),
-        "fdb-sink {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
+use crate::harness::{cli, event, post, read_store, Sink};
 
 fn import(store: &str, file: &Path) -> Value {
     let out = cli(&["import", "--store", store, file.to_str().expect("utf8")]);

@@ -184,6 +184,21 @@ pub fn post(sink: &Sink, body: Vec<u8>, headers: &[(&str, &str)]) -> (u16, serde
 }
 
 /// One valid event line.
+/// Runs `fdb-sink ARGS` to its end and asserts that it succeeded.
+pub fn cli(args: &[&str]) -> std::process::Output {
+    let out = Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run fdb-sink");
+    assert!(
+        out.status.success(),
+        "fdb-sink {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 pub fn event(monitor: &str, seq: u64, session: &str) -> String {
     serde_json::json!({
         "schema": "file-event/1",

@@ -10,25 +10,11 @@ use fdb_sink::store::{Kv, StoreExt};
 use serde_json::{json, Value};
 
 use crate::api_harness::ev;
-use crate::harness::{post, read_store, Sink, BIN};
+use crate::harness::{cli, post, read_store, Sink, BIN};
 
 const M_ACME: &str = "0190b5a0-0000-7000-8000-0000000000c1";
 const M_BOB: &str = "0190b5a0-0000-7000-8000-0000000000c2";
 const M_GLOBEX: &str = "0190b5a0-0000-7000-8000-0000000000c3";
-
-fn cli(args: &[&str]) -> Output {
-    let out = Command::new(BIN)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run");
-    assert!(
-        out.status.success(),
-        "fdb-sink {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 /// `fdb-sink export` of `tenant` from `store` into `file`, with `extra` flags.
 fn export_tenant(store: &str, tenant: &str, file: &Path, extra: &[&str]) -> Output {

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::harness::{event, read_store, BIN};
+use crate::harness::{cli, event, read_store, BIN};
 use crate::stdin::serve_stdin;
 
 const INVALID: usize = 30_000;
@@ -80,17 +80,8 @@ fn import_groups_a_files_invalid_lines_and_keeps_every_byte() {
     let file = dir.path().join("bad.ndjson");
     std::fs::write(&file, &body).expect("write");
     let store_dir = dir.path().join("store");
-    let out = Command::new(BIN)
-        .args(["import", "--store"])
-        .arg(format!("embedded:{}", store_dir.display()))
-        .arg(&file)
-        .output()
-        .expect("import");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let store = format!("embedded:{}", store_dir.display());
+    let out = cli(&["import", "--store", &store, file.to_str().expect("utf8")]);
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("summary");
     // One batch: 1000 single lines and about 5 groups.
     check(&store_dir, &summary, &invalid, 1010);
