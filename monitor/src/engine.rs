@@ -704,7 +704,12 @@ impl Engine {
         }
         if let Some((from, cookie, _)) = self.pending_from.take() {
             match &raw {
-                Raw::RenameTo { path, cookie: c } if *c == cookie => {
+                Raw::RenameTo {
+                    path,
+                    cookie: c,
+                    dir,
+                } if *c == cookie => {
+                    let dir = *dir;
                     let to = path.clone();
                     if let Some((a, b, ino)) = self.last_move.take() {
                         if from == b && to == a && self.is_exchange(&b, ino) {
@@ -720,7 +725,7 @@ impl Engine {
                         .map(|e| e.ino)
                         .filter(|i| *i != 0)
                         .or_else(|| self.lstat(&to).map(|e| e.ino));
-                    self.moved(from.clone(), to.clone(), now);
+                    self.moved(from.clone(), to.clone(), dir, now);
                     self.last_move = Some((from, to.clone(), ino));
                     return Ok(());
                 }
@@ -890,7 +895,8 @@ impl Engine {
         }
     }
 
-    fn moved(&mut self, from: RelPath, to: RelPath, now: Instant) {
+    /// `dir`: whether a directory was moved, when the kernel says.
+    fn moved(&mut self, from: RelPath, to: RelPath, dir: Option<bool>, now: Instant) {
         match (self.ignored(&from), self.ignored(&to)) {
             (true, true) => return,
             (true, false) => return self.moved_in(to, now),
@@ -905,18 +911,30 @@ impl Engine {
         }
         self.polled.move_subtree(&from, &to);
         self.unreadable.move_subtree(&from, &to);
-        let dest = std::fs::symlink_metadata(abs_path(&self.cfg.root, &to));
-        if let Ok(m) = &dest {
+        // A file moved to a name that holds a directory again by now (an
+        // exchange right after): the kernel queued how that directory got
+        // there, whose handling reports and scans it. Without the kernel's
+        // word (notify), what the old name held, if this batch also holds
+        // the name's next change.
+        let file = dir.map_or_else(
+            || {
+                self.index.get(&from).is_some_and(|e| e.kind != Kind::Dir)
+                    && self.batch_replaced_later(&to)
+            },
+            |d| !d,
+        );
+        let dest = std::fs::symlink_metadata(abs_path(&self.cfg.root, &to))
+            .ok()
+            .filter(|m| !(file && m.is_dir()));
+        if let Some(m) = &dest {
             // A name created and renamed at once was never looked at: what
             // arrived at `to` is what was created.
             self.co.created_as(&from, Entry::from_metadata(m));
         }
         self.co.moved(from, to.clone(), now);
-        if let Ok(m) = dest {
-            if m.is_dir() {
-                let snap = self.watch_and_scan(&to, false);
-                self.co.reconcile(to, snap, false, now);
-            }
+        if dest.is_some_and(|m| m.is_dir()) {
+            let snap = self.watch_and_scan(&to, false);
+            self.co.reconcile(to, snap, false, now);
         }
         self.metrics.watches.set(self.watches() as i64);
     }
@@ -1601,6 +1619,7 @@ mod tests {
             Raw::RenameTo {
                 path: p("q"),
                 cookie: 2,
+                dir: None,
             },
         ];
         let m = removed_or_replaced(&batch, &held);

@@ -231,9 +231,17 @@ impl Watcher {
             }
             out.push(Raw::RenameFrom { path, cookie });
         } else if mask.contains(EventMask::MOVED_TO) {
+            let path = next();
+            // A watched directory replaced (or exchanged): its watches are
+            // stale, and its removal of itself that follows is not a delete
+            // of what now holds the name.
+            if self.by_path.contains_key(&path) {
+                self.unwatch_subtree(&path);
+            }
             out.push(Raw::RenameTo {
-                path: next(),
+                path,
                 cookie,
+                dir: Some(dir),
             });
         }
         if mask.contains(EventMask::MOVE_SELF) {

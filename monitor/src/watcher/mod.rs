@@ -56,6 +56,9 @@ pub enum Raw {
     RenameTo {
         path: RelPath,
         cookie: usize,
+        /// Whether a directory arrived, when the kernel says (inotify does,
+        /// notify does not).
+        dir: Option<bool>,
     },
     /// A watched directory itself was moved (its new name comes from its parent).
     SelfMoved {
@@ -280,6 +283,7 @@ pub(crate) mod tests {
                 }, Raw::RenameTo {
                     path: to,
                     cookie: c2,
+                    ..
                 }] => {
                     assert_eq!((from.as_slice(), to.as_slice()), (&b"a"[..], &b"b"[..]));
                     assert_eq!(c1, c2, "{backend:?}");

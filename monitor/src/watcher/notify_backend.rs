@@ -9,8 +9,17 @@
 //! deleted directory loses its watches inside notify before the engine hears
 //! of it, so the engine's own [`Watcher::unwatch_subtree`] that follows only
 //! updates the record here.
+//!
+//! On Linux notify names each event by the name its watch was placed under,
+//! and drops the watches of a renamed directory only once it has handed
+//! over every event read with the rename: events read meanwhile below a
+//! directory moved away, exchanged or replaced carry its old name. A watched
+//! name seen in a rename is therefore *stale* (see [`Names`]): what notify
+//! reports below it is dropped until the engine has watched that name again
+//! or forgotten its watches. The engine scans every directory it sees moved,
+//! so what those events described is reported from the scan.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
@@ -47,12 +56,66 @@ pub struct Watcher {
 
 /// What notify's thread hands over to the engine.
 struct Shared {
-    queue: Mutex<Vec<Raw>>,
+    queue: Mutex<Queue>,
     wake: Wakeup,
 }
 
+/// The events handed over, and the names notify's thread checks them by.
+#[derive(Default)]
+struct Queue {
+    events: Vec<Raw>,
+    names: Names,
+}
+
+/// The watched names, and those a rename made stale, each with the number
+/// of the mark (names marked before a round trip through notify's thread
+/// started are known to have lost their old watches once it returns).
+#[derive(Default)]
+struct Names {
+    watched: BTreeSet<RelPath>,
+    stale: BTreeMap<RelPath, u64>,
+    marks: u64,
+}
+
+impl Names {
+    /// A rename moved `p` away, or moved another entry onto it.
+    fn mark(&mut self, p: &[u8]) {
+        if self.watched.contains(p) {
+            self.marks += 1;
+            self.stale.insert(p.to_vec(), self.marks);
+        }
+    }
+
+    /// Whether `p` lies strictly below a stale name.
+    fn below_stale(&self, p: &[u8]) -> bool {
+        !self.stale.is_empty()
+            && p.iter()
+                .enumerate()
+                .any(|(i, b)| *b == b'/' && self.stale.contains_key(&p[..i]))
+    }
+
+    /// Forgets the stale names at (or, with `subtree`, below) `p` marked no
+    /// later than mark `seen`.
+    fn clear(&mut self, p: &[u8], subtree: bool, seen: u64) {
+        let at: Vec<RelPath> = if subtree {
+            super::subtree(&self.stale, p).cloned().collect()
+        } else {
+            self.stale
+                .get_key_value(p)
+                .map(|(k, _)| k.clone())
+                .into_iter()
+                .collect()
+        };
+        for k in at {
+            if self.stale.get(&k).is_some_and(|m| *m <= seen) {
+                self.stale.remove(&k);
+            }
+        }
+    }
+}
+
 impl Shared {
-    fn queue(&self) -> MutexGuard<'_, Vec<Raw>> {
+    fn queue(&self) -> MutexGuard<'_, Queue> {
         // The queue holds plain values: a panic elsewhere leaves it usable.
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -78,12 +141,43 @@ impl notify::EventHandler for Handler {
             return;
         };
         let mut q = self.shared.queue();
-        q.push(raw);
-        if q.len() == 1 {
+        if STALE_NAMES && !keep(&self.root, &mut q.names, &raw) {
+            tracing::trace!(?raw, "event under a stale name dropped");
+            return;
+        }
+        q.events.push(raw);
+        if q.events.len() == 1 {
             if let Err(e) = self.shared.wake.fire() {
                 tracing::error!(error = %e, "cannot wake the engine");
             }
         }
+    }
+}
+
+/// Whether notify names events by the names its watches were placed under
+/// (inotify), which go stale when a watched directory is renamed; FSEvents
+/// reports the names events happen under.
+const STALE_NAMES: bool = cfg!(target_os = "linux");
+
+/// Whether `raw` is handed over; marks the names a rename made stale.
+fn keep(root: &Path, names: &mut Names, raw: &Raw) -> bool {
+    match raw {
+        Raw::RenameFrom { path, .. } | Raw::RenameTo { path, .. } => {
+            names.mark(path);
+            !names.below_stale(path)
+        }
+        // The directory a rename replaced, removing itself under the name
+        // it was watched by, which now holds what was moved there.
+        Raw::Remove { path, dir: true } if names.stale.contains_key(path.as_slice()) => {
+            !std::fs::symlink_metadata(abs_path(root, path)).is_ok_and(|m| m.is_dir())
+        }
+        Raw::Overflow => true,
+        Raw::Create { path, .. }
+        | Raw::Modify { path }
+        | Raw::CloseWrite { path }
+        | Raw::Remove { path, .. }
+        | Raw::SelfMoved { path }
+        | Raw::Open { path } => !names.below_stale(path),
     }
 }
 
@@ -116,6 +210,7 @@ fn translate(root: &Path, access: bool, ev: &Event) -> Option<Raw> {
         EventKind::Modify(ModifyKind::Name(RenameMode::To)) => Raw::RenameTo {
             path,
             cookie: ev.tracker().unwrap_or(NO_COOKIE),
+            dir: None,
         },
         // FSEvents: one event per name, no cookie. The name that is gone
         // was moved away, the one that exists was moved here.
@@ -124,6 +219,7 @@ fn translate(root: &Path, access: bool, ev: &Event) -> Option<Raw> {
                 Raw::RenameTo {
                     path,
                     cookie: NO_COOKIE,
+                    dir: None,
                 }
             } else {
                 Raw::RenameFrom {
@@ -143,7 +239,7 @@ impl Watcher {
     /// `access`: whether open events are wanted at all.
     pub fn new(root: &Path, max: usize, access: bool) -> io::Result<Watcher> {
         let shared = Arc::new(Shared {
-            queue: Mutex::new(Vec::new()),
+            queue: Mutex::new(Queue::default()),
             wake: Wakeup::new()?,
         });
         let handler = Handler {
@@ -178,6 +274,17 @@ impl Watcher {
         let inode = std::fs::metadata(&abs)
             .map(|m| (m.dev(), m.ino()))
             .map_err(|e| WatchError::Other(format!("{}: {e}", abs.display())))?;
+        let seen = {
+            let q = self.shared.queue();
+            q.names.stale.contains_key(rel).then_some(q.names.marks)
+        };
+        if let Some(seen) = seen {
+            // A round trip through notify's thread: once it returns, the
+            // old watch under this name is gone, and whatever notify reports
+            // below it from now on comes from the watch placed next.
+            let _ = self.inner.unwatch(&abs);
+            self.shared.queue().names.clear(rel, false, seen);
+        }
         if let Err(e) = self.inner.watch(&abs, RecursiveMode::NonRecursive) {
             return Err(match e.kind {
                 notify::ErrorKind::MaxFilesWatch => WatchError::Limit,
@@ -188,6 +295,7 @@ impl Watcher {
             self.forget_name(old);
         }
         *self.names.entry(inode).or_default() += 1;
+        self.shared.queue().names.watched.insert(rel.to_vec());
         Ok(())
     }
 
@@ -213,6 +321,22 @@ impl Watcher {
     /// Removes the watches at or below `p` (for the root, only its own).
     pub fn unwatch_subtree(&mut self, p: &[u8]) {
         let gone: Vec<RelPath> = super::subtree(&self.watched, p).cloned().collect();
+        let seen = {
+            let mut q = self.shared.queue();
+            for path in &gone {
+                q.names.watched.remove(path);
+            }
+            q.names.marks
+        };
+        if gone.is_empty()
+            && super::subtree(&self.shared.queue().names.stale, p)
+                .next()
+                .is_some()
+        {
+            // Only a round trip through notify's thread tells that the
+            // old watches are gone.
+            let _ = self.inner.unwatch(&abs_path(&self.root, p));
+        }
         let mut shared = Vec::new();
         for path in gone {
             let Some(inode) = self.watched.remove(&path) else {
@@ -225,6 +349,9 @@ impl Watcher {
             // moved): "not watched" is the expected answer.
             let _ = self.inner.unwatch(&abs_path(&self.root, &path));
         }
+        // Each unwatch above was a round trip through notify's thread: the
+        // old watches of the names marked before it started are gone.
+        self.shared.queue().names.clear(p, !p.is_empty(), seen);
         if shared.is_empty() {
             return;
         }
@@ -248,10 +375,10 @@ impl Watcher {
     pub fn read(&mut self, out: &mut Vec<Raw>) -> io::Result<Option<bool>> {
         let mut q = self.shared.queue();
         self.shared.wake.clear();
-        if q.is_empty() {
+        if q.events.is_empty() {
             return Ok(None);
         }
-        out.append(&mut q);
+        out.append(&mut q.events);
         Ok(Some(false))
     }
 }

@@ -122,6 +122,7 @@ mod tests {
         Raw::RenameTo {
             path: p.as_bytes().to_vec(),
             cookie,
+            dir: None,
         }
     }
     fn rm(p: &str) -> Raw {

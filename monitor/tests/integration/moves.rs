@@ -323,3 +323,115 @@ fn many_files_moved_out_at_once_are_deleted_together() {
     );
     assert_eq!(evs.len(), N, "{:?}", summary(&evs));
 }
+
+/// Files created at once in directories just exchanged, or just renamed,
+/// are reported under the names they have on disk: events the kernel
+/// queued for a directory's old name are never reported under it.
+#[test]
+fn files_created_at_once_in_moved_directories_keep_their_names() {
+    const ROUNDS: usize = 10;
+    let d = tempdir();
+    let root = d.path();
+    sh(
+        root,
+        "mkdir -p d1/in d2 && echo 1 > d1/one && echo 2 > d2/two",
+    );
+    let start = disk_tree(root, &[]);
+    let m = Monitor::start(root, &[]);
+    // An exchange is told from two renames by what the names hold when it
+    // is handled, and a name renamed again at once is seen by neither:
+    // each step waits for the last one to be reported.
+    let caught_up = |what: String| {
+        let disk = disk_tree(root, &[]);
+        m.wait_for(&what, |e| replay(&start, e) == disk);
+    };
+    for i in 0..ROUNDS {
+        exchange(&root.join("d1"), &root.join("d2"));
+        std::fs::write(root.join(format!("d1/x{i}")), b"x").unwrap();
+        std::fs::write(root.join(format!("d2/y{i}")), b"y").unwrap();
+        caught_up(format!("exchange {i}"));
+        std::fs::rename(root.join("d1"), root.join("d3")).unwrap();
+        std::fs::write(root.join(format!("d3/z{i}")), b"z").unwrap();
+        caught_up(format!("rename {i}"));
+        std::fs::rename(root.join("d3"), root.join("d1")).unwrap();
+        std::fs::write(root.join(format!("d1/w{i}")), b"w").unwrap();
+        caught_up(format!("rename back {i}"));
+    }
+    let evs = m.settle(Duration::from_millis(300));
+    assert_trees_equal(&replay(&start, &evs), &disk_tree(root, &[]));
+    assert_seq_contiguous(&evs);
+}
+
+/// `mv -T a b` onto an empty directory `b` replaces it: `b` is reported
+/// moved, not deleted, and what is created in it afterwards is reported.
+#[test]
+fn a_directory_moved_onto_an_empty_one_replaces_it() {
+    let d = tempdir();
+    let root = d.path();
+    sh(root, "mkdir a b && echo 1 > a/one");
+    let start = disk_tree(root, &[]);
+    let m = Monitor::start(root, &[]);
+    std::fs::rename(root.join("a"), root.join("b")).unwrap();
+    m.wait_for("the move", |e| has(e, "move dir a -> b"));
+    std::fs::write(root.join("b/two"), b"2").unwrap();
+    m.wait_for("a file created in it", |e| has(e, "create file b/two"));
+    let evs = m.settle(Duration::from_millis(300));
+    assert!(
+        !evs.iter()
+            .any(|e| e.event_type == file_event::EventType::Delete),
+        "{:?}",
+        summary(&evs)
+    );
+    assert_trees_equal(&replay(&start, &evs), &disk_tree(root, &[]));
+    assert_seq_contiguous(&evs);
+}
+
+/// A file renamed to `g`, then `g` exchanged at once with a directory:
+/// the directory's files are reported moved with it, not created under `g`.
+#[test]
+fn an_exchange_right_after_a_rename_onto_the_name_creates_nothing_below_it() {
+    const N: usize = 200;
+    let d = tempdir();
+    let root = d.path();
+    std::fs::create_dir(root.join("d")).unwrap();
+    for i in 0..N {
+        std::fs::write(root.join(format!("d/f{i}")), b"x").unwrap();
+    }
+    let start = disk_tree(root, &[]);
+    let m = Monitor::start(root, &[]);
+    for _ in 0..3 {
+        std::fs::rename(root.join("d/f0"), root.join("g")).unwrap();
+        exchange(&root.join("d"), &root.join("g"));
+        let disk = disk_tree(root, &[]);
+        m.wait_for("the exchange", |e| replay(&start, e) == disk);
+        // Back to the start: d holds the files, f0 among them. An exchange
+        // is told from two renames by what the names hold when it is
+        // handled: the rename waits.
+        exchange(&root.join("d"), &root.join("g"));
+        let disk = disk_tree(root, &[]);
+        m.wait_for("the exchange back", |e| replay(&start, e) == disk);
+        std::fs::rename(root.join("g"), root.join("d/f0")).unwrap();
+        let disk = disk_tree(root, &[]);
+        m.wait_for("the way back", |e| replay(&start, e) == disk);
+    }
+    let evs = m.settle(Duration::from_millis(300));
+    assert_trees_equal(&replay(&start, &evs), &disk_tree(root, &[]));
+    assert_seq_contiguous(&evs);
+    if std::env::var("FILE_MONITOR_BACKEND").is_ok_and(|b| b == "notify") {
+        // notify does not say whether a rename moved a directory: the file's
+        // move may still scan the directory exchanged onto its name when the
+        // exchange is read in a later batch (docs/monitor.md).
+        return;
+    }
+    let created: Vec<String> = evs
+        .iter()
+        .filter(|e| e.event_type == file_event::EventType::Create && e.path.starts_with("g/"))
+        .map(short)
+        .collect();
+    assert!(
+        created.is_empty(),
+        "{} creates below g, e.g. {:?}",
+        created.len(),
+        &created[..created.len().min(4)]
+    );
+}
