@@ -125,16 +125,36 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     let tty = std::io::stderr().is_terminal();
     let keys = args.store.keys();
     let page = args.page_records as usize;
-    let Some(tenant) = args.tenant.filter(|_| !args.dead_letters) else {
-        let mut progress = |r: &ExportReport| {
-            if tty {
-                eprint!(
-                    "\rexport: {} dead letters, {} bytes",
-                    r.dead_letters, r.bytes
-                );
-            }
-        };
-        let report = export::export_dead_letters(
+    // Without a tenant (clap requires one unless --dead-letters), the
+    // dead letters.
+    let tenant = args.tenant.filter(|_| !args.dead_letters);
+    let mut progress = |r: &ExportReport| match (tty, &tenant) {
+        (false, _) => {}
+        (true, Some(_)) => eprint!("\rexport: {} records, {} bytes", r.records, r.bytes),
+        (true, None) => eprint!(
+            "\rexport: {} dead letters, {} bytes",
+            r.dead_letters, r.bytes
+        ),
+    };
+    let report = match &tenant {
+        Some(tenant) => {
+            let filter = ExportFilter {
+                tenant: tenant.clone(),
+                user: args.user,
+                session: args.session,
+                since_ns: args.since,
+                until_ns: args.until,
+            };
+            export::export(
+                store.as_ref(),
+                &keys,
+                &filter,
+                out.writer(),
+                page,
+                &mut progress,
+            )?
+        }
+        None => export::export_dead_letters(
             store.as_ref(),
             &keys,
             args.since,
@@ -142,55 +162,36 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
             out.writer(),
             page,
             &mut progress,
-        )?;
-        out.finish().context("finishing the export")?;
-        if tty {
-            eprintln!();
-        }
-        eprintln!(
-            "export: {} dead letters holding {} refused lines ({} bytes uncompressed)",
-            report.dead_letters, report.dead_letter_lines, report.bytes
-        );
-        tracing::info!(
-            dead_letters = report.dead_letters,
-            lines = report.dead_letter_lines,
-            bytes = report.bytes,
-            "dead-letter export finished"
-        );
-        return Ok(());
+        )?,
     };
-    let filter = ExportFilter {
-        tenant,
-        user: args.user,
-        session: args.session,
-        since_ns: args.since,
-        until_ns: args.until,
-    };
-    let mut progress = |r: &ExportReport| {
-        if tty {
-            eprint!("\rexport: {} records, {} bytes", r.records, r.bytes);
-        }
-    };
-    let report = export::export(
-        store.as_ref(),
-        &keys,
-        &filter,
-        out.writer(),
-        page,
-        &mut progress,
-    )?;
     out.finish().context("finishing the export")?;
     if tty {
         eprintln!();
     }
-    eprintln!(
-        "export: {} records and {} monitors ({} bytes uncompressed) for tenant {}",
-        report.records, report.monitors, report.bytes, filter.tenant
-    );
-    tracing::info!(
-        records = report.records,
-        bytes = report.bytes,
-        "export finished"
-    );
+    match &tenant {
+        Some(tenant) => {
+            eprintln!(
+                "export: {} records and {} monitors ({} bytes uncompressed) for tenant {tenant}",
+                report.records, report.monitors, report.bytes
+            );
+            tracing::info!(
+                records = report.records,
+                bytes = report.bytes,
+                "export finished"
+            );
+        }
+        None => {
+            eprintln!(
+                "export: {} dead letters holding {} refused lines ({} bytes uncompressed)",
+                report.dead_letters, report.dead_letter_lines, report.bytes
+            );
+            tracing::info!(
+                dead_letters = report.dead_letters,
+                lines = report.dead_letter_lines,
+                bytes = report.bytes,
+                "dead-letter export finished"
+            );
+        }
+    }
     Ok(())
 }

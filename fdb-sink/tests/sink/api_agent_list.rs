@@ -172,25 +172,14 @@ fn agent_list_cursors_stay_in_their_tenant() {
 #[test]
 fn an_agent_ttl_under_a_second_is_refused_at_start() {
     use std::io::Read;
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
     use std::time::{Duration, Instant};
 
     let dir = tempfile::tempdir().expect("tempdir");
     let secret = dir.path().join("jwt.key");
     std::fs::write(&secret, crate::api_harness::SECRET).expect("secret");
     for ttl in ["0s", "0m"] {
-        let mut child = Command::new(crate::harness::BIN)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--api-listen",
-                "127.0.0.1:0",
-            ])
-            .arg("--jwt-secret-file")
-            .arg(&secret)
-            .arg("--store")
-            .arg(format!("embedded:{}", dir.path().join("s").display()))
+        let mut child = crate::api_harness::serve_command(dir.path(), Some(&secret))
             .args(["--agent-ttl", ttl])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -329,16 +329,7 @@ fn public_key_servers_accept_only_their_algorithm() {
 #[test]
 fn the_api_refuses_to_start_without_a_key() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = std::process::Command::new(crate::harness::BIN)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--api-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--store")
-        .arg(format!("embedded:{}", dir.path().join("s").display()))
+    let out = crate::api_harness::serve_command(dir.path(), None)
         .output()
         .expect("run");
     assert!(!out.status.success());
@@ -352,18 +343,7 @@ fn a_secret_under_32_bytes_is_refused_by_serve_and_token() {
     let dir = tempfile::tempdir().expect("tempdir");
     let secret = dir.path().join("jwt.key");
     std::fs::write(&secret, "password1234\n").expect("secret");
-    let serve = std::process::Command::new(crate::harness::BIN)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--api-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--jwt-secret-file")
-        .arg(&secret)
-        .arg("--store")
-        .arg(format!("embedded:{}", dir.path().join("s").display()))
+    let serve = crate::api_harness::serve_command(dir.path(), Some(&secret))
         .output()
         .expect("run");
     let token = std::process::Command::new(crate::harness::BIN)

@@ -20,6 +20,26 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// `fdb-sink serve` with ingest and the API on free ports, a store in
+/// `dir`, and `--jwt-secret-file secret` when given: for tests of how it
+/// starts (or refuses to).
+pub fn serve_command(dir: &Path, secret: Option<&Path>) -> std::process::Command {
+    let mut c = std::process::Command::new(crate::harness::BIN);
+    c.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--api-listen",
+        "127.0.0.1:0",
+    ]);
+    if let Some(secret) = secret {
+        c.arg("--jwt-secret-file").arg(secret);
+    }
+    c.arg("--store")
+        .arg(format!("embedded:{}", dir.join("s").display()));
+    c
+}
+
 /// A running sink with `--api-listen`.
 pub struct Api {
     pub sink: Sink,
