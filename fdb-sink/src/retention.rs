@@ -928,14 +928,40 @@ mod tests {
         assert_eq!(again.records_removed, 0, "idempotent");
     }
 
-    /// A store whose transactions have a budget, as FoundationDB's 5 s do:
-    /// a transaction making more than `max_trips` read calls (each a network
-    /// round trip there) or reading more than `max_rows` keys fails as a
-    /// transaction that kept growing too old does.
-    struct Budget {
+    /// An embedded store for these tests, with two options for its write
+    /// transactions:
+    /// - `budget` `(max_trips, max_rows)`, as FoundationDB's 5 s: a
+    ///   transaction making more than `max_trips` read calls (each a network
+    ///   round trip there) or reading more than `max_rows` keys fails as a
+    ///   transaction that kept growing too old does;
+    /// - `before_write`: another client commits the rows of the next entry
+    ///   (if any) just before each write transaction starts (an API request
+    ///   landing between retention's read and its write).
+    struct Wrapped {
         inner: EmbeddedStore,
-        max_trips: usize,
-        max_rows: usize,
+        budget: Option<(usize, usize)>,
+        before_write: std::sync::Mutex<std::collections::VecDeque<Option<Rows>>>,
+    }
+
+    /// Keys and the values another client writes.
+    type Rows = Vec<(Vec<u8>, String)>;
+
+    impl Wrapped {
+        fn budget(inner: EmbeddedStore, max_trips: usize, max_rows: usize) -> Self {
+            Wrapped {
+                inner,
+                budget: Some((max_trips, max_rows)),
+                before_write: Default::default(),
+            }
+        }
+
+        fn interleaved(inner: EmbeddedStore, before_write: Vec<Option<Rows>>) -> Self {
+            Wrapped {
+                inner,
+                budget: None,
+                before_write: std::sync::Mutex::new(before_write.into()),
+            }
+        }
     }
 
     struct BudgetTxn<'t> {
@@ -1013,18 +1039,30 @@ mod tests {
         }
     }
 
-    impl Store for Budget {
+    impl Store for Wrapped {
         fn run_write(
             &self,
             f: &mut dyn FnMut(&mut dyn Txn) -> Result<(), StoreError>,
         ) -> Result<(), StoreError> {
+            let other = self.before_write.lock().expect("lock").pop_front();
+            if let Some(Some(rows)) = other {
+                self.inner.transact(|t| {
+                    for (k, v) in &rows {
+                        t.set(k, v.as_bytes())?;
+                    }
+                    Ok(())
+                })?;
+            }
+            let Some((max_trips, max_rows)) = self.budget else {
+                return self.inner.run_write(f);
+            };
             self.inner.run_write(&mut |txn| {
                 f(&mut BudgetTxn {
                     txn,
                     trips: 0,
                     rows: 0,
-                    max_trips: self.max_trips,
-                    max_rows: self.max_rows,
+                    max_trips,
+                    max_rows,
                 })
             })
         }
@@ -1165,11 +1203,7 @@ mod tests {
         let (_dir, keys, inner) = seeded(300);
         // 300 records, 600 `by_path` and 70 `by_checksum` entries (each
         // shared by several records) in one transaction of a few reads.
-        let store = Budget {
-            inner,
-            max_trips: 6,
-            max_rows: usize::MAX,
-        };
+        let store = Wrapped::budget(inner, 6, usize::MAX);
         let opts = opts_2025(false, 500, false);
         let r = run(&store, &keys, opts, &mut |_| {}).expect("run");
         assert_eq!(
@@ -1193,11 +1227,7 @@ mod tests {
         // At most 300 keys read per transaction: 500, 250 and 125 records
         // do not fit, 62 do (62 records, 124 + 62 index keys, the first
         // record left and the type counter).
-        let store = Budget {
-            inner,
-            max_trips: usize::MAX,
-            max_rows: 300,
-        };
+        let store = Wrapped::budget(inner, usize::MAX, 300);
         let wet = run(
             &store,
             &keys,
@@ -1232,11 +1262,7 @@ mod tests {
     #[test]
     fn a_step_that_fails_at_one_record_reports_the_error() {
         let (_dir, keys, inner) = seeded(3);
-        let store = Budget {
-            inner,
-            max_trips: 0,
-            max_rows: usize::MAX,
-        };
+        let store = Wrapped::budget(inner, 0, usize::MAX);
         let opts = opts_2025(false, 8, true);
         let err = run(&store, &keys, opts, &mut |_| {}).expect_err("cannot fit");
         assert!(
@@ -1329,50 +1355,6 @@ mod tests {
         assert!(guard_trips(u64::MAX, u64::MAX));
     }
 
-    /// A store on which another client commits the rows of the next entry
-    /// of `before_write` (if any) just before each write transaction starts
-    /// (an API request landing between retention's read and its write).
-    struct Interleaved {
-        inner: EmbeddedStore,
-        before_write: std::sync::Mutex<std::collections::VecDeque<Option<Rows>>>,
-    }
-
-    /// Keys and the values another client writes.
-    type Rows = Vec<(Vec<u8>, String)>;
-
-    impl Store for Interleaved {
-        fn run_write(
-            &self,
-            f: &mut dyn FnMut(&mut dyn Txn) -> Result<(), StoreError>,
-        ) -> Result<(), StoreError> {
-            let other = self.before_write.lock().expect("lock").pop_front();
-            if let Some(Some(rows)) = other {
-                self.inner.transact(|t| {
-                    for (k, v) in &rows {
-                        t.set(k, v.as_bytes())?;
-                    }
-                    Ok(())
-                })?;
-            }
-            self.inner.run_write(f)
-        }
-        fn run_read(
-            &self,
-            f: &mut dyn FnMut(&mut dyn crate::store::ReadTxn) -> Result<(), StoreError>,
-        ) -> Result<(), StoreError> {
-            self.inner.run_read(f)
-        }
-        fn check(&self) -> Result<(), StoreError> {
-            self.inner.check()
-        }
-        fn describe(&self) -> String {
-            self.inner.describe()
-        }
-        fn metrics(&self) -> &crate::store::StoreMetrics {
-            self.inner.metrics()
-        }
-    }
-
     #[test]
     fn a_claim_or_heartbeat_made_during_the_run_is_kept() {
         let dir = tempfile::tempdir().expect("dir");
@@ -1410,17 +1392,14 @@ mod tests {
             (keys.agent("t", "a1"), v("received_ns", now)),
             (keys.claim("t", "src/x.rs"), v("expires_ns", now + day)),
         ];
-        let store = Interleaved {
+        let store = Wrapped::interleaved(
             inner,
-            before_write: std::sync::Mutex::new(
-                [
-                    None,
-                    Some(vec![fresh[0].clone()]),
-                    Some(vec![fresh[1].clone()]),
-                ]
-                .into(),
-            ),
-        };
+            vec![
+                None,
+                Some(vec![fresh[0].clone()]),
+                Some(vec![fresh[1].clone()]),
+            ],
+        );
         let opts = RetentionOptions {
             cutoff_ns: now - 90 * day,
             dry_run: false,
