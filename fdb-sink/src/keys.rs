@@ -17,6 +17,9 @@
 //! | `("dead_letter", ts_ns, id)` | JSON `{reason, detail, raw, received_at, …}` (fields in docs/storage.md) |
 //! | `("agents", tenant, session)` | heartbeat (owned by the API) |
 //! | `("claims", tenant, path)` | claim (owned by the API) |
+//! | `("agent_index", tenant, user, until_ns, session)` | empty: a user's agent rows by when they stop mattering (API) |
+//! | `("claim_index", tenant, user, expires_ns, path)` | empty: a user's claims by expiry (API) |
+//! | `("api_usage", tenant, user, kind)` | i64 LE count of the user's `agent_index` or `claim_index` entries (ADD) |
 //!
 //! A session's summary is the range under `("sessions", tenant, user, session)`:
 //! several small keys so that every part of it is updated by an atomic
@@ -39,6 +42,9 @@ pub const MONITORS: &str = "monitors";
 pub const DEAD_LETTER: &str = "dead_letter";
 pub const AGENTS: &str = "agents";
 pub const CLAIMS: &str = "claims";
+pub const AGENT_INDEX: &str = "agent_index";
+pub const CLAIM_INDEX: &str = "claim_index";
+pub const API_USAGE: &str = "api_usage";
 
 /// Field names under a session row.
 pub const SESSION_EVENTS: &str = "events";
@@ -435,6 +441,67 @@ impl Keys {
         let (tag, tenant, path): (String, String, String) = self.decode("claims", key)?;
         check_tag(tag, CLAIMS, key)?;
         Ok((tenant, path))
+    }
+
+    // ---- per-user usage of the API (keys owned by the API) ---------------
+
+    /// `("agent_index", tenant, user, until_ns, session)`.
+    pub fn agent_index(&self, tenant: &str, user: &str, until_ns: i64, session: &str) -> Vec<u8> {
+        self.key(&(AGENT_INDEX, tenant, user, until_ns, session))
+    }
+
+    /// A user's `agent_index` entries with `until_ns < before_ns`.
+    pub fn agent_index_before(&self, tenant: &str, user: &str, before_ns: i64) -> KeyRange {
+        KeyRange {
+            begin: self.range(&(AGENT_INDEX, tenant, user)).begin,
+            end: self.key(&(AGENT_INDEX, tenant, user, before_ns)),
+        }
+    }
+
+    /// Every `agent_index` entry of a user.
+    pub fn agent_index_user(&self, tenant: &str, user: &str) -> KeyRange {
+        self.range(&(AGENT_INDEX, tenant, user))
+    }
+
+    /// Decodes `("agent_index", tenant, user, until_ns, session)` into
+    /// `(until_ns, session)`.
+    pub fn decode_agent_index(&self, key: &[u8]) -> Result<(i64, String), KeyError> {
+        let (tag, _tenant, _user, until, session): (String, String, String, i64, String) =
+            self.decode("agent_index", key)?;
+        check_tag(tag, AGENT_INDEX, key)?;
+        Ok((until, session))
+    }
+
+    /// `("claim_index", tenant, user, expires_ns, path)`.
+    pub fn claim_index(&self, tenant: &str, user: &str, expires_ns: i64, path: &str) -> Vec<u8> {
+        self.key(&(CLAIM_INDEX, tenant, user, expires_ns, path))
+    }
+
+    /// A user's `claim_index` entries with `expires_ns < before_ns`.
+    pub fn claim_index_before(&self, tenant: &str, user: &str, before_ns: i64) -> KeyRange {
+        KeyRange {
+            begin: self.range(&(CLAIM_INDEX, tenant, user)).begin,
+            end: self.key(&(CLAIM_INDEX, tenant, user, before_ns)),
+        }
+    }
+
+    /// Every `claim_index` entry of a user.
+    pub fn claim_index_user(&self, tenant: &str, user: &str) -> KeyRange {
+        self.range(&(CLAIM_INDEX, tenant, user))
+    }
+
+    /// Decodes `("claim_index", tenant, user, expires_ns, path)` into
+    /// `(expires_ns, path)`.
+    pub fn decode_claim_index(&self, key: &[u8]) -> Result<(i64, String), KeyError> {
+        let (tag, _tenant, _user, expires, path): (String, String, String, i64, String) =
+            self.decode("claim_index", key)?;
+        check_tag(tag, CLAIM_INDEX, key)?;
+        Ok((expires, path))
+    }
+
+    /// `("api_usage", tenant, user, kind)`: an i64 LE counter.
+    pub fn api_usage(&self, tenant: &str, user: &str, kind: &str) -> Vec<u8> {
+        self.key(&(API_USAGE, tenant, user, kind))
     }
 }
 

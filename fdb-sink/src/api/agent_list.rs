@@ -185,6 +185,7 @@ mod tests {
             files_claimed: (0..files).map(|i| format!("src/{i:040}.rs")).collect(),
             received_ns: 0,
             heartbeat: true,
+            until_ns: None,
         }
     }
 

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::Caller;
 use super::owner::authorize;
+use super::usage;
 use super::{ApiError, ApiState};
 use crate::keys::Keys;
 use crate::record::valid_id;
@@ -64,6 +65,11 @@ pub struct AgentRow {
     /// is not listed, and its claims hold until their TTL.
     #[serde(default = "yes", skip_serializing_if = "Clone::clone")]
     pub heartbeat: bool,
+    /// The latest of the last heartbeat and the expiry of the session's
+    /// latest claim (ns since the epoch): the row's place in its user's
+    /// `agent_index` ([`super::usage`]). Absent on rows written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_ns: Option<i64>,
 }
 
 fn yes() -> bool {
@@ -113,6 +119,7 @@ impl AgentRow {
             files_claimed: Vec::new(),
             received_ns: now_ns,
             heartbeat: false,
+            until_ns: None,
         }
     }
 }
@@ -203,6 +210,7 @@ pub async fn heartbeat(
         ));
     }
     let ttl = state.agent_ttl;
+    let limits = state.limits;
     let view = state
         .blocking(move |store, keys| {
             store.transact(|txn| {
@@ -212,6 +220,7 @@ pub async fn heartbeat(
                     Ok(access) => access,
                     Err(e) => return Ok(Err(e)),
                 };
+                let now = now_ns();
                 let row = AgentRow {
                     session_id: a.session_id.clone(),
                     user_id: access.owner,
@@ -219,20 +228,22 @@ pub async fn heartbeat(
                     status: a.status,
                     last_heartbeat: a.last_heartbeat.clone(),
                     files_claimed: a.files_claimed.clone(),
-                    received_ns: now_ns(),
+                    received_ns: now,
                     heartbeat: true,
+                    until_ns: None,
                 };
-                let value =
-                    serde_json::to_vec(&row).map_err(|e| StoreError::Internal(e.to_string()))?;
-                if value.len() > crate::store::limits::MAX_VALUE_BYTES {
-                    return Ok(Err(ApiError::bad_request(format!(
-                        "the heartbeat takes {} bytes stored, over the limit of {} \
-                         (list fewer files_claimed)",
-                        value.len(),
-                        crate::store::limits::MAX_VALUE_BYTES
-                    ))));
-                }
-                txn.set(&keys.agent(&caller.tenant, &a.session_id), &value)?;
+                let row = match usage::put_agent(
+                    txn,
+                    keys,
+                    &caller.tenant,
+                    old.as_ref(),
+                    row,
+                    &limits,
+                    now,
+                )? {
+                    Ok(row) => row,
+                    Err(e) => return Ok(Err(e)),
+                };
                 Ok(Ok(AgentView::of(row, now_ns(), ttl)))
             })?
         })
@@ -255,6 +266,7 @@ mod tests {
             files_claimed: vec![],
             received_ns,
             heartbeat: true,
+            until_ns: None,
         };
         let ttl = Duration::from_secs(60);
         let now = 1_000_000_000_000;

@@ -218,7 +218,7 @@ impl Verifier {
     pub fn verify(&self, token: &str) -> Result<Caller, ApiError> {
         let unauthorized = |m: String| ApiError::Unauthorized(m);
         let header = jsonwebtoken::decode_header(token)
-            .map_err(|e| unauthorized(format!("malformed token: {e}")))?;
+            .map_err(|e| unauthorized(format!("malformed token: {}", token_error(&e))))?;
         if header.alg != self.algorithm() {
             return Err(unauthorized(format!(
                 "token algorithm {:?} is not accepted (this server verifies {:?})",
@@ -235,7 +235,7 @@ impl Verifier {
             ));
         }
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
-            .map_err(|e| unauthorized(format!("invalid token: {e}")))?;
+            .map_err(|e| unauthorized(format!("invalid token: {}", token_error(&e))))?;
         let c = data.claims;
         let latest = jsonwebtoken::get_current_timestamp()
             .saturating_add(self.max_lifetime.as_secs())
@@ -257,6 +257,32 @@ impl Verifier {
             user: c.user_id,
             role: c.role,
         })
+    }
+}
+
+/// A token's fault in words a client can act on (the library's own names,
+/// such as `InvalidSignature`, say little).
+fn token_error(e: &jsonwebtoken::errors::Error) -> String {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match e.kind() {
+        K::InvalidToken => "not a JWT (expected three base64url parts separated by dots)".into(),
+        K::InvalidSignature => "the signature does not verify with this server's key".into(),
+        K::ExpiredSignature => "the token has expired (exp is in the past)".into(),
+        K::ImmatureSignature => "the token is not valid yet (nbf is in the future)".into(),
+        K::InvalidAudience => "the token's aud is not the audience this server requires \
+             (--jwt-audience; without it, no aud is accepted)"
+            .into(),
+        K::InvalidIssuer => "the token's iss is not the issuer this server requires".into(),
+        K::InvalidSubject => "the token's sub is not accepted".into(),
+        K::MissingRequiredClaim(c) => format!("the token lacks the required claim {c:?}"),
+        K::InvalidClaimFormat(c) => format!("the token's claim {c:?} has the wrong type"),
+        K::InvalidAlgorithm | K::InvalidAlgorithmName | K::MissingAlgorithm => {
+            "the token's alg is missing or not accepted".into()
+        }
+        K::Base64(_) => "a part of the token is not base64url".into(),
+        K::Utf8(_) => "a part of the token is not UTF-8".into(),
+        K::Json(j) => format!("its header or claims are not as expected: {j}"),
+        _ => e.to_string(),
     }
 }
 

@@ -12,6 +12,9 @@
 //! session re-claiming its own paths extends them. A session that is `dead`
 //! or `Stopped` cannot claim (400): its claims would block no one, so a
 //! granted claim would be a false promise.
+//!
+//! A user's unexpired claims, and agent rows, are capped; the check runs in
+//! the same transaction ([`super::usage`]).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -25,6 +28,7 @@ use super::agents::{agent_row, check_agent_type, check_session, AgentRow, AgentS
 use super::auth::Caller;
 use super::error::Holder;
 use super::owner::{authorize, Access};
+use super::usage;
 use super::{ApiError, ApiState};
 use crate::keys::Keys;
 use crate::store::{ReadTxn, StoreError, StoreExt};
@@ -125,8 +129,9 @@ pub fn claim_in(
     caller: &Caller,
     req: &ClaimRequest,
     paths: &[String],
-    agent_ttl: std::time::Duration,
+    limits: &usage::Limits,
 ) -> Result<Result<Granted, ApiError>, StoreError> {
+    let agent_ttl = limits.agent_ttl;
     let now = now_ns();
     let own = agent_row(txn, keys, &caller.tenant, &req.session_id)?;
     let owner = own.as_ref().map(|o| o.user_id.as_str());
@@ -150,6 +155,8 @@ pub fn claim_in(
         ))));
     }
     let mut holders = Vec::new();
+    // The current rows of the paths, replaced if the claim is granted.
+    let mut replaced: Vec<(&str, ClaimRow)> = Vec::new();
     // Whether each holding session still blocks: its agent row (up to about
     // 100 kB) is read once, however many of the paths it holds.
     let mut alive: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
@@ -158,6 +165,7 @@ pub fn claim_in(
             continue;
         };
         if c.session_id == req.session_id || c.expires_ns <= now {
+            replaced.push((p.as_str(), c));
             continue;
         }
         let holder_alive = match alive.get(&c.session_id) {
@@ -176,6 +184,8 @@ pub fn claim_in(
                 agent_type: c.agent_type,
                 expires_at: format_ns(c.expires_ns),
             });
+        } else {
+            replaced.push((p.as_str(), c));
         }
     }
     if !holders.is_empty() {
@@ -201,18 +211,48 @@ pub fn claim_in(
         claimed_ns: now,
         expires_ns: now.saturating_add(ttl_ns),
     };
+    // The caps are checked before anything but cleaning is written.
+    let counted: Vec<(&str, &ClaimRow)> = replaced.iter().map(|(p, c)| (*p, c)).collect();
+    if let Err(e) = usage::admit_claims(
+        txn,
+        keys,
+        &caller.tenant,
+        &access.owner,
+        limits,
+        now,
+        paths.len(),
+        &counted,
+    )? {
+        return Ok(Err(e));
+    }
+    // Then the session's agent row: a new session may be over its owner's
+    // cap of agent rows. It records the claim's expiry (`until_ns`).
+    let mut agent = match &own {
+        None => AgentRow::claim_only(&req.session_id, &access.owner, &req.agent_type, now),
+        Some(a) => {
+            let mut a = a.clone();
+            a.user_id.clone_from(&access.owner);
+            a
+        }
+    };
+    agent.until_ns = Some(row.expires_ns);
+    let unchanged = own.as_ref().is_some_and(|o| {
+        o.user_id == agent.user_id && o.until_ns.is_some_and(|t| t >= row.expires_ns)
+    });
+    if !unchanged {
+        if let Err(e) =
+            usage::put_agent(txn, keys, &caller.tenant, own.as_ref(), agent, limits, now)?
+        {
+            return Ok(Err(e));
+        }
+    }
     let value = serde_json::to_vec(&row).map_err(|e| StoreError::Internal(e.to_string()))?;
+    for (p, old) in &replaced {
+        usage::forget_claim(txn, keys, &caller.tenant, p, old)?;
+    }
     for p in paths {
         txn.set(&keys.claim(&caller.tenant, p), &value)?;
-    }
-    match own {
-        None => {
-            // The session's first request: from now on it is the owner's.
-            let row = AgentRow::claim_only(&req.session_id, &access.owner, &req.agent_type, now);
-            write_agent_row(txn, keys, &caller.tenant, &row)?;
-        }
-        Some(row) if access.taken_over => take_over(txn, keys, &caller.tenant, row, &access)?,
-        Some(_) => {}
+        usage::record_claim(txn, keys, &caller.tenant, p, &row)?;
     }
     Ok(Ok(Granted {
         session_id: req.session_id.clone(),
@@ -221,27 +261,23 @@ pub fn claim_in(
     }))
 }
 
-fn write_agent_row(
-    txn: &mut dyn crate::store::Txn,
-    keys: &Keys,
-    tenant: &str,
-    row: &AgentRow,
-) -> Result<(), StoreError> {
-    let v = serde_json::to_vec(row).map_err(|e| StoreError::Internal(e.to_string()))?;
-    txn.set(&keys.agent(tenant, &row.session_id), &v)
-}
-
 /// Rewrites the session's agent row with its new owner (the rest of the row,
-/// heartbeat included, is kept).
+/// heartbeat included, is kept; the row moves to the new owner's count).
 fn take_over(
     txn: &mut dyn crate::store::Txn,
     keys: &Keys,
     tenant: &str,
-    mut row: AgentRow,
+    row: &AgentRow,
     access: &Access,
+    limits: &usage::Limits,
 ) -> Result<(), StoreError> {
-    row.user_id.clone_from(&access.owner);
-    write_agent_row(txn, keys, tenant, &row)
+    let mut new = row.clone();
+    new.user_id.clone_from(&access.owner);
+    // An existing row is never refused by the cap.
+    match usage::put_agent(txn, keys, tenant, Some(row), new, limits, now_ns())? {
+        Ok(_) => Ok(()),
+        Err(e) => Err(StoreError::Internal(format!("take-over refused: {e}"))),
+    }
 }
 
 /// `POST /api/v5/agents/claims`.
@@ -259,10 +295,10 @@ pub async fn claim(
         )));
     }
     let paths = check_paths(&req.paths)?;
-    let ttl = state.agent_ttl;
+    let limits = state.limits;
     let granted = state
         .blocking(move |store, keys| {
-            store.transact(|txn| claim_in(txn, keys, &caller, &req, &paths, ttl))?
+            store.transact(|txn| claim_in(txn, keys, &caller, &req, &paths, &limits))?
         })
         .await?;
     Ok(Json(granted))
@@ -277,6 +313,7 @@ pub async fn release(
     let Json(req) = body?;
     check_session(&req.session_id)?;
     let paths = check_paths(&req.paths)?;
+    let limits = state.limits;
     let out = state
         .blocking(move |store, keys| {
             store.transact(|txn| {
@@ -287,18 +324,19 @@ pub async fn release(
                     Err(e) => return Ok(Err(e)),
                 };
                 if let Some(row) = own.filter(|_| access.taken_over) {
-                    take_over(txn, keys, &caller.tenant, row, &access)?;
+                    take_over(txn, keys, &caller.tenant, &row, &access, &limits)?;
                 }
                 let mut released = Vec::new();
                 let mut not_held = Vec::new();
                 for p in &paths {
                     match claim_row(txn, keys, &caller.tenant, p)? {
-                        Some(c) if c.session_id == req.session_id => released.push(p.clone()),
+                        Some(c) if c.session_id == req.session_id => {
+                            usage::forget_claim(txn, keys, &caller.tenant, p, &c)?;
+                            txn.clear(&keys.claim(&caller.tenant, p))?;
+                            released.push(p.clone());
+                        }
                         _ => not_held.push(p.clone()),
                     }
-                }
-                for p in &released {
-                    txn.clear(&keys.claim(&caller.tenant, p))?;
                 }
                 Ok(Ok(Released { released, not_held }))
             })?

@@ -55,6 +55,18 @@ pub enum ApiError {
     /// total); retry later.
     #[error("{0}")]
     TooManyRequests(String),
+    /// The request would take the caller past a per-user cap on stored
+    /// rows (`--api-max-agents-per-user`, `--api-max-claims-per-user`).
+    #[error("{message}")]
+    LimitExceeded {
+        /// `agents_per_user` or `claims_per_user`.
+        limit: &'static str,
+        /// The cap.
+        max: u64,
+        message: String,
+        /// Seconds until a place is expected to free up (`Retry-After`).
+        retry_after: u64,
+    },
     /// The store cannot serve the request now; retry later.
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -74,7 +86,9 @@ impl ApiError {
             ApiError::BadRequest(_) | ApiError::BadCursor(_) => StatusCode::BAD_REQUEST,
             ApiError::ClaimConflict { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyRequests(_) | ApiError::LimitExceeded { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -92,6 +106,7 @@ impl ApiError {
             ApiError::ClaimConflict { .. } => "claim_conflict",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::TooManyRequests(_) => "too_many_requests",
+            ApiError::LimitExceeded { .. } => "limit_exceeded",
             ApiError::Unavailable(_) => "store_unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -114,8 +129,9 @@ impl ApiError {
         }
     }
 
-    /// The JSON error body (`error`, `message`, and `holders` for a claim
-    /// conflict); logs the details of server errors.
+    /// The JSON error body (`error`, `message`, `holders` for a claim
+    /// conflict, `limit` and `max` for a cap); logs the details of server
+    /// errors.
     pub fn body(&self) -> serde_json::Value {
         if self.status().is_server_error() {
             tracing::warn!(error = %self, code = self.code(), "API request failed");
@@ -123,6 +139,10 @@ impl ApiError {
         let mut body = serde_json::json!({"error": self.code(), "message": self.public_message()});
         if let ApiError::ClaimConflict { holders, .. } = self {
             body["holders"] = serde_json::json!(holders);
+        }
+        if let ApiError::LimitExceeded { limit, max, .. } = self {
+            body["limit"] = serde_json::json!(limit);
+            body["max"] = serde_json::json!(max);
         }
         body
     }
@@ -163,6 +183,15 @@ impl From<axum::extract::rejection::PathRejection> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let retry_after = match &self {
+            ApiError::LimitExceeded { retry_after, .. } => Some(*retry_after),
+            _ if status == StatusCode::SERVICE_UNAVAILABLE
+                || status == StatusCode::TOO_MANY_REQUESTS =>
+            {
+                Some(2)
+            }
+            _ => None,
+        };
         let mut resp = (status, Json(self.body())).into_response();
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
@@ -170,10 +199,10 @@ impl IntoResponse for ApiError {
                 axum::http::HeaderValue::from_static("Bearer"),
             );
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
+        if let Some(secs) = retry_after {
             resp.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("2"),
+                axum::http::HeaderValue::from(secs),
             );
         }
         resp
@@ -209,6 +238,16 @@ mod tests {
                 ApiError::TooManyRequests(String::new()),
                 429,
                 "too_many_requests",
+            ),
+            (
+                ApiError::LimitExceeded {
+                    limit: "claims_per_user",
+                    max: 1,
+                    message: String::new(),
+                    retry_after: 1,
+                },
+                429,
+                "limit_exceeded",
             ),
             (
                 ApiError::Unavailable(String::new()),

@@ -14,6 +14,8 @@
 //! | `POST /api/v5/agents/heartbeat` | [`agents`] |
 //! | `GET /api/v5/agents` | [`agent_list`] |
 //! | `POST`/`DELETE /api/v5/agents/claims` | [`claims`] |
+//!
+//! Per-user caps on stored agent rows and claims: [`usage`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -40,6 +42,7 @@ pub mod monitors;
 pub mod owner;
 pub mod paths;
 pub mod sse;
+pub mod usage;
 
 pub use error::ApiError;
 
@@ -94,6 +97,23 @@ pub struct ApiArgs {
     #[arg(long, env = "FDB_SINK_AGENT_TTL", default_value = "60s",
           value_parser = agent_ttl_arg, value_name = "DURATION")]
     pub agent_ttl: Duration,
+
+    /// Agent sessions (agent rows) one user may have stored; a heartbeat or
+    /// claim for a new session over it is 429 `limit_exceeded`. Sessions
+    /// with no heartbeat for --agent-ttl and no unexpired claim do not
+    /// count: the oldest of them make room for new ones.
+    #[arg(long, env = "FDB_SINK_API_MAX_AGENTS_PER_USER",
+          default_value_t = usage::DEFAULT_MAX_AGENTS,
+          value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    pub api_max_agents_per_user: u32,
+
+    /// Unexpired claims (claimed paths) one user may hold over all of the
+    /// user's sessions; a claim past it is 429 `limit_exceeded`. Expired
+    /// claims do not count and are removed as the user claims again.
+    #[arg(long, env = "FDB_SINK_API_MAX_CLAIMS_PER_USER",
+          default_value_t = usage::DEFAULT_MAX_CLAIMS,
+          value_parser = clap::value_parser!(u32).range(1..), value_name = "N")]
+    pub api_max_claims_per_user: u32,
 
     /// Run retention inside serve (with or without the API): at start and
     /// every --retention-interval, remove audit records older than this
@@ -188,6 +208,15 @@ impl ApiArgs {
             .with_max_lifetime(self.jwt_max_lifetime))
     }
 
+    /// The per-user caps of the flags.
+    pub fn usage_limits(&self) -> usage::Limits {
+        usage::Limits {
+            max_agents: self.api_max_agents_per_user.into(),
+            max_claims: self.api_max_claims_per_user.into(),
+            agent_ttl: self.agent_ttl,
+        }
+    }
+
     /// The key file the verifier is read from.
     pub fn key_file(&self) -> Option<&PathBuf> {
         self.jwt_secret_file
@@ -210,6 +239,8 @@ pub struct ApiState {
     /// Verifies tokens; replaced when the key file changes.
     pub verifier: Arc<auth::SharedVerifier>,
     pub agent_ttl: Duration,
+    /// Per-user caps on agent rows and claims.
+    pub limits: usage::Limits,
     pub follow_poll: Duration,
     /// Interval of the keep-alive comments on `follow=true` streams.
     pub keep_alive: Duration,
@@ -341,6 +372,7 @@ pub async fn spawn(
         keys,
         verifier,
         agent_ttl: args.agent_ttl,
+        limits: args.usage_limits(),
         follow_poll: FOLLOW_POLL,
         keep_alive: KEEP_ALIVE.min(idle / 3),
         streams: Arc::new(sse::StreamSlots::new(
@@ -379,6 +411,11 @@ mod tests {
             keys: Keys::default(),
             verifier: Arc::new(auth::SharedVerifier::new(auth::Verifier::hs256(b"k"))),
             agent_ttl: Duration::from_secs(60),
+            limits: usage::Limits {
+                max_agents: 10,
+                max_claims: 10,
+                agent_ttl: Duration::from_secs(60),
+            },
             follow_poll: FOLLOW_POLL,
             keep_alive: KEEP_ALIVE,
             streams: Arc::new(sse::StreamSlots::new(8, 8, Default::default())),

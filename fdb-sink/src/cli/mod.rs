@@ -52,7 +52,7 @@ pub enum Command {
     /// Serve the ingest endpoint (POST /v1/events), /metrics, /healthz and
     /// /readyz; with --stdin, also ingest standard input; with --api-listen,
     /// also the query and agent API (docs/api.md).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Read NDJSON events (the monitor's output, or an export) from a file or
     /// standard input and write them through the same validation.
     Import(import::ImportArgs),
@@ -162,7 +162,7 @@ pub struct UsageError(pub String);
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Import(args) => import::run(args),
         Command::Export(args) => export::run(args),
         Command::Retention(args) => retention::run(args),

@@ -658,3 +658,97 @@ fn a_key_file_that_fails_to_load_once_is_loaded_when_read_again() {
     }
     let _ = stop_tx.send(true);
 }
+
+/// A bad token's 401 says what is wrong in plain words, not the token
+/// library's internal names.
+#[test]
+fn token_faults_are_named_in_plain_words() {
+    let api = Api::start(&[]);
+    let now = jsonwebtoken::get_current_timestamp();
+    let not_yet = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &json!({"tenant_id": "acme", "user_id": "alice", "role": "user",
+                "exp": now + 3600, "nbf": now + 600}),
+        &EncodingKey::from_secret(crate::api_harness::SECRET),
+    )
+    .expect("nbf token");
+    let cases = [
+        (
+            token_with(b"wrong-secret", "acme", "alice", Role::User, 3600),
+            "signature does not verify",
+        ),
+        (
+            token_with(
+                crate::api_harness::SECRET,
+                "acme",
+                "alice",
+                Role::User,
+                -600,
+            ),
+            "expired",
+        ),
+        ("abc.def".to_owned(), "not a JWT"),
+        (not_yet, "not valid yet"),
+    ];
+    for (tok, want) in cases {
+        let (s, r) = api.get(&tok, "/api/v5/agents");
+        assert_eq!(s, 401, "{r}");
+        let message = r["message"].as_str().unwrap_or_default();
+        assert!(message.contains(want), "{want:?} not in {message:?}");
+        for internal in [
+            "InvalidSignature",
+            "ExpiredSignature",
+            "InvalidToken",
+            "Immature",
+        ] {
+            assert!(!message.contains(internal), "{message}");
+        }
+    }
+}
+
+/// While the store cannot be opened (here: locked by another process),
+/// every route answers 503 `store_unavailable` with `Retry-After` and a
+/// fixed message: no store path, lock or error chain.
+#[test]
+fn every_route_answers_503_without_details_while_the_store_is_down() {
+    use fdb_sink::store::embedded::EmbeddedStore;
+    let mut holder = None;
+    let mut store_dir = std::path::PathBuf::new();
+    let api = Api::start_prepared(&[], |dir| {
+        holder = Some(EmbeddedStore::open(dir).expect("open"));
+        store_dir = dir.to_path_buf();
+    });
+    let admin = format!("Bearer {}", token("acme", "ops", Role::Admin));
+    for (method, path, body) in requests() {
+        let mut req = match method {
+            "get" => http().get(api.url(&path)),
+            "post" => http().post(api.url(&path)),
+            _ => http().delete(api.url(&path)),
+        }
+        .header("authorization", &admin);
+        if let Some(b) = &body {
+            req = req.json(b);
+        }
+        let resp = req.send().expect("request");
+        let status = resp.status().as_u16();
+        let retry = resp.headers().get("retry-after").cloned();
+        let text = resp.text().unwrap_or_default();
+        assert_eq!(status, 503, "{method} {path}: {text}");
+        assert!(retry.is_some(), "{method} {path}: no Retry-After");
+        let r: Value = serde_json::from_str(&text).expect("JSON body");
+        assert_eq!(r["error"], "store_unavailable", "{method} {path}: {r}");
+        for leak in [
+            store_dir.to_str().expect("utf8"),
+            "lock",
+            "fjall",
+            "audit.fjall",
+            "/",
+        ] {
+            assert!(
+                !text.contains(leak),
+                "{method} {path} leaks {leak:?}: {text}"
+            );
+        }
+    }
+    drop(holder);
+}

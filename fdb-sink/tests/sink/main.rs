@@ -28,6 +28,7 @@ mod api_auth;
 mod api_claims;
 mod api_harness;
 mod api_history;
+mod api_limits;
 mod api_logs;
 mod api_openapi;
 mod api_sessions;
