@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 use foldhash::fast::RandomState;
 
 use crate::keys::{decode_i64, decode_u64, AuditLogKey, ByPathKey, KeyRange, Keys, PathTouch};
-use crate::record::{reason, AuditRecord, DeadLetter, Item, ValidRecord};
+use crate::record::{reason, receipt_lookup_times, AuditRecord, DeadLetter, Item, ValidRecord};
 use crate::store::{limits, Kv, ReadTxn, Store, StoreError, StoreExt, Txn};
 
 /// How to cut a batch into transactions.
@@ -75,9 +75,22 @@ pub fn item_cost(item: &Item) -> usize {
         Item::Record(r) => {
             r.value.len() + 160 + r.paths.iter().map(|p| 2 * p.len() + 80).sum::<usize>()
         }
-        Item::DeadLetter(d) => d.raw.len() + d.detail.len() + 200,
+        Item::DeadLetter(d) => {
+            // One keyed by its receipt is also looked up under its
+            // neighbouring hours: on FoundationDB each read adds a conflict
+            // range (about twice its key) to the transaction's size.
+            let lookups = if d.keyed_by_receipt {
+                LOOKUP_COST * receipt_lookup_times(d.ts_ns).count()
+            } else {
+                0
+            };
+            d.raw.len() + d.detail.len() + 200 + lookups
+        }
     }
 }
+
+/// Rough bytes a point read of a dead letter's key adds to a transaction.
+const LOOKUP_COST: usize = 130;
 
 /// Writes a batch, split into transactions of about
 /// `opts.target_txn_bytes`. Returns after every transaction committed. On
@@ -329,11 +342,15 @@ fn write_record(
     Ok(true)
 }
 
-/// Stores a dead letter unless its key is already stored (a redelivered
-/// line, or group of lines, with the same key time); returns whether it was
-/// new. `stored` is what was looked up with the chunk (shared stores); else
-/// the key is looked up here. Only dead letters are looked up, so a batch of
-/// valid lines reads nothing more.
+/// Stores a dead letter unless it is already stored (a redelivered line, or
+/// group of lines); returns whether it was new. One keyed by its own
+/// timestamp is stored when its key is absent. One keyed by its receipt
+/// ([`DeadLetter::keyed_by_receipt`]) is also looked for under the same id
+/// in the neighbouring receipt hours ([`receipt_lookup_times`]), where an
+/// earlier delivery of it was stored: a fixed number of point reads, never a
+/// scan. `stored` is what was looked up with the chunk (shared stores); else
+/// the keys are looked up here. Only dead letters are looked up, so a batch
+/// of valid lines reads nothing more.
 fn write_dead_letter(
     txn: &mut dyn Txn,
     keys: &Keys,
@@ -342,8 +359,20 @@ fn write_dead_letter(
 ) -> Result<bool, StoreError> {
     let key = keys.dead_letter(d.ts_ns, &d.id);
     match stored {
-        None => txn.insert_new(&key, &d.to_json()),
+        None => {
+            let others = other_keys(keys, d);
+            if !others.is_empty() {
+                let refs: Vec<&[u8]> = others.iter().map(Vec::as_slice).collect();
+                if txn.exist_many(&refs)?.into_iter().any(|e| e) {
+                    return Ok(false);
+                }
+            }
+            txn.insert_new(&key, &d.to_json())
+        }
         Some(s) => {
+            if other_keys(keys, d).iter().any(|k| s.present.contains(k)) {
+                return Ok(false);
+            }
             if !s.present.insert(key.clone()) {
                 return Ok(false);
             }
@@ -351,6 +380,18 @@ fn write_dead_letter(
             Ok(true)
         }
     }
+}
+
+/// The keys under which an earlier delivery of a dead letter keyed by its
+/// receipt may be stored, besides its own (none for one keyed by its own
+/// timestamp, whose key does not depend on the delivery).
+fn other_keys(keys: &Keys, d: &DeadLetter) -> Vec<Vec<u8>> {
+    if !d.keyed_by_receipt {
+        return Vec::new();
+    }
+    receipt_lookup_times(d.ts_ns)
+        .map(|ts| keys.dead_letter(ts, &d.id))
+        .collect()
 }
 
 /// Which dead letters of a chunk are already stored, read in one call
@@ -365,9 +406,14 @@ impl StoredLetters {
         let wanted: Vec<Vec<u8>> = items
             .iter()
             .filter_map(|i| match i {
-                Item::DeadLetter(d) => Some(keys.dead_letter(d.ts_ns, &d.id)),
+                Item::DeadLetter(d) => {
+                    let mut k = other_keys(keys, d);
+                    k.push(keys.dead_letter(d.ts_ns, &d.id));
+                    Some(k)
+                }
                 Item::Record(_) => None,
             })
+            .flatten()
             .collect();
         let mut present = HashSet::default();
         if !wanted.is_empty() {

@@ -380,7 +380,7 @@ mod tests {
     use super::*;
 
     fn letter() -> DeadLetter {
-        crate::record::dead_letter(b"\xffnot json", "invalid_utf8", "d".into(), 7, 7)
+        crate::record::dead_letter(b"\xffnot json", "invalid_utf8", "d".into(), Some(7), 7)
     }
 
     /// A dead-letter line as the export writes it; with `id`, that id instead.
@@ -432,7 +432,7 @@ mod tests {
                     raw.as_bytes(),
                     "invalid_json",
                     "d".into(),
-                    1_000 + i,
+                    Some(1_000 + i),
                     1_000 + i,
                 );
                 DeadLetterLine {

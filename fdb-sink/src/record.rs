@@ -156,15 +156,18 @@ pub struct DeadLetter {
     pub reasons: Option<BTreeMap<String, u64>>,
     /// When the sink received it (RFC 3339).
     pub received_at: String,
-    /// Key time: the line's own `timestamp` when it has one, else `received_at`.
+    /// True when the key time is not the line's own timestamp but the start
+    /// of the UTC hour in which the sink first received it (see
+    /// [`receipt_key_ts`]); `received_at` is then the exact receipt time.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keyed_by_receipt: bool,
+    /// Key time: the line's own `timestamp` when it has a usable one, else
+    /// [`receipt_key_ts`] of `received_at`.
     #[serde(skip)]
     pub ts_ns: i64,
     /// Key id: a hash of the raw bytes, so a redelivered line lands on the same key.
     #[serde(skip)]
     pub id: String,
-    /// True when `ts_ns` is the line's own timestamp (not the receipt time).
-    #[serde(skip)]
-    pub ts_is_own: bool,
 }
 
 impl DeadLetter {
@@ -336,9 +339,36 @@ impl Rejection {
 
     /// The dead letter of `line`.
     pub fn into_dead_letter(self, line: &[u8], received_ns: i64) -> DeadLetter {
-        let ts_ns = self.key_ts(received_ns).unwrap_or(received_ns);
-        dead_letter(line, self.reason, self.detail, ts_ns, received_ns)
+        let own = self.key_ts(received_ns);
+        dead_letter(line, self.reason, self.detail, own, received_ns)
     }
+}
+
+/// Width of the receipt-time buckets that key dead letters without a usable
+/// timestamp of their own (one hour).
+pub const RECEIPT_BUCKET_NS: i64 = 3_600_000_000_000;
+
+/// How many earlier buckets ([`RECEIPT_BUCKET_NS`]) are looked up for an
+/// earlier copy of a dead letter keyed by its receipt: a redelivery at least
+/// 24 hours (at most 25) after the first delivery is still found.
+pub const RECEIPT_LOOKBACK_BUCKETS: i64 = 24;
+
+/// The key time of a dead letter without a usable timestamp of its own: the
+/// start of the UTC hour of its receipt. A redelivery of the same line
+/// within that hour lands on the same key; one in a later hour finds the
+/// earlier copy among the keys of [`receipt_lookup_times`].
+pub fn receipt_key_ts(received_ns: i64) -> i64 {
+    received_ns - received_ns.rem_euclid(RECEIPT_BUCKET_NS)
+}
+
+/// The other key times under which an earlier (or, for a concurrent
+/// delivery received in the next hour, a later) copy of a dead letter keyed
+/// by receipt at `key_ts` may be stored: the [`RECEIPT_LOOKBACK_BUCKETS`]
+/// hours before it and the hour after it. Point lookups, never a scan.
+pub fn receipt_lookup_times(key_ts: i64) -> impl Iterator<Item = i64> {
+    (-RECEIPT_LOOKBACK_BUCKETS..=1)
+        .filter(|k| *k != 0)
+        .filter_map(move |k| key_ts.checked_add(k.checked_mul(RECEIPT_BUCKET_NS)?))
 }
 
 /// How far after its receipt a record's own time may lie (clocks of
@@ -733,16 +763,17 @@ fn truncate_str(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// Builds the dead letter for a raw line.
+/// Builds the dead letter for a raw line, keyed by `own_ts` (the line's own
+/// usable timestamp) when given, else by [`receipt_key_ts`].
 pub fn dead_letter(
     line: &[u8],
     reason: &str,
     detail: String,
-    ts_ns: i64,
+    own_ts: Option<i64>,
     received_ns: i64,
 ) -> DeadLetter {
     let id = blake3::hash(line);
-    build_dead_letter(line, line.len(), &id, reason, detail, ts_ns, received_ns)
+    build_dead_letter(line, line.len(), &id, reason, detail, own_ts, received_ns)
 }
 
 /// A group of invalid lines of one request (reason [`reason::GROUPED`]):
@@ -750,7 +781,7 @@ pub fn dead_letter(
 /// [`MAX_B64_RAW_BYTES`], so that its base64 fits the value limit).
 /// `own_ts` is the latest timestamp of its lines that had a valid one (so
 /// that retention keeps the group until its newest line is past the
-/// period): the key time, else `received_ns`. The id is a hash of the payload (in its own
+/// period): the key time, else [`receipt_key_ts`]. The id is a hash of the payload (in its own
 /// domain, apart from the ids of single lines), so a redelivered request
 /// lands on the same key.
 pub fn group_dead_letter(
@@ -789,9 +820,9 @@ pub fn group_dead_letter(
         lines: Some(lines),
         reasons: Some(reasons),
         received_at,
-        ts_ns: own_ts.unwrap_or(received_ns),
+        keyed_by_receipt: own_ts.is_none(),
+        ts_ns: own_ts.unwrap_or_else(|| receipt_key_ts(received_ns)),
         id: id.to_hex()[..32].to_owned(),
-        ts_is_own: own_ts.is_some(),
     }
 }
 
@@ -810,7 +841,7 @@ pub fn long_line_dead_letter(l: &crate::ingest::lines::LongLine, received_ns: i6
         &l.hash,
         reason::LINE_TOO_LONG,
         detail,
-        received_ns,
+        None,
         received_ns,
     );
     dl.raw_truncated = true;
@@ -823,7 +854,7 @@ fn build_dead_letter(
     id: &blake3::Hash,
     reason: &str,
     detail: String,
-    ts_ns: i64,
+    own_ts: Option<i64>,
     received_ns: i64,
 ) -> DeadLetter {
     let received_at = Timestamp::from_unix_nanos(i128::from(received_ns))
@@ -839,9 +870,9 @@ fn build_dead_letter(
         lines: None,
         reasons: None,
         received_at,
-        ts_ns,
+        keyed_by_receipt: own_ts.is_none(),
+        ts_ns: own_ts.unwrap_or_else(|| receipt_key_ts(received_ns)),
         id: id.to_hex()[..32].to_owned(),
-        ts_is_own: ts_ns != received_ns,
     };
     match std::str::from_utf8(raw) {
         Ok(text) => fit_text(&mut dl, text),

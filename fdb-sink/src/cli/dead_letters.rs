@@ -8,7 +8,7 @@ use clap::Args;
 
 use super::StoreArgs;
 use crate::audit::{self, after};
-use crate::record::DeadLetter;
+use crate::record::{DeadLetter, RECEIPT_BUCKET_NS};
 use crate::store::StoreExt;
 
 /// Arguments of `fdb-sink dead-letters`.
@@ -18,7 +18,8 @@ pub struct DeadLettersArgs {
     pub store: StoreArgs,
 
     /// Only dead letters at or after this time (RFC 3339; the line's own
-    /// timestamp when it had a valid one, else when the sink received it).
+    /// timestamp when it had a usable one, else when the sink received it,
+    /// `received_at`).
     #[arg(long, value_parser = crate::timespec::time_arg, value_name = "TIME")]
     pub since: Option<i64>,
 
@@ -60,6 +61,18 @@ fn matches(letter: &DeadLetter, wanted: &[String]) -> bool {
         })
 }
 
+/// True when the dead letter's time is in `[since, until)`: its own
+/// timestamp (its key time), or for one keyed by its receipt, `received_at`
+/// (one whose receipt time cannot be read is judged by its key).
+fn in_time(row: &audit::DeadLetterRow, since: Option<i64>, until: Option<i64>) -> bool {
+    let at = if row.letter.keyed_by_receipt {
+        crate::timespec::parse_time_ns(&row.letter.received_at).unwrap_or(row.ts_ns)
+    } else {
+        row.ts_ns
+    };
+    since.is_none_or(|s| at >= s) && until.is_none_or(|u| at < u)
+}
+
 /// Writes the stored bytes of a dead letter's lines.
 fn write_raw(out: &mut impl Write, row: &audit::DeadLetterRow) -> anyhow::Result<()> {
     let bytes = row.letter.raw_bytes().ok_or_else(|| {
@@ -81,8 +94,11 @@ fn write_raw(out: &mut impl Write, row: &audit::DeadLetterRow) -> anyhow::Result
 pub fn run(args: DeadLettersArgs) -> anyhow::Result<()> {
     let store = args.store.open_existing()?;
     let keys = args.store.keys();
+    // One keyed by its receipt is keyed by the start of that hour: read
+    // from an hour before --since, and select those by `received_at`.
     let range = keys.dead_letter_between(
-        args.since.unwrap_or(i64::MIN),
+        args.since
+            .map_or(i64::MIN, |s| s.saturating_sub(RECEIPT_BUCKET_NS)),
         args.until.unwrap_or(i64::MAX),
     );
     let mut out = BufWriter::new(std::io::stdout().lock());
@@ -99,7 +115,7 @@ pub fn run(args: DeadLettersArgs) -> anyhow::Result<()> {
         let Some(last) = rows.last() else { break };
         begin = after(&keys.dead_letter(last.ts_ns, &last.id));
         for row in rows {
-            if !matches(&row.letter, &args.reason) {
+            if !in_time(&row, args.since, args.until) || !matches(&row.letter, &args.reason) {
                 continue;
             }
             if args.limit > 0 && printed == args.limit {

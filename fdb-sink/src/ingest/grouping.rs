@@ -245,7 +245,7 @@ mod tests {
         assert_eq!(dls.iter().map(|d| d.line_count()).sum::<u64>(), 100_000);
         assert_eq!(
             dls[0].id,
-            record::dead_letter(b"1", "x", String::new(), 0, 0).id
+            record::dead_letter(b"1", "x", String::new(), None, 0).id
         );
     }
 }

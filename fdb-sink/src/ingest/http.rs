@@ -25,7 +25,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use prometheus_client::registry::Registry;
 use tokio::sync::Semaphore;
 
@@ -217,16 +217,16 @@ async fn ingest_inner(state: &Arc<IngestState>, headers: HeaderMap, body: Body) 
     };
     let collected = tokio::time::timeout(
         cfg.request_timeout,
-        Limited::new(body, cfg.max_body_bytes).collect(),
+        read_body(body, cfg.max_body_bytes, declared),
     )
     .await;
     let bytes = match collected {
-        Ok(Ok(c)) => c.to_bytes(),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+        Ok(Ok(b)) => b,
+        Ok(Err(ReadError::TooLarge)) => {
             state.metrics().batch(outcome::REJECTED);
             return too_large(cfg.max_body_bytes);
         }
-        Ok(Err(e)) => {
+        Ok(Err(ReadError::Body(e))) => {
             state.metrics().batch(outcome::REJECTED);
             return error(
                 StatusCode::BAD_REQUEST,
@@ -267,8 +267,14 @@ async fn ingest_inner(state: &Arc<IngestState>, headers: HeaderMap, body: Body) 
     match tokio::time::timeout(remaining, task).await {
         Ok(Ok(Ok(Ok(summary)))) => (StatusCode::OK, Json(summary)).into_response(),
         Ok(Ok(Ok(Err(e)))) => {
-            tracing::warn!(error = %e, unavailable = e.unavailable(), "batch not committed");
-            unavailable(state, "store_unavailable", e.to_string())
+            // The cause (store paths, the error's chain) is for the
+            // operator's log, not for the client.
+            tracing::warn!(
+                error = %crate::store::ErrorChain(&e),
+                unavailable = e.unavailable(),
+                "batch not committed"
+            );
+            unavailable(state, "store_unavailable", STORE_UNAVAILABLE)
         }
         Ok(Ok(Err(DecodeError::TooLarge { limit }))) => {
             state.metrics().batch(outcome::REJECTED);
@@ -285,7 +291,7 @@ async fn ingest_inner(state: &Arc<IngestState>, headers: HeaderMap, body: Body) 
         Ok(Ok(Err(e @ DecodeError::Busy { .. }))) => {
             state.metrics().batch(outcome::SATURATED);
             tracing::debug!(error = %e, "compressed body refused for now");
-            unavailable(state, "saturated", e.to_string())
+            unavailable(state, "saturated", DECODE_BUSY)
         }
         Ok(Ok(Err(e @ DecodeError::Corrupt { .. }))) => {
             state.metrics().batch(outcome::REJECTED);
@@ -293,17 +299,65 @@ async fn ingest_inner(state: &Arc<IngestState>, headers: HeaderMap, body: Body) 
         }
         Ok(Err(join)) => {
             tracing::error!(error = %join, "ingest task failed");
-            unavailable(state, "internal", "the batch could not be processed; retry")
+            unavailable(
+                state,
+                "internal",
+                "the batch could not be processed; retry it later",
+            )
         }
         Err(_) => {
             tracing::warn!(timeout = ?cfg.request_timeout, "commit still running at the request deadline");
             unavailable(
                 state,
                 "timeout",
-                "the commit did not finish within the request timeout; retry",
+                "the commit did not finish within the request timeout; retry it later \
+                 (what is already stored is not stored twice)",
             )
         }
     }
+}
+
+/// The message of a 503 for a batch the store did not commit (wholly). What
+/// went wrong in the store (its paths, the error's chain) is logged, not
+/// told to clients.
+pub const STORE_UNAVAILABLE: &str = "the store could not commit the batch (it is unavailable or \
+     failing); retry it later: what is already stored is not stored twice. The sink's log has \
+     the cause";
+
+/// The message of a 503 for a compressed body that does not fit the budget
+/// for decompressed bodies now.
+pub const DECODE_BUSY: &str =
+    "too many compressed bodies are being decompressed at once; retry it later";
+
+/// Why a request body could not be read.
+enum ReadError {
+    /// Over the size limit.
+    TooLarge,
+    /// The connection failed while the body was sent.
+    Body(axum::Error),
+}
+
+/// Reads a body of at most `limit` bytes into one buffer, sized by the
+/// declared `Content-Length` when there is one: each received frame is
+/// copied in and freed at once, so a body costs its own size, not its
+/// frames plus a copy of them.
+async fn read_body(
+    mut body: Body,
+    limit: usize,
+    declared: Option<usize>,
+) -> Result<Vec<u8>, ReadError> {
+    let mut buf = Vec::with_capacity(declared.unwrap_or(0).min(limit));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(ReadError::Body)?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if buf.len().saturating_add(data.len()) > limit {
+            return Err(ReadError::TooLarge);
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok(buf)
 }
 
 /// `bytes`, raised to what one body of the largest size takes.

@@ -73,18 +73,14 @@ fn group_writer(store: Arc<dyn Store>, keys: Keys, rx: Receiver<Job>, max_bytes:
                 }
             }
             Err(e) => {
-                let shared = e.to_string();
-                let unavailable = e.unavailable();
-                let mut first = Some(e);
+                // The first batch gets the error itself, the others a copy.
+                let mut jobs = jobs.into_iter();
+                let first = jobs.next();
                 for j in jobs {
-                    let err = first.take().unwrap_or_else(|| {
-                        if unavailable {
-                            StoreError::unavailable_msg(shared.clone())
-                        } else {
-                            StoreError::Internal(shared.clone())
-                        }
-                    });
-                    let _ = j.reply.send((j.items, Err(err)));
+                    let _ = j.reply.send((j.items, Err(e.copy_for())));
+                }
+                if let Some(j) = first {
+                    let _ = j.reply.send((j.items, Err(e)));
                 }
             }
         }
@@ -273,9 +269,10 @@ impl Ingestor {
     /// acknowledged; part of the batch may be stored, which is harmless
     /// since a retry stores each event once.
     ///
-    /// Lines are validated and committed [`CHUNK_LINES`] at a time, so that
-    /// a body of many tiny lines (each one a dead letter of a few hundred
-    /// bytes in memory) costs memory for one chunk, not for all its lines.
+    /// Lines are validated and committed [`CHUNK_LINES`] (or
+    /// [`CHUNK_BYTES`]) at a time, so that a body of many lines costs memory
+    /// for one chunk of validated records or dead letters, not for all its
+    /// lines.
     pub fn ingest(&self, lines: &[&[u8]]) -> Result<BatchSummary, StoreError> {
         self.ingest_iter(lines.iter().copied())
     }
@@ -295,7 +292,10 @@ impl Ingestor {
             }
             let mut items = Vec::new();
             let mut n = 0u64;
-            for l in lines.by_ref().take(CHUNK_LINES) {
+            let mut bytes = 0usize;
+            while n < CHUNK_LINES as u64 && bytes < CHUNK_BYTES {
+                let Some(l) = lines.next() else { break };
+                bytes += l.len();
                 validator.push(l, &mut items);
                 n += 1;
             }
@@ -401,10 +401,17 @@ impl Ingestor {
     }
 }
 
-/// Lines of one batch validated and committed together (see
+/// Lines of one batch validated and committed together at most (see
 /// [`Ingestor::ingest`]): a Vector batch of 10 MB of ordinary events is
-/// about two chunks.
+/// about three chunks.
 pub const CHUNK_LINES: usize = 8192;
+
+/// Bytes of lines validated and committed together at most (a chunk ends at
+/// [`CHUNK_LINES`] or here, whichever comes first): the validated records
+/// of a chunk (about the size of its lines) are what a batch holds besides
+/// its body, so that `--max-inflight-batches` bounds them at about this
+/// much each, whatever the lines' size.
+pub const CHUNK_BYTES: usize = 4 << 20;
 
 #[cfg(test)]
 mod tests {
@@ -462,6 +469,74 @@ mod tests {
                 rows.iter().map(|r| r.letter.line_count()).sum::<u64>(),
                 3000
             );
+        }
+    }
+
+    /// Dead letters keyed by their receipt, delivered again hours later,
+    /// are found under the hour of the first delivery on both write paths
+    /// (looked up one at a time, or with the chunk), up to a day later.
+    #[test]
+    fn dead_letters_keyed_by_receipt_are_found_again_within_a_day_on_both_write_paths() {
+        use crate::ingest::grouping::Validator;
+        use crate::store::conformance::Shared;
+        const HOUR: i64 = crate::record::RECEIPT_BUCKET_NS;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let shared_dir = tempfile::tempdir().expect("tempdir");
+        let stores: [Arc<dyn Store>; 2] = [
+            Arc::new(EmbeddedStore::open(dir.path()).expect("open")),
+            Arc::new(Shared(
+                EmbeddedStore::open(shared_dir.path()).expect("open"),
+            )),
+        ];
+        let keys = Keys::default();
+        // Not JSON, no timestamp, the same line twice, then groups.
+        let owned: Vec<String> = ["garbage".to_owned(), "{}".to_owned(), "{}".to_owned()]
+            .into_iter()
+            .chain((0..50).map(|i| format!("[{i}]")))
+            .collect();
+        let lines: Vec<&[u8]> = owned.iter().map(|l| l.as_bytes()).collect();
+        let items = |received_ns: i64| {
+            let mut v = Validator::with_singles(&keys, received_ns, 10);
+            let mut out = Vec::new();
+            for l in &lines {
+                v.push(l, &mut out);
+            }
+            v.finish(&mut out);
+            out
+        };
+        // 2026-11-27T10:59:59.9Z, then the same lines at later times.
+        let first = 1_795_777_199_900_000_000;
+        for store in stores {
+            let write = |at: i64| {
+                audit::write_items(store.as_ref(), &keys, &items(at), WriteOptions::default())
+                    .expect("write")
+            };
+            let w = write(first);
+            assert_eq!((w.dead_lettered, w.dead_letter_duplicates), (53, 0));
+            for later in [
+                first + 1,
+                first + 200_000_000,
+                first + 5 * HOUR,
+                first + 24 * HOUR,
+            ] {
+                let w = write(later);
+                assert_eq!(
+                    (w.dead_lettered, w.dead_letter_duplicates),
+                    (0, 53),
+                    "{later}"
+                );
+            }
+            let rows = store
+                .read(|t| audit::dead_letters(t, &keys, 0))
+                .expect("read");
+            assert_eq!(rows.iter().map(|r| r.letter.line_count()).sum::<u64>(), 53);
+            assert!(rows
+                .iter()
+                .all(|r| r.letter.keyed_by_receipt
+                    && r.ts_ns == crate::record::receipt_key_ts(first)));
+            // Past the lookback, a line is stored once more.
+            let w = write(first + 26 * HOUR);
+            assert_eq!(w.dead_lettered, 53);
         }
     }
 

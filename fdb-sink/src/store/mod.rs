@@ -272,6 +272,46 @@ impl StoreError {
             source: None,
         }
     }
+
+    /// The same failure, for another batch of the transaction that failed
+    /// (errors cannot be cloned): as unavailable (or damaged) as this one,
+    /// with this one's text and its chain of causes.
+    pub fn copy_for(&self) -> StoreError {
+        match self {
+            StoreError::Unavailable {
+                message,
+                source: Some(source),
+            } => StoreError::unavailable_msg(format!("{message}: {}", ErrorChain(source.as_ref()))),
+            StoreError::Unavailable { message, .. } => StoreError::unavailable_msg(message.clone()),
+            StoreError::Damaged(m) => StoreError::Damaged(m.clone()),
+            other if other.unavailable() => {
+                StoreError::unavailable_msg(ErrorChain(other).to_string())
+            }
+            other => StoreError::Internal(ErrorChain(other).to_string()),
+        }
+    }
+}
+
+/// Shows an error followed by its chain of causes (`error: cause: cause`),
+/// a cause whose text the previous one already holds left out: what the
+/// sink's log says of a failure.
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut last = self.0.to_string();
+        f.write_str(&last)?;
+        let mut cause = self.0.source();
+        while let Some(c) = cause {
+            let text = c.to_string();
+            if !last.contains(&text) {
+                write!(f, ": {text}")?;
+            }
+            last = text;
+            cause = c.source();
+        }
+        Ok(())
+    }
 }
 
 /// Limits FoundationDB imposes; the embedded store enforces the same ones so

@@ -10,6 +10,7 @@ use std::fs::File;
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::harness::{client, event, post, read_store, Sink};
+use crate::store_faults::{assert_tells_only_to_retry, log_says};
 
 #[test]
 fn store_unavailable_then_back() {
@@ -40,6 +41,13 @@ fn store_unavailable_then_back() {
             .get("retry-after")
             .and_then(|v| v.to_str().ok()),
         Some("3")
+    );
+    let answer: serde_json::Value =
+        serde_json::from_str(&resp.text().expect("body")).expect("JSON body");
+    assert_tells_only_to_retry(&answer, dir.path());
+    assert!(
+        log_says(&sink, "locked by another process"),
+        "the sink's log keeps the cause"
     );
     let m = sink.metrics();
     assert!(m.contains("fdb_sink_store_up 0"), "{m}");
