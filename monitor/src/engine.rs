@@ -712,7 +712,7 @@ impl Engine {
                     let dir = *dir;
                     let to = path.clone();
                     if let Some((a, b, ino)) = self.last_move.take() {
-                        if from == b && to == a && self.is_exchange(&b, ino) {
+                        if from == b && to == a && self.is_exchange(&a, &b, ino) {
                             self.exchanged(a, b, now);
                             return Ok(());
                         }
@@ -940,10 +940,16 @@ impl Engine {
     }
 
     /// Whether `b → a` right after `a → b` is the second half of an
-    /// exchange: what was moved to `b` is still there (after a plain
-    /// `mv a b; mv b a`, `b` is gone or is another file).
-    fn is_exchange(&self, b: &[u8], moved_ino: Option<u64>) -> bool {
-        moved_ino.is_some_and(|ino| self.lstat(b).is_some_and(|e| e.ino == ino))
+    /// exchange: what was moved to `b` is still there, and `a` holds
+    /// something else (after a plain `mv a b; mv b a`, `b` is gone or is
+    /// another file; when the same entry keeps being renamed back and forth
+    /// faster than the monitor reads, it is at one of the names, never at
+    /// both).
+    fn is_exchange(&self, a: &[u8], b: &[u8], moved_ino: Option<u64>) -> bool {
+        moved_ino.is_some_and(|ino| {
+            self.lstat(b).is_some_and(|e| e.ino == ino)
+                && self.lstat(a).is_some_and(|e| e.ino != ino)
+        })
     }
 
     /// `a` and `b` swapped places. `move a → b` is already queued; `a` now
@@ -1310,6 +1316,21 @@ impl Engine {
                 written,
             } => {
                 if self.index.contains(&path) {
+                    if written.is_some() {
+                        // Already reported (a new directory's scan found
+                        // the file while its writer was still writing):
+                        // the kernel's create comes after, and the close
+                        // merged into it ends a write the scan may not
+                        // have seen. It is judged like any later close.
+                        return self.apply(
+                            Logical::Update {
+                                path,
+                                stat,
+                                written,
+                            },
+                            superseded,
+                        );
+                    }
                     return Vec::new();
                 }
                 let fresh = self.lstat(&path);

@@ -165,6 +165,13 @@ pub struct Index {
     /// Directories a scan could not read completely (permission denied, a
     /// path too long): what lies below them is unknown, not gone.
     unread: BTreeSet<Vec<u8>>,
+    /// Entries that vanished while the scan was reading them (they, or a
+    /// directory above them, were moved away or deleted meanwhile): they and
+    /// what lay below them are not known from this scan. Their directory's
+    /// watch was placed before it was read, so the kernel reports where they
+    /// went (a move or a delete, which takes a subtree along); the scan does
+    /// not guess.
+    vanished: BTreeSet<Vec<u8>>,
     /// (Device, inode) → names of the regular files in `map`, so that the
     /// other names of a hard-linked file are found in proportion to its
     /// link count. Kept by the index of what consumers were told; a scan's
@@ -287,10 +294,14 @@ impl Index {
         self.unread.iter()
     }
 
-    /// Whether `path` lies below a directory this scan could not read: its
-    /// absence from the scan says nothing.
+    /// Whether `path` lies below a directory this scan could not read, or
+    /// one that vanished while it was read: its absence from the scan says
+    /// nothing.
     fn hides(&self, path: &[u8]) -> bool {
-        !self.unread.is_empty() && ancestors(path).any(|a| self.unread.contains(a))
+        (!self.unread.is_empty() && ancestors(path).any(|a| self.unread.contains(a)))
+            || (!self.vanished.is_empty()
+                && (self.vanished.contains(path)
+                    || ancestors(path).any(|a| self.vanished.contains(a))))
     }
 
     /// Entries strictly below `base` (all entries for the root).
@@ -491,7 +502,9 @@ pub fn scan(
         let rd = match std::fs::read_dir(abs_path(root, &dir)) {
             Ok(rd) => rd,
             Err(e) => {
-                if e.kind() != std::io::ErrorKind::NotFound {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    idx.vanished.insert(dir.clone());
+                } else {
                     idx.unread.insert(dir.clone());
                 }
                 hook.unreadable(&dir, &e);
@@ -507,7 +520,12 @@ pub fn scan(
             }
             let m = match std::fs::symlink_metadata(de.path()) {
                 Ok(m) => m,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue, // vanished meanwhile
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    // Vanished meanwhile, or its directory did (renamed
+                    // while being read).
+                    idx.vanished.insert(rel);
+                    continue;
+                }
                 Err(e) => {
                     // Names readable but entries not (no search permission,
                     // a path longer than PATH_MAX): this directory is unknown.

@@ -21,6 +21,21 @@ fn one_line(e: &clap::Error) -> String {
         .to_owned()
 }
 
+/// `RUST_LOG` (default `info`). notify's inotify thread warns "Unable to
+/// remove the path from the watches" for every watched directory deleted
+/// (it acts on both the parent's event and the directory's own), which is
+/// no fault: its warnings are kept quiet unless `RUST_LOG` names notify.
+fn log_filter(spec: Option<String>) -> tracing_subscriber::EnvFilter {
+    let spec = spec.filter(|s| !s.trim().is_empty());
+    let mut directives = spec.unwrap_or_else(|| "info".to_owned());
+    if !directives.contains("notify") {
+        directives.push_str(",notify::inotify=error");
+    }
+    tracing_subscriber::EnvFilter::try_new(&directives)
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new("info,notify::inotify=error"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+}
+
 fn main() -> ExitCode {
     let args = match Args::try_parse() {
         Ok(a) => a,
@@ -44,10 +59,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(log_filter(std::env::var("RUST_LOG").ok()))
         .init();
     let a = &cfg.attribution;
     let missing: Vec<&str> = [

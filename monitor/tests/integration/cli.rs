@@ -187,3 +187,30 @@ fn flags_from_env_and_attribution_fallback() {
         Some(true)
     );
 }
+
+/// Deleting watched directories is ordinary work (`rm -rf node_modules`):
+/// it puts no warning in the log, whichever backend runs.
+#[test]
+fn deleting_watched_directories_logs_no_warning() {
+    for backend in ["--backend=inotify", "--backend=notify"] {
+        let d = tempdir();
+        let m = Monitor::start(
+            d.path(),
+            &[backend, "--metadata=tenant_id=t1,user_id=u1,session_id=s1"],
+        );
+        sh(
+            d.path(),
+            "for i in $(seq 1 20); do mkdir -p t/a$i/b/c; done",
+        );
+        m.wait_for("the new directories", |e| has(e, "create dir t/a20/b/c"));
+        sh(d.path(), "rm -rf t");
+        m.wait_for("the delete", |e| has(e, "delete dir t"));
+        m.settle(Duration::from_millis(300));
+        let log = m.stderr();
+        let warnings: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains(" WARN ") || l.contains("ERROR"))
+            .collect();
+        assert!(warnings.is_empty(), "{backend}: {warnings:?}");
+    }
+}

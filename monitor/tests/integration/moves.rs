@@ -435,3 +435,101 @@ fn an_exchange_right_after_a_rename_onto_the_name_creates_nothing_below_it() {
         &created[..created.len().min(4)]
     );
 }
+
+/// `mv node_modules nm && mv nm node_modules` (or a tool moving a tree
+/// aside and back): the monitor scans the tree under the first name, and it
+/// leaves that name while it is being read. What lay below it is not
+/// reported deleted (and then created again under the final name): the
+/// stream says the tree moved twice, and nothing else.
+#[test]
+fn a_directory_moved_on_while_it_is_scanned_keeps_its_files() {
+    let _h = heavy();
+    for backend in ["--backend=inotify", "--backend=notify"] {
+        let d = tempdir();
+        let root = d.path();
+        // Enough directories that scanning (and watching) them takes a while.
+        sh(
+            root,
+            "mkdir lib && cd lib && for p in $(seq 1 40); do for s in $(seq 1 40); do \
+             mkdir -p p$p/s$s; echo $s > p$p/s$s/f; done; done",
+        );
+        let start = disk_tree(root, &[]);
+        let m = Monitor::start(root, &[backend]);
+        for (round, gap) in ["0", "0.002", "0.005", "0.01", "0.02", "0.05"]
+            .iter()
+            .enumerate()
+        {
+            sh(
+                root,
+                &format!("mv lib aside && sleep {gap} && mv aside lib"),
+            );
+            m.wait_for("the move back", |e| {
+                e.iter()
+                    .filter(|x| short(x) == "move dir aside -> lib")
+                    .count()
+                    > round
+            });
+        }
+        let evs = m.settle(Duration::from_millis(500));
+        let other: Vec<String> = evs
+            .iter()
+            .filter(|e| e.event_type != file_event::EventType::Move)
+            .map(short)
+            .collect();
+        assert!(
+            other.is_empty(),
+            "{backend}: more than moves: {} lines, e.g. {:?}",
+            other.len(),
+            &other[..other.len().min(8)]
+        );
+        assert_eq!(evs.len(), 12, "{backend}: {:?}", summary(&evs));
+        assert_trees_equal(&replay(&start, &evs), &disk_tree(root, &[]));
+        assert_seq_contiguous(&evs);
+    }
+}
+
+/// The same directory renamed back and forth faster than the monitor
+/// handles it (each rename makes it watch and scan the tree again): when it
+/// handles `aside → lib`, the directory may be back at `aside` already. That
+/// is no exchange of two names (nothing else is at `lib`): the stream is
+/// the moves, and replaying it gives a directory at the final name.
+#[test]
+fn a_directory_renamed_back_and_forth_is_not_taken_for_an_exchange() {
+    let _h = heavy();
+    for backend in ["--backend=inotify", "--backend=notify"] {
+        let d = tempdir();
+        let root = d.path();
+        sh(
+            root,
+            "mkdir lib && cd lib && for p in $(seq 1 40); do for s in $(seq 1 40); do \
+             mkdir -p p$p/s$s; echo $s > p$p/s$s/f; done; done",
+        );
+        let start = disk_tree(root, &[]);
+        let m = Monitor::start(root, &[backend]);
+        sh(
+            root,
+            "for g in 0 0.002 0.005 0.01 0.02 0.05; do mv lib aside && sleep $g && mv aside lib; done",
+        );
+        m.wait_for_within("six moves back", Duration::from_secs(30), |e| {
+            e.iter()
+                .filter(|x| short(x) == "move dir aside -> lib")
+                .count()
+                >= 6
+        });
+        let evs = m.settle(Duration::from_millis(500));
+        let other: Vec<String> = evs
+            .iter()
+            .filter(|e| e.event_type != file_event::EventType::Move)
+            .map(short)
+            .collect();
+        assert!(
+            other.is_empty(),
+            "{backend}: more than moves: {} lines, e.g. {:?}",
+            other.len(),
+            &other[..other.len().min(8)]
+        );
+        assert_eq!(evs.len(), 12, "{backend}: {:?}", summary(&evs));
+        assert_trees_equal(&replay(&start, &evs), &disk_tree(root, &[]));
+        assert_seq_contiguous(&evs);
+    }
+}

@@ -147,6 +147,47 @@ fn still_open_when_scanned(flags: &[&str]) {
     assert_seq_contiguous(&evs);
 }
 
+/// `mkdir -p a/b && echo text > a/b/f`, as unpacking and build tools do it
+/// thousands of times: the new directory's scan can find `f` created but
+/// not written yet, and the kernel's create and close of `f` come after.
+/// The content the stream last gives each file is what it holds.
+#[test]
+fn files_written_in_new_directories_end_with_their_written_content() {
+    let _h = heavy();
+    for backend in ["--backend=inotify", "--backend=notify"] {
+        let d = tempdir();
+        let m = Monitor::start(d.path(), &["--checksum=sha256", backend]);
+        sh(
+            d.path(),
+            "for i in $(seq 1 1500); do mkdir -p a$((i%250))/b$((i%7)); \
+             echo \"content $i\" > a$((i%250))/b$((i%7))/f$i; done",
+        );
+        let evs = m.settle(Duration::from_millis(500));
+        let mut last = std::collections::BTreeMap::new();
+        for e in &evs {
+            if e.kind == file_event::Kind::File && e.event_type != file_event::EventType::Delete {
+                last.insert(e.path.clone(), e.size);
+            }
+        }
+        let wrong: Vec<String> = (1..=1500)
+            .map(|i| format!("a{}/b{}/f{i}", i % 250, i % 7))
+            .filter_map(|p| {
+                let want = std::fs::metadata(d.path().join(&p)).unwrap().len();
+                let got = last.get(&p).copied().flatten();
+                (got != Some(want)).then(|| format!("{p}: stream {got:?}, disk {want}"))
+            })
+            .collect();
+        assert!(
+            wrong.is_empty(),
+            "{backend}: {} files end with another size in the stream: {:?}",
+            wrong.len(),
+            &wrong[..wrong.len().min(5)]
+        );
+        assert_trees_equal(&replay(&Tree::new(), &evs), &disk_tree(d.path(), &[]));
+        assert_seq_contiguous(&evs);
+    }
+}
+
 #[test]
 fn an_atomic_save_carries_the_checksum_of_what_was_saved() {
     let d = tempdir();
