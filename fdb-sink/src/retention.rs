@@ -753,19 +753,22 @@ pub fn run(
     Ok(report)
 }
 
-/// True when an agent's last heartbeat, or a claim's expiry, is older than
-/// the cutoff (unreadable rows are left alone).
+/// True when an agent's last heartbeat and the expiry of its latest claim
+/// (`until_ns`: a session that made claims and sends no heartbeat keeps its
+/// row while they run, or they would lose their holder), or a claim's
+/// expiry, are older than the cutoff (unreadable rows are left alone).
 fn stale_row(what: &str, value: &[u8], cutoff_ns: i64) -> bool {
     #[derive(serde::Deserialize)]
     struct Times {
         received_ns: Option<i64>,
+        until_ns: Option<i64>,
         expires_ns: Option<i64>,
     }
     let Ok(t) = serde_json::from_slice::<Times>(value) else {
         return false;
     };
     let at = if what == "agent" {
-        t.received_ns
+        t.received_ns.map(|r| r.max(t.until_ns.unwrap_or(r)))
     } else {
         t.expires_ns
     };
@@ -1456,6 +1459,48 @@ mod tests {
         };
         assert_eq!(left(keys.agents_all()), 1);
         assert_eq!(left(keys.claims_all()), 2, "unreadable rows are left alone");
+    }
+
+    /// A session that claims without heartbeats keeps its row while its
+    /// claims run (`until_ns`), however long ago its first claim was.
+    #[test]
+    fn keeps_agent_rows_whose_claims_run_past_the_cutoff() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = EmbeddedStore::open(dir.path()).expect("open");
+        let keys = Keys::default();
+        let now = crate::timespec::now_ns();
+        let day = 86_400_000_000_000i64;
+        let row = |received: i64, until: i64| {
+            serde_json::json!({"received_ns": received, "until_ns": until}).to_string()
+        };
+        let rows = [
+            (keys.agent("t", "claiming"), row(now - 100 * day, now + day)),
+            (
+                keys.agent("t", "done"),
+                row(now - 100 * day, now - 99 * day),
+            ),
+            (keys.agent("t", "stopped"), row(now - 100 * day, 0)),
+        ];
+        store
+            .transact(|t| {
+                for (k, v) in &rows {
+                    t.set(k, v.as_bytes())?;
+                }
+                Ok(())
+            })
+            .expect("seed");
+        let opts = RetentionOptions {
+            cutoff_ns: now - 90 * day,
+            dry_run: false,
+            batch_records: 10,
+            allow_removing_all: false,
+        };
+        let r = run(&store, &keys, opts, &mut |_| {}).expect("run");
+        assert_eq!(r.agents_removed, 2, "{r:?}");
+        let left = store
+            .read(|t| t.get(&keys.agent("t", "claiming")))
+            .expect("read");
+        assert!(left.is_some(), "the row of live claims stays");
     }
 
     #[test]

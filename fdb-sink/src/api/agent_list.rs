@@ -186,6 +186,7 @@ mod tests {
             received_ns: 0,
             heartbeat: true,
             until_ns: None,
+            claims_until_ns: None,
         }
     }
 

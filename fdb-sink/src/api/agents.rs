@@ -65,11 +65,16 @@ pub struct AgentRow {
     /// is not listed, and its claims hold until their TTL.
     #[serde(default = "yes", skip_serializing_if = "Clone::clone")]
     pub heartbeat: bool,
-    /// The latest of the last heartbeat and the expiry of the session's
-    /// latest claim (ns since the epoch): the row's place in its user's
-    /// `agent_index` ([`super::usage`]). Absent on rows written before it.
+    /// The row's place in its user's `agent_index` ([`super::usage`]), ns
+    /// since the epoch: the later of the last heartbeat and
+    /// `claims_until_ns`, or 0 once the session reported `Stopped` (it
+    /// counts no longer). Absent on rows written before it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until_ns: Option<i64>,
+    /// The latest expiry of the session's claims (ns since the epoch; 0
+    /// when it made none). Absent on rows written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claims_until_ns: Option<i64>,
 }
 
 fn yes() -> bool {
@@ -107,6 +112,17 @@ impl AgentRow {
             )
     }
 
+    /// Until when the session's claims may run: `claims_until_ns`, else
+    /// (rows written before it) `until_ns`, else (rows written before both)
+    /// the longest claim TTL from `now`, since claims taken then may still
+    /// run that long.
+    pub fn claims_until(&self, now_ns: i64) -> i64 {
+        self.claims_until_ns.or(self.until_ns).unwrap_or_else(|| {
+            let max = i64::try_from(super::claims::MAX_TTL_SECONDS).unwrap_or(i64::MAX);
+            now_ns.saturating_add(max.saturating_mul(1_000_000_000))
+        })
+    }
+
     /// The row a first claim writes for a session without one, so that the
     /// session has an owner from then on.
     pub fn claim_only(session_id: &str, user_id: &str, agent_type: &str, now_ns: i64) -> Self {
@@ -120,6 +136,7 @@ impl AgentRow {
             received_ns: now_ns,
             heartbeat: false,
             until_ns: None,
+            claims_until_ns: None,
         }
     }
 }
@@ -231,6 +248,7 @@ pub async fn heartbeat(
                     received_ns: now,
                     heartbeat: true,
                     until_ns: None,
+                    claims_until_ns: None,
                 };
                 let row = match usage::put_agent(
                     txn,
@@ -267,6 +285,7 @@ mod tests {
             received_ns,
             heartbeat: true,
             until_ns: None,
+            claims_until_ns: None,
         };
         let ttl = Duration::from_secs(60);
         let now = 1_000_000_000_000;

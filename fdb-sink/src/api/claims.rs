@@ -121,6 +121,62 @@ fn check_paths(paths: &[String]) -> Result<Vec<String>, ApiError> {
         .collect())
 }
 
+/// Estimated FoundationDB bytes of a claim of `paths` by `owner`'s
+/// `session` at its worst (every path replaces someone's counted claim
+/// whose holder is looked up), with a claim row of `value_len` bytes and an
+/// agent row of `agent_len` ([`super::txn_size`]).
+pub fn claim_cost(
+    keys: &Keys,
+    tenant: &str,
+    owner: &str,
+    session: &str,
+    paths: &[String],
+    value_len: usize,
+    agent_len: usize,
+) -> usize {
+    use super::txn_size::{add, clear, read, set};
+    let agent = keys.agent(tenant, session).len();
+    // A holder's agent row (session ids are at most 128 bytes).
+    let holder = keys.agent(tenant, &"-".repeat(128)).len();
+    // The session's row and index entry, the counters of the owner and of
+    // the replaced rows' users, the owner check.
+    let fixed = read(agent)
+        + set(agent, agent_len)
+        + 2 * clear(agent + owner.len() + 16)
+        + 8 * add(keys.api_usage(tenant, owner, "claims").len() + 128);
+    paths.iter().fold(fixed, |n, p| {
+        let row = keys.claim(tenant, p).len();
+        let entry = keys.claim_index(tenant, owner, 0, p).len();
+        // Another user's entry may name a longer user id.
+        let old_entry = entry + 128;
+        n + read(row)
+            + read(holder)
+            + read(old_entry)
+            + clear(old_entry)
+            + set(row, value_len)
+            + set(entry, 0)
+    })
+}
+
+/// Estimated FoundationDB bytes of a release of `paths` ([`claim_cost`]).
+pub fn release_cost(keys: &Keys, tenant: &str, session: &str, paths: &[String]) -> usize {
+    use super::txn_size::{add, clear, read, set};
+    let agent = keys.agent(tenant, session).len();
+    let fixed = read(agent) + set(agent, crate::store::limits::MAX_VALUE_BYTES) + 4 * add(300);
+    paths.iter().fold(fixed, |n, p| {
+        let row = keys.claim(tenant, p).len();
+        let entry = keys.claim_index(tenant, &"-".repeat(128), 0, p).len();
+        n + read(row) + clear(row) + read(entry) + clear(entry)
+    })
+}
+
+fn too_large(what: &str, paths: usize, cost: usize) -> ApiError {
+    ApiError::PayloadTooLarge(format!(
+        "this {what} of {paths} paths would take about {cost} bytes in one store transaction,          over the API's limit of {} (FoundationDB refuses transactions over 10 MB): send          fewer or shorter paths per request",
+        super::txn_size::MAX_REQUEST_BYTES
+    ))
+}
+
 /// Claims `paths` for `req.session_id` inside `txn`; the conflict error when
 /// another live agent holds any of them (nothing written then).
 pub fn claim_in(
@@ -130,6 +186,21 @@ pub fn claim_in(
     req: &ClaimRequest,
     paths: &[String],
     limits: &usage::Limits,
+) -> Result<Result<Granted, ApiError>, StoreError> {
+    let mut deltas = usage::Deltas::default();
+    let out = claim_counted(txn, keys, caller, req, paths, limits, &mut deltas)?;
+    deltas.apply(txn, keys, &caller.tenant)?;
+    Ok(out)
+}
+
+fn claim_counted(
+    txn: &mut dyn crate::store::Txn,
+    keys: &Keys,
+    caller: &Caller,
+    req: &ClaimRequest,
+    paths: &[String],
+    limits: &usage::Limits,
+    deltas: &mut usage::Deltas,
 ) -> Result<Result<Granted, ApiError>, StoreError> {
     let agent_ttl = limits.agent_ttl;
     let now = now_ns();
@@ -154,6 +225,34 @@ pub fn claim_in(
             req.session_id
         ))));
     }
+    let ttl_ns = i64::try_from(req.ttl_seconds)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1_000_000_000);
+    let row = ClaimRow {
+        session_id: req.session_id.clone(),
+        user_id: access.owner.clone(),
+        agent_type: req.agent_type.clone(),
+        claimed_ns: now,
+        expires_ns: now.saturating_add(ttl_ns),
+    };
+    let value = serde_json::to_vec(&row).map_err(|e| StoreError::Internal(e.to_string()))?;
+    // The whole claim must fit in one transaction, whatever the rows found.
+    let agent_len = match &own {
+        Some(a) => serde_json::to_vec(a).map_or(0, |v| v.len()),
+        None => 0,
+    } + 512;
+    let cost = claim_cost(
+        keys,
+        &caller.tenant,
+        &access.owner,
+        &req.session_id,
+        paths,
+        value.len(),
+        agent_len,
+    );
+    if cost > super::txn_size::MAX_REQUEST_BYTES {
+        return Ok(Err(too_large("claim", paths.len(), cost)));
+    }
     let mut holders = Vec::new();
     // The current rows of the paths, replaced if the claim is granted.
     let mut replaced: Vec<(&str, ClaimRow)> = Vec::new();
@@ -171,8 +270,11 @@ pub fn claim_in(
         let holder_alive = match alive.get(&c.session_id) {
             Some(&a) => a,
             None => {
+                // A holder without a row blocks no one: rows are removed
+                // only once their claims block no one (evicted) or long
+                // after (retention).
                 let a = agent_row(txn, keys, &caller.tenant, &c.session_id)?
-                    .is_none_or(|a| a.holds_claims(now, agent_ttl));
+                    .is_some_and(|a| a.holds_claims(now, agent_ttl));
                 alive.insert(c.session_id.clone(), a);
                 a
             }
@@ -201,19 +303,11 @@ pub fn claim_in(
         );
         return Ok(Err(ApiError::ClaimConflict { message, holders }));
     }
-    let ttl_ns = i64::try_from(req.ttl_seconds)
-        .unwrap_or(i64::MAX)
-        .saturating_mul(1_000_000_000);
-    let row = ClaimRow {
-        session_id: req.session_id.clone(),
-        user_id: access.owner.clone(),
-        agent_type: req.agent_type.clone(),
-        claimed_ns: now,
-        expires_ns: now.saturating_add(ttl_ns),
-    };
     // The caps are checked before anything but cleaning is written.
-    let counted: Vec<(&str, &ClaimRow)> = replaced.iter().map(|(p, c)| (*p, c)).collect();
-    if let Err(e) = usage::admit_claims(
+    let replaced_refs: Vec<(&str, &ClaimRow)> = replaced.iter().map(|(p, c)| (*p, c)).collect();
+    let clean_budget =
+        super::txn_size::MAX_CLEAN_BYTES.min(super::txn_size::TXN_BUDGET.saturating_sub(cost));
+    let counted = match usage::admit_claims(
         txn,
         keys,
         &caller.tenant,
@@ -221,10 +315,13 @@ pub fn claim_in(
         limits,
         now,
         paths.len(),
-        &counted,
+        &replaced_refs,
+        clean_budget,
+        deltas,
     )? {
-        return Ok(Err(e));
-    }
+        Ok(counted) => counted,
+        Err(e) => return Ok(Err(e)),
+    };
     // Then the session's agent row: a new session may be over its owner's
     // cap of agent rows. It records the claim's expiry (`until_ns`).
     let mut agent = match &own {
@@ -235,9 +332,11 @@ pub fn claim_in(
             a
         }
     };
-    agent.until_ns = Some(row.expires_ns);
+    agent.claims_until_ns = Some(row.expires_ns);
     let unchanged = own.as_ref().is_some_and(|o| {
-        o.user_id == agent.user_id && o.until_ns.is_some_and(|t| t >= row.expires_ns)
+        o.user_id == agent.user_id
+            && o.until_ns.is_some()
+            && o.claims_until_ns.is_some_and(|t| t >= row.expires_ns)
     });
     if !unchanged {
         if let Err(e) =
@@ -246,13 +345,14 @@ pub fn claim_in(
             return Ok(Err(e));
         }
     }
-    let value = serde_json::to_vec(&row).map_err(|e| StoreError::Internal(e.to_string()))?;
-    for (p, old) in &replaced {
-        usage::forget_claim(txn, keys, &caller.tenant, p, old)?;
+    for ((p, old), counted) in replaced.iter().zip(counted) {
+        if counted {
+            usage::drop_claim(txn, keys, &caller.tenant, p, old, deltas)?;
+        }
     }
     for p in paths {
         txn.set(&keys.claim(&caller.tenant, p), &value)?;
-        usage::record_claim(txn, keys, &caller.tenant, p, &row)?;
+        usage::record_claim(txn, keys, &caller.tenant, p, &row, deltas)?;
     }
     Ok(Ok(Granted {
         session_id: req.session_id.clone(),
@@ -314,6 +414,10 @@ pub async fn release(
     check_session(&req.session_id)?;
     let paths = check_paths(&req.paths)?;
     let limits = state.limits;
+    let cost = release_cost(&state.keys, &caller.tenant, &req.session_id, &paths);
+    if cost > super::txn_size::MAX_REQUEST_BYTES {
+        return Err(too_large("release", paths.len(), cost));
+    }
     let out = state
         .blocking(move |store, keys| {
             store.transact(|txn| {
@@ -328,16 +432,18 @@ pub async fn release(
                 }
                 let mut released = Vec::new();
                 let mut not_held = Vec::new();
+                let mut deltas = usage::Deltas::default();
                 for p in &paths {
                     match claim_row(txn, keys, &caller.tenant, p)? {
                         Some(c) if c.session_id == req.session_id => {
-                            usage::forget_claim(txn, keys, &caller.tenant, p, &c)?;
+                            usage::forget_claim(txn, keys, &caller.tenant, p, &c, &mut deltas)?;
                             txn.clear(&keys.claim(&caller.tenant, p))?;
                             released.push(p.clone());
                         }
                         _ => not_held.push(p.clone()),
                     }
                 }
+                deltas.apply(txn, keys, &caller.tenant)?;
                 Ok(Ok(Released { released, not_held }))
             })?
         })

@@ -42,6 +42,7 @@ pub mod monitors;
 pub mod owner;
 pub mod paths;
 pub mod sse;
+pub mod txn_size;
 pub mod usage;
 
 pub use error::ApiError;

@@ -9,11 +9,13 @@
 //! the same transaction:
 //!
 //! - `("agent_index", tenant, user, until_ns, session)` per agent row, where
-//!   `until_ns` (also stored in the row) is the latest of the last heartbeat
-//!   and the expiry of the session's latest claim: once `--agent-ttl` has
-//!   passed after it, the session is `dead` or `stopped` and none of its
-//!   claims is live, so nothing depends on the row but the listing of a
-//!   dead agent.
+//!   `until_ns` (also stored in the row) is the later of the last heartbeat
+//!   and the latest expiry of the session's claims (`claims_until_ns`):
+//!   once `--agent-ttl` has passed after it, the session is `dead` and none
+//!   of its claims is live, so nothing depends on the row but the listing
+//!   of a dead agent. A session that reported `Stopped` sits at 0: its
+//!   claims block no one, so it counts no longer and is evicted first. A
+//!   claim whose holder has no row blocks no one either.
 //! - `("claim_index", tenant, user, expires_ns, path)` per claim row.
 //! - `("api_usage", tenant, user, "agents" | "claims")`: the number of the
 //!   user's entries in each index.
@@ -23,11 +25,14 @@
 //! the first's count; the embedded store runs writes one at a time) and,
 //! before refusing, cleans as it goes: a claim first removes up to
 //! [`CLEAN_BATCH`] of the user's expired claims (their rows and entries),
+//! as many as fit in the transaction by FoundationDB's count
+//! ([`super::txn_size`]),
 //! and a new session at the cap evicts the user's oldest agent rows that no
 //! longer matter (above), oldest first. Only what is live counts, then: a
 //! user is refused (429 `limit_exceeded`) only while the cap is filled by
-//! unexpired claims, or by agent rows of sessions that are alive, or were
-//! within `--agent-ttl`, or hold unexpired claims.
+//! unexpired claims, or by agent rows of sessions that have not reported
+//! `Stopped` and are alive, or were within `--agent-ttl`, or hold unexpired
+//! claims. The counters change by one atomic add per user and transaction.
 //!
 //! Rows written before the indexes existed have none: a heartbeat or claim
 //! indexes them then (counted, never refused), and retention removes the
@@ -36,11 +41,12 @@
 
 use std::time::Duration;
 
-use super::agents::AgentRow;
-use super::claims::{ClaimRow, MAX_TTL_SECONDS};
-use super::ApiError;
+use super::agents::{AgentRow, AgentStatus};
+use super::claims::ClaimRow;
+use super::{txn_size, ApiError};
 use crate::keys::{decode_i64, Keys};
 use crate::store::{StoreError, Txn};
+use crate::timespec::format_ns;
 
 /// Default `--api-max-agents-per-user`.
 pub const DEFAULT_MAX_AGENTS: u32 = 1000;
@@ -107,14 +113,46 @@ fn limit_error(kind: &'static str, max: u64, message: String, retry_after: u64) 
     }
 }
 
+// ---- counter changes -------------------------------------------------------
+
+/// Changes to the users' claim counters, applied with one atomic add per
+/// user when the transaction's work is done ([`Deltas::apply`]): each add is
+/// a mutation and a write conflict range on FoundationDB.
+#[derive(Debug, Default)]
+pub struct Deltas(std::collections::BTreeMap<String, i64>);
+
+impl Deltas {
+    /// Adds `delta` to `user`'s claim count.
+    pub fn claims(&mut self, user: &str, delta: i64) {
+        *self.0.entry(user.to_owned()).or_default() += delta;
+    }
+
+    /// What is pending for `user`.
+    fn pending(&self, user: &str) -> i64 {
+        self.0.get(user).copied().unwrap_or(0)
+    }
+
+    /// Writes the changes: one add per user whose count changed.
+    pub fn apply(self, txn: &mut dyn Txn, keys: &Keys, tenant: &str) -> Result<(), StoreError> {
+        for (user, delta) in self.0 {
+            if delta != 0 {
+                add(txn, keys, tenant, &user, CLAIMS, delta)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 // ---- agent rows -------------------------------------------------------------
 
 /// Writes a session's agent row (`old` as read in this transaction), keeping
-/// its owner's `agent_index` entry and count in step. `new.until_ns` may
-/// carry the expiry of a claim just granted; it becomes the latest of that,
-/// the old row's and the new heartbeat's time. A new session over its
-/// owner's cap is refused (`Ok(Err(_))`, the row not written), and so is a
-/// row over the store's value limit.
+/// its owner's `agent_index` entry and count in step. `new.claims_until_ns`
+/// may carry the expiry of a claim just granted; it becomes the latest of
+/// that and the old row's. The row's place (`until_ns`) is the later of that
+/// and the heartbeat's time, or 0 for a session that reported `Stopped`:
+/// its claims block no one, so its row no longer counts and is the first
+/// evicted. A new session over its owner's cap is refused (`Ok(Err(_))`,
+/// the row not written), and so is a row over the store's value limit.
 pub fn put_agent(
     txn: &mut dyn Txn,
     keys: &Keys,
@@ -124,14 +162,16 @@ pub fn put_agent(
     limits: &Limits,
     now: i64,
 ) -> Result<Result<AgentRow, ApiError>, StoreError> {
-    // A row written before the index has no `until_ns`: its claims may run
-    // up to the longest TTL after its last heartbeat.
-    let max_claim = ns(Duration::from_secs(MAX_TTL_SECONDS));
-    let base = old.map_or(0, |o| {
-        o.until_ns
-            .unwrap_or_else(|| o.received_ns.saturating_add(max_claim))
-    });
-    let until = new.until_ns.unwrap_or(0).max(base).max(new.received_ns);
+    let claims_until = new
+        .claims_until_ns
+        .unwrap_or(0)
+        .max(old.map_or(0, |o| o.claims_until(now)));
+    new.claims_until_ns = Some(claims_until);
+    let until = if new.heartbeat && new.status == AgentStatus::Stopped {
+        0
+    } else {
+        claims_until.max(new.received_ns)
+    };
     new.until_ns = Some(until);
     let value = serde_json::to_vec(&new).map_err(|e| StoreError::Internal(e.to_string()))?;
     if value.len() > crate::store::limits::MAX_VALUE_BYTES {
@@ -146,10 +186,11 @@ pub fn put_agent(
     let user = new.user_id.as_str();
     match old.map(|o| (o.user_id.as_str(), o.until_ns)) {
         None => {
-            if let Err(e) = admit_agent(txn, keys, tenant, user, limits, now)? {
-                return Ok(Err(e));
-            }
-            add(txn, keys, tenant, user, AGENTS, 1)?;
+            let evicted = match admit_agent(txn, keys, tenant, user, limits, now)? {
+                Ok(evicted) => evicted,
+                Err(e) => return Ok(Err(e)),
+            };
+            add(txn, keys, tenant, user, AGENTS, 1 - evicted)?;
             txn.set(&keys.agent_index(tenant, user, until, session), b"")?;
         }
         Some((old_user, Some(t))) => {
@@ -172,7 +213,9 @@ pub fn put_agent(
 }
 
 /// Room for one more agent row of `user`: evicts the user's oldest rows
-/// that no longer matter when at the cap, else refuses.
+/// that no longer matter when at the cap (the number evicted; the caller
+/// adds to the count), else refuses, naming why the first row to free its
+/// place still counts.
 fn admit_agent(
     txn: &mut dyn Txn,
     keys: &Keys,
@@ -180,17 +223,18 @@ fn admit_agent(
     user: &str,
     limits: &Limits,
     now: i64,
-) -> Result<Result<(), ApiError>, StoreError> {
+) -> Result<Result<i64, ApiError>, StoreError> {
     let max = i64::try_from(limits.max_agents).unwrap_or(i64::MAX);
     let mut n = count(txn, keys, tenant, user, AGENTS)?;
     if n < max {
-        return Ok(Ok(()));
+        return Ok(Ok(0));
     }
     let ttl = ns(limits.agent_ttl);
     let want = usize::try_from(n - max + 1)
         .unwrap_or(usize::MAX)
         .min(EVICT_BATCH);
     let r = keys.agent_index_before(tenant, user, now.saturating_sub(ttl));
+    let mut evicted = 0;
     for (key, _) in txn.get_range(&r.begin, &r.end, want, false)? {
         let (until, session) = keys
             .decode_agent_index(&key)
@@ -201,34 +245,59 @@ fn admit_agent(
             tracing::debug!(tenant, user, session, "agent row evicted for a new session");
         }
         txn.clear(&key)?;
-        add(txn, keys, tenant, user, AGENTS, -1)?;
+        evicted += 1;
         n -= 1;
     }
     if n < max {
-        return Ok(Ok(()));
+        return Ok(Ok(evicted));
+    }
+    if evicted > 0 {
+        // Not refused before the count is right: the evictions commit with
+        // the refusal.
+        add(txn, keys, tenant, user, AGENTS, -evicted)?;
     }
     // The oldest row frees its place `--agent-ttl` after its `until_ns`
     // (unless it is renewed meanwhile).
     let all = keys.agent_index_user(tenant, user);
-    let retry = match txn.get_range(&all.begin, &all.end, 1, false)?.first() {
+    let (retry, why) = match txn.get_range(&all.begin, &all.end, 1, false)?.first() {
         Some((k, _)) => {
-            let (until, _) = keys
+            let (until, session) = keys
                 .decode_agent_index(k)
                 .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            secs_until(until.saturating_add(ttl), now)
+            let row = super::agents::agent_row(txn, keys, tenant, &session)?;
+            let frees = until.saturating_add(ttl);
+            let reason = match row {
+                Some(r) if r.heartbeat && until <= r.received_ns => format!(
+                    "sent its last heartbeat {}s ago",
+                    now.saturating_sub(r.received_ns).max(0) / 1_000_000_000
+                ),
+                Some(r) if r.heartbeat => format!(
+                    "may hold claims until {} (a heartbeat with status Stopped ends that)",
+                    format_ns(r.claims_until(now))
+                ),
+                _ => format!("holds claims until {}", format_ns(until)),
+            };
+            (
+                secs_until(frees, now),
+                format!(
+                    "; the first to stop counting, session {session:?}, {reason} and counts \
+                     until {}",
+                    format_ns(frees)
+                ),
+            )
         }
-        None => 1,
+        None => (1, String::new()),
     };
     Ok(Err(limit_error(
         "agents_per_user",
         limits.max_agents,
         format!(
-            "user {user:?} already has {n} agent sessions that still count (a heartbeat \
-             within --agent-ttl, {}s, or a claim not yet expired), the limit of \
-             --api-max-agents-per-user ({}); reuse a session, or retry once one has had \
-             neither for --agent-ttl",
+            "user {user:?} already has {n} agent sessions that still count, the limit of \
+             --api-max-agents-per-user ({}): a session counts until --agent-ttl ({}s) after \
+             the later of its last heartbeat and its latest claim's expiry, or until it \
+             reports status Stopped{why}; reuse a session, stop one, or retry later",
+            limits.max_agents,
             limits.agent_ttl.as_secs(),
-            limits.max_agents
         ),
         retry,
     )))
@@ -236,8 +305,19 @@ fn admit_agent(
 
 // ---- claims -----------------------------------------------------------------
 
-/// Removes up to `budget` of `user`'s claims expired at `now` (their rows,
-/// when still theirs, and their entries); true when more are left.
+/// What one round of cleaning did.
+struct Cleaned {
+    /// Claims removed.
+    removed: i64,
+    /// Estimated FoundationDB bytes spent ([`super::txn_size`]).
+    spent: usize,
+    /// True when expired claims are left.
+    more: bool,
+}
+
+/// Removes `user`'s claims expired at `now` (their rows, when still theirs,
+/// and their entries), at most [`CLEAN_BATCH`] and as many as `budget`
+/// estimated bytes allow (at least one). The caller adds to the count.
 fn clean_claims(
     txn: &mut dyn Txn,
     keys: &Keys,
@@ -245,17 +325,25 @@ fn clean_claims(
     user: &str,
     now: i64,
     budget: usize,
-) -> Result<bool, StoreError> {
+) -> Result<Cleaned, StoreError> {
     // Expired means `expires_ns <= now`, as for a conflict.
     let r = keys.claim_index_before(tenant, user, now.saturating_add(1));
-    let entries = txn.get_range(&r.begin, &r.end, budget + 1, false)?;
-    let more = entries.len() > budget;
-    let mut decoded = Vec::with_capacity(budget.min(entries.len()));
-    for (key, _) in entries.into_iter().take(budget) {
+    let entries = txn.get_range(&r.begin, &r.end, CLEAN_BATCH + 1, false)?;
+    let mut spent = txn_size::read_range(r.begin.len(), r.end.len());
+    let mut decoded = Vec::with_capacity(CLEAN_BATCH.min(entries.len()));
+    let mut more = false;
+    for (key, _) in entries {
         let (expires, path) = keys
             .decode_claim_index(&key)
             .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        decoded.push((key, expires, keys.claim(tenant, &path)));
+        let row_key = keys.claim(tenant, &path);
+        let cost = clean_cost(row_key.len(), key.len());
+        if decoded.len() == CLEAN_BATCH || (!decoded.is_empty() && spent + cost > budget) {
+            more = true;
+            break;
+        }
+        spent += cost;
+        decoded.push((key, expires, row_key));
     }
     let row_keys: Vec<&[u8]> = decoded.iter().map(|(_, _, k)| k.as_slice()).collect();
     let rows = txn.get_many(&row_keys)?;
@@ -268,16 +356,25 @@ fn clean_claims(
         }
         txn.clear(key)?;
     }
-    if !decoded.is_empty() {
-        add(txn, keys, tenant, user, CLAIMS, -(decoded.len() as i64))?;
-    }
-    Ok(more)
+    Ok(Cleaned {
+        removed: decoded.len() as i64,
+        spent,
+        more,
+    })
+}
+
+/// Estimated FoundationDB bytes of removing one expired claim: its row read
+/// and cleared, its entry cleared.
+pub fn clean_cost(row_key_len: usize, entry_len: usize) -> usize {
+    txn_size::read(row_key_len) + txn_size::clear(row_key_len) + txn_size::clear(entry_len)
 }
 
 /// Checks that `user` may hold the claims of `paths`, whose current rows
-/// are `replaced` (a row of the user's that is counted and replaced frees
-/// its place), cleaning the user's expired claims first. Writes nothing but
-/// the cleaning.
+/// are `replaced` (a row that is counted and replaced frees its place),
+/// cleaning the user's expired claims first with at most `clean_budget`
+/// estimated bytes. Writes nothing but the cleaning (its count change goes
+/// to `deltas`). Granted: for each of `replaced`, whether its index entry
+/// is there (counted); the caller removes those.
 #[allow(clippy::too_many_arguments)]
 pub fn admit_claims(
     txn: &mut dyn Txn,
@@ -288,68 +385,109 @@ pub fn admit_claims(
     now: i64,
     paths: usize,
     replaced: &[(&str, &ClaimRow)],
-) -> Result<Result<(), ApiError>, StoreError> {
+    clean_budget: usize,
+    deltas: &mut Deltas,
+) -> Result<Result<Vec<bool>, ApiError>, StoreError> {
     let max = i64::try_from(limits.max_claims).unwrap_or(i64::MAX);
+    // At most this many of `paths` replace a counted claim of the user.
+    let mine = replaced.iter().filter(|(_, r)| r.user_id == user).count();
+    let stored = count(txn, keys, tenant, user, CLAIMS)?;
+    let mut left = clean_budget;
+    let mut more;
     loop {
-        let more = clean_claims(txn, keys, tenant, user, now, CLEAN_BATCH)?;
-        let n = count(txn, keys, tenant, user, CLAIMS)?;
-        let mut freed = 0usize;
-        for (path, row) in replaced.iter().filter(|(_, r)| r.user_id == user) {
-            let entry = keys.claim_index(tenant, user, row.expires_ns, path);
-            if txn.get(&entry)?.is_some() {
-                freed += 1;
-            }
-        }
-        let adding = i64::try_from(paths.saturating_sub(freed)).unwrap_or(i64::MAX);
-        if n.saturating_add(adding) <= max {
-            return Ok(Ok(()));
-        }
+        let c = clean_claims(txn, keys, tenant, user, now, left)?;
+        deltas.claims(user, -c.removed);
+        left = left.saturating_sub(c.spent);
+        more = c.more;
+        let n = stored + deltas.pending(user);
+        let adding = i64::try_from(paths.saturating_sub(mine)).unwrap_or(i64::MAX);
         // Keep cleaning while expired claims are what fills the cap, as far
-        // as one transaction's budget allows.
-        if more && txn.written_bytes() < crate::store::limits::TARGET_TXN_BYTES {
-            continue;
+        // as the transaction's budget allows.
+        if n.saturating_add(adding) <= max || !more || left == 0 {
+            break;
         }
-        let all = keys.claim_index_user(tenant, user);
-        let retry = match txn.get_range(&all.begin, &all.end, 1, false)?.first() {
-            Some((k, _)) => {
-                let (expires, _) = keys
-                    .decode_claim_index(k)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                secs_until(expires, now)
-            }
-            None => 1,
-        };
-        return Ok(Err(limit_error(
-            "claims_per_user",
-            limits.max_claims,
-            format!(
-                "user {user:?} holds {n} live claims; {adding} more would pass the limit of \
-                 --api-max-claims-per-user ({}): release claims no longer needed, or retry \
-                 once some expire",
-                limits.max_claims
-            ),
-            retry,
-        )));
     }
+    // Each entry read once: the read also makes a concurrent clean of the
+    // same entry conflict on FoundationDB.
+    let entries: Vec<Vec<u8>> = replaced
+        .iter()
+        .map(|(p, r)| keys.claim_index(tenant, &r.user_id, r.expires_ns, p))
+        .collect();
+    let refs: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
+    let counted = txn.exist_many(&refs)?;
+    let freed = replaced
+        .iter()
+        .zip(&counted)
+        .filter(|((_, r), c)| **c && r.user_id == user)
+        .count();
+    let n = stored + deltas.pending(user);
+    let adding = i64::try_from(paths.saturating_sub(freed)).unwrap_or(i64::MAX);
+    if n.saturating_add(adding) <= max {
+        return Ok(Ok(counted));
+    }
+    let all = keys.claim_index_user(tenant, user);
+    let retry = match txn.get_range(&all.begin, &all.end, 1, false)?.first() {
+        Some((k, _)) => {
+            let (expires, _) = keys
+                .decode_claim_index(k)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            secs_until(expires, now)
+        }
+        None => 1,
+    };
+    let message = if more {
+        format!(
+            "user {user:?} holds {n} claims, some of them expired and still being removed \
+             (each claim removes as many as fit in one transaction); {adding} more would pass \
+             the limit of --api-max-claims-per-user ({}): retry",
+            limits.max_claims
+        )
+    } else {
+        format!(
+            "user {user:?} holds {n} live claims; {adding} more would pass the limit of \
+             --api-max-claims-per-user ({}): release claims no longer needed, or retry \
+             once some expire",
+            limits.max_claims
+        )
+    };
+    Ok(Err(limit_error(
+        "claims_per_user",
+        limits.max_claims,
+        message,
+        retry,
+    )))
 }
 
-/// Drops the index entry and count of claim row `old` of `path` (about to
-/// be overwritten or cleared); true when it was counted.
+/// Drops the index entry of claim row `old` of `path` (about to be
+/// cleared) when it is there, reading it first (so that a concurrent clean
+/// of the same entry conflicts); its count change goes to `deltas`.
 pub fn forget_claim(
     txn: &mut dyn Txn,
     keys: &Keys,
     tenant: &str,
     path: &str,
     old: &ClaimRow,
-) -> Result<bool, StoreError> {
+    deltas: &mut Deltas,
+) -> Result<(), StoreError> {
     let entry = keys.claim_index(tenant, &old.user_id, old.expires_ns, path);
-    // Read, so that a concurrent clean of the same entry conflicts.
-    if txn.get(&entry)?.is_none() {
-        return Ok(false);
+    if txn.get(&entry)?.is_some() {
+        drop_claim(txn, keys, tenant, path, old, deltas)?;
     }
-    txn.clear(&entry)?;
-    add(txn, keys, tenant, &old.user_id, CLAIMS, -1)?;
-    Ok(true)
+    Ok(())
+}
+
+/// Drops the index entry of claim row `old` of `path`, known to be there.
+pub fn drop_claim(
+    txn: &mut dyn Txn,
+    keys: &Keys,
+    tenant: &str,
+    path: &str,
+    old: &ClaimRow,
+    deltas: &mut Deltas,
+) -> Result<(), StoreError> {
+    txn.clear(&keys.claim_index(tenant, &old.user_id, old.expires_ns, path))?;
+    deltas.claims(&old.user_id, -1);
+    Ok(())
 }
 
 /// Records claim row `row` of `path` (just written) in its user's index.
@@ -359,12 +497,14 @@ pub fn record_claim(
     tenant: &str,
     path: &str,
     row: &ClaimRow,
+    deltas: &mut Deltas,
 ) -> Result<(), StoreError> {
     txn.set(
         &keys.claim_index(tenant, &row.user_id, row.expires_ns, path),
         b"",
     )?;
-    add(txn, keys, tenant, &row.user_id, CLAIMS, 1)
+    deltas.claims(&row.user_id, 1);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -446,5 +586,215 @@ mod tests {
         // Renewing counts once.
         claim(&store, &keys, &limits, &["c", "d"], 60).expect("renewed");
         assert_eq!(claims_counted(&store, &keys), (2, 2));
+    }
+
+    /// Tallies a transaction's size as FoundationDB counts it, from the
+    /// operations it runs: mutations and read and write conflict ranges.
+    struct Metered<'a> {
+        txn: &'a mut dyn Txn,
+        bytes: usize,
+    }
+
+    impl crate::store::ReadTxn for Metered<'_> {
+        fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            self.bytes += 2 * key.len() + 1;
+            self.txn.get(key)
+        }
+        fn get_range(
+            &mut self,
+            begin: &[u8],
+            end: &[u8],
+            limit: usize,
+            reverse: bool,
+        ) -> Result<Vec<crate::store::Kv>, StoreError> {
+            self.bytes += begin.len() + end.len();
+            self.txn.get_range(begin, end, limit, reverse)
+        }
+    }
+
+    impl Txn for Metered<'_> {
+        fn set(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+            self.bytes += key.len() + value.len() + 2 * key.len() + 1;
+            self.txn.set(key, value)
+        }
+        fn clear(&mut self, key: &[u8]) -> Result<(), StoreError> {
+            self.bytes += 2 * (2 * key.len() + 1);
+            self.txn.clear(key)
+        }
+        fn clear_range(&mut self, begin: &[u8], end: &[u8]) -> Result<(), StoreError> {
+            self.bytes += 2 * (begin.len() + end.len());
+            self.txn.clear_range(begin, end)
+        }
+        fn atomic_add(&mut self, key: &[u8], delta: i64) -> Result<(), StoreError> {
+            self.bytes += key.len() + 8 + 2 * key.len() + 1;
+            self.txn.atomic_add(key, delta)
+        }
+        fn atomic_max(&mut self, key: &[u8], value: u64) -> Result<(), StoreError> {
+            self.bytes += key.len() + 8 + 2 * key.len() + 1;
+            self.txn.atomic_max(key, value)
+        }
+        fn atomic_min(&mut self, key: &[u8], value: u64) -> Result<(), StoreError> {
+            self.bytes += key.len() + 8 + 2 * key.len() + 1;
+            self.txn.atomic_min(key, value)
+        }
+        fn written_bytes(&self) -> usize {
+            self.txn.written_bytes()
+        }
+    }
+
+    /// A claim as [`claim`], with its transaction's size by FoundationDB's
+    /// count.
+    fn metered_claim(
+        store: &EmbeddedStore,
+        keys: &Keys,
+        limits: &Limits,
+        paths: &[String],
+        ttl_seconds: u64,
+    ) -> (Result<(), ApiError>, usize) {
+        let caller = Caller {
+            tenant: "t".into(),
+            user: "alice".into(),
+            role: Role::User,
+        };
+        let req = ClaimRequest {
+            session_id: "s".into(),
+            agent_type: "x".into(),
+            paths: paths.to_vec(),
+            ttl_seconds,
+        };
+        let mut bytes = 0;
+        let out = store
+            .transact(|txn| {
+                let mut m = Metered { txn, bytes: 0 };
+                let out = claim_in(&mut m, keys, &caller, &req, &req.paths, limits);
+                bytes = m.bytes;
+                out
+            })
+            .expect("store");
+        (out.map(|_| ()), bytes)
+    }
+
+    fn long_paths(from: usize, n: usize, len: usize) -> Vec<String> {
+        (from..from + n)
+            .map(|i| format!("{}{i:06}", "d/".repeat(len / 2 - 3)))
+            .collect()
+    }
+
+    /// Cleaning 1000 expired claims of 1.2 kB paths weighs over 10 MB by
+    /// FoundationDB's count: a claim cleans only as many as fit, so its
+    /// transaction stays under the limit, and the next claims clean the rest.
+    #[test]
+    fn cleaning_fits_in_a_foundationdb_transaction() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = EmbeddedStore::open(dir.path()).expect("store");
+        let keys = Keys::default();
+        let limits = Limits {
+            max_agents: 10,
+            max_claims: 10_000,
+            agent_ttl: Duration::from_secs(60),
+        };
+        for batch in 0..5 {
+            let (r, bytes) = metered_claim(
+                &store,
+                &keys,
+                &limits,
+                &long_paths(batch * 200, 200, 1200),
+                2,
+            );
+            r.expect("granted");
+            assert!(bytes < crate::store::limits::MAX_TXN_BYTES, "{bytes}");
+        }
+        assert_eq!(claims_counted(&store, &keys), (1000, 1000));
+        std::thread::sleep(Duration::from_millis(2100));
+        let mut rounds = 0;
+        loop {
+            let (r, bytes) = metered_claim(&store, &keys, &limits, &["x".to_owned()], 60);
+            r.expect("granted");
+            assert!(
+                bytes < crate::store::limits::MAX_TXN_BYTES,
+                "round {rounds}: {bytes} bytes"
+            );
+            rounds += 1;
+            if claims_counted(&store, &keys) == (1, 1) {
+                break;
+            }
+            assert!(rounds < 10, "{:?}", claims_counted(&store, &keys));
+        }
+        assert!(rounds > 1, "cleaned in one transaction");
+    }
+
+    /// A claim too large for one FoundationDB transaction is refused with
+    /// 413 before anything is written; the largest accepted one, renewed,
+    /// fits.
+    #[test]
+    fn a_claim_too_large_for_one_transaction_is_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = EmbeddedStore::open(dir.path()).expect("store");
+        let keys = Keys::default();
+        let limits = Limits {
+            max_agents: 10,
+            max_claims: 10_000,
+            agent_ttl: Duration::from_secs(60),
+        };
+        let (r, _) = metered_claim(&store, &keys, &limits, &long_paths(0, 1000, 4000), 60);
+        match r {
+            Err(e @ ApiError::PayloadTooLarge(_)) => {
+                assert!(e.to_string().contains("fewer or shorter paths"), "{e}")
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(claims_counted(&store, &keys), (0, 0), "nothing written");
+        let mut n = 1000;
+        let paths = loop {
+            let paths = long_paths(0, n, 4000);
+            let cost = crate::api::claims::claim_cost(&keys, "t", "alice", "s", &paths, 200, 512);
+            if cost <= txn_size::MAX_REQUEST_BYTES {
+                break paths;
+            }
+            n -= 1;
+        };
+        assert!(n >= 50, "{n}");
+        // What was claimed in one request can be released in one.
+        let release = crate::api::claims::release_cost(&keys, "t", "s", &paths);
+        assert!(release <= txn_size::MAX_REQUEST_BYTES, "{release}");
+        for _ in 0..2 {
+            let (r, bytes) = metered_claim(&store, &keys, &limits, &paths, 60);
+            r.expect("granted");
+            assert!(bytes <= txn_size::MAX_REQUEST_BYTES, "{bytes}");
+        }
+        // As docs/api.md says: 1000 paths of 230 bytes, or 100 of 3 kB,
+        // fit; each path weighs about 14 times its length plus 1.7 kB.
+        let cost = |n, len| {
+            crate::api::claims::claim_cost(
+                &keys,
+                "t",
+                "alice",
+                "s",
+                &long_paths(0, n, len),
+                200,
+                512,
+            )
+        };
+        assert!(
+            cost(1000, 230) <= txn_size::MAX_REQUEST_BYTES,
+            "{}",
+            cost(1000, 230)
+        );
+        assert!(
+            cost(100, 3000) <= txn_size::MAX_REQUEST_BYTES,
+            "{}",
+            cost(100, 3000)
+        );
+        let per_path = (cost(100, 1000) - cost(100, 100)) / 100;
+        assert!((13 * 900..=15 * 900).contains(&per_path), "{per_path}");
+        let base = cost(100, 100) / 100 - 14 * 100;
+        assert!((1500..=2000).contains(&base), "{base}");
+        // Renewing 1000 claims of typical paths is one request.
+        let short = long_paths(0, 1000, 200);
+        for _ in 0..2 {
+            let (r, bytes) = metered_claim(&store, &keys, &limits, &short, 60);
+            r.expect("granted");
+            assert!(bytes <= txn_size::MAX_REQUEST_BYTES, "{bytes}");
+        }
     }
 }
