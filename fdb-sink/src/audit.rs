@@ -69,8 +69,9 @@ impl WriteSummary {
     }
 }
 
-/// Rough bytes one item adds to a transaction (value, keys, counters).
-pub fn item_cost(item: &Item) -> usize {
+/// Rough bytes one item adds to a transaction (value, keys, counters), on
+/// `store` (whose reads may count too, [`Store::reads_add_to_txn_size`]).
+pub fn item_cost(item: &Item, store: &(impl Store + ?Sized)) -> usize {
     match item {
         Item::Record(r) => {
             r.value.len() + 160 + r.paths.iter().map(|p| 2 * p.len() + 80).sum::<usize>()
@@ -78,8 +79,9 @@ pub fn item_cost(item: &Item) -> usize {
         Item::DeadLetter(d) => {
             // One keyed by its receipt is also looked up under its
             // neighbouring hours: on FoundationDB each read adds a conflict
-            // range (about twice its key) to the transaction's size.
-            let lookups = if d.keyed_by_receipt {
+            // range (about twice its key) to the transaction's size; on the
+            // embedded store reads add nothing.
+            let lookups = if d.keyed_by_receipt && store.reads_add_to_txn_size() {
                 LOOKUP_COST * receipt_lookup_times(d.ts_ns).count()
             } else {
                 0
@@ -108,9 +110,9 @@ pub fn write_items(
         let mut end = start;
         let mut bytes = 0;
         while end < items.len()
-            && (end == start || bytes + item_cost(&items[end]) <= opts.target_txn_bytes)
+            && (end == start || bytes + item_cost(&items[end], store) <= opts.target_txn_bytes)
         {
-            bytes += item_cost(&items[end]);
+            bytes += item_cost(&items[end], store);
             end += 1;
         }
         total.add(&write_split(store, keys, &items[start..end])?);

@@ -165,7 +165,9 @@ pub struct DeadLetter {
     /// [`receipt_key_ts`] of `received_at`.
     #[serde(skip)]
     pub ts_ns: i64,
-    /// Key id: a hash of the raw bytes, so a redelivered line lands on the same key.
+    /// Key id: a hash of the raw bytes, so a redelivered line lands on the
+    /// same key; for one keyed by its receipt, a hash of that together with
+    /// the request it came in and its place there ([`receipt_scoped_id`]).
     #[serde(skip)]
     pub id: String,
 }
@@ -354,11 +356,29 @@ pub const RECEIPT_BUCKET_NS: i64 = 3_600_000_000_000;
 pub const RECEIPT_LOOKBACK_BUCKETS: i64 = 24;
 
 /// The key time of a dead letter without a usable timestamp of its own: the
-/// start of the UTC hour of its receipt. A redelivery of the same line
-/// within that hour lands on the same key; one in a later hour finds the
-/// earlier copy among the keys of [`receipt_lookup_times`].
+/// start of the UTC hour of its receipt. A redelivery of the same request
+/// within that hour lands on the same key (its id is
+/// [`receipt_scoped_id`]); one in a later hour finds the earlier copy among
+/// the keys of [`receipt_lookup_times`].
 pub fn receipt_key_ts(received_ns: i64) -> i64 {
     received_ns - received_ns.rem_euclid(RECEIPT_BUCKET_NS)
+}
+
+/// The id of a dead letter keyed by its receipt: a hash of the request (or
+/// stream batch) it came in, `request`, of its line's place there,
+/// `position` (the first line's, for a group), and of its content id
+/// (`content_id`, a hash of its bytes). The same request delivered again
+/// (the same bytes) gives the same id, so a redelivery is a duplicate; the
+/// same line in another request, or at another place of the same request,
+/// is stored on its own: without a timestamp of its own, nothing else tells
+/// two refusals of the same text apart.
+pub fn receipt_scoped_id(request: &blake3::Hash, position: u64, content_id: &str) -> String {
+    let id = blake3::Hasher::new_derive_key("fdb-sink dead-letter by receipt in a request")
+        .update(request.as_bytes())
+        .update(&position.to_le_bytes())
+        .update(content_id.as_bytes())
+        .finalize();
+    id.to_hex()[..32].to_owned()
 }
 
 /// The other key times under which an earlier (or, for a concurrent

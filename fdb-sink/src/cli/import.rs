@@ -78,12 +78,8 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
         dead_letters_present: dead_letters.present,
     };
     println!("{}", serde_json::to_string(&report)?);
-    if total.dead_lettered > 0 {
-        eprintln!(
-            "import: {} of {} lines were not valid events and were stored as dead letters \
-             (fdb-sink dead-letters lists them with the reason)",
-            total.dead_lettered, total.received
-        );
+    if let Some(line) = invalid_lines_message(&total) {
+        eprintln!("{line}");
     }
     if dead_letters.restored + dead_letters.present > 0 {
         eprintln!(
@@ -97,10 +93,36 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
         written = total.written,
         duplicates = total.duplicates,
         dead_lettered = total.dead_lettered,
+        dead_letter_duplicates = total.dead_letter_duplicates,
         dead_letters_restored = dead_letters.restored,
         "import finished"
     );
     Ok(())
+}
+
+/// What stderr says of the lines that were not valid events (none when
+/// every line was one): how many were stored as dead letters, and how many
+/// were dead letters already stored by an earlier import of the same
+/// batches.
+fn invalid_lines_message(total: &BatchSummary) -> Option<String> {
+    let invalid = total.dead_lettered + total.dead_letter_duplicates;
+    if invalid == 0 {
+        return None;
+    }
+    let stored = match (total.dead_lettered, total.dead_letter_duplicates) {
+        (n, 0) => format!("stored as {n} dead letters"),
+        (0, d) => {
+            format!("already stored as dead letters ({d}) by an earlier import of the same input")
+        }
+        (n, d) => format!(
+            "{n} stored as dead letters, {d} already stored by an earlier import of the same input"
+        ),
+    };
+    Some(format!(
+        "import: {invalid} of {} lines were not valid events: {stored} \
+         (fdb-sink dead-letters lists them with the reason)",
+        total.received
+    ))
 }
 
 /// Opens the input file (or standard input). A file that cannot be opened,

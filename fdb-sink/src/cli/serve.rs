@@ -313,6 +313,7 @@ async fn serve(
             written = outcome.total.written,
             duplicates = outcome.total.duplicates,
             dead_lettered = outcome.total.dead_lettered,
+            dead_letter_duplicates = outcome.total.dead_letter_duplicates,
             "standard input done"
         );
         println!("{}", serde_json::to_string(&outcome.total)?);

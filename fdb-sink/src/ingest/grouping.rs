@@ -11,6 +11,11 @@
 //! records wherever they are. Grouping depends only on the request's lines,
 //! so a redelivered request forms the same groups, under the same keys.
 //!
+//! A dead letter without a usable timestamp of its own (keyed by its
+//! receipt) gets an id scoped to its request and its place in it
+//! ([`record::receipt_scoped_id`]): the request's hash is computed only
+//! when the first such dead letter occurs, so valid lines cost nothing more.
+//!
 //! `import` and `serve --stdin` group the same way within each batch they
 //! read (up to [`STREAM_BATCH_LINES`] lines or 16 MiB).
 
@@ -36,12 +41,21 @@ pub const STREAM_BATCH_LINES: usize = 100_000;
 /// the store's value limit.
 pub const GROUP_RAW_BYTES: usize = record::MAX_B64_RAW_BYTES;
 
+/// What identifies the request (or stream batch) being validated: a hash
+/// of its bytes, computed when first needed.
+pub type RequestHash<'k> = &'k dyn Fn() -> blake3::Hash;
+
 /// Validates the lines of one request, in order.
 pub struct Validator<'k> {
     keys: &'k Keys,
     received_ns: i64,
     singles_left: usize,
     group: Group,
+    /// Computes the request's hash ([`RequestHash`]); `request` caches it.
+    request_hash: RequestHash<'k>,
+    request: Option<blake3::Hash>,
+    /// Lines of the request validated so far: the place of the next one.
+    position: u64,
     /// Dead letter ids of this request so far, with how often each came.
     /// Bounded: the single lines, then one per group or large line.
     seen: HashMap<String, u32>,
@@ -53,20 +67,32 @@ struct Group {
     lines: u64,
     reasons: BTreeMap<String, u64>,
     own_ts: Option<i64>,
+    /// Place of its first line in the request.
+    first: u64,
 }
 
 impl<'k> Validator<'k> {
-    pub fn new(keys: &'k Keys, received_ns: i64) -> Self {
-        Self::with_singles(keys, received_ns, SINGLE_DEAD_LETTERS)
+    /// A validator for one request received at `received_ns`, which
+    /// `request_hash` identifies.
+    pub fn new(keys: &'k Keys, received_ns: i64, request_hash: RequestHash<'k>) -> Self {
+        Self::with_singles(keys, received_ns, request_hash, SINGLE_DEAD_LETTERS)
     }
 
     /// A validator that groups after `singles` invalid lines.
-    pub fn with_singles(keys: &'k Keys, received_ns: i64, singles: usize) -> Self {
+    pub fn with_singles(
+        keys: &'k Keys,
+        received_ns: i64,
+        request_hash: RequestHash<'k>,
+        singles: usize,
+    ) -> Self {
         Validator {
             keys,
             received_ns,
             singles_left: singles,
             group: Group::default(),
+            request_hash,
+            request: None,
+            position: 0,
             seen: HashMap::new(),
         }
     }
@@ -79,6 +105,8 @@ impl<'k> Validator<'k> {
     /// Validates `line` and adds what it becomes to `out` (a group is added
     /// once full, or by [`Validator::finish`]).
     pub fn push(&mut self, line: &[u8], out: &mut Vec<Item>) {
+        let position = self.position;
+        self.position += 1;
         let checked = record::check_line(self.keys, line)
             .and_then(|r| record::check_not_future(&r, self.received_ns).map(|()| r));
         let rejection = match checked {
@@ -88,13 +116,16 @@ impl<'k> Validator<'k> {
         if self.singles_left > 0 || line.len() >= GROUP_RAW_BYTES {
             self.singles_left = self.singles_left.saturating_sub(1);
             let d = rejection.into_dead_letter(line, self.received_ns);
-            self.push_letter(d, out);
+            self.emit(d, position, out);
             return;
         }
         if self.group.payload.len() + line.len() + 1 > GROUP_RAW_BYTES {
             self.flush(out);
         }
         let g = &mut self.group;
+        if g.lines == 0 {
+            g.first = position;
+        }
         // Only an element of a JSON array can hold a newline, as JSON
         // whitespace: a space keeps its meaning and the group's separators.
         g.payload
@@ -109,16 +140,36 @@ impl<'k> Validator<'k> {
         }
     }
 
-    /// Adds a dead letter of its own (such as a stream's `line_too_long`).
-    pub fn push_letter(&mut self, mut d: DeadLetter, out: &mut Vec<Item>) {
-        self.distinct(&mut d);
+    /// Adds a dead letter of its own that stands for the next line of the
+    /// request (such as a stream's `line_too_long`).
+    pub fn push_letter(&mut self, d: DeadLetter, out: &mut Vec<Item>) {
+        let position = self.position;
+        self.position += 1;
+        self.emit(d, position, out);
+    }
+
+    /// Adds the dead letter of the line (or group whose first line is) at
+    /// `position`, with its key id: one keyed by its receipt gets an id
+    /// scoped to the request and that place; one keyed by its own
+    /// timestamp keeps the hash of its bytes, made distinct when repeated.
+    fn emit(&mut self, mut d: DeadLetter, position: u64, out: &mut Vec<Item>) {
+        if d.keyed_by_receipt {
+            let request = match self.request {
+                Some(h) => h,
+                None => *self.request.insert((self.request_hash)()),
+            };
+            d.id = record::receipt_scoped_id(&request, position, &d.id);
+        } else {
+            self.distinct(&mut d);
+        }
         out.push(Item::DeadLetter(d));
     }
 
-    /// Gives a dead letter seen before in this request (the same line, or
-    /// group of lines, again) an id of its own, derived from the first's and
-    /// its rank: each occurrence is stored and counted, and a redelivered
-    /// request still lands on the same keys.
+    /// Gives a dead letter keyed by its own timestamp that was seen before
+    /// in this request (the same line, or group of lines, again) an id of
+    /// its own, derived from the first's and its rank: each occurrence is
+    /// stored and counted, and a redelivered request still lands on the
+    /// same keys.
     fn distinct(&mut self, d: &mut DeadLetter) {
         let n = self.seen.entry(d.id.clone()).or_insert(0);
         if *n > 0 {
@@ -141,7 +192,7 @@ impl<'k> Validator<'k> {
                 g.own_ts,
                 self.received_ns,
             );
-            self.push_letter(d, out);
+            self.emit(d, g.first, out);
         }
     }
 
@@ -156,9 +207,15 @@ mod tests {
     use super::*;
 
     fn run(lines: &[&[u8]], singles: usize) -> Vec<Item> {
+        run_in(b"request", lines, singles)
+    }
+
+    /// [`run`] for the request whose bytes are `request`.
+    fn run_in(request: &[u8], lines: &[&[u8]], singles: usize) -> Vec<Item> {
         let keys = Keys::default();
+        let hash = || blake3::hash(request);
         // Received 2026-11-28T00:00:00Z.
-        let mut v = Validator::with_singles(&keys, 1_795_824_000_000_000_000, singles);
+        let mut v = Validator::with_singles(&keys, 1_795_824_000_000_000_000, &hash, singles);
         let mut out = Vec::new();
         for l in lines {
             v.push(l, &mut out);
@@ -243,9 +300,37 @@ mod tests {
         let ids: std::collections::HashSet<&str> = dls.iter().map(|d| d.id.as_str()).collect();
         assert_eq!(ids.len(), dls.len(), "every occurrence has its own key");
         assert_eq!(dls.iter().map(|d| d.line_count()).sum::<u64>(), 100_000);
+        let ids = |items: &[Item]| {
+            letters(items)
+                .iter()
+                .map(|d| d.id.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&items), ids(&run(&lines, 5)), "the same request again");
+    }
+
+    /// Without a timestamp of their own, the same lines in another request
+    /// are other refusals: other ids. With one, they keep the ids of their
+    /// bytes (their timestamp tells them apart).
+    #[test]
+    fn dead_letters_keyed_by_receipt_have_ids_of_their_request() {
+        let lines: Vec<&[u8]> = vec![
+            b"not json",
+            b"{\"timestamp\":\"2026-11-27T09:00:00Z\",\"n\":1}",
+        ];
+        let ids = |request: &[u8]| {
+            letters(&run_in(request, &lines, 5))
+                .iter()
+                .map(|d| (d.keyed_by_receipt, d.id.clone()))
+                .collect::<Vec<_>>()
+        };
+        let (a, b) = (ids(b"one"), ids(b"two"));
+        assert_eq!(a, ids(b"one"));
+        assert!(a[0].0 && a[0].1 != b[0].1, "{a:?} {b:?}");
+        assert!(!a[1].0 && a[1] == b[1], "{a:?} {b:?}");
         assert_eq!(
-            dls[0].id,
-            record::dead_letter(b"1", "x", String::new(), None, 0).id
+            a[1].1,
+            record::dead_letter(lines[1], "x", String::new(), Some(0), 0).id
         );
     }
 }

@@ -30,7 +30,6 @@ use prometheus_client::registry::Registry;
 use tokio::sync::Semaphore;
 
 use super::decode::{decode, DecodeBudget, DecodeError};
-use super::framing;
 use super::Ingestor;
 use crate::metrics::{outcome, Metrics};
 
@@ -257,7 +256,7 @@ async fn ingest_inner(state: &Arc<IngestState>, headers: HeaderMap, body: Body) 
         let _permit = permit;
         metrics.inflight_batches.inc();
         let r = match decode(encoding.as_deref(), &bytes, limit, &budget) {
-            Ok(decoded) => Ok(ingestor.ingest_iter(framing::iter(&decoded.bytes))),
+            Ok(decoded) => Ok(ingestor.ingest_body(&decoded.bytes)),
             Err(e) => Err(e),
         };
         metrics.inflight_batches.dec();

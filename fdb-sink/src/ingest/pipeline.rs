@@ -14,7 +14,8 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::grouping::Validator;
+use super::framing;
+use super::grouping::{RequestHash, Validator};
 use super::lines::Line;
 use crate::audit::{self, WriteOptions, WriteSummary};
 use crate::keys::Keys;
@@ -42,20 +43,20 @@ struct Job {
     reply: SyncSender<(Vec<Item>, Result<WriteSummary, StoreError>)>,
 }
 
-fn job_bytes(j: &Job) -> usize {
-    j.items.iter().map(audit::item_cost).sum()
+fn job_bytes(j: &Job, store: &dyn Store) -> usize {
+    j.items.iter().map(|i| audit::item_cost(i, store)).sum()
 }
 
 /// The group-commit writer: takes every waiting batch (up to `max_bytes`),
 /// commits them in one transaction, and answers each.
 fn group_writer(store: Arc<dyn Store>, keys: Keys, rx: Receiver<Job>, max_bytes: usize) {
     while let Ok(first) = rx.recv() {
-        let mut bytes = job_bytes(&first);
+        let mut bytes = job_bytes(&first, store.as_ref());
         let mut jobs = vec![first];
         while bytes < max_bytes {
             match rx.try_recv() {
                 Ok(j) => {
-                    bytes += job_bytes(&j);
+                    bytes += job_bytes(&j, store.as_ref());
                     jobs.push(j);
                 }
                 Err(_) => break,
@@ -99,6 +100,9 @@ pub struct BatchSummary {
     pub duplicates: u64,
     /// Lines newly stored in dead-letter with a reason.
     pub dead_lettered: u64,
+    /// Of `duplicates`, the invalid lines whose dead letter was already
+    /// stored (the same request, or import batch, delivered again).
+    pub dead_letter_duplicates: u64,
     /// Transactions the batch was committed in.
     pub transactions: u64,
 }
@@ -109,8 +113,21 @@ impl BatchSummary {
         self.written += o.written;
         self.duplicates += o.duplicates;
         self.dead_lettered += o.dead_lettered;
+        self.dead_letter_duplicates += o.dead_letter_duplicates;
         self.transactions += o.transactions;
     }
+}
+
+/// A hash of a request's (or stream batch's) lines, each given as its
+/// length and bytes (or a hash of them, for a line not held whole).
+fn hash_lines<'a>(lines: impl Iterator<Item = (u64, &'a [u8])>) -> blake3::Hash {
+    let mut h = blake3::Hasher::new_derive_key("fdb-sink request lines");
+    for (len, bytes) in lines {
+        h.update(&len.to_le_bytes());
+        h.update(&(bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    }
+    h.finalize()
 }
 
 fn now_ns() -> i64 {
@@ -237,7 +254,11 @@ impl Ingestor {
             .and_then(|g| g.lock().ok().map(|s| s.clone()));
         // A batch above the transaction target is split into several
         // transactions instead (what FoundationDB needs anyway).
-        let big = items.iter().map(audit::item_cost).sum::<usize>() > self.opts.target_txn_bytes;
+        let big = items
+            .iter()
+            .map(|i| audit::item_cost(i, self.store.as_ref()))
+            .sum::<usize>()
+            > self.opts.target_txn_bytes;
         let Some(sender) = sender.filter(|_| !big) else {
             let r = audit::write_items(self.store.as_ref(), &self.keys, &items, self.opts);
             return (items, r);
@@ -264,26 +285,78 @@ impl Ingestor {
         &self.metrics
     }
 
-    /// Validates and commits `lines`. Returns once every line is durably
-    /// stored (as a record or a dead letter). On a store error nothing is
-    /// acknowledged; part of the batch may be stored, which is harmless
-    /// since a retry stores each event once.
+    /// Validates and commits `lines`, one request. Returns once every line
+    /// is durably stored (as a record or a dead letter). On a store error
+    /// nothing is acknowledged; part of the batch may be stored, which is
+    /// harmless since a retry stores each event once.
     ///
     /// Lines are validated and committed [`CHUNK_LINES`] (or
     /// [`CHUNK_BYTES`]) at a time, so that a body of many lines costs memory
     /// for one chunk of validated records or dead letters, not for all its
     /// lines.
     pub fn ingest(&self, lines: &[&[u8]]) -> Result<BatchSummary, StoreError> {
-        self.ingest_iter(lines.iter().copied())
+        let request = || hash_lines(lines.iter().map(|l| (l.len() as u64, *l)));
+        self.ingest_lines(
+            lines.iter().copied(),
+            &request,
+            |l| l.len(),
+            |v, l, out| {
+                v.push(l, out);
+            },
+        )
     }
 
-    /// [`Ingestor::ingest`] for lines found as they are taken
-    /// ([`super::framing::iter`]).
-    pub fn ingest_iter<'l>(
+    /// [`Ingestor::ingest`] for a request body (NDJSON or a JSON array,
+    /// [`super::framing::iter`]): its lines are found as they are taken, and
+    /// the body identifies the request (a redelivery sends the same bytes).
+    pub fn ingest_body(&self, body: &[u8]) -> Result<BatchSummary, StoreError> {
+        let request = || blake3::hash(body);
+        self.ingest_lines(
+            framing::iter(body),
+            &request,
+            |l| l.len(),
+            |v, l, out| {
+                v.push(l, out);
+            },
+        )
+    }
+
+    /// [`Ingestor::ingest`] for lines read from a stream (`import`, `serve
+    /// --stdin`), one batch: a line over the line limit becomes a
+    /// `line_too_long` dead letter. Chunks end at [`CHUNK_LINES`] or
+    /// [`CHUNK_BYTES`] of lines held, as for a request.
+    pub fn ingest_stream(&self, lines: &[Line]) -> Result<BatchSummary, StoreError> {
+        let request = || {
+            hash_lines(lines.iter().map(|l| match l {
+                Line::Whole(b) => (b.len() as u64, b.as_slice()),
+                Line::TooLong(long) => (long.len, long.hash.as_bytes().as_slice()),
+            }))
+        };
+        self.ingest_lines(
+            lines.iter(),
+            &request,
+            |l| l.held_bytes(),
+            |v, l, out| match l {
+                Line::Whole(b) => v.push(b, out),
+                Line::TooLong(long) => {
+                    let d = long.dead_letter(v.received_ns());
+                    v.push_letter(d, out);
+                }
+            },
+        )
+    }
+
+    /// Validates `lines` (one request, identified by `request`) and commits
+    /// them in chunks of at most [`CHUNK_LINES`] lines or [`CHUNK_BYTES`]
+    /// (by `size`); `push` validates one line.
+    fn ingest_lines<T>(
         &self,
-        lines: impl Iterator<Item = &'l [u8]>,
+        lines: impl Iterator<Item = T>,
+        request: RequestHash<'_>,
+        size: impl Fn(&T) -> usize,
+        mut push: impl FnMut(&mut Validator<'_>, T, &mut Vec<Item>),
     ) -> Result<BatchSummary, StoreError> {
-        let mut validator = Validator::new(&self.keys, now_ns());
+        let mut validator = Validator::new(&self.keys, now_ns(), request);
         let mut lines = lines.peekable();
         let mut done = false;
         let chunks = std::iter::from_fn(|| {
@@ -295,8 +368,8 @@ impl Ingestor {
             let mut bytes = 0usize;
             while n < CHUNK_LINES as u64 && bytes < CHUNK_BYTES {
                 let Some(l) = lines.next() else { break };
-                bytes += l.len();
-                validator.push(l, &mut items);
+                bytes += size(&l);
+                push(&mut validator, l, &mut items);
                 n += 1;
             }
             if lines.peek().is_none() {
@@ -304,31 +377,6 @@ impl Ingestor {
                 done = true;
             }
             (n > 0 || !items.is_empty()).then_some((n, items))
-        });
-        self.commit_chunks(chunks)
-    }
-
-    /// [`Ingestor::ingest`] for lines read from a stream (`import`, `serve
-    /// --stdin`): a line over the line limit becomes a `line_too_long` dead
-    /// letter.
-    pub fn ingest_stream(&self, lines: &[Line]) -> Result<BatchSummary, StoreError> {
-        let mut validator = Validator::new(&self.keys, now_ns());
-        let count = lines.len().div_ceil(CHUNK_LINES);
-        let chunks = lines.chunks(CHUNK_LINES).enumerate().map(|(i, chunk)| {
-            let mut items = Vec::with_capacity(chunk.len());
-            for l in chunk {
-                match l {
-                    Line::Whole(b) => validator.push(b, &mut items),
-                    Line::TooLong(long) => {
-                        let d = long.dead_letter(validator.received_ns());
-                        validator.push_letter(d, &mut items);
-                    }
-                }
-            }
-            if i + 1 == count {
-                validator.finish(&mut items);
-            }
-            (chunk.len() as u64, items)
         });
         self.commit_chunks(chunks)
     }
@@ -355,6 +403,7 @@ impl Ingestor {
                     self.record_written(&items, &s);
                     total.written += s.written;
                     total.duplicates += s.duplicates + s.dead_letter_duplicates;
+                    total.dead_letter_duplicates += s.dead_letter_duplicates;
                     total.dead_lettered += s.dead_lettered;
                     total.transactions += s.transactions;
                 }
@@ -496,7 +545,8 @@ mod tests {
             .collect();
         let lines: Vec<&[u8]> = owned.iter().map(|l| l.as_bytes()).collect();
         let items = |received_ns: i64| {
-            let mut v = Validator::with_singles(&keys, received_ns, 10);
+            let request = || blake3::hash(b"request");
+            let mut v = Validator::with_singles(&keys, received_ns, &request, 10);
             let mut out = Vec::new();
             for l in &lines {
                 v.push(l, &mut out);

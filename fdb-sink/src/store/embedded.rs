@@ -418,6 +418,10 @@ impl Store for EmbeddedStore {
         )))
     }
 
+    fn reads_add_to_txn_size(&self) -> bool {
+        false
+    }
+
     fn describe(&self) -> String {
         format!("embedded:{}", self.dir.display())
     }

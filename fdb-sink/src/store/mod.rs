@@ -144,6 +144,14 @@ pub trait Store: Send + Sync {
     fn describe(&self) -> String;
 
     fn metrics(&self) -> &StoreMetrics;
+
+    /// True when the keys a transaction reads add to its size (as on
+    /// FoundationDB, whose read conflict ranges count toward its 10 MB
+    /// limit), so that writers budget their lookups too. False on the
+    /// embedded store, whose reads cost no transaction space.
+    fn reads_add_to_txn_size(&self) -> bool {
+        true
+    }
 }
 
 /// Typed helpers over [`Store`].

@@ -1,7 +1,8 @@
 //! A redelivered request (Vector retrying after a timeout or a 503) stores
 //! its dead letters once, also those without a usable timestamp of their own
 //! (keyed by their receipt): the auditor sees one refusal per refused line,
-//! and the redeliveries are counted as duplicates.
+//! and the redeliveries are counted as duplicates. The same line in another
+//! request or file is another refusal, stored on its own.
 
 use std::path::Path;
 
@@ -183,4 +184,150 @@ fn a_redelivery_hours_later_finds_the_first_copy_within_a_day() {
             );
         }
     }
+}
+
+/// The lines of `out` (NDJSON) as JSON values.
+fn json_lines(out: &[u8]) -> Vec<Value> {
+    out.split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).expect("json"))
+        .collect()
+}
+
+/// The same refused line in two files is two refusals: the second import
+/// stores it again (in `dead-letters --since` and the day's dead-letter
+/// export), and says so; importing the same file again stores nothing and
+/// reports the lines as dead-letter duplicates.
+#[test]
+fn the_same_line_in_another_import_is_its_own_dead_letter() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b) = (dir.path().join("a.ndjson"), dir.path().join("b.ndjson"));
+    std::fs::write(&a, "panic: disk quota exceeded\n").expect("write");
+    std::fs::write(&b, "something else\npanic: disk quota exceeded\n").expect("write");
+    let store = format!("embedded:{}", dir.path().join("s").display());
+    let import = |file: &Path| {
+        let out = cli(&["import", "--store", &store, file.to_str().expect("utf8")]);
+        let totals: Value = serde_json::from_slice(&out.stdout).expect("totals");
+        (totals, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (first, _) = import(&a);
+    assert_eq!(first["dead_lettered"], 1, "{first}");
+    let between = file_event::Timestamp::now().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+
+    let (second, said) = import(&b);
+    assert_eq!(
+        (
+            second["received"].as_u64(),
+            second["dead_lettered"].as_u64(),
+            second["duplicates"].as_u64(),
+            second["dead_letter_duplicates"].as_u64()
+        ),
+        (Some(2), Some(2), Some(0), Some(0)),
+        "{second}"
+    );
+    assert!(
+        said.contains("import: 2 of 2 lines were not valid events: stored as 2 dead letters"),
+        "{said}"
+    );
+    let since = json_lines(&cli(&["dead-letters", "--store", &store, "--since", &between]).stdout);
+    let mut raws: Vec<&str> = since.iter().filter_map(|d| d["raw"].as_str()).collect();
+    raws.sort_unstable();
+    assert_eq!(
+        raws,
+        ["panic: disk quota exceeded", "something else"],
+        "{since:?}"
+    );
+    let export = json_lines(&cli(&["export", "--store", &store, "--dead-letters"]).stdout);
+    let quota = export
+        .iter()
+        .filter(|d| d["raw"] == "panic: disk quota exceeded")
+        .count();
+    assert_eq!((export.len(), quota), (3, 2), "{export:?}");
+
+    // The same file again: the same batch, nothing new.
+    let (again, said) = import(&b);
+    assert_eq!(
+        (
+            again["dead_lettered"].as_u64(),
+            again["duplicates"].as_u64(),
+            again["dead_letter_duplicates"].as_u64()
+        ),
+        (Some(0), Some(2), Some(2)),
+        "{again}"
+    );
+    assert!(
+        said.contains(
+            "import: 2 of 2 lines were not valid events: already stored as dead letters (2) \
+             by an earlier import of the same input"
+        ),
+        "{said}"
+    );
+    let all = json_lines(&cli(&["dead-letters", "--store", &store, "--limit", "0"]).stdout);
+    assert_eq!(all.len(), 3, "{all:?}");
+}
+
+/// Over HTTP: a line without a timestamp that an earlier request also held
+/// is stored again in a later request; only the same request again is a
+/// duplicate, and the answer tells dead-letter duplicates from record
+/// duplicates.
+#[test]
+fn the_same_line_in_another_request_is_its_own_dead_letter() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sink = Sink::start(dir.path(), &[]);
+    let event = crate::harness::event(&uuid::Uuid::new_v4().to_string(), 1, "s-dl");
+    let a = format!("not json\n{event}").into_bytes();
+    let b = b"{\"no\":\"timestamp\"}\nnot json".to_vec();
+    let (status, first) = post(&sink, a.clone(), &[]);
+    assert_eq!(
+        (status, first["dead_lettered"].as_u64()),
+        (200, Some(1)),
+        "{first}"
+    );
+    let (status, second) = post(&sink, b.clone(), &[]);
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(
+        (
+            second["dead_lettered"].as_u64(),
+            second["duplicates"].as_u64(),
+            second["dead_letter_duplicates"].as_u64()
+        ),
+        (Some(2), Some(0), Some(0)),
+        "another request: {second}"
+    );
+    for (body, records, letters) in [(a, 1, 1), (b, 0, 2)] {
+        let (status, again) = post(&sink, body, &[]);
+        assert_eq!(status, 200, "{again}");
+        assert_eq!(
+            (
+                again["written"].as_u64(),
+                again["dead_lettered"].as_u64(),
+                again["duplicates"].as_u64(),
+                again["dead_letter_duplicates"].as_u64()
+            ),
+            (Some(0), Some(0), Some(records + letters), Some(letters)),
+            "the same request again: {again}"
+        );
+    }
+    drop(sink);
+    let stored = read_store(dir.path()).dead_letters;
+    let not_json = stored.iter().filter(|d| d.letter.raw == "not json").count();
+    assert_eq!((stored.len(), not_json), (3, 2), "{stored:?}");
+}
+
+/// On the embedded store, the lookups of dead letters keyed by their
+/// receipt cost no transaction space: a request of 1000 lines that are not
+/// JSON is committed in one transaction.
+#[test]
+fn a_thousand_dead_letters_without_timestamp_commit_in_one_transaction() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sink = Sink::start(dir.path(), &[]);
+    let body: Vec<String> = (0..1000).map(|i| format!("not json {i}")).collect();
+    let (status, r) = post(&sink, body.join("\n").into_bytes(), &[]);
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(
+        (r["dead_lettered"].as_u64(), r["transactions"].as_u64()),
+        (Some(1000), Some(1)),
+        "{r}"
+    );
 }

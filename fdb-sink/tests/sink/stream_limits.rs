@@ -196,3 +196,31 @@ fn serve_stdin_read_ahead_is_bounded_in_bytes_while_commits_fail() {
     );
     assert_eq!(read_store(dir.path()).dead_letters.len(), LINES);
 }
+
+/// `import` validates and commits a batch's lines 4 MiB at a time at most,
+/// as the ingest endpoint does: sixteen invalid lines of 1 MiB (one batch of
+/// 16 MiB) are committed as four chunks of four, one transaction each (the
+/// dead letter of each holds about 100 kB).
+#[test]
+fn import_commits_a_batch_in_chunks_of_four_mib() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("big.ndjson");
+    let mut input = Vec::with_capacity(17 << 20);
+    for i in 0..16u8 {
+        input.extend_from_slice(&vec![b'a' + i; 1 << 20]);
+        input.push(b'\n');
+    }
+    std::fs::write(&file, input).expect("write");
+    let store = format!("embedded:{}", dir.path().join("s").display());
+    let out = crate::harness::cli(&["import", "--store", &store, file.to_str().expect("utf8")]);
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("summary");
+    assert_eq!(
+        (
+            summary["received"].as_u64(),
+            summary["dead_lettered"].as_u64(),
+            summary["transactions"].as_u64()
+        ),
+        (Some(16), Some(16), Some(4)),
+        "{summary}"
+    );
+}
