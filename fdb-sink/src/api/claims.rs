@@ -172,7 +172,9 @@ pub fn release_cost(keys: &Keys, tenant: &str, session: &str, paths: &[String]) 
 
 fn too_large(what: &str, paths: usize, cost: usize) -> ApiError {
     ApiError::PayloadTooLarge(format!(
-        "this {what} of {paths} paths would take about {cost} bytes in one store transaction,          over the API's limit of {} (FoundationDB refuses transactions over 10 MB): send          fewer or shorter paths per request",
+        "this {what} of {paths} paths would take about {cost} bytes in one store transaction, \
+         over the API's limit of {} (FoundationDB refuses transactions over 10 MB): send \
+         fewer or shorter paths per request",
         super::txn_size::MAX_REQUEST_BYTES
     ))
 }
