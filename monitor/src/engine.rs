@@ -79,10 +79,9 @@ pub struct Engine {
     /// every poll interval, and watched and reported once readable.
     unreadable: PathSet,
     pending_from: Option<(RelPath, usize, Instant)>,
-    /// The rename handled last, if nothing came after it: (from, to, inode
-    /// of what was moved). An exchange of two names (`RENAME_EXCHANGE`)
-    /// arrives as `a → b` then at once `b → a`.
-    last_move: Option<(RelPath, RelPath, Option<u64>)>,
+    /// The rename handled last, if nothing came after it. An exchange of
+    /// two names (`RENAME_EXCHANGE`) arrives as `a → b` then at once `b → a`.
+    last_move: Option<LastMove>,
     self_opens: HashMap<RelPath, u32>,
     stop: Arc<ShutdownRequest>,
     /// Kernel events read but not yet handled (reused buffer).
@@ -127,6 +126,16 @@ struct Scanned {
     at: Instant,
     size: Option<u64>,
     checksum: Option<String>,
+}
+
+/// A rename just handled, kept to recognise the second half of an exchange.
+struct LastMove {
+    from: RelPath,
+    to: RelPath,
+    /// The inode of what was moved.
+    ino: Option<u64>,
+    /// Whether `to` held another entry of the index before the move.
+    replaced: bool,
 }
 
 /// Places watches while a scan walks the tree.
@@ -711,9 +720,9 @@ impl Engine {
                 } if *c == cookie => {
                     let dir = *dir;
                     let to = path.clone();
-                    if let Some((a, b, ino)) = self.last_move.take() {
-                        if from == b && to == a && self.is_exchange(&a, &b, ino) {
-                            self.exchanged(a, b, now);
+                    if let Some(last) = self.last_move.take() {
+                        if from == last.to && to == last.from && self.is_exchange(&last) {
+                            self.exchanged(last.from, last.to, now);
                             return Ok(());
                         }
                     }
@@ -725,8 +734,18 @@ impl Engine {
                         .map(|e| e.ino)
                         .filter(|i| *i != 0)
                         .or_else(|| self.lstat(&to).map(|e| e.ino));
+                    // Whether the new name was known to hold another entry.
+                    let replaced = self
+                        .index
+                        .get(&to)
+                        .is_some_and(|e| ino.is_none_or(|i| e.ino != i));
                     self.moved(from.clone(), to.clone(), dir, now);
-                    self.last_move = Some((from, to.clone(), ino));
+                    self.last_move = Some(LastMove {
+                        from,
+                        to,
+                        ino,
+                        replaced,
+                    });
                     return Ok(());
                 }
                 _ => self.moved_out(from, now),
@@ -940,16 +959,24 @@ impl Engine {
     }
 
     /// Whether `b → a` right after `a → b` is the second half of an
-    /// exchange: what was moved to `b` is still there, and `a` holds
-    /// something else (after a plain `mv a b; mv b a`, `b` is gone or is
-    /// another file; when the same entry keeps being renamed back and forth
-    /// faster than the monitor reads, it is at one of the names, never at
-    /// both).
-    fn is_exchange(&self, a: &[u8], b: &[u8], moved_ino: Option<u64>) -> bool {
-        moved_ino.is_some_and(|ino| {
-            self.lstat(b).is_some_and(|e| e.ino == ino)
-                && self.lstat(a).is_some_and(|e| e.ino != ino)
-        })
+    /// exchange. What was moved to `b` must still be there (after a plain
+    /// `mv a b; mv b a`, `b` is gone or is another file), and `a` must hold
+    /// something else, or, when `a` is already gone again (an exchange
+    /// followed at once by the removal of the old copy), `b` must have held
+    /// another known entry before. The same entry renamed back and forth
+    /// faster than the monitor reads (`mv lib aside; mv aside lib` in a
+    /// loop) is at one of the names only, and `aside` was never known.
+    fn is_exchange(&self, last: &LastMove) -> bool {
+        let Some(ino) = last.ino else {
+            return false;
+        };
+        if self.lstat(&last.to).is_none_or(|e| e.ino != ino) {
+            return false;
+        }
+        match self.lstat(&last.from) {
+            Some(e) => e.ino != ino,
+            None => last.replaced,
+        }
     }
 
     /// `a` and `b` swapped places. `move a → b` is already queued; `a` now
@@ -965,7 +992,16 @@ impl Engine {
         if let Some(w) = self.watcher.as_mut() {
             w.unwatch_subtree(&a);
         }
-        self.moved_in(a, now);
+        match self.index.get(&b).copied() {
+            // Already removed (the old copy of an atomic replace, deleted at
+            // once): it held what `b` held, which the index still records
+            // (the move to `b` is not written yet). Its delete follows.
+            Some(old) if self.lstat(&a).is_none() => {
+                self.co
+                    .create(a, old.kind == Kind::Dir, Some(old), false, now);
+            }
+            _ => self.moved_in(a, now),
+        }
         if !self.ignored(&b) && self.lstat(&b).is_some_and(|e| e.kind == Kind::Dir) {
             let snap = self.watch_and_scan(&b, false);
             self.co.reconcile(b, snap, false, now);

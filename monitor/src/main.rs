@@ -24,16 +24,49 @@ fn one_line(e: &clap::Error) -> String {
 /// `RUST_LOG` (default `info`). notify's inotify thread warns "Unable to
 /// remove the path from the watches" for every watched directory deleted
 /// (it acts on both the parent's event and the directory's own), which is
-/// no fault: its warnings are kept quiet unless `RUST_LOG` names notify.
+/// no fault: its messages below error are left out unless a directive
+/// names notify.
 fn log_filter(spec: Option<String>) -> tracing_subscriber::EnvFilter {
-    let spec = spec.filter(|s| !s.trim().is_empty());
-    let mut directives = spec.unwrap_or_else(|| "info".to_owned());
-    if !directives.contains("notify") {
-        directives.push_str(",notify::inotify=error");
-    }
-    tracing_subscriber::EnvFilter::try_new(&directives)
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new("info,notify::inotify=error"))
+    tracing_subscriber::EnvFilter::try_new(log_directives(spec.as_deref()))
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(log_directives(None)))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+}
+
+/// The directives [`log_filter`] uses for `spec`: `notify::inotify=error`
+/// is added unless a directive's target is `notify` or below it, or
+/// nothing is logged by default anyway (`off`, `error`).
+fn log_directives(spec: Option<&str>) -> String {
+    let spec = spec
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("info");
+    let mut names_notify = false;
+    let mut quiet = false;
+    for d in spec.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        // `target[span{field=value}]=level`, a bare level, or a bare target.
+        let target = d.split(['[', '=']).next().unwrap_or_default().trim();
+        if !d.contains('=') && !d.contains('[') {
+            match target.to_ascii_lowercase().as_str() {
+                "off" | "error" => {
+                    quiet = true;
+                    continue;
+                }
+                "warn" | "info" | "debug" | "trace" => {
+                    quiet = false;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        if target == "notify" || target.starts_with("notify::") {
+            names_notify = true;
+        }
+    }
+    if names_notify || quiet {
+        spec.to_owned()
+    } else {
+        format!("{spec},notify::inotify=error")
+    }
 }
 
 fn main() -> ExitCode {
@@ -87,6 +120,39 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "file-monitor failed");
             ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_directives;
+
+    #[test]
+    fn notify_messages_below_error_are_left_out_unless_a_directive_names_notify() {
+        for (spec, want) in [
+            (None, "info,notify::inotify=error"),
+            (Some(""), "info,notify::inotify=error"),
+            (Some("debug"), "debug,notify::inotify=error"),
+            (
+                Some("file_monitor::notifying=debug"),
+                "file_monitor::notifying=debug,notify::inotify=error",
+            ),
+            (
+                Some("info,notifyish=debug"),
+                "info,notifyish=debug,notify::inotify=error",
+            ),
+            (Some("info,notify=debug"), "info,notify=debug"),
+            (Some("notify::inotify=warn"), "notify::inotify=warn"),
+            (Some("info, notify"), "info, notify"),
+            (Some("notify[watch]=trace"), "notify[watch]=trace"),
+            (Some("off"), "off"),
+            (Some("OFF"), "OFF"),
+            (Some("error"), "error"),
+            (Some("off,monitor=debug"), "off,monitor=debug"),
+            (Some("off,debug"), "off,debug,notify::inotify=error"),
+        ] {
+            assert_eq!(log_directives(spec), want, "RUST_LOG={spec:?}");
         }
     }
 }

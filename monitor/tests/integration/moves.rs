@@ -533,3 +533,53 @@ fn a_directory_renamed_back_and_forth_is_not_taken_for_an_exchange() {
         assert_seq_contiguous(&evs);
     }
 }
+
+/// An atomic replace by exchange: the new version is written under a
+/// temporary name, exchanged with the current one, and the old version,
+/// now at the temporary name, removed at once (before the monitor reads
+/// the exchange). The current name, which holds the new version, stays in
+/// the stream: a file replacing a file, a directory a directory, and a
+/// directory a file.
+#[test]
+fn an_exchange_followed_by_removing_the_old_copy_keeps_the_current_name() {
+    const ROUNDS: usize = 4;
+    let d = tempdir();
+    let root = d.path();
+    sh(
+        root,
+        "echo old > cur && mkdir -p dcur/x && echo old > dcur/x/o && \
+         for i in 0 1 2 3; do echo old > fcur$i; done",
+    );
+    let start = disk_tree(root, &[]);
+    let m = Monitor::start(root, &["--checksum=sha256"]);
+    for i in 0..ROUNDS {
+        std::fs::write(root.join(".tmp"), format!("new {i}")).unwrap();
+        sh(
+            root,
+            &format!(
+                "mkdir -p .dtmp/y{i} .ftmp/z{i} && echo n > .dtmp/y{i}/n && echo n > .ftmp/z{i}/n"
+            ),
+        );
+        let disk = disk_tree(root, &[]);
+        m.wait_for(&format!("the new versions {i}"), |e| {
+            replay(&start, e) == disk
+        });
+        let fcur = format!("fcur{i}");
+        for (tmp, cur) in [(".tmp", "cur"), (".dtmp", "dcur"), (".ftmp", fcur.as_str())] {
+            exchange(&root.join(tmp), &root.join(cur));
+            let old = root.join(tmp);
+            if old.is_dir() {
+                std::fs::remove_dir_all(&old).unwrap();
+            } else {
+                std::fs::remove_file(&old).unwrap();
+            }
+        }
+        let disk = disk_tree(root, &[]);
+        m.wait_for(&format!("the replacements {i}"), |e| {
+            replay(&start, e) == disk
+        });
+    }
+    let evs = m.settle(Duration::from_millis(300));
+    assert_trees_equal(&replay(&start, &evs), &disk_tree(root, &[]));
+    assert_seq_contiguous(&evs);
+}
