@@ -436,6 +436,42 @@ fn an_exchange_right_after_a_rename_onto_the_name_creates_nothing_below_it() {
     );
 }
 
+/// `lib/` with 1600 directories of one file each: enough that scanning (and
+/// watching) it takes a while.
+fn lib_tree(root: &std::path::Path) {
+    sh(
+        root,
+        "mkdir lib && cd lib && for p in $(seq 1 40); do for s in $(seq 1 40); do \
+         mkdir -p p$p/s$s; echo $s > p$p/s$s/f; done; done",
+    );
+}
+
+/// Once `m` settles, its stream is `moves` move lines and nothing else, and
+/// replaying it on `start` gives the disk.
+fn assert_only_moves(
+    backend: &str,
+    m: &Monitor,
+    root: &std::path::Path,
+    start: &Tree,
+    moves: usize,
+) {
+    let evs = m.settle(Duration::from_millis(500));
+    let other: Vec<String> = evs
+        .iter()
+        .filter(|e| e.event_type != file_event::EventType::Move)
+        .map(short)
+        .collect();
+    assert!(
+        other.is_empty(),
+        "{backend}: more than moves: {} lines, e.g. {:?}",
+        other.len(),
+        &other[..other.len().min(8)]
+    );
+    assert_eq!(evs.len(), moves, "{backend}: {:?}", summary(&evs));
+    assert_trees_equal(&replay(start, &evs), &disk_tree(root, &[]));
+    assert_seq_contiguous(&evs);
+}
+
 /// `mv node_modules nm && mv nm node_modules` (or a tool moving a tree
 /// aside and back): the monitor scans the tree under the first name, and it
 /// leaves that name while it is being read. What lay below it is not
@@ -447,12 +483,7 @@ fn a_directory_moved_on_while_it_is_scanned_keeps_its_files() {
     for backend in ["--backend=inotify", "--backend=notify"] {
         let d = tempdir();
         let root = d.path();
-        // Enough directories that scanning (and watching) them takes a while.
-        sh(
-            root,
-            "mkdir lib && cd lib && for p in $(seq 1 40); do for s in $(seq 1 40); do \
-             mkdir -p p$p/s$s; echo $s > p$p/s$s/f; done; done",
-        );
+        lib_tree(root);
         let start = disk_tree(root, &[]);
         let m = Monitor::start(root, &[backend]);
         for (round, gap) in ["0", "0.002", "0.005", "0.01", "0.02", "0.05"]
@@ -470,21 +501,7 @@ fn a_directory_moved_on_while_it_is_scanned_keeps_its_files() {
                     > round
             });
         }
-        let evs = m.settle(Duration::from_millis(500));
-        let other: Vec<String> = evs
-            .iter()
-            .filter(|e| e.event_type != file_event::EventType::Move)
-            .map(short)
-            .collect();
-        assert!(
-            other.is_empty(),
-            "{backend}: more than moves: {} lines, e.g. {:?}",
-            other.len(),
-            &other[..other.len().min(8)]
-        );
-        assert_eq!(evs.len(), 12, "{backend}: {:?}", summary(&evs));
-        assert_trees_equal(&replay(&start, &evs), &disk_tree(root, &[]));
-        assert_seq_contiguous(&evs);
+        assert_only_moves(backend, &m, root, &start, 12);
     }
 }
 
@@ -499,11 +516,7 @@ fn a_directory_renamed_back_and_forth_is_not_taken_for_an_exchange() {
     for backend in ["--backend=inotify", "--backend=notify"] {
         let d = tempdir();
         let root = d.path();
-        sh(
-            root,
-            "mkdir lib && cd lib && for p in $(seq 1 40); do for s in $(seq 1 40); do \
-             mkdir -p p$p/s$s; echo $s > p$p/s$s/f; done; done",
-        );
+        lib_tree(root);
         let start = disk_tree(root, &[]);
         let m = Monitor::start(root, &[backend]);
         sh(
@@ -516,21 +529,7 @@ fn a_directory_renamed_back_and_forth_is_not_taken_for_an_exchange() {
                 .count()
                 >= 6
         });
-        let evs = m.settle(Duration::from_millis(500));
-        let other: Vec<String> = evs
-            .iter()
-            .filter(|e| e.event_type != file_event::EventType::Move)
-            .map(short)
-            .collect();
-        assert!(
-            other.is_empty(),
-            "{backend}: more than moves: {} lines, e.g. {:?}",
-            other.len(),
-            &other[..other.len().min(8)]
-        );
-        assert_eq!(evs.len(), 12, "{backend}: {:?}", summary(&evs));
-        assert_trees_equal(&replay(&start, &evs), &disk_tree(root, &[]));
-        assert_seq_contiguous(&evs);
+        assert_only_moves(backend, &m, root, &start, 12);
     }
 }
 
