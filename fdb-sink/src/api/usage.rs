@@ -588,8 +588,11 @@ mod tests {
         assert_eq!(claims_counted(&store, &keys), (2, 2));
     }
 
+    use crate::api::txn_size as size;
+
     /// Tallies a transaction's size as FoundationDB counts it, from the
-    /// operations it runs: mutations and read and write conflict ranges.
+    /// operations it runs: mutations and read and write conflict ranges
+    /// (each operation priced as [`size`] prices it).
     struct Metered<'a> {
         txn: &'a mut dyn Txn,
         bytes: usize,
@@ -597,7 +600,7 @@ mod tests {
 
     impl crate::store::ReadTxn for Metered<'_> {
         fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-            self.bytes += 2 * key.len() + 1;
+            self.bytes += size::read(key.len());
             self.txn.get(key)
         }
         fn get_range(
@@ -607,18 +610,18 @@ mod tests {
             limit: usize,
             reverse: bool,
         ) -> Result<Vec<crate::store::Kv>, StoreError> {
-            self.bytes += begin.len() + end.len();
+            self.bytes += size::read_range(begin.len(), end.len());
             self.txn.get_range(begin, end, limit, reverse)
         }
     }
 
     impl Txn for Metered<'_> {
         fn set(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
-            self.bytes += key.len() + value.len() + 2 * key.len() + 1;
+            self.bytes += size::set(key.len(), value.len());
             self.txn.set(key, value)
         }
         fn clear(&mut self, key: &[u8]) -> Result<(), StoreError> {
-            self.bytes += 2 * (2 * key.len() + 1);
+            self.bytes += size::clear(key.len());
             self.txn.clear(key)
         }
         fn clear_range(&mut self, begin: &[u8], end: &[u8]) -> Result<(), StoreError> {
@@ -626,15 +629,15 @@ mod tests {
             self.txn.clear_range(begin, end)
         }
         fn atomic_add(&mut self, key: &[u8], delta: i64) -> Result<(), StoreError> {
-            self.bytes += key.len() + 8 + 2 * key.len() + 1;
+            self.bytes += size::add(key.len());
             self.txn.atomic_add(key, delta)
         }
         fn atomic_max(&mut self, key: &[u8], value: u64) -> Result<(), StoreError> {
-            self.bytes += key.len() + 8 + 2 * key.len() + 1;
+            self.bytes += size::add(key.len());
             self.txn.atomic_max(key, value)
         }
         fn atomic_min(&mut self, key: &[u8], value: u64) -> Result<(), StoreError> {
-            self.bytes += key.len() + 8 + 2 * key.len() + 1;
+            self.bytes += size::add(key.len());
             self.txn.atomic_min(key, value)
         }
         fn written_bytes(&self) -> usize {
