@@ -1358,6 +1358,28 @@ mod tests {
         assert!(guard_trips(u64::MAX, u64::MAX));
     }
 
+    /// Stores `rows` (key, JSON value) in one transaction.
+    fn set_rows(store: &EmbeddedStore, rows: &[(Vec<u8>, String)]) {
+        store
+            .transact(|t| {
+                for (k, v) in rows {
+                    t.set(k, v.as_bytes())?;
+                }
+                Ok(())
+            })
+            .expect("seed");
+    }
+
+    /// Retention of what is older than 90 days before `now_ns`.
+    fn older_than_90_days(now_ns: i64) -> RetentionOptions {
+        RetentionOptions {
+            cutoff_ns: now_ns - 90 * 86_400_000_000_000,
+            dry_run: false,
+            batch_records: 10,
+            allow_removing_all: false,
+        }
+    }
+
     #[test]
     fn a_claim_or_heartbeat_made_during_the_run_is_kept() {
         let dir = tempfile::tempdir().expect("dir");
@@ -1378,14 +1400,7 @@ mod tests {
             ),
         ];
         let inner = EmbeddedStore::open(dir.path()).expect("open");
-        inner
-            .transact(|t| {
-                for (k, v) in &old {
-                    t.set(k, v.as_bytes())?;
-                }
-                Ok(())
-            })
-            .expect("seed");
+        set_rows(&inner, &old);
         // After retention read them, agent a1 sends a heartbeat and another
         // session claims src/x.rs, each just before the transaction that
         // removes stale rows of its kind. With no sessions, the write
@@ -1403,13 +1418,7 @@ mod tests {
                 Some(vec![fresh[1].clone()]),
             ],
         );
-        let opts = RetentionOptions {
-            cutoff_ns: now - 90 * day,
-            dry_run: false,
-            batch_records: 10,
-            allow_removing_all: false,
-        };
-        let r = run(&store, &keys, opts, &mut |_| {}).expect("run");
+        let r = run(&store, &keys, older_than_90_days(now), &mut |_| {}).expect("run");
         assert_eq!((r.agents_removed, r.claims_removed), (1, 1), "{r:?}");
         for (k, v) in &fresh {
             let got = store.inner.read(|t| t.get(k)).expect("read");
@@ -1435,21 +1444,8 @@ mod tests {
             (keys.claim("t", "b"), v("expires_ns", now + day)),
             (keys.claim("t", "c"), "not json".to_owned()),
         ];
-        store
-            .transact(|t| {
-                for (k, v) in &rows {
-                    t.set(k, v.as_bytes())?;
-                }
-                Ok(())
-            })
-            .expect("seed");
-        let opts = RetentionOptions {
-            cutoff_ns: now - 90 * day,
-            dry_run: false,
-            batch_records: 10,
-            allow_removing_all: false,
-        };
-        let r = run(&store, &keys, opts, &mut |_| {}).expect("run");
+        set_rows(&store, &rows);
+        let r = run(&store, &keys, older_than_90_days(now), &mut |_| {}).expect("run");
         assert_eq!((r.agents_removed, r.claims_removed), (1, 1));
         let left = |range: crate::keys::KeyRange| {
             store
@@ -1481,21 +1477,8 @@ mod tests {
             ),
             (keys.agent("t", "stopped"), row(now - 100 * day, 0)),
         ];
-        store
-            .transact(|t| {
-                for (k, v) in &rows {
-                    t.set(k, v.as_bytes())?;
-                }
-                Ok(())
-            })
-            .expect("seed");
-        let opts = RetentionOptions {
-            cutoff_ns: now - 90 * day,
-            dry_run: false,
-            batch_records: 10,
-            allow_removing_all: false,
-        };
-        let r = run(&store, &keys, opts, &mut |_| {}).expect("run");
+        set_rows(&store, &rows);
+        let r = run(&store, &keys, older_than_90_days(now), &mut |_| {}).expect("run");
         assert_eq!(r.agents_removed, 2, "{r:?}");
         let left = store
             .read(|t| t.get(&keys.agent("t", "claiming")))
