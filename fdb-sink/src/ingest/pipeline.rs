@@ -468,20 +468,25 @@ mod tests {
     use crate::store::conformance::event_line;
     use crate::store::embedded::EmbeddedStore;
 
+    /// An exclusive embedded store (dead letters looked up one at a time)
+    /// and a shared one (looked up with the chunk, as on FoundationDB), and
+    /// the directories that hold them.
+    fn both_write_paths() -> ([tempfile::TempDir; 2], [Arc<dyn Store>; 2]) {
+        use crate::store::conformance::Shared;
+        let dirs = [0, 1].map(|_| tempfile::tempdir().expect("tempdir"));
+        let stores: [Arc<dyn Store>; 2] = [
+            Arc::new(EmbeddedStore::open(dirs[0].path()).expect("open")),
+            Arc::new(Shared(EmbeddedStore::open(dirs[1].path()).expect("open"))),
+        ];
+        (dirs, stores)
+    }
+
     /// Dead letters of a redelivered batch are found stored (looked up one
     /// at a time on the exclusive embedded store, with the chunk on a shared
     /// store) and counted as duplicates; repeated lines each keep a row.
     #[test]
     fn redelivered_dead_letters_are_duplicates_on_both_write_paths() {
-        use crate::store::conformance::Shared;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let shared_dir = tempfile::tempdir().expect("tempdir");
-        let stores: [Arc<dyn Store>; 2] = [
-            Arc::new(EmbeddedStore::open(dir.path()).expect("open")),
-            Arc::new(Shared(
-                EmbeddedStore::open(shared_dir.path()).expect("open"),
-            )),
-        ];
+        let (_dirs, stores) = both_write_paths();
         let monitor = uuid::Uuid::new_v4().to_string();
         let mut owned: Vec<String> = (0..3000)
             .map(|i| {
@@ -527,16 +532,8 @@ mod tests {
     #[test]
     fn dead_letters_keyed_by_receipt_are_found_again_within_a_day_on_both_write_paths() {
         use crate::ingest::grouping::Validator;
-        use crate::store::conformance::Shared;
         const HOUR: i64 = crate::record::RECEIPT_BUCKET_NS;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let shared_dir = tempfile::tempdir().expect("tempdir");
-        let stores: [Arc<dyn Store>; 2] = [
-            Arc::new(EmbeddedStore::open(dir.path()).expect("open")),
-            Arc::new(Shared(
-                EmbeddedStore::open(shared_dir.path()).expect("open"),
-            )),
-        ];
+        let (_dirs, stores) = both_write_paths();
         let keys = Keys::default();
         // Not JSON, no timestamp, the same line twice, then groups.
         let owned: Vec<String> = ["garbage".to_owned(), "{}".to_owned(), "{}".to_owned()]
