@@ -551,19 +551,26 @@ mod tests {
             .expect("read")
     }
 
+    /// A new embedded store, the keys, and limits of `max_claims` claims
+    /// (10 agents, a 60 s agent TTL); the directory lives as long as the
+    /// first element.
+    fn fixture(max_claims: u64) -> (tempfile::TempDir, EmbeddedStore, Keys, Limits) {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = EmbeddedStore::open(dir.path()).expect("store");
+        let limits = Limits {
+            max_agents: 10,
+            max_claims,
+            agent_ttl: Duration::from_secs(60),
+        };
+        (dir, store, Keys::default(), limits)
+    }
+
     /// Claim rows removed behind the API's back (retention) leave entries
     /// that are dropped once expired: they never hold a place for good,
     /// and the count always equals the entries.
     #[test]
     fn entries_of_rows_removed_by_retention_are_dropped_once_expired() {
-        let dir = tempfile::tempdir().expect("dir");
-        let store = EmbeddedStore::open(dir.path()).expect("store");
-        let keys = Keys::default();
-        let limits = Limits {
-            max_agents: 10,
-            max_claims: 2,
-            agent_ttl: Duration::from_secs(60),
-        };
+        let (_dir, store, keys, limits) = fixture(2);
         claim(&store, &keys, &limits, &["a", "b"], 1).expect("granted");
         assert_eq!(claims_counted(&store, &keys), (2, 2));
         store
@@ -688,14 +695,7 @@ mod tests {
     /// transaction stays under the limit, and the next claims clean the rest.
     #[test]
     fn cleaning_fits_in_a_foundationdb_transaction() {
-        let dir = tempfile::tempdir().expect("dir");
-        let store = EmbeddedStore::open(dir.path()).expect("store");
-        let keys = Keys::default();
-        let limits = Limits {
-            max_agents: 10,
-            max_claims: 10_000,
-            agent_ttl: Duration::from_secs(60),
-        };
+        let (_dir, store, keys, limits) = fixture(10_000);
         for batch in 0..5 {
             let (r, bytes) = metered_claim(
                 &store,
@@ -731,14 +731,7 @@ mod tests {
     /// fits.
     #[test]
     fn a_claim_too_large_for_one_transaction_is_refused() {
-        let dir = tempfile::tempdir().expect("dir");
-        let store = EmbeddedStore::open(dir.path()).expect("store");
-        let keys = Keys::default();
-        let limits = Limits {
-            max_agents: 10,
-            max_claims: 10_000,
-            agent_ttl: Duration::from_secs(60),
-        };
+        let (_dir, store, keys, limits) = fixture(10_000);
         let (r, _) = metered_claim(&store, &keys, &limits, &long_paths(0, 1000, 4000), 60);
         match r {
             Err(e @ ApiError::PayloadTooLarge(_)) => {
