@@ -522,21 +522,8 @@ mod tests {
         paths: &[&str],
         ttl_seconds: u64,
     ) -> Result<(), ApiError> {
-        let caller = Caller {
-            tenant: "t".into(),
-            user: "alice".into(),
-            role: Role::User,
-        };
-        let req = ClaimRequest {
-            session_id: "s".into(),
-            agent_type: "x".into(),
-            paths: paths.iter().map(|p| p.to_string()).collect(),
-            ttl_seconds,
-        };
-        store
-            .transact(|txn| claim_in(txn, keys, &caller, &req, &req.paths, limits))
-            .expect("store")
-            .map(|_| ())
+        let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+        metered_claim(store, keys, limits, &paths, ttl_seconds).0
     }
 
     fn claims_counted(store: &EmbeddedStore, keys: &Keys) -> (i64, usize) {
@@ -652,8 +639,8 @@ mod tests {
         }
     }
 
-    /// A claim as [`claim`], with its transaction's size by FoundationDB's
-    /// count.
+    /// Session "s" of user "alice" claims `paths` in tenant "t"; returns the
+    /// answer and the transaction's size by FoundationDB's count.
     fn metered_claim(
         store: &EmbeddedStore,
         keys: &Keys,
