@@ -9,7 +9,8 @@
 //! an fsync per commit, this turns N concurrent batches into one fsync.
 //! Each batch is still answered only after the commit that holds it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,6 +31,9 @@ pub struct Ingestor {
     opts: WriteOptions,
     metrics: Metrics,
     group: Option<Mutex<SyncSender<Job>>>,
+    /// Batches being validated or committed now: with group commit, the
+    /// only batch in progress is cut into chunks of [`LONE_CHUNK_LINES`].
+    active: AtomicUsize,
     /// Records received this long past the end of their UTC day are counted
     /// and logged as late ([`Ingestor::with_late_after`]).
     late_after_ns: Option<i64>,
@@ -41,6 +45,9 @@ struct Job {
     /// Gets the items back (so that they are freed by the caller, not by the
     /// one writer thread) with the outcome.
     reply: SyncSender<(Vec<Item>, Result<WriteSummary, StoreError>)>,
+    /// Set by the writer when a chunk of the job's batch failed: the batch
+    /// is answered with that error, so its later chunks are not written.
+    batch_failed: Arc<AtomicBool>,
 }
 
 fn job_bytes(j: &Job, store: &dyn Store) -> usize {
@@ -50,14 +57,25 @@ fn job_bytes(j: &Job, store: &dyn Store) -> usize {
 /// The group-commit writer: takes every waiting batch (up to `max_bytes`),
 /// commits them in one transaction, and answers each.
 fn group_writer(store: Arc<dyn Store>, keys: Keys, rx: Receiver<Job>, max_bytes: usize) {
+    let take = |j: Job| {
+        if j.batch_failed.load(Ordering::Relaxed) {
+            let _ = j.reply.send((j.items, Err(earlier_chunk_failed())));
+            None
+        } else {
+            Some(j)
+        }
+    };
     while let Ok(first) = rx.recv() {
+        let Some(first) = take(first) else { continue };
         let mut bytes = job_bytes(&first, store.as_ref());
         let mut jobs = vec![first];
         while bytes < max_bytes {
             match rx.try_recv() {
                 Ok(j) => {
-                    bytes += job_bytes(&j, store.as_ref());
-                    jobs.push(j);
+                    if let Some(j) = take(j) {
+                        bytes += job_bytes(&j, store.as_ref());
+                        jobs.push(j);
+                    }
                 }
                 Err(_) => break,
             }
@@ -74,6 +92,11 @@ fn group_writer(store: Arc<dyn Store>, keys: Keys, rx: Receiver<Job>, max_bytes:
                 }
             }
             Err(e) => {
+                // Marked before any answer: a later chunk of the same batch,
+                // queued already, is then not written.
+                for j in &jobs {
+                    j.batch_failed.store(true, Ordering::Relaxed);
+                }
                 // The first batch gets the error itself, the others a copy.
                 let mut jobs = jobs.into_iter();
                 let first = jobs.next();
@@ -86,6 +109,49 @@ fn group_writer(store: Arc<dyn Store>, keys: Keys, rx: Receiver<Job>, max_bytes:
             }
         }
     }
+}
+
+fn earlier_chunk_failed() -> StoreError {
+    StoreError::Internal("an earlier part of the batch failed to commit".into())
+}
+
+/// Counts a batch in [`Ingestor::active`] while it lives.
+struct Active<'a>(&'a AtomicUsize);
+
+impl<'a> Active<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Active(count)
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A chunk handed to [`Ingestor::submit`]: written, or waiting for the
+/// group-commit writer's answer.
+enum Submitted {
+    Done(Vec<Item>, Result<WriteSummary, StoreError>),
+    Queued(Receiver<(Vec<Item>, Result<WriteSummary, StoreError>)>),
+}
+
+impl Submitted {
+    /// The items back, with the outcome of their commit.
+    fn wait(self) -> (Vec<Item>, Result<WriteSummary, StoreError>) {
+        match self {
+            Submitted::Done(items, r) => (items, r),
+            Submitted::Queued(answer) => answer
+                .recv()
+                .unwrap_or_else(|_| (Vec::new(), Err(writer_stopped()))),
+        }
+    }
+}
+
+fn writer_stopped() -> StoreError {
+    StoreError::Internal("group-commit writer stopped".into())
 }
 
 /// What one batch did; the body of a 200 answer.
@@ -215,6 +281,7 @@ impl Ingestor {
             opts,
             metrics,
             group: None,
+            active: AtomicUsize::new(0),
             late_after_ns: None,
         }
     }
@@ -247,7 +314,9 @@ impl Ingestor {
         self
     }
 
-    fn write(&self, items: Vec<Item>) -> (Vec<Item>, Result<WriteSummary, StoreError>) {
+    /// Hands `items` to the group-commit writer, or writes them at once
+    /// (no group commit, or a chunk above the transaction target).
+    fn submit(&self, items: Vec<Item>, batch_failed: &Arc<AtomicBool>) -> Submitted {
         let sender = self
             .group
             .as_ref()
@@ -261,16 +330,18 @@ impl Ingestor {
             > self.opts.target_txn_bytes;
         let Some(sender) = sender.filter(|_| !big) else {
             let r = audit::write_items(self.store.as_ref(), &self.keys, &items, self.opts);
-            return (items, r);
+            return Submitted::Done(items, r);
         };
         let (reply, answer) = mpsc::sync_channel(1);
-        let stopped = || StoreError::Internal("group-commit writer stopped".into());
-        if let Err(mpsc::SendError(job)) = sender.send(Job { items, reply }) {
-            return (job.items, Err(stopped()));
+        let job = Job {
+            items,
+            reply,
+            batch_failed: batch_failed.clone(),
+        };
+        match sender.send(job) {
+            Ok(()) => Submitted::Queued(answer),
+            Err(mpsc::SendError(job)) => Submitted::Done(job.items, Err(writer_stopped())),
         }
-        answer
-            .recv()
-            .unwrap_or_else(|_| (Vec::new(), Err(stopped())))
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -356,17 +427,23 @@ impl Ingestor {
         size: impl Fn(&T) -> usize,
         mut push: impl FnMut(&mut Validator<'_>, T, &mut Vec<Item>),
     ) -> Result<BatchSummary, StoreError> {
+        let _active = Active::enter(&self.active);
         let mut validator = Validator::new(&self.keys, now_ns(), request);
         let mut lines = lines.peekable();
         let mut done = false;
-        let chunks = std::iter::from_fn(|| {
+        let next_chunk = |lone: bool| {
             if done {
                 return None;
             }
             let mut items = Vec::new();
             let mut n = 0u64;
             let mut bytes = 0usize;
-            while n < CHUNK_LINES as u64 && bytes < CHUNK_BYTES {
+            let (max_lines, max_bytes) = if lone {
+                (LONE_CHUNK_LINES, CHUNK_BYTES / CHUNKS_IN_FLIGHT)
+            } else {
+                (CHUNK_LINES, CHUNK_BYTES)
+            };
+            while n < max_lines as u64 && bytes < max_bytes {
                 let Some(l) = lines.next() else { break };
                 bytes += size(&l);
                 push(&mut validator, l, &mut items);
@@ -377,24 +454,53 @@ impl Ingestor {
                 done = true;
             }
             (n > 0 || !items.is_empty()).then_some((n, items))
-        });
-        self.commit_chunks(chunks)
+        };
+        self.commit_chunks(next_chunk)
     }
 
-    /// Commits the chunks of one batch one after the other, and counts the
-    /// batch once. Each chunk comes with the number of lines it holds (a
-    /// group of invalid lines is one item for many lines).
+    /// Commits the chunks of one batch, and counts the batch once. Each
+    /// chunk comes with the number of lines it holds (a group of invalid
+    /// lines is one item for many lines).
+    ///
+    /// `next_chunk(lone)` validates the next chunk: of [`LONE_CHUNK_LINES`]
+    /// lines (and half of [`CHUNK_BYTES`]) when `lone`, else of
+    /// [`CHUNK_LINES`]. A batch is lone when it is the only one in progress
+    /// with group commit: its chunk is handed to the writer, otherwise idle,
+    /// and the next one validated while it commits, at most
+    /// [`CHUNKS_IN_FLIGHT`] waiting for their commit at a time. Otherwise a
+    /// chunk is taken only once the one before is committed, so that a batch
+    /// never holds more than [`CHUNK_BYTES`] of lines. The batch succeeds
+    /// once every chunk is committed; on an error, the chunks already handed
+    /// over are still waited for (and counted), and no further chunk is
+    /// taken.
     fn commit_chunks(
         &self,
-        chunks: impl Iterator<Item = (u64, Vec<Item>)>,
+        mut next_chunk: impl FnMut(bool) -> Option<(u64, Vec<Item>)>,
     ) -> Result<BatchSummary, StoreError> {
         let started = Instant::now();
         let mut total = BatchSummary::default();
         let mut late = Late::default();
-        for (lines, items) in chunks {
-            self.metrics.events_received.inc_by(lines);
-            total.received += lines;
-            let (items, result) = self.write(items);
+        let mut failed: Option<StoreError> = None;
+        let mut in_flight = VecDeque::new();
+        let batch_failed = Arc::new(AtomicBool::new(false));
+        let mut taken_all = false;
+        loop {
+            let lone = self.group.is_some() && self.active.load(Ordering::Relaxed) == 1;
+            let take = !taken_all
+                && failed.is_none()
+                && (in_flight.is_empty() || (lone && in_flight.len() < CHUNKS_IN_FLIGHT));
+            let next = if take { next_chunk(lone) } else { None };
+            taken_all |= take && next.is_none();
+            if let Some((lines, items)) = next {
+                self.metrics.events_received.inc_by(lines);
+                total.received += lines;
+                in_flight.push_back(self.submit(items, &batch_failed));
+                continue;
+            }
+            let Some(submitted) = in_flight.pop_front() else {
+                break;
+            };
+            let (items, result) = submitted.wait();
             match result {
                 Ok(s) => {
                     if let Some(after) = self.late_after_ns {
@@ -408,14 +514,19 @@ impl Ingestor {
                     total.transactions += s.transactions;
                 }
                 Err(e) => {
-                    self.metrics.store_errors.inc();
-                    self.metrics.batch(outcome::STORE_ERROR);
-                    if e.unavailable() {
-                        self.metrics.store_up.set(0);
+                    if failed.is_none() {
+                        failed = Some(e);
                     }
-                    return Err(e);
                 }
             }
+        }
+        if let Some(e) = failed {
+            self.metrics.store_errors.inc();
+            self.metrics.batch(outcome::STORE_ERROR);
+            if e.unavailable() {
+                self.metrics.store_up.set(0);
+            }
+            return Err(e);
         }
         self.metrics
             .commit_latency
@@ -454,6 +565,17 @@ impl Ingestor {
 /// [`Ingestor::ingest`]): a Vector batch of 10 MB of ordinary events is
 /// about three chunks.
 pub const CHUNK_LINES: usize = 8192;
+
+/// Lines validated and committed together at most when a batch is the only
+/// one in progress, with group commit: the writer, idle otherwise, commits
+/// one chunk while the next is validated. With other batches in progress
+/// the writer is kept busy by them, and chunks of [`CHUNK_LINES`] cost
+/// fewer commits.
+pub const LONE_CHUNK_LINES: usize = 256;
+
+/// Chunks of one batch waiting for their commit at a time (see
+/// [`Ingestor::commit_chunks`]).
+const CHUNKS_IN_FLIGHT: usize = 2;
 
 /// Bytes of lines validated and committed together at most (a chunk ends at
 /// [`CHUNK_LINES`] or here, whichever comes first): the validated records
@@ -643,5 +765,52 @@ mod tests {
             .expect("read");
         assert_eq!(n, 800);
         assert_eq!(mon.map(|m| (m.received, m.max_seq)), Some((800, 800)));
+    }
+
+    /// A batch alone in a group-commit ingestor is committed in chunks of
+    /// [`LONE_CHUNK_LINES`] (each validated while the one before commits),
+    /// every record once; without group commit it is one chunk.
+    #[test]
+    fn a_lone_batch_is_committed_in_pipelined_chunks_only_with_group_commit() {
+        let monitor = uuid::Uuid::new_v4().to_string();
+        let lines: Vec<String> = (1..=1000)
+            .map(|i| event_line(&monitor, i, "s-lone", "f"))
+            .collect();
+        let lines: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
+        for (group, transactions) in [
+            (true, 1000u64.div_ceil(LONE_CHUNK_LINES as u64)),
+            (false, 1),
+        ] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).expect("open"));
+            let mut ingestor = Ingestor::new(
+                store.clone(),
+                Keys::default(),
+                WriteOptions::default(),
+                Metrics::unregistered(),
+            );
+            if group {
+                ingestor = ingestor.with_group_commit(8_000_000);
+            }
+            let s = ingestor.ingest(&lines).expect("ingest");
+            assert_eq!(
+                (s.received, s.written, s.transactions),
+                (1000, 1000, transactions),
+                "group commit {group}"
+            );
+            let again = ingestor.ingest(&lines).expect("ingest again");
+            assert_eq!((again.written, again.duplicates), (0, 1000));
+            let keys = Keys::default();
+            let (n, mon) = store
+                .read(|t| {
+                    Ok((
+                        audit::count_in(t, &keys.audit_logs_all())?,
+                        audit::monitor(t, &keys, &monitor)?,
+                    ))
+                })
+                .expect("read");
+            assert_eq!(n, 1000);
+            assert_eq!(mon.map(|m| (m.received, m.max_seq)), Some((1000, 1000)));
+        }
     }
 }
