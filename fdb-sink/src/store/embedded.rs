@@ -297,18 +297,22 @@ impl EmbeddedStore {
         };
         f(&mut txn)?;
         let overlay = txn.overlay;
-        if overlay.is_empty() {
-            return Ok(());
-        }
-        let mut batch = fjall::OwnedWriteBatch::with_capacity(open.db.clone(), overlay.len())
-            .durability(Some(PersistMode::SyncAll));
-        for (key, value) in &overlay {
-            match value {
-                Some(value) => batch.insert(&open.kv, key.clone(), value.clone()),
-                None => batch.remove(&open.kv, key.clone()),
+        let committed = if overlay.is_empty() {
+            // Nothing to write, but the answer rests on what was read (a
+            // redelivery found stored): only true of the store's directory.
+            Ok(())
+        } else {
+            let mut batch = fjall::OwnedWriteBatch::with_capacity(open.db.clone(), overlay.len())
+                .durability(Some(PersistMode::SyncAll));
+            for (key, value) in &overlay {
+                match value {
+                    Some(value) => batch.insert(&open.kv, key.clone(), value.clone()),
+                    None => batch.remove(&open.kv, key.clone()),
+                }
             }
-        }
-        let r = match batch.commit() {
+            batch.commit()
+        };
+        let r = match committed {
             // Durable only if the files it went to are still the store's.
             Ok(()) => match self.same_directory(&open) {
                 Ok(()) => {
@@ -325,7 +329,9 @@ impl EmbeddedStore {
                 Err(convert(e))
             }
         };
-        if let Ok(mut fault) = self.write_fault.lock() {
+        // A write of nothing proves nothing about writing: it only records a fault.
+        let wrote = !overlay.is_empty() || r.is_err();
+        if let (true, Ok(mut fault)) = (wrote, self.write_fault.lock()) {
             *fault = r.as_ref().err().map(|e| match e {
                 StoreError::Unavailable { message, .. } => message.clone(),
                 other => other.to_string(),

@@ -310,6 +310,44 @@ fn a_store_directory_removed_while_serving_is_never_acknowledged_into() {
     assert!(stored.records.iter().all(|r| r.record.event.seq > 500));
 }
 
+/// A redelivery of a batch already stored, after the store directory was
+/// removed, is found in the removed files: it must not be answered as
+/// stored (200, all duplicates), since those files are gone. It gets 503,
+/// and Vector's retry stores it in the new store.
+#[test]
+fn a_redelivery_into_a_removed_store_directory_is_not_answered_as_stored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut sink = Sink::start(dir.path(), &[]);
+    sink.wait_ready(200);
+    let monitor = uuid::Uuid::new_v4().to_string();
+    let body = batch(&monitor, 0);
+    let (status, first) = post(&sink, body.clone(), &[]);
+    assert_eq!(
+        (status, first["written"].as_u64()),
+        (200, Some(500)),
+        "{first}"
+    );
+    std::fs::remove_dir_all(dir.path().join("audit.fjall")).expect("remove");
+    let (status, again) = post(&sink, body.clone(), &[]);
+    assert_eq!(
+        status, 503,
+        "the duplicates it found are in removed files: {again}"
+    );
+    assert_tells_only_to_retry(&again, dir.path());
+    let (status, retry) = post(&sink, body, &[]);
+    assert_eq!(
+        (
+            status,
+            retry["written"].as_u64(),
+            retry["duplicates"].as_u64()
+        ),
+        (200, Some(500), Some(0)),
+        "{retry}"
+    );
+    sink.stop();
+    assert_eq!(read_store(dir.path()).records.len(), 500);
+}
+
 /// Writes `count` events to a new NDJSON file in `dir`.
 fn events_file(dir: &Path, monitor: &str, first_seq: u64, count: u64) -> PathBuf {
     let input = dir.join(format!("events-{first_seq}.ndjson"));
