@@ -22,6 +22,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 if [ -f scripts/requirements-test.txt ]; then
-  python3 -m pip install -q --disable-pip-version-check -r scripts/requirements-test.txt
+  # CI runs as root in a throwaway machine: pip's warning about that is noise there.
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
+    -r scripts/requirements-test.txt
 fi
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
