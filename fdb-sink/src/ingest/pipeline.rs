@@ -87,7 +87,19 @@ fn group_writer(store: Arc<dyn Store>, keys: Keys, rx: Receiver<Job>, max_bytes:
         });
         match r {
             Ok(summaries) => {
-                for (j, s) in jobs.into_iter().zip(summaries) {
+                // Chunks of one batch in the same commit: one transaction.
+                let again: Vec<bool> = (0..jobs.len())
+                    .map(|i| {
+                        let batch = &jobs[i].batch_failed;
+                        jobs[..i]
+                            .iter()
+                            .any(|o| Arc::ptr_eq(&o.batch_failed, batch))
+                    })
+                    .collect();
+                for ((j, mut s), again) in jobs.into_iter().zip(summaries).zip(again) {
+                    if again {
+                        s.transactions = 0;
+                    }
                     let _ = j.reply.send((j.items, Ok(s)));
                 }
             }
@@ -134,15 +146,32 @@ impl Drop for Active<'_> {
 /// A chunk handed to [`Ingestor::submit`]: written, or waiting for the
 /// group-commit writer's answer.
 enum Submitted {
-    Done(Vec<Item>, Result<WriteSummary, StoreError>),
+    /// To be written by the caller when its turn comes (no group commit, or
+    /// a chunk above the transaction target): after every chunk of the
+    /// batch before it is committed, and not at all if one of them failed.
+    Direct(Vec<Item>),
     Queued(Receiver<(Vec<Item>, Result<WriteSummary, StoreError>)>),
 }
 
 impl Submitted {
-    /// The items back, with the outcome of their commit.
-    fn wait(self) -> (Vec<Item>, Result<WriteSummary, StoreError>) {
+    /// The items back, with the outcome of their commit; `failed` when an
+    /// earlier chunk of the batch failed.
+    fn wait(
+        self,
+        ingestor: &Ingestor,
+        failed: bool,
+    ) -> (Vec<Item>, Result<WriteSummary, StoreError>) {
         match self {
-            Submitted::Done(items, r) => (items, r),
+            Submitted::Direct(items) if failed => (items, Err(earlier_chunk_failed())),
+            Submitted::Direct(items) => {
+                let r = audit::write_items(
+                    ingestor.store.as_ref(),
+                    &ingestor.keys,
+                    &items,
+                    ingestor.opts,
+                );
+                (items, r)
+            }
             Submitted::Queued(answer) => answer
                 .recv()
                 .unwrap_or_else(|_| (Vec::new(), Err(writer_stopped()))),
@@ -314,8 +343,9 @@ impl Ingestor {
         self
     }
 
-    /// Hands `items` to the group-commit writer, or writes them at once
-    /// (no group commit, or a chunk above the transaction target).
+    /// Hands `items` to the group-commit writer, or keeps them to be
+    /// written by the caller (no group commit, or a chunk above the
+    /// transaction target).
     fn submit(&self, items: Vec<Item>, batch_failed: &Arc<AtomicBool>) -> Submitted {
         let sender = self
             .group
@@ -329,8 +359,7 @@ impl Ingestor {
             .sum::<usize>()
             > self.opts.target_txn_bytes;
         let Some(sender) = sender.filter(|_| !big) else {
-            let r = audit::write_items(self.store.as_ref(), &self.keys, &items, self.opts);
-            return Submitted::Done(items, r);
+            return Submitted::Direct(items);
         };
         let (reply, answer) = mpsc::sync_channel(1);
         let job = Job {
@@ -340,7 +369,7 @@ impl Ingestor {
         };
         match sender.send(job) {
             Ok(()) => Submitted::Queued(answer),
-            Err(mpsc::SendError(job)) => Submitted::Done(job.items, Err(writer_stopped())),
+            Err(mpsc::SendError(job)) => Submitted::Direct(job.items),
         }
     }
 
@@ -361,10 +390,12 @@ impl Ingestor {
     /// nothing is acknowledged; part of the batch may be stored, which is
     /// harmless since a retry stores each event once.
     ///
-    /// Lines are validated and committed [`CHUNK_LINES`] (or
-    /// [`CHUNK_BYTES`]) at a time, so that a body of many lines costs memory
-    /// for one chunk of validated records or dead letters, not for all its
-    /// lines.
+    /// Lines are validated and committed in chunks of at most
+    /// [`CHUNK_LINES`] (or [`CHUNK_BYTES`]), so that a body of many lines
+    /// costs memory for at most [`CHUNK_BYTES`] of lines' validated records
+    /// or dead letters, not for all its lines; a batch alone in progress
+    /// with group commit, in chunks of [`LONE_CHUNK_LINES`], validated while
+    /// the one before commits ([`Ingestor::commit_chunks`]).
     pub fn ingest(&self, lines: &[&[u8]]) -> Result<BatchSummary, StoreError> {
         let request = || hash_lines(lines.iter().map(|l| (l.len() as u64, *l)));
         self.ingest_lines(
@@ -374,6 +405,7 @@ impl Ingestor {
             |v, l, out| {
                 v.push(l, out);
             },
+            true,
         )
     }
 
@@ -389,13 +421,17 @@ impl Ingestor {
             |v, l, out| {
                 v.push(l, out);
             },
+            true,
         )
     }
 
     /// [`Ingestor::ingest`] for lines read from a stream (`import`, `serve
     /// --stdin`), one batch: a line over the line limit becomes a
     /// `line_too_long` dead letter. Chunks end at [`CHUNK_LINES`] or
-    /// [`CHUNK_BYTES`] of lines held, as for a request.
+    /// [`CHUNK_BYTES`] of lines held, as for a request, also when the batch
+    /// is alone: a stream's reader is the only batch in progress, and its
+    /// batches of up to [`super::grouping::STREAM_BATCH_LINES`] lines are
+    /// committed in few transactions.
     pub fn ingest_stream(&self, lines: &[Line]) -> Result<BatchSummary, StoreError> {
         let request = || {
             hash_lines(lines.iter().map(|l| match l {
@@ -414,6 +450,7 @@ impl Ingestor {
                     v.push_letter(d, out);
                 }
             },
+            false,
         )
     }
 
@@ -426,11 +463,13 @@ impl Ingestor {
         request: RequestHash<'_>,
         size: impl Fn(&T) -> usize,
         mut push: impl FnMut(&mut Validator<'_>, T, &mut Vec<Item>),
+        pipelined: bool,
     ) -> Result<BatchSummary, StoreError> {
         let _active = Active::enter(&self.active);
         let mut validator = Validator::new(&self.keys, now_ns(), request);
         let mut lines = lines.peekable();
         let mut done = false;
+        let mut lone_lines = LONE_CHUNK_LINES;
         let next_chunk = |lone: bool| {
             if done {
                 return None;
@@ -439,7 +478,9 @@ impl Ingestor {
             let mut n = 0u64;
             let mut bytes = 0usize;
             let (max_lines, max_bytes) = if lone {
-                (LONE_CHUNK_LINES, CHUNK_BYTES / CHUNKS_IN_FLIGHT)
+                let lines = lone_lines;
+                lone_lines = (lone_lines * 2).min(CHUNK_LINES);
+                (lines, CHUNK_BYTES / CHUNKS_IN_FLIGHT)
             } else {
                 (CHUNK_LINES, CHUNK_BYTES)
             };
@@ -455,27 +496,31 @@ impl Ingestor {
             }
             (n > 0 || !items.is_empty()).then_some((n, items))
         };
-        self.commit_chunks(next_chunk)
+        self.commit_chunks(next_chunk, pipelined)
     }
 
     /// Commits the chunks of one batch, and counts the batch once. Each
     /// chunk comes with the number of lines it holds (a group of invalid
     /// lines is one item for many lines).
     ///
-    /// `next_chunk(lone)` validates the next chunk: of [`LONE_CHUNK_LINES`]
-    /// lines (and half of [`CHUNK_BYTES`]) when `lone`, else of
-    /// [`CHUNK_LINES`]. A batch is lone when it is the only one in progress
+    /// `next_chunk(lone)` validates the next chunk: when `lone`, of
+    /// [`LONE_CHUNK_LINES`] lines, twice as many for each lone chunk after
+    /// it up to [`CHUNK_LINES`] (so that a large batch makes few more
+    /// commits than unpipelined), and at most half of [`CHUNK_BYTES`]; else
+    /// of [`CHUNK_LINES`]. A batch is lone when it is the only one in progress
     /// with group commit: its chunk is handed to the writer, otherwise idle,
     /// and the next one validated while it commits, at most
-    /// [`CHUNKS_IN_FLIGHT`] waiting for their commit at a time. Otherwise a
-    /// chunk is taken only once the one before is committed, so that a batch
-    /// never holds more than [`CHUNK_BYTES`] of lines. The batch succeeds
+    /// [`CHUNKS_IN_FLIGHT`] waiting for their commit at a time. Otherwise
+    /// (or while a chunk taken before it was lone waits) a chunk is taken
+    /// only once the one before is committed, so that a batch never holds
+    /// more than [`CHUNK_BYTES`] of lines. The batch succeeds
     /// once every chunk is committed; on an error, the chunks already handed
     /// over are still waited for (and counted), and no further chunk is
     /// taken.
     fn commit_chunks(
         &self,
         mut next_chunk: impl FnMut(bool) -> Option<(u64, Vec<Item>)>,
+        pipelined: bool,
     ) -> Result<BatchSummary, StoreError> {
         let started = Instant::now();
         let mut total = BatchSummary::default();
@@ -485,22 +530,26 @@ impl Ingestor {
         let batch_failed = Arc::new(AtomicBool::new(false));
         let mut taken_all = false;
         loop {
-            let lone = self.group.is_some() && self.active.load(Ordering::Relaxed) == 1;
+            let lone =
+                pipelined && self.group.is_some() && self.active.load(Ordering::Relaxed) == 1;
             let take = !taken_all
                 && failed.is_none()
-                && (in_flight.is_empty() || (lone && in_flight.len() < CHUNKS_IN_FLIGHT));
+                && (in_flight.is_empty()
+                    || (lone
+                        && in_flight.len() < CHUNKS_IN_FLIGHT
+                        && in_flight.iter().all(|(was_lone, _)| *was_lone)));
             let next = if take { next_chunk(lone) } else { None };
             taken_all |= take && next.is_none();
             if let Some((lines, items)) = next {
                 self.metrics.events_received.inc_by(lines);
                 total.received += lines;
-                in_flight.push_back(self.submit(items, &batch_failed));
+                in_flight.push_back((lone, self.submit(items, &batch_failed)));
                 continue;
             }
-            let Some(submitted) = in_flight.pop_front() else {
+            let Some((_, submitted)) = in_flight.pop_front() else {
                 break;
             };
-            let (items, result) = submitted.wait();
+            let (items, result) = submitted.wait(self, failed.is_some());
             match result {
                 Ok(s) => {
                     if let Some(after) = self.late_after_ns {
@@ -566,9 +615,10 @@ impl Ingestor {
 /// about three chunks.
 pub const CHUNK_LINES: usize = 8192;
 
-/// Lines validated and committed together at most when a batch is the only
-/// one in progress, with group commit: the writer, idle otherwise, commits
-/// one chunk while the next is validated. With other batches in progress
+/// Lines of the first chunk of a batch that is the only one in progress,
+/// with group commit (each next chunk twice as many, up to
+/// [`CHUNK_LINES`]): the writer, idle otherwise, commits one chunk while
+/// the next is validated. With other batches in progress
 /// the writer is kept busy by them, and chunks of [`CHUNK_LINES`] cost
 /// fewer commits.
 pub const LONE_CHUNK_LINES: usize = 256;
@@ -768,8 +818,9 @@ mod tests {
     }
 
     /// A batch alone in a group-commit ingestor is committed in chunks of
-    /// [`LONE_CHUNK_LINES`] (each validated while the one before commits),
-    /// every record once; without group commit it is one chunk.
+    /// [`LONE_CHUNK_LINES`] lines, doubling (each validated while the one
+    /// before commits), every record once; without group commit it is one
+    /// chunk.
     #[test]
     fn a_lone_batch_is_committed_in_pipelined_chunks_only_with_group_commit() {
         let monitor = uuid::Uuid::new_v4().to_string();
@@ -777,10 +828,9 @@ mod tests {
             .map(|i| event_line(&monitor, i, "s-lone", "f"))
             .collect();
         let lines: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
-        for (group, transactions) in [
-            (true, 1000u64.div_ceil(LONE_CHUNK_LINES as u64)),
-            (false, 1),
-        ] {
+        // Lone chunks of 256, then 512 lines, then the rest.
+        assert_eq!(LONE_CHUNK_LINES, 256);
+        for (group, transactions) in [(true, 3u64), (false, 1)] {
             let dir = tempfile::tempdir().expect("tempdir");
             let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).expect("open"));
             let mut ingestor = Ingestor::new(
@@ -794,9 +844,16 @@ mod tests {
             }
             let s = ingestor.ingest(&lines).expect("ingest");
             assert_eq!(
-                (s.received, s.written, s.transactions),
-                (1000, 1000, transactions),
+                (s.received, s.written),
+                (1000, 1000),
                 "group commit {group}"
+            );
+            // Two chunks may wait for the writer together and share its
+            // commit: at least half as many commits as chunks.
+            assert!(
+                (transactions.div_ceil(2)..=transactions).contains(&s.transactions),
+                "group commit {group}: {} transactions",
+                s.transactions
             );
             let again = ingestor.ingest(&lines).expect("ingest again");
             assert_eq!((again.written, again.duplicates), (0, 1000));
@@ -811,6 +868,86 @@ mod tests {
                 .expect("read");
             assert_eq!(n, 1000);
             assert_eq!(mon.map(|m| (m.received, m.max_seq)), Some((1000, 1000)));
+        }
+    }
+
+    /// The embedded store, whose first commit fails after a while (the
+    /// batch's later chunks are queued or validated meanwhile).
+    struct FirstCommitFails {
+        store: EmbeddedStore,
+        commits: AtomicUsize,
+    }
+
+    impl Store for FirstCommitFails {
+        fn run_write(
+            &self,
+            f: &mut dyn FnMut(&mut dyn crate::store::Txn) -> Result<(), StoreError>,
+        ) -> Result<(), StoreError> {
+            if self.commits.fetch_add(1, Ordering::SeqCst) == 0 {
+                std::thread::sleep(Duration::from_millis(300));
+                return Err(StoreError::unavailable_msg(
+                    "the first commit fails".to_string(),
+                ));
+            }
+            self.store.run_write(f)
+        }
+        fn run_read(
+            &self,
+            f: &mut dyn FnMut(&mut dyn crate::store::ReadTxn) -> Result<(), StoreError>,
+        ) -> Result<(), StoreError> {
+            self.store.run_read(f)
+        }
+        fn check(&self) -> Result<(), StoreError> {
+            self.store.check()
+        }
+        fn describe(&self) -> String {
+            self.store.describe()
+        }
+        fn metrics(&self) -> &crate::store::StoreMetrics {
+            self.store.metrics()
+        }
+        fn reads_add_to_txn_size(&self) -> bool {
+            self.store.reads_add_to_txn_size()
+        }
+    }
+
+    /// A lone batch whose first chunk fails to commit stores nothing of
+    /// its later chunks, whether they wait for the writer or (above the
+    /// transaction target) are written by the request itself.
+    #[test]
+    fn a_batch_whose_first_chunk_fails_stores_none_of_its_later_chunks() {
+        let long = "p".repeat(2000);
+        for long_after_first_chunk in [false, true] {
+            let monitor = uuid::Uuid::new_v4().to_string();
+            let lines: Vec<String> = (1..=1000)
+                .map(|i| {
+                    let big = long_after_first_chunk && i > LONE_CHUNK_LINES as u64;
+                    event_line(&monitor, i, "s-fail", if big { &long } else { "f" })
+                })
+                .collect();
+            let lines: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store: Arc<dyn Store> = Arc::new(FirstCommitFails {
+                store: EmbeddedStore::open(dir.path()).expect("open"),
+                commits: AtomicUsize::new(0),
+            });
+            let ingestor = Ingestor::new(
+                store.clone(),
+                Keys::default(),
+                WriteOptions::default(),
+                Metrics::unregistered(),
+            )
+            .with_group_commit(8_000_000);
+            let err = ingestor.ingest(&lines).expect_err("the first chunk fails");
+            assert!(err.to_string().contains("the first commit fails"), "{err}");
+            let keys = Keys::default();
+            let stored = store
+                .read(|t| audit::count_in(t, &keys.audit_logs_all()))
+                .expect("read");
+            assert_eq!(
+                stored, 0,
+                "long lines after the first chunk: {long_after_first_chunk}"
+            );
         }
     }
 }
