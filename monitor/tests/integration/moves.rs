@@ -582,3 +582,134 @@ fn an_exchange_followed_by_removing_the_old_copy_keeps_the_current_name() {
     assert_trees_equal(&replay(&start, &evs), &disk_tree(root, &[]));
     assert_seq_contiguous(&evs);
 }
+
+/// What a replayed stream says each name holds: its kind and, for a
+/// regular file, its checksum.
+type Contents = std::collections::BTreeMap<String, (&'static str, Option<String>)>;
+
+/// The tree below `root` with the sha256 of every regular file.
+fn disk_contents(root: &std::path::Path) -> Contents {
+    disk_tree(root, &[])
+        .into_iter()
+        .map(|(p, k)| {
+            let sum = (k == "file").then(|| {
+                let abs =
+                    root.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&p));
+                monitor::checksum::checksum_file(
+                    &abs,
+                    monitor::config::ChecksumAlgo::Sha256,
+                    1 << 20,
+                )
+                .ok()
+                .flatten()
+                .map(|s| s.value)
+            });
+            (String::from_utf8_lossy(&p).into_owned(), (k, sum.flatten()))
+        })
+        .collect()
+}
+
+/// Applies a stream to `start` like [`replay`], also keeping the checksum
+/// each line gives a file: a `move` carries the moved file's content, a
+/// `create` or `update` the content the name holds.
+fn replay_contents(start: &Contents, evs: &[file_event::FileEvent]) -> Contents {
+    use file_event::EventType;
+    let mut t = start.clone();
+    let below = |t: &Contents, p: &str| -> Vec<String> {
+        let pre = format!("{p}/");
+        t.keys().filter(|k| k.starts_with(&pre)).cloned().collect()
+    };
+    for e in evs {
+        let path = e.path.clone();
+        let value = (e.kind.as_str(), e.checksum.clone());
+        match e.event_type {
+            EventType::Create | EventType::Update => {
+                t.insert(path, value);
+            }
+            EventType::Delete => {
+                for k in below(&t, &path) {
+                    t.remove(&k);
+                }
+                t.remove(&path);
+            }
+            EventType::Move => {
+                let from = e.from.clone().unwrap();
+                for k in below(&t, &path) {
+                    t.remove(&k);
+                }
+                for k in below(&t, &from) {
+                    let v = t.remove(&k).unwrap();
+                    t.insert(format!("{path}{}", &k[from.len()..]), v);
+                }
+                t.remove(&from);
+                t.insert(path, value);
+            }
+            EventType::Access => {}
+        }
+    }
+    t
+}
+
+/// `a` and `b` exchanged `times` times in a row, all in one batch of kernel
+/// events (nothing waits in between), `rounds` times; after each round the
+/// replayed stream gives both names their kind and content on disk, and a
+/// file written into the name that holds a directory is reported there.
+fn exchanged_in_a_row(setup: &str, a: &str, b: &str, times: usize, rounds: usize) {
+    let d = tempdir();
+    let root = d.path();
+    sh(root, setup);
+    let start = disk_contents(root);
+    let m = Monitor::start(root, &["--checksum=sha256"]);
+    for round in 0..rounds {
+        for _ in 0..times {
+            exchange(&root.join(a), &root.join(b));
+        }
+        for name in [a, b] {
+            if root.join(name).is_dir() {
+                std::fs::write(root.join(format!("{name}/w{times}.{round}")), b"w").unwrap();
+            }
+        }
+        // The exchanges are reported before what happens after them.
+        let mark = format!("mark{times}.{round}");
+        std::fs::create_dir(root.join(&mark)).unwrap();
+        let evs = m.wait_for(&mark, |e| has(e, &format!("create dir {mark}")));
+        assert_eq!(
+            replay_contents(&start, &evs),
+            disk_contents(root),
+            "{times} exchanges of {a} and {b}, round {round}: the replay differs from the disk\n{:?}",
+            summary(&evs)
+        );
+    }
+    let evs = m.settle(Duration::from_millis(300));
+    assert_eq!(
+        replay_contents(&start, &evs),
+        disk_contents(root),
+        "{:?}",
+        summary(&evs)
+    );
+    assert_seq_contiguous(&evs);
+}
+
+/// Two files with different content exchanged twice, then three times, in
+/// a row: each name ends with the content it holds on disk.
+#[test]
+fn two_files_exchanged_several_times_in_a_row_replay_to_their_content() {
+    for times in [2, 3] {
+        exchanged_in_a_row("echo AAAA > f && echo BB > g", "f", "g", times, 4);
+    }
+}
+
+/// A file and a directory exchanged twice, then three times, in a row: each
+/// name ends as the kind it is on disk, with the directory's files below it.
+#[test]
+fn a_file_and_a_directory_exchanged_several_times_in_a_row_replay_to_their_kinds() {
+    for times in [2, 3] {
+        exchanged_in_a_row(
+            "echo AAAA > f && mkdir g && echo 1 > g/one",
+            "f",
+            "g",
+            times,
+            4,
+        );
+    }
+}
