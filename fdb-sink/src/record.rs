@@ -133,19 +133,24 @@ pub struct DeadLetter {
     pub detail: String,
     /// The line as received, cut to fit the value limit. For a line that
     /// is not UTF-8, a lossy reading aid (invalid bytes as U+FFFD) of its
-    /// beginning: its exact bytes are in `raw_b64`. Empty for a group (see
+    /// beginning: its exact bytes are in `raw_b64`. For a line the
+    /// collector marked and sent with the bytes of the container's line
+    /// (`message_b64`, see [`upstream`]), the collector's record without
+    /// that copy, `message` last, as a reading aid. Empty for a group (see
     /// `lines`).
     pub raw: String,
     /// The exact bytes (standard base64) when `raw` cannot hold them: a line
-    /// that is not UTF-8, or a group of lines (each line followed by `\n`).
+    /// that is not UTF-8, the container's line of a marked line whose
+    /// `message` could not hold it (the collector's `message_b64`), or a
+    /// group of lines (each line followed by `\n`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw_b64: Option<String>,
     /// True when the stored bytes (`raw_b64` when present, else `raw`) are
     /// only the beginning of the line.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub raw_truncated: bool,
-    /// Size of the raw line (or of the group's lines, newlines included) in
-    /// bytes.
+    /// Size of the raw line (the container's line, for one whose bytes the
+    /// collector sent; or of the group's lines, newlines included) in bytes.
     pub raw_len: usize,
     /// A group (reason `invalid_lines_grouped`): how many invalid lines it
     /// holds. Absent for a dead letter of one line.
@@ -339,9 +344,14 @@ impl Rejection {
             .filter(|t| *t <= received_ns.saturating_add(MAX_FUTURE_NS))
     }
 
-    /// The dead letter of `line`.
+    /// The dead letter of `line`. For a line the collector marked, the
+    /// exact bytes of the container's line when it sent them
+    /// ([`upstream::dead_letter`]).
     pub fn into_dead_letter(self, line: &[u8], received_ns: i64) -> DeadLetter {
         let own = self.key_ts(received_ns);
+        if self.reason == reason::UPSTREAM {
+            return upstream::dead_letter(line, self.detail, own, received_ns);
+        }
         dead_letter(line, self.reason, self.detail, own, received_ns)
     }
 }
@@ -955,3 +965,4 @@ impl DeadLetter {
 mod line;
 #[cfg(test)]
 mod tests;
+pub mod upstream;

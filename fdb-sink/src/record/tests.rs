@@ -332,3 +332,52 @@ fn a_line_that_is_not_utf8_keeps_its_exact_bytes() {
     assert!(d.raw_truncated && d.to_json().len() <= MAX_VALUE_BYTES);
     assert_eq!(d.raw_bytes().as_deref(), Some(&long[..MAX_B64_RAW_BYTES]));
 }
+
+#[test]
+fn a_marked_line_with_the_bytes_of_its_message_keeps_them_within_the_value_limit() {
+    use base64::Engine as _;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    // The worst case the collector sends: 64 KiB of invalid bytes, each
+    // written as a three-byte U+FFFD in `message`, and a long reason.
+    let bytes = vec![0xffu8; 65_536];
+    let l = serde_json::json!({
+        "dead_letter": true,
+        "reason": format!("invalid_json: {}", "x".repeat(5_000)),
+        "message": String::from_utf8_lossy(&bytes),
+        "message_b64": b64(&bytes),
+        "message_bytes": 1_000_000,
+        "message_truncated": true,
+        "pod_name": "ws-1",
+        "timestamp": "2026-11-26T18:23:12Z",
+    })
+    .to_string();
+    let Item::DeadLetter(d) = check(&l) else {
+        panic!("accepted")
+    };
+    assert_eq!(d.reason, reason::UPSTREAM);
+    assert!(
+        d.to_json().len() <= MAX_VALUE_BYTES,
+        "{}",
+        d.to_json().len()
+    );
+    assert!(
+        d.raw_bytes().as_deref() == Some(&bytes[..MAX_B64_RAW_BYTES]),
+        "the stored bytes are not the first {MAX_B64_RAW_BYTES} of the line"
+    );
+    assert_eq!((d.raw_len, d.raw_truncated), (1_000_000, true));
+    assert!(d.raw.starts_with('{') && d.raw.contains("\"pod_name\":\"ws-1\""));
+    assert!(d.detail.len() <= 2_000, "{}", d.detail.len());
+    assert!(
+        d.detail
+            .ends_with("only the first 60000 of the 65536 bytes in message_b64 are kept"),
+        "{}",
+        d.detail
+    );
+    // The same line without the copy is stored as received.
+    let mut plain: serde_json::Value = serde_json::from_str(&l).expect("json");
+    plain.as_object_mut().map(|o| o.remove("message_b64"));
+    let Item::DeadLetter(d) = check(&plain.to_string()) else {
+        panic!("accepted")
+    };
+    assert!(d.raw_b64.is_none() && d.raw.starts_with("{\"dead_letter\":true"));
+}

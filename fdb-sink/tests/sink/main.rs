@@ -22,6 +22,7 @@ mod store_faults;
 mod stream_grouping;
 mod stream_limits;
 mod unavailable;
+mod upstream_exact_bytes;
 mod validation;
 mod vector_fixtures;
 

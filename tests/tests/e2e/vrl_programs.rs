@@ -523,6 +523,57 @@ fn non_utf8_names_travel_as_path_b64_and_non_utf8_lines_are_dead_letters() {
     );
 }
 
+fn base64_bytes(v: &Json) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(
+            v.as_str()
+                .unwrap_or_else(|| panic!("not a base64 string: {v}")),
+        )
+        .unwrap_or_else(|e| panic!("{v}: {e}"))
+}
+
+#[test]
+fn a_dead_letter_of_a_line_that_is_not_utf8_carries_its_exact_bytes_in_base64() {
+    let remap = parse_events();
+    // What Vector's JSON encoder sends for the record: `message` with every
+    // invalid byte replaced by U+FFFD, so it no longer holds the line.
+    let raw: &[u8] = b"{\"path\":\"caf\xe9.txt\",\"x\":\"\xff\xfe\"}";
+    let out = run_line(&remap, raw);
+    assert_eq!(out["dead_letter"], true, "{out}");
+    assert_eq!(out["message"], String::from_utf8_lossy(raw).as_ref());
+    assert_ne!(out["message"].as_str().map(str::as_bytes), Some(raw));
+    // The copy holds the exact bytes.
+    assert_eq!(base64_bytes(&out["message_b64"]), raw, "{out}");
+    assert_eq!(out["pod_name"], "user-workspace-alice");
+
+    // A long one: the copy holds exactly the kept beginning.
+    let long: Vec<u8> = (0..300_000u32)
+        .map(|i| {
+            if i % 7 == 0 {
+                0xff
+            } else {
+                b'a' + (i % 26) as u8
+            }
+        })
+        .collect();
+    let out = run_line(&remap, &long);
+    assert_eq!(out["message_bytes"], 300_000);
+    assert_eq!(out["message_truncated"], true);
+    assert_eq!(base64_bytes(&out["message_b64"]), &long[..65_536]);
+    assert_eq!(
+        out["message"],
+        String::from_utf8_lossy(&long[..65_536]).as_ref()
+    );
+
+    // A dead letter of UTF-8 text travels exactly in `message`: no copy.
+    for line in [&b"panic: caf\xc3\xa9"[..], b"{\"schema\":\"other/1\"}"] {
+        let out = run_line(&remap, line);
+        assert_eq!(out["dead_letter"], true, "{out}");
+        assert!(out.get("message_b64").is_none(), "{out}");
+    }
+}
+
 #[test]
 fn the_program_never_fails_or_aborts_whatever_the_input() {
     let remap = parse_events();
