@@ -804,17 +804,24 @@ mod tests {
             written, 800,
             "each event written by exactly one of its two senders"
         );
+        assert_eq!(
+            records_and_monitor(&store, &monitor),
+            (800, Some((800, 800)))
+        );
+    }
+
+    /// Audit records stored, and `monitor`'s (received, max_seq).
+    fn records_and_monitor(store: &Arc<dyn Store>, monitor: &str) -> (u64, Option<(i64, u64)>) {
         let keys = Keys::default();
         let (n, mon) = store
             .read(|t| {
                 Ok((
                     audit::count_in(t, &keys.audit_logs_all())?,
-                    audit::monitor(t, &keys, &monitor)?,
+                    audit::monitor(t, &keys, monitor)?,
                 ))
             })
             .expect("read");
-        assert_eq!(n, 800);
-        assert_eq!(mon.map(|m| (m.received, m.max_seq)), Some((800, 800)));
+        (n as u64, mon.map(|m| (m.received, m.max_seq)))
     }
 
     /// A batch alone in a group-commit ingestor is committed in chunks of
@@ -857,17 +864,10 @@ mod tests {
             );
             let again = ingestor.ingest(&lines).expect("ingest again");
             assert_eq!((again.written, again.duplicates), (0, 1000));
-            let keys = Keys::default();
-            let (n, mon) = store
-                .read(|t| {
-                    Ok((
-                        audit::count_in(t, &keys.audit_logs_all())?,
-                        audit::monitor(t, &keys, &monitor)?,
-                    ))
-                })
-                .expect("read");
-            assert_eq!(n, 1000);
-            assert_eq!(mon.map(|m| (m.received, m.max_seq)), Some((1000, 1000)));
+            assert_eq!(
+                records_and_monitor(&store, &monitor),
+                (1000, Some((1000, 1000)))
+            );
         }
     }
 
