@@ -82,13 +82,6 @@ pub struct Engine {
     /// The rename handled last, if nothing came after it. An exchange of
     /// two names (`RENAME_EXCHANGE`) arrives as `a → b` then at once `b → a`.
     last_move: Option<LastMove>,
-    /// Names renamed onto each other (`b → a` right after `a → b`), or
-    /// renamed again after that, since the last check: brought in line
-    /// with the disk after the renames (see [`Engine::refresh_reversed`]).
-    reversed: Vec<(RelPath, RelPath)>,
-    /// Names renamed onto each other since the last event that is no
-    /// rename: a rename to or from one of them is checked too.
-    suspects: Vec<RelPath>,
     self_opens: HashMap<RelPath, u32>,
     stop: Arc<ShutdownRequest>,
     /// Kernel events read but not yet handled (reused buffer).
@@ -223,8 +216,6 @@ impl Engine {
             unreadable: PathSet::default(),
             pending_from: None,
             last_move: None,
-            reversed: Vec::new(),
-            suspects: Vec::new(),
             self_opens: HashMap::new(),
             stop,
             raws: Vec::new(),
@@ -568,13 +559,10 @@ impl Engine {
             if overflow {
                 // The rest of the batch was queued behind the overflow:
                 // the rescan already holds what it describes.
-                self.reversed.clear();
-                self.suspects.clear();
                 break;
             }
         }
         self.batch_later.clear();
-        self.refresh_reversed(received);
         if self.raws.capacity() < raws.capacity() {
             self.raws = raws;
         }
@@ -732,16 +720,10 @@ impl Engine {
                 } if *c == cookie => {
                     let dir = *dir;
                     let to = path.clone();
-                    if self.suspects.contains(&from) || self.suspects.contains(&to) {
-                        self.note_reversed(&from, &to);
-                    }
                     if let Some(last) = self.last_move.take() {
-                        if from == last.to && to == last.from {
-                            self.note_reversed(&from, &to);
-                            if self.is_exchange(&last) {
-                                self.exchanged(last.from, last.to, now);
-                                return Ok(());
-                            }
+                        if from == last.to && to == last.from && self.is_exchange(&last) {
+                            self.exchanged(last.from, last.to, now);
+                            return Ok(());
                         }
                     }
                     // What is moved, to recognise an exchange by: its
@@ -768,11 +750,6 @@ impl Engine {
                 }
                 _ => self.moved_out(from, now),
             }
-        }
-        if !matches!(raw, Raw::RenameFrom { .. } | Raw::RenameTo { .. }) {
-            // The renames before this event are over.
-            self.refresh_reversed(now);
-            self.suspects.clear();
         }
         match raw {
             Raw::Overflow => {
@@ -979,50 +956,6 @@ impl Engine {
             self.co.reconcile(to, snap, false, now);
         }
         self.metrics.watches.set(self.watches() as i64);
-    }
-
-    /// Records the names of a rename that undid the one before it (`b → a`
-    /// right after `a → b`: an exchange, or two renames), or that renamed
-    /// such a name again before any other event.
-    fn note_reversed(&mut self, a: &[u8], b: &[u8]) {
-        let pair = (a.to_vec(), b.to_vec());
-        if !self
-            .reversed
-            .iter()
-            .any(|(x, y)| (x, y) == (&pair.0, &pair.1) || (y, x) == (&pair.0, &pair.1))
-        {
-            self.reversed.push(pair);
-        }
-        for p in [a, b] {
-            if !self.suspects.iter().any(|q| q.as_slice() == p) {
-                self.suspects.push(p.to_vec());
-            }
-        }
-    }
-
-    /// Queues, after the renames that came before (at the next other event
-    /// or at the end of the batch), a check of both names of each pair
-    /// renamed back onto each other. An exchange is told from two renames
-    /// by what the names hold when the monitor handles it, which is what
-    /// they hold after all the renames read with it: when the same pair is
-    /// exchanged twice or more, or renamed again, before the monitor reads
-    /// the renames, the halves are taken for the wrong thing. Each name is
-    /// then reported as it is on disk (see [`Engine::refreshed`]); when the
-    /// halves were told apart right, this adds no line.
-    fn refresh_reversed(&mut self, now: Instant) {
-        for (a, b) in std::mem::take(&mut self.reversed) {
-            // An exchange leaves both names in place. One entry renamed
-            // back and forth (`mv lib aside; mv aside lib`) is at one name
-            // only, and may still be on its way: its moves say it all.
-            if self.lstat(&a).is_none() || self.lstat(&b).is_none() {
-                continue;
-            }
-            for p in [a, b] {
-                if !p.is_empty() && !self.ignored(&p) {
-                    self.co.refresh(p, now);
-                }
-            }
-        }
     }
 
     /// Whether `b → a` right after `a → b` is the second half of an
@@ -1396,10 +1329,6 @@ impl Engine {
         let (size, checksum) = if present {
             self.content(&to, &e)
         } else {
-            if e.kind == Kind::File && self.cfg.checksum != ChecksumAlgo::None {
-                // Told without its content: a later look at it says it.
-                self.index.mark_unread(&to);
-            }
             // What the index knew of it (nothing when its inode never was).
             ((e.kind != Kind::Dir && e.ino != 0).then_some(e.size), None)
         };
@@ -1611,16 +1540,6 @@ impl Engine {
                         return Vec::new();
                     }
                 }
-                if self.index.get(&base).is_some_and(|e| e.kind != Kind::Dir) {
-                    // The stream last said something else than a directory
-                    // is there (a file moved onto a name exchanged with a
-                    // directory): nothing is reported below it before the
-                    // directory itself.
-                    if self.lstat(&base).is_some_and(|e| e.kind == Kind::Dir) {
-                        return self.refreshed(base);
-                    }
-                    return Vec::new();
-                }
                 let changes = self.index.reconcile(&base, &snapshot);
                 let mut out = Vec::with_capacity(changes.len());
                 for c in changes {
@@ -1655,7 +1574,6 @@ impl Engine {
                 }
                 out
             }
-            Logical::Refresh { path } => self.refreshed(path),
             Logical::Cancelled => Vec::new(),
             Logical::Access { path } => match self.index.get(&path).copied() {
                 Some(e) if e.kind == Kind::File => vec![Draft {
@@ -1670,82 +1588,6 @@ impl Engine {
                 _ => Vec::new(),
             },
         }
-    }
-
-    /// Brings what the stream told of `path` in line with the disk: a
-    /// `delete` when it is gone, a `create` when it was not known, a
-    /// `delete` and a `create` when it holds another kind, an `update` with
-    /// its content when it holds another file or other content than the
-    /// one told. A directory that is not the one told there, or not
-    /// watched, is watched and scanned, and what lies below it reconciled.
-    fn refreshed(&mut self, path: RelPath) -> Vec<Draft> {
-        let old = self.index.get(&path).copied();
-        let Some(e) = self.lstat(&path) else {
-            let Some(o) = old else {
-                return Vec::new();
-            };
-            self.drop_watches(&path);
-            self.index.remove_subtree(&path);
-            return vec![Draft {
-                event_type: EventType::Delete,
-                kind: o.kind,
-                path,
-                from: None,
-                size: None,
-                checksum: None,
-                rescan: false,
-            }];
-        };
-        let mut out = Vec::new();
-        let old = match old {
-            Some(o) if o.kind != e.kind => {
-                self.drop_watches(&path);
-                self.index.remove_subtree(&path);
-                out.push(Draft {
-                    event_type: EventType::Delete,
-                    kind: o.kind,
-                    path: path.clone(),
-                    from: None,
-                    size: None,
-                    checksum: None,
-                    rescan: false,
-                });
-                None
-            }
-            o => o,
-        };
-        self.index.insert(path.clone(), e);
-        match old {
-            None => out.push(self.draft(EventType::Create, &path, &e, true, false)),
-            Some(_) if e.kind == Kind::Dir => {}
-            Some(o) => {
-                let told =
-                    o.same_file(&e) && o.size == e.size && o.mtime_ns == e.mtime_ns && !o.unread;
-                if !told {
-                    out.push(self.draft(EventType::Update, &path, &e, true, false));
-                }
-            }
-        }
-        if e.kind == Kind::Dir {
-            let same_dir = old.is_some_and(|o| o.same_file(&e));
-            let watched = self.watcher.as_ref().is_none_or(|w| w.is_watched(&path));
-            if !same_dir || !watched {
-                if let Some(w) = self.watcher.as_mut() {
-                    w.unwatch_subtree(&path);
-                }
-                let snapshot = Box::new(self.watch_and_scan(&path, false));
-                self.metrics.watches.set(self.watches() as i64);
-                out.extend(self.apply(
-                    Logical::Reconcile {
-                        base: path,
-                        snapshot,
-                        rescan: false,
-                    },
-                    false,
-                ));
-            }
-        }
-        out
     }
 
     pub fn ignore(&self) -> &IgnoreSet {
