@@ -381,3 +381,43 @@ fn a_marked_line_with_the_bytes_of_its_message_keeps_them_within_the_value_limit
     };
     assert!(d.raw_b64.is_none() && d.raw.starts_with("{\"dead_letter\":true"));
 }
+
+/// A line whose text is mostly quotes (each escaped twice in the stored
+/// value) keeps as much of the collector's record as fits, its pod with it.
+#[test]
+fn a_marked_line_of_quotes_keeps_the_pod_in_its_reading_aid() {
+    use base64::Engine as _;
+    let mut bytes = b"\"k\":\"v\",".repeat(8_192);
+    bytes[10] = 0xff;
+    let l = serde_json::json!({
+        "dead_letter": true,
+        "reason": "invalid_json: invalid unicode code point at line 1 column 3",
+        "message": String::from_utf8_lossy(&bytes),
+        "message_b64": base64::engine::general_purpose::STANDARD.encode(&bytes),
+        "pod_name": "user-workspace-alice",
+        "timestamp": "2026-11-26T18:23:12Z",
+    })
+    .to_string();
+    let Item::DeadLetter(d) = check(&l) else {
+        panic!("accepted")
+    };
+    let value = d.to_json().len();
+    assert!(value <= MAX_VALUE_BYTES, "{value}");
+    assert!(
+        d.raw.contains("\"pod_name\":\"user-workspace-alice\""),
+        "raw has {} bytes, the value {value}",
+        d.raw.len()
+    );
+    assert!(
+        value > MAX_VALUE_BYTES - 1_000,
+        "{value}: the aid is cut short"
+    );
+    assert_eq!((d.raw_len, d.raw_truncated), (bytes.len(), true));
+    // A size the collector gives without saying it cut the line is not taken.
+    let mut claimed: serde_json::Value = serde_json::from_str(&l).expect("json");
+    claimed["message_bytes"] = u64::MAX.into();
+    let Item::DeadLetter(d) = check(&claimed.to_string()) else {
+        panic!("accepted")
+    };
+    assert_eq!(d.raw_len, bytes.len());
+}

@@ -120,9 +120,12 @@ fn copy_of(line: &[u8]) -> Copy {
             "{MESSAGE_B64} is not the bytes of `message` (their UTF-8 readings differ)"
         ));
     }
-    // The collector cut a long line: `message_bytes` is its full size.
+    // The collector cut a long line (and says so): `message_bytes` is its
+    // full size.
+    let cut = record.get("message_truncated") == Some(&Value::Bool(true));
     let full_len = record
         .get("message_bytes")
+        .filter(|_| cut)
         .and_then(Value::as_u64)
         .and_then(|n| usize::try_from(n).ok())
         .filter(|n| *n >= bytes.len())
@@ -144,16 +147,20 @@ fn copy_of(line: &[u8]) -> Copy {
     }
 }
 
-/// Stores `aid` in `raw`, cut until the value fits beside `raw_b64`: each
-/// byte cut from `raw` shortens the value by at least one byte.
+/// Stores in `raw` the longest beginning of `aid` with which the value
+/// fits beside `raw_b64`.
 fn fit_aid(dl: &mut DeadLetter, aid: &str) {
-    let mut budget = aid.len().min(MAX_VALUE_BYTES);
-    loop {
-        dl.raw = truncate_str(aid, budget).to_owned();
-        let excess = dl.to_json().len().saturating_sub(MAX_VALUE_BYTES);
-        if excess == 0 || budget == 0 {
-            break;
+    // The longest prefix that fits: escaping makes the value grow faster
+    // than `raw`, so the budget is searched, not stepped down by the excess.
+    let (mut lo, mut hi) = (0usize, aid.len().min(MAX_VALUE_BYTES));
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        dl.raw = truncate_str(aid, mid).to_owned();
+        if dl.to_json().len() <= MAX_VALUE_BYTES {
+            lo = mid;
+        } else {
+            hi = mid - 1;
         }
-        budget = budget.saturating_sub(excess);
     }
+    dl.raw = truncate_str(aid, lo).to_owned();
 }
