@@ -671,12 +671,7 @@ mod tests {
         owned.push(event_line(&monitor, 1, "s-dl", "f"));
         let lines: Vec<&[u8]> = owned.iter().map(|l| l.as_bytes()).collect();
         for store in stores {
-            let ingestor = Ingestor::new(
-                store.clone(),
-                Keys::default(),
-                WriteOptions::default(),
-                Metrics::unregistered(),
-            );
+            let ingestor = ingestor(&store);
             let first = ingestor.ingest(&lines).expect("first");
             assert_eq!(
                 (first.written, first.dead_lettered, first.duplicates),
@@ -763,13 +758,7 @@ mod tests {
     fn group_commit_stores_concurrent_and_repeated_batches_once() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).expect("open"));
-        let ingestor = Ingestor::new(
-            store.clone(),
-            Keys::default(),
-            WriteOptions::default(),
-            Metrics::unregistered(),
-        )
-        .with_group_commit(8_000_000);
+        let ingestor = ingestor(&store).with_group_commit(8_000_000);
         let monitor = uuid::Uuid::new_v4().to_string();
         let batches: Vec<Vec<String>> = (0..8u64)
             .map(|b| {
@@ -810,6 +799,16 @@ mod tests {
         );
     }
 
+    /// An ingestor on `store` with the default keys and options.
+    fn ingestor(store: &Arc<dyn Store>) -> Ingestor {
+        Ingestor::new(
+            store.clone(),
+            Keys::default(),
+            WriteOptions::default(),
+            Metrics::unregistered(),
+        )
+    }
+
     /// Audit records stored, and `monitor`'s (received, max_seq).
     fn records_and_monitor(store: &Arc<dyn Store>, monitor: &str) -> (u64, Option<(i64, u64)>) {
         let keys = Keys::default();
@@ -840,12 +839,7 @@ mod tests {
         for (group, transactions) in [(true, 3u64), (false, 1)] {
             let dir = tempfile::tempdir().expect("tempdir");
             let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).expect("open"));
-            let mut ingestor = Ingestor::new(
-                store.clone(),
-                Keys::default(),
-                WriteOptions::default(),
-                Metrics::unregistered(),
-            );
+            let mut ingestor = ingestor(&store);
             if group {
                 ingestor = ingestor.with_group_commit(8_000_000);
             }
@@ -931,13 +925,7 @@ mod tests {
                 store: EmbeddedStore::open(dir.path()).expect("open"),
                 commits: AtomicUsize::new(0),
             });
-            let ingestor = Ingestor::new(
-                store.clone(),
-                Keys::default(),
-                WriteOptions::default(),
-                Metrics::unregistered(),
-            )
-            .with_group_commit(8_000_000);
+            let ingestor = ingestor(&store).with_group_commit(8_000_000);
             let err = ingestor.ingest(&lines).expect_err("the first chunk fails");
             assert!(err.to_string().contains("the first commit fails"), "{err}");
             let keys = Keys::default();
