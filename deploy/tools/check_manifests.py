@@ -15,6 +15,8 @@ Then the project's own rules:
     documented Vector exception (EXCEPTIONS below);
   * the file-monitor sidecar matches the design's Option 2 (resources, read-only
     workspace, attribution from the downward API, metrics port);
+  * FoundationDB's client ports admit the pods labelled as its clients,
+    the backup agents included, and never a user workspace;
   * every alert has a runbook_url whose anchor exists in docs/operations.md;
   * the Vector configuration in the collector's ConfigMap fits the manifests:
     its pod selector, namespace and log path glob select the sidecar
@@ -313,6 +315,66 @@ def check_collector(objs: list[dict], report: Report) -> None:
                 report.fail(where, f"source {sid} globs {globs} do not match the sidecar's log file {sample}")
 
 
+FDB_CLIENT_PORTS = {4500, 4501}
+FDB_CLIENT_LABEL = ("coditect.ai/fdb-client", "true")
+
+
+def selector_matches(selector: dict, labels: dict) -> bool:
+    """matchLabels and matchExpressions (In, NotIn, Exists, DoesNotExist)."""
+    if any(labels.get(k) != v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for e in selector.get("matchExpressions") or []:
+        k, op, values = e["key"], e["operator"], e.get("values") or []
+        ok = {"In": k in labels and labels[k] in values,
+              "NotIn": labels.get(k) not in values,
+              "Exists": k in labels,
+              "DoesNotExist": k not in labels}.get(op, False)
+        if not ok:
+            return False
+    return True
+
+
+def check_fdb_clients(objs: list[dict], report: Report) -> None:
+    """Who may open a connection to FoundationDB, which has no authentication
+    of its own here: only pods labelled as its clients, never a workspace
+    (whose IDE gets whatever egress the platform allows it)."""
+    policy = next((o for o in objs if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "foundationdb"), None)
+    if policy is None:
+        report.fail("manifests", "no NetworkPolicy foundationdb")
+        return
+    ns = policy["metadata"].get("namespace")
+    # Peers that select pods of the policy's own namespace on a client port.
+    peers = []
+    for rule in policy["spec"].get("ingress") or []:
+        ports = {p.get("port") for p in rule.get("ports") or []}
+        if rule.get("ports") and not ports & FDB_CLIENT_PORTS:
+            continue
+        for peer in rule.get("from") or []:
+            if "podSelector" in peer and "namespaceSelector" not in peer:
+                peers.append(peer["podSelector"])
+    where = name_of(policy)
+    templates = []
+    for o in objs:
+        t = pod_template(o)
+        if t is None or o["metadata"].get("namespace") != ns:
+            continue
+        templates.append((name_of(o), (t.get("metadata") or {}).get("labels") or {}, find_container(o, "file-monitor") is not None))
+    for o in objs:
+        if o["kind"] == "FoundationDBBackup" and o["metadata"].get("namespace") == ns:
+            labels = ((o["spec"].get("podTemplateSpec") or {}).get("metadata") or {}).get("labels") or {}
+            templates.append((f"{name_of(o)} backup agents", labels, False))
+            if not any(selector_matches(sel, labels) for sel in peers):
+                report.fail(where, f"{name_of(o)}'s backup agents (labels {labels}) cannot reach FoundationDB")
+    k, v = FDB_CLIENT_LABEL
+    for name, labels, workspace in templates:
+        if not any(selector_matches(sel, labels) for sel in peers):
+            continue
+        if workspace:
+            report.fail(where, f"{name} (a user workspace) may connect to FoundationDB's client ports")
+        elif labels.get(k) != v:
+            report.fail(where, f"{name} may connect to FoundationDB's client ports without the label {k}={v}")
+
+
 def github_anchor(heading: str) -> str:
     """The anchor GitHub (and most Markdown renderers) derive from a heading."""
     text = heading.strip().lower()
@@ -355,6 +417,7 @@ def main() -> int:
         check_sidecar(objs, report)
         check_runbooks(objs, report)
         check_collector(objs, report)
+        check_fdb_clients(objs, report)
     for line in report.failures:
         print(line)
     print(f"check_manifests: {report.checked} objects, {len(report.failures)} failures")
