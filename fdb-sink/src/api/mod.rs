@@ -167,6 +167,15 @@ pub struct ApiArgs {
     )]
     pub api_max_streams_per_tenant: usize,
 
+    /// How far behind the present a `follow=true` stream stays: it sends a
+    /// record only once its event time is this old, so that records
+    /// committed out of event-time order within that time (batches of
+    /// different nodes, Vector's batching) are sent in order and none is
+    /// skipped (e.g. 5s, 30s; 0s sends at once).
+    #[arg(long, env = "FDB_SINK_API_FOLLOW_DELAY", default_value = "5s",
+          value_parser = crate::timespec::duration_arg, value_name = "DURATION")]
+    pub api_follow_delay: Duration,
+
     /// How often the in-process retention runs (with --retention-older-than).
     #[arg(long, env = "FDB_SINK_RETENTION_INTERVAL", default_value = "1h",
           value_parser = crate::timespec::duration_arg, value_name = "DURATION")]
@@ -243,6 +252,8 @@ pub struct ApiState {
     /// Per-user caps on agent rows and claims.
     pub limits: usage::Limits,
     pub follow_poll: Duration,
+    /// `--api-follow-delay`.
+    pub follow_delay: Duration,
     /// Interval of the keep-alive comments on `follow=true` streams.
     pub keep_alive: Duration,
     /// Open `follow=true` streams, bounded per tenant and in total.
@@ -375,6 +386,7 @@ pub async fn spawn(
         agent_ttl: args.agent_ttl,
         limits: args.usage_limits(),
         follow_poll: FOLLOW_POLL,
+        follow_delay: args.api_follow_delay,
         keep_alive: KEEP_ALIVE.min(idle / 3),
         streams: Arc::new(sse::StreamSlots::new(
             args.api_max_streams,
@@ -418,6 +430,7 @@ mod tests {
                 agent_ttl: Duration::from_secs(60),
             },
             follow_poll: FOLLOW_POLL,
+            follow_delay: Duration::ZERO,
             keep_alive: KEEP_ALIVE,
             streams: Arc::new(sse::StreamSlots::new(8, 8, Default::default())),
             stop,

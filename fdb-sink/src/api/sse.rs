@@ -2,6 +2,12 @@
 //!
 //! The stream first sends every stored record after the cursor (or from
 //! `start`), then polls the store every [`super::FOLLOW_POLL`] for new ones.
+//! It walks the records in event-time order and stays `--api-follow-delay`
+//! behind the present: a record is sent once its event time is that old, so
+//! one committed after a later-stamped record (another node's batch, a
+//! retried request) within that delay is not passed over. One committed
+//! later than that, with an event time the stream has passed, is not sent
+//! (a query with `start=` finds it).
 //! Each record is one `event: record` whose `id` is its cursor, so a client
 //! that reconnects with `Last-Event-ID` resumes exactly after the last record
 //! it saw. A store error ends the stream with one `event: error` carrying the
@@ -180,7 +186,8 @@ pub fn follow(
 /// last record examined (the new position, even if the filter rejected it).
 async fn poll(f: &Follow) -> Result<(Vec<StoredRecord>, Option<AuditLogKey>), ApiError> {
     let scope = f.scope.clone();
-    let filter = f.filter.clone();
+    let mut filter = f.filter.clone();
+    filter.end_ns = filter.end_ns.min(horizon_ns(f.state.follow_delay));
     let after = f.after.clone();
     f.state
         .blocking(move |store, keys| {
@@ -192,4 +199,13 @@ async fn poll(f: &Follow) -> Result<(Vec<StoredRecord>, Option<AuditLogKey>), Ap
             Ok((recs, last))
         })
         .await
+}
+
+/// Event time (ns since the epoch) before which a follow stream sends
+/// records: `delay` before now.
+fn horizon_ns(delay: Duration) -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+    now.saturating_sub(i64::try_from(delay.as_nanos()).unwrap_or(i64::MAX))
 }

@@ -304,6 +304,55 @@ fn follow_streams_new_records_and_resumes_with_last_event_id() {
     api.sink.stop();
 }
 
+/// Records committed out of event-time order (another node's batch, a
+/// retried request) within `--api-follow-delay` are all sent, in event-time
+/// order: the stream does not pass over the earlier one.
+#[test]
+fn follow_sends_records_committed_out_of_order_within_the_delay() {
+    let mut api = Api::start(&["--api-follow-delay", "3s"]);
+    let alice = token("acme", "alice", Role::User);
+    let t0 = time::OffsetDateTime::now_utc();
+    let at = |ms: u64| {
+        (t0 + Duration::from_millis(ms))
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("rfc3339")
+    };
+    let rx = follow(&api, &alice, &format!("&start={}", at(0)), None);
+    let later = ev(
+        "acme",
+        "alice",
+        "s-live",
+        M1,
+        1,
+        &at(500),
+        "create",
+        "src/a.rs",
+    );
+    api.ingest(std::slice::from_ref(&later));
+    std::thread::sleep(Duration::from_secs(1));
+    // Committed a second after `later`, with an earlier event time.
+    let earlier = ev(
+        "acme",
+        "alice",
+        "s-live",
+        M1,
+        2,
+        &at(200),
+        "create",
+        "src/b.rs",
+    );
+    api.ingest(std::slice::from_ref(&earlier));
+    let wait = Duration::from_secs(15);
+    let got: Vec<Value> = (0..2)
+        .map(|_| rx.recv_timeout(wait).expect("a record").1["event_id"].clone())
+        .collect();
+    assert_eq!(
+        got,
+        vec![earlier["event_id"].clone(), later["event_id"].clone()]
+    );
+    api.sink.stop();
+}
+
 #[test]
 fn file_history_duplicates_and_delivery() {
     let api = Api::start(&[]);
