@@ -9,8 +9,11 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 
-use super::StoreArgs;
+use super::{StoreArgs, UsageError};
 use crate::export::{self, ExportFilter, ExportReport};
+use crate::record::valid_id;
+use crate::store::{Store, StoreExt};
+use crate::timespec::format_ns;
 
 /// Output compression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -25,7 +28,10 @@ pub struct ExportArgs {
     #[command(flatten)]
     pub store: StoreArgs,
 
-    /// Tenant to export (required unless --dead-letters).
+    /// Tenant to export (required unless --dead-letters): 1-128 chars of
+    /// [A-Za-z0-9._:@-], as records carry it. A tenant with no records in
+    /// the store gives an empty export and a warning (`fdb-sink tenants`
+    /// lists those that have records).
     #[arg(long, value_name = "TENANT", required_unless_present = "dead_letters")]
     pub tenant: Option<String>,
 
@@ -48,7 +54,7 @@ pub struct ExportArgs {
     pub session: Option<String>,
 
     /// Only records at or after this time (RFC 3339; event time), or dead
-    /// letters received at or after it.
+    /// letters received at or after it. Not after --until.
     #[arg(long, value_parser = crate::timespec::time_arg, value_name = "TIME")]
     pub since: Option<i64>,
 
@@ -96,8 +102,47 @@ impl Out {
     }
 }
 
+/// Refuses a command line that cannot select what the user meant: an id
+/// that no record can carry, or a time range that ends before it starts.
+pub fn check_args(args: &ExportArgs) -> Result<(), UsageError> {
+    for (flag, id) in [
+        ("--tenant", &args.tenant),
+        ("--user", &args.user),
+        ("--session", &args.session),
+    ] {
+        if let Some(id) = id.as_deref().filter(|id| !valid_id(id)) {
+            return Err(UsageError(format!(
+                "{flag} {id:?} is not 1-128 chars of [A-Za-z0-9._:@-], so no record can have it"
+            )));
+        }
+    }
+    if let (Some(since), Some(until)) = (args.since, args.until) {
+        if since > until {
+            return Err(UsageError(format!(
+                "--since {} is after --until {}: the range selects nothing",
+                format_ns(since),
+                format_ns(until)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// True when `tenant` has at least one session, the test `fdb-sink tenants`
+/// lists tenants by.
+fn tenant_has_records(
+    store: &dyn Store,
+    keys: &crate::keys::Keys,
+    tenant: &str,
+) -> anyhow::Result<bool> {
+    let range = keys.sessions_tenant(tenant);
+    let rows = store.read(|t| t.get_range(&range.begin, &range.end, 1, false))?;
+    Ok(!rows.is_empty())
+}
+
 /// Runs the export; the totals go to stderr (stdout may be the data).
 pub fn run(args: ExportArgs) -> anyhow::Result<()> {
+    check_args(&args)?;
     let store = args.store.open_existing()?;
     let compress = args.compress.or_else(|| {
         let ext = args.output.as_ref()?.extension()?.to_str()?;
@@ -174,6 +219,14 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
                 "export: {} records and {} monitors ({} bytes uncompressed) for tenant {tenant}",
                 report.records, report.monitors, report.bytes
             );
+            // An empty range of a known tenant is a normal quiet day; an
+            // unknown tenant is more likely a typo.
+            if report.records == 0 && !tenant_has_records(store.as_ref(), &keys, tenant)? {
+                eprintln!(
+                    "export: warning: tenant {tenant} has no records in this store \
+                     (`fdb-sink tenants` lists the tenants that have)"
+                );
+            }
             tracing::info!(
                 records = report.records,
                 bytes = report.bytes,

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 
+use super::UsageError;
 use crate::api::auth::{mint_hs256, read_secret, Claims, Role};
 use crate::record::valid_id;
 
@@ -17,11 +18,11 @@ pub struct TokenArgs {
     #[arg(long, env = "FDB_SINK_JWT_SECRET_FILE", value_name = "PATH")]
     pub jwt_secret_file: PathBuf,
 
-    /// The token's `tenant_id`.
+    /// The token's `tenant_id`: 1-128 chars of [A-Za-z0-9._:@-].
     #[arg(long, value_name = "TENANT")]
     pub tenant: String,
 
-    /// The token's `user_id`.
+    /// The token's `user_id`: 1-128 chars of [A-Za-z0-9._:@-].
     #[arg(long, value_name = "USER")]
     pub user: String,
 
@@ -29,18 +30,35 @@ pub struct TokenArgs {
     #[arg(long, value_enum, default_value = "user")]
     pub role: Role,
 
-    /// Lifetime of the token (e.g. 15m, 1h, 7d).
+    /// Lifetime of the token (e.g. 15m, 1h, 7d); at least 1s.
     #[arg(long, default_value = "1h", value_parser = crate::timespec::duration_arg,
           value_name = "DURATION")]
     pub ttl: Duration,
 }
 
+/// Refuses claims no server accepts: an id a record cannot carry, or a
+/// token that is expired when minted.
+pub fn check_args(args: &TokenArgs) -> Result<(), UsageError> {
+    for (flag, id) in [("--tenant", &args.tenant), ("--user", &args.user)] {
+        if !valid_id(id) {
+            return Err(UsageError(format!(
+                "{flag} {id:?}: --tenant and --user must be 1-128 chars of [A-Za-z0-9._:@-]"
+            )));
+        }
+    }
+    if args.ttl.is_zero() {
+        return Err(UsageError(
+            "--ttl 0s mints a token that is already expired: give a lifetime of at least 1s \
+             (e.g. 15m, 1h)"
+                .to_owned(),
+        ));
+    }
+    Ok(())
+}
+
 /// Prints the token on stdout.
 pub fn run(args: TokenArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        valid_id(&args.tenant) && valid_id(&args.user),
-        "--tenant and --user must be 1-128 chars of [A-Za-z0-9._:@-]"
-    );
+    check_args(&args)?;
     let secret = read_secret(&args.jwt_secret_file)?;
     let claims = Claims {
         tenant_id: args.tenant,

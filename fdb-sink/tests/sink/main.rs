@@ -5,6 +5,7 @@ mod harness;
 
 mod auth;
 mod backpressure;
+mod cli_checks;
 mod conformance;
 mod crash;
 mod dead_letter_export;
