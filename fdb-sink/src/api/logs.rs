@@ -355,9 +355,10 @@ fn session_exists(txn: &mut dyn ReadTxn, keys: &Keys, scope: &Scope) -> Result<b
 }
 
 /// A record as the API shows it: the stored record itself (a `file-event/1`
-/// line with its Kubernetes fields).
-pub fn record_json(r: &StoredRecord) -> serde_json::Value {
-    serde_json::to_value(&r.record).unwrap_or(serde_json::Value::Null)
+/// line with its Kubernetes fields), its fields in the order of the wire
+/// format and of `export` (`schema` first).
+pub fn record_json(r: &StoredRecord) -> &crate::record::AuditRecord {
+    &r.record
 }
 
 /// Runs a page or a follow stream for `scope`.
@@ -420,6 +421,11 @@ pub async fn session_logs(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let Path(session) = session?;
+    if !crate::record::valid_id(&session) {
+        return Err(ApiError::bad_request(
+            "the session id in the path is not a valid id (1-128 characters of A-Z a-z 0-9 . _ : @ -)",
+        ));
+    }
     let Query(params) = params?;
     let user = caller.user_scope(params.user_id.as_deref())?;
     let scope = Scope {

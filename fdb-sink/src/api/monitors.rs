@@ -36,6 +36,11 @@ pub async fn delivery(
     params: Result<Query<NoParams>, QueryRejection>,
 ) -> Result<Json<Delivery>, ApiError> {
     let Path(monitor_id) = monitor_id?;
+    if !crate::record::valid_id(&monitor_id) {
+        return Err(ApiError::bad_request(
+            "the monitor id in the path is not a valid id (1-128 characters of A-Z a-z 0-9 . _ : @ -)",
+        ));
+    }
     params?;
     if !caller.is_admin() {
         return Err(ApiError::Forbidden(

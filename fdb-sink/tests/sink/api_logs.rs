@@ -304,6 +304,46 @@ fn follow_streams_new_records_and_resumes_with_last_event_id() {
     api.sink.stop();
 }
 
+/// Records come in the wire format's field order (`schema` first, as
+/// `export` writes them); a session or monitor id that cannot exist is 400
+/// and is not echoed back.
+#[test]
+fn records_keep_wire_order_and_malformed_ids_are_refused() {
+    let api = Api::start(&[]);
+    let e = ev("acme", "alice", "s-1", M1, 1, &ts(1), "create", "src/x.rs");
+    api.ingest(std::slice::from_ref(&e));
+    let alice = token("acme", "alice", Role::User);
+    let body = http()
+        .get(api.url("/api/v5/agents/s-1/logs"))
+        .bearer_auth(&alice)
+        .send()
+        .expect("get")
+        .text()
+        .expect("body");
+    assert!(
+        body.starts_with(r#"{"records":[{"schema":"file-event/1","event_id":"#),
+        "{body}"
+    );
+    let long = "a".repeat(5000);
+    for path in [
+        format!("/api/v5/agents/{long}/logs"),
+        "/api/v5/agents/..%2Fx/logs".to_owned(),
+    ] {
+        let resp = http()
+            .get(api.url(&path))
+            .bearer_auth(&alice)
+            .send()
+            .expect("get");
+        assert_eq!(resp.status().as_u16(), 400, "{path}");
+        let text = resp.text().expect("body");
+        assert!(text.len() < 300 && text.contains("bad_request"), "{text}");
+    }
+    let admin = token("acme", "root", Role::Admin);
+    let (s, r) = api.get(&admin, &format!("/api/v5/monitors/{long}/delivery"));
+    assert_eq!((s, r["error"].as_str()), (400, Some("bad_request")));
+    assert!(r["message"].as_str().unwrap_or("").len() < 200);
+}
+
 /// Records committed out of event-time order (another node's batch, a
 /// retried request) within `--api-follow-delay` are all sent, in event-time
 /// order: the stream does not pass over the earlier one.
