@@ -1,8 +1,10 @@
 //! Which paths hold the same content (the `by_checksum` index); the history
 //! of one path is in [`super::history`].
 //!
-//! Role `user` sees only duplicates at paths it touched itself; `admin` sees
-//! the whole tenant.
+//! Role `admin` sees the whole tenant. Role `user` sees only what its own
+//! records show: a path only when one of its own records at that path had
+//! the content, and `last_seen` the latest such record, never another
+//! user's.
 
 use std::sync::Arc;
 
@@ -16,6 +18,7 @@ use super::logs::{MAX_LIMIT, MAX_SCAN};
 use super::{ApiError, ApiState};
 use crate::audit;
 use crate::keys::{Keys, PathTouch};
+use crate::record::AuditRecord;
 use crate::store::{ReadTxn, StoreError, StoreExt};
 use crate::timespec::format_ns;
 
@@ -30,7 +33,8 @@ pub struct DuplicatesParams {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DuplicatePath {
     pub path: String,
-    /// When an event last showed this content at this path (RFC 3339).
+    /// When an event last showed this content at this path (RFC 3339); for
+    /// role `user`, the latest of the caller's own events.
     pub last_seen: String,
 }
 
@@ -41,42 +45,86 @@ pub struct Duplicates {
     pub paths: Vec<DuplicatePath>,
     /// False when the answer was cut short: more than
     /// [`MAX_DUPLICATE_PATHS`] paths hold the content, or (role `user`)
-    /// checking which of them the caller touched examined [`MAX_SCAN`]
-    /// index entries.
+    /// checking which of them the caller's own records show read
+    /// [`MAX_SCAN`] index entries and records.
     pub complete: bool,
 }
 
 /// Paths listed at most.
 pub const MAX_DUPLICATE_PATHS: usize = 1000;
 
-/// Whether `user` touched `path`, reading at most `budget` `by_path`
-/// entries (the budget shrinks by what was read); `None` when the budget
-/// ran out before the answer was known.
-fn touched_by(
+/// What one user's own records say about content at a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OwnSight {
+    /// The latest of the user's records at the path with the content (ns).
+    Seen(u64),
+    /// None of the user's records at the path has the content.
+    NotSeen,
+    /// The budget ran out before the answer was known.
+    Unknown,
+}
+
+/// When `user`'s own records last showed content `checksum` at `path`:
+/// the path's `by_path` entries newest first, and the stored record of
+/// each entry of `user` (the entry names the user, the record holds the
+/// path and checksum). Every entry and every record read takes one unit of
+/// `budget`, which shrinks by what was read.
+fn own_last_seen(
     txn: &mut dyn ReadTxn,
     keys: &Keys,
-    tenant: &str,
+    (tenant, user): (&str, &str),
     path: &str,
-    user: &str,
+    checksum: &str,
     budget: &mut usize,
-) -> Result<Option<bool>, StoreError> {
+) -> Result<OwnSight, StoreError> {
     let range = keys.by_path_range(tenant, path);
-    let mut begin = range.begin.clone();
+    let mut end = range.end.clone();
     loop {
         if *budget == 0 {
-            return Ok(None);
+            return Ok(OwnSight::Unknown);
         }
-        let rows = txn.get_range(&begin, &range.end, (*budget).min(MAX_LIMIT), false)?;
-        let Some((last, _)) = rows.last() else {
-            return Ok(Some(false));
-        };
-        begin = audit::after(last);
-        for (_, v) in &rows {
-            *budget = budget.saturating_sub(1);
+        // Half the budget for entries, so that their records fit in the rest.
+        let want = (*budget / 2).clamp(1, MAX_LIMIT);
+        let rows = txn.get_range(&range.begin, &end, want, true)?;
+        *budget = budget.saturating_sub(rows.len());
+        let mut own = Vec::new();
+        for (k, v) in &rows {
             let touch = PathTouch::decode(v).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            if touch.user == user {
-                return Ok(Some(true));
+            if touch.user != user {
+                continue;
             }
+            let key = keys
+                .decode_by_path(k)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            own.push((
+                key.ts_ns,
+                keys.audit_log(tenant, user, &touch.session, key.ts_ns, &key.event_id),
+            ));
+        }
+        let readable = own.len().min(*budget);
+        *budget -= readable;
+        let wanted: Vec<&[u8]> = own[..readable].iter().map(|(_, k)| k.as_slice()).collect();
+        let values = if wanted.is_empty() {
+            Vec::new()
+        } else {
+            txn.get_many(&wanted)?
+        };
+        for ((ts_ns, key), value) in own.iter().zip(values) {
+            // An entry whose record is no longer stored shows nothing.
+            let Some(value) = value else { continue };
+            let record = AuditRecord::from_json(&value).map_err(|e| {
+                StoreError::Corrupt(format!("record {}: {e}", crate::keys::printable(key)))
+            })?;
+            if record.event.path == path && record.event.checksum.as_deref() == Some(checksum) {
+                return Ok(OwnSight::Seen(u64::try_from(*ts_ns).unwrap_or(0)));
+            }
+        }
+        if readable < own.len() {
+            return Ok(OwnSight::Unknown);
+        }
+        match rows.last() {
+            Some((oldest, _)) if rows.len() == want => end = oldest.clone(),
+            _ => return Ok(OwnSight::NotSeen),
         }
     }
 }
@@ -102,15 +150,16 @@ pub async fn duplicates(
                     audit::checksum_paths(txn, keys, &tenant, &checksum, MAX_DUPLICATE_PATHS + 1)?;
                 let mut complete = found.len() <= MAX_DUPLICATE_PATHS;
                 found.truncate(MAX_DUPLICATE_PATHS);
-                // Role `user`: one budget of index entries for the whole
-                // request, however many paths hold the content.
+                // Role `user`: one budget of index entries and records for
+                // the whole request, however many paths hold the content.
                 let mut budget = MAX_SCAN;
-                for (path, seen) in found {
+                for (path, mut seen) in found {
                     if let Some(u) = &only_user {
-                        match touched_by(txn, keys, &tenant, &path, u, &mut budget)? {
-                            Some(true) => {}
-                            Some(false) => continue,
-                            None => {
+                        let who = (tenant.as_str(), u.as_str());
+                        match own_last_seen(txn, keys, who, &path, &checksum, &mut budget)? {
+                            OwnSight::Seen(ts) => seen = ts,
+                            OwnSight::NotSeen => continue,
+                            OwnSight::Unknown => {
                                 complete = false;
                                 break;
                             }
