@@ -45,6 +45,8 @@ pub const CLAIMS: &str = "claims";
 pub const AGENT_INDEX: &str = "agent_index";
 pub const CLAIM_INDEX: &str = "claim_index";
 pub const API_USAGE: &str = "api_usage";
+/// The API's own settings shared by every replica (the cursor key).
+pub const API_CONFIG: &str = "api_config";
 
 /// Field names under a session row.
 pub const SESSION_EVENTS: &str = "events";
@@ -502,6 +504,11 @@ impl Keys {
     /// `("api_usage", tenant, user, kind)`: an i64 LE counter.
     pub fn api_usage(&self, tenant: &str, user: &str, kind: &str) -> Vec<u8> {
         self.key(&(API_USAGE, tenant, user, kind))
+    }
+
+    /// The key that seals the API's cursors (see `api::cursor`).
+    pub fn api_cursor_key(&self) -> Vec<u8> {
+        self.key(&(API_CONFIG, "cursor_key"))
     }
 }
 

@@ -18,11 +18,11 @@ use std::sync::Arc;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::Json;
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use super::agents::{AgentRow, AgentView};
 use super::auth::Caller;
+use super::cursor::{Cursors, Sealer};
 use super::{ApiError, ApiState};
 use crate::keys::Keys;
 use crate::store::{ReadTxn, StoreError, StoreExt};
@@ -58,13 +58,17 @@ pub struct AgentList {
     pub next_cursor: Option<String>,
 }
 
-/// Decodes a cursor of `tenant`'s agent listing into the key to resume
-/// strictly after.
-fn decode_cursor(keys: &Keys, tenant: &str, cursor: &str) -> Result<Vec<u8>, ApiError> {
+/// Opens a cursor of `tenant`'s agent listing (sealed for `query`) into
+/// the key to resume strictly after.
+fn decode_cursor(
+    sealer: &Sealer,
+    query: &str,
+    keys: &Keys,
+    tenant: &str,
+    cursor: &str,
+) -> Result<Vec<u8>, ApiError> {
     let bad = || ApiError::BadCursor("cursor was not produced by this query".into());
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor.trim())
-        .map_err(|_| bad())?;
+    let raw = sealer.open(query, cursor)?;
     let (t, _) = keys.decode_agent(&raw).map_err(|_| bad())?;
     if t == tenant {
         Ok(raw)
@@ -141,10 +145,22 @@ pub async fn list(
     if limit == 0 {
         return Err(ApiError::bad_request("limit must be at least 1"));
     }
+    // Sealed for the caller: a user's listing passes over other users'
+    // rows, whose keys (session ids) its cursor may name.
+    let query = format!(
+        "agents\0{}\0{}",
+        caller.tenant,
+        if caller.is_admin() {
+            "*"
+        } else {
+            caller.user.as_str()
+        }
+    );
+    let sealer = Cursors::sealer(&state).await?;
     let after = params
         .cursor
         .as_deref()
-        .map(|c| decode_cursor(&state.keys, &caller.tenant, c))
+        .map(|c| decode_cursor(&sealer, &query, &state.keys, &caller.tenant, c))
         .transpose()?;
     let ttl = state.agent_ttl;
     let page = state
@@ -162,10 +178,7 @@ pub async fn list(
             .into_iter()
             .map(|r| AgentView::of(r, now, ttl))
             .collect(),
-        next_cursor: page
-            .next
-            .as_deref()
-            .map(|k| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(k)),
+        next_cursor: page.next.map(|k| sealer.seal(&query, &k)).transpose()?,
     }))
 }
 

@@ -24,7 +24,8 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use super::auth::Caller;
-use super::logs::{encode_cursor, Filter, LogParams, Page, DEFAULT_LIMIT, MAX_LIMIT, MAX_SCAN};
+use super::cursor::Cursors;
+use super::logs::{Filter, LogParams, Page, DEFAULT_LIMIT, MAX_LIMIT, MAX_SCAN};
 use super::{paths, ApiError, ApiState};
 use crate::audit;
 use crate::keys::{ByPathKey, Keys, PathTouch, BY_PATH};
@@ -483,12 +484,20 @@ pub async fn history(
     if limit == 0 {
         return Err(ApiError::bad_request("limit must be at least 1"));
     }
+    // Sealed for the caller as well: a user's scan passes over other
+    // users' touches, whose keys its cursor may name.
+    let query = format!(
+        "history\0{}\0{}",
+        caller.tenant,
+        q.only_user.as_deref().unwrap_or("*")
+    );
+    let sealer = Cursors::sealer(&state).await?;
     let after = match &p.cursor {
         Some(c) => Some(
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(c.trim())
+            state
+                .keys
+                .decode_by_path(&sealer.open(&query, c)?)
                 .ok()
-                .and_then(|raw| state.keys.decode_by_path(&raw).ok())
                 .filter(|k| q.owns(k))
                 .ok_or_else(|| {
                     ApiError::BadCursor("cursor was not produced by this query".into())
@@ -505,7 +514,7 @@ pub async fn history(
         .await?;
     Ok(Json(Page {
         records,
-        next_cursor: next.as_deref().map(encode_cursor),
+        next_cursor: next.map(|k| sealer.seal(&query, &k)).transpose()?,
     }))
 }
 

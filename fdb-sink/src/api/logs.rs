@@ -15,10 +15,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use super::auth::Caller;
+use super::cursor::{Cursors, Sealer};
 use super::{sse, ApiError, ApiState};
 use crate::audit::{self, StoredRecord};
 use crate::keys::{AuditLogKey, Keys};
@@ -137,17 +137,26 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
-/// Opaque cursor text for a key.
-pub fn encode_cursor(raw_key: &[u8]) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw_key)
+/// The query a records cursor is sealed for (see [`super::cursor`]): the
+/// scope, so that a cursor is only taken back by the same listing.
+pub fn cursor_query(scope: &Scope) -> String {
+    format!(
+        "logs\0{}\0{}\0{}",
+        scope.tenant,
+        scope.user.as_deref().unwrap_or("*"),
+        scope.session.as_deref().unwrap_or("*")
+    )
 }
 
-/// Decodes a cursor and checks that it lies in `scope`.
-pub fn decode_cursor(keys: &Keys, scope: &Scope, cursor: &str) -> Result<AuditLogKey, ApiError> {
+/// Opens a cursor and checks that it lies in `scope`.
+pub fn decode_cursor(
+    sealer: &Sealer,
+    keys: &Keys,
+    scope: &Scope,
+    cursor: &str,
+) -> Result<AuditLogKey, ApiError> {
     let bad = || ApiError::BadCursor("cursor was not produced by this query".into());
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor.trim())
-        .map_err(|_| bad())?;
+    let raw = sealer.open(&cursor_query(scope), cursor)?;
     let key = keys.decode_audit_log(&raw).map_err(|_| bad())?;
     let in_scope = key.tenant == scope.tenant
         && scope.user.as_ref().is_none_or(|u| *u == key.user)
@@ -380,14 +389,16 @@ async fn respond(
         .and_then(|v| v.to_str().ok())
         .filter(|_| params.follow)
         .map(str::to_owned);
+    let sealer = Cursors::sealer(&state).await?;
     let after = match last_event_id.or(params.cursor.clone()) {
-        Some(c) => Some(decode_cursor(&state.keys, &scope, &c)?),
+        Some(c) => Some(decode_cursor(&sealer, &state.keys, &scope, &c)?),
         None => None,
     };
     if params.follow {
         let slot = state.streams.acquire(&scope.tenant)?;
-        return Ok(sse::follow(slot, state, scope, filter, after).into_response());
+        return Ok(sse::follow(slot, state, sealer, scope, filter, after).into_response());
     }
+    let query = cursor_query(&scope);
     let s = scope.clone();
     let (recs, next, exists) = state
         .blocking(move |store, keys| {
@@ -407,7 +418,7 @@ async fn respond(
     }
     Ok(Json(Page {
         records: recs.iter().map(record_json).collect(),
-        next_cursor: next.as_deref().map(encode_cursor),
+        next_cursor: next.map(|k| sealer.seal(&query, &k)).transpose()?,
     })
     .into_response())
 }

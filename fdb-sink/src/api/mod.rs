@@ -34,6 +34,7 @@ pub mod agent_list;
 pub mod agents;
 pub mod auth;
 pub mod claims;
+pub mod cursor;
 pub mod error;
 pub mod files;
 pub mod history;
@@ -262,6 +263,8 @@ pub struct ApiState {
     pub stop: tokio::sync::watch::Receiver<bool>,
     /// `fdb_sink_api_requests_total` and `fdb_sink_api_streams_open`.
     pub metrics: Metrics,
+    /// Seals the cursors of pages and streams.
+    pub cursors: cursor::Cursors,
 }
 
 impl ApiState {
@@ -395,6 +398,7 @@ pub async fn spawn(
         )),
         stop: stop.clone(),
         metrics,
+        cursors: cursor::Cursors::default(),
     });
     let listener = crate::conn::Listener::new(
         listener,
@@ -435,6 +439,7 @@ mod tests {
             streams: Arc::new(sse::StreamSlots::new(8, 8, Default::default())),
             stop,
             metrics: Metrics::unregistered(),
+            cursors: cursor::Cursors::default(),
         }));
         for (method, path) in ROUTES {
             let uri = path

@@ -27,7 +27,8 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use prometheus_client::metrics::gauge::Gauge;
 
-use super::logs::{encode_cursor, page, record_json, Filter, Scope};
+use super::cursor::Sealer;
+use super::logs::{cursor_query, page, record_json, Filter, Scope};
 use super::{ApiError, ApiState};
 use crate::audit::StoredRecord;
 use crate::keys::AuditLogKey;
@@ -115,6 +116,9 @@ impl Drop for StreamSlot {
 struct Follow {
     _slot: StreamSlot,
     state: Arc<ApiState>,
+    sealer: Arc<Sealer>,
+    /// What the records' cursors (event ids) are sealed for.
+    query: String,
     scope: Scope,
     filter: Filter,
     after: Option<AuditLogKey>,
@@ -126,6 +130,7 @@ struct Follow {
 pub fn follow(
     slot: StreamSlot,
     state: Arc<ApiState>,
+    sealer: Arc<Sealer>,
     scope: Scope,
     filter: Filter,
     after: Option<AuditLogKey>,
@@ -134,6 +139,8 @@ pub fn follow(
     let f = Follow {
         _slot: slot,
         state,
+        sealer,
+        query: cursor_query(&scope),
         scope,
         filter,
         after,
@@ -146,11 +153,17 @@ pub fn follow(
                 return None;
             }
             if let Some(r) = f.buffer.pop_front() {
-                let ev = Event::default()
-                    .event("record")
-                    .id(encode_cursor(&r.raw_key))
-                    .json_data(record_json(&r))
-                    .unwrap_or_else(|_| Event::default().event("record"));
+                let ev = match f.sealer.seal(&f.query, &r.raw_key) {
+                    Ok(id) => Event::default()
+                        .event("record")
+                        .id(id)
+                        .json_data(record_json(&r))
+                        .unwrap_or_else(|_| Event::default().event("record")),
+                    Err(e) => {
+                        f.done = true;
+                        Event::default().event("error").data(e.body().to_string())
+                    }
+                };
                 return Some((Ok(ev), f));
             }
             if *f.state.stop.borrow() {

@@ -109,6 +109,33 @@ impl Api {
     }
 
     fn start_with(dir: tempfile::TempDir, store: &Path, args: &[&str]) -> Api {
+        let (sink, api) = Self::launch(store, args);
+        Api {
+            sink,
+            api,
+            _dir: dir,
+        }
+    }
+
+    /// Stops the server and starts a new one on the same store, with the
+    /// secret of [`Api::start`].
+    pub fn restart(&mut self) {
+        self.sink.stop();
+        let secret = self._dir.path().join("jwt.key");
+        let store = self.sink.dir.clone();
+        let args = [
+            "--api-listen",
+            "127.0.0.1:0",
+            "--jwt-secret-file",
+            secret.to_str().expect("utf8"),
+        ];
+        let (sink, api) = Self::launch(&store, &args);
+        self.sink = sink;
+        self.api = api;
+    }
+
+    /// A sink on `store` and its API's base URL once it listens.
+    fn launch(store: &Path, args: &[&str]) -> (Sink, String) {
         let sink = Sink::start(store, args);
         let deadline = Instant::now() + Duration::from_secs(20);
         let api = loop {
@@ -123,11 +150,7 @@ impl Api {
             assert!(Instant::now() < deadline, "API did not start; log:\n{log}");
             std::thread::sleep(Duration::from_millis(20));
         };
-        Api {
-            sink,
-            api: format!("http://{api}"),
-            _dir: dir,
-        }
+        (sink, format!("http://{api}"))
     }
 
     pub fn store_dir(&self) -> PathBuf {

@@ -30,6 +30,7 @@ mod vector_fixtures;
 mod api_agent_list;
 mod api_auth;
 mod api_claims;
+mod api_cursors;
 mod api_duplicates_own;
 mod api_harness;
 mod api_history;
