@@ -42,7 +42,9 @@ mkdir -p "$work"
 
 copy() { # src dst-url
   case "$2" in
-    gs://*) gcloud storage cp --no-clobber "$1" "$2" ;;
+    # Only if no object is there (generation 0): Cloud Storage answers 412
+    # and gcloud fails. (--no-clobber would skip the copy and succeed.)
+    gs://*) gcloud storage cp --if-generation-match=0 "$1" "$2" ;;
     file://*)
       local path="${2#file://}"
       mkdir -p "$(dirname "$path")"

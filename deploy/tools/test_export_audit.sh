@@ -90,6 +90,22 @@ PY
   else
     echo "FAIL dead letters: exit $code"; cat "$tmp/log3"; fails=$((fails + 1))
   fi
+  # gs://: the upload must fail when the object exists. `gcloud storage cp
+  # --if-generation-match=0` does (Cloud Storage's precondition for "no live
+  # object"); --no-clobber skips the copy and exits 0. A stand-in gcloud on
+  # PATH records the arguments it was given.
+  mkdir -p "$tmp/bin"
+  printf '#!/bin/sh\necho "$@" >>"%s"\n' "$tmp/gcloud.args" >"$tmp/bin/gcloud"
+  chmod +x "$tmp/bin/gcloud"
+  code=0
+  PATH="$tmp/bin:$PATH" FDB_SINK=$sink EXPORT_STORE=$store EXPORT_TENANTS=t1,t2 EXPORT_DAY=2026-11-25 \
+    EXPORT_DEST=gs://bucket/prefix bash "$script" 2>"$tmp/log4" || code=$?
+  if [ "$code" = 0 ] && grep -q -- "storage cp --if-generation-match=0 .* gs://bucket/prefix/2026-11-25/t1.ndjson.gz" "$tmp/gcloud.args" \
+     && ! grep -q -- "--no-clobber" "$tmp/gcloud.args" && [ "$(wc -l <"$tmp/gcloud.args")" = 3 ]; then
+    echo "ok   gs:// uploads only where no object exists (--if-generation-match=0)"
+  else
+    echo "FAIL gs:// upload: exit $code, gcloud got:"; cat "$tmp/gcloud.args" "$tmp/log4"; fails=$((fails + 1))
+  fi
   # A list that leaves a tenant with records out: the listed one is archived,
   # and the job fails naming the one left out.
   code=0
