@@ -343,16 +343,37 @@ def check_fdb_clients(objs: list[dict], report: Report) -> None:
         report.fail("manifests", "no NetworkPolicy foundationdb")
         return
     ns = policy["metadata"].get("namespace")
-    # Peers that select pods of the policy's own namespace on a client port.
+    where = name_of(policy)
+    ns_labels = {"kubernetes.io/metadata.name": ns}
+
+    def covers_client_port(rule: dict) -> bool:
+        if not rule.get("ports"):
+            return True  # every port
+        for p in rule["ports"]:
+            port, end = p.get("port"), p.get("endPort")
+            if port is None or isinstance(port, str):
+                return True  # every port, or a named one: assume it is
+            if any(port <= c <= (end or port) for c in FDB_CLIENT_PORTS):
+                return True
+        return False
+
+    # Pod selectors that admit pods of the policy's own namespace on a
+    # client port.
     peers = []
     for rule in policy["spec"].get("ingress") or []:
-        ports = {p.get("port") for p in rule.get("ports") or []}
-        if rule.get("ports") and not ports & FDB_CLIENT_PORTS:
+        if not covers_client_port(rule):
             continue
+        if "from" not in rule or not rule["from"]:
+            peers.append({})  # from everywhere
         for peer in rule.get("from") or []:
-            if "podSelector" in peer and "namespaceSelector" not in peer:
-                peers.append(peer["podSelector"])
-    where = name_of(policy)
+            if "ipBlock" in peer:
+                report.fail(where, f"an ipBlock peer on FoundationDB's client ports ({peer['ipBlock']}) "
+                                   "may admit any pod, workspaces included: select pods by label instead")
+            elif "namespaceSelector" in peer:
+                if selector_matches(peer["namespaceSelector"], ns_labels):
+                    peers.append(peer.get("podSelector") or {})
+            else:
+                peers.append(peer.get("podSelector") or {})
     templates = []
     for o in objs:
         t = pod_template(o)

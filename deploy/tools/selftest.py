@@ -104,6 +104,18 @@ MANIFEST_DEFECTS = [
     ("workspace pods labelled as FoundationDB clients",
      lambda objs: find(objs, "StatefulSet")["spec"]["template"]["metadata"]["labels"].update({"coditect.ai/fdb-client": "true"}),
      "(a user workspace) may connect to FoundationDB's client ports"),
+    ("a client-port rule open to every source",
+     lambda objs: find(objs, "NetworkPolicy", "foundationdb")["spec"]["ingress"].append({"ports": [{"protocol": "TCP", "port": 4500}]}),
+     "(a user workspace) may connect to FoundationDB's client ports"),
+    ("the policy's own namespace admitted by namespaceSelector",
+     lambda objs: find(objs, "NetworkPolicy", "foundationdb")["spec"]["ingress"].append(
+         {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "coditect-app"}}}],
+          "ports": [{"protocol": "TCP", "port": 4000, "endPort": 5000}]}),
+     "(a user workspace) may connect to FoundationDB's client ports"),
+    ("an ipBlock on the client ports",
+     lambda objs: find(objs, "NetworkPolicy", "foundationdb")["spec"]["ingress"].append(
+         {"from": [{"ipBlock": {"cidr": "10.0.0.0/8"}}], "ports": [{"protocol": "TCP", "port": 4501}]}),
+     "an ipBlock peer on FoundationDB's client ports"),
     ("backup agents without the client label",
      lambda objs: find(objs, "FoundationDBBackup")["spec"]["podTemplateSpec"].pop("metadata"),
      "backup agents (labels {}) cannot reach FoundationDB"),
