@@ -170,11 +170,12 @@ pub struct ApiArgs {
 
     /// How far behind the present a `follow=true` stream stays: it sends a
     /// record only once its event time is this old, so that records
-    /// committed out of event-time order within that time (batches of
-    /// different nodes, Vector's batching) are sent in order and none is
-    /// skipped (e.g. 5s, 30s; 0s sends at once).
-    #[arg(long, env = "FDB_SINK_API_FOLLOW_DELAY", default_value = "5s",
-          value_parser = crate::timespec::duration_arg, value_name = "DURATION")]
+    /// committed out of event-time order within that time are sent in
+    /// order and none is skipped. The default covers the collector's own
+    /// delays: Vector finds a new pod's log file within 15 s and batches for
+    /// 1 s (e.g. 5s, 1m; 0s sends at once; at most 1h).
+    #[arg(long, env = "FDB_SINK_API_FOLLOW_DELAY", default_value = "20s",
+          value_parser = follow_delay_arg, value_name = "DURATION")]
     pub api_follow_delay: Duration,
 
     /// How often the in-process retention runs (with --retention-older-than).
@@ -189,6 +190,20 @@ pub const MIN_AGENT_TTL: Duration = Duration::from_secs(1);
 /// Clap value parser of `--agent-ttl`: a duration of at least
 /// [`MIN_AGENT_TTL`] (shorter, every agent would be `dead` as soon as its
 /// heartbeat is stored, and could never claim).
+/// `--api-follow-delay`: a duration of at most [`MAX_FOLLOW_DELAY`].
+pub fn follow_delay_arg(s: &str) -> Result<Duration, String> {
+    let d = crate::timespec::duration_arg(s)?;
+    if d > MAX_FOLLOW_DELAY {
+        return Err(format!(
+            "{s:?} is too long: a follow stream would send nothing for that long (at most 1h)"
+        ));
+    }
+    Ok(d)
+}
+
+/// Longest `--api-follow-delay`.
+pub const MAX_FOLLOW_DELAY: Duration = Duration::from_secs(3600);
+
 pub fn agent_ttl_arg(s: &str) -> Result<Duration, String> {
     let d = crate::timespec::duration_arg(s)?;
     if d < MIN_AGENT_TTL {

@@ -200,9 +200,22 @@ fn follow(
     query: &str,
     last_event_id: Option<&str>,
 ) -> mpsc::Receiver<(String, Value)> {
-    let mut req = http()
-        .get(api.url(&format!("/api/v5/agents/s-live/logs?follow=true{query}")))
-        .bearer_auth(token);
+    follow_at(
+        api,
+        token,
+        &format!("/api/v5/agents/s-live/logs?follow=true{query}"),
+        last_event_id,
+    )
+}
+
+/// [`follow`] on any route and query.
+fn follow_at(
+    api: &Api,
+    token: &str,
+    path_and_query: &str,
+    last_event_id: Option<&str>,
+) -> mpsc::Receiver<(String, Value)> {
+    let mut req = http().get(api.url(path_and_query)).bearer_auth(token);
     if let Some(id) = last_event_id {
         req = req.header("last-event-id", id);
     }
@@ -344,6 +357,24 @@ fn records_keep_wire_order_and_malformed_ids_are_refused() {
     assert!(r["message"].as_str().unwrap_or("").len() < 200);
 }
 
+/// A follow delay over an hour would make streams send nothing: refused.
+#[test]
+fn a_follow_delay_over_an_hour_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = dir.path().join("jwt.key");
+    std::fs::write(&secret, [crate::api_harness::SECRET, b"\n"].concat()).expect("secret");
+    let out = crate::api_harness::serve_command(dir.path(), Some(&secret))
+        .args(["--api-follow-delay", "2h"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--api-follow-delay") && err.contains("at most 1h"),
+        "{err}"
+    );
+}
+
 /// Records committed out of event-time order (another node's batch, a
 /// retried request) within `--api-follow-delay` are all sent, in event-time
 /// order: the stream does not pass over the earlier one.
@@ -390,6 +421,41 @@ fn follow_sends_records_committed_out_of_order_within_the_delay() {
         got,
         vec![earlier["event_id"].clone(), later["event_id"].clone()]
     );
+    // The same across sessions of one user (two workspaces, two nodes):
+    // the user-wide stream sends the late session's record too.
+    let rx = follow_at(
+        &api,
+        &alice,
+        &format!("/api/v5/agents/logs?follow=true&start={}", at(2000)),
+        None,
+    );
+    let ws1 = ev(
+        "acme",
+        "alice",
+        "s-ws1",
+        M1,
+        3,
+        &at(2500),
+        "update",
+        "src/c.rs",
+    );
+    api.ingest(std::slice::from_ref(&ws1));
+    std::thread::sleep(Duration::from_secs(1));
+    let ws2 = ev(
+        "acme",
+        "alice",
+        "s-ws2",
+        M2,
+        1,
+        &at(2200),
+        "create",
+        "src/d.rs",
+    );
+    api.ingest(std::slice::from_ref(&ws2));
+    let got: Vec<Value> = (0..2)
+        .map(|_| rx.recv_timeout(wait).expect("a record").1["event_id"].clone())
+        .collect();
+    assert_eq!(got, vec![ws2["event_id"].clone(), ws1["event_id"].clone()]);
     api.sink.stop();
 }
 
