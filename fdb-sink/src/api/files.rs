@@ -75,10 +75,13 @@ fn own_last_seen(
     (tenant, user): (&str, &str),
     path: &str,
     checksum: &str,
+    last_seen: u64,
     budget: &mut usize,
 ) -> Result<OwnSight, StoreError> {
     let range = keys.by_path_range(tenant, path);
-    let mut end = range.end.clone();
+    // No entry newer than the tenant's last sight of the content has it.
+    let bound = i64::try_from(last_seen).unwrap_or(i64::MAX - 1) + 1;
+    let mut end = keys.by_path(tenant, path, bound, "");
     loop {
         if *budget == 0 {
             return Ok(OwnSight::Unknown);
@@ -156,7 +159,7 @@ pub async fn duplicates(
                 for (path, mut seen) in found {
                     if let Some(u) = &only_user {
                         let who = (tenant.as_str(), u.as_str());
-                        match own_last_seen(txn, keys, who, &path, &checksum, &mut budget)? {
+                        match own_last_seen(txn, keys, who, &path, &checksum, seen, &mut budget)? {
                             OwnSight::Seen(ts) => seen = ts,
                             OwnSight::NotSeen => continue,
                             OwnSight::Unknown => {

@@ -15,6 +15,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use super::auth::Caller;
@@ -156,7 +157,18 @@ pub fn decode_cursor(
     cursor: &str,
 ) -> Result<AuditLogKey, ApiError> {
     let bad = || ApiError::BadCursor("cursor was not produced by this query".into());
-    let raw = sealer.open(&cursor_query(scope), cursor)?;
+    let raw = match sealer.open(&cursor_query(scope), cursor) {
+        Ok(raw) => raw,
+        // A plain record key, what releases before sealed cursors handed
+        // out: still taken here, so that pages and follow streams
+        // (Last-Event-ID) continue across an upgrade. It names a position
+        // in the caller's own scope (checked below), nothing else.
+        Err(e) => base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(cursor.trim())
+            .ok()
+            .filter(|raw| keys.decode_audit_log(raw).is_ok())
+            .ok_or(e)?,
+    };
     let key = keys.decode_audit_log(&raw).map_err(|_| bad())?;
     let in_scope = key.tenant == scope.tenant
         && scope.user.as_ref().is_none_or(|u| *u == key.user)

@@ -86,11 +86,26 @@ fn cursors_survive_a_restart_and_forged_ones_are_refused() {
     );
     assert_eq!(s, 200, "{second}");
     assert_eq!(second["records"][0]["event_id"], events[2]["event_id"]);
-    // A cursor made of a plain store key (what cursors used to be) is refused.
-    let (_, all) = api.get(&alice, "/api/v5/agents/s-1/logs");
-    assert_eq!(all["records"].as_array().map(Vec::len), Some(5));
-    let forged = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(fdb_sink::keys::Keys::default().audit_log("acme", "alice", "s-1", 0, "x"));
-    let (s, r) = api.get(&alice, &format!("/api/v5/agents/s-1/logs?cursor={forged}"));
+    // A plain record key (what cursors were before they were sealed) is
+    // still taken by the records routes, within the caller's scope only, so
+    // that streams reconnect across an upgrade; the file history, whose
+    // plain cursors could name other users' touches, refuses them.
+    let keys = fdb_sink::keys::Keys::default();
+    let plain = |k: Vec<u8>| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(k);
+    let own = plain(keys.audit_log("acme", "alice", "s-1", 0, "x"));
+    let (s, r) = api.get(&alice, &format!("/api/v5/agents/s-1/logs?cursor={own}"));
+    assert_eq!(
+        (s, r["records"].as_array().map(Vec::len)),
+        (200, Some(5)),
+        "{r}"
+    );
+    let bobs = plain(keys.audit_log("acme", "bob", "s-1", 0, "x"));
+    let (s, r) = api.get(&alice, &format!("/api/v5/agents/s-1/logs?cursor={bobs}"));
+    assert_eq!((s, r["error"].as_str()), (400, Some("bad_cursor")));
+    let touch = plain(keys.by_path("acme", "a.txt", 0, "x"));
+    let (s, r) = api.get(
+        &alice,
+        &format!("/api/v5/files/history?path=a.txt&cursor={touch}"),
+    );
     assert_eq!((s, r["error"].as_str()), (400, Some("bad_cursor")));
 }

@@ -169,16 +169,38 @@ fn user_sees_her_own_duplicates_and_admin_the_tenants() {
 /// and every record read counts against the request's 20 000, and an
 /// answer cut short says so.
 #[test]
+fn users_own_content_under_a_busy_path_is_found() {
+    let api = Api::start(&[]);
+    let x = sum(41);
+    let other = sum(42);
+    // alice wrote X to hot.txt once, then other content 12 000 times: no
+    // entry newer than the tenant's last sight of X can hold it, so her
+    // search starts there, not at the newest of the 12 000.
+    let mut lines = vec![touch("alice", 1, "create", "hot.txt", &x)];
+    lines.extend((0..12_000).map(|i| touch("alice", 2 + i, "update", "hot.txt", &other)));
+    for chunk in lines.chunks(5000) {
+        api.ingest(chunk);
+    }
+    let alice = token("acme", "alice", Role::User);
+    let (paths, complete) = duplicates(&api, &alice, &x);
+    assert_eq!(paths.len(), 1, "{paths:?}");
+    assert!(at(&paths[0].1, 1), "{paths:?}");
+    assert_eq!(complete, true);
+}
+
+#[test]
 fn reading_own_records_counts_against_the_scan_budget() {
     let api = Api::start(&[]);
     let c = sum(31);
     let other = sum(32);
     let alice = token("acme", "alice", Role::User);
     let url_c = c.clone();
-    // alice wrote C to a/busy.rs once, then other content 9 000 times:
-    // 9 001 entries and as many records, within the budget.
+    // alice wrote C to a/busy.rs once, then other content 9 000 times, and
+    // bob wrote C there last: her search starts at bob's sight of C and
+    // reads 9 001 of her entries and as many records, within the budget.
     let mut lines = vec![touch("alice", 1, "create", "a/busy.rs", &c)];
     lines.extend((0..9_000).map(|i| touch("alice", 2 + i, "update", "a/busy.rs", &other)));
+    lines.push(touch("bob", 50_000, "update", "a/busy.rs", &c));
     for chunk in lines.chunks(5000) {
         api.ingest(chunk);
     }
