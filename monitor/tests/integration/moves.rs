@@ -582,3 +582,380 @@ fn an_exchange_followed_by_removing_the_old_copy_keeps_the_current_name() {
     assert_trees_equal(&replay(&start, &evs), &disk_tree(root, &[]));
     assert_seq_contiguous(&evs);
 }
+
+/// What a replayed stream says each name holds: its kind and, for a
+/// regular file, its checksum.
+type Contents = std::collections::BTreeMap<String, (&'static str, Option<String>)>;
+
+/// The tree below `root` with the sha256 of every regular file.
+fn disk_contents(root: &std::path::Path) -> Contents {
+    disk_tree(root, &[])
+        .into_iter()
+        .map(|(p, k)| {
+            let sum = (k == "file").then(|| {
+                let abs =
+                    root.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&p));
+                monitor::checksum::checksum_file(
+                    &abs,
+                    monitor::config::ChecksumAlgo::Sha256,
+                    1 << 20,
+                )
+                .ok()
+                .flatten()
+                .map(|s| s.value)
+            });
+            (String::from_utf8_lossy(&p).into_owned(), (k, sum.flatten()))
+        })
+        .collect()
+}
+
+/// Applies a stream to `start` like [`replay`], also keeping the checksum
+/// each line gives a file: a `move` carries the moved file's content (the
+/// one it says, else the one its old name had), a `create` or `update` the
+/// content the name holds.
+fn replay_contents(start: &Contents, evs: &[file_event::FileEvent]) -> Contents {
+    use file_event::EventType;
+    let mut t = start.clone();
+    let below = |t: &Contents, p: &str| -> Vec<String> {
+        let pre = format!("{p}/");
+        t.keys().filter(|k| k.starts_with(&pre)).cloned().collect()
+    };
+    for e in evs {
+        let path = e.path.clone();
+        let value = (e.kind.as_str(), e.checksum.clone());
+        match e.event_type {
+            EventType::Create | EventType::Update => {
+                t.insert(path, value);
+            }
+            EventType::Delete => {
+                for k in below(&t, &path) {
+                    t.remove(&k);
+                }
+                t.remove(&path);
+            }
+            EventType::Move => {
+                let from = e.from.clone().unwrap();
+                let carried = t
+                    .get(&from)
+                    .filter(|(k, _)| *k == e.kind.as_str())
+                    .and_then(|(_, sum)| sum.clone());
+                let value = (value.0, value.1.or(carried));
+                for k in below(&t, &path) {
+                    t.remove(&k);
+                }
+                for k in below(&t, &from) {
+                    let v = t.remove(&k).unwrap();
+                    t.insert(format!("{path}{}", &k[from.len()..]), v);
+                }
+                t.remove(&from);
+                t.insert(path, value);
+            }
+            EventType::Access => {}
+        }
+    }
+    t
+}
+
+/// `a` and `b` exchanged `times` times in a row, all in one batch of kernel
+/// events (nothing waits in between), `rounds` times; after each round the
+/// replayed stream gives both names their kind and content on disk, and a
+/// file written into the name that holds a directory is reported there.
+fn exchanged_in_a_row(setup: &str, a: &str, b: &str, times: usize, rounds: usize) {
+    let d = tempdir();
+    let root = d.path();
+    sh(root, setup);
+    let start = disk_contents(root);
+    let m = Monitor::start(root, &["--checksum=sha256"]);
+    for round in 0..rounds {
+        for _ in 0..times {
+            exchange(&root.join(a), &root.join(b));
+        }
+        for name in [a, b] {
+            if root.join(name).is_dir() {
+                std::fs::write(root.join(format!("{name}/w{times}.{round}")), b"w").unwrap();
+            }
+        }
+        // The exchanges are reported before what happens after them.
+        let mark = format!("mark{times}.{round}");
+        std::fs::create_dir(root.join(&mark)).unwrap();
+        let evs = m.wait_for(&mark, |e| has(e, &format!("create dir {mark}")));
+        assert_eq!(
+            replay_contents(&start, &evs),
+            disk_contents(root),
+            "{times} exchanges of {a} and {b}, round {round}: the replay differs from the disk\n{:?}",
+            summary(&evs)
+        );
+    }
+    let evs = m.settle(Duration::from_millis(300));
+    assert_eq!(
+        replay_contents(&start, &evs),
+        disk_contents(root),
+        "{:?}",
+        summary(&evs)
+    );
+    assert_seq_contiguous(&evs);
+}
+
+/// Two files with different content exchanged twice, then three times, in
+/// a row: each name ends with the content it holds on disk.
+#[test]
+fn two_files_exchanged_several_times_in_a_row_replay_to_their_content() {
+    for times in [2, 3] {
+        exchanged_in_a_row("echo AAAA > f && echo BB > g", "f", "g", times, 4);
+    }
+}
+
+/// A file and a directory exchanged twice, then three times, in a row: each
+/// name ends as the kind it is on disk, with the directory's files below it.
+#[test]
+fn a_file_and_a_directory_exchanged_several_times_in_a_row_replay_to_their_kinds() {
+    for times in [2, 3] {
+        exchanged_in_a_row(
+            "echo AAAA > f && mkdir g && echo 1 > g/one",
+            "f",
+            "g",
+            times,
+            4,
+        );
+    }
+}
+
+/// The sha256 of `content`, as a `checksum` field gives it.
+fn sha256_of(content: &[u8]) -> String {
+    let d = tempdir();
+    let p = d.path().join("c");
+    std::fs::write(&p, content).unwrap();
+    monitor::checksum::checksum_file(&p, monitor::config::ChecksumAlgo::Sha256, 1 << 20)
+        .unwrap()
+        .unwrap()
+        .value
+}
+
+/// Creates the directory `mark` and returns every line up to its create,
+/// and any that follow within 300 ms: what was done before is reported
+/// before it.
+fn through_mark(m: &Monitor, root: &std::path::Path, mark: &str) -> Vec<file_event::FileEvent> {
+    std::fs::create_dir(root.join(mark)).unwrap();
+    m.wait_for(mark, |e| has(e, &format!("create dir {mark}")));
+    m.settle(Duration::from_millis(300))
+}
+
+/// Each line as `type kind path` (or the move's names) with its size and
+/// checksum.
+fn lines_with_content(evs: &[file_event::FileEvent]) -> Vec<(String, Option<u64>, Option<String>)> {
+    evs.iter()
+        .map(|e| (short(e), e.size, e.checksum.clone()))
+        .collect()
+}
+
+/// `a` and `b` exchanged once per round, each round reported (up to a
+/// mark created after it) before the next: the lines of each round, the
+/// mark's create left out.
+fn exchanged_once_per_round(
+    m: &Monitor,
+    root: &std::path::Path,
+    a: &str,
+    b: &str,
+    rounds: usize,
+) -> Vec<Vec<file_event::FileEvent>> {
+    let mut out = Vec::new();
+    for round in 0..rounds {
+        let seen = m.events().len();
+        exchange(&root.join(a), &root.join(b));
+        let mark = format!("mark-{a}-{round}");
+        let evs = through_mark(m, root, &mark);
+        let mut lines = evs[seen..].to_vec();
+        assert_eq!(
+            lines.pop().map(|e| short(&e)),
+            Some(format!("create dir {mark}")),
+            "round {round}: {:?}",
+            summary(&evs[seen..])
+        );
+        out.push(lines);
+    }
+    assert_seq_contiguous(&m.events());
+    out
+}
+
+/// One exchange of two files with checksums on, several times (each waits
+/// for the last to be reported): `move f → g` with the size of what `g`
+/// holds, and `create f` with the size of what `f` holds. Nothing else, no
+/// `update`: nothing was written.
+#[test]
+fn a_single_exchange_of_two_files_is_a_move_and_a_create() {
+    let d = tempdir();
+    let root = d.path();
+    sh(root, "printf AAAA > f && printf BB > g");
+    let (a, b) = (sha256_of(b"AAAA"), sha256_of(b"BB"));
+    let m = Monitor::start(root, &["--checksum=sha256"]);
+    for (round, evs) in exchanged_once_per_round(&m, root, "f", "g", 4)
+        .iter()
+        .enumerate()
+    {
+        // g now holds what f held, and f what g held.
+        let (to_g, to_f) = if round % 2 == 0 {
+            ((4, &a), (2, &b))
+        } else {
+            ((2, &b), (4, &a))
+        };
+        let got: Vec<(String, Option<u64>)> = evs.iter().map(|e| (short(e), e.size)).collect();
+        assert_eq!(
+            got,
+            [
+                ("move file f -> g".to_owned(), Some(to_g.0)),
+                ("create file f".to_owned(), Some(to_f.0)),
+            ],
+            "round {round}"
+        );
+        // A checksum, when there is one, is the content the name got.
+        for (e, sum) in evs.iter().zip([to_g.1, to_f.1]) {
+            assert!(
+                e.checksum.as_ref().is_none_or(|c| c == sum),
+                "round {round}: {:?}",
+                lines_with_content(evs)
+            );
+        }
+    }
+}
+
+/// The same exchange of two files: both lines carry the content the name
+/// got, the `move` too (`g` still holds the file moved there when the
+/// monitor reads it, although the exchange's second half renames `g`).
+#[test]
+fn a_single_exchange_of_two_files_carries_both_contents() {
+    let d = tempdir();
+    let root = d.path();
+    sh(root, "printf AAAA > f && printf BB > g");
+    let (a, b) = (sha256_of(b"AAAA"), sha256_of(b"BB"));
+    let m = Monitor::start(root, &["--checksum=sha256"]);
+    for (round, evs) in exchanged_once_per_round(&m, root, "f", "g", 4)
+        .iter()
+        .enumerate()
+    {
+        let (to_g, to_f) = if round % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        let sums: Vec<Option<&String>> = evs.iter().map(|e| e.checksum.as_ref()).collect();
+        assert_eq!(
+            sums,
+            [Some(to_g), Some(to_f)],
+            "round {round}: {:?}",
+            lines_with_content(evs)
+        );
+    }
+}
+
+/// An atomic replace by exchange whose old copy is removed at once
+/// (`mv --exchange .tmp cur && rm .tmp`): the `move .tmp → cur` carries
+/// the content of the new version, which `cur` holds.
+#[test]
+fn an_atomic_replace_by_exchange_moves_the_new_version_with_its_content() {
+    let d = tempdir();
+    let root = d.path();
+    sh(root, "printf old > cur");
+    let m = Monitor::start(root, &["--checksum=sha256"]);
+    for round in 0..4 {
+        let new = format!("new {round}");
+        std::fs::write(root.join(".tmp"), &new).unwrap();
+        let seen = through_mark(&m, root, &format!("written{round}")).len();
+        exchange(&root.join(".tmp"), &root.join("cur"));
+        std::fs::remove_file(root.join(".tmp")).unwrap();
+        let evs = through_mark(&m, root, &format!("mark{round}"));
+        let evs = &evs[seen..];
+        assert_eq!(
+            summary(evs),
+            [
+                "move file .tmp -> cur",
+                "create file .tmp",
+                "delete file .tmp",
+                &format!("create dir mark{round}"),
+            ]
+        );
+        assert_eq!(
+            evs[0].checksum.as_ref(),
+            Some(&sha256_of(new.as_bytes())),
+            "round {round}: {:?}",
+            lines_with_content(evs)
+        );
+    }
+    assert_seq_contiguous(&m.events());
+}
+
+/// A file and a directory, and two directories, exchanged once at a time:
+/// the `move` of what went to the second name, and the `create` of the
+/// first name with everything below it. No other line.
+#[test]
+fn a_single_exchange_with_a_directory_adds_no_line() {
+    let d = tempdir();
+    let root = d.path();
+    sh(
+        root,
+        "printf AAAA > f && mkdir g d1 d2 && echo 1 > g/one && echo 2 > d1/two && echo 3 > d2/three",
+    );
+    let m = Monitor::start(root, &["--checksum=sha256"]);
+    let rounds = exchanged_once_per_round(&m, root, "f", "g", 2);
+    let got: Vec<Vec<String>> = rounds.iter().map(|r| summary(r)).collect();
+    assert_eq!(
+        got,
+        [
+            vec!["move file f -> g", "create dir f", "create file f/one"],
+            vec!["move dir f -> g", "create file f"],
+        ]
+    );
+    let rounds = exchanged_once_per_round(&m, root, "d1", "d2", 2);
+    let got: Vec<Vec<String>> = rounds.iter().map(|r| summary(r)).collect();
+    assert_eq!(
+        got,
+        [
+            vec!["move dir d1 -> d2", "create dir d1", "create file d1/three"],
+            vec!["move dir d1 -> d2", "create dir d1", "create file d1/two"],
+        ]
+    );
+}
+
+/// Files renamed from their download name, then their directory renamed
+/// into place, all before the monitor reads the renames: three moves, and
+/// no `update` (the files' content was reported when they were written).
+#[test]
+fn files_renamed_then_their_directory_renamed_at_once_are_only_moves() {
+    let d = tempdir();
+    let root = d.path();
+    let m = Monitor::start(root, &["--checksum=sha256"]);
+    let mut expected = Vec::new();
+    for round in 0..4 {
+        let (dl, publ) = (format!("dl{round}"), format!("pub{round}"));
+        sh(
+            root,
+            &format!("mkdir {dl} && printf one > {dl}/a.part && printf three > {dl}/b.part"),
+        );
+        let evs = through_mark(&m, root, &format!("written{round}"));
+        assert!(
+            has(&evs, &format!("create file {dl}/b.part")),
+            "{:?}",
+            summary(&evs)
+        );
+        let seen = evs.len();
+        sh(
+            root,
+            &format!("mv {dl}/a.part {dl}/a && mv {dl}/b.part {dl}/b && mv {dl} {publ}"),
+        );
+        let evs = through_mark(&m, root, &format!("mark{round}"));
+        let (one, three) = (sha256_of(b"one"), sha256_of(b"three"));
+        let got: Vec<String> = summary(&evs[seen..]);
+        expected = vec![
+            format!("move file {dl}/a.part -> {dl}/a"),
+            format!("move file {dl}/b.part -> {dl}/b"),
+            format!("move dir {dl} -> {publ}"),
+            format!("create dir mark{round}"),
+        ];
+        assert_eq!(got, expected, "round {round}");
+        // The moves say what was moved: their content, when they carry one.
+        for (e, sum) in evs[seen..seen + 2].iter().zip([&one, &three]) {
+            assert!(
+                e.checksum.as_ref().is_none_or(|c| c == sum),
+                "{:?}",
+                lines_with_content(&evs[seen..])
+            );
+        }
+    }
+    assert!(!expected.is_empty());
+    assert_seq_contiguous(&m.events());
+}

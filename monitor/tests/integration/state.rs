@@ -341,3 +341,62 @@ fn a_state_file_of_a_newer_version_is_refused_by_name() {
     // As for any unusable state file: files present are indexed silently.
     assert!(evs.is_empty(), "{:?}", summary(&evs));
 }
+
+/// An atomic replace by exchange whose old copy is removed at once
+/// (`mv --exchange .tmp cur && rm .tmp`), then a restart with the state
+/// file: nothing changed while the monitor was down, and nothing is
+/// reported.
+#[test]
+fn a_restart_after_an_atomic_replace_by_exchange_reports_nothing() {
+    let d = tempdir();
+    let st = tempdir();
+    let root = d.path();
+    let state = st.path().join("index.json");
+    let state_arg = format!("--state-file={}", state.display());
+    sh(root, "printf old > cur");
+    let m = Monitor::start(root, &[&state_arg, "--checksum=sha256"]);
+    for round in 0..3 {
+        std::fs::write(root.join(".tmp"), format!("new {round}")).unwrap();
+        m.wait_for("the new version", |e| {
+            // Each earlier round reported two: the new version, and the
+            // old one the exchange put there.
+            e.iter().filter(|x| short(x) == "create file .tmp").count() > 2 * round
+        });
+        nix::fcntl::renameat2(
+            None,
+            &root.join(".tmp"),
+            None,
+            &root.join("cur"),
+            nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+        )
+        .unwrap();
+        std::fs::remove_file(root.join(".tmp")).unwrap();
+        m.wait_for("the old copy's delete", |e| {
+            e.iter().filter(|x| short(x) == "delete file .tmp").count() > round
+        });
+    }
+    let (status, _, first) = m.terminate();
+    assert_eq!(status.code(), Some(0));
+    let expected: Vec<&str> = (0..3)
+        .flat_map(|_| {
+            [
+                "create file .tmp",
+                "move file .tmp -> cur",
+                "create file .tmp",
+                "delete file .tmp",
+            ]
+        })
+        .collect();
+    assert_eq!(summary(&first), expected);
+    for _ in 0..2 {
+        let m = Monitor::start(root, &[&state_arg, "--checksum=sha256"]);
+        std::fs::create_dir(root.join("mark")).unwrap();
+        m.wait_for("mark", |e| has(e, "create dir mark"));
+        let evs = m.settle(Duration::from_millis(300));
+        assert_eq!(summary(&evs), ["create dir mark"]);
+        std::fs::remove_dir(root.join("mark")).unwrap();
+        m.wait_for("mark removed", |e| has(e, "delete dir mark"));
+        let (status, _, _) = m.terminate();
+        assert_eq!(status.code(), Some(0));
+    }
+}
