@@ -337,14 +337,18 @@ def selector_matches(selector: dict, labels: dict) -> bool:
 def check_fdb_clients(objs: list[dict], report: Report) -> None:
     """Who may open a connection to FoundationDB, which has no authentication
     of its own here: only pods labelled as its clients, never a workspace
-    (whose IDE gets whatever egress the platform allows it)."""
+    (whose IDE gets whatever egress the platform allows it). NetworkPolicies
+    add up, so every policy that selects the database's pods counts."""
     policy = next((o for o in objs if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "foundationdb"), None)
     if policy is None:
         report.fail("manifests", "no NetworkPolicy foundationdb")
         return
     ns = policy["metadata"].get("namespace")
     where = name_of(policy)
-    ns_labels = {"kubernetes.io/metadata.name": ns}
+    fdb_pods = (policy["spec"].get("podSelector") or {}).get("matchLabels") or {}
+    namespace = next((o for o in objs if o["kind"] == "Namespace" and o["metadata"]["name"] == ns), None)
+    ns_labels = dict(((namespace or {}).get("metadata") or {}).get("labels") or {})
+    ns_labels["kubernetes.io/metadata.name"] = ns
 
     def covers_client_port(rule: dict) -> bool:
         if not rule.get("ports"):
@@ -358,22 +362,30 @@ def check_fdb_clients(objs: list[dict], report: Report) -> None:
         return False
 
     # Pod selectors that admit pods of the policy's own namespace on a
-    # client port.
+    # client port, from every policy of that namespace that selects the
+    # database's pods.
     peers = []
-    for rule in policy["spec"].get("ingress") or []:
-        if not covers_client_port(rule):
+    for pol in objs:
+        if pol["kind"] != "NetworkPolicy" or pol["metadata"].get("namespace") != ns:
             continue
-        if "from" not in rule or not rule["from"]:
-            peers.append({})  # from everywhere
-        for peer in rule.get("from") or []:
-            if "ipBlock" in peer:
-                report.fail(where, f"an ipBlock peer on FoundationDB's client ports ({peer['ipBlock']}) "
-                                   "may admit any pod, workspaces included: select pods by label instead")
-            elif "namespaceSelector" in peer:
-                if selector_matches(peer["namespaceSelector"], ns_labels):
+        if "Ingress" not in (pol["spec"].get("policyTypes") or ["Ingress"]):
+            continue
+        if not selector_matches(pol["spec"].get("podSelector") or {}, fdb_pods):
+            continue
+        for rule in pol["spec"].get("ingress") or []:
+            if not covers_client_port(rule):
+                continue
+            if "from" not in rule or not rule["from"]:
+                peers.append({})  # from everywhere
+            for peer in rule.get("from") or []:
+                if "ipBlock" in peer:
+                    report.fail(name_of(pol), f"an ipBlock peer on FoundationDB's client ports ({peer['ipBlock']}) "
+                                              "may admit any pod, workspaces included: select pods by label instead")
+                elif "namespaceSelector" in peer:
+                    if selector_matches(peer["namespaceSelector"], ns_labels):
+                        peers.append(peer.get("podSelector") or {})
+                else:
                     peers.append(peer.get("podSelector") or {})
-            else:
-                peers.append(peer.get("podSelector") or {})
     templates = []
     for o in objs:
         t = pod_template(o)

@@ -112,6 +112,17 @@ MANIFEST_DEFECTS = [
          {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "coditect-app"}}}],
           "ports": [{"protocol": "TCP", "port": 4000, "endPort": 5000}]}),
      "(a user workspace) may connect to FoundationDB's client ports"),
+    ("the policy's own namespace admitted by another of its labels",
+     lambda objs: find(objs, "NetworkPolicy", "foundationdb")["spec"]["ingress"].append(
+         {"from": [{"namespaceSelector": {"matchLabels": {"app.kubernetes.io/part-of": "coditect-audit"}}}],
+          "ports": [{"protocol": "TCP", "port": 4500}]}),
+     "(a user workspace) may connect to FoundationDB's client ports"),
+    ("a second policy that opens the database to the namespace",
+     lambda objs: objs.append({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                               "metadata": {"name": "allow-all-in-app", "namespace": "coditect-app"},
+                               "spec": {"podSelector": {}, "policyTypes": ["Ingress"],
+                                        "ingress": [{"from": [{"podSelector": {}}]}]}}),
+     "(a user workspace) may connect to FoundationDB's client ports"),
     ("an ipBlock on the client ports",
      lambda objs: find(objs, "NetworkPolicy", "foundationdb")["spec"]["ingress"].append(
          {"from": [{"ipBlock": {"cidr": "10.0.0.0/8"}}], "ports": [{"protocol": "TCP", "port": 4501}]}),
