@@ -80,7 +80,9 @@ fn own_last_seen(
 ) -> Result<OwnSight, StoreError> {
     let range = keys.by_path_range(tenant, path);
     // No entry newer than the tenant's last sight of the content has it.
-    let bound = i64::try_from(last_seen).unwrap_or(i64::MAX - 1) + 1;
+    let bound = i64::try_from(last_seen)
+        .unwrap_or(i64::MAX)
+        .saturating_add(1);
     let mut end = keys.by_path(tenant, path, bound, "");
     loop {
         if *budget == 0 {

@@ -187,10 +187,8 @@ pub struct ApiArgs {
 /// Shortest `--agent-ttl`.
 pub const MIN_AGENT_TTL: Duration = Duration::from_secs(1);
 
-/// Clap value parser of `--agent-ttl`: a duration of at least
-/// [`MIN_AGENT_TTL`] (shorter, every agent would be `dead` as soon as its
-/// heartbeat is stored, and could never claim).
-/// `--api-follow-delay`: a duration of at most [`MAX_FOLLOW_DELAY`].
+/// Clap value parser of `--api-follow-delay`: a duration of at most
+/// [`MAX_FOLLOW_DELAY`].
 pub fn follow_delay_arg(s: &str) -> Result<Duration, String> {
     let d = crate::timespec::duration_arg(s)?;
     if d > MAX_FOLLOW_DELAY {
@@ -204,6 +202,9 @@ pub fn follow_delay_arg(s: &str) -> Result<Duration, String> {
 /// Longest `--api-follow-delay`.
 pub const MAX_FOLLOW_DELAY: Duration = Duration::from_secs(3600);
 
+/// Clap value parser of `--agent-ttl`: a duration of at least
+/// [`MIN_AGENT_TTL`] (shorter, every agent would be `dead` as soon as its
+/// heartbeat is stored, and could never claim).
 pub fn agent_ttl_arg(s: &str) -> Result<Duration, String> {
     let d = crate::timespec::duration_arg(s)?;
     if d < MIN_AGENT_TTL {

@@ -165,9 +165,8 @@ fn user_sees_her_own_duplicates_and_admin_the_tenants() {
     assert_eq!(complete, true);
 }
 
-/// Checking the caller's own records is bounded: every `by_path` entry
-/// and every record read counts against the request's 20 000, and an
-/// answer cut short says so.
+/// Content a user wrote once and then overwrote many times is found: the
+/// search starts at the tenant's last sight of it.
 #[test]
 fn users_own_content_under_a_busy_path_is_found() {
     let api = Api::start(&[]);
@@ -188,6 +187,9 @@ fn users_own_content_under_a_busy_path_is_found() {
     assert_eq!(complete, true);
 }
 
+/// Checking the caller's own records is bounded: every `by_path` entry
+/// and every record read counts against the request's 20 000, and an
+/// answer cut short says so.
 #[test]
 fn reading_own_records_counts_against_the_scan_budget() {
     let api = Api::start(&[]);
