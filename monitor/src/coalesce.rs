@@ -61,12 +61,6 @@ pub enum Logical {
     Access {
         path: RelPath,
     },
-    /// Bring what the stream told of `path` (and, for a directory, below
-    /// it) in line with what the disk holds there when it is written: the
-    /// names of an exchange whose halves cannot be told apart from renames.
-    Refresh {
-        path: RelPath,
-    },
     /// An access that turned out to be a writer's open.
     Cancelled,
 }
@@ -78,8 +72,7 @@ impl Logical {
             Logical::Create { path, .. }
             | Logical::Update { path, .. }
             | Logical::Delete { path, .. }
-            | Logical::Access { path }
-            | Logical::Refresh { path } => path,
+            | Logical::Access { path } => path,
             Logical::Move { from, .. } => from,
             Logical::Reconcile { base, .. } => base,
             Logical::Cancelled => b"",
@@ -395,13 +388,6 @@ impl Coalescer {
         );
     }
 
-    /// `path` is brought in line with the disk once everything queued
-    /// before is written (see [`Logical::Refresh`]).
-    pub fn refresh(&mut self, path: RelPath, now: Instant) {
-        self.barrier();
-        self.push(Logical::Refresh { path }, now, now, false);
-    }
-
     /// Someone opened a file. Held for the window: if the opener writes, it
     /// was not a read access and is dropped.
     pub fn access(&mut self, path: RelPath, now: Instant) {
@@ -612,7 +598,6 @@ mod tests {
             Logical::Move { from, to } => format!("move {} {}", s(from), s(to)),
             Logical::Reconcile { base, .. } => format!("reconcile {}", s(base)),
             Logical::Access { path } => format!("access {}", s(path)),
-            Logical::Refresh { path } => format!("refresh {}", s(path)),
             Logical::Cancelled => "cancelled".to_owned(),
         }
     }

@@ -82,13 +82,6 @@ pub struct Engine {
     /// The rename handled last, if nothing came after it. An exchange of
     /// two names (`RENAME_EXCHANGE`) arrives as `a → b` then at once `b → a`.
     last_move: Option<LastMove>,
-    /// Names renamed onto each other (`b → a` right after `a → b`), or
-    /// renamed again after that, since the last check: brought in line
-    /// with the disk after the renames (see [`Engine::refresh_reversed`]).
-    reversed: Vec<(RelPath, RelPath)>,
-    /// Names renamed onto each other since the last event that is no
-    /// rename: a rename to or from one of them is checked too.
-    suspects: Vec<RelPath>,
     self_opens: HashMap<RelPath, u32>,
     stop: Arc<ShutdownRequest>,
     /// Kernel events read but not yet handled (reused buffer).
@@ -106,12 +99,6 @@ pub struct Engine {
     /// replaces, with the position of the last such event in the batch;
     /// `batch_pos` is the position of the event being handled.
     batch_later: HashMap<RelPath, usize>,
-    /// The same, without the old name of a rename that undoes the rename
-    /// just before it (`b → a` right after `a → b`: the second half of an
-    /// exchange): what the first half moved to `b` may still be there, which
-    /// its inode tells (see [`Engine::superseded`]); `None` when no rename
-    /// of the batch undoes the one before it.
-    batch_later_undone: Option<HashMap<RelPath, usize>>,
     batch_pos: usize,
     timer_slack: Duration,
     ready: Arc<AtomicBool>,
@@ -229,8 +216,6 @@ impl Engine {
             unreadable: PathSet::default(),
             pending_from: None,
             last_move: None,
-            reversed: Vec::new(),
-            suspects: Vec::new(),
             self_opens: HashMap::new(),
             stop,
             raws: Vec::new(),
@@ -238,7 +223,6 @@ impl Engine {
             carry_since: None,
             carry_waits: HashMap::new(),
             batch_later: HashMap::new(),
-            batch_later_undone: None,
             batch_pos: 0,
             timer_slack,
             ready,
@@ -479,8 +463,7 @@ impl Engine {
         // What the held-back events remove or replace happens after this
         // batch too.
         let later = removed_or_replaced(&raws, &self.carry);
-        let undone = removed_or_replaced_but_undone(&raws, &self.carry);
-        self.handle_batch(raws, later, undone)?;
+        self.handle_batch(raws, later)?;
         // Waited for from now on (handling the batch may have taken long),
         // or since first held if already held before this read.
         self.note_carry_waits(Instant::now());
@@ -511,8 +494,7 @@ impl Engine {
             raws.append(&mut rest);
         }
         let later = removed_or_replaced(&raws, &self.carry);
-        let undone = removed_or_replaced_but_undone(&raws, &self.carry);
-        self.handle_batch(raws, later, undone)?;
+        self.handle_batch(raws, later)?;
         if let Some((from, _, _)) = self.pending_from.take() {
             // Its partner was already waited for.
             self.moved_out(from, Instant::now());
@@ -547,18 +529,15 @@ impl Engine {
 
     /// Handles one batch of kernel events, in order; `later`: what its
     /// events and those queued after them remove or replace (see
-    /// [`removed_or_replaced`]); `undone`: the same without the second
-    /// halves of exchanges (see [`removed_or_replaced_but_undone`]).
+    /// [`removed_or_replaced`]).
     fn handle_batch(
         &mut self,
         mut raws: Vec<Raw>,
         later: HashMap<RelPath, usize>,
-        undone: Option<HashMap<RelPath, usize>>,
     ) -> Result<(), EngineError> {
         // One clock reading for the whole batch (read in one go).
         let received = Instant::now();
         self.batch_later = later;
-        self.batch_later_undone = undone;
         for (i, raw) in raws.drain(..).enumerate() {
             self.batch_pos = i;
             self.co.received = Some(received);
@@ -567,7 +546,6 @@ impl Engine {
             self.co.received = None;
             if let Err(e) = r {
                 self.batch_later.clear();
-                self.batch_later_undone = None;
                 if let EngineError::RootGone(_) = e {
                     // Write what is pending before giving up.
                     let _ = self.finish(Instant::now());
@@ -576,20 +554,15 @@ impl Engine {
             }
             if let Err(e) = self.pop_due(received) {
                 self.batch_later.clear();
-                self.batch_later_undone = None;
                 return Err(e);
             }
             if overflow {
                 // The rest of the batch was queued behind the overflow:
                 // the rescan already holds what it describes.
-                self.reversed.clear();
-                self.suspects.clear();
                 break;
             }
         }
         self.batch_later.clear();
-        self.batch_later_undone = None;
-        self.refresh_reversed(received);
         if self.raws.capacity() < raws.capacity() {
             self.raws = raws;
         }
@@ -747,16 +720,10 @@ impl Engine {
                 } if *c == cookie => {
                     let dir = *dir;
                     let to = path.clone();
-                    if self.suspects.contains(&from) || self.suspects.contains(&to) {
-                        self.note_reversed(&from, &to);
-                    }
                     if let Some(last) = self.last_move.take() {
-                        if from == last.to && to == last.from {
-                            self.note_reversed(&from, &to);
-                            if self.is_exchange(&last) {
-                                self.exchanged(last.from, last.to, now);
-                                return Ok(());
-                            }
+                        if from == last.to && to == last.from && self.is_exchange(&last) {
+                            self.exchanged(last.from, last.to, now);
+                            return Ok(());
                         }
                     }
                     // What is moved, to recognise an exchange by: its
@@ -783,11 +750,6 @@ impl Engine {
                 }
                 _ => self.moved_out(from, now),
             }
-        }
-        if !matches!(raw, Raw::RenameFrom { .. } | Raw::RenameTo { .. }) {
-            // The renames before this event are over.
-            self.refresh_reversed(now);
-            self.suspects.clear();
         }
         match raw {
             Raw::Overflow => {
@@ -996,50 +958,6 @@ impl Engine {
         self.metrics.watches.set(self.watches() as i64);
     }
 
-    /// Records the names of a rename that undid the one before it (`b → a`
-    /// right after `a → b`: an exchange, or two renames), or that renamed
-    /// such a name again before any other event.
-    fn note_reversed(&mut self, a: &[u8], b: &[u8]) {
-        let pair = (a.to_vec(), b.to_vec());
-        if !self
-            .reversed
-            .iter()
-            .any(|(x, y)| (x, y) == (&pair.0, &pair.1) || (y, x) == (&pair.0, &pair.1))
-        {
-            self.reversed.push(pair);
-        }
-        for p in [a, b] {
-            if !self.suspects.iter().any(|q| q.as_slice() == p) {
-                self.suspects.push(p.to_vec());
-            }
-        }
-    }
-
-    /// Queues, after the renames that came before (at the next other event
-    /// or at the end of the batch), a check of both names of each pair
-    /// renamed back onto each other. An exchange is told from two renames
-    /// by what the names hold when the monitor handles it, which is what
-    /// they hold after all the renames read with it: when the same pair is
-    /// exchanged twice or more, or renamed again, before the monitor reads
-    /// the renames, the halves are taken for the wrong thing. Each name is
-    /// then reported as it is on disk (see [`Engine::refreshed`]); when the
-    /// halves were told apart right, this adds no line.
-    fn refresh_reversed(&mut self, now: Instant) {
-        for (a, b) in std::mem::take(&mut self.reversed) {
-            // An exchange leaves both names in place. One entry renamed
-            // back and forth (`mv lib aside; mv aside lib`) is at one name
-            // only, and may still be on its way: its moves say it all.
-            if self.lstat(&a).is_none() || self.lstat(&b).is_none() {
-                continue;
-            }
-            for p in [a, b] {
-                if !p.is_empty() && !self.ignored(&p) {
-                    self.co.refresh(p, now);
-                }
-            }
-        }
-    }
-
     /// Whether `b → a` right after `a → b` is the second half of an
     /// exchange. What was moved to `b` must still be there (after a plain
     /// `mv a b; mv b a`, `b` is gone or is another file), and `a` must hold
@@ -1232,46 +1150,19 @@ impl Engine {
         later(p) || crate::index::ancestors(p).any(later)
     }
 
-    /// [`Engine::batch_replaced_later`], not counting the second half of
-    /// an exchange (see [`removed_or_replaced_but_undone`]).
-    fn batch_undone_later(&self, p: &[u8]) -> bool {
-        let Some(undone) = &self.batch_later_undone else {
-            return self.batch_replaced_later(p);
-        };
-        if undone.is_empty() {
-            return false;
-        }
-        let later = |q: &[u8]| undone.get(q).is_some_and(|i| *i > self.batch_pos);
-        later(p) || crate::index::ancestors(p).any(later)
-    }
-
     /// Whether the file a `create` or `update` is about is no longer at its
     /// path: an event already known, but not yet written, removes or
     /// replaces it (`later`: the events written after this one, at `pos`,
     /// in the same call; see [`replaced_positions`]).
-    ///
-    /// A move whose file's inode is known is not superseded by the second
-    /// half of an exchange (`b → a` right after `a → b`): `b` still holds
-    /// what was moved there when it holds that inode, which the move checks.
     fn superseded(&self, ev: &Logical, pos: usize, later: &HashMap<RelPath, usize>) -> bool {
-        let (p, batch) = match ev {
-            Logical::Create { path, .. } | Logical::Update { path, .. } => {
-                (path, self.batch_replaced_later(path))
-            }
-            Logical::Move { from, to } => {
-                let by_inode = self.index.get(from).is_some_and(|e| e.ino != 0);
-                let batch = if by_inode {
-                    self.batch_undone_later(to)
-                } else {
-                    self.batch_replaced_later(to)
-                };
-                (to, batch)
-            }
+        let p = match ev {
+            Logical::Create { path, .. } | Logical::Update { path, .. } => path,
+            Logical::Move { to, .. } => to,
             _ => return false,
         };
         let after = |q: &[u8]| later.get(q).is_some_and(|i| *i > pos);
         self.co.replaced_later(p)
-            || batch
+            || self.batch_replaced_later(p)
             || after(p)
             || crate::index::ancestors(p).any(after)
             || after(b"")
@@ -1649,16 +1540,6 @@ impl Engine {
                         return Vec::new();
                     }
                 }
-                if self.index.get(&base).is_some_and(|e| e.kind != Kind::Dir) {
-                    // The stream last said something else than a directory
-                    // is there (a file moved onto a name exchanged with a
-                    // directory): nothing is reported below it before the
-                    // directory itself.
-                    if self.lstat(&base).is_some_and(|e| e.kind == Kind::Dir) {
-                        return self.refreshed(base);
-                    }
-                    return Vec::new();
-                }
                 let changes = self.index.reconcile(&base, &snapshot);
                 let mut out = Vec::with_capacity(changes.len());
                 for c in changes {
@@ -1693,7 +1574,6 @@ impl Engine {
                 }
                 out
             }
-            Logical::Refresh { path } => self.refreshed(path),
             Logical::Cancelled => Vec::new(),
             Logical::Access { path } => match self.index.get(&path).copied() {
                 Some(e) if e.kind == Kind::File => vec![Draft {
@@ -1708,82 +1588,6 @@ impl Engine {
                 _ => Vec::new(),
             },
         }
-    }
-
-    /// Brings what the stream told of `path` in line with the disk: a
-    /// `delete` when it is gone, a `create` when it was not known, a
-    /// `delete` and a `create` when it holds another kind, an `update` with
-    /// its content when it holds another file or other content than the
-    /// one told. A directory that is not the one told there, or not
-    /// watched, is watched and scanned, and what lies below it reconciled.
-    fn refreshed(&mut self, path: RelPath) -> Vec<Draft> {
-        let old = self.index.get(&path).copied();
-        let Some(e) = self.lstat(&path) else {
-            let Some(o) = old else {
-                return Vec::new();
-            };
-            self.drop_watches(&path);
-            self.index.remove_subtree(&path);
-            return vec![Draft {
-                event_type: EventType::Delete,
-                kind: o.kind,
-                path,
-                from: None,
-                size: None,
-                checksum: None,
-                rescan: false,
-            }];
-        };
-        let mut out = Vec::new();
-        let old = match old {
-            Some(o) if o.kind != e.kind => {
-                self.drop_watches(&path);
-                self.index.remove_subtree(&path);
-                out.push(Draft {
-                    event_type: EventType::Delete,
-                    kind: o.kind,
-                    path: path.clone(),
-                    from: None,
-                    size: None,
-                    checksum: None,
-                    rescan: false,
-                });
-                None
-            }
-            o => o,
-        };
-        self.index.insert(path.clone(), e);
-        match old {
-            None => out.push(self.draft(EventType::Create, &path, &e, true, false)),
-            Some(_) if e.kind == Kind::Dir => {}
-            Some(o) => {
-                let told =
-                    o.same_file(&e) && o.size == e.size && o.mtime_ns == e.mtime_ns && !o.unread;
-                if !told {
-                    out.push(self.draft(EventType::Update, &path, &e, true, false));
-                }
-            }
-        }
-        if e.kind == Kind::Dir {
-            let same_dir = old.is_some_and(|o| o.same_file(&e));
-            let watched = self.watcher.as_ref().is_none_or(|w| w.is_watched(&path));
-            if !same_dir || !watched {
-                if let Some(w) = self.watcher.as_mut() {
-                    w.unwatch_subtree(&path);
-                }
-                let snapshot = Box::new(self.watch_and_scan(&path, false));
-                self.metrics.watches.set(self.watches() as i64);
-                out.extend(self.apply(
-                    Logical::Reconcile {
-                        base: path,
-                        snapshot,
-                        rescan: false,
-                    },
-                    false,
-                ));
-            }
-        }
-        out
     }
 
     pub fn ignore(&self) -> &IgnoreSet {
@@ -1814,77 +1618,8 @@ fn replaced(fresh: Option<Entry>, written: Option<u64>) -> bool {
 /// position of the last such event, counted from the batch's first event
 /// through `after`.
 fn removed_or_replaced(batch: &[Raw], after: &[Raw]) -> HashMap<RelPath, usize> {
-    removed_or_replaced_except(batch, after, |_| false)
-}
-
-/// [`removed_or_replaced`] without the old name of each rename that undoes
-/// the rename just before it (`a → b`, then at once `b → a`: the second
-/// half of an exchange, or a rename back), or that may (the last event
-/// read, its new name not read yet). That old name holds what the first
-/// rename moved there when the kernel queued it.
-fn removed_or_replaced_but_undone(batch: &[Raw], after: &[Raw]) -> Option<HashMap<RelPath, usize>> {
-    let at = |i: usize| match i.checked_sub(batch.len()) {
-        None => batch.get(i),
-        Some(k) => after.get(k),
-    };
-    let undoes = |i: usize| -> bool {
-        let Some(Raw::RenameFrom {
-            path: b2,
-            cookie: c2,
-        }) = at(i)
-        else {
-            return false;
-        };
-        let (Some(i1), Some(i2)) = (i.checked_sub(1), i.checked_sub(2)) else {
-            return false;
-        };
-        let (
-            Some(Raw::RenameFrom {
-                path: a,
-                cookie: c1,
-            }),
-            Some(Raw::RenameTo {
-                path: b,
-                cookie: d1,
-                ..
-            }),
-        ) = (at(i2), at(i1))
-        else {
-            return false;
-        };
-        if c1 != d1 || b != b2 {
-            return false;
-        }
-        match at(i + 1) {
-            Some(Raw::RenameTo {
-                path: a2,
-                cookie: d2,
-                ..
-            }) => d2 == c2 && a2 == a,
-            // The second half's new name is not read yet.
-            None => true,
-            Some(_) => false,
-        }
-    };
-    if !(0..batch.len() + after.len()).any(undoes) {
-        return None;
-    }
-    Some(removed_or_replaced_except(batch, after, undoes))
-}
-
-/// The paths removed or replaced by the events of `batch` then `after`,
-/// with the position of the last such event, skipping the positions
-/// `skip` says.
-fn removed_or_replaced_except(
-    batch: &[Raw],
-    after: &[Raw],
-    skip: impl Fn(usize) -> bool,
-) -> HashMap<RelPath, usize> {
     let mut out = HashMap::new();
     for (i, raw) in batch.iter().chain(after).enumerate() {
-        if skip(i) {
-            continue;
-        }
         if let Raw::Remove { path, .. }
         | Raw::RenameFrom { path, .. }
         | Raw::RenameTo { path, .. } = raw
@@ -1952,43 +1687,6 @@ mod tests {
         assert_eq!(m.get(b"q".as_slice()), Some(&4));
         assert_eq!(m.get(b"a".as_slice()), Some(&2));
         assert!(!removed_or_replaced(&batch, &[]).contains_key(b"p".as_slice()));
-    }
-
-    #[test]
-    fn the_second_half_of_an_exchange_replaces_nothing_for_a_move() {
-        let p = |s: &str| s.as_bytes().to_vec();
-        let from = |s: &str, cookie| Raw::RenameFrom { path: p(s), cookie };
-        let to = |s: &str, cookie| Raw::RenameTo {
-            path: p(s),
-            cookie,
-            dir: Some(false),
-        };
-        // `f` and `g` exchanged, then `f` removed.
-        let batch = vec![
-            from("f", 1),
-            to("g", 1),
-            from("g", 2),
-            to("f", 2),
-            Raw::Remove {
-                path: p("f"),
-                dir: false,
-            },
-        ];
-        let all = removed_or_replaced(&batch, &[]);
-        assert_eq!(all.get(b"g".as_slice()), Some(&2));
-        let undone = removed_or_replaced_but_undone(&batch, &[]).expect("an exchange");
-        assert_eq!(undone.get(b"g".as_slice()), Some(&1), "only the first half");
-        assert_eq!(undone.get(b"f".as_slice()), Some(&4));
-        // The second half held back for the next read counts the same.
-        let undone = removed_or_replaced_but_undone(&batch[..2], &batch[2..4]).expect("held");
-        assert_eq!(undone.get(b"g".as_slice()), Some(&1));
-        // Nor when the second half's new name is not read yet.
-        let undone = removed_or_replaced_but_undone(&batch[..2], &batch[2..3]).expect("held");
-        assert_eq!(undone.get(b"g".as_slice()), Some(&1));
-        // `g` renamed on to a third name replaces what was moved there:
-        // nothing is undone, and the batch's own map is used.
-        let on = vec![from("f", 1), to("g", 1), from("g", 2), to("h", 2)];
-        assert!(removed_or_replaced_but_undone(&on, &[]).is_none());
     }
 
     #[test]
