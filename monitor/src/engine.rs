@@ -165,7 +165,7 @@ impl ScanHook for WatchHook<'_> {
                 self.metrics.watch_limit_reached.inc();
                 if self.polled.insert(rel.to_vec()) {
                     tracing::warn!(
-                        subtree = %String::from_utf8_lossy(rel),
+                        subtree = %crate::shown(rel),
                         watches = w.len(),
                         "inotify watch budget exhausted (fs.inotify.max_user_watches is per UID and shared by every container of that UID on the node); polling this subtree instead"
                     );
@@ -174,7 +174,7 @@ impl ScanHook for WatchHook<'_> {
                 false
             }
             Err(WatchError::Other(e)) => {
-                tracing::debug!(dir = %String::from_utf8_lossy(rel), error = %e, "cannot watch directory");
+                tracing::debug!(dir = %crate::shown(rel), error = %e, "cannot watch directory");
                 false
             }
         }
@@ -183,7 +183,7 @@ impl ScanHook for WatchHook<'_> {
     fn unreadable(&mut self, rel: &[u8], err: &std::io::Error) {
         if err.kind() != std::io::ErrorKind::NotFound && self.unreadable.insert(rel.to_vec()) {
             self.metrics.dropped(DROP_UNREADABLE_DIR);
-            tracing::warn!(dir = %String::from_utf8_lossy(rel), error = %err, "cannot read directory; its contents are reported once it becomes readable (checked every --poll-interval)");
+            tracing::warn!(dir = %crate::shown(rel), error = %err, "cannot read directory; its contents are reported once it becomes readable (checked every --poll-interval)");
         }
     }
 }
@@ -985,7 +985,7 @@ impl Engine {
     /// gives both names. Both names are watched again: each half of the
     /// exchange dropped the watches below its source.
     fn exchanged(&mut self, a: RelPath, b: RelPath, now: Instant) {
-        tracing::debug!(a = %String::from_utf8_lossy(&a), b = %String::from_utf8_lossy(&b), "names exchanged");
+        tracing::debug!(a = %crate::shown(&a), b = %crate::shown(&b), "names exchanged");
         if self.ignored(&a) {
             return;
         }
@@ -1062,7 +1062,7 @@ impl Engine {
                 continue;
             }
             self.metrics.mount_changes.inc();
-            let shown = String::from_utf8_lossy(&p).into_owned();
+            let shown = crate::shown(&p);
             let is_dir = self.lstat(&p).is_some_and(|e| e.kind == Kind::Dir);
             match (was_mounted, is_dir) {
                 (true, true) => {
@@ -1128,7 +1128,7 @@ impl Engine {
                         // every tick, for as long as it stays so.
                         continue;
                     }
-                    tracing::info!(dir = %String::from_utf8_lossy(&r), "directory readable again; watching it");
+                    tracing::info!(dir = %crate::shown(&r), "directory readable again; watching it");
                     // Its changes happened while its events could not be seen.
                     self.co.reconcile(r, snap, true, now);
                 }
@@ -1278,7 +1278,7 @@ impl Engine {
                     }
                     Ok(None) => (Some(e.size), None),
                     Err(err) => {
-                        tracing::debug!(path = %String::from_utf8_lossy(p), error = %err, "no checksum");
+                        tracing::debug!(path = %crate::shown(p), error = %err, "no checksum");
                         if moved_away(&err) {
                             // The scan that finds it again reports its content.
                             self.index.mark_unread(p);

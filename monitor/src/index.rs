@@ -478,7 +478,7 @@ impl ScanHook for NoHook {
         false
     }
     fn unreadable(&mut self, rel: &[u8], err: &std::io::Error) {
-        tracing::debug!(path = %String::from_utf8_lossy(rel), error = %err, "cannot read directory");
+        tracing::debug!(path = %crate::shown(rel), error = %err, "cannot read directory");
     }
 }
 

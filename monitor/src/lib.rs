@@ -28,6 +28,13 @@ use crate::output::Output;
 use crate::signals::ShutdownRequest;
 use crate::watcher::Watcher;
 
+/// A path as log lines show it: lossy UTF-8 with control characters
+/// escaped (`\n`, `\u{1b}`), so that a file name cannot forge a log line
+/// or send escape sequences to the terminal of whoever reads the log.
+pub fn shown(p: &[u8]) -> String {
+    String::from_utf8_lossy(p).escape_debug().to_string()
+}
+
 /// Runs the monitor until SIGTERM/SIGINT/SIGHUP or until the stream's reader goes away.
 pub fn run(cfg: Config) -> anyhow::Result<Exit> {
     let mut registry = Registry::default();
@@ -104,5 +111,16 @@ pub fn run(cfg: Config) -> anyhow::Result<Exit> {
     match engine_thread.join() {
         Ok(r) => Ok(r?),
         Err(_) => anyhow::bail!("the engine thread panicked"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn log_lines_show_control_characters_escaped() {
+        assert_eq!(super::shown(b"a\nINFO forged"), "a\\nINFO forged");
+        assert_eq!(super::shown(b"\x1b[31mred\x01"), "\\u{1b}[31mred\\u{1}");
+        assert_eq!(super::shown("caf\u{e9}/x y".as_bytes()), "caf\u{e9}/x y");
+        assert_eq!(super::shown(b"bad\xff"), "bad\u{fffd}");
     }
 }
