@@ -2,20 +2,12 @@
 //! usage errors (exit 2, nothing written), with the real binary and store.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use crate::api_harness::{ev, SECRET};
-use crate::harness::BIN;
+use crate::harness::run;
 
 const MONITOR: &str = "0190b5a0-0000-7000-8000-0000000000c1";
-
-fn fdb_sink(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run fdb-sink")
-}
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -36,7 +28,7 @@ fn seed(dir: &Path) -> String {
     );
     std::fs::write(&file, line.to_string()).expect("write");
     let store = format!("embedded:{}", dir.join("store").display());
-    let out = fdb_sink(&["import", "--store", &store, file.to_str().expect("utf8")]);
+    let out = run(&["import", "--store", &store, file.to_str().expect("utf8")]);
     assert!(out.status.success(), "{}", stderr(&out));
     store
 }
@@ -66,7 +58,7 @@ fn export_with_since_after_until_is_a_usage_error() {
         let mut args = vec!["export", "--store", &store, "--output", o];
         args.extend_from_slice(selection);
         args.extend_from_slice(&range);
-        let out = fdb_sink(&args);
+        let out = run(&args);
         assert_usage_error(
             &out,
             &["--since", "--until", "is not before"],
@@ -75,7 +67,7 @@ fn export_with_since_after_until_is_a_usage_error() {
         assert!(!output.exists(), "{args:?} created the output file");
     }
     // An empty range [t, t) selects nothing either (--until is exclusive).
-    let out = fdb_sink(&[
+    let out = run(&[
         "export",
         "--store",
         &store,
@@ -108,7 +100,7 @@ fn export_of_a_malformed_id_is_a_usage_error() {
     ] {
         let mut all = vec!["export", "--store", &store, "--output", o];
         all.extend_from_slice(&args);
-        let out = fdb_sink(&all);
+        let out = run(&all);
         assert_usage_error(
             &out,
             &[flag, "1-128 chars of [A-Za-z0-9._:@-]"],
@@ -122,7 +114,7 @@ fn export_of_a_malformed_id_is_a_usage_error() {
 fn export_of_an_unknown_tenant_warns_but_an_empty_day_does_not() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = seed(dir.path());
-    let out = fdb_sink(&["export", "--store", &store, "--tenant", "nosuch"]);
+    let out = run(&["export", "--store", &store, "--tenant", "nosuch"]);
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
     assert!(out.stdout.is_empty(), "nothing to export");
@@ -132,7 +124,7 @@ fn export_of_an_unknown_tenant_warns_but_an_empty_day_does_not() {
     );
     // The daily export of a day without records of a known tenant.
     let output = dir.path().join("acme.ndjson.gz");
-    let out = fdb_sink(&[
+    let out = run(&[
         "export",
         "--store",
         &store,
@@ -178,9 +170,9 @@ fn token_usage_errors_exit_2_and_print_no_token() {
     ] {
         let mut all = vec!["token", "--jwt-secret-file", s];
         all.extend_from_slice(&args);
-        assert_usage_error(&fdb_sink(&all), &[says], &format!("{args:?}"));
+        assert_usage_error(&run(&all), &[says], &format!("{args:?}"));
     }
-    let out = fdb_sink(&[
+    let out = run(&[
         "token",
         "--jwt-secret-file",
         s,

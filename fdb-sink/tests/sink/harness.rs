@@ -183,14 +183,18 @@ pub fn post(sink: &Sink, body: Vec<u8>, headers: &[(&str, &str)]) -> (u16, serde
     )
 }
 
-/// One valid event line.
-/// Runs `fdb-sink ARGS` to its end and asserts that it succeeded.
-pub fn cli(args: &[&str]) -> std::process::Output {
-    let out = Command::new(BIN)
+/// Runs `fdb-sink ARGS` to its end (warnings and errors on stderr).
+pub fn run(args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
         .args(args)
         .env("RUST_LOG", "warn")
         .output()
-        .expect("run fdb-sink");
+        .expect("run fdb-sink")
+}
+
+/// Runs `fdb-sink ARGS` to its end and asserts that it succeeded.
+pub fn cli(args: &[&str]) -> std::process::Output {
+    let out = run(args);
     assert!(
         out.status.success(),
         "fdb-sink {args:?} failed: {}",
@@ -199,6 +203,7 @@ pub fn cli(args: &[&str]) -> std::process::Output {
     out
 }
 
+/// One valid event line.
 pub fn event(monitor: &str, seq: u64, session: &str) -> String {
     serde_json::json!({
         "schema": "file-event/1",

@@ -2,22 +2,14 @@
 //! (nearly) every session removes nothing and fails, unless allowed.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
 use crate::api_harness::ev;
-use crate::harness::{read_store, Sink, BIN};
+use crate::harness::{read_store, run, Sink};
 
 const MONITOR: &str = "0190b5a0-0000-7000-8000-0000000000d1";
-
-fn fdb_sink(args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output()
-        .expect("run fdb-sink")
-}
 
 /// RFC 3339 time `days` days before now.
 fn days_ago(days: i64) -> String {
@@ -48,7 +40,7 @@ fn seed(dir: &Path, sessions: &[(&str, i64)]) -> String {
         .collect();
     std::fs::write(&file, body.join("\n")).expect("write");
     let store = format!("embedded:{}", dir.join("store").display());
-    let out = fdb_sink(&["import", "--store", &store, file.to_str().expect("utf8")]);
+    let out = run(&["import", "--store", &store, file.to_str().expect("utf8")]);
     assert!(
         out.status.success(),
         "{}",
@@ -71,7 +63,7 @@ fn json(out: &Output) -> Value {
 fn retention_90d(store: &str, extra: &[&str]) -> Output {
     let mut args = vec!["retention", "--store", store, "--older-than", "90d"];
     args.extend_from_slice(extra);
-    fdb_sink(&args)
+    run(&args)
 }
 
 /// The JSON totals of a run that succeeded.
