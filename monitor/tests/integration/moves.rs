@@ -582,3 +582,193 @@ fn an_exchange_followed_by_removing_the_old_copy_keeps_the_current_name() {
     assert_trees_equal(&replay(&start, &evs), &disk_tree(root, &[]));
     assert_seq_contiguous(&evs);
 }
+
+/// `sha256:` and the hex digest of `body`, as a line's checksum gives it.
+fn sha256_of(body: &[u8]) -> String {
+    format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body))
+    )
+}
+
+/// `update` lines that repeat the content the stream already gave their
+/// path: the checksum of its last `create` or `update`, or the one a `move`
+/// carried to it (its own, or the moved file's when it has none).
+fn updates_repeating_content(evs: &[file_event::FileEvent]) -> Vec<String> {
+    use file_event::EventType;
+    let mut held: std::collections::HashMap<String, Option<String>> = Default::default();
+    let mut repeated = Vec::new();
+    for e in evs {
+        match e.event_type {
+            EventType::Create => {
+                held.insert(e.path.clone(), e.checksum.clone());
+            }
+            EventType::Update => {
+                if e.checksum.is_some() && held.get(&e.path) == Some(&e.checksum) {
+                    repeated.push(format!("{} {:?}", short(e), e.checksum));
+                }
+                held.insert(e.path.clone(), e.checksum.clone());
+            }
+            EventType::Delete => {
+                held.remove(&e.path);
+            }
+            EventType::Move => {
+                let from = e.from.clone().unwrap_or_default();
+                let carried = held.remove(&from).flatten();
+                held.insert(e.path.clone(), e.checksum.clone().or(carried));
+            }
+            EventType::Access => {}
+        }
+    }
+    repeated
+}
+
+/// An exchange, then one of the two names removed and written anew, all
+/// before the monitor reads any of it: the stream is the exchange, the
+/// removal and the new file, and the new content is not reported at that
+/// name before its removal.
+#[test]
+fn an_exchange_then_a_new_file_at_one_name_is_no_early_update() {
+    let d = tempdir();
+    let root = d.path();
+    std::fs::write(root.join("a"), b"a v1\n").unwrap();
+    std::fs::write(root.join("b"), b"b v1\n").unwrap();
+    let start = disk_tree(root, &[]);
+    let m = Monitor::start(root, &["--checksum=sha256"]);
+    exchange(&root.join("a"), &root.join("b"));
+    std::fs::remove_file(root.join("a")).unwrap();
+    std::fs::write(root.join("a"), b"again\n").unwrap();
+    let fresh = sha256_of(b"again\n");
+    m.wait_for("the new a", |e| {
+        e.iter().any(|x| {
+            x.event_type == file_event::EventType::Create
+                && x.path == "a"
+                && x.checksum.as_deref() == Some(fresh.as_str())
+        })
+    });
+    let evs = m.settle(Duration::from_millis(300));
+    assert_eq!(
+        summary(&evs),
+        [
+            "move file a -> b",
+            "create file a",
+            "delete file a",
+            "create file a"
+        ],
+        "{:?}",
+        evs.iter()
+            .map(|e| (short(e), &e.checksum))
+            .collect::<Vec<_>>()
+    );
+    assert_ne!(
+        evs[1].checksum.as_deref(),
+        Some(fresh.as_str()),
+        "the new content reported before its name was removed"
+    );
+    assert_eq!(evs[3].checksum.as_deref(), Some(fresh.as_str()));
+    assert_eq!(updates_repeating_content(&evs), Vec::<String>::new());
+    assert_trees_equal(&replay(&start, &evs), &disk_tree(root, &[]));
+    assert_seq_contiguous(&evs);
+}
+
+/// An exchange, then the file at one name replaced by a directory with a
+/// file in it, before the monitor reads any of it: the name was a file in
+/// the stream, and no directory is reported deleted there.
+#[test]
+fn an_exchange_then_a_directory_at_one_name_deletes_no_directory() {
+    let d = tempdir();
+    let root = d.path();
+    std::fs::write(root.join("a"), b"a v1\n").unwrap();
+    std::fs::write(root.join("b"), b"b v1\n").unwrap();
+    let start = disk_tree(root, &[]);
+    let m = Monitor::start(root, &["--checksum=sha256"]);
+    exchange(&root.join("a"), &root.join("b"));
+    std::fs::remove_file(root.join("b")).unwrap();
+    std::fs::create_dir(root.join("b")).unwrap();
+    std::fs::write(root.join("b/x"), b"x\n").unwrap();
+    m.wait_for("the directory and its file", |e| {
+        has(e, "create dir b") && has(e, "create file b/x")
+    });
+    let evs = m.settle(Duration::from_millis(300));
+    let lines = summary(&evs);
+    assert!(!has(&evs, "delete dir b"), "{lines:?}");
+    assert!(has(&evs, "move file a -> b"), "{lines:?}");
+    assert!(has(&evs, "create file a"), "{lines:?}");
+    assert_eq!(
+        lines.iter().filter(|l| *l == "delete file b").count(),
+        1,
+        "{lines:?}"
+    );
+    assert_eq!(
+        lines[lines.len().saturating_sub(3)..],
+        ["delete file b", "create dir b", "create file b/x"],
+        "{lines:?}"
+    );
+    assert_eq!(updates_repeating_content(&evs), Vec::<String>::new());
+    assert_trees_equal(&replay(&start, &evs), &disk_tree(root, &[]));
+    assert_seq_contiguous(&evs);
+}
+
+/// `mv a b; mv b a; echo 'fresh b' > b`: two renames (no exchange), then a
+/// new file at the name the first file passed through. The stream is the
+/// two moves and the new file's create, nothing more.
+#[test]
+fn a_rename_undone_then_a_new_file_at_the_other_name_is_three_lines() {
+    let d = tempdir();
+    let root = d.path();
+    std::fs::write(root.join("a"), b"a v1\n").unwrap();
+    let start = disk_tree(root, &[]);
+    let m = Monitor::start(root, &["--checksum=sha256"]);
+    sh(root, "mv a b; mv b a; echo 'fresh b' > b");
+    let fresh = sha256_of(b"fresh b\n");
+    m.wait_for("the new b", |e| has(e, "create file b"));
+    let evs = m.settle(Duration::from_millis(300));
+    assert_eq!(
+        summary(&evs),
+        ["move file a -> b", "move file b -> a", "create file b"],
+        "{:?}",
+        evs.iter()
+            .map(|e| (short(e), &e.checksum))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(evs[2].checksum.as_deref(), Some(fresh.as_str()));
+    assert_trees_equal(&replay(&start, &evs), &disk_tree(root, &[]));
+    assert_seq_contiguous(&evs);
+}
+
+/// An atomic replace by exchange, then an editor's save of the current name
+/// (renamed to a backup, written anew, backup removed), before the monitor
+/// reads any of it: the new file's content is reported once, with no
+/// `update` repeating it.
+#[test]
+fn an_exchange_then_a_save_by_rename_repeats_no_content() {
+    let d = tempdir();
+    let root = d.path();
+    std::fs::write(root.join(".tmp"), b".tmp v1\n").unwrap();
+    std::fs::write(root.join("cur"), b"cur v1\n").unwrap();
+    let start = disk_tree(root, &[]);
+    let m = Monitor::start(root, &["--checksum=sha256"]);
+    exchange(&root.join(".tmp"), &root.join("cur"));
+    std::fs::rename(root.join("cur"), root.join("cur~")).unwrap();
+    std::fs::write(root.join("cur"), b"vim\n").unwrap();
+    std::fs::remove_file(root.join("cur~")).unwrap();
+    let saved = sha256_of(b"vim\n");
+    m.wait_for("the saved cur and the backup's removal", |e| {
+        has(e, "delete file cur~")
+            && e.iter()
+                .any(|x| x.path == "cur" && x.checksum.as_deref() == Some(saved.as_str()))
+    });
+    let evs = m.settle(Duration::from_millis(300));
+    let lines: Vec<(String, Option<String>)> =
+        evs.iter().map(|e| (short(e), e.checksum.clone())).collect();
+    assert_eq!(updates_repeating_content(&evs), Vec::<String>::new());
+    assert_eq!(
+        evs.iter()
+            .filter(|e| e.path == "cur" && e.checksum.as_deref() == Some(saved.as_str()))
+            .count(),
+        1,
+        "{lines:?}"
+    );
+    assert_trees_equal(&replay(&start, &evs), &disk_tree(root, &[]));
+    assert_seq_contiguous(&evs);
+}
