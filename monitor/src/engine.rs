@@ -174,7 +174,8 @@ impl ScanHook for WatchHook<'_> {
                 false
             }
             Err(WatchError::Other(e)) => {
-                tracing::debug!(dir = %crate::shown(rel), error = %e, "cannot watch directory");
+                // The error names the directory too: shown escaped as well.
+                tracing::debug!(dir = %crate::shown(rel), error = %crate::shown(e.to_string().as_bytes()), "cannot watch directory");
                 false
             }
         }

@@ -28,11 +28,24 @@ use crate::output::Output;
 use crate::signals::ShutdownRequest;
 use crate::watcher::Watcher;
 
-/// A path as log lines show it: lossy UTF-8 with control characters
-/// escaped (`\n`, `\u{1b}`), so that a file name cannot forge a log line
-/// or send escape sequences to the terminal of whoever reads the log.
+/// A path as log lines and the human-readable stream show it: lossy UTF-8
+/// with control characters escaped (`\n`, `\u{1b}`), so that a file name
+/// cannot forge a line or send escape sequences to the terminal of whoever
+/// reads it. Everything else, quotes included, is shown as it is.
 pub fn shown(p: &[u8]) -> String {
-    String::from_utf8_lossy(p).escape_debug().to_string()
+    let text = String::from_utf8_lossy(p);
+    if !text.chars().any(char::is_control) {
+        return text.into_owned();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Runs the monitor until SIGTERM/SIGINT/SIGHUP or until the stream's reader goes away.
@@ -122,5 +135,7 @@ mod tests {
         assert_eq!(super::shown(b"\x1b[31mred\x01"), "\\u{1b}[31mred\\u{1}");
         assert_eq!(super::shown("caf\u{e9}/x y".as_bytes()), "caf\u{e9}/x y");
         assert_eq!(super::shown(b"bad\xff"), "bad\u{fffd}");
+        assert_eq!(super::shown(b"don't \"x\" a\\b"), "don't \"x\" a\\b");
+        assert_eq!(super::shown(b"tab\there"), "tab\\there");
     }
 }

@@ -336,9 +336,15 @@ pub fn human_line(ev: &FileEvent) -> String {
         ev.event_type.as_str(),
         ev.kind.as_str()
     );
+    // Names are shown with control characters escaped: a file name cannot
+    // forge a line or send escape sequences to the terminal.
     match (&ev.from, &ev.to) {
-        (Some(f), Some(t)) => s.push_str(&format!("{f} -> {t}")),
-        _ => s.push_str(&ev.path),
+        (Some(f), Some(t)) => s.push_str(&format!(
+            "{} -> {}",
+            crate::shown(f.as_bytes()),
+            crate::shown(t.as_bytes())
+        )),
+        _ => s.push_str(&crate::shown(ev.path.as_bytes())),
     }
     if let Some(sz) = ev.size {
         s.push_str(&format!(" size={sz}"));

@@ -365,7 +365,7 @@ impl Watcher {
             .collect();
         for path in rewatch {
             if let Err(e) = self.watch(&path) {
-                tracing::debug!(dir = %crate::shown(&path), error = %e, "cannot watch directory again");
+                tracing::debug!(dir = %crate::shown(&path), error = %crate::shown(e.to_string().as_bytes()), "cannot watch directory again");
             }
         }
     }

@@ -170,3 +170,35 @@ fn a_directory_that_stays_unreadable_does_not_break_write_merging() {
     assert_eq!(updates, 1, "{:?}", summary(&evs));
     chmod(&root.join("locked"), 0o755);
 }
+
+/// A name chosen by the workspace's user cannot forge a log line or send
+/// escape sequences to the terminal of whoever reads the sidecar's log.
+#[test]
+fn a_hostile_directory_name_is_logged_escaped() {
+    let d = tempdir();
+    let root = d.path();
+    chmod(root, 0o777);
+    let name = "evil\nINFO forged \u{1b}[31mred";
+    std::fs::DirBuilder::new()
+        .mode(0o000)
+        .create(root.join(name))
+        .unwrap();
+    let Some(m) = monitor_as_nobody(root, &["--debounce=0", "--poll-interval=200"]) else {
+        return;
+    };
+    std::fs::write(root.join("after"), b"x").unwrap();
+    m.wait_for("a later event", |e| has(e, "create file after"));
+    let err = m.stderr();
+    assert!(
+        err.contains("dir=evil\\nINFO forged \\u{1b}[31mred"),
+        "the warning names the directory escaped: {err}"
+    );
+    assert!(
+        !err.contains('\u{1b}'),
+        "an ESC byte reached the log: {err:?}"
+    );
+    assert!(
+        !err.lines().any(|l| l.starts_with("INFO forged")),
+        "a name forged a log line: {err}"
+    );
+}
