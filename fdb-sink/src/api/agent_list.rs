@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::agents::{AgentRow, AgentView};
 use super::auth::Caller;
-use super::cursor::{Cursors, Sealer};
+use super::cursor::{self, Cursors, Sealer};
 use super::{ApiError, ApiState};
 use crate::keys::Keys;
 use crate::store::{ReadTxn, StoreError, StoreExt};
@@ -147,15 +147,8 @@ pub async fn list(
     }
     // Sealed for the caller: a user's listing passes over other users'
     // rows, whose keys (session ids) its cursor may name.
-    let query = format!(
-        "agents\0{}\0{}",
-        caller.tenant,
-        if caller.is_admin() {
-            "*"
-        } else {
-            caller.user.as_str()
-        }
-    );
+    let only_user = (!caller.is_admin()).then_some(caller.user.as_str());
+    let query = cursor::query("agents", &[Some(&caller.tenant), only_user]);
     let sealer = Cursors::sealer(&state).await?;
     let after = params
         .cursor

@@ -29,6 +29,18 @@ const NONCE_LEN: usize = 24;
 /// Bytes of the stored key.
 const KEY_LEN: usize = 32;
 
+/// The query a cursor is sealed for: its route and the parts of its scope
+/// (tenant, user, ...), `*` for a part the query does not restrict (no id
+/// can be `*`), separated by NUL.
+pub fn query(route: &str, parts: &[Option<&str>]) -> String {
+    let mut q = route.to_owned();
+    for part in parts {
+        q.push('\0');
+        q.push_str(part.unwrap_or("*"));
+    }
+    q
+}
+
 /// Seals and opens cursors with the store's cursor key.
 pub struct Sealer {
     aead: XChaCha20Poly1305,
@@ -152,6 +164,15 @@ mod tests {
         let c2 = s.seal("agents\0acme\0alice", raw).expect("seal");
         assert_ne!(c, c2);
         assert!(s.open("agents\0acme\0alice", &c2).is_ok());
+    }
+
+    #[test]
+    fn a_query_names_its_route_and_scope() {
+        assert_eq!(
+            query("logs", &[Some("acme"), None, Some("s-1")]),
+            "logs\0acme\0*\0s-1"
+        );
+        assert_eq!(query("agents", &[Some("acme"), None]), "agents\0acme\0*");
     }
 
     #[test]

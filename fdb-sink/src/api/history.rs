@@ -24,7 +24,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use super::auth::Caller;
-use super::cursor::Cursors;
+use super::cursor::{self, Cursors};
 use super::logs::{Filter, LogParams, Page, DEFAULT_LIMIT, MAX_LIMIT, MAX_SCAN};
 use super::{paths, ApiError, ApiState};
 use crate::audit;
@@ -486,11 +486,7 @@ pub async fn history(
     }
     // Sealed for the caller as well: a user's scan passes over other
     // users' touches, whose keys its cursor may name.
-    let query = format!(
-        "history\0{}\0{}",
-        caller.tenant,
-        q.only_user.as_deref().unwrap_or("*")
-    );
+    let query = cursor::query("history", &[Some(&caller.tenant), q.only_user.as_deref()]);
     let sealer = Cursors::sealer(&state).await?;
     let after = match &p.cursor {
         Some(c) => Some(

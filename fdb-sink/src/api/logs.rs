@@ -141,11 +141,13 @@ pub struct Page<T> {
 /// The query a records cursor is sealed for (see [`super::cursor`]): the
 /// scope, so that a cursor is only taken back by the same listing.
 pub fn cursor_query(scope: &Scope) -> String {
-    format!(
-        "logs\0{}\0{}\0{}",
-        scope.tenant,
-        scope.user.as_deref().unwrap_or("*"),
-        scope.session.as_deref().unwrap_or("*")
+    super::cursor::query(
+        "logs",
+        &[
+            Some(&scope.tenant),
+            scope.user.as_deref(),
+            scope.session.as_deref(),
+        ],
     )
 }
 
