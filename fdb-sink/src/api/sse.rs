@@ -200,7 +200,10 @@ pub fn follow(
 async fn poll(f: &Follow) -> Result<(Vec<StoredRecord>, Option<AuditLogKey>), ApiError> {
     let scope = f.scope.clone();
     let mut filter = f.filter.clone();
-    filter.end_ns = filter.end_ns.min(horizon_ns(f.state.follow_delay));
+    // Records are sent once their event time is the delay old.
+    filter.end_ns = filter
+        .end_ns
+        .min(crate::timespec::ns_ago(f.state.follow_delay));
     let after = f.after.clone();
     f.state
         .blocking(move |store, keys| {
@@ -212,13 +215,4 @@ async fn poll(f: &Follow) -> Result<(Vec<StoredRecord>, Option<AuditLogKey>), Ap
             Ok((recs, last))
         })
         .await
-}
-
-/// Event time (ns since the epoch) before which a follow stream sends
-/// records: `delay` before now.
-fn horizon_ns(delay: Duration) -> i64 {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
-    now.saturating_sub(i64::try_from(delay.as_nanos()).unwrap_or(i64::MAX))
 }
