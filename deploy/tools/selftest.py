@@ -131,8 +131,13 @@ MANIFEST_DEFECTS = [
      lambda objs: find(objs, "FoundationDBBackup")["spec"]["podTemplateSpec"].pop("metadata"),
      "backup agents (labels {}) cannot reach FoundationDB"),
     ("runbook anchor that does not exist",
-     lambda objs: find(objs, "PrometheusRule")["spec"]["groups"][0]["rules"][0]["annotations"].update(runbook_url="docs/operations.md#no-such-section"),
+     lambda objs: find(objs, "PrometheusRule")["spec"]["groups"][0]["rules"][0]["annotations"].update(
+         runbook_url="https://git.example.com/audit/blob/main/docs/operations.md#no-such-section"),
      "has no heading in docs/operations.md"),
+    ("relative runbook link",
+     lambda objs: find(objs, "PrometheusRule")["spec"]["groups"][0]["rules"][0]["annotations"].update(
+         runbook_url="docs/operations.md#filemonitordown"),
+     "must be an absolute http(s) URL"),
 ]
 
 DASHBOARD_DEFECTS = [
