@@ -49,8 +49,26 @@ pub struct Claims {
     pub tenant_id: String,
     pub user_id: String,
     pub role: Role,
-    /// Expiry, seconds since the epoch.
+    /// Expiry, seconds since the epoch. A fraction (RFC 7519's NumericDate
+    /// allows one) is rounded to the nearest second, as the signature
+    /// check's own expiry test does.
+    #[serde(deserialize_with = "numeric_date")]
     pub exp: u64,
+}
+
+/// A NumericDate claim as whole seconds: an integer, or a finite,
+/// non-negative number with a fraction.
+fn numeric_date<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let n = serde_json::Number::deserialize(d)?;
+    if let Some(secs) = n.as_u64() {
+        return Ok(secs);
+    }
+    match n.as_f64() {
+        Some(f) if f.is_finite() && (0.0..u64::MAX as f64).contains(&f) => Ok(f.round() as u64),
+        _ => Err(serde::de::Error::custom(format!(
+            "a NumericDate must be a number of seconds since the epoch, not {n}"
+        ))),
+    }
 }
 
 /// The authenticated caller of a request.
@@ -475,6 +493,34 @@ mod tests {
         )
         .expect("mint");
         assert!(matches!(v.verify(&no_exp), Err(ApiError::Unauthorized(_))));
+    }
+
+    /// RFC 7519's NumericDate may have a fraction (`time.time() + 3600` in
+    /// Python gives one); the expiry is still checked.
+    #[test]
+    fn a_fractional_exp_is_accepted_and_still_checked() {
+        let v = Verifier::hs256(b"secret");
+        let now = jsonwebtoken::get_current_timestamp() as f64;
+        let mint = |exp: f64| {
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &serde_json::json!({"tenant_id": "acme", "user_id": "alice", "role": "user", "exp": exp}),
+                &EncodingKey::from_secret(b"secret"),
+            )
+            .expect("mint")
+        };
+        let c = v
+            .verify(&mint(now + 60.25))
+            .expect("a fractional exp ahead is valid");
+        assert_eq!(c.user, "alice");
+        let Err(ApiError::Unauthorized(m)) = v.verify(&mint(now - 120.5)) else {
+            panic!("an expired fractional exp must be refused");
+        };
+        assert!(m.contains("expired"), "{m}");
+        let Err(ApiError::Unauthorized(m)) = v.verify(&mint(-1.5)) else {
+            panic!("a negative exp must be refused");
+        };
+        assert!(m.contains("exp"), "{m}");
     }
 
     #[test]
