@@ -34,7 +34,10 @@ if [ $profile = release ]; then
 else
   cargo build --locked -q -p monitor -p fdb-sink
 fi
-bin=$PWD/target/$profile
+# Where cargo put the binaries: $CARGO_TARGET_DIR when set (relative to here), else target/.
+target_dir=${CARGO_TARGET_DIR:-target}
+case $target_dir in /*) ;; *) target_dir=$PWD/$target_dir ;; esac
+bin=$target_dir/$profile
 
 mkdir -p "$ws" "$demo/data"
 [ -s "$secret" ] || head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$secret"

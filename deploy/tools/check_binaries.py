@@ -6,7 +6,7 @@ port, the metrics port serves Prometheus text, and data flows.
 
     check_binaries.py RENDERED.yaml
 
-Uses target/release or target/debug builds (cargo test --workspace builds
+Uses target/release or target/debug builds ($CARGO_TARGET_DIR when set; cargo test --workspace builds
 both binaries; exit code 3 when they are missing). What cannot run here is
 swapped, nothing else: `fdb:` stores become `embedded:` stores in a temporary
 directory, listen addresses get free 127.0.0.1 ports, container paths become
@@ -35,9 +35,15 @@ REPO = Path(__file__).resolve().parents[2]
 LABELS = {"USER_ID": "user-1", "TENANT_ID": "tenant-1", "SESSION_ID": "session-1"}
 
 
+def target_dir() -> Path:
+    """Where cargo builds: $CARGO_TARGET_DIR when set, else target/."""
+    env = os.environ.get("CARGO_TARGET_DIR")
+    return Path(env).resolve() if env else REPO / "target"
+
+
 def binary(name: str) -> Path | None:
     for profile in ("release", "debug"):
-        p = REPO / "target" / profile / name
+        p = target_dir() / profile / name
         if p.is_file() and os.access(p, os.X_OK):
             return p
     return None
@@ -335,7 +341,7 @@ def main() -> int:
     exes = {"file-monitor": binary("file-monitor"), "fdb-sink": binary("fdb-sink")}
     if not all(exes.values()):
         missing = [k for k, v in exes.items() if not v]
-        print(f"check_binaries: no build of {', '.join(missing)} under target/ (cargo build -p monitor -p fdb-sink)")
+        print(f"check_binaries: no build of {', '.join(missing)} under {target_dir()} (cargo build -p monitor -p fdb-sink)")
         return 3
     objs = [o for o in yaml.safe_load_all(rendered.read_text()) if o]
     results = []
