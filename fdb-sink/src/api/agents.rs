@@ -184,6 +184,28 @@ pub fn agent_row(
         .transpose()
 }
 
+/// The agent rows of `sessions`, in order, read together (one round trip
+/// on FoundationDB).
+pub fn agent_rows(
+    txn: &mut dyn ReadTxn,
+    keys: &Keys,
+    tenant: &str,
+    sessions: &[String],
+) -> Result<Vec<Option<AgentRow>>, StoreError> {
+    let row_keys: Vec<Vec<u8>> = sessions.iter().map(|s| keys.agent(tenant, s)).collect();
+    let refs: Vec<&[u8]> = row_keys.iter().map(Vec::as_slice).collect();
+    txn.get_many(&refs)?
+        .into_iter()
+        .map(|v| {
+            v.map(|v| {
+                serde_json::from_slice(&v)
+                    .map_err(|e| StoreError::Corrupt(format!("agent row: {e}")))
+            })
+            .transpose()
+        })
+        .collect()
+}
+
 /// Checks the shape of an agent type.
 pub fn check_agent_type(t: &str) -> Result<(), ApiError> {
     if t.is_empty() || t.len() > 128 || t.chars().any(char::is_control) {

@@ -24,7 +24,9 @@ use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::agents::{agent_row, check_agent_type, check_session, AgentRow, AgentStatus};
+use super::agents::{
+    agent_row, agent_rows, check_agent_type, check_session, AgentRow, AgentStatus,
+};
 use super::auth::Caller;
 use super::error::Holder;
 use super::owner::{authorize, Access};
@@ -84,17 +86,26 @@ pub struct Released {
     pub not_held: Vec<String>,
 }
 
-fn claim_row(
+/// The claim rows of `paths`, in order.
+fn claim_rows(
     txn: &mut dyn ReadTxn,
     keys: &Keys,
     tenant: &str,
-    path: &str,
-) -> Result<Option<ClaimRow>, StoreError> {
-    txn.get(&keys.claim(tenant, path))?
+    paths: &[String],
+) -> Result<Vec<Option<ClaimRow>>, StoreError> {
+    // Read together: one round trip on FoundationDB, not one per path.
+    let row_keys: Vec<Vec<u8>> = paths.iter().map(|p| keys.claim(tenant, p)).collect();
+    let refs: Vec<&[u8]> = row_keys.iter().map(Vec::as_slice).collect();
+    txn.get_many(&refs)?
+        .into_iter()
         .map(|v| {
-            serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("claim row: {e}")))
+            v.map(|v| {
+                serde_json::from_slice(&v)
+                    .map_err(|e| StoreError::Corrupt(format!("claim row: {e}")))
+            })
+            .transpose()
         })
-        .transpose()
+        .collect()
 }
 
 fn check_paths(paths: &[String]) -> Result<Vec<String>, ApiError> {
@@ -258,30 +269,35 @@ fn claim_counted(
     let mut holders = Vec::new();
     // The current rows of the paths, replaced if the claim is granted.
     let mut replaced: Vec<(&str, ClaimRow)> = Vec::new();
+    let rows = claim_rows(txn, keys, &caller.tenant, paths)?;
     // Whether each holding session still blocks: its agent row (up to about
-    // 100 kB) is read once, however many of the paths it holds.
-    let mut alive: std::collections::HashMap<String, bool> = std::collections::HashMap::new();
-    for p in paths {
-        let Some(c) = claim_row(txn, keys, &caller.tenant, p)? else {
+    // 100 kB) is read once, however many of the paths it holds, and all of
+    // them together. A holder without a row blocks no one: rows are removed
+    // only once their claims block no one (evicted) or long after
+    // (retention).
+    let mut holding: Vec<String> = rows
+        .iter()
+        .flatten()
+        .filter(|c| c.session_id != req.session_id && c.expires_ns > now)
+        .map(|c| c.session_id.clone())
+        .collect();
+    holding.sort_unstable();
+    holding.dedup();
+    let agents = agent_rows(txn, keys, &caller.tenant, &holding)?;
+    let alive: std::collections::HashMap<String, bool> = holding
+        .into_iter()
+        .zip(agents)
+        .map(|(s, a)| (s, a.is_some_and(|a| a.holds_claims(now, agent_ttl))))
+        .collect();
+    for (p, row) in paths.iter().zip(rows) {
+        let Some(c) = row else {
             continue;
         };
         if c.session_id == req.session_id || c.expires_ns <= now {
             replaced.push((p.as_str(), c));
             continue;
         }
-        let holder_alive = match alive.get(&c.session_id) {
-            Some(&a) => a,
-            None => {
-                // A holder without a row blocks no one: rows are removed
-                // only once their claims block no one (evicted) or long
-                // after (retention).
-                let a = agent_row(txn, keys, &caller.tenant, &c.session_id)?
-                    .is_some_and(|a| a.holds_claims(now, agent_ttl));
-                alive.insert(c.session_id.clone(), a);
-                a
-            }
-        };
-        if holder_alive {
+        if alive.get(&c.session_id).copied().unwrap_or(false) {
             holders.push(Holder {
                 path: p.clone(),
                 session_id: c.session_id,
@@ -432,18 +448,22 @@ pub async fn release(
                 if let Some(row) = own.filter(|_| access.taken_over) {
                     take_over(txn, keys, &caller.tenant, &row, &access, &limits)?;
                 }
-                let mut released = Vec::new();
+                let mut held: Vec<(&str, ClaimRow)> = Vec::new();
                 let mut not_held = Vec::new();
                 let mut deltas = usage::Deltas::default();
-                for p in &paths {
-                    match claim_row(txn, keys, &caller.tenant, p)? {
-                        Some(c) if c.session_id == req.session_id => {
-                            usage::forget_claim(txn, keys, &caller.tenant, p, &c, &mut deltas)?;
-                            txn.clear(&keys.claim(&caller.tenant, p))?;
-                            released.push(p.clone());
-                        }
+                let rows = claim_rows(txn, keys, &caller.tenant, &paths)?;
+                for (p, row) in paths.iter().zip(rows) {
+                    match row {
+                        Some(c) if c.session_id == req.session_id => held.push((p.as_str(), c)),
                         _ => not_held.push(p.clone()),
                     }
+                }
+                let held_refs: Vec<(&str, &ClaimRow)> = held.iter().map(|(p, c)| (*p, c)).collect();
+                usage::forget_claims(txn, keys, &caller.tenant, &held_refs, &mut deltas)?;
+                let mut released = Vec::new();
+                for (p, _) in &held {
+                    txn.clear(&keys.claim(&caller.tenant, p))?;
+                    released.push((*p).to_owned());
                 }
                 deltas.apply(txn, keys, &caller.tenant)?;
                 Ok(Ok(Released { released, not_held }))

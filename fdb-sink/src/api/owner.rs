@@ -18,7 +18,10 @@
 //! takes it back at her next request (below), and it never shows her records
 //! to the caller (record queries follow the records' user, not agent rows).
 //! It only happens for a session's first request, and not at all once the
-//! caller's own records of the session are stored. An admin's first request
+//! caller's own records of the session are stored. These reads are snapshot
+//! reads (no read conflicts on FoundationDB): the summaries they pass over
+//! hold counters that ingest adds to with every batch, and a conflict on
+//! each would make the request retry while other sessions ingest. An admin's first request
 //! for a session makes the row name the user whose records the session holds
 //! (the admin when none is found).
 //!
@@ -56,7 +59,14 @@ pub fn has_records(
     session: &str,
 ) -> Result<bool, StoreError> {
     let r = keys.session(tenant, user, session);
-    Ok(!txn.get_range(&r.begin, &r.end, 1, false)?.is_empty())
+    // A snapshot read: the summary's first key is the session's event
+    // counter, which ingest adds to with every batch; a read conflict on it
+    // would make heartbeats and claims retry while the session's events
+    // stream in. Summaries only appear (retention aside), so an answer read
+    // just before a concurrent commit is still right after it.
+    Ok(!txn
+        .get_range_snapshot(&r.begin, &r.end, 1, false)?
+        .is_empty())
 }
 
 /// What the scan for another user's records of a session found.
@@ -82,8 +92,10 @@ fn scan_other_owner(
     let tenant_range = keys.sessions_tenant(tenant);
     let mut begin = tenant_range.begin.clone();
     for _ in 0..MAX_OWNER_SCAN_READS {
+        // Snapshot reads, as in `has_records`: each would otherwise put
+        // another session's event counter into the conflict set.
         let Some((key, _)) = txn
-            .get_range(&begin, &tenant_range.end, 1, false)?
+            .get_range_snapshot(&begin, &tenant_range.end, 1, false)?
             .into_iter()
             .next()
         else {

@@ -458,20 +458,27 @@ pub fn admit_claims(
     )))
 }
 
-/// Drops the index entry of claim row `old` of `path` (about to be
-/// cleared) when it is there, reading it first (so that a concurrent clean
-/// of the same entry conflicts); its count change goes to `deltas`.
-pub fn forget_claim(
+/// Drops the index entries of claim rows (path, old row: about to be
+/// cleared) that are there, reading them first, together (so that a
+/// concurrent clean of the same entry conflicts); their count changes go
+/// to `deltas`.
+pub fn forget_claims(
     txn: &mut dyn Txn,
     keys: &Keys,
     tenant: &str,
-    path: &str,
-    old: &ClaimRow,
+    claims: &[(&str, &ClaimRow)],
     deltas: &mut Deltas,
 ) -> Result<(), StoreError> {
-    let entry = keys.claim_index(tenant, &old.user_id, old.expires_ns, path);
-    if txn.get(&entry)?.is_some() {
-        drop_claim(txn, keys, tenant, path, old, deltas)?;
+    let entries: Vec<Vec<u8>> = claims
+        .iter()
+        .map(|(path, old)| keys.claim_index(tenant, &old.user_id, old.expires_ns, path))
+        .collect();
+    let refs: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
+    let present = txn.exist_many(&refs)?;
+    for ((path, old), there) in claims.iter().zip(present) {
+        if there {
+            drop_claim(txn, keys, tenant, path, old, deltas)?;
+        }
     }
     Ok(())
 }

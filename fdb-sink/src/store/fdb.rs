@@ -270,6 +270,30 @@ impl ReadTxn for FdbTxn<'_> {
         limit: usize,
         reverse: bool,
     ) -> Result<Vec<Kv>, StoreError> {
+        self.range(begin, end, limit, reverse, false)
+    }
+
+    fn get_range_snapshot(
+        &mut self,
+        begin: &[u8],
+        end: &[u8],
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<Kv>, StoreError> {
+        self.range(begin, end, limit, reverse, true)
+    }
+}
+
+impl FdbTxn<'_> {
+    /// A range read; `snapshot` reads add no read conflict range.
+    fn range(
+        &mut self,
+        begin: &[u8],
+        end: &[u8],
+        limit: usize,
+        reverse: bool,
+        snapshot: bool,
+    ) -> Result<Vec<Kv>, StoreError> {
         if begin >= end {
             return Ok(Vec::new());
         }
@@ -283,7 +307,7 @@ impl ReadTxn for FdbTxn<'_> {
         let mut iteration = 1;
         loop {
             let kvs =
-                block_on(self.trx.get_range(&opt, iteration, false)).map_err(StoreError::Fdb)?;
+                block_on(self.trx.get_range(&opt, iteration, snapshot)).map_err(StoreError::Fdb)?;
             out.extend(
                 kvs.iter()
                     .map(|kv| (kv.key().to_vec(), kv.value().to_vec())),

@@ -57,6 +57,21 @@ pub trait ReadTxn {
         reverse: bool,
     ) -> Result<Vec<Kv>, StoreError>;
 
+    /// As [`get_range`](Self::get_range), but adds no read conflict: a
+    /// concurrent commit that writes into the range does not make this
+    /// transaction retry. For reads whose answer may be stale without harm.
+    /// The embedded store runs one write transaction at a time, so there it
+    /// is a plain read.
+    fn get_range_snapshot(
+        &mut self,
+        begin: &[u8],
+        end: &[u8],
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<Kv>, StoreError> {
+        self.get_range(begin, end, limit, reverse)
+    }
+
     /// Whether each of `keys` has a value, in order: the same as one `get`
     /// per key (and the same read conflicts), but a backend with network
     /// round trips issues the reads together.
