@@ -21,6 +21,20 @@
 # is never overwritten: a rerun of a finished day fails instead of silently
 # replacing an archive. Exit status is non-zero if any tenant failed; the
 # other tenants (and the dead letters) are still exported.
+#
+# Records stored after their day was archived: the sink marks each such day and
+# tenant in the store (`fdb-sink late` lists the markers, `day tenant count`),
+# in the transaction that stores the records. The job reads the markers before
+# the day's export. After it, the markers of the exported day are cleared for
+# the tenants it exported (it holds their records). For each marker of an
+# earlier day, the tenant's whole day is exported again, to
+# <EXPORT_DEST>/<day>/<tenant>.late-<UTC time of the run, YYYYMMDDTHHMMSSZ>.ndjson.gz,
+# and the marker is cleared once the upload succeeded. A marker is cleared only
+# if its count is still the one read before the export (`fdb-sink late --clear
+# --if-count`): records stored meanwhile keep it set, and the next run exports
+# that day again. A failed re-export fails the job; the other work still
+# happens. Markers of later days, and of tenants not in EXPORT_TENANTS, are
+# left alone.
 set -euo pipefail
 
 die() { echo "export-audit: $*" >&2; exit 2; }
@@ -39,6 +53,7 @@ since="${day}T00:00:00Z"
 until="$(date -u -d "$day + 1 day" +%F)T00:00:00Z"
 work="${EXPORT_WORKDIR:-$(mktemp -d)}"
 mkdir -p "$work"
+stamp="$(date -u +%Y%m%dT%H%M%SZ)"
 
 copy() { # src dst-url
   case "$2" in
@@ -60,6 +75,18 @@ if [ "${tenants//[[:space:]]/}" = all ]; then
 fi
 
 failed=0
+# The late markers, read before the day's export: a record stored after this
+# read keeps (or sets) its marker for the next run.
+markers=()
+if listed_markers=$("$sink" late --store "$store"); then
+  [ -z "$listed_markers" ] || mapfile -t markers <<<"$listed_markers"
+  echo "export-audit: late markers=${#markers[@]}" >&2
+else
+  echo "export-audit: cannot list the late markers of $store: FAILED (records stored late are re-exported by the next run)" >&2
+  failed=1
+fi
+
+exported_ok=" "
 for tenant in ${tenants//,/ }; do
   out="$work/$tenant-$day.ndjson.gz"
   echo "export-audit: tenant=$tenant day=$day since=$since until=$until" >&2
@@ -68,6 +95,7 @@ for tenant in ${tenants//,/ }; do
      && copy "$out" "${dest%/}/$day/$tenant.ndjson.gz"; then
     records=$(gzip -dc "$out" | grep -c '^{"schema":"file-event/1"' || true)
     echo "export-audit: tenant=$tenant records=$records -> ${dest%/}/$day/$tenant.ndjson.gz" >&2
+    exported_ok+="$tenant "
   else
     echo "export-audit: tenant=$tenant FAILED" >&2
     failed=1
@@ -87,9 +115,56 @@ else
 fi
 rm -f "$out"
 
+# Clears a late marker if its count is still the one read before the exports.
+clear_marker() { # day tenant count
+  local code=0
+  "$sink" late --store "$store" --clear --day "$1" --tenant "$2" --if-count "$3" || code=$?
+  case "$code" in
+    0) echo "export-audit: late day=$1 tenant=$2 count=$3 marker cleared" >&2 ;;
+    3) echo "export-audit: late day=$1 tenant=$2: records stored since the markers were read; marker kept, the next run exports the day again" >&2 ;;
+    *) echo "export-audit: late day=$1 tenant=$2 clearing the marker FAILED" >&2; failed=1 ;;
+  esac
+}
+
+listed=" ${tenants//,/ } "
+for marker in ${markers[@]+"${markers[@]}"}; do
+  read -r mday mtenant mcount <<<"$marker"
+  case "$listed" in
+    *[[:space:]]"$mtenant"[[:space:]]*) ;;
+    *) echo "export-audit: late day=$mday tenant=$mtenant count=$mcount: tenant not in EXPORT_TENANTS, left" >&2; continue ;;
+  esac
+  if [ "$mday" = "$day" ]; then
+    # The day's export above read the store after the markers: it holds them.
+    case "$exported_ok" in
+      *" $mtenant "*) clear_marker "$mday" "$mtenant" "$mcount" ;;
+      *) echo "export-audit: late day=$mday tenant=$mtenant count=$mcount: the day's export failed, marker kept" >&2 ;;
+    esac
+  elif [[ "$mday" < "$day" ]]; then
+    obj="${dest%/}/$mday/$mtenant.late-$stamp.ndjson.gz"
+    out="$work/$mtenant-$mday.late.ndjson.gz"
+    if ! muntil="$(date -u -d "$mday + 1 day" +%F)T00:00:00Z"; then
+      echo "export-audit: late day=$mday tenant=$mtenant: not a day, FAILED" >&2
+      failed=1
+      continue
+    fi
+    echo "export-audit: late tenant=$mtenant day=$mday count=$mcount since=${mday}T00:00:00Z until=$muntil" >&2
+    if "$sink" export --store "$store" --tenant "$mtenant" --since "${mday}T00:00:00Z" --until "$muntil" --output "$out" \
+       && copy "$out" "$obj"; then
+      records=$(gzip -dc "$out" | grep -c '^{"schema":"file-event/1"' || true)
+      echo "export-audit: late tenant=$mtenant day=$mday records=$records -> $obj" >&2
+      clear_marker "$mday" "$mtenant" "$mcount"
+    else
+      echo "export-audit: late tenant=$mtenant day=$mday FAILED (marker kept)" >&2
+      failed=1
+    fi
+    rm -f "$out"
+  else
+    echo "export-audit: late day=$mday tenant=$mtenant count=$mcount: after $day, left" >&2
+  fi
+done
+
 # Tenants with records that the list left out: retention will remove their
 # records without an archive.
-listed=" ${tenants//,/ } "
 left_out=()
 for tenant in $stored; do
   case "$listed" in *[[:space:]]"$tenant"[[:space:]]*) ;; *) left_out+=("$tenant") ;; esac

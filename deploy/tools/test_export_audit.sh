@@ -6,7 +6,12 @@
 #    <dest>/<day>/<tenant>.ndjson.gz, for every tenant (EXPORT_TENANTS=all) or
 #    the listed ones (failing when the list leaves a tenant with records out),
 #    the day's dead letters at <dest>/dead-letters/<day>.ndjson.gz, and a
-#    rerun refuses to overwrite it.
+#    rerun refuses to overwrite it;
+#  - records stored late through `fdb-sink serve` (POST /v1/events): the day's
+#    export clears its markers, an earlier day is exported again to
+#    <dest>/<day>/<tenant>.late-<stamp>.ndjson.gz and its marker cleared, a later
+#    day's marker is left, a second run exports nothing again, and a failed
+#    re-export fails the job but keeps its marker while the day is exported.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 script=deploy/docker/export-audit.sh
@@ -31,10 +36,10 @@ expect_usage_error "day that is not a date" "EXPORT_DAY is not a date" EXPORT_TE
 
 sink=""
 for candidate in target/release/fdb-sink target/debug/fdb-sink; do
-  if [ -x "$candidate" ] && "$candidate" tenants --help >/dev/null 2>&1; then sink=$candidate; break; fi
+  if [ -x "$candidate" ] && "$candidate" late --help >/dev/null 2>&1; then sink=$candidate; break; fi
 done
 if [ -z "$sink" ]; then
-  echo "skip real export: no built fdb-sink with the tenants command (cargo build -p fdb-sink)"
+  echo "skip real export: no built fdb-sink with the late command (cargo build -p fdb-sink)"
 else
   store="embedded:$tmp/store"
   # Two tenants, two days: only t1 on 2026-11-25 must come out.
@@ -116,6 +121,94 @@ PY
     echo "ok   a list without t2 archives t1 and fails naming t2"
   else
     echo "FAIL list without t2: exit $code, t1: $got"; cat "$tmp/log2"; fails=$((fails + 1))
+  fi
+
+  # Records stored late, through a real `fdb-sink serve`: of EXPORT_DAY (3 days
+  # ago), of an earlier day (5 days ago) and of a later one (2 days ago).
+  d3=$(date -u -d '3 days ago' +%F); d5=$(date -u -d '5 days ago' +%F); d2=$(date -u -d '2 days ago' +%F)
+  late_store="embedded:$tmp/late-store"
+  post_late() { # ndjson-file
+    local port pid ok=0
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    "$sink" serve --store "$late_store" --listen "127.0.0.1:$port" --late-after 1h 2>>"$tmp/serve.log" &
+    pid=$!
+    for _ in $(seq 100); do
+      curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+      sleep 0.1
+    done
+    curl -sf -X POST -H 'Content-Type: application/x-ndjson' --data-binary "@$1" \
+      "http://127.0.0.1:$port/v1/events" >"$tmp/post.json" || ok=1
+    kill -TERM "$pid"; wait "$pid" || true
+    return "$ok"
+  }
+  python3 - "$tmp/late.ndjson" "$d3" "$d5" "$d2" <<'PY'
+import json, sys, uuid
+mon = str(uuid.uuid4())
+lines = []
+for seq, (tenant, day, path) in enumerate([
+        ("t1", sys.argv[2], "day-a.txt"), ("t1", sys.argv[2], "day-b.txt"), ("t2", sys.argv[2], "day-c.txt"),
+        ("t1", sys.argv[3], "early.txt"), ("t2", sys.argv[4], "later.txt")], start=1):
+    lines.append(json.dumps({
+        "schema": "file-event/1", "event_id": str(uuid.uuid4()), "monitor_id": mon, "seq": seq,
+        "timestamp": f"{day}T12:00:00.000000000Z", "event_type": "create", "kind": "file",
+        "path": path, "size": 1, "tenant_id": tenant, "user_id": "u1", "session_id": "s1"}))
+open(sys.argv[1], "w").write("\n".join(lines) + "\n")
+PY
+  markers() { "$sink" late --store "$late_store" 2>/dev/null | tr '\n' ';'; }
+  late_objects() { find "$1" -name '*.late-*.ndjson.gz' 2>/dev/null | sort; }
+  if ! post_late "$tmp/late.ndjson"; then
+    echo "FAIL storing late records through fdb-sink serve:"; cat "$tmp/serve.log"; fails=$((fails + 1))
+  elif [ "$(markers)" != "$d5 t1 1;$d3 t1 2;$d3 t2 1;$d2 t2 1;" ]; then
+    echo "FAIL markers after the late records: $(markers)"; fails=$((fails + 1))
+  else
+    echo "ok   late records stored through serve are marked: $(markers)"
+    run_late() { # dest-dir log
+      FDB_SINK=$sink EXPORT_STORE=$late_store EXPORT_TENANTS=all EXPORT_DAY=$d3 \
+        EXPORT_DEST=file://$1 bash "$script" 2>"$2"
+    }
+    code=0
+    run_late "$tmp/late-archive" "$tmp/late.log" || code=$?
+    objs=$(late_objects "$tmp/late-archive")
+    if [ "$code" = 0 ] && [ "$(paths "$tmp/late-archive/$d3/t1.ndjson.gz")" = '"path":"day-a.txt" "path":"day-b.txt" ' ] \
+       && [ "$(wc -l <<<"$objs")" = 1 ] \
+       && [[ "$objs" =~ /$d5/t1\.late-[0-9]{8}T[0-9]{6}Z\.ndjson\.gz$ ]] \
+       && [ "$(paths "$objs")" = '"path":"early.txt" ' ] \
+       && [ "$(markers)" = "$d2 t2 1;" ] \
+       && grep -q "late tenant=t1 day=$d5 records=1 -> " "$tmp/late.log" \
+       && grep -q "late day=$d3 tenant=t1 count=2 marker cleared" "$tmp/late.log"; then
+      echo "ok   the day exported, $d5 re-exported to ${objs#"$tmp/late-archive/"}, both markers cleared, $d2 left"
+    else
+      echo "FAIL late re-export: exit $code, objects: $objs, markers: $(markers)"; cat "$tmp/late.log"; fails=$((fails + 1))
+    fi
+    # Again the same day: the archive of the day exists (the run fails for
+    # it), and nothing is re-exported.
+    code=0
+    run_late "$tmp/late-archive" "$tmp/late2.log" || code=$?
+    if [ "$code" = 1 ] && [ "$(late_objects "$tmp/late-archive")" = "$objs" ] \
+       && ! grep -q "late tenant=" "$tmp/late2.log" && [ "$(markers)" = "$d2 t2 1;" ]; then
+      echo "ok   a second run re-exports nothing"
+    else
+      echo "FAIL second run: exit $code, objects: $(late_objects "$tmp/late-archive")"; cat "$tmp/late2.log"; fails=$((fails + 1))
+    fi
+    # A re-export that cannot be uploaded (a file where its directory goes):
+    # the job fails, the day is still exported, and the marker stays.
+    python3 - "$tmp/late.ndjson" "$tmp/late3.ndjson" <<'PY'
+import json, sys, uuid
+early = [json.loads(l) for l in open(sys.argv[1]) if '"early.txt"' in l][0]
+early.update(event_id=str(uuid.uuid4()), seq=99, path="early-2.txt")
+open(sys.argv[2], "w").write(json.dumps(early) + "\n")
+PY
+    mkdir -p "$tmp/late-blocked"; : >"$tmp/late-blocked/$d5"
+    code=0
+    if post_late "$tmp/late3.ndjson"; then
+      run_late "$tmp/late-blocked" "$tmp/late3.log" || code=$?
+    fi
+    if [ "$code" = 1 ] && [ -f "$tmp/late-blocked/$d3/t1.ndjson.gz" ] \
+       && [ "$(markers)" = "$d5 t1 1;$d2 t2 1;" ] && grep -q "late tenant=t1 day=$d5 FAILED" "$tmp/late3.log"; then
+      echo "ok   a failed re-export fails the job, keeps its marker, and the day is still exported"
+    else
+      echo "FAIL failed re-export: exit $code, markers: $(markers)"; cat "$tmp/late3.log"; fails=$((fails + 1))
+    fi
   fi
 fi
 [ "$fails" = 0 ]

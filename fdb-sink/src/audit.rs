@@ -15,6 +15,7 @@ use std::collections::{HashMap, HashSet};
 use foldhash::fast::RandomState;
 
 use crate::keys::{decode_i64, decode_u64, AuditLogKey, ByPathKey, KeyRange, Keys, PathTouch};
+use crate::late::LateMarks;
 use crate::record::{reason, receipt_lookup_times, AuditRecord, DeadLetter, Item, ValidRecord};
 use crate::store::{limits, Kv, ReadTxn, Store, StoreError, StoreExt, Txn};
 
@@ -24,12 +25,17 @@ pub struct WriteOptions {
     /// Approximate bytes of keys and values per transaction. FoundationDB
     /// accepts up to 10 MB and 5 s; ~1 MB keeps commits fast.
     pub target_txn_bytes: usize,
+    /// New records whose UTC day ended more than this (ns) before their
+    /// transaction are added to the `("late", day, tenant)` markers
+    /// ([`crate::late`]); `None` marks nothing (`import`).
+    pub late_after_ns: Option<i64>,
 }
 
 impl Default for WriteOptions {
     fn default() -> Self {
         WriteOptions {
             target_txn_bytes: limits::TARGET_TXN_BYTES,
+            late_after_ns: None,
         }
     }
 }
@@ -115,7 +121,12 @@ pub fn write_items(
             bytes += item_cost(&items[end], store);
             end += 1;
         }
-        total.add(&write_split(store, keys, &items[start..end])?);
+        total.add(&write_split(
+            store,
+            keys,
+            &items[start..end],
+            opts.late_after_ns,
+        )?);
         start = end;
     }
     Ok(total)
@@ -128,12 +139,19 @@ fn write_split(
     store: &(impl Store + ?Sized),
     keys: &Keys,
     chunk: &[Item],
+    late_after_ns: Option<i64>,
 ) -> Result<WriteSummary, StoreError> {
-    match store.transact(|txn| write_chunk(txn, keys, chunk)) {
+    let r = store.transact(|txn| {
+        let mut late = LateMarks::new(late_after_ns, crate::timespec::now_ns());
+        let s = write_chunk(txn, keys, chunk, &mut late)?;
+        late.write(txn, keys)?;
+        Ok(s)
+    });
+    match r {
         Err(e) if e.transaction_too_large() && chunk.len() > 1 => {
             let (a, b) = chunk.split_at(chunk.len() / 2);
-            let mut s = write_split(store, keys, a)?;
-            s.add(&write_split(store, keys, b)?);
+            let mut s = write_split(store, keys, a, late_after_ns)?;
+            s.add(&write_split(store, keys, b, late_after_ns)?);
             Ok(s)
         }
         r => r,
@@ -184,11 +202,15 @@ struct MonitorDelta<'a> {
     tenant: &'a str,
 }
 
-/// Writes one chunk inside `txn`; idempotent, safe to retry.
-pub fn write_chunk(
+/// Writes one chunk inside `txn`; idempotent, safe to retry. Each record
+/// stored anew is noted in `late` (its time is compared once with the
+/// transaction's threshold); the caller writes `late` once per transaction,
+/// after its chunks ([`LateMarks::write`]).
+pub fn write_chunk<'a>(
     txn: &mut dyn Txn,
     keys: &Keys,
-    items: &[Item],
+    items: &'a [Item],
+    late: &mut LateMarks<'a>,
 ) -> Result<WriteSummary, StoreError> {
     let mut summary = WriteSummary {
         transactions: 1,
@@ -239,6 +261,7 @@ pub fn write_chunk(
                         let seen = last_seen.entry(key.as_slice()).or_insert(ts);
                         *seen = (*seen).max(ts);
                     }
+                    late.note(r.ts_ns, &r.tenant);
                     summary.written += 1;
                     s.events += 1;
                     *s.by_type.entry(r.event_type).or_default() += 1;

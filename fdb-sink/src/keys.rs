@@ -20,6 +20,7 @@
 //! | `("agent_index", tenant, user, until_ns, session)` | empty: a user's agent rows by when they stop mattering (API) |
 //! | `("claim_index", tenant, user, expires_ns, path)` | empty: a user's claims by expiry (API) |
 //! | `("api_usage", tenant, user, kind)` | i64 LE count of the user's `agent_index` or `claim_index` entries (ADD) |
+//! | `("late", day, tenant)` | i64 LE count of the tenant's records of `day` (`YYYY-MM-DD`, UTC) stored after it was archived (ADD; [`crate::late`]) |
 //!
 //! A session's summary is the range under `("sessions", tenant, user, session)`:
 //! several small keys so that every part of it is updated by an atomic
@@ -45,6 +46,8 @@ pub const CLAIMS: &str = "claims";
 pub const AGENT_INDEX: &str = "agent_index";
 pub const CLAIM_INDEX: &str = "claim_index";
 pub const API_USAGE: &str = "api_usage";
+/// Records stored after their day was archived, per day and tenant.
+pub const LATE: &str = "late";
 /// The API's own settings shared by every replica (the cursor key).
 pub const API_CONFIG: &str = "api_config";
 
@@ -506,6 +509,34 @@ impl Keys {
         self.key(&(API_USAGE, tenant, user, kind))
     }
 
+    // ---- late records (crate::late) -----------------------------------------
+
+    /// `("late", day, tenant)`: an i64 LE count; `day` is `YYYY-MM-DD` (UTC).
+    pub fn late(&self, day: &str, tenant: &str) -> Vec<u8> {
+        self.key(&(LATE, day, tenant))
+    }
+
+    /// Every `late` marker, oldest day first.
+    pub fn late_all(&self) -> KeyRange {
+        self.range(&(LATE,))
+    }
+
+    /// The `late` markers of days before `day` (`YYYY-MM-DD`: such strings
+    /// sort like the days they name).
+    pub fn late_before(&self, day: &str) -> KeyRange {
+        KeyRange {
+            begin: self.late_all().begin,
+            end: self.key(&(LATE, day)),
+        }
+    }
+
+    /// Decodes `("late", day, tenant)` into `(day, tenant)`.
+    pub fn decode_late(&self, key: &[u8]) -> Result<(String, String), KeyError> {
+        let (tag, day, tenant): (String, String, String) = self.decode("late", key)?;
+        check_tag(tag, LATE, key)?;
+        Ok((day, tenant))
+    }
+
     /// The key that seals the API's cursors (see `api::cursor`).
     pub fn api_cursor_key(&self) -> Vec<u8> {
         self.key(&(API_CONFIG, "cursor_key"))
@@ -747,6 +778,27 @@ mod tests {
             event_type: "create".into(),
         };
         assert_eq!(PathTouch::decode(&touch.encode()).expect("touch"), touch);
+    }
+
+    #[test]
+    fn late_markers_are_tuples_by_day_then_tenant() {
+        let k = Keys::default();
+        let key = k.late("2026-11-26", "acme");
+        let mut manual = foundationdb_tuple::pack(&"audit");
+        manual.extend(foundationdb_tuple::pack(&("late", "2026-11-26", "acme")));
+        assert_eq!(key, manual);
+        assert_eq!(
+            k.decode_late(&key).expect("late"),
+            ("2026-11-26".into(), "acme".into())
+        );
+        assert!(k.decode_late(&k.claim("t", "p")).is_err());
+        let before = k.late_before("2026-11-26");
+        assert!(
+            before.begin <= k.late("2026-11-25", "zz") && k.late("2026-11-25", "zz") < before.end
+        );
+        assert!(k.late("2026-11-26", "") >= before.end);
+        let all = k.late_all();
+        assert!(all.begin <= key && key < all.end);
     }
 
     #[test]

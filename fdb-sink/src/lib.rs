@@ -7,7 +7,8 @@
 //! - [`record`]: the audit record and its validation (dead letters with reasons);
 //! - [`audit`]: idempotent batch writes and the read helpers for queries;
 //! - [`api`]: the query and agent-coordination API (`serve --api-listen`);
-//! - [`retention`] and [`export`]: the lifecycle jobs.
+//! - [`retention`] and [`export`]: the lifecycle jobs;
+//! - [`late`]: markers of records stored after their day was archived.
 
 pub mod api;
 pub mod audit;
@@ -16,6 +17,7 @@ pub mod conn;
 pub mod export;
 pub mod ingest;
 pub mod keys;
+pub mod late;
 pub mod metrics;
 pub mod record;
 pub mod retention;

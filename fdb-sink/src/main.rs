@@ -29,9 +29,16 @@ fn main() {
             std::process::exit(0);
         }
         eprintln!("fdb-sink: error: {e:#}");
-        // 2: the command line cannot work; 1: it failed while running.
-        let usage = e.downcast_ref::<cli::UsageError>().is_some();
-        std::process::exit(if usage { 2 } else { 1 });
+        // 2: the command line cannot work; 3: a conditional change found
+        // the data changed and changed nothing; 1: it failed while running.
+        let code = if e.downcast_ref::<cli::UsageError>().is_some() {
+            2
+        } else if e.downcast_ref::<cli::ConditionFailed>().is_some() {
+            3
+        } else {
+            1
+        };
+        std::process::exit(code);
     }
 }
 

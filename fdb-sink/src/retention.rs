@@ -26,7 +26,8 @@
 //! new monitor, so without this the rows, and the delivery gauge's scan of
 //! them, would only grow). Those rows are read again in the transaction
 //! that removes them: one renewed meanwhile (a heartbeat, a new claim, a new
-//! event) stays.
+//! event) stays. The `late` markers of days entirely before the cutoff go
+//! too (their records are gone; [`crate::late`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -87,6 +88,9 @@ pub struct RetentionReport {
     pub claims_removed: u64,
     /// Monitor rows whose latest event is older than the cutoff.
     pub monitors_removed: u64,
+    /// `late` markers of days entirely before the cutoff (their records
+    /// are removed: nothing is left to re-export).
+    pub late_markers_removed: u64,
     pub transactions: u64,
 }
 
@@ -661,6 +665,39 @@ pub fn run(
         begin = end;
         progress(&report);
     }
+    // Markers of late records of days entirely before the cutoff: their
+    // records are gone, there is nothing left to re-export.
+    let first_kept = crate::late::day_string(crate::late::day_of(opts.cutoff_ns));
+    let marks = keys.late_before(&first_kept);
+    let mut begin = marks.begin.clone();
+    loop {
+        let (n, end) = batch.run("late markers", |limit| {
+            let page = |txn: &mut dyn crate::store::ReadTxn| {
+                let rows = txn.get_range(&begin, &marks.end, limit, false)?;
+                let end = rows.last().map(|(k, _)| after(k));
+                Ok((rows.into_iter().map(|(k, _)| k).collect::<Vec<_>>(), end))
+            };
+            if opts.dry_run {
+                return store
+                    .read(|txn| page(txn))
+                    .map(|(old, end)| (old.len(), end));
+            }
+            store.transact(|txn| {
+                let (old, end) = page(&mut *txn)?;
+                for k in &old {
+                    txn.clear(k)?;
+                }
+                Ok((old.len(), end))
+            })
+        })?;
+        let Some(end) = end else { break };
+        if !opts.dry_run {
+            report.transactions += 1;
+        }
+        report.late_markers_removed += n as u64;
+        begin = end;
+        progress(&report);
+    }
     // Agent rows and claims long past their heartbeat or expiry.
     for (range, what) in [(keys.agents_all(), "agent"), (keys.claims_all(), "claim")] {
         let mut begin = range.begin.clone();
@@ -810,6 +847,7 @@ pub async fn periodic(
                 agents_removed = rep.agents_removed,
                 claims_removed = rep.claims_removed,
                 monitors_removed = rep.monitors_removed,
+                late_markers_removed = rep.late_markers_removed,
                 transactions = rep.transactions,
                 "retention run finished"
             ),
@@ -1172,6 +1210,59 @@ mod tests {
         );
         let again = run(&store, &keys, opts_2025(false, 1, false), &mut |_| {}).expect("again");
         assert_eq!(again.dead_letters_removed, 0);
+    }
+
+    /// Markers of late records go with the days they name, once the whole
+    /// day is before the cutoff; a dry run counts them and keeps them.
+    #[test]
+    fn late_markers_of_days_entirely_before_the_cutoff_are_removed() {
+        let dir = tempfile::tempdir().expect("dir");
+        let keys = Keys::default();
+        let store = EmbeddedStore::open(dir.path()).expect("open");
+        let days = ["2024-12-30", "2024-12-31", "2025-01-01", "2025-01-02"];
+        store
+            .transact(|t| {
+                for (i, day) in days.iter().enumerate() {
+                    for tenant in ["acme", "globex"] {
+                        t.atomic_add(&keys.late(day, tenant), i as i64 + 1)?;
+                    }
+                }
+                Ok(())
+            })
+            .expect("mark");
+        let left = || -> Vec<String> {
+            store
+                .read(|t| crate::late::markers(t, &keys))
+                .expect("read")
+                .into_iter()
+                .map(|m| format!("{} {}", m.day, m.tenant))
+                .collect()
+        };
+        // In the middle of 2025-01-01: that day still has records.
+        let mut opts = opts_2025(true, 3, false);
+        opts.cutoff_ns += 12 * 3_600_000_000_000;
+        let dry = run(&store, &keys, opts, &mut |_| {}).expect("dry");
+        assert_eq!(dry.late_markers_removed, 4);
+        assert_eq!(left().len(), 8, "a dry run removes nothing");
+        opts.dry_run = false;
+        let r = run(&store, &keys, opts, &mut |_| {}).expect("run");
+        assert_eq!(r.late_markers_removed, 4);
+        assert_eq!(
+            left(),
+            [
+                "2025-01-01 acme",
+                "2025-01-01 globex",
+                "2025-01-02 acme",
+                "2025-01-02 globex"
+            ]
+        );
+        let again = run(&store, &keys, opts, &mut |_| {}).expect("again");
+        assert_eq!(again.late_markers_removed, 0);
+        // At the very start of a day, the day before is entirely before it.
+        opts.cutoff_ns = crate::timespec::parse_time_ns("2025-01-02T00:00:00Z").expect("t");
+        let r = run(&store, &keys, opts, &mut |_| {}).expect("run");
+        assert_eq!(r.late_markers_removed, 2);
+        assert_eq!(left(), ["2025-01-02 acme", "2025-01-02 globex"]);
     }
 
     fn cutoff_2025() -> i64 {

@@ -1,5 +1,7 @@
 //! `fdb-sink import [FILE|-]`: NDJSON from a file or standard input, through
-//! the same validation and write path as the ingest endpoint.
+//! the same validation and write path as the ingest endpoint. Unlike ingest,
+//! it marks no record late (it has no `--late-after`): a restored export
+//! must not be archived again by the daily export.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
@@ -45,6 +47,7 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
     let store = args.store.open_or_create()?;
     let (input, format) = decompress(raw)?;
     let keys = args.store.keys();
+    // No late-after: restored records are not marked late.
     let ingestor = Ingestor::new(
         store.clone(),
         keys.clone(),

@@ -12,6 +12,7 @@ use crate::store::{Store, StoreSpec, DEFAULT_STORE};
 pub mod dead_letters;
 pub mod export;
 pub mod import;
+pub mod late;
 pub mod retention;
 pub mod serve;
 pub mod tenants;
@@ -39,6 +40,8 @@ pub mod token;
 ///
 ///   fdb-sink tenants                                            # tenants with records
 ///
+///   fdb-sink late                                               # days stored after their export
+///
 /// Logs go to stderr; set RUST_LOG (e.g. `RUST_LOG=fdb_sink=debug`) for more detail.
 #[derive(Debug, Parser)]
 #[command(name = "fdb-sink", version, verbatim_doc_comment)]
@@ -54,7 +57,9 @@ pub enum Command {
     /// also the query and agent API (docs/api.md).
     Serve(Box<serve::ServeArgs>),
     /// Read NDJSON events (the monitor's output, or an export) from a file or
-    /// standard input and write them through the same validation.
+    /// standard input and write them through the same validation. Old records
+    /// are not marked late (`fdb-sink late`): restoring an export does not
+    /// make the daily export archive those days again.
     Import(import::ImportArgs),
     /// Write a tenant's audit records as NDJSON (a backup that `import`
     /// restores), optionally for one user, session or time range.
@@ -68,6 +73,12 @@ pub enum Command {
     /// Print the tenants that have audit records, one per line (the daily
     /// export job archives each of them).
     Tenants(tenants::TenantsArgs),
+    /// Print the markers of records stored after their UTC day ended (plus
+    /// serve's --late-after), which the daily export may not hold: `day
+    /// tenant count`, one per line, oldest day first. With --clear, clear
+    /// one marker if its count is still --if-count (the daily export does,
+    /// once it has re-exported that tenant's day).
+    Late(late::LateArgs),
     /// Mint an HS256 API token for local use and demos (development tool).
     Token(token::TokenArgs),
 }
@@ -159,6 +170,12 @@ impl StoreArgs {
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+/// A conditional change found the data not as the caller expected and
+/// changed nothing (`late --clear --if-count`): `main` exits with status 3.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConditionFailed(pub String);
+
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -168,6 +185,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Retention(args) => retention::run(args),
         Command::DeadLetters(args) => dead_letters::run(args),
         Command::Tenants(args) => tenants::run(args),
+        Command::Late(args) => late::run(args),
         Command::Token(args) => token::run(args),
     }
 }

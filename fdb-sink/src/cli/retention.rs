@@ -69,13 +69,14 @@ pub fn run(args: RetentionArgs) -> anyhow::Result<()> {
         eprintln!();
     }
     eprintln!(
-        "retention: {verb} {} records older than {} ({} sessions affected, {} of {} emptied, {} dead letters)",
+        "retention: {verb} {} records older than {} ({} sessions affected, {} of {} emptied, {} dead letters, {} late markers)",
         report.records_removed,
         crate::timespec::format_ns(cutoff_ns),
         report.sessions_affected,
         report.sessions_removed,
         report.sessions_total,
-        report.dead_letters_removed
+        report.dead_letters_removed,
+        report.late_markers_removed
     );
     if report.would_refuse {
         eprintln!(

@@ -64,9 +64,12 @@ pub struct ServeArgs {
     pub delivery_refresh_secs: u64,
 
     /// A record received this long past the end of its UTC day is counted
-    /// in fdb_sink_events_late_total and logged with its day and tenant: the
-    /// daily export of that day (02:00 UTC) may have run without it. Keep it
-    /// below the export's start after midnight.
+    /// in fdb_sink_events_late_total, logged with its day and tenant, and
+    /// added to the marker ("late", day, tenant) in the transaction that
+    /// stores it: the daily export of that day (02:00 UTC) may have run
+    /// without it, and the next daily export re-exports the marked days
+    /// (`fdb-sink late` lists them). Keep it below the export's start after
+    /// midnight.
     #[arg(long, env = "FDB_SINK_LATE_AFTER", default_value = "1h",
           value_parser = crate::timespec::duration_arg, value_name = "DURATION")]
     pub late_after: Duration,
@@ -169,6 +172,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         args.store.keys(),
         WriteOptions {
             target_txn_bytes: args.limits.txn_target_bytes as usize,
+            // Set by with_late_after below.
+            late_after_ns: None,
         },
         metrics,
     )

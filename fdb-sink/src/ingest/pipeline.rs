@@ -20,6 +20,7 @@ use super::grouping::{RequestHash, Validator};
 use super::lines::Line;
 use crate::audit::{self, WriteOptions, WriteSummary};
 use crate::keys::Keys;
+use crate::late::{self, LateMarks};
 use crate::metrics::{outcome, Metrics};
 use crate::record::{reason, Item};
 use crate::store::{Store, StoreError, StoreExt};
@@ -34,9 +35,6 @@ pub struct Ingestor {
     /// Batches being validated or committed now: with group commit, the
     /// only batch in progress is cut into chunks of [`LONE_CHUNK_LINES`].
     active: AtomicUsize,
-    /// Records received this long past the end of their UTC day are counted
-    /// and logged as late ([`Ingestor::with_late_after`]).
-    late_after_ns: Option<i64>,
 }
 
 /// One batch waiting for the group-commit writer.
@@ -48,6 +46,8 @@ struct Job {
     /// Set by the writer when a chunk of the job's batch failed: the batch
     /// is answered with that error, so its later chunks are not written.
     batch_failed: Arc<AtomicBool>,
+    /// The ingestor's [`WriteOptions::late_after_ns`].
+    late_after_ns: Option<i64>,
 }
 
 fn job_bytes(j: &Job, store: &dyn Store) -> usize {
@@ -80,10 +80,16 @@ fn group_writer(store: Arc<dyn Store>, keys: Keys, rx: Receiver<Job>, max_bytes:
                 Err(_) => break,
             }
         }
+        let late_after_ns = jobs[0].late_after_ns;
         let r = store.transact(|txn| {
-            jobs.iter()
-                .map(|j| audit::write_chunk(txn, &keys, &j.items))
-                .collect::<Result<Vec<_>, _>>()
+            // One threshold and one ADD per marker for the whole group.
+            let mut late = LateMarks::new(late_after_ns, now_ns());
+            let summaries = jobs
+                .iter()
+                .map(|j| audit::write_chunk(txn, &keys, &j.items, &mut late))
+                .collect::<Result<Vec<_>, _>>()?;
+            late.write(txn, &keys)?;
+            Ok(summaries)
         });
         match r {
             Ok(summaries) => {
@@ -229,8 +235,6 @@ fn now_ns() -> i64 {
     i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos()).unwrap_or(0)
 }
 
-const DAY_NS: i64 = 86_400_000_000_000;
-
 /// The late records of one batch: how many, and their UTC days and
 /// tenants, for the log.
 #[derive(Default)]
@@ -246,23 +250,17 @@ const LATE_LISTED: usize = 32;
 impl Late {
     /// Notes the records of `items` that their commit stored anew (not
     /// redeliveries of stored ones) and that were received (at `now_ns`)
-    /// more than `after_ns` past the end of their UTC day.
+    /// more than `after_ns` past the end of their UTC day
+    /// ([`late::late_before_ns`], the rule of the markers).
     fn note(&mut self, items: &[Item], now_ns: i64, after_ns: i64) {
+        let before = late::late_before_ns(now_ns, after_ns);
         for item in items {
             let Item::Record(r) = item else { continue };
-            if !r.stored_new.get() {
-                continue;
-            }
-            let day = r.ts_ns.div_euclid(DAY_NS);
-            let due = day
-                .saturating_add(1)
-                .saturating_mul(DAY_NS)
-                .saturating_add(after_ns);
-            if now_ns <= due {
+            if !r.stored_new.get() || r.ts_ns >= before {
                 continue;
             }
             self.count += 1;
-            self.days.insert(day);
+            self.days.insert(late::day_of(r.ts_ns));
             if !self.tenants.contains(&r.tenant) {
                 self.tenants.insert(r.tenant.clone());
             }
@@ -278,10 +276,7 @@ impl Late {
             .days
             .iter()
             .take(LATE_LISTED)
-            .filter_map(|d| {
-                file_event::Timestamp::from_unix_nanos(i128::from(*d) * i128::from(DAY_NS))
-            })
-            .map(|t| t.to_string().chars().take(10).collect())
+            .map(|d| late::day_string(*d))
             .collect();
         let tenants: Vec<&str> = self
             .tenants
@@ -297,7 +292,7 @@ impl Late {
             tenants = %tenants.join(","),
             tenants_total = self.tenants.len(),
             lists_cut = cut,
-            "records received after their day's end: the daily export of those days may not hold them; re-export them (docs/operations.md, AuditRecordsArrivedLate)"
+            "records received after their day's end: the daily export of those days may not hold them; they are marked (`fdb-sink late`) and the next daily export re-exports them (docs/operations.md, AuditRecordsArrivedLate)"
         );
     }
 }
@@ -311,16 +306,17 @@ impl Ingestor {
             metrics,
             group: None,
             active: AtomicUsize::new(0),
-            late_after_ns: None,
         }
     }
 
-    /// Counts (`fdb_sink_events_late_total`) and logs the records received
-    /// more than `after` past the end of their UTC day: the daily export of
-    /// that day, which selects records by their own time, may have run
-    /// without them.
+    /// Counts (`fdb_sink_events_late_total`), logs and marks the records
+    /// stored more than `after` past the end of their UTC day: the daily
+    /// export of that day, which selects records by their own time, may
+    /// have run without them. The marker `("late", day, tenant)` is added to
+    /// in the transaction that stores them ([`crate::late`]), and the next
+    /// daily export re-exports them.
     pub fn with_late_after(mut self, after: Duration) -> Self {
-        self.late_after_ns = Some(i64::try_from(after.as_nanos()).unwrap_or(i64::MAX));
+        self.opts.late_after_ns = Some(i64::try_from(after.as_nanos()).unwrap_or(i64::MAX));
         self
     }
 
@@ -366,6 +362,7 @@ impl Ingestor {
             items,
             reply,
             batch_failed: batch_failed.clone(),
+            late_after_ns: self.opts.late_after_ns,
         };
         match sender.send(job) {
             Ok(()) => Submitted::Queued(answer),
@@ -552,7 +549,7 @@ impl Ingestor {
             let (items, result) = submitted.wait(self, failed.is_some());
             match result {
                 Ok(s) => {
-                    if let Some(after) = self.late_after_ns {
+                    if let Some(after) = self.opts.late_after_ns {
                         late.note(&items, now_ns(), after);
                     }
                     self.record_written(&items, &s);
@@ -937,5 +934,79 @@ mod tests {
                 "long lines after the first chunk: {long_after_first_chunk}"
             );
         }
+    }
+
+    /// Through the group-commit writer, concurrent batches committed in one
+    /// transaction add their late records to one marker per day and tenant
+    /// (whichever of late-after and group commit is set first); without
+    /// late-after nothing is marked.
+    #[test]
+    fn group_commit_marks_late_records_per_day_and_tenant() {
+        let (_dirs, stores) = both_write_paths();
+        let hour = Duration::from_secs(3600);
+        for (n, store) in stores.iter().enumerate() {
+            let base = || ingestor(store);
+            let ingestor = Arc::new(if n == 0 {
+                base().with_late_after(hour).with_group_commit(1 << 20)
+            } else {
+                base().with_group_commit(1 << 20).with_late_after(hour)
+            });
+            let batches: Vec<Vec<String>> = (0..8u64)
+                .map(|b| {
+                    let monitor = uuid::Uuid::new_v4().to_string();
+                    (0..50u64)
+                        .map(|i| {
+                            let mut v: serde_json::Value = serde_json::from_str(&event_line(
+                                &monitor,
+                                i + 1,
+                                "s-late",
+                                &format!("f{b}-{i}"),
+                            ))
+                            .expect("event");
+                            v["tenant_id"] = if b % 2 == 0 { "acme" } else { "globex" }.into();
+                            v.to_string()
+                        })
+                        .collect()
+                })
+                .collect();
+            std::thread::scope(|scope| {
+                for lines in &batches {
+                    let ingestor = ingestor.clone();
+                    scope.spawn(move || {
+                        let refs: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
+                        let s = ingestor.ingest(&refs).expect("ingest");
+                        assert_eq!(s.written, 50);
+                    });
+                }
+            });
+            // Again: duplicates, nothing added.
+            let refs: Vec<&[u8]> = batches[0].iter().map(|l| l.as_bytes()).collect();
+            assert_eq!(ingestor.ingest(&refs).expect("again").duplicates, 50);
+            let keys = Keys::default();
+            let got = store.read(|t| late::markers(t, &keys)).expect("markers");
+            let got: Vec<(String, String, i64)> = got
+                .into_iter()
+                .map(|m| (m.day, m.tenant, m.count))
+                .collect();
+            assert_eq!(
+                got,
+                vec![
+                    ("2026-11-26".into(), "acme".into(), 200),
+                    ("2026-11-26".into(), "globex".into(), 200)
+                ],
+                "store {n}"
+            );
+        }
+        // Without late-after (import): none.
+        let (_dirs, stores) = both_write_paths();
+        let monitor = uuid::Uuid::new_v4().to_string();
+        let line = event_line(&monitor, 1, "s", "f");
+        let plain = ingestor(&stores[0]).with_group_commit(1 << 20);
+        assert_eq!(plain.ingest(&[line.as_bytes()]).expect("ingest").written, 1);
+        let keys = Keys::default();
+        assert!(stores[0]
+            .read(|t| late::markers(t, &keys))
+            .expect("markers")
+            .is_empty());
     }
 }

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::{Kv, ReadTxn, Store, StoreError, StoreExt, StoreMetrics, Txn};
 use crate::audit::{self, WriteOptions};
 use crate::keys::{decode_i64, decode_u64, Keys};
+use crate::late::LateMarks;
 use crate::record::{validate_line, Item};
 
 static RUN: AtomicU64 = AtomicU64::new(0);
@@ -71,6 +72,7 @@ pub fn run_all<S: Store + ?Sized>(store: &S) {
     records_out_of_time_order(store);
     batches_split_into_transactions(store);
     monitors_read_in_pages(store);
+    late_records_are_marked(store);
 }
 
 /// A store seen as shared: its transactions say they are not exclusive, as
@@ -716,8 +718,8 @@ pub fn records_out_of_time_order<S: Store + ?Sized>(store: &S) {
     // Two batches committed in one transaction, as the group commit does.
     let (a, b) = store
         .transact(|t| {
-            let a = audit::write_chunk(t, &keys, &pick(&[2]))?;
-            let b = audit::write_chunk(t, &keys, &pick(&[2, 4]))?;
+            let a = audit::write_chunk(t, &keys, &pick(&[2]), &mut LateMarks::off())?;
+            let b = audit::write_chunk(t, &keys, &pick(&[2, 4]), &mut LateMarks::off())?;
             Ok(((a.written, a.duplicates), (b.written, b.duplicates)))
         })
         .expect("group");
@@ -752,6 +754,7 @@ pub fn batches_split_into_transactions<S: Store + ?Sized>(store: &S) {
     batch.push(validate_line(&keys, b"not json", 0));
     let opts = WriteOptions {
         target_txn_bytes: 20_000,
+        ..Default::default()
     };
     let s = audit::write_items(store, &keys, &batch, opts).expect("write");
     assert!(
@@ -806,5 +809,88 @@ pub fn monitors_read_in_pages<S: Store + ?Sized>(store: &S) {
             (1, i + 1, "acme")
         );
     }
+    clear_keys(store, &keys);
+}
+
+/// New records whose day ended more than late-after before their
+/// transaction add to their `("late", day, tenant)` marker in it: one per
+/// day and tenant; duplicates, records of a day not yet over and writes
+/// without late-after (`import`) add nothing.
+pub fn late_records_are_marked<S: Store + ?Sized>(store: &S) {
+    let p = prefix("late");
+    let root = String::from_utf8_lossy(&p).into_owned();
+    let keys = Keys::new(&root);
+    let monitor = uuid::Uuid::new_v4().to_string();
+    let line = |seq: u64, tenant: &str, ts: &str| {
+        let mut v: serde_json::Value =
+            serde_json::from_str(&event_line(&monitor, seq, "s-late", &format!("f{seq}")))
+                .expect("event");
+        v["tenant_id"] = tenant.into();
+        v["timestamp"] = ts.into();
+        v.to_string()
+    };
+    let now = file_event::Timestamp::now().to_string();
+    let marked = || {
+        store
+            .read(|t| crate::late::markers(t, &keys))
+            .expect("markers")
+            .into_iter()
+            .map(|m| format!("{} {} {}", m.day, m.tenant, m.count))
+            .collect::<Vec<_>>()
+    };
+    let late = WriteOptions {
+        late_after_ns: Some(3_600_000_000_000),
+        ..Default::default()
+    };
+    // Without late-after (import): nothing is marked.
+    let restored = vec![line(1, "acme", "2026-11-19T10:00:00Z")];
+    let s = audit::write_items(
+        store,
+        &keys,
+        &items(&keys, &restored),
+        WriteOptions::default(),
+    )
+    .expect("import");
+    assert_eq!(s.written, 1);
+    assert_eq!(marked(), Vec::<String>::new(), "import marks nothing");
+    let lines = vec![
+        line(2, "acme", "2026-11-20T10:00:00Z"),
+        line(3, "acme", "2026-11-20T23:59:59.999999999Z"),
+        line(4, "acme", "2026-11-21T00:00:00Z"),
+        line(5, "globex", "2026-11-20T10:00:00Z"),
+        line(6, "acme", &now),
+    ];
+    let s = audit::write_items(store, &keys, &items(&keys, &lines), late).expect("write");
+    assert_eq!((s.written, s.transactions), (5, 1));
+    let want = [
+        "2026-11-20 acme 2",
+        "2026-11-20 globex 1",
+        "2026-11-21 acme 1",
+    ];
+    assert_eq!(marked(), want, "late new records, by day and tenant");
+    // Delivered again (with the restored one): duplicates add nothing.
+    let mut again = lines.clone();
+    again.extend(restored);
+    let s = audit::write_items(store, &keys, &items(&keys, &again), late).expect("again");
+    assert_eq!((s.written, s.duplicates), (0, 6));
+    assert_eq!(marked(), want, "duplicates are not late records");
+    // Split into several transactions: each adds its own.
+    let more: Vec<String> = (10..40)
+        .map(|i| line(i, "acme", "2026-11-21T12:00:00Z"))
+        .collect();
+    let split = WriteOptions {
+        target_txn_bytes: 4_000,
+        ..late
+    };
+    let s = audit::write_items(store, &keys, &items(&keys, &more), split).expect("split");
+    assert!(s.transactions > 1, "{s:?}");
+    assert_eq!(
+        marked(),
+        [
+            "2026-11-20 acme 2",
+            "2026-11-20 globex 1",
+            "2026-11-21 acme 31"
+        ]
+    );
     clear_keys(store, &keys);
 }

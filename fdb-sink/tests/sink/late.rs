@@ -129,3 +129,158 @@ fn a_record_dated_more_than_a_day_ahead_is_a_dead_letter_keyed_by_receipt() {
         assert!(d.letter.detail.contains("24 hours"), "{}", d.letter.detail);
     }
 }
+
+/// `fdb-sink late` on the store in `dir`: its exit code, stdout, stderr.
+fn late_cli(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let store = format!("embedded:{}", dir.display());
+    let mut all = vec!["late", "--store", &store];
+    all.extend_from_slice(args);
+    let out = crate::harness::run(&all);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Late new records are marked per day and tenant in the transaction that
+/// stores them (the marker survives a killed sink); duplicates and records
+/// of today are not; `fdb-sink late` lists the markers and clears one only
+/// at the count the caller saw.
+#[test]
+fn late_records_are_marked_and_cleared_at_the_count_seen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store_dir = dir.path().join("store");
+    let mut sink = Sink::start(&store_dir, &["--late-after", "1h"]);
+    let m = uuid::Uuid::new_v4().to_string();
+    let now = file_event::Timestamp::now().to_string();
+    let lines = vec![
+        at(&m, 1, "acme", "2026-11-20T10:00:00Z"),
+        at(&m, 2, "acme", "2026-11-20T23:59:59.999999999Z"),
+        at(&m, 3, "globex", "2026-11-20T08:00:00Z"),
+        at(&m, 4, "acme", "2026-11-21T00:00:00Z"),
+        at(&m, 5, "acme", &now),
+    ];
+    let (s, r) = post(&sink, ndjson(&lines), &[]);
+    assert_eq!((s, r["written"].as_u64()), (200, Some(5)), "{r}");
+    let (s, r) = post(&sink, ndjson(&lines), &[]);
+    assert_eq!((s, r["duplicates"].as_u64()), (200, Some(5)), "{r}");
+    // Acknowledged means committed with its marker: a kill loses neither.
+    sink.kill();
+    let (code, out, err) = late_cli(&store_dir, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out, "2026-11-20 acme 2\n2026-11-20 globex 1\n2026-11-21 acme 1\n",
+        "oldest first, duplicates and today's record not counted"
+    );
+    assert!(err.contains("late: 3 markers"), "{err}");
+
+    // One more late record of acme's 2026-11-20 after the list was read.
+    let mut sink = Sink::start(&store_dir, &["--late-after", "1h"]);
+    let (s, _) = post(
+        &sink,
+        ndjson(&[at(&m, 6, "acme", "2026-11-20T12:00:00Z")]),
+        &[],
+    );
+    assert_eq!(s, 200);
+    sink.stop();
+    let clear = |day: &str, tenant: &str, n: &str| {
+        late_cli(
+            &store_dir,
+            &["--clear", "--day", day, "--tenant", tenant, "--if-count", n],
+        )
+    };
+    let (code, _, err) = clear("2026-11-20", "acme", "2");
+    assert_eq!(code, 3, "a count seen before the new record: {err}");
+    assert!(err.contains("has count 3, not --if-count 2"), "{err}");
+    let (code, _, err) = clear("2026-11-20", "acme", "3");
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("cleared day=2026-11-20 tenant=acme count=3"),
+        "{err}"
+    );
+    let (code, _, err) = clear("2026-11-20", "acme", "3");
+    assert_eq!(code, 3, "cleared already: {err}");
+    assert!(err.contains("no marker"), "{err}");
+    let (_, out, _) = late_cli(&store_dir, &[]);
+    assert_eq!(out, "2026-11-20 globex 1\n2026-11-21 acme 1\n");
+
+    // Bad input: exit 2 with a message, nothing cleared.
+    for (args, want) in [
+        (
+            &[
+                "--clear",
+                "--day",
+                "2026-02-30",
+                "--tenant",
+                "globex",
+                "--if-count",
+                "1",
+            ][..],
+            "bad day",
+        ),
+        (
+            &[
+                "--clear",
+                "--day",
+                "20-11-2026",
+                "--tenant",
+                "globex",
+                "--if-count",
+                "1",
+            ][..],
+            "YYYY-MM-DD",
+        ),
+        (
+            &[
+                "--clear",
+                "--day",
+                "2026-11-20",
+                "--tenant",
+                "a b",
+                "--if-count",
+                "1",
+            ][..],
+            "--tenant",
+        ),
+        (
+            &[
+                "--clear",
+                "--day",
+                "2026-11-20",
+                "--tenant",
+                "globex",
+                "--if-count",
+                "0",
+            ][..],
+            "--if-count",
+        ),
+        (
+            &["--clear", "--day", "2026-11-20", "--tenant", "globex"][..],
+            "--if-count",
+        ),
+        (&["--day", "2026-11-20"][..], "--clear"),
+    ] {
+        let (code, _, err) = late_cli(&store_dir, args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {want} in {err}");
+    }
+    let (code, _, err) = late_cli(&dir.path().join("missing"), &[]);
+    assert_eq!(code, 2, "no store there: {err}");
+    let (_, out, _) = late_cli(&store_dir, &[]);
+    assert_eq!(out, "2026-11-20 globex 1\n2026-11-21 acme 1\n");
+}
+
+/// `import` (a restore of an export) marks nothing, however old its records.
+#[test]
+fn imported_records_are_not_marked_late() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let m = uuid::Uuid::new_v4().to_string();
+    let file = dir.path().join("old.ndjson");
+    std::fs::write(&file, ndjson(&[at(&m, 1, "acme", "2026-11-20T10:00:00Z")])).expect("write");
+    let store = format!("embedded:{}", dir.path().join("store").display());
+    let file = file.display().to_string();
+    crate::harness::cli(&["import", "--store", &store, &file]);
+    let (code, out, err) = late_cli(&dir.path().join("store"), &[]);
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+}
