@@ -508,12 +508,47 @@ fn convert(e: fjall::Error) -> StoreError {
             pos,
             next_valid_batch,
         }) => return StoreError::Damaged(damaged_journal(path, *pos, *next_valid_batch)),
+        fjall::Error::Storage(lsm) if damaged_file(lsm) => {
+            return StoreError::Damaged(damaged_tables(&e))
+        }
         other => format!("embedded store: {other}"),
     };
     StoreError::Unavailable {
         message,
         source: Some(Box::new(e)),
     }
+}
+
+/// True for the errors of reading a table or blob file whose bytes are not
+/// what was written (a checksum that does not match, a header or trailer
+/// that does not parse, a file missing): a fault of the disk or of someone
+/// who changed the files, which running again cannot mend.
+fn damaged_file(e: &fjall::LsmError) -> bool {
+    use fjall::LsmError as L;
+    matches!(
+        e,
+        L::ChecksumMismatch { .. }
+            | L::Unrecoverable
+            | L::Decompress(_)
+            | L::InvalidVersion(_)
+            | L::InvalidTag(_)
+            | L::InvalidTrailer
+            | L::InvalidHeader(_)
+            | L::Utf8(_)
+    )
+}
+
+/// What an operator reads when a table or blob file of the store is
+/// damaged: fjall's error log line just before names the file.
+fn damaged_tables(e: &fjall::Error) -> String {
+    format!(
+        "a table or blob file of the embedded store is damaged ({e}; the error logged just \
+         before names the file): the records in it cannot be read, and writes that need them \
+         fail. Ingest answers 503 so that clients keep what they hold. First keep a copy of \
+         the store directory as it is. Then restore the store from a backup, or export what \
+         can be read (`fdb-sink export` per tenant) and import it, with the monitors' output \
+         or the clients' buffers delivered again, into a new directory; see docs/storage.md"
+    )
 }
 
 /// What an operator reads when a journal file is damaged in the middle: the
@@ -785,6 +820,29 @@ impl Txn for OverlayTxn<'_> {
 mod tests {
     use super::*;
     use crate::store::{conformance, StoreExt};
+
+    /// A table or blob file that does not read back as written is
+    /// reported as damaged (an operator must restore), not as unavailable
+    /// (which suggests waiting); an I/O error stays unavailable.
+    #[test]
+    fn unreadable_table_files_are_damaged_not_unavailable() {
+        for lsm in [
+            fjall::LsmError::Unrecoverable,
+            fjall::LsmError::InvalidTrailer,
+            fjall::LsmError::InvalidHeader("Trailer"),
+        ] {
+            let e = convert(fjall::Error::Storage(lsm));
+            let StoreError::Damaged(why) = &e else {
+                panic!("not reported as damaged: {e:?}");
+            };
+            assert!(why.contains("table or blob file"), "{why}");
+            assert!(why.contains("restore"), "{why}");
+            assert!(e.unavailable(), "ingest must still answer 503: {e:?}");
+        }
+        let io = std::io::Error::other("disk went away");
+        let e = convert(fjall::Error::Storage(fjall::LsmError::Io(io)));
+        assert!(matches!(e, StoreError::Unavailable { .. }), "{e:?}");
+    }
 
     #[test]
     fn conformance_suite_passes_on_embedded() {
