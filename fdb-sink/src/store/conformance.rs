@@ -73,6 +73,90 @@ pub fn run_all<S: Store + ?Sized>(store: &S) {
     batches_split_into_transactions(store);
     monitors_read_in_pages(store);
     late_records_are_marked(store);
+    replayed_commits_count_once(store);
+}
+
+/// A store on which every write transaction commits, then runs again and
+/// commits again: what FoundationDB's retry loop does when a commit's
+/// outcome was unknown (`commit_unknown_result`) and it had in fact
+/// committed. Whatever such a transaction writes must count once.
+pub struct Replayed<'a, S: ?Sized>(pub &'a S);
+
+impl<S: Store + ?Sized> Store for Replayed<'_, S> {
+    fn run_write(
+        &self,
+        f: &mut dyn FnMut(&mut dyn Txn) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.0.run_write(&mut |t| f(&mut SharedTxn(t)))?;
+        self.0.run_write(&mut |t| f(&mut SharedTxn(t)))
+    }
+    fn run_read(
+        &self,
+        f: &mut dyn FnMut(&mut dyn ReadTxn) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        self.0.run_read(f)
+    }
+    fn check(&self) -> Result<(), StoreError> {
+        self.0.check()
+    }
+    fn describe(&self) -> String {
+        format!("replayed view of {}", self.0.describe())
+    }
+    fn metrics(&self) -> &StoreMetrics {
+        self.0.metrics()
+    }
+}
+
+/// Ingest through a store whose every commit is replayed ([`Replayed`])
+/// stores and counts each record, dead letter and late record once: the
+/// session and monitor counters, the path index and the late markers.
+pub fn replayed_commits_count_once<S: Store + ?Sized>(store: &S) {
+    let p = prefix("replayed");
+    let root = String::from_utf8_lossy(&p).into_owned();
+    let keys = Keys::new(&root);
+    let monitor = uuid::Uuid::new_v4().to_string();
+    let mut lines: Vec<String> = (1..=10)
+        .map(|i| event_line(&monitor, i, "s-r", &format!("f{}.txt", i % 4)))
+        .collect();
+    lines.push("not json".into());
+    let mut batch = items(&keys, &lines);
+    batch.push(batch[0].clone());
+    let late = WriteOptions {
+        late_after_ns: Some(3_600_000_000_000),
+        ..Default::default()
+    };
+    audit::write_items(&Replayed(store), &keys, &batch, late).expect("write");
+    let (records, summary, mon, history, dead, marked) = store
+        .read(|t| {
+            Ok((
+                audit::session_records(t, &keys, "acme", "alice", "s-r", None, 0)?,
+                audit::session_summary(t, &keys, "acme", "alice", "s-r")?,
+                audit::monitor(t, &keys, &monitor)?,
+                audit::path_history(t, &keys, "acme", "f1.txt", 0, false)?,
+                audit::dead_letters(t, &keys, 0)?,
+                crate::late::markers(t, &keys)?,
+            ))
+        })
+        .expect("read");
+    assert_eq!(records.len(), 10);
+    let summary = summary.expect("session row");
+    assert_eq!(summary.events, 10, "session counted once");
+    assert_eq!(
+        summary.by_type.values().sum::<i64>(),
+        10,
+        "types counted once"
+    );
+    let mon = mon.expect("monitor row");
+    assert_eq!(
+        (mon.received, mon.max_seq),
+        (10, 10),
+        "monitor counted once"
+    );
+    assert_eq!(history.len(), 3, "f1.txt indexed once per touch");
+    assert_eq!(dead.len(), 1, "one dead letter");
+    // The conformance events are of days long past: all ten are late.
+    let counted: i64 = marked.iter().map(|m| m.count).sum();
+    assert_eq!(counted, 10, "late records marked once: {marked:?}");
 }
 
 /// A store seen as shared: its transactions say they are not exclusive, as
