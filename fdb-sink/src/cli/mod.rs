@@ -119,7 +119,7 @@ impl StoreArgs {
     }
 
     fn open_checked(&self) -> anyhow::Result<Arc<dyn Store>> {
-        let store = crate::store::open(&self.store).context("opening the store")?;
+        let store = self.open_store()?;
         match store.check() {
             Ok(()) => Ok(store),
             // Its message says what to do; running again would not help.
@@ -131,6 +131,18 @@ impl StoreArgs {
                  again once it is)",
                 store.describe()
             ))),
+        }
+    }
+
+    /// Opens the store; a store this build cannot open at all (`fdb`
+    /// without the feature) is a command line that cannot work (exit 2).
+    pub fn open_store(&self) -> anyhow::Result<Arc<dyn Store>> {
+        match crate::store::open(&self.store) {
+            Ok(store) => Ok(store),
+            Err(crate::store::StoreError::Config(m)) => {
+                Err(UsageError(format!("--store {}: {m}", self.store)).into())
+            }
+            Err(e) => Err(anyhow::Error::new(e).context("opening the store")),
         }
     }
 

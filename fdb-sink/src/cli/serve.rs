@@ -164,7 +164,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
     args.store.prepare()?;
-    let store = store::open(&args.store.store).context("opening the store")?;
+    let store = args.store.open_store()?;
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry, store.metrics());
     let mut ingestor = Ingestor::new(

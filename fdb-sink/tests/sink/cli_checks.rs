@@ -186,3 +186,24 @@ fn token_usage_errors_exit_2_and_print_no_token() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!out.stdout.is_empty(), "a 1s token is minted");
 }
+
+/// A FoundationDB store on a build without FoundationDB cannot work
+/// whatever the store's state: a usage error for every command that opens
+/// a store, as for any other flag this build cannot honour.
+#[cfg(not(feature = "fdb"))]
+#[test]
+fn an_fdb_store_on_a_build_without_it_is_a_usage_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("events.ndjson");
+    std::fs::write(&file, "").expect("write");
+    let f = file.to_str().expect("utf8");
+    for args in [
+        &["export", "--store", "fdb", "--tenant", "acme"][..],
+        &["tenants", "--store", "fdb"][..],
+        &["import", "--store", "fdb", f][..],
+        &["serve", "--store", "fdb", "--listen", "127.0.0.1:0"][..],
+    ] {
+        let out = run(args);
+        assert_usage_error(&out, &["built without FoundationDB support"], args[0]);
+    }
+}
