@@ -62,11 +62,25 @@ pub fn has_records(
     // A snapshot read: the summary's first key is the session's event
     // counter, which ingest adds to with every batch; a read conflict on it
     // would make heartbeats and claims retry while the session's events
-    // stream in. Summaries only appear (retention aside), so an answer read
-    // just before a concurrent commit is still right after it.
+    // stream in. Summaries only appear (retention aside), so a "yes" read
+    // just before a concurrent commit is still right after it (a "no" that
+    // decides a take-over is read with its conflict instead).
     Ok(!txn
         .get_range_snapshot(&r.begin, &r.end, 1, false)?
         .is_empty())
+}
+
+/// [`has_records`] with a read conflict on the summary: for an answer that
+/// must still hold when the transaction commits.
+fn has_records_conflicting(
+    txn: &mut dyn ReadTxn,
+    keys: &Keys,
+    tenant: &str,
+    user: &str,
+    session: &str,
+) -> Result<bool, StoreError> {
+    let r = keys.session(tenant, user, session);
+    Ok(!txn.get_range(&r.begin, &r.end, 1, false)?.is_empty())
 }
 
 /// What the scan for another user's records of a session found.
@@ -142,8 +156,12 @@ pub fn authorize(
     match row_owner {
         Some(o) if o == caller.user || caller.is_admin() => granted(o),
         Some(o) => {
+            // The row's user having no records is what lets the caller take
+            // the session: read with its conflict, so that her first records
+            // committed meanwhile make this transaction run again (a take-over
+            // she could not undo, as both would then hold records).
             if has_records(txn, keys, tenant, &caller.user, session)?
-                && !has_records(txn, keys, tenant, o, session)?
+                && !has_records_conflicting(txn, keys, tenant, o, session)?
             {
                 tracing::warn!(
                     tenant,
