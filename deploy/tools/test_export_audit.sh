@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Tests deploy/docker/export-audit.sh, the daily export job's entry point:
 #  - bad configuration fails fast with exit 2 and a message naming the variable;
-#  - with a built fdb-sink (target/{debug,release}/fdb-sink), a real export
+#  - with a built fdb-sink ({$CARGO_TARGET_DIR,target}/{release,debug}/fdb-sink), a real export
 #    from an embedded store: only the asked tenant and day, gzip NDJSON, at
 #    <dest>/<day>/<tenant>.ndjson.gz, for every tenant (EXPORT_TENANTS=all) or
 #    the listed ones (failing when the list leaves a tenant with records out),
@@ -35,7 +35,8 @@ expect_usage_error "unsupported destination" "must start with gs:// or file:///"
 expect_usage_error "day that is not a date" "EXPORT_DAY is not a date" EXPORT_TENANTS=t1 EXPORT_DEST=file://$tmp/out EXPORT_DAY=yesterday-ish
 
 sink=""
-for candidate in target/release/fdb-sink target/debug/fdb-sink; do
+target_dir=${CARGO_TARGET_DIR:-target}   # where cargo builds (relative to the checkout)
+for candidate in "$target_dir/release/fdb-sink" "$target_dir/debug/fdb-sink"; do
   if [ -x "$candidate" ] && "$candidate" late --help >/dev/null 2>&1; then sink=$candidate; break; fi
 done
 if [ -z "$sink" ]; then

@@ -522,7 +522,9 @@ fn convert(e: fjall::Error) -> StoreError {
 /// True for the errors of reading a table or blob file whose bytes are not
 /// what was written (a checksum that does not match, a header or trailer
 /// that does not parse, a file missing): a fault of the disk or of someone
-/// who changed the files, which running again cannot mend.
+/// who changed the files, which running again cannot mend. (A format
+/// version this build does not know is not damage: it stays a plain error,
+/// with fjall's text.)
 fn damaged_file(e: &fjall::LsmError) -> bool {
     use fjall::LsmError as L;
     matches!(
@@ -530,7 +532,6 @@ fn damaged_file(e: &fjall::LsmError) -> bool {
         L::ChecksumMismatch { .. }
             | L::Unrecoverable
             | L::Decompress(_)
-            | L::InvalidVersion(_)
             | L::InvalidTag(_)
             | L::InvalidTrailer
             | L::InvalidHeader(_)
@@ -542,8 +543,9 @@ fn damaged_file(e: &fjall::LsmError) -> bool {
 /// damaged: fjall's error log line just before names the file.
 fn damaged_tables(e: &fjall::Error) -> String {
     format!(
-        "a table or blob file of the embedded store is damaged ({e}; the error logged just \
-         before names the file): the records in it cannot be read, and writes that need them \
+        "a table or blob file of the embedded store is damaged, or was written by a store of \
+         another configuration ({e}; the error logged just before names the file): the records \
+         in it cannot be read, and writes that need them \
          fail. Ingest answers 503 so that clients keep what they hold. First keep a copy of \
          the store directory as it is. Then restore the store from a backup, or export what \
          can be read (`fdb-sink export` per tenant) and import it, with the monitors' output \
