@@ -555,6 +555,58 @@ fn count_session(
 
 /// Runs retention once. `progress` is called after every transaction.
 ///
+/// Clears the rows of `range` whose value `old` accepts, a page per
+/// transaction (each page read and cleared in one, so that what is counted
+/// is what is removed; only counted with `dry_run`), adding each page's
+/// count to `report` with `count`.
+#[allow(clippy::too_many_arguments)]
+fn clear_pages(
+    store: &dyn Store,
+    batch: &mut BatchSize,
+    range: &crate::keys::KeyRange,
+    what: &str,
+    dry_run: bool,
+    old: &dyn Fn(&[u8]) -> bool,
+    report: &mut RetentionReport,
+    count: &mut dyn FnMut(&mut RetentionReport, u64),
+    progress: &mut dyn FnMut(&RetentionReport),
+) -> Result<(), StoreError> {
+    let mut begin = range.begin.clone();
+    loop {
+        let (n, end) = batch.run(what, |limit| {
+            let page = |txn: &mut dyn crate::store::ReadTxn| {
+                let rows = txn.get_range(&begin, &range.end, limit, false)?;
+                let end = rows.last().map(|(k, _)| after(k));
+                let keys: Vec<Vec<u8>> = rows
+                    .into_iter()
+                    .filter(|(_, v)| old(v))
+                    .map(|(k, _)| k)
+                    .collect();
+                Ok((keys, end))
+            };
+            if dry_run {
+                return store
+                    .read(|txn| page(txn))
+                    .map(|(keys, end)| (keys.len(), end));
+            }
+            store.transact(|txn| {
+                let (keys, end) = page(&mut *txn)?;
+                for k in &keys {
+                    txn.clear(k)?;
+                }
+                Ok((keys.len(), end))
+            })
+        })?;
+        let Some(end) = end else { return Ok(()) };
+        if !dry_run {
+            report.transactions += 1;
+        }
+        count(report, n as u64);
+        begin = end;
+        progress(report);
+    }
+}
+
 /// Before anything is removed, refuses ([`RetentionError::WouldRemoveAll`])
 /// a run that would empty more than [`GUARD_PERCENT`] % of the sessions,
 /// unless `allow_removing_all`; a dry run reports it in `would_refuse`.
@@ -631,73 +683,33 @@ pub fn run(
     // of its own but received after the cutoff stays: the daily export
     // archives dead letters by the day they were received.
     let dl = keys.dead_letter_between(i64::MIN, opts.cutoff_ns);
-    let mut begin = dl.begin.clone();
-    loop {
-        let (n, end) = batch.run("dead letters", |limit| {
-            let page = |txn: &mut dyn crate::store::ReadTxn| {
-                let rows = txn.get_range(&begin, &dl.end, limit, false)?;
-                let end = rows.last().map(|(k, _)| after(k));
-                let old: Vec<Vec<u8>> = rows
-                    .into_iter()
-                    .filter(|(_, v)| !received_after(v, opts.cutoff_ns))
-                    .map(|(k, _)| k)
-                    .collect();
-                Ok((old, end))
-            };
-            if opts.dry_run {
-                return store
-                    .read(|txn| page(txn))
-                    .map(|(old, end)| (old.len(), end));
-            }
-            store.transact(|txn| {
-                let (old, end) = page(&mut *txn)?;
-                for k in &old {
-                    txn.clear(k)?;
-                }
-                Ok((old.len(), end))
-            })
-        })?;
-        let Some(end) = end else { break };
-        if !opts.dry_run {
-            report.transactions += 1;
-        }
-        report.dead_letters_removed += n as u64;
-        begin = end;
-        progress(&report);
-    }
+    let old_letter = |v: &[u8]| !received_after(v, opts.cutoff_ns);
+    clear_pages(
+        store,
+        &mut batch,
+        &dl,
+        "dead letters",
+        opts.dry_run,
+        &old_letter,
+        &mut report,
+        &mut |r, n| r.dead_letters_removed += n,
+        progress,
+    )?;
     // Markers of late records of days entirely before the cutoff: their
     // records are gone, there is nothing left to re-export.
     let first_kept = crate::late::day_string(crate::late::day_of(opts.cutoff_ns));
     let marks = keys.late_before(&first_kept);
-    let mut begin = marks.begin.clone();
-    loop {
-        let (n, end) = batch.run("late markers", |limit| {
-            let page = |txn: &mut dyn crate::store::ReadTxn| {
-                let rows = txn.get_range(&begin, &marks.end, limit, false)?;
-                let end = rows.last().map(|(k, _)| after(k));
-                Ok((rows.into_iter().map(|(k, _)| k).collect::<Vec<_>>(), end))
-            };
-            if opts.dry_run {
-                return store
-                    .read(|txn| page(txn))
-                    .map(|(old, end)| (old.len(), end));
-            }
-            store.transact(|txn| {
-                let (old, end) = page(&mut *txn)?;
-                for k in &old {
-                    txn.clear(k)?;
-                }
-                Ok((old.len(), end))
-            })
-        })?;
-        let Some(end) = end else { break };
-        if !opts.dry_run {
-            report.transactions += 1;
-        }
-        report.late_markers_removed += n as u64;
-        begin = end;
-        progress(&report);
-    }
+    clear_pages(
+        store,
+        &mut batch,
+        &marks,
+        "late markers",
+        opts.dry_run,
+        &|_| true,
+        &mut report,
+        &mut |r, n| r.late_markers_removed += n,
+        progress,
+    )?;
     // Agent rows and claims long past their heartbeat or expiry.
     for (range, what) in [(keys.agents_all(), "agent"), (keys.claims_all(), "claim")] {
         let mut begin = range.begin.clone();

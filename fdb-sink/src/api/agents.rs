@@ -193,13 +193,22 @@ pub fn agent_rows(
     sessions: &[String],
 ) -> Result<Vec<Option<AgentRow>>, StoreError> {
     let row_keys: Vec<Vec<u8>> = sessions.iter().map(|s| keys.agent(tenant, s)).collect();
+    json_rows(txn, &row_keys, "agent row")
+}
+
+/// The JSON rows at `row_keys`, in order, read together; `what` names them
+/// in the error for a row that does not parse.
+pub fn json_rows<T: serde::de::DeserializeOwned>(
+    txn: &mut dyn ReadTxn,
+    row_keys: &[Vec<u8>],
+    what: &str,
+) -> Result<Vec<Option<T>>, StoreError> {
     let refs: Vec<&[u8]> = row_keys.iter().map(Vec::as_slice).collect();
     txn.get_many(&refs)?
         .into_iter()
         .map(|v| {
             v.map(|v| {
-                serde_json::from_slice(&v)
-                    .map_err(|e| StoreError::Corrupt(format!("agent row: {e}")))
+                serde_json::from_slice(&v).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
             })
             .transpose()
         })

@@ -95,17 +95,7 @@ fn claim_rows(
 ) -> Result<Vec<Option<ClaimRow>>, StoreError> {
     // Read together: one round trip on FoundationDB, not one per path.
     let row_keys: Vec<Vec<u8>> = paths.iter().map(|p| keys.claim(tenant, p)).collect();
-    let refs: Vec<&[u8]> = row_keys.iter().map(Vec::as_slice).collect();
-    txn.get_many(&refs)?
-        .into_iter()
-        .map(|v| {
-            v.map(|v| {
-                serde_json::from_slice(&v)
-                    .map_err(|e| StoreError::Corrupt(format!("claim row: {e}")))
-            })
-            .transpose()
-        })
-        .collect()
+    super::agents::json_rows(txn, &row_keys, "claim row")
 }
 
 fn check_paths(paths: &[String]) -> Result<Vec<String>, ApiError> {

@@ -652,19 +652,6 @@ mod tests {
         }
     }
 
-    fn event_line(user: &str, session: &str, seq: usize, secs: u64) -> String {
-        serde_json::json!({
-            "schema": "file-event/1",
-            "event_id": uuid::Uuid::now_v7().to_string(),
-            "monitor_id": "0190b5a0-0000-7000-8000-000000000002",
-            "seq": seq,
-            "timestamp": format!("2026-11-26T{:02}:{:02}:{:02}Z", secs / 3600, secs / 60 % 60, secs % 60),
-            "event_type": "update", "kind": "file", "path": "p",
-            "tenant_id": "t", "user_id": user, "session_id": session,
-        })
-        .to_string()
-    }
-
     /// A tenant-wide page reads the sessions it spans, not every session of
     /// the tenant, and paging (also within a time window) still yields
     /// exactly the records in order: 600 sessions of 3-7 records, one
@@ -687,7 +674,13 @@ mod tests {
             let (user, session) = (format!("u{}", i % 7), format!("s{i:04}"));
             for _ in 0..3 + next(5) {
                 let secs = i * 40 + next(600);
-                lines.push(event_line(&user, &session, lines.len() + 1, secs));
+                lines.push(event_line(
+                    &user,
+                    &session,
+                    lines.len() + 1,
+                    secs * 1_000_000_000,
+                    "update",
+                ));
             }
         }
         let items: Vec<_> = lines
@@ -780,7 +773,8 @@ mod tests {
         assert!(ranges <= 10, "an empty poll made {ranges} range reads");
     }
 
-    fn fuzz_line(user: &str, session: &str, seq: usize, ns: u64, ty: &str) -> String {
+    /// A `file-event/1` line of tenant `t`, `ns` after 2026-11-26T00:00Z.
+    fn event_line(user: &str, session: &str, seq: usize, ns: u64, ty: &str) -> String {
         let secs = ns / 1_000_000_000;
         let frac = ns % 1_000_000_000;
         serde_json::json!({
@@ -841,7 +835,7 @@ mod tests {
                         1 + next(2) as usize
                     };
                     let ty = ["create", "update", "delete"][k];
-                    lines.push(fuzz_line(&user, &session, lines.len() + 1, ns, ty));
+                    lines.push(event_line(&user, &session, lines.len() + 1, ns, ty));
                 }
             }
             let items: Vec<_> = lines
@@ -958,7 +952,7 @@ mod tests {
         for i in 0..nsess {
             for j in 0..per {
                 let ns = (i * per + j) * 1_000_000;
-                lines.push(fuzz_line(
+                lines.push(event_line(
                     "u",
                     &format!("s{i:05}"),
                     lines.len() + 1,
