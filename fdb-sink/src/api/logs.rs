@@ -554,6 +554,25 @@ mod tests {
     use crate::store::embedded::EmbeddedStore;
     use crate::store::StoreExt;
 
+    /// Validates `lines` and writes them in one call.
+    fn write_lines(store: &EmbeddedStore, keys: &Keys, lines: &[String]) {
+        let items: Vec<_> = lines
+            .iter()
+            .map(|l| crate::record::validate_line(keys, l.as_bytes(), 0))
+            .collect();
+        crate::audit::write_items(store, keys, &items, Default::default()).expect("write");
+    }
+
+    /// No time, type or path restriction.
+    fn all_time() -> Filter {
+        Filter {
+            start_ns: i64::MIN,
+            end_ns: i64::MAX,
+            event_types: None,
+            path_prefix: None,
+        }
+    }
+
     /// Paging through skewed sessions with any page size yields exactly the
     /// records in (time, id) order.
     #[test]
@@ -589,11 +608,7 @@ mod tests {
         for i in 0..20 {
             add("s-d", i * 3);
         }
-        let items: Vec<_> = lines
-            .iter()
-            .map(|l| crate::record::validate_line(&keys, l.as_bytes(), 0))
-            .collect();
-        crate::audit::write_items(&store, &keys, &items, Default::default()).expect("write");
+        write_lines(&store, &keys, &lines);
         let mut want = store
             .read(|t| audit::records_in(t, &keys, &keys.audit_logs_user("t", "u"), 0, false))
             .expect("read");
@@ -605,12 +620,7 @@ mod tests {
             user: Some("u".into()),
             session: None,
         };
-        let filter = Filter {
-            start_ns: i64::MIN,
-            end_ns: i64::MAX,
-            event_types: None,
-            path_prefix: None,
-        };
+        let filter = all_time();
         for limit in [1, 7, 16, 50, 333, 1000] {
             let mut got = Vec::new();
             let mut after: Option<AuditLogKey> = None;
@@ -683,11 +693,7 @@ mod tests {
                 ));
             }
         }
-        let items: Vec<_> = lines
-            .iter()
-            .map(|l| crate::record::validate_line(&keys, l.as_bytes(), 0))
-            .collect();
-        crate::audit::write_items(&store, &keys, &items, Default::default()).expect("write");
+        write_lines(&store, &keys, &lines);
         let mut all = store
             .read(|t| audit::records_in(t, &keys, &keys.audit_logs_tenant("t"), 0, false))
             .expect("read");
@@ -753,12 +759,7 @@ mod tests {
         // The page a follow stream polls for, after the newest record: the
         // sessions list and the sessions still running then.
         let last = all.last().map(|r| r.key.clone());
-        let filter = Filter {
-            start_ns: i64::MIN,
-            end_ns: i64::MAX,
-            event_types: None,
-            path_prefix: None,
-        };
+        let filter = all_time();
         let (p, ranges) = store
             .read(|t| {
                 let mut c = CountingReads {
@@ -961,22 +962,13 @@ mod tests {
                 ));
             }
         }
-        let items: Vec<_> = lines
-            .iter()
-            .map(|l| crate::record::validate_line(&keys, l.as_bytes(), 0))
-            .collect();
-        crate::audit::write_items(&store, &keys, &items, Default::default()).expect("write");
+        write_lines(&store, &keys, &lines);
         let scope = Scope {
             tenant: "t".into(),
             user: None,
             session: None,
         };
-        let filter = Filter {
-            start_ns: i64::MIN,
-            end_ns: i64::MAX,
-            event_types: None,
-            path_prefix: None,
-        };
+        let filter = all_time();
         for limit in [1usize, 100, 1000] {
             let (p, ranges) = store
                 .read(|t| {

@@ -50,37 +50,30 @@ pub struct Access {
     pub taken_over: bool,
 }
 
-/// Whether `user` has audit records of `session` (its session summary).
+/// Whether `user` has audit records of `session` (its session summary);
+/// `conflict`: read with a read conflict, for a "no" that must still hold
+/// when the transaction commits, else a snapshot read.
 pub fn has_records(
     txn: &mut dyn ReadTxn,
     keys: &Keys,
     tenant: &str,
     user: &str,
     session: &str,
+    conflict: bool,
 ) -> Result<bool, StoreError> {
     let r = keys.session(tenant, user, session);
-    // A snapshot read: the summary's first key is the session's event
+    // Snapshot by default: the summary's first key is the session's event
     // counter, which ingest adds to with every batch; a read conflict on it
     // would make heartbeats and claims retry while the session's events
     // stream in. Summaries only appear (retention aside), so a "yes" read
     // just before a concurrent commit is still right after it (a "no" that
     // decides a take-over is read with its conflict instead).
-    Ok(!txn
-        .get_range_snapshot(&r.begin, &r.end, 1, false)?
-        .is_empty())
-}
-
-/// [`has_records`] with a read conflict on the summary: for an answer that
-/// must still hold when the transaction commits.
-fn has_records_conflicting(
-    txn: &mut dyn ReadTxn,
-    keys: &Keys,
-    tenant: &str,
-    user: &str,
-    session: &str,
-) -> Result<bool, StoreError> {
-    let r = keys.session(tenant, user, session);
-    Ok(!txn.get_range(&r.begin, &r.end, 1, false)?.is_empty())
+    let found = if conflict {
+        txn.get_range(&r.begin, &r.end, 1, false)?
+    } else {
+        txn.get_range_snapshot(&r.begin, &r.end, 1, false)?
+    };
+    Ok(!found.is_empty())
 }
 
 /// What the scan for another user's records of a session found.
@@ -160,8 +153,8 @@ pub fn authorize(
             // the session: read with its conflict, so that her first records
             // committed meanwhile make this transaction run again (a take-over
             // she could not undo, as both would then hold records).
-            if has_records(txn, keys, tenant, &caller.user, session)?
-                && !has_records_conflicting(txn, keys, tenant, o, session)?
+            if has_records(txn, keys, tenant, &caller.user, session, false)?
+                && !has_records(txn, keys, tenant, o, session, true)?
             {
                 tracing::warn!(
                     tenant,
@@ -178,7 +171,7 @@ pub fn authorize(
             Ok(Err(belongs_to_another(session)))
         }
         None => {
-            if has_records(txn, keys, tenant, &caller.user, session)? {
+            if has_records(txn, keys, tenant, &caller.user, session, false)? {
                 return granted(&caller.user);
             }
             match scan_other_owner(txn, keys, tenant, &caller.user, session)? {
