@@ -37,8 +37,11 @@ pub const MAX_SCAN_ROWS: usize = 10_000;
 /// Bytes of agent rows one page reads at most (listed or not); the page
 /// ends after the row that reaches it, so every page makes progress.
 pub const MAX_PAGE_BYTES: usize = 1_000_000;
-/// Rows read per range read: a few full-size rows at a time.
+/// Rows the first range read asks for: a few full-size rows, and the
+/// fewest any read asks for.
 const CHUNK_ROWS: usize = 8;
+/// Rows one range read asks for at most.
+const MAX_CHUNK_ROWS: usize = 256;
 
 /// Query parameters of `GET /api/v5/agents`.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -85,7 +88,10 @@ struct RowPage {
 }
 
 /// Reads up to `limit` rows that `keep` accepts, strictly after `after`,
-/// within the page budgets.
+/// within the page budgets. Each range read asks for twice the rows of the
+/// one before, as far as rows the size of the largest read so far fit in
+/// the bytes left (and at least [`CHUNK_ROWS`], at most
+/// [`MAX_CHUNK_ROWS`]): a page of small rows costs a few round trips.
 fn read_page(
     txn: &mut dyn ReadTxn,
     keys: &Keys,
@@ -100,15 +106,17 @@ fn read_page(
         Some(k) => [k, &[0u8]].concat(),
         None => range.begin.clone(),
     };
-    let (mut scanned, mut bytes) = (0usize, 0usize);
+    let (mut scanned, mut bytes, mut largest) = (0usize, 0usize, 0usize);
     let mut rows = Vec::new();
+    let mut ask = CHUNK_ROWS;
     loop {
-        let chunk = txn.get_range(&begin, &range.end, CHUNK_ROWS, false)?;
-        let full = chunk.len() == CHUNK_ROWS;
+        let chunk = txn.get_range(&begin, &range.end, ask, false)?;
+        let full = chunk.len() == ask;
         let n = chunk.len();
         for (i, (key, value)) in chunk.into_iter().enumerate() {
             scanned += 1;
             bytes += key.len() + value.len();
+            largest = largest.max(key.len() + value.len());
             let row: AgentRow = serde_json::from_slice(&value)
                 .map_err(|e| StoreError::Corrupt(format!("agent row: {e}")))?;
             if keep(&row) {
@@ -131,6 +139,11 @@ fn read_page(
         if !full {
             return Ok(RowPage { rows, next: None });
         }
+        let fit = MAX_PAGE_BYTES.saturating_sub(bytes) / largest.max(1);
+        ask = (2 * ask)
+            .min(fit)
+            .clamp(CHUNK_ROWS, MAX_CHUNK_ROWS)
+            .min(MAX_SCAN_ROWS.saturating_sub(scanned).max(1));
     }
 }
 
@@ -244,6 +257,45 @@ mod tests {
                 assert_eq!(sorted, got, "limit {limit}");
                 assert!(pages <= n / limit + 2, "limit {limit}: {pages} pages");
             }
+        }
+    }
+
+    /// A page of small rows grows its range reads: a page of 1000 agents,
+    /// or one that passes over 3000 rows for a user's few, costs a few
+    /// dozen reads at most, not one per 8 rows.
+    #[test]
+    fn a_page_of_small_rows_costs_few_reads() {
+        use crate::api::counting::CountingReads;
+        let dir = tempfile::tempdir().expect("dir");
+        let store = EmbeddedStore::open(dir.path()).expect("open");
+        let keys = Keys::default();
+        store
+            .transact(|txn| {
+                for i in 0..3000 {
+                    let user = if i % 10 == 0 { "bob" } else { "alice" };
+                    let r = row(&format!("s-{i:04}"), user, 2);
+                    let v =
+                        serde_json::to_vec(&r).map_err(|e| StoreError::Internal(e.to_string()))?;
+                    txn.set(&keys.agent("t", &r.session_id), &v)?;
+                }
+                Ok(())
+            })
+            .expect("write");
+        let all = |_: &AgentRow| true;
+        let bobs = |r: &AgentRow| r.user_id == "bob";
+        for (keep, want, bound) in [
+            (&all as &dyn Fn(&AgentRow) -> bool, 1000, 12),
+            (&bobs, 300, 20),
+        ] {
+            let (p, calls) = store
+                .read(|t| {
+                    let mut c = CountingReads::new(t);
+                    let p = read_page(&mut c, &keys, "t", None, MAX_LIMIT, keep)?;
+                    Ok((p, c.calls()))
+                })
+                .expect("page");
+            assert_eq!(p.rows.len(), want);
+            assert!(calls <= bound, "{want} agents made {calls} read calls");
         }
     }
 

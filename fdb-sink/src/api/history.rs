@@ -254,14 +254,15 @@ struct Entry {
 
 /// Reads the next entries of every source after `pos`, merged in order:
 /// each source gives at most `per` entries, and merged entries are kept up to
-/// the smallest "last entry read" of the sources that had more.
+/// the smallest "last entry read" of the sources that had more. Also whether
+/// a source had more: when none had, no entry follows these.
 fn next_entries(
     txn: &mut dyn ReadTxn,
     keys: &Keys,
     q: &HistoryQuery,
     pos: Option<&Pos>,
     per: usize,
-) -> Result<Vec<Entry>, StoreError> {
+) -> Result<(Vec<Entry>, bool), StoreError> {
     let mut batch = Vec::new();
     let mut bound: Option<Pos> = None;
     for (i, src) in q.sources.iter().enumerate() {
@@ -313,10 +314,11 @@ fn next_entries(
         }
     }
     batch.sort_by_key(|e| pos_of(&e.key));
+    let more = bound.is_some();
     if let Some(b) = bound {
         batch.retain(|e| pos_of(&e.key) <= b);
     }
-    Ok(batch)
+    Ok((batch, more))
 }
 
 /// Whether the index entry passes the filters that need no record.
@@ -334,25 +336,39 @@ fn keep_entry(q: &HistoryQuery, e: &Entry) -> bool {
         .is_none_or(|types| types.contains(&e.touch.event_type))
 }
 
-/// The stored record of an index entry, if still stored.
-fn record_of(
+/// The stored records of index entries (`None` for one no longer stored),
+/// in order, read together: one round trip on FoundationDB.
+fn records_of(
     txn: &mut dyn ReadTxn,
     keys: &Keys,
-    e: &Entry,
-) -> Result<Option<AuditRecord>, StoreError> {
-    let key = keys.audit_log(
-        &e.key.tenant,
-        &e.touch.user,
-        &e.touch.session,
-        e.key.ts_ns,
-        &e.key.event_id,
-    );
-    txn.get(&key)?
-        .map(|v| {
-            AuditRecord::from_json(&v)
-                .map_err(|err| StoreError::Corrupt(format!("audit record: {err}")))
+    entries: &[&Entry],
+) -> Result<Vec<Option<AuditRecord>>, StoreError> {
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let record_keys: Vec<Vec<u8>> = entries
+        .iter()
+        .map(|e| {
+            keys.audit_log(
+                &e.key.tenant,
+                &e.touch.user,
+                &e.touch.session,
+                e.key.ts_ns,
+                &e.key.event_id,
+            )
         })
-        .transpose()
+        .collect();
+    let refs: Vec<&[u8]> = record_keys.iter().map(Vec::as_slice).collect();
+    txn.get_many(&refs)?
+        .into_iter()
+        .map(|v| {
+            v.map(|v| {
+                AuditRecord::from_json(&v)
+                    .map_err(|err| StoreError::Corrupt(format!("audit record: {err}")))
+            })
+            .transpose()
+        })
+        .collect()
 }
 
 /// The exact bytes of a move's source.
@@ -422,6 +438,11 @@ fn touch(e: &Entry, record: Option<&AuditRecord>, exact: Option<&[u8]>) -> Touch
 
 /// One page: up to `limit` touches after the cursor position `after` (a
 /// decoded `by_path` key), and the raw key to continue from.
+///
+/// The records of the kept index entries are read in batches: as many as
+/// the page still needs (with `path_b64`, where a record may not carry the
+/// bytes, twice the previous batch when that is more), within the page's
+/// budgets, so that a page costs a few round trips whatever its size.
 pub fn history_page(
     txn: &mut dyn ReadTxn,
     keys: &Keys,
@@ -430,43 +451,63 @@ pub fn history_page(
     limit: usize,
 ) -> Result<(Vec<Touch>, Option<Vec<u8>>), StoreError> {
     let mut pos: Option<Pos> = after.map(pos_of);
-    let mut last_raw: Option<Vec<u8>> = None;
     let mut out = Vec::new();
     let mut scanned = 0usize;
     let mut reads = 0usize;
     let per = limit.clamp(100, MAX_LIMIT);
+    let by_bytes = q.sources.iter().any(|s| s.exact.is_some());
+    let mut batch = 0usize;
     loop {
-        let entries = next_entries(txn, keys, q, pos.as_ref(), per)?;
-        if entries.is_empty() {
-            return Ok((out, None));
-        }
-        let mut stop = false;
-        for e in entries {
-            scanned += 1;
-            pos = Some(pos_of(&e.key));
-            let exact = q.sources[e.source].exact.as_deref();
-            if keep_entry(q, &e) {
-                reads += 1;
-                let record = record_of(txn, keys, &e)?;
-                // An entry whose record is gone cannot be checked against
-                // the exact bytes: it is shown, marked `record_missing`.
-                let wanted = match (exact, &record) {
-                    (Some(want), Some(r)) => carries(r, want),
-                    _ => true,
-                };
-                if wanted {
-                    out.push(touch(&e, record.as_ref(), exact));
+        let (entries, more_after) = next_entries(txn, keys, q, pos.as_ref(), per)?;
+        let mut i = 0;
+        while i < entries.len() {
+            // The entries up to the `want`-th kept one (or to the scan
+            // budget) and their records, read together.
+            let need = limit.saturating_sub(out.len());
+            let want = if by_bytes { need.max(2 * batch) } else { need };
+            let want = want.clamp(1, MAX_RECORD_READS.saturating_sub(reads).max(1));
+            let mut kept = Vec::new();
+            let mut end = i;
+            let mut seen = scanned;
+            while end < entries.len() && kept.len() < want && seen < MAX_SCAN {
+                seen += 1;
+                if keep_entry(q, &entries[end]) {
+                    kept.push(&entries[end]);
+                }
+                end += 1;
+            }
+            batch = kept.len();
+            let mut records = records_of(txn, keys, &kept)?.into_iter();
+            for (j, e) in entries.iter().enumerate().take(end).skip(i) {
+                scanned += 1;
+                pos = Some(pos_of(&e.key));
+                let exact = q.sources[e.source].exact.as_deref();
+                if keep_entry(q, e) {
+                    reads += 1;
+                    let record = records.next().flatten();
+                    // An entry whose record is gone cannot be checked
+                    // against the exact bytes: it is shown, marked
+                    // `record_missing`.
+                    let wanted = match (exact, &record) {
+                        (Some(want), Some(r)) => carries(r, want),
+                        _ => true,
+                    };
+                    if wanted {
+                        out.push(touch(e, record.as_ref(), exact));
+                    }
+                }
+                if out.len() >= limit || scanned >= MAX_SCAN || reads >= MAX_RECORD_READS {
+                    // Entries read after this one are more; else look.
+                    let more = j + 1 < entries.len()
+                        || (more_after
+                            && !next_entries(txn, keys, q, pos.as_ref(), 1)?.0.is_empty());
+                    return Ok((out, more.then(|| e.raw.clone())));
                 }
             }
-            last_raw = Some(e.raw);
-            if out.len() >= limit || scanned >= MAX_SCAN || reads >= MAX_RECORD_READS {
-                stop = true;
-                break;
-            }
+            i = end;
         }
-        if stop {
-            let more = !next_entries(txn, keys, q, pos.as_ref(), 1)?.is_empty();
-            return Ok((out, if more { last_raw } else { None }));
+        if !more_after {
+            return Ok((out, None));
         }
     }
 }
@@ -611,6 +652,102 @@ mod tests {
             }
             assert_eq!(paged, got, "limit {limit}");
         }
+    }
+
+    /// One `file-event/1` line of tenant `t`, user `u`, session `s`, `secs`
+    /// seconds into 2026-11-26, at `path` (with its exact bytes when given).
+    fn line(seq: usize, secs: u64, path: &str, path_b64: Option<&str>) -> String {
+        let mut v = serde_json::json!({
+            "schema": "file-event/1",
+            "event_id": uuid::Uuid::now_v7().to_string(),
+            "monitor_id": "0190b5a0-0000-7000-8000-000000000001",
+            "seq": seq,
+            "timestamp": format!("2026-11-26T{:02}:{:02}:{:02}Z", secs / 3600, secs / 60 % 60, secs % 60),
+            "event_type": "update", "kind": "file", "path": path,
+            "tenant_id": "t", "user_id": "u", "session_id": "s",
+        });
+        if let Some(b64) = path_b64 {
+            v["path_b64"] = serde_json::json!(b64);
+        }
+        v.to_string()
+    }
+
+    /// A page of touches reads their records together: a page of 500 costs
+    /// one index read, one batched record read and the look-ahead for more,
+    /// not one read per touch. With `path_b64`, where a record decides
+    /// whether its touch is kept, the record reads stay few too.
+    #[test]
+    fn a_page_reads_its_records_together() {
+        use crate::api::counting::CountingReads;
+        use crate::store::embedded::EmbeddedStore;
+        use crate::store::StoreExt;
+        let dir = tempfile::tempdir().expect("dir");
+        let store = EmbeddedStore::open(dir.path()).expect("open");
+        let keys = Keys::default();
+        // 600 touches of f; 400 of a name whose bytes are not UTF-8, every
+        // fourth of them with other bytes of the same readable text.
+        let mut lines: Vec<String> = (0..600).map(|i| line(i + 1, i as u64, "f", None)).collect();
+        for i in 0..400 {
+            let b64 = if i % 4 == 0 {
+                "Y2Fm6C50eHQ="
+            } else {
+                "Y2Fm6S50eHQ="
+            };
+            lines.push(line(lines.len() + 1, i, "caf\u{fffd}.txt", Some(b64)));
+        }
+        let items: Vec<_> = lines
+            .iter()
+            .map(|l| crate::record::validate_line(&keys, l.as_bytes(), 0))
+            .collect();
+        crate::audit::write_items(&store, &keys, &items, Default::default()).expect("write");
+        let page = |params: &HistoryParams, after: Option<&ByPathKey>, limit: usize| {
+            let q = HistoryQuery::from_params("t", None, params).expect("query");
+            store
+                .read(|t| {
+                    let mut c = CountingReads::new(t);
+                    let page = history_page(&mut c, &keys, &q, after, limit)?;
+                    Ok((page, c.calls()))
+                })
+                .expect("page")
+        };
+        let plain = HistoryParams {
+            path: Some("f".into()),
+            ..HistoryParams::default()
+        };
+        let ((touches, next), calls) = page(&plain, None, 500);
+        assert_eq!(touches.len(), 500);
+        assert!(touches
+            .iter()
+            .all(|t| !t.record_missing && t.kind.is_some()));
+        assert!(calls <= 3, "a page of 500 made {calls} read calls");
+        let after = keys.decode_by_path(&next.expect("more")).expect("cursor");
+        let ((rest, next), calls) = page(&plain, Some(&after), 500);
+        assert_eq!(rest.len(), 100);
+        assert!(next.is_none());
+        assert!(calls <= 2, "the last page made {calls} read calls");
+
+        let exact = HistoryParams {
+            path_b64: Some("Y2Fm6C50eHQ=".into()),
+            ..HistoryParams::default()
+        };
+        let mut got = 0;
+        let mut after: Option<ByPathKey> = None;
+        loop {
+            let ((touches, next), calls) = page(&exact, after.as_ref(), 40);
+            assert!(touches
+                .iter()
+                .all(|t| t.path_b64.as_deref() == Some("Y2Fm6C50eHQ=")));
+            got += touches.len();
+            assert!(
+                calls <= 8,
+                "a page of 40 by exact bytes made {calls} read calls"
+            );
+            match next {
+                Some(raw) => after = Some(keys.decode_by_path(&raw).expect("cursor")),
+                None => break,
+            }
+        }
+        assert_eq!(got, 100);
     }
 
     #[test]

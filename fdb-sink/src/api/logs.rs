@@ -639,28 +639,7 @@ mod tests {
         }
     }
 
-    /// Counts the range reads of a transaction (each a round trip on
-    /// FoundationDB).
-    struct CountingReads<'a> {
-        inner: &'a mut dyn ReadTxn,
-        ranges: usize,
-    }
-
-    impl ReadTxn for CountingReads<'_> {
-        fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-            self.inner.get(key)
-        }
-        fn get_range(
-            &mut self,
-            begin: &[u8],
-            end: &[u8],
-            limit: usize,
-            reverse: bool,
-        ) -> Result<Vec<crate::store::Kv>, StoreError> {
-            self.ranges += 1;
-            self.inner.get_range(begin, end, limit, reverse)
-        }
-    }
+    use crate::api::counting::CountingReads;
 
     /// A tenant-wide page reads the sessions it spans, not every session of
     /// the tenant, and paging (also within a time window) still yields
@@ -728,10 +707,7 @@ mod tests {
                 loop {
                     let (p, ranges) = store
                         .read(|t| {
-                            let mut c = CountingReads {
-                                inner: t,
-                                ranges: 0,
-                            };
+                            let mut c = CountingReads::new(t);
                             let p = page(&mut c, &keys, &scope, &filter, after.as_ref(), limit)?;
                             Ok((p, c.ranges))
                         })
@@ -762,10 +738,7 @@ mod tests {
         let filter = all_time();
         let (p, ranges) = store
             .read(|t| {
-                let mut c = CountingReads {
-                    inner: t,
-                    ranges: 0,
-                };
+                let mut c = CountingReads::new(t);
                 let p = page(&mut c, &keys, &scope, &filter, last.as_ref(), 100)?;
                 Ok((p, c.ranges))
             })
@@ -972,10 +945,7 @@ mod tests {
         for limit in [1usize, 100, 1000] {
             let (p, ranges) = store
                 .read(|t| {
-                    let mut c = CountingReads {
-                        inner: t,
-                        ranges: 0,
-                    };
+                    let mut c = CountingReads::new(t);
                     let p = page(&mut c, &keys, &scope, &filter, None, limit)?;
                     Ok((p, c.ranges))
                 })

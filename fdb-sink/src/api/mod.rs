@@ -34,6 +34,8 @@ pub mod agent_list;
 pub mod agents;
 pub mod auth;
 pub mod claims;
+#[cfg(test)]
+pub(crate) mod counting;
 pub mod cursor;
 pub mod error;
 pub mod files;

@@ -235,11 +235,22 @@ fn admit_agent(
         .min(EVICT_BATCH);
     let r = keys.agent_index_before(tenant, user, now.saturating_sub(ttl));
     let mut evicted = 0;
-    for (key, _) in txn.get_range(&r.begin, &r.end, want, false)? {
-        let (until, session) = keys
-            .decode_agent_index(&key)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let row = super::agents::agent_row(txn, keys, tenant, &session)?;
+    let entries = txn
+        .get_range(&r.begin, &r.end, want, false)?
+        .into_iter()
+        .map(|(key, _)| {
+            let (until, session) = keys
+                .decode_agent_index(&key)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            Ok((key, until, session))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    // The rows of the entries, read together. A row is cleared only when it
+    // holds the entry's place, and a session's row holds one place: reading
+    // them before clearing any finds what reading each in turn would.
+    let sessions: Vec<String> = entries.iter().map(|(_, _, s)| s.clone()).collect();
+    let rows = super::agents::agent_rows(txn, keys, tenant, &sessions)?;
+    for ((key, until, session), row) in entries.into_iter().zip(rows) {
         if row.is_some_and(|r| r.user_id == user && r.until_ns == Some(until)) {
             txn.clear(&keys.agent(tenant, &session))?;
             tracing::debug!(tenant, user, session, "agent row evicted for a new session");
@@ -587,6 +598,73 @@ mod tests {
         // Renewing counts once.
         claim(&store, &keys, &limits, &["c", "d"], 60).expect("renewed");
         assert_eq!(claims_counted(&store, &keys), (2, 2));
+    }
+
+    /// A new session over its user's cap evicts the rows that no longer
+    /// count with one read of all their rows, not one read per row.
+    #[test]
+    fn eviction_reads_the_evicted_rows_together() {
+        use crate::api::agents::{AgentRow, AgentStatus};
+        use crate::api::counting::CountingReads;
+        let (_dir, store, keys, mut limits) = fixture(10);
+        limits.max_agents = 100;
+        let now = crate::timespec::now_ns();
+        let row = |session: String, received_ns: i64| AgentRow {
+            session_id: session,
+            user_id: "alice".into(),
+            agent_type: "x".into(),
+            status: AgentStatus::Active,
+            last_heartbeat: None,
+            files_claimed: Vec::new(),
+            received_ns,
+            heartbeat: true,
+            until_ns: None,
+            claims_until_ns: None,
+        };
+        // 40 sessions that sent their last heartbeat an hour ago.
+        let old = now - 3_600_000_000_000;
+        store
+            .transact(|txn| {
+                for i in 0..40 {
+                    let r = row(format!("s{i:02}"), old + i);
+                    if let Err(e) = put_agent(txn, &keys, "t", None, r, &limits, old + i)? {
+                        return Err(StoreError::Internal(e.to_string()));
+                    }
+                }
+                Ok(())
+            })
+            .expect("rows");
+        // At a cap of 25, a new session evicts 16 of them.
+        limits.max_agents = 25;
+        let calls = store
+            .transact(|txn| {
+                let mut c = CountingReads::new(txn);
+                let r = put_agent(
+                    &mut c,
+                    &keys,
+                    "t",
+                    None,
+                    row("new".into(), now),
+                    &limits,
+                    now,
+                )?;
+                if let Err(e) = r {
+                    return Err(StoreError::Internal(e.to_string()));
+                }
+                Ok(c.calls())
+            })
+            .expect("admitted");
+        let left = store
+            .read(|t| {
+                let r = keys.agents_tenant("t");
+                Ok(t.get_range(&r.begin, &r.end, 0, false)?.len())
+            })
+            .expect("read");
+        assert_eq!(left, 40 - EVICT_BATCH + 1, "16 evicted, one added");
+        assert!(
+            calls <= 4,
+            "evicting {EVICT_BATCH} rows made {calls} read calls"
+        );
     }
 
     use crate::api::txn_size as size;

@@ -1,0 +1,102 @@
+//! A transaction wrapper that counts read calls: each call is a round trip on
+//! FoundationDB (the batched reads, `get_many` and `exist_many`, one for all
+//! of their keys), so tests bound what a request costs by its calls.
+
+use crate::store::{Kv, ReadTxn, StoreError, Txn};
+
+/// Counts the read calls made through it, passing every call on to `inner`.
+pub struct CountingReads<'a, T: ?Sized> {
+    pub inner: &'a mut T,
+    /// `get` calls.
+    pub gets: usize,
+    /// `get_many` and `exist_many` calls.
+    pub batches: usize,
+    /// `get_range` and `get_range_snapshot` calls.
+    pub ranges: usize,
+}
+
+impl<'a, T: ?Sized> CountingReads<'a, T> {
+    pub fn new(inner: &'a mut T) -> Self {
+        CountingReads {
+            inner,
+            gets: 0,
+            batches: 0,
+            ranges: 0,
+        }
+    }
+
+    /// Every read call: the round trips on FoundationDB.
+    pub fn calls(&self) -> usize {
+        self.gets + self.batches + self.ranges
+    }
+}
+
+impl<T: ReadTxn + ?Sized> ReadTxn for CountingReads<'_, T> {
+    fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.gets += 1;
+        self.inner.get(key)
+    }
+
+    fn get_range(
+        &mut self,
+        begin: &[u8],
+        end: &[u8],
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<Kv>, StoreError> {
+        self.ranges += 1;
+        self.inner.get_range(begin, end, limit, reverse)
+    }
+
+    fn get_range_snapshot(
+        &mut self,
+        begin: &[u8],
+        end: &[u8],
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<Kv>, StoreError> {
+        self.ranges += 1;
+        self.inner.get_range_snapshot(begin, end, limit, reverse)
+    }
+
+    fn exist_many(&mut self, keys: &[&[u8]]) -> Result<Vec<bool>, StoreError> {
+        self.batches += 1;
+        self.inner.exist_many(keys)
+    }
+
+    fn get_many(&mut self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        self.batches += 1;
+        self.inner.get_many(keys)
+    }
+}
+
+impl<T: Txn + ?Sized> Txn for CountingReads<'_, T> {
+    fn set(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        self.inner.set(key, value)
+    }
+    fn clear(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        self.inner.clear(key)
+    }
+    fn clear_range(&mut self, begin: &[u8], end: &[u8]) -> Result<(), StoreError> {
+        self.inner.clear_range(begin, end)
+    }
+    fn atomic_add(&mut self, key: &[u8], delta: i64) -> Result<(), StoreError> {
+        self.inner.atomic_add(key, delta)
+    }
+    fn atomic_max(&mut self, key: &[u8], value: u64) -> Result<(), StoreError> {
+        self.inner.atomic_max(key, value)
+    }
+    fn atomic_min(&mut self, key: &[u8], value: u64) -> Result<(), StoreError> {
+        self.inner.atomic_min(key, value)
+    }
+    fn written_bytes(&self) -> usize {
+        self.inner.written_bytes()
+    }
+    fn exclusive(&self) -> bool {
+        self.inner.exclusive()
+    }
+    fn insert_new(&mut self, key: &[u8], value: &[u8]) -> Result<bool, StoreError> {
+        self.gets += 1;
+        self.inner.insert_new(key, value)
+    }
+}
