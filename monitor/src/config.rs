@@ -181,8 +181,10 @@ pub struct Args {
     pub access: bool,
 
     /// Persist the index here (at start, within about 1 s of each change, on
-    /// exit); on start, changes made while the monitor was down are reported
-    /// with `"rescan": true`.
+    /// exit; between saves, each change written to the stream is appended to
+    /// PATH.journal); on start, changes made while the monitor was down are
+    /// reported with `"rescan": true`. One monitor per state file (PATH.lock);
+    /// an unusable file is kept aside as PATH.unusable-<unix seconds>.
     #[arg(long, env = "FILE_MONITOR_STATE_FILE", value_name = "PATH")]
     pub state_file: Option<PathBuf>,
 
@@ -336,6 +338,16 @@ impl Config {
                 .filter(|g| !g.is_empty())
                 .map(|g| relative_to_root(g, &args.root, &root)),
         );
+        // An unusable state file kept aside under the root (see
+        // `crate::journal::keep_aside`) is the monitor's own file too.
+        if let Some(rel) = args
+            .state_file
+            .as_ref()
+            .and_then(|p| under_root(p, &root))
+            .and_then(|rel| rel.to_str().map(globset::escape))
+        {
+            globs.push(format!("/{rel}{}*", crate::journal::UNUSABLE_SUFFIX));
+        }
         let mut ignore = IgnoreSet::new(&globs)?;
         if let OutputTarget::File(p) = &output {
             check_dir("--output", p, false)?;
@@ -359,6 +371,16 @@ impl Config {
         for p in own.into_iter().flatten() {
             if let Some(rel) = under_root(p, &root) {
                 ignore.add_exact(rel.as_os_str());
+            }
+        }
+        if let Some(state) = &args.state_file {
+            for p in [
+                crate::journal::journal_path(state),
+                crate::journal::lock_path(state),
+            ] {
+                if let Some(rel) = under_root(&p, &root) {
+                    ignore.add_exact(rel.as_os_str());
+                }
             }
         }
         Ok(Config {

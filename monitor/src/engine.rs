@@ -16,6 +16,7 @@ use crate::coalesce::{replaced_paths, Coalescer, Logical, RelPath};
 use crate::config::{ChecksumAlgo, Config};
 use crate::ignore::IgnoreSet;
 use crate::index::{abs_path, scan, Change, Entry, Index, NoHook, PathSet, ScanHook};
+use crate::journal::Journal;
 use crate::metrics::{Metrics, DROP_KERNEL_OVERFLOW, DROP_UNREADABLE_DIR};
 use crate::mounts::{self, Mounts};
 use crate::output::{Draft, Output, OutputError};
@@ -41,6 +42,9 @@ const BUSY_BATCH: usize = 32;
 const BURST_GATHER: Duration = Duration::from_micros(500);
 /// Raw events handled before queued events are written out.
 const BATCH: usize = 4096;
+/// Bytes of lines held back from the stream (with a state journal) beyond
+/// which they are written without waiting for the end of the batch.
+const HELD_LIMIT: usize = 1 << 20;
 /// On SIGTERM, how long events the kernel still holds are read before exiting.
 const DRAIN_LIMIT: Duration = Duration::from_millis(500);
 /// Debounced events may be written this much later than their deadline,
@@ -107,6 +111,13 @@ pub struct Engine {
     next_state_save: Instant,
     /// The last state save failed (logged once until one succeeds).
     state_failing: bool,
+    /// The journal beside the state file (with `--state-file`).
+    journal: Option<Journal>,
+    /// Appending to the journal failed (logged once until it works again).
+    journal_failing: bool,
+    /// The paths of the lines written since the last flush, for the
+    /// journal's taint line (with a journal only).
+    taint: Vec<(RelPath, Kind)>,
     next_poll: Instant,
     /// File systems mounted below the root (`None`: no mount table to
     /// read), compared every poll interval.
@@ -173,6 +184,10 @@ impl ScanHook for WatchHook<'_> {
                 self.metrics.polled_subtrees.set(self.polled.len() as i64);
                 false
             }
+            Err(WatchError::Unreadable(e)) => {
+                self.unreadable(rel, &e);
+                false
+            }
             Err(WatchError::Other(e)) => {
                 // The error names the directory too: shown escaped as well.
                 tracing::debug!(dir = %crate::shown(rel), error = %crate::shown(e.to_string().as_bytes()), "cannot watch directory");
@@ -205,6 +220,9 @@ impl Engine {
             rl: RateLimiter::new(cfg.max_events_per_sec, now),
             next_state_save: now,
             state_failing: false,
+            journal: None,
+            journal_failing: false,
+            taint: Vec::new(),
             next_poll: now + cfg.poll_interval,
             mounts: None,
             next_mount_check: now + cfg.poll_interval,
@@ -259,10 +277,29 @@ impl Engine {
         let snapshot = self.watch_and_scan(b"", false);
         let mut restored = false;
         if let Some(sf) = self.cfg.state_file.clone() {
-            match Index::load(&sf, &self.cfg.root) {
-                Ok(Some(old)) => {
-                    tracing::info!(entries = old.len(), file = %sf.display(), "restored index; reporting changes made while stopped");
-                    self.index = old;
+            let loaded = Index::load_state(&sf, &self.cfg.root);
+            if let Err(e) = &loaded {
+                self.metrics.state_load_failures.inc();
+                match crate::journal::keep_aside(&sf) {
+                    Ok(aside) => {
+                        tracing::error!(error = %e, kept = %aside.display(), "unusable state file, kept aside; changes made while stopped are not reported")
+                    }
+                    Err(ae) => {
+                        tracing::error!(error = %e, rename_error = %ae, "unusable state file (it could not be kept aside and is overwritten); changes made while stopped are not reported")
+                    }
+                }
+            }
+            let mut journal = Journal::open(&sf);
+            match loaded {
+                Ok(Some(mut old)) => {
+                    let r =
+                        journal.replay(&mut old.index, old.generation.as_deref(), old.remounted);
+                    let unsure = old.index.forget_tainted(&self.cfg.root, &r.tainted);
+                    if unsure > 0 {
+                        tracing::warn!(paths = unsure, "the monitor stopped while writing a batch to the stream: its paths are reported as they are now (\"rescan\": true), whatever the stream said");
+                    }
+                    tracing::info!(entries = old.index.len(), journal_changes = r.applied, file = %sf.display(), "restored index; reporting changes made while stopped");
+                    self.index = old.index;
                     self.co
                         .reconcile(Vec::new(), snapshot.clone(), true, Instant::now());
                     restored = true;
@@ -270,15 +307,19 @@ impl Engine {
                 Ok(None) => {
                     tracing::info!(file = %sf.display(), "state file does not exist yet (first start): files present now are indexed without events; the state file is written now and after each change");
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, "ignoring unusable state file; changes made while stopped are not reported")
-                }
+                Err(_) => {}
             }
+            self.journal = Some(journal);
         }
         if !restored {
             self.index = snapshot.with_links();
+        }
+        if self.cfg.state_file.is_some() {
+            self.out.hold();
+            self.index.record_changes();
             // Written at once: after a crash, a restart reports what
-            // changed since now, not nothing.
+            // changed since now, not nothing; after a restart, the journal
+            // is folded into the state file.
             self.state_dirty = true;
             self.save_state();
         }
@@ -585,9 +626,55 @@ impl Engine {
         }
         all.extend(self.rl.drain_all(now));
         self.emit_items(all)?;
-        self.out.flush()?;
+        self.checkpoint()?;
         self.save_state();
         Ok(())
+    }
+
+    /// Writes the lines held since the last flush to the stream, between
+    /// the journal's taint line naming their paths and the changes they
+    /// report: a kill at any moment leaves a journal that either holds
+    /// what the stream said, or names the paths it may have said something
+    /// about, which the restart then reports as they are (see
+    /// [`Index::forget_tainted`]).
+    fn checkpoint(&mut self) -> Result<(), EngineError> {
+        let paths = std::mem::take(&mut self.taint);
+        if let Some(j) = self.journal.as_mut() {
+            if let Err(e) = j.taint(&paths) {
+                self.metrics.state_save_failures.inc();
+                if !std::mem::replace(&mut self.journal_failing, true) {
+                    tracing::error!(file = %j.path().display(), error = %e, "cannot write the state journal; until it works again (at the latest after the next state save), a restart after a kill may miss changes undone while the monitor was down");
+                }
+            }
+        }
+        self.out.flush()?;
+        self.journal_append();
+        Ok(())
+    }
+
+    /// Appends the index's changes to the journal: called only once the
+    /// lines reporting them were written to the stream (flushed), so that
+    /// the journal never says more than the stream did. A kill after the
+    /// flush and before this append leaves the batch's taint line without
+    /// its end: the restart reports those paths as they are on disk.
+    fn journal_append(&mut self) {
+        let changes = self.index.take_changes();
+        let Some(j) = self.journal.as_mut() else {
+            return;
+        };
+        match j.append(changes) {
+            Ok(()) => {
+                if std::mem::take(&mut self.journal_failing) {
+                    tracing::info!(file = %j.path().display(), "state journal written again");
+                }
+            }
+            Err(e) => {
+                self.metrics.state_save_failures.inc();
+                if !std::mem::replace(&mut self.journal_failing, true) {
+                    tracing::error!(file = %j.path().display(), error = %e, "cannot write the state journal; until it works again (at the latest after the next state save), a restart after a kill may miss changes undone while the monitor was down");
+                }
+            }
+        }
     }
 
     fn polling(&self) -> bool {
@@ -625,7 +712,7 @@ impl Engine {
             self.unflushed = true;
         }
         if self.unflushed {
-            self.out.flush()?;
+            self.checkpoint()?;
             self.unflushed = false;
         }
         let merged = self.co.coalesced + self.rl.coalesced;
@@ -647,7 +734,10 @@ impl Engine {
             return;
         };
         let t = Instant::now();
-        let r = self.index.save(sf, &self.cfg.root);
+        let generation = uuid::Uuid::now_v7().to_string();
+        let r = self
+            .index
+            .save_generation(sf, &self.cfg.root, Some(&generation));
         let took = t.elapsed();
         self.next_state_save = Instant::now()
             + self
@@ -657,6 +747,14 @@ impl Engine {
         match r {
             Ok(()) => {
                 self.state_dirty = false;
+                // The state file holds every change so far.
+                drop(self.index.take_changes());
+                if let Some(j) = self.journal.as_mut() {
+                    if let Err(e) = j.restart(&generation) {
+                        self.metrics.state_save_failures.inc();
+                        tracing::warn!(file = %j.path().display(), error = %e, "could not start the state journal again (until the next save, a restart after a crash reports again what changed since this save)");
+                    }
+                }
                 tracing::debug!(
                     entries = self.index.len(),
                     elapsed_ms = took.as_secs_f64() * 1000.0,
@@ -756,7 +854,7 @@ impl Engine {
             Raw::Overflow => {
                 self.metrics.rescans.inc();
                 self.metrics.dropped(DROP_KERNEL_OVERFLOW);
-                tracing::warn!("kernel event queue overflowed (fs.inotify.max_queued_events); rescanning the tree");
+                tracing::warn!("event queue overflowed (the kernel's, fs.inotify.max_queued_events; or, with --backend=notify, its own while the stream was blocked); rescanning the tree");
                 self.discard_queued();
                 let snapshot = self.watch_and_scan(b"", true);
                 // Directories that vanished lost their watches with them.
@@ -794,7 +892,15 @@ impl Engine {
                         let e = Entry::from_metadata(&m);
                         self.co.create(path, false, Some(e), false, now);
                     }
-                    Err(_) => self.co.create(path, true, None, false, now),
+                    Err(e) => {
+                        self.co.create(path.clone(), true, None, false, now);
+                        if crate::watcher::is_unreadable(&e) {
+                            // Inside a directory the monitor cannot search:
+                            // recorded as unreadable by the attempt to watch it.
+                            let snap = self.watch_and_scan(&path, false);
+                            self.co.reconcile(path, snap, false, now);
+                        }
+                    }
                 }
             }
             Raw::Modify { path } => {
@@ -828,7 +934,7 @@ impl Engine {
             Raw::RenameFrom { path, cookie } => {
                 self.pending_from = Some((path, cookie, now));
             }
-            Raw::RenameTo { path, .. } => self.moved_in(path, now),
+            Raw::RenameTo { path, dir, .. } => self.moved_in(path, dir, now),
             Raw::SelfMoved { .. } | Raw::Open { .. } => {}
         }
         Ok(())
@@ -897,7 +1003,8 @@ impl Engine {
         self.co.delete(from, false, now);
     }
 
-    fn moved_in(&mut self, to: RelPath, now: Instant) {
+    /// `dir`: whether a directory arrived, when the kernel says.
+    fn moved_in(&mut self, to: RelPath, dir: Option<bool>, now: Instant) {
         if to.is_empty() || self.ignored(&to) {
             return;
         }
@@ -911,7 +1018,16 @@ impl Engine {
                     self.co.reconcile(to, snap, false, now);
                 }
             }
-            Err(_) => self.co.create(to, false, None, false, now),
+            Err(e) => {
+                let dir = dir == Some(true);
+                self.co.create(to.clone(), dir, None, false, now);
+                if dir && crate::watcher::is_unreadable(&e) {
+                    // Inside a directory the monitor cannot search:
+                    // recorded as unreadable by the attempt to watch it.
+                    let snap = self.watch_and_scan(&to, false);
+                    self.co.reconcile(to, snap, false, now);
+                }
+            }
         }
     }
 
@@ -919,7 +1035,7 @@ impl Engine {
     fn moved(&mut self, from: RelPath, to: RelPath, dir: Option<bool>, now: Instant) {
         match (self.ignored(&from), self.ignored(&to)) {
             (true, true) => return,
-            (true, false) => return self.moved_in(to, now),
+            (true, false) => return self.moved_in(to, dir, now),
             (false, true) => return self.moved_out(from, now),
             (false, false) => {}
         }
@@ -1001,7 +1117,7 @@ impl Engine {
                 self.co
                     .create(a, old.kind == Kind::Dir, Some(old), false, now);
             }
-            _ => self.moved_in(a, now),
+            _ => self.moved_in(a, None, now),
         }
         if !self.ignored(&b) && self.lstat(&b).is_some_and(|e| e.kind == Kind::Dir) {
             let snap = self.watch_and_scan(&b, false);
@@ -1117,7 +1233,24 @@ impl Engine {
             match std::fs::symlink_metadata(abs_path(&self.cfg.root, &r)) {
                 Ok(m) if m.is_dir() && !self.cfg.ignore.is_ignored(&r) => {
                     let snap = self.watch_and_scan(&r, false);
-                    let still: Vec<RelPath> = snap.unread().cloned().collect();
+                    let mut still: Vec<RelPath> = snap.unread().cloned().collect();
+                    // Read, but its watch was refused (opened up between the
+                    // two): looked at again until it is watched.
+                    if let Some(w) = &self.watcher {
+                        still.extend(
+                            self.unreadable
+                                .iter()
+                                .filter(|p| {
+                                    crate::index::is_within(p, &r)
+                                        && (**p == r
+                                            || snap.get(p).is_some_and(|e| e.kind == Kind::Dir))
+                                        && self.polled.covering(p).is_none()
+                                        && !w.is_watched(p)
+                                })
+                                .cloned()
+                                .collect::<Vec<_>>(),
+                        );
+                    }
                     self.unreadable.remove_subtree(&r);
                     for u in still {
                         self.unreadable.insert(u);
@@ -1133,6 +1266,8 @@ impl Engine {
                     // Its changes happened while its events could not be seen.
                     self.co.reconcile(r, snap, true, now);
                 }
+                // Still inside a directory the monitor cannot search.
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {}
                 // Gone or replaced: its parent's watch reports that.
                 _ => {
                     self.unreadable.remove_subtree(&r);
@@ -1198,6 +1333,12 @@ impl Engine {
         self.state_dirty = self.cfg.state_file.is_some();
         let n = drafts.len();
         for d in drafts {
+            if self.journal.is_some() {
+                if let Some(from) = &d.from {
+                    self.taint.push((from.clone(), d.kind));
+                }
+                self.taint.push((d.path.clone(), d.kind));
+            }
             self.out.write(&d)?;
             self.metrics.published(d.event_type);
             self.metrics
@@ -1205,6 +1346,9 @@ impl Engine {
                 .observe(received.elapsed().as_secs_f64());
         }
         self.rl.charge(n);
+        if self.out.held_len() >= HELD_LIMIT {
+            self.checkpoint()?;
+        }
         Ok(())
     }
 

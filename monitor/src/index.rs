@@ -177,6 +177,9 @@ pub struct Index {
     /// link count. Kept by the index of what consumers were told; a scan's
     /// snapshot (`None`) goes without it until it is adopted.
     links: Option<HashMap<FileId, Names>>,
+    /// Journal lines for the changes made since they were last taken (see
+    /// [`Index::record_changes`]); `None`: not recorded (a scan's snapshot).
+    changes: Option<Vec<u8>>,
 }
 
 /// Whether an entry is tracked in [`Index::links`].
@@ -230,12 +233,42 @@ impl Index {
         }
     }
 
+    /// From now on, records every change as a journal line, to be taken
+    /// with [`Index::take_changes`].
+    pub fn record_changes(&mut self) {
+        self.changes.get_or_insert_with(Vec::new);
+    }
+
+    /// The journal lines of the changes made since the last call (empty
+    /// when not recording).
+    pub fn take_changes(&mut self) -> Vec<u8> {
+        self.changes
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    fn record(&mut self, op: impl FnOnce() -> JournalOp) {
+        if let Some(buf) = self.changes.as_mut() {
+            // Serializing plain strings and numbers cannot fail.
+            if serde_json::to_writer(&mut *buf, &op()).is_ok() {
+                buf.push(b'\n');
+            }
+        }
+    }
+
     /// Inserts into `map`, keeping `links` in step.
     fn put(&mut self, path: Vec<u8>, e: Entry) -> Option<Entry> {
-        let Some(links) = self.links.as_mut() else {
+        if self.links.is_none() && self.changes.is_none() {
             return self.map.insert(path, e);
-        };
+        }
         let old = self.map.insert(path.clone(), e);
+        if old != Some(e) {
+            self.record(|| JournalOp::put(&path, e));
+        }
+        let Some(links) = self.links.as_mut() else {
+            return old;
+        };
         let same = old.is_some_and(|o| linkable(&o) == linkable(&e) && file_id(&o) == file_id(&e));
         if !same {
             if let Some(o) = old.filter(linkable) {
@@ -254,7 +287,13 @@ impl Index {
         if let (Some(links), true) = (self.links.as_mut(), linkable(&old)) {
             remove_name(links, file_id(&old), path);
         }
+        self.record(|| JournalOp::Del(b64(path)));
         Some(old)
+    }
+
+    /// Removes exactly `path` (not what lies below it).
+    pub fn remove(&mut self, path: &[u8]) -> Option<Entry> {
+        self.take(path)
     }
 
     pub fn len(&self) -> usize {
@@ -280,8 +319,14 @@ impl Index {
     /// Records that the regular file at `path` was reported without its
     /// content (see [`Entry::unread`]).
     pub fn mark_unread(&mut self, path: &[u8]) {
-        if let Some(e) = self.map.get_mut(path).filter(|e| e.kind == Kind::File) {
+        if let Some(e) = self
+            .map
+            .get_mut(path)
+            .filter(|e| e.kind == Kind::File && !e.unread)
+        {
             e.unread = true;
+            let e = *e;
+            self.record(|| JournalOp::put(path, e));
         }
     }
 
@@ -322,6 +367,17 @@ impl Index {
     /// Removes `path` and everything below it; returns the removed entries,
     /// deepest first.
     pub fn remove_subtree(&mut self, path: &[u8]) -> Vec<(Vec<u8>, Entry)> {
+        // One journal line for the whole subtree.
+        let rec = self.changes.take();
+        let out = self.remove_subtree_quietly(path);
+        self.changes = rec;
+        if !out.is_empty() {
+            self.record(|| JournalOp::Rm(b64(path)));
+        }
+        out
+    }
+
+    fn remove_subtree_quietly(&mut self, path: &[u8]) -> Vec<(Vec<u8>, Entry)> {
         let keys: Vec<Vec<u8>> = self.below(path).map(|(k, _)| k.clone()).collect();
         let mut out = Vec::with_capacity(keys.len() + 1);
         for k in keys.into_iter().rev() {
@@ -340,6 +396,8 @@ impl Index {
         if from == to {
             return;
         }
+        // One journal line for the whole subtree.
+        let rec = self.changes.take();
         let moved = self.remove_subtree(from);
         self.remove_subtree(to);
         for (k, e) in moved {
@@ -347,6 +405,84 @@ impl Index {
             nk.extend_from_slice(&k[from.len()..]);
             self.put(nk, e);
         }
+        self.changes = rec;
+        self.record(|| JournalOp::Mv(b64(from), b64(to)));
+    }
+
+    /// Applies one journal line (see [`Index::record_changes`]); with
+    /// `dev_unknown`, devices are taken as unknown (0), as for a state file
+    /// loaded after a remount.
+    pub fn apply_journal_line(
+        &mut self,
+        line: &[u8],
+        dev_unknown: bool,
+    ) -> Result<JournalLine, BadJournalLine> {
+        let op: JournalOp = serde_json::from_slice(line).map_err(|_| BadJournalLine)?;
+        let d = |s: String| {
+            base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .map_err(|_| BadJournalLine)
+        };
+        match op {
+            JournalOp::Put(mut row) => {
+                if dev_unknown {
+                    row.entry.dev = 0;
+                }
+                self.put(d(row.path)?, row.entry);
+            }
+            JournalOp::Del(p) => {
+                self.take(&d(p)?);
+            }
+            JournalOp::Rm(p) => {
+                self.remove_subtree(&d(p)?);
+            }
+            JournalOp::Mv(from, to) => self.move_subtree(&d(from)?, &d(to)?),
+            JournalOp::Taint(paths) => {
+                let paths = paths
+                    .into_iter()
+                    .map(|(p, k)| d(p).map(|p| (p, k)))
+                    .collect::<Result<_, _>>()?;
+                return Ok(JournalLine::Taint(paths));
+            }
+            JournalOp::Done => return Ok(JournalLine::Done),
+        }
+        Ok(JournalLine::Change)
+    }
+
+    /// Makes the restart report the current state of paths a batch of the
+    /// stream was about when the monitor was killed, before the journal
+    /// held what the batch said (see [`JournalOp`]): the stream may have
+    /// said it or not, so neither the index nor the stream can be trusted
+    /// about them. A path that exists under `root` is removed from the
+    /// index with everything below it (the restart reports it and its
+    /// content as created); one that does not is put in the index as a
+    /// `kind` of unknown content, unless it is there (the restart reports
+    /// it as deleted). Returns how many paths were forgotten.
+    pub fn forget_tainted(&mut self, root: &Path, tainted: &[(Vec<u8>, Kind)]) -> usize {
+        let (present, absent): (Vec<_>, Vec<_>) = tainted
+            .iter()
+            .filter(|(p, _)| !p.is_empty())
+            .partition(|(p, _)| std::fs::symlink_metadata(abs_path(root, p)).is_ok());
+        // Subtrees first, so that an absent path below a present one stays.
+        for (path, _) in &present {
+            self.remove_subtree(path);
+        }
+        for (path, kind) in &absent {
+            if !self.contains(path) {
+                self.put(
+                    path.clone(),
+                    Entry {
+                        kind: *kind,
+                        size: 0,
+                        mtime_ns: 0,
+                        ino: 0,
+                        dev: 0,
+                        unread: false,
+                    },
+                );
+            }
+        }
+        present.len() + absent.len()
     }
 
     /// Applies differences between the entries below `base` and `snapshot`
@@ -595,11 +731,79 @@ fn remove_name(links: &mut HashMap<FileId, Names>, id: FileId, path: &[u8]) {
     }
 }
 
+/// A journal line that is incomplete or not a change of the index.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not a complete journal line")]
+pub struct BadJournalLine;
+
+fn b64(p: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(p)
+}
+
+/// One change of the index, as a journal line: `{"put":[row]}` (the row as
+/// in the state file), `{"del":path}` (that path only), `{"rm":path}` (the
+/// path and everything below it), `{"mv":[from,to]}` (a subtree renamed,
+/// replacing what was at `to`); paths in base64.
+///
+/// Two more lines frame the stream's batches: `{"taint":[[path,kind],...]}`,
+/// appended before a batch's lines may reach the stream, names every path
+/// they are about; `"done"`, appended after the batch's changes, says the
+/// journal holds what those lines said. A taint without its `done` (a kill
+/// in between) leaves those paths unknown: see [`Index::forget_tainted`].
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum JournalOp {
+    Put(StateRow),
+    Del(String),
+    Rm(String),
+    Mv(String, String),
+    Taint(Vec<(String, Kind)>),
+    Done,
+}
+
+/// What one journal line was (see [`Index::apply_journal_line`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum JournalLine {
+    /// A change, applied to the index.
+    Change,
+    /// The paths (and kinds) a batch of the stream is about to report.
+    Taint(Vec<(Vec<u8>, Kind)>),
+    /// The changes of the batch tainted last are all in the journal.
+    Done,
+}
+
+/// The journal line naming the paths a batch reports (see [`JournalOp`]).
+pub fn taint_line(paths: &[(Vec<u8>, Kind)]) -> Vec<u8> {
+    let op = JournalOp::Taint(paths.iter().map(|(p, k)| (b64(p), *k)).collect());
+    // Serializing plain strings cannot fail.
+    let mut line = serde_json::to_vec(&op).unwrap_or_default();
+    line.push(b'\n');
+    line
+}
+
+/// The journal line closing a batch (see [`JournalOp`]).
+pub fn done_line() -> Vec<u8> {
+    b"\"done\"\n".to_vec()
+}
+
+impl JournalOp {
+    fn put(path: &[u8], entry: Entry) -> JournalOp {
+        JournalOp::Put(StateRow {
+            path: b64(path),
+            entry,
+        })
+    }
+}
+
 /// Persisted form of the index (`--state-file`).
 #[derive(Debug, Serialize, Deserialize)]
 struct StateFile {
     version: u32,
     root: String,
+    /// Names this save: the journal beside the state file applies to the
+    /// save whose generation its first line names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    generation: Option<String>,
     /// The device of the root when the file was written. When the root is
     /// on another device at load (a remount: NFS, overlay and FUSE devices
     /// are numbered anew at each mount), or this is absent, the entries'
@@ -706,10 +910,21 @@ pub enum StateError {
 impl Index {
     /// Writes the index atomically (temporary file, fsync, rename).
     pub fn save(&self, path: &Path, root: &Path) -> Result<(), StateError> {
+        self.save_generation(path, root, None)
+    }
+
+    /// [`Index::save`], naming the save with `generation`.
+    pub fn save_generation(
+        &self,
+        path: &Path,
+        root: &Path,
+        generation: Option<&str>,
+    ) -> Result<(), StateError> {
         let b64 = base64::engine::general_purpose::STANDARD;
         let sf = StateFile {
             version: STATE_VERSION,
             root: root.to_string_lossy().into_owned(),
+            generation: generation.map(str::to_owned),
             root_dev: root_device(root),
             entries: self
                 .map
@@ -751,6 +966,12 @@ impl Index {
     /// the root is not on the device it was on when the file was written,
     /// the devices of the entries load as unknown (0).
     pub fn load(path: &Path, root: &Path) -> Result<Option<Index>, StateError> {
+        Ok(Index::load_state(path, root)?.map(|l| l.index))
+    }
+
+    /// [`Index::load`], with the save's generation and whether the devices
+    /// were taken as unknown.
+    pub fn load_state(path: &Path, root: &Path) -> Result<Option<Loaded>, StateError> {
         let data = match std::fs::read(path) {
             Ok(d) => d,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -801,8 +1022,23 @@ impl Index {
             }
             idx.put(k, row.entry);
         }
-        Ok(Some(idx))
+        Ok(Some(Loaded {
+            index: idx,
+            generation: sf.generation,
+            remounted,
+        }))
     }
+}
+
+/// A state file as loaded.
+#[derive(Debug)]
+pub struct Loaded {
+    pub index: Index,
+    /// The save's generation (absent in files written before journals).
+    pub generation: Option<String>,
+    /// The root is on another device than when the file was written: the
+    /// devices were taken as unknown.
+    pub remounted: bool,
 }
 
 /// Set of relative directory paths with subtree operations (watched dirs,
@@ -1166,6 +1402,97 @@ mod tests {
         assert_eq!(show(&i.reconcile(b"", &snap)), vec!["update d/f"]);
         assert!(!i.get(b"d/f").expect("d/f").unread);
         assert!(i.reconcile(b"", &snap).is_empty(), "once");
+    }
+
+    #[test]
+    fn journal_lines_bring_a_copy_of_the_index_to_the_same_entries() {
+        let mut i = idx(&[
+            ("a", e(Kind::Dir, 1, 0)),
+            ("a/f", e(Kind::File, 2, 3)),
+            ("a/g", e(Kind::File, 3, 3)),
+            ("x", e(Kind::File, 4, 1)),
+        ]);
+        let mut copy = i.clone();
+        i.record_changes();
+        i.insert(b"n\xff".to_vec(), e(Kind::File, 5, 1));
+        i.move_subtree(b"a", b"b");
+        i.remove_subtree(b"b/g");
+        i.mark_unread(b"b/f");
+        i.remove(b"x");
+        i.insert(b"x".to_vec(), e(Kind::Dir, 6, 0));
+        // Unchanged: no line.
+        i.insert(b"x".to_vec(), e(Kind::Dir, 6, 0));
+        let lines = i.take_changes();
+        assert_eq!(
+            lines.split(|b| *b == b'\n').count(),
+            7,
+            "{}",
+            String::from_utf8_lossy(&lines)
+        );
+        assert!(i.take_changes().is_empty());
+        for l in lines.split_inclusive(|b| *b == b'\n') {
+            copy.apply_journal_line(l, false).expect("line");
+        }
+        let entries = |x: &Index| x.iter().map(|(k, v)| (k.clone(), *v)).collect::<Vec<_>>();
+        assert_eq!(entries(&copy), entries(&i));
+        assert!(copy.get(b"b/f").is_some_and(|x| x.unread));
+        assert_links_consistent(&copy);
+        assert!(copy.apply_journal_line(br#"{"rm":"Z"#, false).is_err());
+        // A scan's snapshot records nothing.
+        let mut snap = Index::snapshot();
+        snap.insert(b"q".to_vec(), e(Kind::File, 9, 1));
+        assert!(snap.take_changes().is_empty());
+    }
+
+    #[test]
+    fn taint_lines_name_paths_and_leave_the_index_alone() {
+        let mut i = idx(&[("a", e(Kind::File, 1, 1))]);
+        let line = taint_line(&[(b"a".to_vec(), Kind::File), (b"d\xff".to_vec(), Kind::Dir)]);
+        assert_eq!(
+            i.apply_journal_line(&line, false),
+            Ok(JournalLine::Taint(vec![
+                (b"a".to_vec(), Kind::File),
+                (b"d\xff".to_vec(), Kind::Dir)
+            ]))
+        );
+        assert_eq!(
+            i.apply_journal_line(&done_line(), false),
+            Ok(JournalLine::Done)
+        );
+        assert_eq!(i.len(), 1);
+    }
+
+    #[test]
+    fn tainted_paths_are_forgotten_if_present_and_deleted_if_absent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("d/e")).expect("mkdir");
+        std::fs::write(root.join("d/e/kept"), b"k").expect("write");
+        let mut i = idx(&[
+            ("d", e(Kind::Dir, 1, 0)),
+            ("d/e", e(Kind::Dir, 2, 0)),
+            ("d/e/kept", e(Kind::File, 3, 1)),
+            ("d/gone", e(Kind::File, 4, 1)),
+        ]);
+        // An absent path named before a present parent: it stays, to be
+        // deleted; the present one goes with its subtree, to be created.
+        let n = i.forget_tainted(
+            root,
+            &[
+                (b"d/gone".to_vec(), Kind::File),
+                (b"d".to_vec(), Kind::Dir),
+                (b"never".to_vec(), Kind::Dir),
+            ],
+        );
+        assert_eq!(n, 3);
+        let keys: Vec<_> = i.iter().map(|(k, _)| k.clone()).collect();
+        assert_eq!(keys, vec![b"d/gone".to_vec(), b"never".to_vec()]);
+        assert_eq!(i.get(b"never").map(|x| x.kind), Some(Kind::Dir));
+        assert_eq!(
+            i.get(b"d/gone").map(|x| x.ino),
+            Some(0),
+            "of unknown content"
+        );
     }
 
     #[test]

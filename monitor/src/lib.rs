@@ -7,6 +7,7 @@ pub mod config;
 pub mod engine;
 pub mod ignore;
 pub mod index;
+pub mod journal;
 pub mod metrics;
 pub mod mounts;
 pub mod output;

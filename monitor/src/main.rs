@@ -89,6 +89,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // One monitor per state file, held until the process ends.
+    let _state_lock = match cfg.state_file.as_deref().map(monitor::journal::lock) {
+        None => None,
+        Some(Ok(l)) => Some(l),
+        Some(Err(e)) => {
+            eprintln!("file-monitor: error: {e}");
+            let held = matches!(e, monitor::journal::LockError::Held { .. });
+            return ExitCode::from(if held { 2 } else { 1 });
+        }
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

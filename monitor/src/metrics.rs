@@ -45,6 +45,7 @@ pub struct Metrics {
     pub checksum_bytes: Counter,
     pub latency: Histogram,
     pub state_save_failures: Counter,
+    pub state_load_failures: Counter,
     pub mount_changes: Counter,
 }
 
@@ -68,6 +69,7 @@ impl Metrics {
             checksum_bytes: Counter::default(),
             latency: Histogram::new(buckets),
             state_save_failures: Counter::default(),
+            state_load_failures: Counter::default(),
             mount_changes: Counter::default(),
         };
         for t in EventType::ALL {
@@ -136,8 +138,13 @@ impl Metrics {
         );
         reg.register(
             "fs_monitor_state_save_failures",
-            "Failed writes of the --state-file (a crash then re-reports or loses changes since the last good save)",
+            "Failed writes of the --state-file or of its journal (a crash then re-reports or loses changes since the last good write)",
             m.state_save_failures.clone(),
+        );
+        reg.register(
+            "fs_monitor_state_load_failures",
+            "Unusable --state-file found at start (kept aside as <state-file>.unusable-<seconds>; changes made while stopped were not reported)",
+            m.state_load_failures.clone(),
         );
         reg.register(
             "fs_monitor_mount_changes",

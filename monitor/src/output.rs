@@ -123,6 +123,9 @@ pub struct Output {
     attribution: Attribution,
     /// The output file (not standard output), to cut an incomplete line.
     file: Option<(PathBuf, File)>,
+    /// Lines written since the last flush, held back from the stream until
+    /// then (see [`Output::hold`]).
+    held: Option<Vec<u8>>,
 }
 
 fn open_append(p: &Path) -> io::Result<Box<dyn Write + Send>> {
@@ -219,7 +222,21 @@ impl Output {
             seq: 0,
             attribution,
             file,
+            held: None,
         })
+    }
+
+    /// From now on, lines reach the stream only at [`Output::flush`], all
+    /// at once, never while a batch is being written: the state journal
+    /// names the paths of a batch before its first byte can reach the
+    /// stream.
+    pub fn hold(&mut self) {
+        self.held.get_or_insert_with(Vec::new);
+    }
+
+    /// Bytes of lines held back until the next flush.
+    pub fn held_len(&self) -> usize {
+        self.held.as_ref().map_or(0, Vec::len)
     }
 
     /// How long the stream's current write has been waiting, for other threads.
@@ -285,17 +302,21 @@ impl Output {
     pub fn write(&mut self, d: &Draft) -> Result<(), OutputError> {
         let seq = self.seq + 1;
         let ev = self.build(d, seq);
+        let to: &mut dyn Write = match &mut self.held {
+            Some(h) => h,
+            None => &mut self.main,
+        };
         let res = match self.format {
             Format::Json => {
                 // The same bytes as `FileEvent::to_json`, without an intermediate String.
-                serde_json::to_writer(&mut self.main, &ev)
+                serde_json::to_writer(&mut *to, &ev)
                     .map_err(io::Error::from)
-                    .and_then(|()| self.main.write_all(b"\n"))
+                    .and_then(|()| to.write_all(b"\n"))
             }
             Format::Human => {
                 let mut line = human_line(&ev);
                 line.push('\n');
-                self.main.write_all(line.as_bytes())
+                to.write_all(line.as_bytes())
             }
         };
         if let Err(e) = res {
@@ -315,6 +336,21 @@ impl Output {
     }
 
     pub fn flush(&mut self) -> Result<(), OutputError> {
+        if let Some(h) = self.held.as_mut().filter(|h| !h.is_empty()) {
+            let lines = std::mem::take(h);
+            let res = self.main.write_all(&lines);
+            if let Some(h) = self.held.as_mut() {
+                // The buffer is kept for the next batch, unless a large
+                // batch left it large.
+                if lines.capacity() <= 1 << 20 {
+                    *h = lines;
+                    h.clear();
+                }
+            }
+            if let Err(e) = res {
+                return Err(self.failed(e));
+            }
+        }
         if let Err(e) = self.main.flush() {
             return Err(self.failed(e));
         }

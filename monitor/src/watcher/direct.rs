@@ -87,8 +87,7 @@ impl Watcher {
         let abs = abs_path(&self.root, rel);
         let wd = match self.inotify.watches().add(&abs, self.mask) {
             Ok(wd) => wd,
-            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => return Err(WatchError::Limit),
-            Err(e) => return Err(WatchError::Other(format!("{}: {e}", abs.display()))),
+            Err(e) => return Err(WatchError::from_io(&abs, e)),
         };
         let id = wd.get_watch_descriptor_id();
         // The same directory under a new name (moved while events were lost)

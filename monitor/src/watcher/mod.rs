@@ -74,8 +74,34 @@ pub enum Raw {
 pub enum WatchError {
     #[error("inotify watch budget exhausted")]
     Limit,
+    /// The directory cannot be looked at by the monitor's user: no read
+    /// permission on it, no search permission on it or a directory above
+    /// it, or a path longer than `PATH_MAX`. It is handled as an unreadable
+    /// directory (docs/monitor.md): looked at again every poll interval.
+    #[error("{0}")]
+    Unreadable(io::Error),
     #[error("{0}")]
     Other(String),
+}
+
+impl WatchError {
+    /// The error for a watch the kernel refused with `e`, about `abs`.
+    fn from_io(abs: &Path, e: io::Error) -> WatchError {
+        if e.raw_os_error() == Some(libc::ENOSPC) {
+            WatchError::Limit
+        } else if is_unreadable(&e) {
+            WatchError::Unreadable(e)
+        } else {
+            WatchError::Other(format!("{}: {e}", abs.display()))
+        }
+    }
+}
+
+/// Whether `e` says that the monitor's user cannot look at a directory (or
+/// at one above it), the way an unreadable directory is told apart from one
+/// that is gone or cannot be watched for another reason.
+pub fn is_unreadable(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::PermissionDenied || e.raw_os_error() == Some(libc::ENAMETOOLONG)
 }
 
 /// The backend the engine reads kernel events from.

@@ -121,11 +121,20 @@ impl Shared {
     }
 }
 
+/// Events notify's thread holds for the engine at most (about 6 MB). When
+/// the engine falls that far behind (its standard output blocked, a burst
+/// larger than it can take), later events are dropped and the engine is
+/// told of an overflow, as for the kernel's own queue: it rescans the tree
+/// once it catches up, so memory stays bounded and nothing is lost silently.
+const MAX_QUEUED: usize = 131_072;
+
 /// Runs on notify's thread.
 struct Handler {
     root: PathBuf,
     access: bool,
     shared: Arc<Shared>,
+    /// [`MAX_QUEUED`], smaller in tests.
+    max_queued: usize,
 }
 
 impl notify::EventHandler for Handler {
@@ -143,6 +152,17 @@ impl notify::EventHandler for Handler {
         let mut q = self.shared.queue();
         if STALE_NAMES && !keep(&self.root, &mut q.names, &raw) {
             tracing::trace!(?raw, "event under a stale name dropped");
+            return;
+        }
+        if q.events.len() >= self.max_queued {
+            if !matches!(q.events.last(), Some(Raw::Overflow)) {
+                tracing::warn!(
+                    queued = q.events.len(),
+                    "events are arriving faster than they are written out; dropping them until \
+                     the queue drains, then rescanning the tree"
+                );
+                q.events.push(Raw::Overflow);
+            }
             return;
         }
         q.events.push(raw);
@@ -246,6 +266,7 @@ impl Watcher {
             root: root.to_path_buf(),
             access,
             shared: shared.clone(),
+            max_queued: MAX_QUEUED,
         };
         let inner = RecommendedWatcher::new(handler, notify::Config::default())
             .map_err(|e| io::Error::other(format!("starting notify: {e}")))?;
@@ -273,7 +294,7 @@ impl Watcher {
         // The kernel resolves the name as a watch does.
         let inode = std::fs::metadata(&abs)
             .map(|m| (m.dev(), m.ino()))
-            .map_err(|e| WatchError::Other(format!("{}: {e}", abs.display())))?;
+            .map_err(|e| WatchError::from_io(&abs, e))?;
         let seen = {
             let q = self.shared.queue();
             q.names.stale.contains_key(rel).then_some(q.names.marks)
@@ -288,6 +309,7 @@ impl Watcher {
         if let Err(e) = self.inner.watch(&abs, RecursiveMode::NonRecursive) {
             return Err(match e.kind {
                 notify::ErrorKind::MaxFilesWatch => WatchError::Limit,
+                notify::ErrorKind::Io(io) => WatchError::from_io(&abs, io),
                 _ => WatchError::Other(format!("{}: {e}", abs.display())),
             });
         }
@@ -387,6 +409,45 @@ impl Watcher {
 mod tests {
     use super::*;
     use crate::watcher::tests::read_until;
+
+    /// An engine that falls behind gets at most `max_queued` events, then
+    /// one overflow (a rescan) for all it missed, and events again once it
+    /// has taken them.
+    #[test]
+    fn a_full_queue_drops_events_and_reports_one_overflow() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path();
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            wake: Wakeup::new().expect("wakeup"),
+        });
+        let mut h = Handler {
+            root: root.to_path_buf(),
+            access: false,
+            shared: shared.clone(),
+            max_queued: 4,
+        };
+        let mut created = |n: usize| {
+            for i in 0..n {
+                let ev = Event::new(EventKind::Create(CreateKind::File))
+                    .add_path(root.join(format!("f{i}")));
+                notify::EventHandler::handle_event(&mut h, Ok(ev));
+            }
+        };
+        created(10);
+        let queued = shared.queue().events.clone();
+        assert_eq!(queued.len(), 5, "{queued:?}");
+        assert!(matches!(queued.last(), Some(Raw::Overflow)), "{queued:?}");
+        assert_eq!(
+            queued.iter().filter(|r| matches!(r, Raw::Overflow)).count(),
+            1
+        );
+        shared.queue().events.clear();
+        created(2);
+        let queued = shared.queue().events.clone();
+        assert_eq!(queued.len(), 2, "events again once drained: {queued:?}");
+        assert!(!queued.iter().any(|r| matches!(r, Raw::Overflow)));
+    }
 
     #[test]
     fn a_second_name_of_a_directory_keeps_its_watch() {

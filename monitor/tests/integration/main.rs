@@ -8,6 +8,7 @@ mod cli;
 mod content;
 mod hostile;
 mod ignore;
+mod journal;
 mod metrics;
 mod mounts;
 mod moves;

@@ -202,3 +202,108 @@ fn a_hostile_directory_name_is_logged_escaped() {
         "a name forged a log line: {err}"
     );
 }
+
+/// A directory created inside a watched one that the monitor can no longer
+/// search (`chmod 000` on the parent, then `mkdir` by root): it cannot be
+/// looked at or watched, so it is handled as an unreadable directory
+/// (logged, counted once, looked at again every poll interval) and what it
+/// holds is reported once it can be read. `inside_locked`: the parent is
+/// opened first while the directory itself stays unreadable for a while.
+fn created_inside_an_unsearchable_directory(backend: &str, inside_locked: bool) {
+    let d = tempdir();
+    let root = d.path();
+    chmod(root, 0o777);
+    let Some(m) = monitor_as_nobody(root, &[backend, "--debounce=0", "--poll-interval=200"]) else {
+        return;
+    };
+    std::fs::create_dir(root.join("closed")).unwrap();
+    // Watched and read while still open.
+    m.wait_for("create dir closed", |e| has(e, "create dir closed"));
+    chmod(&root.join("closed"), 0o000);
+    sh(root, "mkdir closed/inside && echo i > closed/inside/f");
+    m.wait_for("create dir closed/inside", |e| {
+        has(e, "create dir closed/inside")
+    });
+    assert_eq!(
+        m.metric("fs_monitor_events_dropped_total{reason=\"unreadable_dir\"}"),
+        1.0,
+        "{backend}: the unreadable directory is counted once"
+    );
+    let err = m.stderr();
+    assert!(
+        err.lines().any(|l| l.contains("WARN")
+            && l.contains("cannot read directory")
+            && l.contains("closed/inside")),
+        "{backend}: the unreadable directory is logged: {err}"
+    );
+    // Several poll intervals while the parent stays closed: the directory
+    // is still looked at again afterwards.
+    let evs = m.settle(Duration::from_millis(800));
+    assert_eq!(
+        summary(&evs),
+        ["create dir closed", "create dir closed/inside"],
+        "{backend}"
+    );
+    if inside_locked {
+        chmod(&root.join("closed/inside"), 0o000);
+        chmod(&root.join("closed"), 0o755);
+        // Several poll intervals: the parent is readable, the directory not yet.
+        let evs = m.settle(Duration::from_millis(800));
+        assert_eq!(
+            summary(&evs),
+            ["create dir closed", "create dir closed/inside"],
+            "{backend}: nothing is known below the unreadable directory yet"
+        );
+        chmod(&root.join("closed/inside"), 0o755);
+    } else {
+        chmod(&root.join("closed"), 0o755);
+    }
+    m.wait_for("the file written while unreadable", |e| {
+        has(e, "create file closed/inside/f (rescan)")
+    });
+    // Watched now: what follows arrives as it happens.
+    sh(root, "echo later > closed/inside/g");
+    let evs = m.wait_for("the file written once readable", |e| {
+        has(e, "create file closed/inside/g")
+    });
+    let lines = summary(&evs);
+    assert_eq!(
+        lines[..4],
+        [
+            "create dir closed",
+            "create dir closed/inside",
+            "create file closed/inside/f (rescan)",
+            "create file closed/inside/g",
+        ],
+        "{backend}: {lines:?}"
+    );
+    assert!(
+        lines[4..]
+            .iter()
+            .all(|l| l == "update file closed/inside/g"),
+        "{backend}: {lines:?}"
+    );
+    assert_seq_contiguous(&evs);
+    let err = m.stderr();
+    assert!(err.contains("directory readable again"), "{backend}: {err}");
+}
+
+#[test]
+fn a_directory_created_inside_an_unsearchable_one_is_reported_once_readable_inotify() {
+    created_inside_an_unsearchable_directory("--backend=inotify", false);
+}
+
+#[test]
+fn a_directory_created_inside_an_unsearchable_one_is_reported_once_readable_notify() {
+    created_inside_an_unsearchable_directory("--backend=notify", false);
+}
+
+#[test]
+fn a_directory_unreadable_itself_when_its_parent_opens_is_reported_once_readable_inotify() {
+    created_inside_an_unsearchable_directory("--backend=inotify", true);
+}
+
+#[test]
+fn a_directory_unreadable_itself_when_its_parent_opens_is_reported_once_readable_notify() {
+    created_inside_an_unsearchable_directory("--backend=notify", true);
+}
