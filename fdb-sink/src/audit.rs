@@ -75,18 +75,91 @@ impl WriteSummary {
     }
 }
 
-/// Rough bytes one item adds to a transaction (value, keys, counters), on
-/// `store` (whose reads may count too, [`Store::reads_add_to_txn_size`]).
+/// FoundationDB's accounting of a transaction's size, which its 10 MB limit
+/// (and the sink's 1 MB target) applies to. Documented in "Known
+/// Limitations" (<https://apple.github.io/foundationdb/known-limitations.html>,
+/// "Large transactions": keys, values and ranges written, and keys and ranges
+/// read, not the values read) and on the project's wiki page "Transaction
+/// size limit" (<https://github.com/apple/foundationdb/wiki/Transaction-size-limit>:
+/// each mutation, plus every read and write conflict range, a range being its
+/// begin and end key). The client (`fdbclient/ReadYourWrites.actor.cpp`)
+/// adds, per point read, the range `[key, key + \x00)` (`2 * key + 1`)
+/// plus the range's own record; per mutation the key and value (param) plus
+/// the mutation's record, and the write conflict range of its key the same
+/// way as a read.
+pub mod fdb_size {
+    /// Bytes of the record of one mutation (`sizeof(MutationRef)`: a type
+    /// and two 16-byte byte-string references).
+    pub const MUTATION_OVERHEAD: usize = 40;
+    /// Bytes of the record of one conflict range (`sizeof(KeyRangeRef)`:
+    /// two 16-byte byte-string references).
+    pub const RANGE_OVERHEAD: usize = 32;
+
+    /// A conflict range of one key: `[key, key + \x00)`.
+    pub fn key_range(key: usize) -> usize {
+        2 * key + 1 + RANGE_OVERHEAD
+    }
+
+    /// A point read that adds a read conflict range (not a snapshot read).
+    pub fn read(key: usize) -> usize {
+        key_range(key)
+    }
+
+    /// A set or an atomic operation (`param` is the value or the operand):
+    /// the mutation and its write conflict range.
+    pub fn write(key: usize, param: usize) -> usize {
+        key + param + MUTATION_OVERHEAD + key_range(key)
+    }
+}
+
+/// Bytes of one point read on `store`: [`fdb_size::read`] where reads add
+/// to a transaction's size ([`Store::reads_add_to_txn_size`]), else none.
+fn read_cost(store: &(impl Store + ?Sized), key: usize) -> usize {
+    if store.reads_add_to_txn_size() {
+        fdb_size::read(key)
+    } else {
+        0
+    }
+}
+
+/// Bytes of one set or atomic operation on `store`: [`fdb_size::write`]
+/// where the store counts as FoundationDB does, else its key and value.
+fn write_cost(store: &(impl Store + ?Sized), key: usize, param: usize) -> usize {
+    if store.reads_add_to_txn_size() {
+        fdb_size::write(key, param)
+    } else {
+        key + param
+    }
+}
+
+/// Bytes one item adds to a transaction on `store` (on FoundationDB as it
+/// counts them, [`fdb_size`]): its own reads and writes, from the keys and
+/// values the writer stores for it. The counters it shares with the other
+/// records of its session and monitor are counted once per transaction by
+/// [`TxnCost`].
 pub fn item_cost(item: &Item, store: &(impl Store + ?Sized)) -> usize {
     match item {
         Item::Record(r) => {
-            r.value.len() + 160 + r.paths.iter().map(|p| 2 * p.len() + 80).sum::<usize>()
+            let k = &r.encoded;
+            // Looked up before it is written (a read conflict on FoundationDB).
+            let lookup = read_cost(store, k.audit.len());
+            let paths: usize = k
+                .by_path
+                .iter()
+                .map(|p| write_cost(store, p.len(), k.touch.len()))
+                .sum();
+            // `by_checksum`: a MAX of the last-seen time.
+            let checksum = k
+                .by_checksum
+                .as_ref()
+                .map_or(0, |c| write_cost(store, c.len(), 8));
+            lookup + write_cost(store, k.audit.len(), r.value.len()) + paths + checksum
         }
         Item::DeadLetter(d) => {
             // One keyed by its receipt is also looked up under its
             // neighbouring hours: on FoundationDB each read adds a conflict
-            // range (about twice its key) to the transaction's size; on the
-            // embedded store reads add nothing.
+            // range to the transaction's size; on the embedded store reads
+            // add nothing.
             let lookups = if d.keyed_by_receipt && store.reads_add_to_txn_size() {
                 LOOKUP_COST * receipt_lookup_times(d.ts_ns).count()
             } else {
@@ -97,13 +170,103 @@ pub fn item_cost(item: &Item, store: &(impl Store + ?Sized)) -> usize {
     }
 }
 
-/// Rough bytes a point read of a dead letter's key adds to a transaction.
+/// Rough bytes a point read of a dead letter's key adds to a transaction
+/// (a key of about 50 bytes, [`fdb_size::read`]).
 const LOOKUP_COST: usize = 130;
 
+/// The size of a transaction being filled with items, as the store counts
+/// it (on FoundationDB, [`fdb_size`]): each item's own keys ([`item_cost`]), plus the
+/// counters its session, monitor and `late` marker add the first time the
+/// transaction meets them (one update per counter and transaction,
+/// whatever the number of records).
+pub struct TxnCost<'a, S: Store + ?Sized> {
+    keys: &'a Keys,
+    store: &'a S,
+    /// Records older than this are late ([`LateMarks`]); `None`: not marked.
+    late_before_ns: Option<i64>,
+    sessions: HashSet<(&'a str, &'a str, &'a str), RandomState>,
+    types: HashSet<(&'a str, &'a str, &'a str, &'static str), RandomState>,
+    monitors: HashSet<&'a str, RandomState>,
+    late: HashSet<(i64, &'a str), RandomState>,
+    bytes: usize,
+}
+
+impl<'a, S: Store + ?Sized> TxnCost<'a, S> {
+    pub fn new(keys: &'a Keys, store: &'a S, late_after_ns: Option<i64>, now_ns: i64) -> Self {
+        TxnCost {
+            keys,
+            store,
+            late_before_ns: late_after_ns.map(|a| crate::late::late_before_ns(now_ns, a)),
+            sessions: HashSet::default(),
+            types: HashSet::default(),
+            monitors: HashSet::default(),
+            late: HashSet::default(),
+            bytes: 0,
+        }
+    }
+
+    /// Bytes counted so far.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// What `item` would add, without adding it.
+    pub fn cost(&self, item: &'a Item) -> usize {
+        let own = item_cost(item, self.store);
+        let Item::Record(r) = item else { return own };
+        let (t, u, s) = (r.tenant.as_str(), r.user.as_str(), r.session.as_str());
+        let k = self.keys;
+        let mut shared = 0;
+        if !self.sessions.contains(&(t, u, s)) {
+            shared += write_cost(self.store, k.session_events(t, u, s).len(), 8)
+                + write_cost(self.store, k.session_first_ns(t, u, s).len(), 8)
+                + write_cost(self.store, k.session_last_ns(t, u, s).len(), 8);
+        }
+        if !self.types.contains(&(t, u, s, r.event_type)) {
+            shared += write_cost(
+                self.store,
+                k.session_type_count(t, u, s, r.event_type).len(),
+                8,
+            );
+        }
+        let m = r.monitor_id.as_str();
+        if !self.monitors.contains(m) {
+            shared += write_cost(self.store, k.monitor_received(m).len(), 8)
+                + write_cost(self.store, k.monitor_max_seq(m).len(), 8)
+                + write_cost(self.store, k.monitor_last_ns(m).len(), 8)
+                + write_cost(self.store, k.monitor_tenant(m).len(), t.len());
+        }
+        if self.late_before_ns.is_some_and(|b| r.ts_ns < b) {
+            let day = crate::late::day_of(r.ts_ns);
+            if !self.late.contains(&(day, t)) {
+                let key = k.late(&crate::late::day_string(day), t);
+                shared += write_cost(self.store, key.len(), 8);
+            }
+        }
+        own + shared
+    }
+
+    /// Adds `item`; returns the bytes counted so far.
+    pub fn add(&mut self, item: &'a Item) -> usize {
+        self.bytes += self.cost(item);
+        if let Item::Record(r) = item {
+            let (t, u, s) = (r.tenant.as_str(), r.user.as_str(), r.session.as_str());
+            self.sessions.insert((t, u, s));
+            self.types.insert((t, u, s, r.event_type));
+            self.monitors.insert(r.monitor_id.as_str());
+            if self.late_before_ns.is_some_and(|b| r.ts_ns < b) {
+                self.late.insert((crate::late::day_of(r.ts_ns), t));
+            }
+        }
+        self.bytes
+    }
+}
+
 /// Writes a batch, split into transactions of about
-/// `opts.target_txn_bytes`. Returns after every transaction committed. On
-/// error, earlier transactions stay committed (safe: writes are idempotent,
-/// the client retries the whole batch).
+/// `opts.target_txn_bytes` as the store counts them ([`TxnCost`]).
+/// Returns after every transaction committed. On error, earlier
+/// transactions stay committed (safe: writes are idempotent, the client
+/// retries the whole batch).
 pub fn write_items(
     store: &(impl Store + ?Sized),
     keys: &Keys,
@@ -114,11 +277,11 @@ pub fn write_items(
     let mut start = 0;
     while start < items.len() {
         let mut end = start;
-        let mut bytes = 0;
+        let mut cost = TxnCost::new(keys, store, opts.late_after_ns, crate::timespec::now_ns());
         while end < items.len()
-            && (end == start || bytes + item_cost(&items[end], store) <= opts.target_txn_bytes)
+            && (end == start || cost.bytes() + cost.cost(&items[end]) <= opts.target_txn_bytes)
         {
-            bytes += item_cost(&items[end], store);
+            cost.add(&items[end]);
             end += 1;
         }
         total.add(&write_split(
@@ -810,4 +973,236 @@ pub fn dead_letters_in(
 /// Counts keys in a range (for tests and tools; scans the range).
 pub fn count_in(txn: &mut dyn ReadTxn, range: &KeyRange) -> Result<usize, StoreError> {
     Ok(txn.get_range(&range.begin, &range.end, 0, false)?.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::embedded::EmbeddedStore;
+    use crate::store::StoreMetrics;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// An embedded store whose write transactions take the path they take
+    /// on FoundationDB (not exclusive) and measure themselves as
+    /// FoundationDB does ([`fdb_size`]): every key read (a read conflict
+    /// range), every mutation and its write conflict range, with the keys and
+    /// values the writer really passes.
+    struct Metered {
+        inner: EmbeddedStore,
+        /// Size of the last committed write transaction.
+        last: AtomicUsize,
+        /// Sizes of every committed write transaction, in order.
+        all: std::sync::Mutex<Vec<usize>>,
+    }
+
+    impl Metered {
+        fn open(dir: &std::path::Path) -> Self {
+            Metered {
+                inner: EmbeddedStore::open(dir).expect("open"),
+                last: AtomicUsize::new(0),
+                all: Default::default(),
+            }
+        }
+    }
+
+    struct MeteredTxn<'t> {
+        txn: &'t mut dyn Txn,
+        bytes: usize,
+    }
+
+    impl ReadTxn for MeteredTxn<'_> {
+        fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            self.bytes += fdb_size::read(key.len());
+            self.txn.get(key)
+        }
+        fn get_range(
+            &mut self,
+            begin: &[u8],
+            end: &[u8],
+            limit: usize,
+            reverse: bool,
+        ) -> Result<Vec<Kv>, StoreError> {
+            self.bytes += begin.len() + end.len() + fdb_size::RANGE_OVERHEAD;
+            self.txn.get_range(begin, end, limit, reverse)
+        }
+        fn exist_many(&mut self, keys: &[&[u8]]) -> Result<Vec<bool>, StoreError> {
+            self.bytes += keys.iter().map(|k| fdb_size::read(k.len())).sum::<usize>();
+            self.txn.exist_many(keys)
+        }
+        fn get_many(&mut self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+            self.bytes += keys.iter().map(|k| fdb_size::read(k.len())).sum::<usize>();
+            self.txn.get_many(keys)
+        }
+    }
+
+    impl Txn for MeteredTxn<'_> {
+        fn set(&mut self, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+            self.bytes += fdb_size::write(key.len(), value.len());
+            self.txn.set(key, value)
+        }
+        fn clear(&mut self, key: &[u8]) -> Result<(), StoreError> {
+            self.bytes += fdb_size::write(key.len(), key.len() + 1);
+            self.txn.clear(key)
+        }
+        fn clear_range(&mut self, begin: &[u8], end: &[u8]) -> Result<(), StoreError> {
+            self.bytes += 2 * (begin.len() + end.len() + fdb_size::RANGE_OVERHEAD)
+                + fdb_size::MUTATION_OVERHEAD;
+            self.txn.clear_range(begin, end)
+        }
+        fn atomic_add(&mut self, key: &[u8], delta: i64) -> Result<(), StoreError> {
+            self.bytes += fdb_size::write(key.len(), 8);
+            self.txn.atomic_add(key, delta)
+        }
+        fn atomic_max(&mut self, key: &[u8], value: u64) -> Result<(), StoreError> {
+            self.bytes += fdb_size::write(key.len(), 8);
+            self.txn.atomic_max(key, value)
+        }
+        fn atomic_min(&mut self, key: &[u8], value: u64) -> Result<(), StoreError> {
+            self.bytes += fdb_size::write(key.len(), 8);
+            self.txn.atomic_min(key, value)
+        }
+        fn written_bytes(&self) -> usize {
+            self.txn.written_bytes()
+        }
+    }
+
+    impl Store for Metered {
+        fn run_write(
+            &self,
+            f: &mut dyn FnMut(&mut dyn Txn) -> Result<(), StoreError>,
+        ) -> Result<(), StoreError> {
+            let mut bytes = 0;
+            self.inner.run_write(&mut |txn| {
+                let mut m = MeteredTxn { txn, bytes: 0 };
+                let r = f(&mut m);
+                bytes = m.bytes;
+                r
+            })?;
+            self.last.store(bytes, Ordering::SeqCst);
+            self.all.lock().expect("lock").push(bytes);
+            Ok(())
+        }
+        fn run_read(
+            &self,
+            f: &mut dyn FnMut(&mut dyn ReadTxn) -> Result<(), StoreError>,
+        ) -> Result<(), StoreError> {
+            self.inner.run_read(f)
+        }
+        fn check(&self) -> Result<(), StoreError> {
+            self.inner.check()
+        }
+        fn describe(&self) -> String {
+            self.inner.describe()
+        }
+        fn metrics(&self) -> &StoreMetrics {
+            self.inner.metrics()
+        }
+    }
+
+    fn record_line(i: usize, session: &str, monitor: &str) -> String {
+        let mut v = serde_json::json!({
+            "schema": "file-event/1",
+            "event_id": uuid::Uuid::now_v7().to_string(),
+            "monitor_id": monitor,
+            "seq": i + 1,
+            "timestamp": format!("2020-01-01T00:{:02}:{:02}Z", i / 60 % 60, i % 60),
+            "event_type": "update",
+            "kind": "file",
+            "path": format!("src/module_{i}/file_{i}.rs"),
+            "checksum": format!("sha256:{:064x}", i),
+            "tenant_id": "acme",
+            "user_id": "alice",
+            "session_id": session,
+        });
+        // Every other one a move: two `by_path` entries.
+        if i % 2 == 0 {
+            v["event_type"] = "move".into();
+            v["from"] = format!("src/old_{i}/file_{i}.rs").into();
+            v["to"] = v["path"].clone();
+        }
+        v.to_string()
+    }
+
+    /// The estimate of a transaction matches what FoundationDB counts for
+    /// the keys and values the writer really stores (within 10 %, never
+    /// below), for one record, for many records of one session (counters
+    /// shared) and for records of many sessions and monitors.
+    #[test]
+    fn the_estimate_follows_foundationdb_accounting_of_the_real_writes() {
+        let keys = Keys::default();
+        let cases: [(&str, usize, bool); 4] = [
+            ("one record", 1, false),
+            ("one session", 300, false),
+            ("a session and a monitor each", 100, true),
+            ("late records", 50, false),
+        ];
+        for (name, n, spread) in cases {
+            let dir = tempfile::tempdir().expect("dir");
+            let store = Metered::open(dir.path());
+            let lines: Vec<String> = (0..n)
+                .map(|i| {
+                    let (s, m) = if spread {
+                        (format!("s-{i}"), uuid::Uuid::now_v7().to_string())
+                    } else {
+                        ("s".into(), "0190b5a0-0000-7000-8000-000000000001".into())
+                    };
+                    record_line(i, &s, &m)
+                })
+                .collect();
+            let items: Vec<Item> = lines
+                .iter()
+                .map(|l| crate::record::validate_line(&keys, l.as_bytes(), 0))
+                .collect();
+            for i in &items {
+                if let Item::DeadLetter(d) = i {
+                    panic!("{name}: {:?}", d.detail);
+                }
+            }
+            let late_after = (name == "late records").then_some(3_600_000_000_000);
+            let mut cost = TxnCost::new(&keys, &store, late_after, crate::timespec::now_ns());
+            for i in &items {
+                cost.add(i);
+            }
+            let opts = WriteOptions {
+                target_txn_bytes: usize::MAX,
+                late_after_ns: late_after,
+            };
+            let w = write_items(&store, &keys, &items, opts).expect("write");
+            assert_eq!((w.written, w.transactions), (n as u64, 1), "{name}");
+            let actual = store.last.load(Ordering::SeqCst);
+            let estimate = cost.bytes();
+            assert!(
+                estimate >= actual && estimate * 10 <= actual * 11,
+                "{name}: estimated {estimate} bytes, FoundationDB counts {actual}"
+            );
+        }
+    }
+
+    /// With the default 1 MB target, a large batch is cut into transactions
+    /// that FoundationDB counts at about 1 MB each, never above.
+    #[test]
+    fn transactions_are_cut_near_the_target_as_foundationdb_counts_them() {
+        let keys = Keys::default();
+        let dir = tempfile::tempdir().expect("dir");
+        let store = Metered::open(dir.path());
+        let lines: Vec<String> = (0..4000)
+            .map(|i| record_line(i, "s", "0190b5a0-0000-7000-8000-000000000001"))
+            .collect();
+        let items: Vec<Item> = lines
+            .iter()
+            .map(|l| crate::record::validate_line(&keys, l.as_bytes(), 0))
+            .collect();
+        let w = write_items(&store, &keys, &items, WriteOptions::default()).expect("write");
+        assert_eq!(w.written, 4000);
+        let sizes = store.all.lock().expect("lock").clone();
+        assert_eq!(sizes.len() as u64, w.transactions);
+        let full = &sizes[..sizes.len() - 1];
+        assert!(full.len() >= 2, "{sizes:?}");
+        for s in full {
+            assert!(
+                (900_000..=limits::TARGET_TXN_BYTES).contains(s),
+                "a transaction of {s} bytes as FoundationDB counts them: {sizes:?}"
+            );
+        }
+    }
 }

@@ -10,7 +10,7 @@
 //! those tenants' days, and clears each marker only if its count is still
 //! the one it saw ([`clear_if_count`]): records stored meanwhile keep it set
 //! for the next run. Retention removes the markers of days whose records it
-//! removed.
+//! removed, at the count they had before it removed them.
 
 use std::collections::HashMap;
 
@@ -159,20 +159,38 @@ pub enum Cleared {
 /// Clears the marker of (`day`, `tenant`) if its count is `expected`, read
 /// and cleared in `txn` (on FoundationDB a concurrent ADD makes the
 /// transaction conflict, and the retry sees the new count).
+///
+/// `issued` belongs to the caller's transaction, across its attempts (start
+/// with `false`): it records that an attempt cleared the marker at
+/// `expected`. On FoundationDB a commit may fail with
+/// `commit_unknown_result` although it committed, and the retry then finds
+/// the caller's own clear: a marker now absent, or counting fewer than
+/// `expected` (counts only grow between clears, so those are late records
+/// stored after that clear). Both are reported [`Cleared::Yes`], and the
+/// marker of the later records is kept. A count of `expected` or more after
+/// such an attempt is ambiguous (that attempt did not commit, or as many
+/// records came since): the marker is kept and [`Cleared::Changed`]
+/// reported, so the day is exported again, which loses nothing.
 pub fn clear_if_count(
     txn: &mut dyn Txn,
     keys: &Keys,
     day: &str,
     tenant: &str,
     expected: i64,
+    issued: &mut bool,
 ) -> Result<Cleared, StoreError> {
     let key = keys.late(day, tenant);
     let now = txn.get(&key)?.map(|v| decode_i64(&v));
-    if now != Some(expected) {
-        return Ok(Cleared::Changed(now));
+    match now {
+        Some(n) if n == expected && !*issued => {
+            txn.clear(&key)?;
+            *issued = true;
+            Ok(Cleared::Yes)
+        }
+        None if *issued => Ok(Cleared::Yes),
+        Some(n) if *issued && n < expected => Ok(Cleared::Yes),
+        _ => Ok(Cleared::Changed(now)),
     }
-    txn.clear(&key)?;
-    Ok(Cleared::Yes)
 }
 
 #[cfg(test)]
@@ -286,8 +304,9 @@ mod tests {
             ]
         );
         let clear = |n| {
+            let mut issued = false;
             store
-                .transact(|t| clear_if_count(t, &keys, "2026-11-26", "acme", n))
+                .transact(|t| clear_if_count(t, &keys, "2026-11-26", "acme", n, &mut issued))
                 .expect("clear")
         };
         assert_eq!(clear(3), Cleared::Changed(Some(4)));
@@ -299,5 +318,54 @@ mod tests {
         let mut off = LateMarks::off();
         off.note(0, &a);
         assert_eq!(off.total(), 0);
+    }
+
+    /// A clear whose commit was retried after `commit_unknown_result`: the
+    /// retry finds its own clear (no marker), or the marker of late records
+    /// stored since (a lower count), and reports the marker cleared,
+    /// keeping the later records' marker.
+    #[test]
+    fn a_retried_clear_finds_its_own_clear_and_keeps_later_records() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = EmbeddedStore::open(dir.path()).expect("open");
+        let keys = Keys::default();
+        let key = keys.late("2026-11-26", "acme");
+        let add = |n| store.transact(|t| t.atomic_add(&key, n)).expect("add");
+        let attempt = |issued: &mut bool| {
+            store
+                .transact(|t| clear_if_count(t, &keys, "2026-11-26", "acme", 4, issued))
+                .expect("clear")
+        };
+        for later in [0, 1, 3] {
+            add(4);
+            // The first attempt commits; its answer is lost.
+            let mut issued = false;
+            assert_eq!(attempt(&mut issued), Cleared::Yes);
+            assert!(issued);
+            if later > 0 {
+                add(later);
+            }
+            // The retry of the same transaction.
+            assert_eq!(attempt(&mut issued), Cleared::Yes, "{later} later");
+            let left = store
+                .read(|t| t.get(&key))
+                .expect("read")
+                .map(|v| decode_i64(&v));
+            assert_eq!(
+                left,
+                (later > 0).then_some(later),
+                "later records keep theirs"
+            );
+            store.transact(|t| t.clear(&key)).expect("reset");
+        }
+        // As many later records as the count cleared: ambiguous, kept.
+        add(4);
+        let mut issued = false;
+        assert_eq!(attempt(&mut issued), Cleared::Yes);
+        add(4);
+        assert_eq!(attempt(&mut issued), Cleared::Changed(Some(4)));
+        // A caller that cleared nothing: no marker is "not cleared".
+        store.transact(|t| t.clear(&key)).expect("reset");
+        assert_eq!(attempt(&mut false), Cleared::Changed(None));
     }
 }

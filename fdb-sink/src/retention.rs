@@ -8,7 +8,9 @@
 //! running again, and running twice removes nothing more (idempotent).
 //! A transaction reads the index entries of its records in one call (one
 //! round trip on FoundationDB); one that still cannot finish in time is
-//! tried again with half as many records ([`BatchSize`]).
+//! tried again with half as many records ([`BatchSize`]). A store that
+//! refuses transactions whatever their size (a locked database, throttling,
+//! a recovery) stops the run at once ([`RetentionError::StoreUnavailable`]).
 //!
 //! Before removing anything, a run that would leave more than
 //! [`GUARD_PERCENT`] % of the store's sessions without records is refused
@@ -27,7 +29,9 @@
 //! them, would only grow). Those rows are read again in the transaction
 //! that removes them: one renewed meanwhile (a heartbeat, a new claim, a new
 //! event) stays. The `late` markers of days entirely before the cutoff go
-//! too (their records are gone; [`crate::late`]).
+//! too (their records are gone; [`crate::late`]), each only at the count it
+//! had before any record was removed: a late record of such a day stored
+//! during the run keeps its marker.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -112,7 +116,18 @@ fn received_after(value: &[u8], cutoff_ns: i64) -> bool {
 #[derive(Debug, thiserror::Error)]
 pub enum RetentionError {
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
+    /// The store could not run a transaction for a reason that smaller
+    /// transactions do not avoid (a locked database, throttling, a recovery,
+    /// an unreachable cluster): the run stopped at once.
+    #[error(
+        "retention stopped: the store could not run its transaction ({chain}); this is not \
+         about the transaction's size, so it was not split. Check the store (FoundationDB: \
+         `fdbcli --exec status` shows a locked database, a recovery or throttling), then run \
+         retention again: what was removed stays removed and the run resumes where it stopped",
+        chain = crate::store::ErrorChain(.0)
+    )]
+    StoreUnavailable(#[source] StoreError),
     /// The run would empty (nearly) every session: nothing was removed.
     #[error(
         "refusing to remove anything: {emptied} of the store's {total} sessions would lose all \
@@ -125,6 +140,16 @@ pub enum RetentionError {
         total: u64,
         cutoff: String,
     },
+}
+
+impl From<StoreError> for RetentionError {
+    fn from(e: StoreError) -> Self {
+        if e.unavailable() && !e.smaller_may_fit() {
+            RetentionError::StoreUnavailable(e)
+        } else {
+            RetentionError::Store(e)
+        }
+    }
 }
 
 /// True when emptying `emptied` of `total` sessions needs the operator's
@@ -233,17 +258,13 @@ fn session_emptied(
 }
 
 /// True when a transaction failed because it did too much for the store's
-/// limits (FoundationDB: too old after 5 s, timed out, too large, or retried
-/// until it gave up): the same work may fit in smaller steps.
+/// limits, so that the same work may fit in smaller steps
+/// ([`StoreError::smaller_may_fit`]: on FoundationDB too old after 5 s,
+/// timed out, too large, or retried until it gave up on one of those or on
+/// conflicts). A locked database, throttling, a recovery or an unreachable
+/// cluster is not: halving would only repeat the failure down to one record.
 pub fn batch_too_big(e: &StoreError) -> bool {
-    match e {
-        StoreError::RetriesExhausted { .. } => true,
-        // timed_out, transaction_too_old, transaction_timed_out,
-        // transaction_too_large
-        #[cfg(feature = "fdb")]
-        StoreError::Fdb(e) => matches!(e.code(), 1004 | 1007 | 1031 | 2101),
-        _ => false,
-    }
+    e.smaller_may_fit()
 }
 
 /// Transactions in a row that must finish at a reduced size before it is
@@ -555,7 +576,7 @@ fn count_session(
 
 /// Runs retention once. `progress` is called after every transaction.
 ///
-/// Clears the rows of `range` whose value `old` accepts, a page per
+/// Clears the rows of `range` that `old` accepts (given key and value), a page per
 /// transaction (each page read and cleared in one, so that what is counted
 /// is what is removed; only counted with `dry_run`), adding each page's
 /// count to `report` with `count`.
@@ -566,7 +587,7 @@ fn clear_pages(
     range: &crate::keys::KeyRange,
     what: &str,
     dry_run: bool,
-    old: &dyn Fn(&[u8]) -> bool,
+    old: &dyn Fn(&[u8], &[u8]) -> bool,
     report: &mut RetentionReport,
     count: &mut dyn FnMut(&mut RetentionReport, u64),
     progress: &mut dyn FnMut(&RetentionReport),
@@ -579,7 +600,7 @@ fn clear_pages(
                 let end = rows.last().map(|(k, _)| after(k));
                 let keys: Vec<Vec<u8>> = rows
                     .into_iter()
-                    .filter(|(_, v)| old(v))
+                    .filter(|(k, v)| old(k, v))
                     .map(|(k, _)| k)
                     .collect();
                 Ok((keys, end))
@@ -621,6 +642,17 @@ pub fn run(
         dry_run: opts.dry_run,
         ..Default::default()
     };
+    // The `late` markers of the days whose records this run removes, as
+    // they are before any record is removed: only a marker that still holds
+    // this count at the end is cleared. One counted after this read (a late
+    // record of such a day stored during the run, possibly after its day's
+    // records were removed) keeps its marker, so the record is archived.
+    let first_kept = crate::late::day_string(crate::late::day_of(opts.cutoff_ns));
+    let marks = keys.late_before(&first_kept);
+    let marks_seen: HashMap<Vec<u8>, Vec<u8>> = store
+        .read(|t| t.get_range(&marks.begin, &marks.end, 0, false))?
+        .into_iter()
+        .collect();
     let scan = scan_sessions(store, keys, opts.cutoff_ns)?;
     report.sessions_total = scan.total;
     let mut old = Vec::with_capacity(scan.old.len());
@@ -683,7 +715,7 @@ pub fn run(
     // of its own but received after the cutoff stays: the daily export
     // archives dead letters by the day they were received.
     let dl = keys.dead_letter_between(i64::MIN, opts.cutoff_ns);
-    let old_letter = |v: &[u8]| !received_after(v, opts.cutoff_ns);
+    let old_letter = |_: &[u8], v: &[u8]| !received_after(v, opts.cutoff_ns);
     clear_pages(
         store,
         &mut batch,
@@ -696,16 +728,18 @@ pub fn run(
         progress,
     )?;
     // Markers of late records of days entirely before the cutoff: their
-    // records are gone, there is nothing left to re-export.
-    let first_kept = crate::late::day_string(crate::late::day_of(opts.cutoff_ns));
-    let marks = keys.late_before(&first_kept);
+    // records are gone, there is nothing left to re-export. Each is read
+    // again in the transaction that clears it (on FoundationDB a concurrent
+    // ADD then conflicts, and the retry sees it) and cleared only at the
+    // count read before the records were removed.
+    let unchanged = |k: &[u8], v: &[u8]| marks_seen.get(k).is_some_and(|seen| seen == v);
     clear_pages(
         store,
         &mut batch,
         &marks,
         "late markers",
         opts.dry_run,
-        &|_| true,
+        &unchanged,
         &mut report,
         &mut |r, n| r.late_markers_removed += n,
         progress,
@@ -994,7 +1028,16 @@ mod tests {
         inner: EmbeddedStore,
         budget: Option<(usize, usize)>,
         before_write: std::sync::Mutex<std::collections::VecDeque<Option<Rows>>>,
+        /// Another client's write, run once just before the first write
+        /// transaction that starts while the condition holds.
+        hook: std::sync::Mutex<Option<Hook>>,
     }
+
+    /// When (given the store) and what another client writes.
+    type Hook = (
+        Box<dyn Fn(&EmbeddedStore) -> bool + Send>,
+        Box<dyn FnOnce(&EmbeddedStore) + Send>,
+    );
 
     /// Keys and the values another client writes.
     type Rows = Vec<(Vec<u8>, String)>;
@@ -1005,6 +1048,7 @@ mod tests {
                 inner,
                 budget: Some((max_trips, max_rows)),
                 before_write: Default::default(),
+                hook: Default::default(),
             }
         }
 
@@ -1013,6 +1057,16 @@ mod tests {
                 inner,
                 budget: None,
                 before_write: std::sync::Mutex::new(before_write.into()),
+                hook: Default::default(),
+            }
+        }
+
+        fn hooked(inner: EmbeddedStore, when: Hook) -> Self {
+            Wrapped {
+                inner,
+                budget: None,
+                before_write: Default::default(),
+                hook: std::sync::Mutex::new(Some(when)),
             }
         }
     }
@@ -1032,7 +1086,7 @@ mod tests {
             if self.trips > self.max_trips || self.rows > self.max_rows {
                 return Err(StoreError::RetriesExhausted {
                     attempts: 20,
-                    last: Box::new(StoreError::Internal(format!(
+                    last: Box::new(StoreError::TxnLimit(format!(
                         "transaction_too_old after {} reads of {} keys",
                         self.trips, self.rows
                     ))),
@@ -1097,6 +1151,13 @@ mod tests {
             &self,
             f: &mut dyn FnMut(&mut dyn Txn) -> Result<(), StoreError>,
         ) -> Result<(), StoreError> {
+            let mut hook = self.hook.lock().expect("lock");
+            if hook.as_ref().is_some_and(|(when, _)| when(&self.inner)) {
+                if let Some((_, write)) = hook.take() {
+                    write(&self.inner);
+                }
+            }
+            drop(hook);
             let other = self.before_write.lock().expect("lock").pop_front();
             if let Some(Some(rows)) = other {
                 self.inner.transact(|t| {
@@ -1384,7 +1445,7 @@ mod tests {
     fn batch_size_halves_on_too_big_errors_only_and_grows_back() {
         let too_old = || StoreError::RetriesExhausted {
             attempts: 20,
-            last: Box::new(StoreError::Internal("too old".into())),
+            last: Box::new(StoreError::TxnLimit("too old".into())),
         };
         let mut b = BatchSize::new(500);
         let mut tried = Vec::new();
@@ -1443,6 +1504,230 @@ mod tests {
         assert!(matches!(r, Err(StoreError::RetriesExhausted { .. })));
         assert_eq!(one.get(), 1);
         assert_eq!(BatchSize::new(0).get(), 1);
+    }
+
+    /// What FoundationDB reports when a transaction gave up after its
+    /// retries because the database is locked (`database_locked` 1038),
+    /// emulated without the client.
+    fn locked() -> StoreError {
+        StoreError::RetriesExhausted {
+            attempts: 20,
+            last: Box::new(StoreError::unavailable_msg(
+                "database_locked: Database is locked",
+            )),
+        }
+    }
+
+    #[test]
+    fn only_errors_that_smaller_transactions_avoid_halve_the_batch() {
+        let limit = |m: &str| StoreError::TxnLimit(m.into());
+        let exhausted = |last| StoreError::RetriesExhausted {
+            attempts: 20,
+            last: Box::new(last),
+        };
+        assert!(batch_too_big(&limit("too old")));
+        assert!(batch_too_big(&exhausted(limit("too old"))));
+        assert!(!batch_too_big(&locked()));
+        assert!(!batch_too_big(&exhausted(StoreError::Internal("x".into()))));
+        assert!(!batch_too_big(&StoreError::unavailable_msg("down")));
+        // A locked database: one attempt, the error as it is, no halving.
+        let mut b = BatchSize::new(500);
+        let mut tried = Vec::new();
+        let r = b.run("records", |n| -> Result<(), _> {
+            tried.push(n);
+            Err(locked())
+        });
+        assert!(matches!(r, Err(StoreError::RetriesExhausted { .. })));
+        assert_eq!((tried, b.get()), (vec![500], 500));
+    }
+
+    /// FoundationDB's own errors, by code.
+    #[cfg(feature = "fdb")]
+    #[test]
+    fn foundationdb_errors_halve_only_when_smaller_transactions_may_fit() {
+        use foundationdb::FdbError;
+        let fdb = |code| StoreError::Fdb(FdbError::from_code(code));
+        let exhausted = |code| StoreError::RetriesExhausted {
+            attempts: 20,
+            last: Box::new(fdb(code)),
+        };
+        // timed_out, transaction_too_old, transaction_timed_out,
+        // transaction_too_large; not_committed after every retry (a smaller
+        // transaction reads less, for less time, and conflicts less).
+        for code in [1004, 1007, 1031, 2101] {
+            assert!(batch_too_big(&fdb(code)), "{code}");
+            assert!(batch_too_big(&exhausted(code)), "{code}");
+        }
+        assert!(batch_too_big(&exhausted(1020)), "conflicts");
+        // database_locked, process_behind, proxy_memory_limit_exceeded,
+        // batch_transaction_throttled, tag_throttled, commit_unknown_result,
+        // future_version: not about the transaction's size.
+        for code in [1038, 1037, 1042, 1051, 1213, 1021, 1009] {
+            assert!(!batch_too_big(&fdb(code)), "{code}");
+            assert!(!batch_too_big(&exhausted(code)), "{code}");
+            let e = RetentionError::from(exhausted(code));
+            assert!(
+                matches!(e, RetentionError::StoreUnavailable(_)),
+                "{code}: {e}"
+            );
+        }
+        let e = RetentionError::from(exhausted(1007));
+        assert!(matches!(e, RetentionError::Store(_)), "{e}");
+        let mut b = BatchSize::new(64);
+        let mut calls = 0;
+        let r = b.run("records", |_| -> Result<(), _> {
+            calls += 1;
+            Err(exhausted(1038))
+        });
+        assert!(r.is_err());
+        assert_eq!((calls, b.get()), (1, 64));
+    }
+
+    /// A store whose every write transaction gives up as FoundationDB's do
+    /// while the database is locked; counts the attempts.
+    struct Locked {
+        inner: EmbeddedStore,
+        writes: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Store for Locked {
+        fn run_write(
+            &self,
+            _f: &mut dyn FnMut(&mut dyn Txn) -> Result<(), StoreError>,
+        ) -> Result<(), StoreError> {
+            self.writes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Err(locked())
+        }
+        fn run_read(
+            &self,
+            f: &mut dyn FnMut(&mut dyn crate::store::ReadTxn) -> Result<(), StoreError>,
+        ) -> Result<(), StoreError> {
+            self.inner.run_read(f)
+        }
+        fn check(&self) -> Result<(), StoreError> {
+            self.inner.check()
+        }
+        fn describe(&self) -> String {
+            self.inner.describe()
+        }
+        fn metrics(&self) -> &crate::store::StoreMetrics {
+            self.inner.metrics()
+        }
+    }
+
+    #[test]
+    fn a_locked_database_stops_the_run_at_once_with_what_to_do() {
+        let (_dir, keys, inner) = seeded(40);
+        let store = Locked {
+            inner,
+            writes: Default::default(),
+        };
+        let err = run(&store, &keys, opts_2025(false, 32, false), &mut |_| {})
+            .expect_err("the database is locked");
+        assert_eq!(
+            store.writes.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "not halved down to one record"
+        );
+        assert!(
+            matches!(err, RetentionError::StoreUnavailable(_)),
+            "{err:?}"
+        );
+        let msg = err.to_string();
+        for part in [
+            "database_locked",
+            "not about",
+            "fdbcli",
+            "run retention again",
+        ] {
+            assert!(msg.contains(part), "{part:?} in {msg}");
+        }
+    }
+
+    /// A late record of a day whose records the run has already removed,
+    /// stored before the run clears that day's marker, keeps the marker:
+    /// the record is still in the store and must be archived.
+    #[test]
+    fn a_late_record_stored_after_its_days_records_were_removed_keeps_its_marker() {
+        let dir = tempfile::tempdir().expect("dir");
+        let keys = Keys::default();
+        let inner = EmbeddedStore::open(dir.path()).expect("open");
+        let late = audit::WriteOptions {
+            late_after_ns: Some(3_600_000_000_000),
+            ..Default::default()
+        };
+        let write = |store: &EmbeddedStore, lines: &[Vec<u8>]| {
+            let items: Vec<_> = lines
+                .iter()
+                .map(|l| crate::record::validate_line(&keys, l, 0))
+                .collect();
+            audit::write_items(store, &keys, &items, late).expect("write")
+        };
+        let cs = "sha256:aa";
+        let w = write(
+            &inner,
+            &[
+                line("2020-01-01T10:00:00Z", "old", "a", cs),
+                line("2026-01-01T10:00:00Z", "new", "b", cs),
+            ],
+        );
+        assert_eq!(w.written, 2);
+        let cutoff = cutoff_2025();
+        let old_left = move |store: &EmbeddedStore| {
+            let keys = Keys::default();
+            store
+                .read(|t| audit::records_in(t, &keys, &keys.audit_logs_all(), 0, false))
+                .expect("read")
+                .into_iter()
+                .filter(|r| r.key.ts_ns < cutoff)
+                .count()
+        };
+        // Once the run has removed the old records, another client stores
+        // a late record of the same day.
+        let late_line = line("2020-01-01T12:00:00Z", "old-2", "c", cs);
+        let store = Wrapped::hooked(
+            inner,
+            (
+                Box::new(move |s: &EmbeddedStore| old_left(s) == 0),
+                Box::new(move |s: &EmbeddedStore| {
+                    let keys = Keys::default();
+                    let items = vec![crate::record::validate_line(&keys, &late_line, 0)];
+                    let w = audit::write_items(s, &keys, &items, late).expect("late write");
+                    assert_eq!(w.written, 1);
+                }),
+            ),
+        );
+        let r = run(&store, &keys, opts_2025(false, 10, false), &mut |_| {}).expect("run");
+        assert_eq!(r.records_removed, 1, "{r:?}");
+        assert!(
+            store.hook.lock().expect("lock").is_none(),
+            "the late record was stored during the run"
+        );
+        assert_eq!(old_left(&store.inner), 1, "the late record is kept");
+        let marks = store
+            .inner
+            .read(|t| crate::late::markers(t, &keys))
+            .expect("read");
+        assert_eq!(
+            marks
+                .iter()
+                .filter(|m| m.day.as_str() < "2025")
+                .map(|m| format!("{} {} {}", m.day, m.tenant, m.count))
+                .collect::<Vec<_>>(),
+            ["2020-01-01 t 2"],
+            "its marker stays (with the count it had)"
+        );
+        assert_eq!(r.late_markers_removed, 0);
+        // The next run removes the record, and then the marker.
+        let again = run(
+            &store.inner,
+            &keys,
+            opts_2025(false, 10, false),
+            &mut |_| {},
+        )
+        .expect("again");
+        assert_eq!((again.records_removed, again.late_markers_removed), (1, 1));
     }
 
     #[test]

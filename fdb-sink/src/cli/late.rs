@@ -67,7 +67,11 @@ fn clear(args: LateArgs) -> anyhow::Result<()> {
     }
     let store = args.store.open_existing()?;
     let keys = args.store.keys();
-    match store.transact(|t| late::clear_if_count(t, &keys, &day, &tenant, expected))? {
+    // Across the attempts of the one transaction (see `clear_if_count`).
+    let mut issued = false;
+    match store
+        .transact(|t| late::clear_if_count(t, &keys, &day, &tenant, expected, &mut issued))?
+    {
         Cleared::Yes => {
             eprintln!("late: cleared day={day} tenant={tenant} count={expected}");
             Ok(())

@@ -24,8 +24,10 @@ pub struct RetentionArgs {
 
     /// Records removed per transaction at most (keeps each FoundationDB
     /// transaction well under its 5 s and 10 MB limits). A transaction that
-    /// still cannot finish is tried again with half as many, down to 1; the
-    /// size is doubled back after 8 transactions in a row that finish.
+    /// still cannot finish (too old, too large, conflicting) is tried again
+    /// with half as many, down to 1; the size is doubled back after 8
+    /// transactions in a row that finish. A store that refuses transactions
+    /// whatever their size (locked, throttled) stops the run at once.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub batch_records: u64,
 

@@ -67,6 +67,7 @@ pub fn run_all<S: Store + ?Sized>(store: &S) {
     get_many(store);
     failed_closure_commits_nothing(store);
     limits_are_enforced(store);
+    system_keys_are_refused(store);
     concurrent_atomic_adds(store);
     idempotent_records(store);
     records_out_of_time_order(store);
@@ -74,6 +75,7 @@ pub fn run_all<S: Store + ?Sized>(store: &S) {
     monitors_read_in_pages(store);
     late_records_are_marked(store);
     replayed_commits_count_once(store);
+    replayed_late_clear_reports_cleared(store);
 }
 
 /// A store on which every write transaction commits, then runs again and
@@ -157,6 +159,32 @@ pub fn replayed_commits_count_once<S: Store + ?Sized>(store: &S) {
     // The conformance events are of days long past: all ten are late.
     let counted: i64 = marked.iter().map(|m| m.count).sum();
     assert_eq!(counted, 10, "late records marked once: {marked:?}");
+}
+
+/// `late --clear --if-count N` through a store whose commit is replayed
+/// ([`Replayed`]: the first commit's outcome was unknown and it had
+/// committed): the replay finds the marker it cleared itself and reports it
+/// cleared, not "kept"; one whose count changed is kept.
+pub fn replayed_late_clear_reports_cleared<S: Store + ?Sized>(store: &S) {
+    use crate::late::{clear_if_count, Cleared};
+    let p = prefix("late-clear");
+    let root = String::from_utf8_lossy(&p).into_owned();
+    let keys = Keys::new(&root);
+    let (day, tenant) = ("2026-11-20", "acme");
+    let marker = keys.late(day, tenant);
+    store.transact(|t| t.atomic_add(&marker, 3)).expect("mark");
+    let clear = |expected| {
+        let mut issued = false;
+        Replayed(store)
+            .transact(|t| clear_if_count(t, &keys, day, tenant, expected, &mut issued))
+            .expect("clear")
+    };
+    assert_eq!(clear(2), Cleared::Changed(Some(3)), "another count is kept");
+    assert_eq!(clear(3), Cleared::Yes, "the replay sees its own clear");
+    assert_eq!(store.read(|t| t.get(&marker)).expect("read"), None);
+    // Nothing to clear and nothing cleared by this caller: still reported.
+    assert_eq!(clear(3), Cleared::Changed(None));
+    clear_keys(store, &keys);
 }
 
 /// A store seen as shared: its transactions say they are not exclusive, as
@@ -596,6 +624,48 @@ pub fn limits_are_enforced<S: Store + ?Sized>(store: &S) {
     store
         .transact(|t| t.set(&k(&p, b"ok"), &vec![0u8; super::limits::MAX_VALUE_BYTES]))
         .expect("a value at the limit is fine");
+    cleanup(store, &p);
+}
+
+/// Keys in FoundationDB's system key space (first byte `\xff`) are refused
+/// by every write, with [`StoreError::SystemKey`], and the transaction
+/// commits nothing: FoundationDB itself refuses them, so the embedded store
+/// must too.
+pub fn system_keys_are_refused<S: Store + ?Sized>(store: &S) {
+    let p = prefix("system-keys");
+    let ok = k(&p, b"ok");
+    type Write = fn(&mut dyn Txn, &[u8]) -> Result<(), StoreError>;
+    let writes: [(&str, Write); 4] = [
+        ("set", |t, key| t.set(key, b"v")),
+        ("atomic_add", |t, key| t.atomic_add(key, 1)),
+        ("atomic_max", |t, key| t.atomic_max(key, 1)),
+        ("atomic_min", |t, key| t.atomic_min(key, 1)),
+    ];
+    for key in [&b"\xff"[..], b"\xff/fdb-sink/x", b"\xff\xff/status/json"] {
+        for (what, write) in writes {
+            let r = store.transact(|t| {
+                t.set(&ok, b"1")?;
+                write(t, key)
+            });
+            match r {
+                Err(StoreError::SystemKey { key: shown }) => {
+                    assert!(shown.starts_with("\\xff"), "{what}: {shown}")
+                }
+                other => panic!("{what} of a system key {key:?}: {other:?}"),
+            }
+        }
+    }
+    assert_eq!(
+        store.read(|t| t.get(&ok)).expect("read"),
+        None,
+        "a refused write commits nothing"
+    );
+    // The largest key below the system keys is an ordinary key.
+    let below = b"\xfe\xff\xff";
+    store
+        .transact(|t| t.set(below, b"v"))
+        .expect("a key below \\xff is fine");
+    store.transact(|t| t.clear(below)).expect("cleanup");
     cleanup(store, &p);
 }
 

@@ -160,10 +160,12 @@ pub trait Store: Send + Sync {
 
     fn metrics(&self) -> &StoreMetrics;
 
-    /// True when the keys a transaction reads add to its size (as on
-    /// FoundationDB, whose read conflict ranges count toward its 10 MB
-    /// limit), so that writers budget their lookups too. False on the
-    /// embedded store, whose reads cost no transaction space.
+    /// True when the store counts a transaction's size as FoundationDB
+    /// does (`crate::audit::fdb_size`): the keys it reads (read conflict
+    /// ranges) add to it, and so do the write conflict range and a fixed
+    /// record of each mutation, toward its 10 MB limit; writers budget all
+    /// of them. False on the embedded store, where a transaction costs the
+    /// bytes of the keys and values it writes, and reads cost nothing.
     fn reads_add_to_txn_size(&self) -> bool {
         true
     }
@@ -234,6 +236,21 @@ pub enum StoreError {
         size: usize,
         limit: usize,
     },
+    /// A key in FoundationDB's system key space (its first byte is `\xff`),
+    /// which applications do not write: both backends refuse it, so that
+    /// data accepted by one is accepted by the other.
+    #[error(
+        "key {key} is in FoundationDB's system key space (it starts with \\xff), which \
+         application data cannot use"
+    )]
+    SystemKey { key: String },
+    /// A transaction did more than one transaction may (FoundationDB: it
+    /// grew older than 5 s, ran out of its time budget, or grew past 10 MB):
+    /// the same work may fit in smaller transactions. Backends report their
+    /// own error where they have one (FoundationDB keeps its error code);
+    /// this one is for stores that wrap another (and emulate such limits).
+    #[error("transaction over the store's limits: {0}")]
+    TxnLimit(String),
     /// A stored value or key could not be decoded.
     #[error("corrupt data: {0}")]
     Corrupt(String),
@@ -273,9 +290,47 @@ impl StoreError {
             #[cfg(feature = "fdb")]
             StoreError::Fdb(e) => e.is_retryable() || e.is_maybe_committed() || e.code() < 2000,
             StoreError::TooLarge { .. }
+            | StoreError::SystemKey { .. }
+            | StoreError::TxnLimit(_)
             | StoreError::Corrupt(_)
             | StoreError::Config(_)
             | StoreError::Internal(_) => false,
+        }
+    }
+
+    /// True when the same work may succeed in smaller transactions: the
+    /// transaction grew too old (FoundationDB `transaction_too_old` 1007,
+    /// after its 5 s), ran out of time (`timed_out` 1004,
+    /// `transaction_timed_out` 1031), grew too large
+    /// (`transaction_too_large` 2101), or gave up after its retries
+    /// ([`StoreError::RetriesExhausted`]) on one of those or on conflicts
+    /// (`not_committed` 1020).
+    ///
+    /// Conflicts count: a transaction that reads more keys, for longer,
+    /// meets more concurrent writes to them (retention reads the session
+    /// counters that every ingest into the session adds to), so a smaller
+    /// one is likelier to commit. Everything else is not about size: a
+    /// locked database (`database_locked` 1038), throttling
+    /// (`tag_throttled` 1213, `proxy_memory_limit_exceeded` 1042,
+    /// `batch_transaction_throttled` 1051), a recovery or an unreachable
+    /// cluster fail smaller transactions just the same.
+    pub fn smaller_may_fit(&self) -> bool {
+        match self {
+            StoreError::TxnLimit(_) => true,
+            StoreError::RetriesExhausted { last, .. } => last.smaller_may_fit() || last.conflict(),
+            #[cfg(feature = "fdb")]
+            StoreError::Fdb(e) => matches!(e.code(), 1004 | 1007 | 1031 | 2101),
+            _ => false,
+        }
+    }
+
+    /// True for FoundationDB's `not_committed` (1020): the transaction
+    /// conflicted with a concurrent one.
+    pub fn conflict(&self) -> bool {
+        match self {
+            #[cfg(feature = "fdb")]
+            StoreError::Fdb(e) => e.code() == 1020,
+            _ => false,
         }
     }
 
@@ -350,8 +405,22 @@ pub mod limits {
     pub const TARGET_TXN_BYTES: usize = 1_000_000;
 }
 
-/// Checks a key and value against [`limits`].
+/// The first byte of FoundationDB's system keys (`\xff...`).
+pub const SYSTEM_KEY_PREFIX: u8 = 0xff;
+
+/// Checks a key and value against [`limits`], and that the key is not a
+/// system key ([`SYSTEM_KEY_PREFIX`]). Every backend runs it on every key it
+/// sets or updates.
 pub fn check_sizes(key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError> {
+    if key.first() == Some(&SYSTEM_KEY_PREFIX) {
+        let shown: String = key
+            .iter()
+            .take(64)
+            .flat_map(|b| std::ascii::escape_default(*b))
+            .map(char::from)
+            .collect();
+        return Err(StoreError::SystemKey { key: shown });
+    }
     if key.len() > limits::MAX_KEY_BYTES {
         return Err(StoreError::TooLarge {
             what: "key",
