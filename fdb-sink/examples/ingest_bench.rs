@@ -14,7 +14,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -297,7 +297,6 @@ fn main() {
             token: None,
         },
         Arc::new(registry),
-        Arc::new(AtomicBool::new(true)),
     ));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

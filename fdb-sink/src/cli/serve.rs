@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,10 +13,12 @@ use tokio::sync::watch;
 use super::StoreArgs;
 use crate::audit::{self, WriteOptions};
 use crate::conn::{Limits, Listener};
+use crate::ingest::health::{self, Probe, StoreHealth};
 use crate::ingest::http::{self, IngestConfig, IngestState};
 use crate::ingest::lines::{Line, LineReader, MAX_BATCH_BYTES};
-use crate::ingest::pipeline::BatchSummary;
+use crate::ingest::pipeline::{Attempts, BatchSummary};
 use crate::ingest::Ingestor;
+use crate::keys::Keys;
 use crate::metrics::Metrics;
 use crate::store::{self, Store};
 
@@ -140,7 +141,6 @@ pub struct ServeContext {
     pub store: Arc<dyn Store>,
     pub ingestor: Arc<Ingestor>,
     pub registry: Registry,
-    pub ready: Arc<AtomicBool>,
 }
 
 /// Runs the server until SIGINT/SIGTERM (or the end of stdin with --stdin).
@@ -188,7 +188,6 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         store,
         ingestor,
         registry,
-        ready: Arc::new(AtomicBool::new(false)),
     };
     let config = IngestConfig {
         max_body_bytes: args.limits.max_body_bytes as usize,
@@ -225,8 +224,8 @@ async fn serve(
 
     tokio::spawn(readiness_loop(
         ctx.store.clone(),
-        ctx.ingestor.metrics().clone(),
-        ctx.ready.clone(),
+        ctx.ingestor.keys().clone(),
+        ctx.ingestor.health().clone(),
     ));
     tokio::spawn(delivery_loop(
         ctx.ingestor.clone(),
@@ -235,13 +234,7 @@ async fn serve(
 
     let request_timeout = config.request_timeout;
     let state = Arc::new(
-        IngestState::new(
-            ctx.ingestor.clone(),
-            config,
-            Arc::new(ctx.registry),
-            ctx.ready.clone(),
-        )
-        .with_decode_budget(
+        IngestState::new(ctx.ingestor.clone(), config, Arc::new(ctx.registry)).with_decode_budget(
             usize::try_from(args.limits.max_decompressed_bytes).unwrap_or(usize::MAX),
         ),
     );
@@ -370,29 +363,88 @@ impl Shutdown {
     }
 }
 
+/// Period of the readiness loop while the store is up.
+const READY_EVERY: Duration = Duration::from_secs(5);
+/// Period of the readiness loop while the store is down.
+const DOWN_EVERY: Duration = Duration::from_secs(1);
+/// How long the store may go without a successful write, while ready,
+/// before the readiness loop probes one (an idle sink whose disk filled
+/// up is then not ready within this; a busy one learns it from its next
+/// commit). Each probe leaves about 8 KiB of tombstones to compact away.
+const IDLE_PROBE_AFTER: Duration = Duration::from_secs(15);
+/// How long a check (with its probe write) may take before the store
+/// counts as down: a store that does not answer (a cluster out of reach, a
+/// frozen file system) is not ready. The check keeps running, and the loop
+/// waits for it before it starts another.
+const CHECK_DEADLINE: Duration = Duration::from_secs(5);
+
 /// Checks the store every few seconds (every second while it is down) and
-/// publishes the result to /readyz and fdb_sink_store_up.
-async fn readiness_loop(store: Arc<dyn Store>, metrics: Metrics, ready: Arc<AtomicBool>) {
+/// publishes the result to /readyz and fdb_sink_store_up, which every
+/// commit's outcome also sets at once ([`StoreHealth`]).
+///
+/// A check that the store opens (or that the cluster answers) is followed
+/// by a probe write ([`health::probe_write`], which stores nothing): at
+/// start and while not ready a full one (about 1 MB, so that a store on a
+/// full disk is not ready before its first batch fails), while ready a
+/// light one when no write succeeded for [`IDLE_PROBE_AFTER`]. Once the store is
+/// down, ingest refuses batches without trying them, so these probes are
+/// what finds it back.
+async fn readiness_loop(store: Arc<dyn Store>, keys: Keys, health: Arc<StoreHealth>) {
     let mut was_up = None;
+    let mut running: Option<tokio::task::JoinHandle<Result<bool, store::StoreError>>> = None;
     loop {
-        let s = store.clone();
-        let up = match tokio::task::spawn_blocking(move || s.check()).await {
-            Ok(Ok(())) => true,
-            Ok(Err(e)) => {
+        let mut task = running.take().unwrap_or_else(|| {
+            let probe = if !health.is_ready() {
+                Some(Probe::Full)
+            } else if health.no_write_within(IDLE_PROBE_AFTER) {
+                Some(Probe::Light)
+            } else {
+                None
+            };
+            let (s, k) = (store.clone(), keys.clone());
+            tokio::task::spawn_blocking(move || {
+                s.check()?;
+                match probe {
+                    Some(p) => health::probe_write(s.as_ref(), &k, p).map(|()| true),
+                    None => Ok(false),
+                }
+            })
+        });
+        let outcome = match tokio::time::timeout(CHECK_DEADLINE, &mut task).await {
+            Ok(Ok(r)) => r.map_err(|e| e.to_string()),
+            Ok(Err(e)) => Err(format!("the store check failed: {e}")),
+            Err(_) => {
+                running = Some(task);
+                Err(format!(
+                    "the store did not answer a check within {} s",
+                    CHECK_DEADLINE.as_secs()
+                ))
+            }
+        };
+        let up = outcome.is_ok();
+        match outcome {
+            Ok(true) => health.write_succeeded(),
+            Ok(false) => health.checked(true),
+            Err(e) => {
                 if was_up != Some(false) {
                     tracing::warn!(error = %e, "store unavailable; checking it again every second");
                 }
-                false
+                health.checked(false);
             }
-            Err(_) => false,
-        };
+        }
         if up && was_up == Some(false) {
             tracing::info!("store available again");
         }
-        metrics.store_up.set(i64::from(up));
-        ready.store(up, Ordering::Relaxed);
         was_up = Some(up);
-        tokio::time::sleep(Duration::from_secs(if up { 5 } else { 1 })).await;
+        if up {
+            // A failed commit starts the pace of a store that is down.
+            tokio::select! {
+                _ = tokio::time::sleep(READY_EVERY) => {}
+                _ = health.write_failure() => tokio::time::sleep(DOWN_EVERY).await,
+            }
+        } else {
+            tokio::time::sleep(DOWN_EVERY).await;
+        }
     }
 }
 
@@ -543,13 +595,17 @@ fn ingest_stdin(
         }
         let lines = &batch;
         let mut backoff = Duration::from_millis(200);
+        // A retry finds stored what an earlier attempt committed: the
+        // batch's own writes, not duplicate deliveries.
+        let mut attempts = Attempts::default();
         loop {
-            match ingestor.ingest_stream(lines) {
+            match ingestor.ingest_stream_attempt(lines, &mut attempts) {
                 Ok(s) => {
                     total.add(&s);
                     break;
                 }
                 Err(e) if *stop.borrow() => {
+                    total.add(&attempts.committed_so_far());
                     let uncommitted = lines.len() + rx.try_iter().count();
                     tracing::error!(error = %e, lines = uncommitted, "shutting down with uncommitted lines from standard input");
                     return StdinOutcome { total, uncommitted };

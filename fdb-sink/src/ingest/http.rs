@@ -14,8 +14,14 @@
 //! | body that is not valid gzip/zstd | 400 |
 //! | body not received within the request timeout | 408 |
 //! | too many batches in flight, decompressed bodies over the shared budget, store unavailable, or commit not finished within the request timeout | 503 + `Retry-After` |
+//!
+//! While the store is known to be down (the state `/readyz` reports: the
+//! last commit, check or probe write failed), a request is answered 503 +
+//! `Retry-After` at once, before its body is read and without taking an
+//! in-flight slot: requests that would each wait for a store that does not
+//! answer cannot hold every slot. The readiness loop keeps probing the
+//! store meanwhile, and ingest resumes as soon as a probe succeeds.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -53,8 +59,6 @@ pub struct IngestState {
     pub ingestor: Arc<Ingestor>,
     pub config: IngestConfig,
     pub registry: Arc<Registry>,
-    /// Set by the readiness loop: the store answered its last check.
-    pub ready: Arc<AtomicBool>,
     inflight: Arc<Semaphore>,
     decoded: Arc<DecodeBudget>,
 }
@@ -64,19 +68,13 @@ pub struct IngestState {
 pub const DEFAULT_DECODE_BUDGET: usize = 128 << 20;
 
 impl IngestState {
-    pub fn new(
-        ingestor: Arc<Ingestor>,
-        config: IngestConfig,
-        registry: Arc<Registry>,
-        ready: Arc<AtomicBool>,
-    ) -> Self {
+    pub fn new(ingestor: Arc<Ingestor>, config: IngestConfig, registry: Arc<Registry>) -> Self {
         let inflight = Arc::new(Semaphore::new(config.max_inflight_batches.max(1)));
         let decoded = DecodeBudget::new(decode_budget(DEFAULT_DECODE_BUDGET, &config));
         IngestState {
             ingestor,
             config,
             registry,
-            ready,
             inflight,
             decoded,
         }
@@ -206,6 +204,10 @@ async fn ingest_inner(state: &Arc<IngestState>, headers: HeaderMap, body: Body) 
         state.metrics().batch(outcome::REJECTED);
         return too_large(cfg.max_body_bytes);
     }
+    if state.ingestor.health().is_down() {
+        state.metrics().batch(outcome::STORE_ERROR);
+        return unavailable(state, "store_unavailable", STORE_DOWN);
+    }
     let Ok(permit) = state.inflight.clone().try_acquire_owned() else {
         state.metrics().batch(outcome::SATURATED);
         return unavailable(
@@ -323,6 +325,11 @@ pub const STORE_UNAVAILABLE: &str = "the store could not commit the batch (it is
      failing); retry it later: what is already stored is not stored twice. The sink's log has \
      the cause";
 
+/// The message of a 503 for a batch refused because the store is known to
+/// be down (not tried).
+pub const STORE_DOWN: &str = "the store is unavailable, so the batch was not committed; retry it \
+     later: what is already stored is not stored twice. The sink's log has the cause";
+
 /// The message of a 503 for a compressed body that does not fit the budget
 /// for decompressed bodies now.
 pub const DECODE_BUSY: &str =
@@ -404,7 +411,7 @@ async fn metrics(State(state): State<Arc<IngestState>>, headers: HeaderMap) -> R
 }
 
 async fn readyz(State(state): State<Arc<IngestState>>) -> Response {
-    if state.ready.load(Ordering::Relaxed) {
+    if state.ingestor.health().is_ready() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response()

@@ -5,12 +5,14 @@
 //! - [`grouping`]: validation, with the invalid lines past a count grouped;
 //! - [`lines`]: NDJSON lines from a stream, in bounded memory;
 //! - [`pipeline`]: validate lines and write them, with metrics;
+//! - [`health`]: whether the store takes writes now (readiness);
 //! - [`http`]: the ingest server (`POST /v1/events`, metrics, health);
 //! - [`conn`]: its connections' deadlines (slow or silent clients).
 
 pub mod decode;
 pub mod framing;
 pub mod grouping;
+pub mod health;
 pub mod http;
 pub mod lines;
 pub mod pipeline;

@@ -9,7 +9,7 @@
 //! an fsync per commit, this turns N concurrent batches into one fsync.
 //! Each batch is still answered only after the commit that holds it.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::framing;
 use super::grouping::{RequestHash, Validator};
+use super::health::StoreHealth;
 use super::lines::Line;
 use crate::audit::{self, WriteOptions, WriteSummary};
 use crate::keys::Keys;
@@ -35,6 +36,8 @@ pub struct Ingestor {
     /// Batches being validated or committed now: with group commit, the
     /// only batch in progress is cut into chunks of [`LONE_CHUNK_LINES`].
     active: AtomicUsize,
+    /// Follows the outcome of every commit.
+    health: Arc<StoreHealth>,
 }
 
 /// One batch waiting for the group-commit writer.
@@ -129,8 +132,126 @@ fn group_writer(store: Arc<dyn Store>, keys: Keys, rx: Receiver<Job>, max_bytes:
     }
 }
 
+const EARLIER_CHUNK_FAILED: &str = "an earlier part of the batch failed to commit";
+
 fn earlier_chunk_failed() -> StoreError {
-    StoreError::Internal("an earlier part of the batch failed to commit".into())
+    StoreError::Internal(EARLIER_CHUNK_FAILED.into())
+}
+
+/// The error of a chunk that was not written because one before it failed.
+fn is_earlier_chunk_failed(e: &StoreError) -> bool {
+    matches!(e, StoreError::Internal(m) if m == EARLIER_CHUNK_FAILED)
+}
+
+/// The attempts of one stream batch, committed again until it succeeds
+/// ([`Ingestor::ingest_stream_attempt`]): what they wrote, or may have
+/// written, so that a retry counts each record once.
+#[derive(Debug, Default)]
+pub struct Attempts {
+    /// `audit_logs` keys of records counted as written by an earlier
+    /// attempt, not yet found again.
+    earlier: HashSet<Vec<u8>>,
+    /// Those counted written by this attempt.
+    now: HashSet<Vec<u8>>,
+    /// `audit_logs` keys of records of chunks whose commit failed: stored
+    /// or not, nobody knows (a failure after the commit, or of a later
+    /// transaction of a chunk split into several).
+    unknown: HashSet<Vec<u8>>,
+    /// Dead-lettered lines counted by earlier attempts, not yet found again.
+    letters_earlier: u64,
+    /// Those counted by this attempt.
+    letters_now: u64,
+    /// Dead-lettered lines of failed chunks, by reason (indexed like
+    /// [`reason::ALL`]).
+    letters_unknown: [u64; reason::ALL.len()],
+    /// What the chunks of failed attempts committed.
+    committed: BatchSummary,
+    /// Lines of the batch counted in `fdb_sink_events_received_total`.
+    lines_counted: u64,
+}
+
+impl Attempts {
+    /// Of `lines` taken after the first `taken` lines of the batch, how
+    /// many no earlier attempt counted received.
+    fn received(&mut self, taken: u64, lines: u64) -> u64 {
+        let end = taken + lines;
+        let new = end.saturating_sub(self.lines_counted.max(taken));
+        self.lines_counted = self.lines_counted.max(end);
+        new
+    }
+
+    /// A chunk committed: what it found stored that an earlier attempt
+    /// wrote, or may have written, is not a duplicate; a record only an
+    /// unknown commit may have stored is counted written now.
+    fn chunk_committed(&mut self, items: &[Item], s: &mut WriteSummary) {
+        for item in items {
+            let Item::Record(r) = item else { continue };
+            let key = &r.encoded.audit;
+            if r.stored_new.get() {
+                self.now.insert(key.clone());
+            } else if self.earlier.remove(key) {
+                s.duplicates = s.duplicates.saturating_sub(1);
+                self.now.insert(key.clone());
+            } else if self.unknown.remove(key) {
+                s.duplicates = s.duplicates.saturating_sub(1);
+                s.written += 1;
+                self.now.insert(key.clone());
+            }
+        }
+        let own = s.dead_letter_duplicates.min(self.letters_earlier);
+        s.dead_letter_duplicates -= own;
+        self.letters_earlier -= own;
+        for (i, unknown) in self.letters_unknown.iter_mut().enumerate() {
+            let n = s.dead_letter_duplicates.min(*unknown);
+            *unknown -= n;
+            s.dead_letter_duplicates -= n;
+            s.dead_lettered += n;
+            s.dead_lettered_by_reason[i] += n;
+        }
+        self.letters_now += own + s.dead_lettered;
+    }
+
+    /// What the failed attempts committed (`received` aside): the batch's
+    /// summary if it is given up.
+    pub fn committed_so_far(&self) -> BatchSummary {
+        self.committed
+    }
+
+    /// A chunk's commit failed.
+    fn failed(&mut self, items: &[Item]) {
+        for item in items {
+            match item {
+                Item::Record(r) => {
+                    let key = &r.encoded.audit;
+                    if !self.now.contains(key) && !self.earlier.contains(key) {
+                        self.unknown.insert(key.clone());
+                    }
+                }
+                Item::DeadLetter(d) => {
+                    if let Some(i) = reason::index(&d.reason) {
+                        self.letters_unknown[i] += d.line_count();
+                    }
+                }
+            }
+        }
+    }
+
+    /// An attempt failed after committing `total` in some of its chunks.
+    fn attempt_failed(&mut self, total: &BatchSummary) {
+        let mut committed = *total;
+        committed.received = 0;
+        self.committed.add(&committed);
+        self.earlier.extend(self.now.drain());
+        self.letters_earlier += std::mem::take(&mut self.letters_now);
+    }
+
+    /// The batch is committed: its summary covers every attempt.
+    fn batch_done(&mut self, total: &mut BatchSummary) {
+        let received = total.received;
+        total.add(&self.committed);
+        total.received = received;
+        *self = Attempts::default();
+    }
 }
 
 /// Counts a batch in [`Ingestor::active`] while it lives.
@@ -299,6 +420,7 @@ impl Late {
 
 impl Ingestor {
     pub fn new(store: Arc<dyn Store>, keys: Keys, opts: WriteOptions, metrics: Metrics) -> Self {
+        let health = Arc::new(StoreHealth::new(metrics.store_up.clone()));
         Ingestor {
             store,
             keys,
@@ -306,6 +428,7 @@ impl Ingestor {
             metrics,
             group: None,
             active: AtomicUsize::new(0),
+            health,
         }
     }
 
@@ -382,6 +505,11 @@ impl Ingestor {
         &self.metrics
     }
 
+    /// The store's known state, which every commit updates.
+    pub fn health(&self) -> &Arc<StoreHealth> {
+        &self.health
+    }
+
     /// Validates and commits `lines`, one request. Returns once every line
     /// is durably stored (as a record or a dead letter). On a store error
     /// nothing is acknowledged; part of the batch may be stored, which is
@@ -403,6 +531,7 @@ impl Ingestor {
                 v.push(l, out);
             },
             true,
+            None,
         )
     }
 
@@ -419,6 +548,7 @@ impl Ingestor {
                 v.push(l, out);
             },
             true,
+            None,
         )
     }
 
@@ -430,6 +560,29 @@ impl Ingestor {
     /// batches of up to [`super::grouping::STREAM_BATCH_LINES`] lines are
     /// committed in few transactions.
     pub fn ingest_stream(&self, lines: &[Line]) -> Result<BatchSummary, StoreError> {
+        self.stream_batch(lines, None)
+    }
+
+    /// [`Ingestor::ingest_stream`] for a stream's batch that is committed
+    /// again after a failure, with `attempts` kept from one attempt to the
+    /// next: what an earlier attempt committed, or may have committed (a
+    /// failure after the commit, or of one of several transactions), and
+    /// its retry then finds stored is its own write, not a duplicate
+    /// delivery. The summary returned on success covers the batch across
+    /// all its attempts, and each line is counted received once.
+    pub fn ingest_stream_attempt(
+        &self,
+        lines: &[Line],
+        attempts: &mut Attempts,
+    ) -> Result<BatchSummary, StoreError> {
+        self.stream_batch(lines, Some(attempts))
+    }
+
+    fn stream_batch(
+        &self,
+        lines: &[Line],
+        attempts: Option<&mut Attempts>,
+    ) -> Result<BatchSummary, StoreError> {
         let request = || {
             hash_lines(lines.iter().map(|l| match l {
                 Line::Whole(b) => (b.len() as u64, b.as_slice()),
@@ -448,6 +601,7 @@ impl Ingestor {
                 }
             },
             false,
+            attempts,
         )
     }
 
@@ -461,6 +615,7 @@ impl Ingestor {
         size: impl Fn(&T) -> usize,
         mut push: impl FnMut(&mut Validator<'_>, T, &mut Vec<Item>),
         pipelined: bool,
+        attempts: Option<&mut Attempts>,
     ) -> Result<BatchSummary, StoreError> {
         let _active = Active::enter(&self.active);
         let mut validator = Validator::new(&self.keys, now_ns(), request);
@@ -493,7 +648,7 @@ impl Ingestor {
             }
             (n > 0 || !items.is_empty()).then_some((n, items))
         };
-        self.commit_chunks(next_chunk, pipelined)
+        self.commit_chunks(next_chunk, pipelined, attempts)
     }
 
     /// Commits the chunks of one batch, and counts the batch once. Each
@@ -514,10 +669,15 @@ impl Ingestor {
     /// once every chunk is committed; on an error, the chunks already handed
     /// over are still waited for (and counted), and no further chunk is
     /// taken.
+    ///
+    /// With `attempts` (a stream's batch committed again), what its
+    /// earlier attempts wrote is not counted again (see
+    /// [`Ingestor::ingest_stream_attempt`]).
     fn commit_chunks(
         &self,
         mut next_chunk: impl FnMut(bool) -> Option<(u64, Vec<Item>)>,
         pipelined: bool,
+        mut attempts: Option<&mut Attempts>,
     ) -> Result<BatchSummary, StoreError> {
         let started = Instant::now();
         let mut total = BatchSummary::default();
@@ -538,7 +698,11 @@ impl Ingestor {
             let next = if take { next_chunk(lone) } else { None };
             taken_all |= take && next.is_none();
             if let Some((lines, items)) = next {
-                self.metrics.events_received.inc_by(lines);
+                let first_time = match attempts.as_deref_mut() {
+                    Some(a) => a.received(total.received, lines),
+                    None => lines,
+                };
+                self.metrics.events_received.inc_by(first_time);
                 total.received += lines;
                 in_flight.push_back((lone, self.submit(items, &batch_failed)));
                 continue;
@@ -548,7 +712,13 @@ impl Ingestor {
             };
             let (items, result) = submitted.wait(self, failed.is_some());
             match result {
-                Ok(s) => {
+                Ok(mut s) => {
+                    // A batch of many chunks shows the store taking writes
+                    // while it lasts (the readiness probe is then not due).
+                    self.health.write_succeeded();
+                    if let Some(a) = attempts.as_deref_mut() {
+                        a.chunk_committed(&items, &mut s);
+                    }
                     if let Some(after) = self.opts.late_after_ns {
                         late.note(&items, now_ns(), after);
                     }
@@ -560,6 +730,11 @@ impl Ingestor {
                     total.transactions += s.transactions;
                 }
                 Err(e) => {
+                    if let Some(a) = attempts.as_deref_mut() {
+                        if !is_earlier_chunk_failed(&e) {
+                            a.failed(&items);
+                        }
+                    }
                     if failed.is_none() {
                         failed = Some(e);
                     }
@@ -570,7 +745,10 @@ impl Ingestor {
             self.metrics.store_errors.inc();
             self.metrics.batch(outcome::STORE_ERROR);
             if e.unavailable() {
-                self.metrics.store_up.set(0);
+                self.health.write_failed();
+            }
+            if let Some(a) = attempts {
+                a.attempt_failed(&total);
             }
             return Err(e);
         }
@@ -579,7 +757,10 @@ impl Ingestor {
             .observe(started.elapsed().as_secs_f64());
         late.report(&self.metrics);
         self.metrics.batch(outcome::COMMITTED);
-        self.metrics.store_up.set(1);
+        self.health.write_succeeded();
+        if let Some(a) = attempts {
+            a.batch_done(&mut total);
+        }
         Ok(total)
     }
 
@@ -900,6 +1081,121 @@ mod tests {
         fn reads_add_to_txn_size(&self) -> bool {
             self.store.reads_add_to_txn_size()
         }
+    }
+
+    /// The embedded store, whose first commit is made and then reported
+    /// failed (as FoundationDB's `commit_unknown_result` can end).
+    struct FirstCommitLost {
+        store: EmbeddedStore,
+        commits: AtomicUsize,
+    }
+
+    impl Store for FirstCommitLost {
+        fn run_write(
+            &self,
+            f: &mut dyn FnMut(&mut dyn crate::store::Txn) -> Result<(), StoreError>,
+        ) -> Result<(), StoreError> {
+            self.store.run_write(f)?;
+            if self.commits.fetch_add(1, Ordering::SeqCst) == 0 {
+                return Err(StoreError::unavailable_msg("the commit's answer was lost"));
+            }
+            Ok(())
+        }
+        fn run_read(
+            &self,
+            f: &mut dyn FnMut(&mut dyn crate::store::ReadTxn) -> Result<(), StoreError>,
+        ) -> Result<(), StoreError> {
+            self.store.run_read(f)
+        }
+        fn check(&self) -> Result<(), StoreError> {
+            self.store.check()
+        }
+        fn describe(&self) -> String {
+            self.store.describe()
+        }
+        fn metrics(&self) -> &crate::store::StoreMetrics {
+            self.store.metrics()
+        }
+        fn reads_add_to_txn_size(&self) -> bool {
+            self.store.reads_add_to_txn_size()
+        }
+    }
+
+    /// A stream batch whose commit was made but reported failed, committed
+    /// again with its attempts: its own records count as written once,
+    /// while a line delivered before (and one repeated in the batch) stays a
+    /// duplicate, in the summary and in the metrics; each line is counted
+    /// received once; the readiness state follows each commit.
+    #[test]
+    fn a_retried_stream_batch_counts_its_own_writes_once_and_real_duplicates_as_such() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(FirstCommitLost {
+            store: EmbeddedStore::open(dir.path()).expect("open"),
+            commits: AtomicUsize::new(0),
+        });
+        let ing = ingestor(&store);
+        let monitor = uuid::Uuid::new_v4().to_string();
+        let before = event_line(&monitor, 1, "s-own", "f");
+        let mut lines = vec![Line::Whole(before.clone().into_bytes())];
+        for i in 2..=10 {
+            lines.push(Line::Whole(
+                event_line(&monitor, i, "s-own", "f").into_bytes(),
+            ));
+        }
+        lines.push(Line::Whole(b"garbage".to_vec()));
+        // The first commit: the line delivered earlier, answered "failed".
+        assert!(ing.ingest(&[before.as_bytes()]).is_err());
+        assert!(ing.health().is_down());
+        let mut attempts = Attempts::default();
+        let s = ing
+            .ingest_stream_attempt(&lines, &mut attempts)
+            .expect("stored");
+        assert!(ing.health().is_ready());
+        assert_eq!(
+            (s.received, s.written, s.duplicates, s.dead_lettered),
+            (11, 9, 1, 1)
+        );
+
+        // Now the batch itself: its first attempt made the commit, the
+        // answer was lost; the retry finds it all stored.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(FirstCommitLost {
+            store: EmbeddedStore::open(dir.path()).expect("open"),
+            commits: AtomicUsize::new(0),
+        });
+        let ing = ingestor(&store);
+        let monitor = uuid::Uuid::new_v4().to_string();
+        let twice = event_line(&monitor, 1, "s-own", "f");
+        let mut lines = vec![
+            Line::Whole(twice.clone().into_bytes()),
+            Line::Whole(twice.into_bytes()),
+        ];
+        for i in 2..=10 {
+            lines.push(Line::Whole(
+                event_line(&monitor, i, "s-own", "f").into_bytes(),
+            ));
+        }
+        lines.push(Line::Whole(b"garbage".to_vec()));
+        let mut attempts = Attempts::default();
+        assert!(ing.ingest_stream_attempt(&lines, &mut attempts).is_err());
+        let s = ing
+            .ingest_stream_attempt(&lines, &mut attempts)
+            .expect("again");
+        assert_eq!(
+            (s.received, s.written, s.duplicates, s.dead_lettered),
+            (12, 10, 1, 1),
+            "{s:?}"
+        );
+        let m = ing.metrics();
+        assert_eq!(
+            (
+                m.events_received.get(),
+                m.events_written.get(),
+                m.events_duplicate.get()
+            ),
+            (12, 10, 1)
+        );
+        assert_eq!(records_and_monitor(&store, &monitor).0, 10);
     }
 
     /// A lone batch whose first chunk fails to commit stores nothing of

@@ -229,3 +229,164 @@ fn serve_stdin_commits_what_the_monitor_writes_as_both_stop() {
     assert_eq!(summary["written"].as_u64(), Some(3), "{summary}");
     assert_eq!(read_store(dir.path()).records.len(), 3);
 }
+
+/// A tmpfs of `mib` MiB on a new directory, unmounted on drop.
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    /// `None` where mounting is not permitted (not root, no tmpfs).
+    fn mount(mib: u64) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().ok()?;
+        Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .is_ok_and(|o| o.status.success())
+            .then_some(Tmpfs(dir))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).output();
+    }
+}
+
+/// The value of the unlabelled metric `name` in `text`.
+fn metric(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// A stdin batch committed in several transactions, of which the first
+/// ones commit and a later one fails (the disk fills up): the batch is
+/// retried, finds its own first transactions stored, and counts them as
+/// written once, not as duplicate deliveries, in its summary and in the
+/// metrics.
+#[test]
+fn serve_stdin_does_not_count_its_own_retried_writes_as_duplicates() {
+    let Some(disk) = Tmpfs::mount(24) else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let store = format!("embedded:{}", disk.0.path().join("store").display());
+    let mut child = Command::new(BIN)
+        .args([
+            "serve",
+            "--stdin",
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            &store,
+        ])
+        // Many small transactions per batch.
+        .args(["--txn-target-bytes", "10000"])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    {
+        let log = log.clone();
+        let stderr = child.stderr.take().expect("stderr");
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(rest) = line.split("listen=").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap_or_default();
+                    let _ = addr_tx.send(addr.to_owned());
+                }
+                if let Ok(mut l) = log.lock() {
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            }
+        });
+    }
+    let addr = addr_rx
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("listening");
+    let metrics = || {
+        crate::harness::client()
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .and_then(|r| r.text())
+            .expect("metrics")
+    };
+    let says = |text: &str| log.lock().is_ok_and(|l| l.contains(text));
+    let wait_for = |what: &str, ok: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !ok() {
+            assert!(std::time::Instant::now() < deadline, "never {what}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    // Ready: the start-up probe write is done.
+    wait_for("ready", &|| {
+        crate::harness::client()
+            .get(format!("http://{addr}/readyz"))
+            .send()
+            .is_ok_and(|r| r.status().as_u16() == 200)
+    });
+
+    // Leave room for some of the batch's transactions, not for all.
+    let filler = disk.0.path().join("filler");
+    {
+        let mut f = std::fs::File::create(&filler).expect("filler");
+        let chunk = vec![0u8; 64 << 10];
+        while f.write_all(&chunk).is_ok() {}
+        let len = f.metadata().expect("len").len();
+        f.set_len(len.saturating_sub(512 << 10)).expect("truncate");
+    }
+    let monitor = uuid::Uuid::new_v4().to_string();
+    let n = 3000u64;
+    let mut stdin = child.stdin.take().expect("stdin");
+    for i in 1..=n {
+        writeln!(stdin, "{}", event(&monitor, i, "s-retry")).expect("write");
+    }
+    stdin.flush().expect("flush");
+    wait_for("a failed commit", &|| {
+        says("stdin batch not committed; retrying")
+    });
+    std::fs::remove_file(&filler).expect("free space");
+    wait_for("all written", &|| {
+        let m = metrics();
+        metric(&m, "fdb_sink_events_written_total").unwrap_or(0)
+            + metric(&m, "fdb_sink_events_duplicate_total").unwrap_or(0)
+            >= n
+            && metric(&m, "fdb_sink_batches_total{outcome=\"committed\"}").unwrap_or(0) >= 1
+    });
+    let m = metrics();
+    drop(stdin);
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success());
+    let summary: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("summary on stdout");
+    assert_eq!(
+        (
+            summary["received"].as_u64(),
+            summary["written"].as_u64(),
+            summary["duplicates"].as_u64()
+        ),
+        (Some(n), Some(n), Some(0)),
+        "{summary}"
+    );
+    assert_eq!(
+        (
+            metric(&m, "fdb_sink_events_received_total"),
+            metric(&m, "fdb_sink_events_written_total"),
+            metric(&m, "fdb_sink_events_duplicate_total")
+        ),
+        (Some(n), Some(n), Some(0)),
+        "{m}"
+    );
+    let stored = read_store(&disk.0.path().join("store"));
+    assert_eq!(stored.records.len() as u64, n);
+}

@@ -148,9 +148,11 @@ fn a_full_disk_is_answered_503_with_a_clear_reason_and_ingest_resumes_when_space
     for b in 0..20 {
         // A 503 for another transient reason (a loaded machine) is retried,
         // as Vector would; the full disk must be named once it is reached.
+        // The same bytes each time: part of a refused batch may be stored.
+        let bytes = batch(&monitor, b);
         let mut other_503 = 0;
         loop {
-            let (status, body) = post(&sink, batch(&monitor, b), &[]);
+            let (status, body) = post(&sink, bytes.clone(), &[]);
             match status {
                 200 => acknowledged += body["written"].as_u64().expect("written"),
                 503 => {
@@ -164,7 +166,7 @@ fn a_full_disk_is_answered_503_with_a_clear_reason_and_ingest_resumes_when_space
                         std::thread::sleep(Duration::from_millis(500));
                         continue;
                     }
-                    refused.push(b);
+                    refused.push((b, bytes.clone()));
                 }
                 other => panic!("batch {b}: {other} {body}"),
             }
@@ -179,12 +181,16 @@ fn a_full_disk_is_answered_503_with_a_clear_reason_and_ingest_resumes_when_space
     sink.wait_ready(503);
     assert!(sink.metrics().contains("fdb_sink_store_up 0"));
 
-    // Space returns: the refused batches, sent again as Vector would, are stored.
+    // Space returns: the refused batches, sent again as Vector would (after
+    // Retry-After, once the readiness probe found the store back), are stored.
     disk.resize(200);
-    for b in &refused {
-        let (status, body) = post(&sink, batch(&monitor, *b), &[]);
+    sink.wait_ready(200);
+    for (b, bytes) in refused {
+        let (status, body) = post(&sink, bytes, &[]);
         assert_eq!(status, 200, "batch {b} after space returned: {body}");
-        acknowledged += body["written"].as_u64().expect("written");
+        // What the refused attempt stored is found stored now.
+        acknowledged += body["written"].as_u64().expect("written")
+            + body["duplicates"].as_u64().expect("duplicates");
     }
     sink.wait_ready(200);
     sink.stop();
@@ -296,10 +302,11 @@ fn a_store_directory_removed_while_serving_is_never_acknowledged_into() {
         log_says(&sink, "removed or replaced while the sink had it open"),
         "the log keeps the cause"
     );
-    // Vector's retry lands in a new store at the same place, and stays there.
+    // Vector's retry (after Retry-After: the sink is ready again) lands in a
+    // new store at the same place, and stays there.
+    sink.wait_ready(200);
     let (status, body) = post(&sink, batch(&monitor, 1), &[]);
     assert_eq!(status, 200, "{body}");
-    sink.wait_ready(200);
     sink.stop();
     let stored = read_store(dir.path());
     assert_eq!(
@@ -334,6 +341,7 @@ fn a_redelivery_into_a_removed_store_directory_is_not_answered_as_stored() {
         "the duplicates it found are in removed files: {again}"
     );
     assert_tells_only_to_retry(&again, dir.path());
+    sink.wait_ready(200);
     let (status, retry) = post(&sink, body, &[]);
     assert_eq!(
         (
@@ -585,10 +593,12 @@ fn after_a_full_disk_the_sink_becomes_ready_again_on_its_own_once_space_returns(
     let mut b = 0;
     while refused.is_empty() {
         assert!(b < 40, "the disk never filled up");
-        let (status, body) = post(&sink, batch(&monitor, b), &[]);
+        // Kept: sent again as it was (part of it may be stored).
+        let bytes = batch(&monitor, b);
+        let (status, body) = post(&sink, bytes.clone(), &[]);
         match status {
             200 => {}
-            503 => refused.push(b),
+            503 => refused.push(bytes),
             other => panic!("batch {b}: {other} {body}"),
         }
         b += 1;
@@ -604,9 +614,12 @@ fn after_a_full_disk_the_sink_becomes_ready_again_on_its_own_once_space_returns(
     disk.resize(200);
     sink.wait_ready(200);
     assert!(sink.metrics().contains("fdb_sink_store_up 1"));
-    for b in &refused {
-        let (status, body) = post(&sink, batch(&monitor, *b), &[]);
-        assert_eq!(status, 200, "batch {b} after space returned: {body}");
+    for bytes in refused {
+        let (status, body) = post(&sink, bytes, &[]);
+        assert_eq!(
+            status, 200,
+            "the refused batch after space returned: {body}"
+        );
     }
     sink.stop();
     let stored = read_store(&store_dir);
