@@ -735,26 +735,6 @@ pub fn sessions_in(
     Ok(out)
 }
 
-/// Every tenant with at least one session row, in key order: one short
-/// range read per tenant, jumping over the rest of its rows.
-pub fn tenants(txn: &mut dyn ReadTxn, keys: &Keys) -> Result<Vec<String>, StoreError> {
-    let all = keys.sessions_all();
-    let mut begin = all.begin;
-    let mut out = Vec::new();
-    while let Some((k, _)) = txn
-        .get_range(&begin, &all.end, 1, false)?
-        .into_iter()
-        .next()
-    {
-        let f = keys
-            .decode_session_field(&k)
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        begin = keys.sessions_tenant(&f.tenant).end;
-        out.push(f.tenant);
-    }
-    Ok(out)
-}
-
 /// One session's summary, if it has any record.
 pub fn session_summary(
     txn: &mut dyn ReadTxn,
