@@ -65,11 +65,32 @@ pub enum LockError {
     },
 }
 
-/// Takes the exclusive lock of `state` (`flock` on `<state>.lock`, released
-/// when the process ends, however it ends). Held while the value lives.
+/// The state file `state` names, through symlinks (itself when it does
+/// not exist yet and its directory cannot be resolved).
+fn resolved(state: &Path) -> PathBuf {
+    if let Ok(p) = std::fs::canonicalize(state) {
+        return p;
+    }
+    match (state.parent(), state.file_name()) {
+        (Some(dir), Some(name)) => {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            std::fs::canonicalize(dir).map_or_else(|_| state.to_path_buf(), |d| d.join(name))
+        }
+        _ => state.to_path_buf(),
+    }
+}
+
+/// Takes the exclusive lock of `state` (`flock` on `<state>.lock`, beside
+/// the file it names through symlinks, so that two names of one state file
+/// share one lock; released when the process ends, however it ends). Held
+/// while the value lives.
 pub fn lock(state: &Path) -> Result<nix::fcntl::Flock<File>, LockError> {
     use nix::fcntl::{Flock, FlockArg};
-    let lock = lock_path(state);
+    let lock = lock_path(&resolved(state));
     let io = |source| LockError::Io {
         state: state.to_path_buf(),
         lock: lock.clone(),

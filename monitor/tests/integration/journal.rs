@@ -248,6 +248,48 @@ fn a_second_monitor_on_the_same_state_file_exits_2() {
     assert!(m.settle(Duration::from_millis(300)).is_empty());
 }
 
+#[test]
+fn a_second_monitor_on_another_name_of_the_state_file_exits_2() {
+    let s = setup();
+    let m = Monitor::start(&s.root, &[&s.arg]);
+    // A symlink to the state file, and one to its directory.
+    let dir = s.state.parent().unwrap();
+    let other = tempdir();
+    std::os::unix::fs::symlink(&s.state, other.path().join("link.json")).unwrap();
+    std::os::unix::fs::symlink(dir, other.path().join("dir")).unwrap();
+    for name in ["link.json", "dir/index.json"] {
+        let mut second = std::process::Command::new(BIN)
+            .arg(&s.root)
+            .arg(format!(
+                "--state-file={}",
+                other.path().join(name).display()
+            ))
+            .arg("--metrics-addr=off")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let t = Instant::now();
+        while second.try_wait().unwrap().is_none() {
+            if t.elapsed() > Duration::from_secs(10) {
+                let _ = second.kill();
+                let _ = second.wait();
+                panic!("{name}: a second monitor on the same state file kept running");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let out = second.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{name}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("in use by another file-monitor"),
+            "{name}: {err}"
+        );
+    }
+    let (status, _, _) = m.terminate();
+    assert_eq!(status.code(), Some(0));
+}
+
 /// Files beside the state file named `<name>.unusable-*`.
 fn kept_aside(dir: &Path, name: &str) -> Vec<PathBuf> {
     let prefix = format!("{name}.unusable-");
