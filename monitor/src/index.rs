@@ -538,13 +538,18 @@ impl Index {
             let targets: BTreeMap<Vec<u8>, (usize, Entry)> =
                 pairs.into_iter().map(|(i, c, e)| (c, (i, e))).collect();
             for (c, (i, ce)) in targets {
+                // Missing, or not a directory in the index (a file that a
+                // directory replaced: deleted first).
                 let mut missing: Vec<&[u8]> = ancestors(&c)
                     .take_while(|a| is_within(a, base) && *a != base)
-                    .filter(|a| !self.map.contains_key(*a))
+                    .filter(|a| self.map.get(*a).is_none_or(|e| e.kind != Kind::Dir))
                     .collect();
                 missing.reverse();
                 for a in missing {
                     if let Some(ae) = snapshot.get(a) {
+                        if let Some(old) = self.take(a) {
+                            out.push(Change::Delete(a.to_vec(), old));
+                        }
                         self.put(a.to_vec(), *ae);
                         out.push(Change::Create(a.to_vec(), *ae));
                     }
@@ -1442,6 +1447,17 @@ mod tests {
         let mut snap = Index::snapshot();
         snap.insert(b"q".to_vec(), e(Kind::File, 9, 1));
         assert!(snap.take_changes().is_empty());
+    }
+
+    #[test]
+    fn a_move_into_a_directory_that_replaced_a_file_deletes_the_file_first() {
+        let mut i = idx(&[("f7", e(Kind::File, 7, 1)), ("x", e(Kind::Dir, 3, 0))]);
+        let snap = idx(&[("f7", e(Kind::Dir, 8, 0)), ("f7/f3", e(Kind::Dir, 3, 0))]);
+        assert_eq!(
+            show(&i.reconcile(b"", &snap)),
+            vec!["delete f7", "create f7", "move x f7/f3"]
+        );
+        assert!(i.reconcile(b"", &snap).is_empty(), "once");
     }
 
     #[test]
