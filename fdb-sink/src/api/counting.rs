@@ -1,8 +1,9 @@
 //! A transaction wrapper that counts read calls: each call is a round trip on
-//! FoundationDB (the batched reads, `get_many` and `exist_many`, one for all
-//! of their keys), so tests bound what a request costs by its calls.
+//! FoundationDB (the batched reads, `get_many`, `exist_many` and
+//! `get_ranges`, one for all of their keys or ranges), so tests bound what a
+//! request costs by its calls.
 
-use crate::store::{Kv, ReadTxn, StoreError, Txn};
+use crate::store::{Kv, RangeReq, ReadTxn, StoreError, Txn};
 
 /// Counts the read calls made through it, passing every call on to `inner`.
 pub struct CountingReads<'a, T: ?Sized> {
@@ -11,7 +12,8 @@ pub struct CountingReads<'a, T: ?Sized> {
     pub gets: usize,
     /// `get_many` and `exist_many` calls.
     pub batches: usize,
-    /// `get_range` and `get_range_snapshot` calls.
+    /// `get_range`, `get_range_snapshot` and `get_ranges` calls (a
+    /// `get_ranges` call counts once, however many ranges it reads).
     pub ranges: usize,
 }
 
@@ -67,6 +69,10 @@ impl<T: ReadTxn + ?Sized> ReadTxn for CountingReads<'_, T> {
     fn get_many(&mut self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         self.batches += 1;
         self.inner.get_many(keys)
+    }
+    fn get_ranges(&mut self, ranges: &[RangeReq<'_>]) -> Result<Vec<Vec<Kv>>, StoreError> {
+        self.ranges += 1;
+        self.inner.get_ranges(ranges)
     }
 }
 

@@ -6,6 +6,7 @@
 //! the content, and `last_seen` the latest such record, never another
 //! user's.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
@@ -19,7 +20,7 @@ use super::{ApiError, ApiState};
 use crate::audit;
 use crate::keys::{Keys, PathTouch};
 use crate::record::AuditRecord;
-use crate::store::{ReadTxn, StoreError, StoreExt};
+use crate::store::{Kv, RangeReq, ReadTxn, StoreError, StoreExt};
 use crate::timespec::format_ns;
 
 /// Query of `GET /api/v5/files/duplicates`.
@@ -64,74 +65,307 @@ enum OwnSight {
     Unknown,
 }
 
-/// When `user`'s own records last showed content `checksum` at `path`:
-/// the path's `by_path` entries newest first, and the stored record of
-/// each entry of `user` (the entry names the user, the record holds the
-/// path and checksum). Every entry and every record read takes one unit of
-/// `budget`, which shrinks by what was read.
-fn own_last_seen(
-    txn: &mut dyn ReadTxn,
-    keys: &Keys,
-    (tenant, user): (&str, &str),
-    path: &str,
-    checksum: &str,
-    last_seen: u64,
-    budget: &mut usize,
-) -> Result<OwnSight, StoreError> {
-    let range = keys.by_path_range(tenant, path);
-    // No entry newer than the tenant's last sight of the content has it.
-    let bound = i64::try_from(last_seen)
-        .unwrap_or(i64::MAX)
-        .saturating_add(1);
-    let mut end = keys.by_path(tenant, path, bound, "");
-    loop {
-        if *budget == 0 {
-            return Ok(OwnSight::Unknown);
-        }
-        // Half the budget for entries, so that their records fit in the rest.
-        let want = (*budget / 2).clamp(1, MAX_LIMIT);
-        let rows = txn.get_range(&range.begin, &end, want, true)?;
-        *budget = budget.saturating_sub(rows.len());
-        let mut own = Vec::new();
-        for (k, v) in &rows {
-            let touch = PathTouch::decode(v).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            if touch.user != user {
-                continue;
-            }
-            let key = keys
-                .decode_by_path(k)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            own.push((
-                key.ts_ns,
-                keys.audit_log(tenant, user, &touch.session, key.ts_ns, &key.event_id),
-            ));
-        }
-        let readable = own.len().min(*budget);
-        *budget -= readable;
-        let wanted: Vec<&[u8]> = own[..readable].iter().map(|(_, k)| k.as_slice()).collect();
-        let values = if wanted.is_empty() {
-            Vec::new()
+/// Entries read ahead for a path before the first page of an index read
+/// needs them; a path whose window was too small gets one 4 times larger.
+const READ_AHEAD_FIRST: usize = 16;
+
+/// Entries of one path's `by_path` range, newest first: those below `end`,
+/// read with `limit`.
+struct Window {
+    end: Vec<u8>,
+    limit: usize,
+    rows: Vec<Kv>,
+}
+
+impl Window {
+    /// The newest `want` entries below `end`, when this window holds what a
+    /// read of them returns: `end` is the window's end or one of its keys,
+    /// and the window holds `want` entries below it, or every entry of the
+    /// range below it.
+    fn serve(&self, end: &[u8], want: usize) -> Option<&[Kv]> {
+        let from = if end == self.end.as_slice() {
+            0
         } else {
-            txn.get_many(&wanted)?
+            self.rows.iter().position(|(k, _)| k.as_slice() == end)? + 1
         };
-        for ((ts_ns, key), value) in own.iter().zip(values) {
-            // An entry whose record is no longer stored shows nothing.
-            let Some(value) = value else { continue };
-            let record = AuditRecord::from_json(&value).map_err(|e| {
-                StoreError::Corrupt(format!("record {}: {e}", crate::keys::printable(key)))
-            })?;
-            if record.event.path == path && record.event.checksum.as_deref() == Some(checksum) {
-                return Ok(OwnSight::Seen(u64::try_from(*ts_ns).unwrap_or(0)));
+        let rest = &self.rows[from..];
+        let whole = self.rows.len() < self.limit;
+        (rest.len() >= want || whole).then(|| &rest[..want.min(rest.len())])
+    }
+
+    /// True when the window answers every read at its end asking at most
+    /// `want` entries.
+    fn enough(&self, want: usize) -> bool {
+        self.rows.len() < self.limit || self.limit >= want
+    }
+}
+
+/// What a read is waiting for.
+enum Need {
+    /// Entries of the path being decided, `want` of them below `end`.
+    Entries { end: Vec<u8>, want: usize },
+    /// Records of the path being decided.
+    Records(Vec<Vec<u8>>),
+}
+
+/// The answer for one path, or what it waits for.
+enum Step {
+    /// The answer, and the budget left.
+    Done(OwnSight, usize),
+    Wait(Need),
+}
+
+/// One user's view of the paths holding one content: each path is decided
+/// from its `by_path` entries newest first and the stored records of the
+/// user's entries, paths in order, one budget of entries and records for
+/// all of them. Reads are made ahead, for many paths together (one round
+/// trip on FoundationDB for many paths), and each path is decided from what
+/// was read exactly as reading its entries page by page would decide it.
+struct OwnView<'a> {
+    keys: &'a Keys,
+    tenant: &'a str,
+    user: &'a str,
+    checksum: &'a str,
+    /// Paths and the tenant's last sight of the content at each (ns).
+    paths: &'a [(String, u64)],
+    /// Windows read of each path.
+    windows: Vec<Vec<Window>>,
+    /// Records read: the value of each record key (`None`: not stored).
+    records: HashMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl<'a> OwnView<'a> {
+    /// The end of the first page of path `i`: no entry newer than the
+    /// tenant's last sight of the content has it.
+    fn first_end(&self, i: usize) -> Vec<u8> {
+        let (path, last_seen) = &self.paths[i];
+        let bound = i64::try_from(*last_seen)
+            .unwrap_or(i64::MAX)
+            .saturating_add(1);
+        self.keys.by_path(self.tenant, path, bound, "")
+    }
+
+    /// The stored record of an entry of the user's, with the entry's time,
+    /// or `None` for another user's entry.
+    fn own_record(&self, key: &[u8], value: &[u8]) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
+        let touch = PathTouch::decode(value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        if touch.user != self.user {
+            return Ok(None);
+        }
+        let key = self
+            .keys
+            .decode_by_path(key)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let record = self.keys.audit_log(
+            self.tenant,
+            self.user,
+            &touch.session,
+            key.ts_ns,
+            &key.event_id,
+        );
+        Ok(Some((key.ts_ns, record)))
+    }
+
+    /// When the user's own records last showed the content at path `i`:
+    /// its entries newest first, and the stored record of each entry of the
+    /// user's (the entry names the user, the record holds the path and
+    /// checksum). Every entry and every record read takes one unit of
+    /// `budget`. Decided from what was read, or what it waits for.
+    fn decide(&self, i: usize, mut budget: usize) -> Result<Step, StoreError> {
+        let path = self.paths[i].0.as_str();
+        let mut end = self.first_end(i);
+        loop {
+            if budget == 0 {
+                return Ok(Step::Done(OwnSight::Unknown, 0));
             }
-        }
-        if readable < own.len() {
-            return Ok(OwnSight::Unknown);
-        }
-        match rows.last() {
-            Some((oldest, _)) if rows.len() == want => end = oldest.clone(),
-            _ => return Ok(OwnSight::NotSeen),
+            // Half the budget for entries, so that their records fit in the rest.
+            let want = (budget / 2).clamp(1, MAX_LIMIT);
+            let Some(rows) = self.windows[i]
+                .iter()
+                .rev()
+                .find_map(|w| w.serve(&end, want))
+            else {
+                return Ok(Step::Wait(Need::Entries { end, want }));
+            };
+            budget = budget.saturating_sub(rows.len());
+            let mut own = Vec::new();
+            for (k, v) in rows {
+                own.extend(self.own_record(k, v)?);
+            }
+            let readable = own.len().min(budget);
+            budget -= readable;
+            let missing: Vec<Vec<u8>> = own[..readable]
+                .iter()
+                .filter(|(_, key)| !self.records.contains_key(key))
+                .map(|(_, key)| key.clone())
+                .collect();
+            if !missing.is_empty() {
+                return Ok(Step::Wait(Need::Records(missing)));
+            }
+            for (ts_ns, key) in &own[..readable] {
+                // An entry whose record is no longer stored shows nothing.
+                let Some(Some(value)) = self.records.get(key) else {
+                    continue;
+                };
+                let record = AuditRecord::from_json(value).map_err(|e| {
+                    StoreError::Corrupt(format!("record {}: {e}", crate::keys::printable(key)))
+                })?;
+                if record.event.path == path
+                    && record.event.checksum.as_deref() == Some(self.checksum)
+                {
+                    let seen = OwnSight::Seen(u64::try_from(*ts_ns).unwrap_or(0));
+                    return Ok(Step::Done(seen, budget));
+                }
+            }
+            if readable < own.len() {
+                return Ok(Step::Done(OwnSight::Unknown, budget));
+            }
+            match rows.last() {
+                Some((oldest, _)) if rows.len() == want => end = oldest.clone(),
+                _ => return Ok(Step::Done(OwnSight::NotSeen, budget)),
+            }
         }
     }
+
+    /// Reads what path `at` waits for. Its entries are read together with
+    /// windows of the paths after it (at most `budget` entries for those:
+    /// no more than deciding them can read), and the records of the user's
+    /// entries among them with one batched read.
+    fn read(
+        &mut self,
+        txn: &mut dyn ReadTxn,
+        at: usize,
+        need: Need,
+        budget: usize,
+    ) -> Result<(), StoreError> {
+        let (end, want) = match need {
+            Need::Records(keys) => return self.read_records(txn, keys),
+            Need::Entries { end, want } => (end, want),
+        };
+        // A path that needs more entries again gets a window 4 times the
+        // last one (its later pages read from it), at most what deciding it
+        // can read.
+        let grown = self.windows[at].iter().map(|w| w.limit * 4).max();
+        let limit = grown.map_or(want, |g| g.min(budget).max(want));
+        let mut wanted = vec![(at, end, limit)];
+        // No later path asks more entries of its first page than this.
+        let most = (budget / 2).clamp(1, MAX_LIMIT);
+        let mut room = budget;
+        for j in at + 1..self.paths.len() {
+            let end = self.first_end(j);
+            let read = self.windows[j].iter().filter(|w| w.end == end);
+            if read.clone().any(|w| w.enough(most)) {
+                continue;
+            }
+            let limit = match read.map(|w| w.limit).max() {
+                None => READ_AHEAD_FIRST.min(most),
+                Some(limit) => (limit * 4).min(most),
+            };
+            if limit > room {
+                break;
+            }
+            room -= limit;
+            wanted.push((j, end, limit));
+        }
+        let ranges: Vec<_> = wanted
+            .iter()
+            .map(|(j, ..)| self.keys.by_path_range(self.tenant, &self.paths[*j].0))
+            .collect();
+        let reqs: Vec<RangeReq<'_>> = wanted
+            .iter()
+            .zip(&ranges)
+            .map(|((_, end, limit), range)| RangeReq::new(&range.begin, end, *limit, true))
+            .collect();
+        let read = txn.get_ranges(&reqs)?;
+        let mut records = Vec::new();
+        for ((j, end, limit), rows) in wanted.into_iter().zip(read) {
+            // An entry that does not decode fails the request only when
+            // deciding its path reads it.
+            for (k, v) in &rows {
+                if let Ok(Some((_, key))) = self.own_record(k, v) {
+                    if !self.records.contains_key(&key) {
+                        records.push(key);
+                    }
+                }
+            }
+            self.windows[j].push(Window { end, limit, rows });
+        }
+        records.sort_unstable();
+        records.dedup();
+        self.read_records(txn, records)
+    }
+
+    fn read_records(
+        &mut self,
+        txn: &mut dyn ReadTxn,
+        keys: Vec<Vec<u8>>,
+    ) -> Result<(), StoreError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        let values = txn.get_many(&refs)?;
+        self.records.extend(keys.into_iter().zip(values));
+        Ok(())
+    }
+}
+
+/// The paths that held content `checksum` (at most
+/// [`MAX_DUPLICATE_PATHS`]), and whether that is all of them. With
+/// `only_user`, only the paths that user's own records show, each with the
+/// latest such record, all of them deciding within one `budget` of index
+/// entries and records read.
+fn duplicate_paths(
+    txn: &mut dyn ReadTxn,
+    keys: &Keys,
+    tenant: &str,
+    checksum: &str,
+    only_user: Option<&str>,
+    mut budget: usize,
+) -> Result<(Vec<DuplicatePath>, bool), StoreError> {
+    let mut found = audit::checksum_paths(txn, keys, tenant, checksum, MAX_DUPLICATE_PATHS + 1)?;
+    let mut complete = found.len() <= MAX_DUPLICATE_PATHS;
+    found.truncate(MAX_DUPLICATE_PATHS);
+    let listed = |path: &str, seen: u64| DuplicatePath {
+        path: path.to_owned(),
+        last_seen: format_ns(i64::try_from(seen).unwrap_or(i64::MAX)),
+    };
+    let Some(user) = only_user else {
+        let out = found
+            .iter()
+            .map(|(path, seen)| listed(path, *seen))
+            .collect();
+        return Ok((out, complete));
+    };
+    let mut view = OwnView {
+        keys,
+        tenant,
+        user,
+        checksum,
+        paths: &found,
+        windows: found.iter().map(|_| Vec::new()).collect(),
+        records: HashMap::new(),
+    };
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < found.len() {
+        match view.decide(i, budget)? {
+            Step::Wait(need) => view.read(txn, i, need, budget)?,
+            Step::Done(sight, left) => {
+                budget = left;
+                match sight {
+                    OwnSight::Seen(ts) => out.push(listed(&found[i].0, ts)),
+                    OwnSight::NotSeen => {}
+                    OwnSight::Unknown => {
+                        complete = false;
+                        break;
+                    }
+                }
+                i += 1;
+            }
+        }
+    }
+    Ok((out, complete))
 }
 
 /// `GET /api/v5/files/duplicates?checksum=`.
@@ -150,32 +384,16 @@ pub async fn duplicates(
     let (paths, complete) = state
         .blocking(move |store, keys| {
             Ok(store.read(|txn| {
-                let mut out = Vec::new();
-                let mut found =
-                    audit::checksum_paths(txn, keys, &tenant, &checksum, MAX_DUPLICATE_PATHS + 1)?;
-                let mut complete = found.len() <= MAX_DUPLICATE_PATHS;
-                found.truncate(MAX_DUPLICATE_PATHS);
                 // Role `user`: one budget of index entries and records for
                 // the whole request, however many paths hold the content.
-                let mut budget = MAX_SCAN;
-                for (path, mut seen) in found {
-                    if let Some(u) = &only_user {
-                        let who = (tenant.as_str(), u.as_str());
-                        match own_last_seen(txn, keys, who, &path, &checksum, seen, &mut budget)? {
-                            OwnSight::Seen(ts) => seen = ts,
-                            OwnSight::NotSeen => continue,
-                            OwnSight::Unknown => {
-                                complete = false;
-                                break;
-                            }
-                        }
-                    }
-                    out.push(DuplicatePath {
-                        path,
-                        last_seen: format_ns(i64::try_from(seen).unwrap_or(i64::MAX)),
-                    });
-                }
-                Ok((out, complete))
+                duplicate_paths(
+                    txn,
+                    keys,
+                    &tenant,
+                    &checksum,
+                    only_user.as_deref(),
+                    MAX_SCAN,
+                )
             })?)
         })
         .await?;
@@ -184,4 +402,238 @@ pub async fn duplicates(
         paths,
         complete,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::counting::CountingReads;
+    use crate::store::embedded::EmbeddedStore;
+
+    /// The paths one user sees, deciding each path by reading its entries
+    /// page by page and their records: what [`duplicate_paths`] answers.
+    fn page_by_page(
+        txn: &mut dyn ReadTxn,
+        keys: &Keys,
+        (tenant, user): (&str, &str),
+        checksum: &str,
+        mut budget: usize,
+    ) -> Result<(Vec<DuplicatePath>, bool), StoreError> {
+        let mut found =
+            audit::checksum_paths(txn, keys, tenant, checksum, MAX_DUPLICATE_PATHS + 1)?;
+        let mut complete = found.len() <= MAX_DUPLICATE_PATHS;
+        found.truncate(MAX_DUPLICATE_PATHS);
+        let mut out = Vec::new();
+        'paths: for (path, last_seen) in found {
+            let range = keys.by_path_range(tenant, &path);
+            let bound = i64::try_from(last_seen)
+                .unwrap_or(i64::MAX)
+                .saturating_add(1);
+            let mut end = keys.by_path(tenant, &path, bound, "");
+            let sight = loop {
+                if budget == 0 {
+                    break OwnSight::Unknown;
+                }
+                let want = (budget / 2).clamp(1, MAX_LIMIT);
+                let rows = txn.get_range(&range.begin, &end, want, true)?;
+                budget = budget.saturating_sub(rows.len());
+                let mut own = Vec::new();
+                for (k, v) in &rows {
+                    let touch = PathTouch::decode(v).expect("touch");
+                    if touch.user != user {
+                        continue;
+                    }
+                    let key = keys.decode_by_path(k).expect("key");
+                    own.push((
+                        key.ts_ns,
+                        keys.audit_log(tenant, user, &touch.session, key.ts_ns, &key.event_id),
+                    ));
+                }
+                let readable = own.len().min(budget);
+                budget -= readable;
+                for (ts_ns, key) in &own[..readable] {
+                    let Some(value) = txn.get(key)? else { continue };
+                    let record = AuditRecord::from_json(&value).expect("record");
+                    if record.event.path == path
+                        && record.event.checksum.as_deref() == Some(checksum)
+                    {
+                        out.push(DuplicatePath {
+                            path: path.clone(),
+                            last_seen: format_ns(*ts_ns),
+                        });
+                        continue 'paths;
+                    }
+                }
+                if readable < own.len() {
+                    break OwnSight::Unknown;
+                }
+                match rows.last() {
+                    Some((oldest, _)) if rows.len() == want => end = oldest.clone(),
+                    _ => break OwnSight::NotSeen,
+                }
+            };
+            if sight == OwnSight::Unknown {
+                complete = false;
+                break;
+            }
+        }
+        Ok((out, complete))
+    }
+
+    /// A `file-event/1` line of tenant `t` with content `checksum`.
+    fn event(user: &str, seq: usize, secs: u64, path: &str, checksum: &str) -> String {
+        serde_json::json!({
+            "schema": "file-event/1",
+            "event_id": uuid::Uuid::now_v7().to_string(),
+            "monitor_id": "0190b5a0-0000-7000-8000-000000000007",
+            "seq": seq,
+            "timestamp": format!("2026-11-26T{:02}:{:02}:{:02}Z", secs / 3600, secs / 60 % 60, secs % 60),
+            "event_type": "update", "kind": "file", "path": path,
+            "checksum": checksum,
+            "tenant_id": "t", "user_id": user, "session_id": format!("s-{user}"),
+        })
+        .to_string()
+    }
+
+    fn write(store: &EmbeddedStore, keys: &Keys, lines: &[String]) {
+        let items: Vec<_> = lines
+            .iter()
+            .map(|l| crate::record::validate_line(keys, l.as_bytes(), 0))
+            .collect();
+        for chunk in items.chunks(2000) {
+            audit::write_items(store, keys, chunk, Default::default()).expect("write");
+        }
+    }
+
+    const C: &str = "sha256:00000000000000000000000000000000000000000000000000000000000000c1";
+    const OTHER: &str = "sha256:00000000000000000000000000000000000000000000000000000000000000c2";
+
+    /// A user's duplicates among 1000 paths cost a bounded number of read
+    /// calls, not one or two per path, and answer as deciding each path
+    /// page by page does.
+    #[test]
+    fn a_users_duplicates_read_many_paths_together() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = EmbeddedStore::open(dir.path()).expect("open");
+        let keys = Keys::default();
+        // 1000 paths with the content: alice's own at every third path,
+        // bob's elsewhere; some paths touched again and again by bob.
+        let mut lines = Vec::new();
+        for i in 0..1000u64 {
+            let path = format!("p/{i:04}.txt");
+            let user = if i % 3 == 0 { "alice" } else { "bob" };
+            lines.push(event(user, lines.len() + 1, 10 + i, &path, C));
+            for j in 0..(i % 7) * (i % 5) {
+                lines.push(event("bob", lines.len() + 1, 2000 + i + j, &path, OTHER));
+            }
+        }
+        write(&store, &keys, &lines);
+        let (batched, calls) = store
+            .read(|t| {
+                let mut c = CountingReads::new(t);
+                let r = duplicate_paths(&mut c, &keys, "t", C, Some("alice"), MAX_SCAN)?;
+                Ok((r, c.calls()))
+            })
+            .expect("read");
+        let reference = store
+            .read(|t| page_by_page(t, &keys, ("t", "alice"), C, MAX_SCAN))
+            .expect("read");
+        assert_eq!(batched, reference);
+        assert_eq!(batched.0.len(), 334);
+        assert!(batched.1);
+        // One read per path would be 1000 or more.
+        assert!(calls <= 12, "1000 paths made {calls} read calls");
+    }
+
+    /// A path another user touched thousands of times is read in a few
+    /// growing windows, not one read per page of entries.
+    #[test]
+    fn a_busy_path_costs_few_read_calls() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = EmbeddedStore::open(dir.path()).expect("open");
+        let keys = Keys::default();
+        let mut lines: Vec<String> = (0..6000)
+            .map(|i| event("bob", i + 1, 10 + i as u64, "a/busy.rs", C))
+            .collect();
+        lines.push(event("alice", 6001, 7000, "b/mine.rs", C));
+        write(&store, &keys, &lines);
+        for budget in [MAX_SCAN, 5000] {
+            let (got, calls) = store
+                .read(|t| {
+                    let mut c = CountingReads::new(t);
+                    let r = duplicate_paths(&mut c, &keys, "t", C, Some("alice"), budget)?;
+                    Ok((r, c.calls()))
+                })
+                .expect("read");
+            let want = store
+                .read(|t| page_by_page(t, &keys, ("t", "alice"), C, budget))
+                .expect("read");
+            assert_eq!(got, want, "budget {budget}");
+            // Page by page: 6 pages of 1000 entries, or 10 pages as the
+            // budget runs out.
+            assert!(calls <= 6, "budget {budget}: {calls} read calls");
+        }
+    }
+
+    /// Random paths, users, touches and budgets (many cut short): the
+    /// answer is the page-by-page one, complete or not. `FUZZ_ITERS` and
+    /// `FUZZ_SEED` run more or other cases.
+    #[test]
+    fn answers_as_page_by_page_for_any_budget() {
+        let iters: u64 = std::env::var("FUZZ_ITERS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3);
+        let seed0: u64 = std::env::var("FUZZ_SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1);
+        for it in 0..iters {
+            let mut rng = (seed0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                ^ (it + 1).wrapping_mul(0xD1B5_4A32_D192_ED03))
+                | 1;
+            let mut next = |m: u64| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                rng % m.max(1)
+            };
+            let dir = tempfile::tempdir().expect("dir");
+            let store = EmbeddedStore::open(dir.path()).expect("open");
+            let keys = Keys::default();
+            let users = ["alice", "bob", "carol"];
+            let mut lines = Vec::new();
+            let npaths = 1 + next(120);
+            for i in 0..npaths {
+                let path = format!("d/{i:03}");
+                let busy = [1u64, 5, 40, 300][next(4) as usize];
+                for _ in 0..1 + next(busy) {
+                    let user = users[next(3) as usize];
+                    let sum = if next(3) == 0 { OTHER } else { C };
+                    let secs = next(80_000);
+                    lines.push(event(user, lines.len() + 1, secs, &path, sum));
+                }
+            }
+            write(&store, &keys, &lines);
+            for budget in [1, 2, 7, 60, 500, 3000, MAX_SCAN] {
+                for user in users {
+                    let (got, calls) = store
+                        .read(|t| {
+                            let mut c = CountingReads::new(t);
+                            let r = duplicate_paths(&mut c, &keys, "t", C, Some(user), budget)?;
+                            Ok((r, c.calls()))
+                        })
+                        .expect("read");
+                    let want = store
+                        .read(|t| page_by_page(t, &keys, ("t", user), C, budget))
+                        .expect("read");
+                    assert_eq!(
+                        got, want,
+                        "seed {seed0} it {it}: {npaths} paths, budget {budget}, {user}"
+                    );
+                    assert!(calls <= 20, "budget {budget}: {calls} read calls");
+                }
+            }
+        }
+    }
 }

@@ -9,7 +9,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{Kv, ReadTxn, Store, StoreError, StoreExt, StoreMetrics, Txn};
+use super::{Kv, RangeReq, ReadTxn, Store, StoreError, StoreExt, StoreMetrics, Txn};
 use crate::audit::{self, WriteOptions};
 use crate::keys::{decode_i64, decode_u64, Keys};
 use crate::late::LateMarks;
@@ -65,6 +65,7 @@ pub fn run_all<S: Store + ?Sized>(store: &S) {
     insert_new(store);
     exist_many(store);
     get_many(store);
+    get_ranges(store);
     failed_closure_commits_nothing(store);
     limits_are_enforced(store);
     system_keys_are_refused(store);
@@ -211,8 +212,20 @@ impl ReadTxn for SharedTxn<'_> {
     fn exist_many(&mut self, keys: &[&[u8]]) -> Result<Vec<bool>, StoreError> {
         self.0.exist_many(keys)
     }
+    fn get_range_snapshot(
+        &mut self,
+        begin: &[u8],
+        end: &[u8],
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Vec<Kv>, StoreError> {
+        self.0.get_range_snapshot(begin, end, limit, reverse)
+    }
     fn get_many(&mut self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         self.0.get_many(keys)
+    }
+    fn get_ranges(&mut self, ranges: &[RangeReq<'_>]) -> Result<Vec<Vec<Kv>>, StoreError> {
+        self.0.get_ranges(ranges)
     }
 }
 
@@ -265,6 +278,98 @@ impl<S: Store> Store for Shared<S> {
     fn metrics(&self) -> &StoreMetrics {
         self.0.metrics()
     }
+}
+
+/// `get_ranges` answers each range as `get_range` (or
+/// `get_range_snapshot`) answers it, in order: limits, reverse, empty,
+/// inverted and repeated ranges, ranges larger than one batch of the
+/// client (read in several), and the transaction's own writes and clears.
+pub fn get_ranges<S: Store + ?Sized>(store: &S) {
+    let p = prefix("get_ranges");
+    let key = |i: usize| k(&p, format!("k{i:04}").as_bytes());
+    // 300 pairs of 2 kB: more than FoundationDB returns in one batch.
+    let big = vec![b'v'; 2_000];
+    store
+        .transact(|t| {
+            for i in 0..300usize {
+                let mut v = big.clone();
+                v.extend_from_slice(&i.to_le_bytes());
+                t.set(&key(i), &v)?;
+            }
+            Ok(())
+        })
+        .expect("write");
+    let (all_b, all_e) = (p.clone(), end_of(&p));
+    let (k10, k20, k250) = (key(10), key(20), key(250));
+    let reqs = [
+        RangeReq::new(&all_b, &all_e, 0, false),
+        RangeReq::new(&all_b, &all_e, 0, true),
+        RangeReq::new(&all_b, &all_e, 260, false),
+        RangeReq::new(&all_b, &all_e, 260, true),
+        RangeReq::new(&k10, &k20, 0, false),
+        RangeReq::new(&k10, &k20, 3, true),
+        RangeReq::new(&k10, &k10, 0, false),
+        RangeReq::new(&k20, &k10, 0, false),
+        RangeReq::new(&k10, &k20, 0, false),
+        RangeReq::new(&k10, &k250, 1, false),
+        RangeReq {
+            snapshot: true,
+            ..RangeReq::new(&k10, &k250, 5, true)
+        },
+    ];
+    let one_by_one = |t: &mut dyn ReadTxn| -> Result<Vec<Vec<Kv>>, StoreError> {
+        reqs.iter()
+            .map(|r| {
+                if r.snapshot {
+                    t.get_range_snapshot(r.begin, r.end, r.limit, r.reverse)
+                } else {
+                    t.get_range(r.begin, r.end, r.limit, r.reverse)
+                }
+            })
+            .collect()
+    };
+    let (many, single, none) = store
+        .read(|t| Ok((t.get_ranges(&reqs)?, one_by_one(t)?, t.get_ranges(&[])?)))
+        .expect("read");
+    assert_eq!(many, single, "get_ranges answers as get_range does");
+    assert!(none.is_empty(), "no ranges, no answers");
+    let lens: Vec<usize> = many.iter().map(Vec::len).collect();
+    assert_eq!(lens, [300, 300, 260, 260, 10, 3, 0, 0, 10, 1, 5]);
+    assert_eq!(
+        many[0][299].0,
+        key(299),
+        "a range larger than a batch is whole"
+    );
+    assert_eq!(many[1][0].0, key(299), "reverse starts at the end");
+    assert_eq!(many[2][259].0, key(259), "limit");
+    assert_eq!(
+        many[3][259].0,
+        key(40),
+        "limit counts from the end in reverse"
+    );
+    assert_eq!(many[5][0].0, key(19));
+    assert_eq!(many[4], many[8], "a repeated range answers each time");
+    assert_eq!(many[10][0].0, key(249), "snapshot reverse");
+    // Inside a write transaction: its own sets, overwrites and clears.
+    let (many, single) = store
+        .transact(|t| {
+            t.clear_range(&key(12), &key(15))?;
+            t.set(&key(10), b"mine")?;
+            t.set(&k(&p, b"k0010x"), b"new")?;
+            let many = t.get_ranges(&reqs)?;
+            Ok((many, one_by_one(t)?))
+        })
+        .expect("transaction");
+    assert_eq!(many, single, "get_ranges sees the transaction's writes");
+    let keys_10_20: Vec<Vec<u8>> = many[4].iter().map(|(key, _)| key.clone()).collect();
+    let want: Vec<Vec<u8>> = [key(10), k(&p, b"k0010x"), key(11)]
+        .into_iter()
+        .chain((15..20).map(key))
+        .collect();
+    assert_eq!(keys_10_20, want, "own writes and clears merged");
+    assert_eq!(many[4][0].1, b"mine".to_vec());
+    assert_eq!(many[0].len(), 298);
+    cleanup(store, &p);
 }
 
 /// `exist_many` answers in order, sees the transaction's own writes and

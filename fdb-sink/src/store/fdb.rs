@@ -36,7 +36,7 @@ use foundationdb::options::{MutationType, StreamingMode, TransactionOption};
 use foundationdb::{Database, FdbError, RangeOption, Transaction};
 use futures::executor::block_on;
 
-use super::{check_sizes, Kv, ReadTxn, Store, StoreError, StoreMetrics, Txn};
+use super::{check_sizes, Kv, RangeReq, ReadTxn, Store, StoreError, StoreMetrics, Txn};
 
 /// Attempts per transaction before giving up (each retry backs off).
 const MAX_ATTEMPTS: u32 = 20;
@@ -282,6 +282,10 @@ impl ReadTxn for FdbTxn<'_> {
     ) -> Result<Vec<Kv>, StoreError> {
         self.range(begin, end, limit, reverse, true)
     }
+
+    fn get_ranges(&mut self, ranges: &[RangeReq<'_>]) -> Result<Vec<Vec<Kv>>, StoreError> {
+        self.ranges(ranges)
+    }
 }
 
 impl FdbTxn<'_> {
@@ -294,32 +298,58 @@ impl FdbTxn<'_> {
         reverse: bool,
         snapshot: bool,
     ) -> Result<Vec<Kv>, StoreError> {
-        if begin >= end {
-            return Ok(Vec::new());
-        }
-        let mut opt = RangeOption {
-            limit: (limit > 0).then_some(limit),
+        let req = RangeReq {
+            begin,
+            end,
+            limit,
             reverse,
-            mode: StreamingMode::WantAll,
-            ..RangeOption::from((begin, end))
+            snapshot,
         };
-        let mut out = Vec::new();
-        let mut iteration = 1;
-        loop {
-            let kvs =
-                block_on(self.trx.get_range(&opt, iteration, snapshot)).map_err(StoreError::Fdb)?;
-            out.extend(
-                kvs.iter()
-                    .map(|kv| (kv.key().to_vec(), kv.value().to_vec())),
-            );
-            match opt.next_range(&kvs) {
-                Some(next) => opt = next,
-                None => break,
+        Ok(self.ranges(&[req])?.pop().unwrap_or_default())
+    }
+
+    /// Range reads in rounds: every range's first batch in flight at once,
+    /// then the next batch of each range the client did not return whole
+    /// (its limit, if any, lowered by what came back), until every range is
+    /// read. Ranges of one batch cost one round trip together.
+    fn ranges(&mut self, reqs: &[RangeReq<'_>]) -> Result<Vec<Vec<Kv>>, StoreError> {
+        let mut out: Vec<Vec<Kv>> = vec![Vec::new(); reqs.len()];
+        let mut pending: Vec<(usize, RangeOption<'_>, usize)> = reqs
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.begin < r.end)
+            .map(|(i, r)| {
+                let opt = RangeOption {
+                    limit: (r.limit > 0).then_some(r.limit),
+                    reverse: r.reverse,
+                    mode: StreamingMode::WantAll,
+                    ..RangeOption::from((r.begin, r.end))
+                };
+                (i, opt, 1)
+            })
+            .collect();
+        while !pending.is_empty() {
+            let reads = pending
+                .iter()
+                .map(|(i, opt, iteration)| self.trx.get_range(opt, *iteration, reqs[*i].snapshot));
+            let batches =
+                block_on(futures::future::try_join_all(reads)).map_err(StoreError::Fdb)?;
+            let mut next = Vec::new();
+            for ((i, opt, iteration), kvs) in pending.into_iter().zip(batches) {
+                out[i].extend(
+                    kvs.iter()
+                        .map(|kv| (kv.key().to_vec(), kv.value().to_vec())),
+                );
+                if let Some(more) = opt.next_range(&kvs) {
+                    next.push((i, more, iteration + 1));
+                }
             }
-            iteration += 1;
+            pending = next;
         }
-        if limit > 0 {
-            out.truncate(limit);
+        for (kvs, r) in out.iter_mut().zip(reqs) {
+            if r.limit > 0 {
+                kvs.truncate(r.limit);
+            }
         }
         Ok(out)
     }

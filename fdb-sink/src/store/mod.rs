@@ -42,6 +42,33 @@ pub mod fdb;
 /// A key and its value.
 pub type Kv = (Vec<u8>, Vec<u8>);
 
+/// One range of a [`ReadTxn::get_ranges`] call: the arguments of one
+/// [`ReadTxn::get_range`], or with `snapshot` of one
+/// [`ReadTxn::get_range_snapshot`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RangeReq<'a> {
+    pub begin: &'a [u8],
+    pub end: &'a [u8],
+    /// At most this many pairs (`0` = no limit).
+    pub limit: usize,
+    pub reverse: bool,
+    /// Adds no read conflict (see [`ReadTxn::get_range_snapshot`]).
+    pub snapshot: bool,
+}
+
+impl<'a> RangeReq<'a> {
+    /// The range `[begin, end)`, read as [`ReadTxn::get_range`] reads it.
+    pub fn new(begin: &'a [u8], end: &'a [u8], limit: usize, reverse: bool) -> Self {
+        RangeReq {
+            begin,
+            end,
+            limit,
+            reverse,
+            snapshot: false,
+        }
+    }
+}
+
 /// Reads inside a transaction.
 pub trait ReadTxn {
     /// The value of `key`, if any.
@@ -86,6 +113,24 @@ pub trait ReadTxn {
     /// network round trips issues the reads together.
     fn get_many(&mut self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         keys.iter().map(|k| self.get(k)).collect()
+    }
+
+    /// The pairs of each of `ranges`, in order (a range may repeat): the
+    /// same as one [`get_range`](Self::get_range) (or
+    /// [`get_range_snapshot`](Self::get_range_snapshot)) per range, and the
+    /// same read conflicts, but a backend with network round trips issues
+    /// the reads together.
+    fn get_ranges(&mut self, ranges: &[RangeReq<'_>]) -> Result<Vec<Vec<Kv>>, StoreError> {
+        ranges
+            .iter()
+            .map(|r| {
+                if r.snapshot {
+                    self.get_range_snapshot(r.begin, r.end, r.limit, r.reverse)
+                } else {
+                    self.get_range(r.begin, r.end, r.limit, r.reverse)
+                }
+            })
+            .collect()
     }
 }
 
