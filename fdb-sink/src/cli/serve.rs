@@ -402,12 +402,18 @@ async fn readiness_loop(store: Arc<dyn Store>, keys: Keys, health: Arc<StoreHeal
                 None
             };
             let (s, k) = (store.clone(), keys.clone());
-            tokio::task::spawn_blocking(move || {
-                s.check()?;
-                match probe {
-                    Some(p) => health::probe_write(s.as_ref(), &k, p).map(|()| true),
-                    None => Ok(false),
+            tokio::task::spawn_blocking(move || match probe {
+                // Not ready: the write first, since a store whose last
+                // write failed passes its check only once a write works.
+                Some(Probe::Full) => {
+                    health::probe_write(s.as_ref(), &k, Probe::Full)?;
+                    s.check().map(|()| true)
                 }
+                Some(p) => {
+                    s.check()?;
+                    health::probe_write(s.as_ref(), &k, p).map(|()| true)
+                }
+                None => s.check().map(|()| false),
             })
         });
         let outcome = match tokio::time::timeout(CHECK_DEADLINE, &mut task).await {

@@ -77,9 +77,21 @@ impl StoreHealth {
         self.went_down.notified().await;
     }
 
-    /// The outcome of a check (without a write).
+    /// The outcome of a check (without a write). A check that passes makes
+    /// a store of unknown state ready, never one known to be down: a
+    /// FoundationDB cluster can give read versions while its commits fail
+    /// (a locked database, throttling), and a commit may have failed while
+    /// the check ran. Only a write brings a store that is down back.
     pub fn checked(&self, up: bool) {
-        self.set(up);
+        if !up {
+            self.set(false);
+        } else if self
+            .state
+            .compare_exchange(UNKNOWN, UP, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.store_up.set(1);
+        }
     }
 
     /// True when no write succeeded within `within`.
@@ -116,10 +128,15 @@ pub const PROBE_SUBSPACE: &str = "readiness_probe";
 /// Size of one probe key, within FoundationDB's 10 kB key limit.
 const PROBE_KEY_BYTES: usize = 8 << 10;
 
-/// Keys of a full probe: about as large in the store's journal as one
-/// transaction of records (1 MB), so that a store with room for the probe
-/// has room for a batch, not just for a few bytes.
+/// Keys of a full probe on the embedded store: about as large in its
+/// journal as one transaction of records (1 MB), so that a store with room
+/// for the probe has room for a batch, not just for a few bytes.
 const FULL_PROBE_KEYS: usize = 128;
+
+/// Keys of a full probe on FoundationDB, which counts a clear's key twice
+/// (the cleared range) and again in its write conflict range: about 1 MB
+/// of transaction size, like one transaction of records.
+const FULL_PROBE_KEYS_FDB: usize = 32;
 
 /// How much a probe write writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +156,7 @@ pub enum Probe {
 pub fn probe_write(store: &dyn Store, keys: &Keys, probe: Probe) -> Result<(), StoreError> {
     let n = match probe {
         Probe::Light => 1,
+        Probe::Full if store.reads_add_to_txn_size() => FULL_PROBE_KEYS_FDB,
         Probe::Full => FULL_PROBE_KEYS,
     };
     let keys = probe_keys(keys, n);
@@ -150,6 +168,24 @@ mod tests {
     use super::*;
     use crate::store::embedded::EmbeddedStore;
     use crate::store::StoreExt;
+
+    #[test]
+    fn a_passing_check_does_not_bring_back_a_store_known_down() {
+        let h = StoreHealth::new(Gauge::default());
+        assert!(!h.is_ready() && !h.is_down(), "unknown at first");
+        h.checked(true);
+        assert!(h.is_ready());
+        h.write_failed();
+        assert!(h.is_down());
+        h.checked(true);
+        assert!(h.is_down(), "a check is not a write");
+        assert_eq!(h.store_up.get(), 0);
+        h.write_succeeded();
+        assert!(h.is_ready());
+        assert_eq!(h.store_up.get(), 1);
+        h.checked(false);
+        assert!(h.is_down());
+    }
 
     #[test]
     fn probe_keys_lie_under_their_own_name_in_the_root_subspace() {

@@ -221,12 +221,15 @@ impl Attempts {
     fn failed(&mut self, items: &[Item]) {
         for item in items {
             match item {
-                Item::Record(r) => {
+                // Only what this attempt stored may have been committed: a
+                // record it found stored (or never reached) was not.
+                Item::Record(r) if r.stored_new.get() => {
                     let key = &r.encoded.audit;
                     if !self.now.contains(key) && !self.earlier.contains(key) {
                         self.unknown.insert(key.clone());
                     }
                 }
+                Item::Record(_) => {}
                 Item::DeadLetter(d) => {
                     if let Some(i) = reason::index(&d.reason) {
                         self.letters_unknown[i] += d.line_count();
@@ -744,7 +747,10 @@ impl Ingestor {
         if let Some(e) = failed {
             self.metrics.store_errors.inc();
             self.metrics.batch(outcome::STORE_ERROR);
-            if e.unavailable() {
+            // The store is down, not just this transaction: one that ran
+            // too long, conflicted or was too large says nothing of the
+            // next batch.
+            if e.unavailable() && !e.smaller_may_fit() && !e.conflict() {
                 self.health.write_failed();
             }
             if let Some(a) = attempts {
@@ -1304,5 +1310,103 @@ mod tests {
             .read(|t| late::markers(t, &keys))
             .expect("markers")
             .is_empty());
+    }
+
+    /// A store whose second commit fails, with `error`, without committing.
+    struct SecondCommitFails {
+        store: EmbeddedStore,
+        commits: AtomicUsize,
+        error: fn() -> StoreError,
+    }
+    impl Store for SecondCommitFails {
+        fn run_write(
+            &self,
+            f: &mut dyn FnMut(&mut dyn crate::store::Txn) -> Result<(), StoreError>,
+        ) -> Result<(), StoreError> {
+            if self.commits.fetch_add(1, Ordering::SeqCst) == 1 {
+                return Err((self.error)());
+            }
+            self.store.run_write(f)
+        }
+        fn run_read(
+            &self,
+            f: &mut dyn FnMut(&mut dyn crate::store::ReadTxn) -> Result<(), StoreError>,
+        ) -> Result<(), StoreError> {
+            self.store.run_read(f)
+        }
+        fn check(&self) -> Result<(), StoreError> {
+            self.store.check()
+        }
+        fn describe(&self) -> String {
+            self.store.describe()
+        }
+        fn metrics(&self) -> &crate::store::StoreMetrics {
+            self.store.metrics()
+        }
+        fn reads_add_to_txn_size(&self) -> bool {
+            self.store.reads_add_to_txn_size()
+        }
+    }
+
+    #[test]
+    fn a_record_stored_before_a_failed_attempt_stays_a_duplicate_on_the_retry() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(SecondCommitFails {
+            store: EmbeddedStore::open(dir.path()).expect("open"),
+            commits: AtomicUsize::new(0),
+            error: || StoreError::unavailable_msg("refused"),
+        });
+        let ing = ingestor(&store);
+        let monitor = uuid::Uuid::new_v4().to_string();
+        let before = event_line(&monitor, 1, "s-own", "f");
+        // Delivered and committed once (commit 0).
+        ing.ingest(&[before.as_bytes()]).expect("first delivery");
+        let mut lines = vec![Line::Whole(before.clone().into_bytes())];
+        for i in 2..=10 {
+            lines.push(Line::Whole(
+                event_line(&monitor, i, "s-own", "f").into_bytes(),
+            ));
+        }
+        let mut attempts = Attempts::default();
+        // Commit 1 fails without committing anything.
+        assert!(ing.ingest_stream_attempt(&lines, &mut attempts).is_err());
+        let s = ing
+            .ingest_stream_attempt(&lines, &mut attempts)
+            .expect("retry");
+        assert_eq!((s.written, s.duplicates), (9, 1), "{s:?}");
+    }
+
+    #[test]
+    fn only_a_store_that_is_down_makes_the_sink_not_ready() {
+        for (error, down) in [
+            (
+                (|| StoreError::unavailable_msg("disk full")) as fn() -> StoreError,
+                true,
+            ),
+            (|| StoreError::TxnLimit("transaction too old".into()), false),
+            (
+                || StoreError::RetriesExhausted {
+                    attempts: 5,
+                    last: Box::new(StoreError::TxnLimit("too old".into())),
+                },
+                false,
+            ),
+        ] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store: Arc<dyn Store> = Arc::new(SecondCommitFails {
+                store: EmbeddedStore::open(dir.path()).expect("open"),
+                commits: AtomicUsize::new(0),
+                error,
+            });
+            let ing = ingestor(&store);
+            let monitor = uuid::Uuid::new_v4().to_string();
+            let line = |i| event_line(&monitor, i, "s", "f");
+            ing.ingest(&[line(1).as_bytes()]).expect("first");
+            assert!(ing.health().is_ready());
+            let e = ing.ingest(&[line(2).as_bytes()]).expect_err("second");
+            assert_eq!(ing.health().is_down(), down, "{e}");
+            ing.ingest(&[line(3).as_bytes()]).expect("third");
+            assert!(ing.health().is_ready(), "{e}");
+        }
     }
 }
