@@ -42,7 +42,8 @@ METRICS = {
         "fs_monitor_events_coalesced_total", "fs_monitor_rescans_total", "fs_monitor_watches",
         "fs_monitor_watch_limit_reached_total", "fs_monitor_polled_subtrees", "fs_monitor_queue_depth",
         "fs_monitor_checksum_bytes_total", "fs_monitor_processing_latency_seconds",
-        "fs_monitor_state_save_failures_total", "fs_monitor_mount_changes_total",
+        "fs_monitor_state_save_failures_total", "fs_monitor_state_load_failures_total",
+        "fs_monitor_mount_changes_total",
     },
     "fdb-sink": {
         "fdb_sink_events_received_total", "fdb_sink_events_written_total", "fdb_sink_events_duplicate_total", "fdb_sink_events_late_total",

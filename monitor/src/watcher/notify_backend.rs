@@ -121,7 +121,8 @@ impl Shared {
     }
 }
 
-/// Events notify's thread holds for the engine at most (about 6 MB). When
+/// Events notify's thread holds for the engine at most (about 15 MB with
+/// paths of typical length). When
 /// the engine falls that far behind (its standard output blocked, a burst
 /// larger than it can take), later events are dropped and the engine is
 /// told of an overflow, as for the kernel's own queue: it rescans the tree
