@@ -1,7 +1,7 @@
 //! A transaction wrapper that counts read calls: each call is a round trip on
 //! FoundationDB (the batched reads, `get_many`, `exist_many` and
 //! `get_ranges`, one for all of their keys or ranges), so tests bound what a
-//! request costs by its calls.
+//! request costs by its calls. Also the seeded cases of the random tests.
 
 use crate::store::{Kv, RangeReq, ReadTxn, StoreError, Txn};
 
@@ -105,4 +105,36 @@ impl<T: Txn + ?Sized> Txn for CountingReads<'_, T> {
         self.gets += 1;
         self.inner.insert_new(key, value)
     }
+}
+
+/// One case of a random test: its seed (`FUZZ_SEED`, default 1), its
+/// number, and a xorshift generator seeded from both.
+pub struct FuzzCase {
+    pub seed: u64,
+    pub it: u64,
+    rng: u64,
+}
+
+impl FuzzCase {
+    /// A number below `m` (0 when `m` is 0).
+    pub fn below(&mut self, m: u64) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng % m.max(1)
+    }
+}
+
+/// The cases of a random test: `FUZZ_ITERS` of them (default `iters`).
+pub fn fuzz_cases(iters: u64) -> impl Iterator<Item = FuzzCase> {
+    let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
+    let iters: u64 = env("FUZZ_ITERS").unwrap_or(iters);
+    let seed: u64 = env("FUZZ_SEED").unwrap_or(1);
+    (0..iters).map(move |it| FuzzCase {
+        seed,
+        it,
+        rng: (seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ (it + 1).wrapping_mul(0xD1B5_4A32_D192_ED03))
+            | 1,
+    })
 }

@@ -580,24 +580,9 @@ mod tests {
     /// `FUZZ_SEED` run more or other cases.
     #[test]
     fn answers_as_page_by_page_for_any_budget() {
-        let iters: u64 = std::env::var("FUZZ_ITERS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(3);
-        let seed0: u64 = std::env::var("FUZZ_SEED")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1);
-        for it in 0..iters {
-            let mut rng = (seed0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-                ^ (it + 1).wrapping_mul(0xD1B5_4A32_D192_ED03))
-                | 1;
-            let mut next = |m: u64| {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                rng % m.max(1)
-            };
+        for mut case in crate::api::counting::fuzz_cases(3) {
+            let (seed0, it) = (case.seed, case.it);
+            let mut next = |m: u64| case.below(m);
             let dir = tempfile::tempdir().expect("dir");
             let store = EmbeddedStore::open(dir.path()).expect("open");
             let keys = Keys::default();

@@ -1049,61 +1049,45 @@ mod tests {
         }
     }
 
-    /// The embedded store, whose first commit fails after a while (the
-    /// batch's later chunks are queued or validated meanwhile).
-    struct FirstCommitFails {
+    /// The embedded store, whose commit number `at` (from 0) fails with
+    /// `error`: before committing, after `delay` (the batch's later chunks
+    /// are queued or validated meanwhile), or, when `lost`, after it was
+    /// made (as FoundationDB's `commit_unknown_result` can end).
+    struct FaultyCommit {
         store: EmbeddedStore,
         commits: AtomicUsize,
+        at: usize,
+        lost: bool,
+        delay: Duration,
+        error: fn() -> StoreError,
     }
 
-    impl Store for FirstCommitFails {
-        fn run_write(
-            &self,
-            f: &mut dyn FnMut(&mut dyn crate::store::Txn) -> Result<(), StoreError>,
-        ) -> Result<(), StoreError> {
-            if self.commits.fetch_add(1, Ordering::SeqCst) == 0 {
-                std::thread::sleep(Duration::from_millis(300));
-                return Err(StoreError::unavailable_msg(
-                    "the first commit fails".to_string(),
-                ));
+    impl FaultyCommit {
+        fn new(dir: &std::path::Path, at: usize, error: fn() -> StoreError) -> Self {
+            FaultyCommit {
+                store: EmbeddedStore::open(dir).expect("open"),
+                commits: AtomicUsize::new(0),
+                at,
+                lost: false,
+                delay: Duration::ZERO,
+                error,
             }
-            self.store.run_write(f)
-        }
-        fn run_read(
-            &self,
-            f: &mut dyn FnMut(&mut dyn crate::store::ReadTxn) -> Result<(), StoreError>,
-        ) -> Result<(), StoreError> {
-            self.store.run_read(f)
-        }
-        fn check(&self) -> Result<(), StoreError> {
-            self.store.check()
-        }
-        fn describe(&self) -> String {
-            self.store.describe()
-        }
-        fn metrics(&self) -> &crate::store::StoreMetrics {
-            self.store.metrics()
-        }
-        fn reads_add_to_txn_size(&self) -> bool {
-            self.store.reads_add_to_txn_size()
         }
     }
 
-    /// The embedded store, whose first commit is made and then reported
-    /// failed (as FoundationDB's `commit_unknown_result` can end).
-    struct FirstCommitLost {
-        store: EmbeddedStore,
-        commits: AtomicUsize,
-    }
-
-    impl Store for FirstCommitLost {
+    impl Store for FaultyCommit {
         fn run_write(
             &self,
             f: &mut dyn FnMut(&mut dyn crate::store::Txn) -> Result<(), StoreError>,
         ) -> Result<(), StoreError> {
+            let n = self.commits.fetch_add(1, Ordering::SeqCst);
+            if n == self.at && !self.lost {
+                std::thread::sleep(self.delay);
+                return Err((self.error)());
+            }
             self.store.run_write(f)?;
-            if self.commits.fetch_add(1, Ordering::SeqCst) == 0 {
-                return Err(StoreError::unavailable_msg("the commit's answer was lost"));
+            if n == self.at {
+                return Err((self.error)());
             }
             Ok(())
         }
@@ -1135,9 +1119,11 @@ mod tests {
     #[test]
     fn a_retried_stream_batch_counts_its_own_writes_once_and_real_duplicates_as_such() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store: Arc<dyn Store> = Arc::new(FirstCommitLost {
-            store: EmbeddedStore::open(dir.path()).expect("open"),
-            commits: AtomicUsize::new(0),
+        let store: Arc<dyn Store> = Arc::new(FaultyCommit {
+            lost: true,
+            ..FaultyCommit::new(dir.path(), 0, || {
+                StoreError::unavailable_msg("the commit's answer was lost")
+            })
         });
         let ing = ingestor(&store);
         let monitor = uuid::Uuid::new_v4().to_string();
@@ -1165,9 +1151,11 @@ mod tests {
         // Now the batch itself: its first attempt made the commit, the
         // answer was lost; the retry finds it all stored.
         let dir = tempfile::tempdir().expect("tempdir");
-        let store: Arc<dyn Store> = Arc::new(FirstCommitLost {
-            store: EmbeddedStore::open(dir.path()).expect("open"),
-            commits: AtomicUsize::new(0),
+        let store: Arc<dyn Store> = Arc::new(FaultyCommit {
+            lost: true,
+            ..FaultyCommit::new(dir.path(), 0, || {
+                StoreError::unavailable_msg("the commit's answer was lost")
+            })
         });
         let ing = ingestor(&store);
         let monitor = uuid::Uuid::new_v4().to_string();
@@ -1220,9 +1208,11 @@ mod tests {
                 .collect();
             let lines: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
             let dir = tempfile::tempdir().expect("tempdir");
-            let store: Arc<dyn Store> = Arc::new(FirstCommitFails {
-                store: EmbeddedStore::open(dir.path()).expect("open"),
-                commits: AtomicUsize::new(0),
+            let store: Arc<dyn Store> = Arc::new(FaultyCommit {
+                delay: Duration::from_millis(300),
+                ..FaultyCommit::new(dir.path(), 0, || {
+                    StoreError::unavailable_msg("the first commit fails")
+                })
             });
             let ingestor = ingestor(&store).with_group_commit(8_000_000);
             let err = ingestor.ingest(&lines).expect_err("the first chunk fails");
@@ -1312,50 +1302,12 @@ mod tests {
             .is_empty());
     }
 
-    /// A store whose second commit fails, with `error`, without committing.
-    struct SecondCommitFails {
-        store: EmbeddedStore,
-        commits: AtomicUsize,
-        error: fn() -> StoreError,
-    }
-    impl Store for SecondCommitFails {
-        fn run_write(
-            &self,
-            f: &mut dyn FnMut(&mut dyn crate::store::Txn) -> Result<(), StoreError>,
-        ) -> Result<(), StoreError> {
-            if self.commits.fetch_add(1, Ordering::SeqCst) == 1 {
-                return Err((self.error)());
-            }
-            self.store.run_write(f)
-        }
-        fn run_read(
-            &self,
-            f: &mut dyn FnMut(&mut dyn crate::store::ReadTxn) -> Result<(), StoreError>,
-        ) -> Result<(), StoreError> {
-            self.store.run_read(f)
-        }
-        fn check(&self) -> Result<(), StoreError> {
-            self.store.check()
-        }
-        fn describe(&self) -> String {
-            self.store.describe()
-        }
-        fn metrics(&self) -> &crate::store::StoreMetrics {
-            self.store.metrics()
-        }
-        fn reads_add_to_txn_size(&self) -> bool {
-            self.store.reads_add_to_txn_size()
-        }
-    }
-
     #[test]
     fn a_record_stored_before_a_failed_attempt_stays_a_duplicate_on_the_retry() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store: Arc<dyn Store> = Arc::new(SecondCommitFails {
-            store: EmbeddedStore::open(dir.path()).expect("open"),
-            commits: AtomicUsize::new(0),
-            error: || StoreError::unavailable_msg("refused"),
-        });
+        let store: Arc<dyn Store> = Arc::new(FaultyCommit::new(dir.path(), 1, || {
+            StoreError::unavailable_msg("refused")
+        }));
         let ing = ingestor(&store);
         let monitor = uuid::Uuid::new_v4().to_string();
         let before = event_line(&monitor, 1, "s-own", "f");
@@ -1393,11 +1345,7 @@ mod tests {
             ),
         ] {
             let dir = tempfile::tempdir().expect("tempdir");
-            let store: Arc<dyn Store> = Arc::new(SecondCommitFails {
-                store: EmbeddedStore::open(dir.path()).expect("open"),
-                commits: AtomicUsize::new(0),
-                error,
-            });
+            let store: Arc<dyn Store> = Arc::new(FaultyCommit::new(dir.path(), 1, error));
             let ing = ingestor(&store);
             let monitor = uuid::Uuid::new_v4().to_string();
             let line = |i| event_line(&monitor, i, "s", "f");

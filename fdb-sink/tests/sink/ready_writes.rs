@@ -2,51 +2,10 @@
 //! failed, and from the start for a store that opens but cannot write (a
 //! full disk), without waiting for a client's batch to fail.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::harness::{client, event, ndjson, post, read_store, Sink};
-
-/// A tmpfs of `mib` MiB mounted on a new directory, unmounted on drop.
-struct SmallDisk {
-    dir: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    /// `None` where mounting is not permitted (not root, no tmpfs).
-    fn mount(mib: u64) -> Option<SmallDisk> {
-        let dir = tempfile::tempdir().ok()?;
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
-            .arg(dir.path())
-            .output()
-            .is_ok_and(|o| o.status.success());
-        ok.then_some(SmallDisk { dir })
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Fills what is left of the disk with one file; returns its path.
-    fn fill(&self) -> PathBuf {
-        use std::io::Write;
-        let path = self.path().join("filler");
-        let mut f = std::fs::File::create(&path).expect("filler");
-        let chunk = vec![0u8; 64 << 10];
-        while f.write_all(&chunk).is_ok() {}
-        // The last bytes a partial chunk could not take.
-        while f.write_all(&[0u8; 512]).is_ok() {}
-        path
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).output();
-    }
-}
+use crate::harness::{client, post, read_store, Sink};
+use crate::store_faults::{batch, SmallDisk};
 
 fn readyz(sink: &Sink) -> u16 {
     client()
@@ -54,18 +13,6 @@ fn readyz(sink: &Sink) -> u16 {
         .send()
         .map(|r| r.status().as_u16())
         .unwrap_or(0)
-}
-
-fn batch(monitor: &str, b: u64) -> Vec<u8> {
-    let lines: Vec<String> = (1..=500)
-        .map(|i| {
-            let mut e: serde_json::Value =
-                serde_json::from_str(&event(monitor, b * 500 + i, "s-ready")).expect("event");
-            e["metadata"]["pad"] = serde_json::Value::String("p".repeat(500));
-            e.to_string()
-        })
-        .collect();
-    ndjson(&lines)
 }
 
 /// The first batch the full disk refuses makes the sink not ready at

@@ -47,13 +47,13 @@ fn one_shot_commands_on_a_store_in_use_fail_at_once_and_say_why() {
 }
 
 /// A tmpfs of `mib` MiB mounted on a new directory, unmounted on drop.
-struct SmallDisk {
+pub struct SmallDisk {
     dir: tempfile::TempDir,
 }
 
 impl SmallDisk {
     /// `None` where mounting is not permitted (not root, no tmpfs).
-    fn mount(mib: u64) -> Option<SmallDisk> {
+    pub fn mount(mib: u64) -> Option<SmallDisk> {
         let dir = tempfile::tempdir().ok()?;
         let ok = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
@@ -63,7 +63,7 @@ impl SmallDisk {
         ok.then_some(SmallDisk { dir })
     }
 
-    fn path(&self) -> &Path {
+    pub fn path(&self) -> &Path {
         self.dir.path()
     }
 
@@ -74,6 +74,18 @@ impl SmallDisk {
             .output()
             .expect("remount");
         assert!(out.status.success(), "{out:?}");
+    }
+
+    /// Fills what is left of the disk with one file; returns its path.
+    pub fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let path = self.path().join("filler");
+        let mut f = std::fs::File::create(&path).expect("filler");
+        let chunk = vec![0u8; 64 << 10];
+        while f.write_all(&chunk).is_ok() {}
+        // The last bytes a partial chunk could not take.
+        while f.write_all(&[0u8; 512]).is_ok() {}
+        path
     }
 }
 
@@ -121,7 +133,8 @@ pub fn log_says(sink: &Sink, text: &str) -> bool {
     }
 }
 
-fn batch(monitor: &str, b: u64) -> Vec<u8> {
+/// 500 events of about 1 kB each (batch `b` of `monitor`).
+pub fn batch(monitor: &str, b: u64) -> Vec<u8> {
     let lines: Vec<String> = (1..=500)
         .map(|i| {
             let mut e: serde_json::Value =

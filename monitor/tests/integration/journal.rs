@@ -208,13 +208,12 @@ fn a_kill_right_after_a_save_neither_repeats_nor_applies_an_older_journal() {
     );
 }
 
-#[test]
-fn a_second_monitor_on_the_same_state_file_exits_2() {
-    let s = setup();
-    let m = Monitor::start(&s.root, &[&s.arg]);
+/// Runs another monitor with `state_arg`, expected to exit at once; its
+/// output (it is killed, and the test fails, if it keeps running).
+fn second_monitor(root: &Path, state_arg: &str) -> std::process::Output {
     let mut second = std::process::Command::new(BIN)
-        .arg(&s.root)
-        .args([&s.arg, "--metrics-addr=off"])
+        .arg(root)
+        .args([state_arg, "--metrics-addr=off"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -224,11 +223,18 @@ fn a_second_monitor_on_the_same_state_file_exits_2() {
         if t.elapsed() > Duration::from_secs(10) {
             let _ = second.kill();
             let _ = second.wait();
-            panic!("a second monitor on the same state file kept running");
+            panic!("a second monitor with {state_arg} kept running");
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let out = second.wait_with_output().unwrap();
+    second.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_second_monitor_on_the_same_state_file_exits_2() {
+    let s = setup();
+    let m = Monitor::start(&s.root, &[&s.arg]);
+    let out = second_monitor(&s.root, &s.arg);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -258,27 +264,8 @@ fn a_second_monitor_on_another_name_of_the_state_file_exits_2() {
     std::os::unix::fs::symlink(&s.state, other.path().join("link.json")).unwrap();
     std::os::unix::fs::symlink(dir, other.path().join("dir")).unwrap();
     for name in ["link.json", "dir/index.json"] {
-        let mut second = std::process::Command::new(BIN)
-            .arg(&s.root)
-            .arg(format!(
-                "--state-file={}",
-                other.path().join(name).display()
-            ))
-            .arg("--metrics-addr=off")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let t = Instant::now();
-        while second.try_wait().unwrap().is_none() {
-            if t.elapsed() > Duration::from_secs(10) {
-                let _ = second.kill();
-                let _ = second.wait();
-                panic!("{name}: a second monitor on the same state file kept running");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let out = second.wait_with_output().unwrap();
+        let arg = format!("--state-file={}", other.path().join(name).display());
+        let out = second_monitor(&s.root, &arg);
         assert_eq!(out.status.code(), Some(2), "{name}: {out:?}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
