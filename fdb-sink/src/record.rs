@@ -90,23 +90,43 @@ pub struct ValidRecord {
 }
 
 /// Whether the last write of a record stored it anew (see
-/// [`ValidRecord::stored_new`]). Written by the transaction that writes the
-/// record, read by the caller once the commit is over.
+/// [`ValidRecord::stored_new`]), and whether any write of it did. Written by
+/// the transaction that writes the record, read by the caller once the
+/// commit is over.
 #[derive(Debug, Default)]
-pub struct StoredFlag(std::sync::atomic::AtomicBool);
+pub struct StoredFlag(std::sync::atomic::AtomicU8);
+
+/// The last run of the transaction stored the record anew.
+const LAST: u8 = 1;
+/// A run of a transaction stored it anew: FoundationDB runs a transaction
+/// again after `commit_unknown_result`, and that run finds stored what the
+/// first one committed.
+const EVER: u8 = 2;
 
 impl StoredFlag {
     pub fn set(&self, new: bool) {
-        self.0.store(new, std::sync::atomic::Ordering::Relaxed);
+        use std::sync::atomic::Ordering::Relaxed;
+        if new {
+            self.0.store(LAST | EVER, Relaxed);
+        } else {
+            self.0.fetch_and(!LAST, Relaxed);
+        }
     }
+    /// The last run stored the record anew.
     pub fn get(&self) -> bool {
-        self.0.load(std::sync::atomic::Ordering::Relaxed)
+        self.0.load(std::sync::atomic::Ordering::Relaxed) & LAST != 0
+    }
+    /// Some run stored it anew: a failed transaction may have committed it.
+    pub fn ever(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed) & EVER != 0
     }
 }
 
 impl Clone for StoredFlag {
     fn clone(&self) -> Self {
-        StoredFlag(std::sync::atomic::AtomicBool::new(self.get()))
+        StoredFlag(std::sync::atomic::AtomicU8::new(
+            self.0.load(std::sync::atomic::Ordering::Relaxed),
+        ))
     }
 }
 

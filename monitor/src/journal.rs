@@ -65,12 +65,10 @@ pub enum LockError {
     },
 }
 
-/// The state file `state` names, through symlinks (itself when it does
-/// not exist yet and its directory cannot be resolved).
+/// `state` in its directory resolved through symlinks (as given when the
+/// directory cannot be resolved). The file name itself is not followed:
+/// saves replace whatever is at that name.
 fn resolved(state: &Path) -> PathBuf {
-    if let Ok(p) = std::fs::canonicalize(state) {
-        return p;
-    }
     match (state.parent(), state.file_name()) {
         (Some(dir), Some(name)) => {
             let dir = if dir.as_os_str().is_empty() {
@@ -84,10 +82,10 @@ fn resolved(state: &Path) -> PathBuf {
     }
 }
 
-/// Takes the exclusive lock of `state` (`flock` on `<state>.lock`, beside
-/// the file it names through symlinks, so that two names of one state file
-/// share one lock; released when the process ends, however it ends). Held
-/// while the value lives.
+/// Takes the exclusive lock of `state` (`flock` on `<state>.lock`, in the
+/// state file's directory resolved through symlinks, so that two paths to
+/// one state file share one lock; released when the process ends, however
+/// it ends). Held while the value lives.
 pub fn lock(state: &Path) -> Result<nix::fcntl::Flock<File>, LockError> {
     use nix::fcntl::{Flock, FlockArg};
     let lock = lock_path(&resolved(state));

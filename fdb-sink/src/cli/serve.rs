@@ -396,7 +396,7 @@ async fn readiness_loop(store: Arc<dyn Store>, keys: Keys, health: Arc<StoreHeal
         let mut task = running.take().unwrap_or_else(|| {
             let probe = if !health.is_ready() {
                 Some(Probe::Full)
-            } else if health.no_write_within(IDLE_PROBE_AFTER) {
+            } else if health.take_probe_wanted() || health.no_write_within(IDLE_PROBE_AFTER) {
                 Some(Probe::Light)
             } else {
                 None

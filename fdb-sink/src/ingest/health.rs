@@ -7,7 +7,7 @@
 //! keep running while the store is down so that the sink recovers by
 //! itself, without client traffic.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -31,6 +31,9 @@ pub struct StoreHealth {
     /// Wakes the readiness loop when a write failed, so that it probes at
     /// its pace for a store that is down.
     went_down: tokio::sync::Notify,
+    /// A transaction failed for its own sake (too old, timed out, a
+    /// conflict): the readiness loop makes a probe write at its next round.
+    probe_wanted: AtomicBool,
 }
 
 impl StoreHealth {
@@ -42,6 +45,7 @@ impl StoreHealth {
             last_write_ok: Mutex::new(None),
             store_up,
             went_down: tokio::sync::Notify::new(),
+            probe_wanted: AtomicBool::new(false),
         }
     }
 
@@ -71,6 +75,19 @@ impl StoreHealth {
         self.went_down.notify_one();
     }
 
+    /// A write failed for its own sake, not the store's: the store stays
+    /// ready, but the readiness loop probes it at once (a cluster whose
+    /// commits stall shows first as transactions that time out).
+    pub fn suspect(&self) {
+        self.probe_wanted.store(true, Ordering::Relaxed);
+        self.went_down.notify_one();
+    }
+
+    /// Whether a probe was asked for since the last call.
+    pub fn take_probe_wanted(&self) -> bool {
+        self.probe_wanted.swap(false, Ordering::Relaxed)
+    }
+
     /// Resolves after a write failed (at once for a failure since the last
     /// call).
     pub async fn write_failure(&self) {
@@ -80,7 +97,7 @@ impl StoreHealth {
     /// The outcome of a check (without a write). A check that passes makes
     /// a store of unknown state ready, never one known to be down: a
     /// FoundationDB cluster can give read versions while its commits fail
-    /// (a locked database, throttling), and a commit may have failed while
+    /// (throttling), and a commit may have failed while
     /// the check ran. Only a write brings a store that is down back.
     pub fn checked(&self, up: bool) {
         if !up {

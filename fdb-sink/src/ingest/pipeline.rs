@@ -221,9 +221,10 @@ impl Attempts {
     fn failed(&mut self, items: &[Item]) {
         for item in items {
             match item {
-                // Only what this attempt stored may have been committed: a
-                // record it found stored (or never reached) was not.
-                Item::Record(r) if r.stored_new.get() => {
+                // Only what a run of this attempt stored may have been
+                // committed: a record it found stored before (or never
+                // reached) was not.
+                Item::Record(r) if r.stored_new.ever() => {
                     let key = &r.encoded.audit;
                     if !self.now.contains(key) && !self.earlier.contains(key) {
                         self.unknown.insert(key.clone());
@@ -750,8 +751,11 @@ impl Ingestor {
             // The store is down, not just this transaction: one that ran
             // too long, conflicted or was too large says nothing of the
             // next batch.
-            if e.unavailable() && !e.smaller_may_fit() && !e.conflict() {
+            if e.store_down() {
                 self.health.write_failed();
+            } else if e.unavailable() {
+                // Its own failure, maybe a sign: the store is probed now.
+                self.health.suspect();
             }
             if let Some(a) = attempts {
                 a.attempt_failed(&total);
@@ -1052,12 +1056,15 @@ mod tests {
     /// The embedded store, whose commit number `at` (from 0) fails with
     /// `error`: before committing, after `delay` (the batch's later chunks
     /// are queued or validated meanwhile), or, when `lost`, after it was
-    /// made (as FoundationDB's `commit_unknown_result` can end).
+    /// made (as FoundationDB's `commit_unknown_result` can end); with
+    /// `rerun` as well, the transaction runs again (finding its own records
+    /// stored, as FoundationDB's retry does) before it fails.
     struct FaultyCommit {
         store: EmbeddedStore,
         commits: AtomicUsize,
         at: usize,
         lost: bool,
+        rerun: bool,
         delay: Duration,
         error: fn() -> StoreError,
     }
@@ -1069,6 +1076,7 @@ mod tests {
                 commits: AtomicUsize::new(0),
                 at,
                 lost: false,
+                rerun: false,
                 delay: Duration::ZERO,
                 error,
             }
@@ -1085,8 +1093,11 @@ mod tests {
                 std::thread::sleep(self.delay);
                 return Err((self.error)());
             }
-            self.store.run_write(f)?;
+            self.store.run_write(&mut *f)?;
             if n == self.at {
+                if self.rerun {
+                    self.store.run_write(&mut |t| f(t))?;
+                }
                 return Err((self.error)());
             }
             Ok(())
@@ -1300,6 +1311,31 @@ mod tests {
             .read(|t| late::markers(t, &keys))
             .expect("markers")
             .is_empty());
+    }
+
+    /// A transaction committed, run again (finding its records stored),
+    /// then failed: its records count as written on the retry.
+    #[test]
+    fn records_a_failed_transaction_committed_count_as_written_on_the_retry() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store: Arc<dyn Store> = Arc::new(FaultyCommit {
+            lost: true,
+            rerun: true,
+            ..FaultyCommit::new(dir.path(), 0, || {
+                StoreError::unavailable_msg("commit_unknown_result, then timed out")
+            })
+        });
+        let ing = ingestor(&store);
+        let monitor = uuid::Uuid::new_v4().to_string();
+        let lines: Vec<Line> = (1..=10)
+            .map(|i| Line::Whole(event_line(&monitor, i, "s-own", "f").into_bytes()))
+            .collect();
+        let mut attempts = Attempts::default();
+        assert!(ing.ingest_stream_attempt(&lines, &mut attempts).is_err());
+        let s = ing
+            .ingest_stream_attempt(&lines, &mut attempts)
+            .expect("retry");
+        assert_eq!((s.written, s.duplicates), (10, 0), "{s:?}");
     }
 
     #[test]

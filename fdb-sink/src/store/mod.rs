@@ -369,6 +369,14 @@ impl StoreError {
         }
     }
 
+    /// True when the store itself is down (the sink is then not ready and
+    /// refuses batches until a write works again), not just this
+    /// transaction: a transaction that ran too long, conflicted or grew too
+    /// large says nothing of the next one.
+    pub fn store_down(&self) -> bool {
+        self.unavailable() && !self.smaller_may_fit() && !self.conflict()
+    }
+
     /// True for FoundationDB's `not_committed` (1020): the transaction
     /// conflicted with a concurrent one.
     pub fn conflict(&self) -> bool {
@@ -401,6 +409,18 @@ impl StoreError {
     /// with this one's text and its chain of causes.
     pub fn copy_for(&self) -> StoreError {
         match self {
+            // A failure of this transaction, not of the store: the copy
+            // says so too (see [`StoreError::store_down`]).
+            StoreError::RetriesExhausted { attempts, last } if !self.store_down() => {
+                StoreError::RetriesExhausted {
+                    attempts: *attempts,
+                    last: Box::new(StoreError::TxnLimit(ErrorChain(last.as_ref()).to_string())),
+                }
+            }
+            other if other.unavailable() && !other.store_down() => StoreError::RetriesExhausted {
+                attempts: 1,
+                last: Box::new(StoreError::TxnLimit(ErrorChain(other).to_string())),
+            },
             StoreError::Unavailable {
                 message,
                 source: Some(source),
@@ -584,6 +604,20 @@ pub fn open(spec: &StoreSpec) -> Result<Arc<dyn Store>, StoreError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_copy_for_another_batch_keeps_whether_the_store_is_down() {
+        let own = StoreError::RetriesExhausted {
+            attempts: 20,
+            last: Box::new(StoreError::TxnLimit("transaction too old".into())),
+        };
+        assert!(!own.store_down() && own.unavailable());
+        let c = own.copy_for();
+        assert!(!c.store_down() && c.unavailable(), "{c:?}");
+        assert!(c.to_string().contains("transaction too old"), "{c}");
+        let down = StoreError::unavailable_msg("no space left on device");
+        assert!(down.store_down() && down.copy_for().store_down());
+    }
     use super::*;
 
     #[test]

@@ -258,13 +258,17 @@ fn a_second_monitor_on_the_same_state_file_exits_2() {
 fn a_second_monitor_on_another_name_of_the_state_file_exits_2() {
     let s = setup();
     let m = Monitor::start(&s.root, &[&s.arg]);
-    // A symlink to the state file, and one to its directory.
+    // Through a symlink to its directory, and a path with `..`.
     let dir = s.state.parent().unwrap();
     let other = tempdir();
-    std::os::unix::fs::symlink(&s.state, other.path().join("link.json")).unwrap();
     std::os::unix::fs::symlink(dir, other.path().join("dir")).unwrap();
-    for name in ["link.json", "dir/index.json"] {
-        let arg = format!("--state-file={}", other.path().join(name).display());
+    std::fs::create_dir(dir.join("sub")).unwrap();
+    for name in [
+        other.path().join("dir/index.json"),
+        dir.join("sub/../index.json"),
+    ] {
+        let name = name.display();
+        let arg = format!("--state-file={name}");
         let out = second_monitor(&s.root, &arg);
         assert_eq!(out.status.code(), Some(2), "{name}: {out:?}");
         let err = String::from_utf8_lossy(&out.stderr);
