@@ -130,36 +130,11 @@ pub struct EmbeddedStore {
     /// open while it cannot take writes (a full disk), and the readiness
     /// check must not say otherwise.
     write_fault: Mutex<Option<String>>,
-    /// When the readiness check last tried a probe write (see
-    /// [`Store::check`]).
-    last_probe: Mutex<Option<std::time::Instant>>,
     /// When the store was last found damaged, and why: it is opened again
     /// (a full replay of its journals) at most every [`DAMAGED_RETRY`], not
     /// at every readiness check.
     damaged: Mutex<Option<(std::time::Instant, String)>>,
 }
-
-/// How often, at most, the readiness check tries a probe write while the
-/// last commit failed.
-pub const PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// The keys a readiness probe removes: in FoundationDB's system key space
-/// (`\xff`), which no subspace of the sink's layout reaches, and only ever
-/// removed, never set, so that no read can see them. Together about as
-/// large in the journal as one transaction of records (1 MB), so that a
-/// disk with room for the probe has room for a batch, not just for a few
-/// bytes.
-fn probe_keys() -> impl Iterator<Item = Vec<u8>> {
-    (0..PROBE_KEYS).map(|i| {
-        let mut key = b"\xff/fdb-sink/readiness-probe/".to_vec();
-        key.extend_from_slice(format!("{i:03}/").as_bytes());
-        key.resize(PROBE_KEY_BYTES, b'.');
-        key
-    })
-}
-
-const PROBE_KEYS: usize = 128;
-const PROBE_KEY_BYTES: usize = 8 << 10;
 
 /// How long a store found damaged is reported so before it is opened
 /// again (an operator may have repaired it meanwhile).
@@ -175,7 +150,6 @@ impl EmbeddedStore {
             open: Mutex::new(None),
             metrics: StoreMetrics::default(),
             write_fault: Mutex::new(None),
-            last_probe: Mutex::new(None),
             damaged: Mutex::new(None),
         };
         if dir.join(LEGACY_FILE).exists() {
@@ -341,22 +315,6 @@ impl EmbeddedStore {
     }
 }
 
-impl EmbeddedStore {
-    /// True (and the time noted) when no probe write was tried within
-    /// [`PROBE_INTERVAL`].
-    fn probe_due(&self) -> bool {
-        let Ok(mut last) = self.last_probe.lock() else {
-            return false;
-        };
-        let now = std::time::Instant::now();
-        if last.is_some_and(|t| now.duration_since(t) < PROBE_INTERVAL) {
-            return false;
-        }
-        *last = Some(now);
-        true
-    }
-}
-
 impl Store for EmbeddedStore {
     fn run_write(
         &self,
@@ -389,39 +347,23 @@ impl Store for EmbeddedStore {
 
     /// The database opens, and the last commit (if any failed) did not fail.
     ///
-    /// After a failed commit, the check itself tries a durable write (at
-    /// most every [`PROBE_INTERVAL`]): a commit that removes a key nothing
-    /// ever sets (see [`probe_keys`]), fsynced like any other. Once it
-    /// succeeds, so do commits, and the store is ready again without
-    /// waiting for a client's batch (which a not-ready pod gets none of).
+    /// A failed commit keeps the check failing until a write succeeds:
+    /// the database may open while it cannot take writes (a full disk).
+    /// `serve` makes that write itself while the store is not ready (its
+    /// readiness probe, see `ingest::health`), so that a pod that gets no
+    /// batches still becomes ready again.
     fn check(&self) -> Result<(), StoreError> {
         let open = self.database()?;
         if let Err(e) = self.same_directory(&open) {
             self.on_error(&e);
             return Err(e);
         }
-        drop(open);
-        let fault = || self.write_fault.lock().ok().and_then(|f| f.clone());
-        let Some(mut why) = fault() else {
-            return Ok(());
-        };
-        if self.probe_due() {
-            let keys: Vec<Vec<u8>> = probe_keys().collect();
-            match self.run_write(&mut |t| keys.iter().try_for_each(|k| t.clear(k))) {
-                Ok(()) => {
-                    tracing::info!(store = %self.describe(), "a probe write succeeded; writes work again");
-                    return Ok(());
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "readiness probe write failed");
-                    why = fault().unwrap_or_else(|| e.to_string());
-                }
-            }
+        match self.write_fault.lock().ok().and_then(|f| f.clone()) {
+            None => Ok(()),
+            Some(why) => Err(StoreError::unavailable_msg(format!(
+                "the last write failed ({why}); ready again once a write succeeds"
+            ))),
         }
-        Err(StoreError::unavailable_msg(format!(
-            "the last write failed ({why}); ready again once a write succeeds (tried every {} s)",
-            PROBE_INTERVAL.as_secs()
-        )))
     }
 
     fn reads_add_to_txn_size(&self) -> bool {
