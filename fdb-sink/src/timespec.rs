@@ -13,6 +13,13 @@ pub enum TimeSpecError {
     Duration(String),
     #[error("bad time {0:?}: expected RFC 3339, e.g. 2026-11-26T18:00:00Z")]
     Time(String),
+    /// A space where an RFC 3339 offset's `+` was: a URL query decodes `+`
+    /// as a space.
+    #[error(
+        "bad time {0:?}: expected RFC 3339, e.g. 2026-11-26T18:00:00+02:00; \
+         in a URL query a `+` reads as a space: write it %2B"
+    )]
+    PlusAsSpace(String),
     #[error("time {0:?} is outside 1970..2262")]
     Range(String),
 }
@@ -58,11 +65,25 @@ pub fn duration_arg(s: &str) -> Result<Duration, String> {
     parse_duration(s).map_err(|e| e.to_string())
 }
 
-/// Parses an RFC 3339 time into nanoseconds since the Unix epoch.
+/// Parses an RFC 3339 time, from 1970 to 2262 (the range of the stored
+/// nanosecond timestamps), into nanoseconds since the Unix epoch.
 pub fn parse_time_ns(s: &str) -> Result<i64, TimeSpecError> {
-    let t =
-        OffsetDateTime::parse(s.trim(), &Rfc3339).map_err(|_| TimeSpecError::Time(s.to_owned()))?;
-    i64::try_from(t.unix_timestamp_nanos()).map_err(|_| TimeSpecError::Range(s.to_owned()))
+    let t = OffsetDateTime::parse(s.trim(), &Rfc3339).map_err(|_| {
+        let t = s.trim();
+        let plus_as_space = t.rfind(' ').is_some_and(|i| {
+            let with_plus = format!("{}+{}", &t[..i], &t[i + 1..]);
+            OffsetDateTime::parse(&with_plus, &Rfc3339).is_ok()
+        });
+        if plus_as_space {
+            TimeSpecError::PlusAsSpace(s.to_owned())
+        } else {
+            TimeSpecError::Time(s.to_owned())
+        }
+    })?;
+    i64::try_from(t.unix_timestamp_nanos())
+        .ok()
+        .filter(|ns| *ns >= 0)
+        .ok_or_else(|| TimeSpecError::Range(s.to_owned()))
 }
 
 /// Clap value parser for times.
@@ -112,5 +133,33 @@ mod tests {
             parse_time_ns("2026-11-26T19:00:00+01:00"),
             parse_time_ns("2026-11-26T18:00:00Z")
         );
+    }
+
+    #[test]
+    fn times_outside_the_stored_range_are_refused_on_both_ends() {
+        assert_eq!(parse_time_ns("1970-01-01T00:00:00Z"), Ok(0));
+        for early in ["1969-12-31T23:59:59Z", "1970-01-01T01:00:00+02:00"] {
+            assert_eq!(
+                parse_time_ns(early),
+                Err(TimeSpecError::Range(early.to_owned())),
+                "{early}"
+            );
+        }
+        let late = "2262-05-01T00:00:00Z";
+        assert_eq!(
+            parse_time_ns(late),
+            Err(TimeSpecError::Range(late.to_owned()))
+        );
+    }
+
+    #[test]
+    fn a_plus_decoded_as_a_space_is_named_in_the_error() {
+        let e = parse_time_ns("2026-11-28T12:20:16 02:00").expect_err("space");
+        assert!(matches!(e, TimeSpecError::PlusAsSpace(_)), "{e:?}");
+        assert!(e.to_string().contains("%2B"), "{e}");
+        let e = parse_time_ns("2026-11-28 12:20:16 02:00").expect_err("space");
+        assert!(matches!(e, TimeSpecError::PlusAsSpace(_)), "{e:?}");
+        let e = parse_time_ns("2026-11-28T12:20:16 Z").expect_err("space");
+        assert!(matches!(e, TimeSpecError::Time(_)), "{e:?}");
     }
 }
