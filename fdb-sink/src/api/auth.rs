@@ -87,6 +87,11 @@ impl Caller {
     /// The user whose data a request may read: the caller's own for role
     /// `user` (asking for another is 403), any (or the given one) for admins.
     pub fn user_scope(&self, requested: Option<&str>) -> Result<Option<String>, ApiError> {
+        if let Some(u) = requested.filter(|u| !crate::record::valid_id(u)) {
+            return Err(ApiError::bad_request(format!(
+                "user_id {u:?} is not an id: 1-128 characters of [A-Za-z0-9._:@-]"
+            )));
+        }
         match (self.role, requested) {
             (Role::Admin, r) => Ok(r.map(str::to_owned)),
             (Role::User, None) => Ok(Some(self.user.clone())),
@@ -521,6 +526,23 @@ mod tests {
             panic!("a negative exp must be refused");
         };
         assert!(m.contains("exp"), "{m}");
+    }
+
+    #[test]
+    fn a_requested_user_that_is_not_an_id_is_a_bad_request_for_every_role() {
+        for role in [Role::User, Role::Admin] {
+            let c = Caller {
+                tenant: "t".into(),
+                user: "alice".into(),
+                role,
+            };
+            for bad in ["u x", "", &"u".repeat(129)] {
+                assert!(
+                    matches!(c.user_scope(Some(bad)), Err(ApiError::BadRequest(_))),
+                    "{role:?} {bad:?}"
+                );
+            }
+        }
     }
 
     #[test]
