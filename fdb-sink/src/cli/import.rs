@@ -1,10 +1,13 @@
 //! `fdb-sink import [FILE|-]`: NDJSON from a file or standard input, through
-//! the same validation and write path as the ingest endpoint. Unlike ingest,
-//! it marks no record late (it has no `--late-after`): a restored export
-//! must not be archived again by the daily export.
+//! the same validation and write path as the ingest endpoint. By default it
+//! marks no record late: a restored export must not be archived again by the
+//! daily export. With `--mark-late` it marks records as ingest does, for
+//! events recovered from the monitor's own output that never reached the
+//! store.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -37,7 +40,30 @@ pub struct ImportArgs {
     #[arg(long, default_value_t = crate::ingest::grouping::STREAM_BATCH_LINES as u64,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub batch_lines: u64,
+
+    /// Mark late records as `serve` does: a record stored anew (not one
+    /// already in the store) whose UTC day ended more than --late-after
+    /// before it is stored is added to the marker ("late", day, tenant),
+    /// `fdb-sink late` lists it, and the next daily export archives that
+    /// tenant's day again. Use it for events that never reached the store,
+    /// e.g. lines recovered from `kubectl logs … -c file-monitor` after
+    /// Vector dropped them: without it, those of a day the daily export has
+    /// already archived are never archived, and retention deletes them.
+    /// Leave it off to restore an export: its records are archived already.
+    #[arg(long)]
+    pub mark_late: bool,
+
+    /// With --mark-late: how long past the end of its UTC day a record is
+    /// late [default: 1h, as serve's --late-after]. Keep it below the daily
+    /// export's start after midnight (02:00 UTC), or records of the day it
+    /// just archived are not marked.
+    #[arg(long, requires = "mark_late", value_name = "DURATION",
+          value_parser = crate::timespec::duration_arg)]
+    pub late_after: Option<Duration>,
 }
+
+/// `--late-after` of `import --mark-late` when not given: `serve`'s default.
+const DEFAULT_LATE_AFTER: Duration = Duration::from_secs(3600);
 
 /// Reads everything and prints the totals as JSON on stdout.
 pub fn run(args: ImportArgs) -> anyhow::Result<()> {
@@ -47,13 +73,18 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
     let store = args.store.open_or_create()?;
     let (input, format) = decompress(raw)?;
     let keys = args.store.keys();
-    // No late-after: restored records are not marked late.
-    let ingestor = Ingestor::new(
+    let metrics = Metrics::unregistered();
+    let marked_late = metrics.events_late.clone();
+    let mut ingestor = Ingestor::new(
         store.clone(),
         keys.clone(),
         WriteOptions::default(),
-        Metrics::unregistered(),
+        metrics,
     );
+    // Without --mark-late, records are not marked late (a restored export).
+    if args.mark_late {
+        ingestor = ingestor.with_late_after(args.late_after.unwrap_or(DEFAULT_LATE_AFTER));
+    }
     let name = match args.input.as_ref().filter(|p| p.as_os_str() != "-") {
         Some(p) => p.display().to_string(),
         None => "standard input".to_string(),
@@ -73,16 +104,27 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
         monitors_restored: usize,
         dead_letters_restored: u64,
         dead_letters_present: u64,
+        /// With --mark-late only.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        marked_late: Option<u64>,
     }
+    let marked_late = args.mark_late.then(|| marked_late.get());
     let report = Report {
         total: &total,
         monitors_restored: monitors.len(),
         dead_letters_restored: dead_letters.restored,
         dead_letters_present: dead_letters.present,
+        marked_late,
     };
     println!("{}", serde_json::to_string(&report)?);
     if let Some(line) = invalid_lines_message(&total) {
         eprintln!("{line}");
+    }
+    if let Some(n) = marked_late.filter(|n| *n > 0) {
+        eprintln!(
+            "import: {n} records marked late: the next daily export archives their days \
+             again (fdb-sink late lists the markers)"
+        );
     }
     if dead_letters.restored + dead_letters.present > 0 {
         eprintln!(
@@ -146,7 +188,9 @@ fn open_input(path: Option<&PathBuf>) -> Result<Box<dyn Read>, UsageError> {
 
 /// Recognises the input's compression; returns the reader and what it
 /// holds (`NDJSON`, `gzip-compressed NDJSON`, …).
-fn decompress(mut raw: Box<dyn Read>) -> anyhow::Result<(Box<dyn BufRead>, &'static str)> {
+pub(crate) fn decompress(
+    mut raw: Box<dyn Read>,
+) -> anyhow::Result<(Box<dyn BufRead>, &'static str)> {
     // Compression is recognised by its magic bytes, whatever the name (or
     // on standard input, which has none). A pipe may deliver them in pieces.
     let mut head = Vec::with_capacity(4);

@@ -25,16 +25,15 @@ pub struct LateArgs {
     pub clear: bool,
 
     /// The marker's UTC day, YYYY-MM-DD (with --clear).
-    #[arg(long, value_parser = late::day_arg, value_name = "YYYY-MM-DD", requires = "clear")]
+    #[arg(long, value_parser = late::day_arg, value_name = "YYYY-MM-DD")]
     pub day: Option<String>,
 
     /// The marker's tenant (with --clear).
-    #[arg(long, value_name = "TENANT", requires = "clear")]
+    #[arg(long, value_name = "TENANT")]
     pub tenant: Option<String>,
 
     /// The count the marker must still have (as listed; with --clear).
-    #[arg(long, value_name = "N", requires = "clear",
-          value_parser = clap::value_parser!(i64).range(1..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..))]
     pub if_count: Option<i64>,
 }
 
@@ -42,6 +41,25 @@ pub struct LateArgs {
 pub fn run(args: LateArgs) -> anyhow::Result<()> {
     if args.clear {
         return clear(args);
+    }
+    // Checked here rather than by clap, whose message would ask for the
+    // other two selectors first.
+    let given: Vec<&str> = [
+        ("--day", args.day.is_some()),
+        ("--tenant", args.tenant.is_some()),
+        ("--if-count", args.if_count.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(flag, set)| set.then_some(flag))
+    .collect();
+    if !given.is_empty() {
+        return Err(UsageError(format!(
+            "late: {} only {} with --clear: `fdb-sink late` lists every marker; \
+             `fdb-sink late --clear --day YYYY-MM-DD --tenant T --if-count N` clears one",
+            given.join(", "),
+            if given.len() == 1 { "goes" } else { "go" }
+        ))
+        .into());
     }
     let store = args.store.open_existing()?;
     let keys = args.store.keys();

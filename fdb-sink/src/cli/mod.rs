@@ -57,8 +57,9 @@ pub enum Command {
     Serve(Box<serve::ServeArgs>),
     /// Read NDJSON events (the monitor's output, or an export) from a file or
     /// standard input and write them through the same validation. Old records
-    /// are not marked late (`fdb-sink late`): restoring an export does not
-    /// make the daily export archive those days again.
+    /// are marked late (`fdb-sink late`) only with --mark-late (events
+    /// recovered from a sidecar's log): restoring an export does not make
+    /// the daily export archive those days again.
     Import(import::ImportArgs),
     /// Write a tenant's audit records as NDJSON (a backup that `import`
     /// restores), optionally for one user, session or time range.

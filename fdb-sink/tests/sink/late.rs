@@ -259,7 +259,14 @@ fn late_records_are_marked_and_cleared_at_the_count_seen() {
             &["--clear", "--day", "2026-11-20", "--tenant", "globex"][..],
             "--if-count",
         ),
-        (&["--day", "2026-11-20"][..], "--clear"),
+        (
+            &["--day", "2026-11-20"][..],
+            "--day only goes with --clear: `fdb-sink late` lists every marker",
+        ),
+        (
+            &["--tenant", "acme", "--if-count", "2"][..],
+            "--tenant, --if-count only go with --clear",
+        ),
     ] {
         let (code, _, err) = late_cli(&store_dir, args);
         assert_eq!(code, 2, "{args:?}: {err}");
@@ -280,7 +287,81 @@ fn imported_records_are_not_marked_late() {
     std::fs::write(&file, ndjson(&[at(&m, 1, "acme", "2026-11-20T10:00:00Z")])).expect("write");
     let store = format!("embedded:{}", dir.path().join("store").display());
     let file = file.display().to_string();
-    crate::harness::cli(&["import", "--store", &store, &file]);
+    let out = crate::harness::cli(&["import", "--store", &store, &file]);
+    let totals: serde_json::Value = serde_json::from_slice(&out.stdout).expect("totals");
+    assert_eq!(totals["written"], 1);
+    assert!(totals.get("marked_late").is_none(), "{totals}");
     let (code, out, err) = late_cli(&dir.path().join("store"), &[]);
     assert_eq!((code, out.as_str()), (0, ""), "{err}");
+}
+
+/// `fdb-sink import` on a fresh store in `dir`: its stdout (the totals) and
+/// stderr.
+fn import(dir: &std::path::Path, lines: &[String], args: &[&str]) -> (String, String) {
+    let file = dir.join("recovered.ndjson");
+    std::fs::write(&file, ndjson(lines)).expect("write");
+    let store = format!("embedded:{}", dir.join("store").display());
+    let file = file.display().to_string();
+    let mut all = vec!["import", "--store", &store];
+    all.extend_from_slice(args);
+    all.push(&file);
+    let out = crate::harness::cli(&all);
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `import --mark-late` (events recovered from the monitor's output) marks
+/// the new records of a day past --late-after as `serve` does, so that the
+/// daily export archives that day again; a record of today, and a second
+/// import of the same lines, add nothing.
+#[test]
+fn import_with_mark_late_marks_the_new_records_of_earlier_days() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let m = uuid::Uuid::new_v4().to_string();
+    let now = file_event::Timestamp::now().to_string();
+    let lines = vec![
+        at(&m, 1, "acme", "2026-11-20T10:00:00Z"),
+        at(&m, 2, "acme", "2026-11-20T11:00:00Z"),
+        at(&m, 3, "globex", "2026-11-21T08:00:00Z"),
+        at(&m, 4, "acme", &now),
+    ];
+    let (out, err) = import(dir.path(), &lines, &["--mark-late"]);
+    let totals: serde_json::Value = serde_json::from_str(&out).expect("totals");
+    assert_eq!(totals["written"], 4, "{out}");
+    assert_eq!(totals["marked_late"], 3, "{out}");
+    assert!(err.contains("import: 3 records marked late"), "{err}");
+    let (code, listed, err) = late_cli(&dir.path().join("store"), &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(listed, "2026-11-20 acme 2\n2026-11-21 globex 1\n");
+    // The same lines again: stored already, so not late again.
+    let (out, _) = import(dir.path(), &lines, &["--mark-late", "--late-after", "0s"]);
+    let totals: serde_json::Value = serde_json::from_str(&out).expect("totals");
+    assert_eq!(
+        (
+            totals["duplicates"].as_u64(),
+            totals["marked_late"].as_u64()
+        ),
+        (Some(4), Some(0)),
+        "{out}"
+    );
+    let (_, again, _) = late_cli(&dir.path().join("store"), &[]);
+    assert_eq!(again, listed);
+    // A --late-after past the records' days marks none.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (out, _) = import(
+        dir.path(),
+        &lines,
+        &["--mark-late", "--late-after", "36500d"],
+    );
+    let totals: serde_json::Value = serde_json::from_str(&out).expect("totals");
+    assert_eq!(totals["marked_late"], 0, "{out}");
+    let (_, none, _) = late_cli(&dir.path().join("store"), &[]);
+    assert_eq!(none, "");
+    // --late-after alone is a usage error: it would mark nothing.
+    let store = format!("embedded:{}", dir.path().join("store").display());
+    let out = crate::harness::run(&["import", "--store", &store, "--late-after", "1h", "-"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--mark-late"));
 }
