@@ -7,9 +7,15 @@
 //! byte sequence that is not UTF-8 reads as U+FFFD: `path_b64=` names the
 //! exact bytes and keeps only the touches whose record carries them.
 //!
-//! With `include_ancestors=true` the moves of every parent directory are
-//! merged in by time: a directory move is one `move` of the directory, not
-//! one per file inside it.
+//! With `include_ancestors=true` the moves and deletes of every parent
+//! directory are merged in by time, each under the directory's path: a
+//! directory move is one `move` of the directory, and a directory deleted or
+//! moved out of the workspace is one `delete` of the directory, not one per
+//! file inside it. A move of a parent away from its name, or its delete, ends
+//! the file's existence at the queried path; the file's return there shows
+//! as a touch of its own (a `create`: the monitor reports one for every entry
+//! of a directory moved in) or as a move of a parent to its name. A parent's
+//! own `create` is not merged: it does not bring the file back.
 //!
 //! Order: event time, then event id, then indexed path. A cursor is the
 //! `by_path` key of the last entry a page examined; the next page starts
@@ -55,7 +61,7 @@ pub struct HistoryParams {
     pub end: Option<String>,
     /// Comma-separated event types to keep.
     pub event_type: Option<String>,
-    /// Also the moves of every parent directory.
+    /// Also the moves and deletes of every parent directory.
     #[serde(default)]
     pub include_ancestors: bool,
     pub limit: Option<usize>,
@@ -68,8 +74,8 @@ pub struct HistoryParams {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Touch {
     /// The path this entry is indexed under: the queried path, the source or
-    /// destination of a move, or (with `include_ancestors`) a parent
-    /// directory.
+    /// destination of a move, or (with `include_ancestors`) the parent
+    /// directory that was moved or deleted.
     pub path: String,
     pub timestamp: String,
     pub ts_ns: i64,
@@ -113,7 +119,7 @@ pub struct Source {
     pub path: String,
     /// With `path_b64`: the exact bytes a record must carry for this path.
     pub exact: Option<Vec<u8>>,
-    /// A parent directory: only its moves count.
+    /// A parent directory: only its moves and deletes count.
     pub ancestor: bool,
 }
 
@@ -333,10 +339,16 @@ fn next_entries(
     Ok((batch, more))
 }
 
+/// Event types of a parent directory that change whether the file exists at
+/// its path: a `move` takes it to another name (or brings one to it), a
+/// `delete` removes the whole subtree (deleted, or moved out of the
+/// workspace).
+const ANCESTOR_TYPES: [&str; 2] = ["move", "delete"];
+
 /// Whether the index entry passes the filters that need no record.
 fn keep_entry(q: &HistoryQuery, e: &Entry) -> bool {
     let src = &q.sources[e.source];
-    if src.ancestor && e.touch.event_type != "move" {
+    if src.ancestor && !ANCESTOR_TYPES.contains(&e.touch.event_type.as_str()) {
         return false;
     }
     if q.only_user.as_ref().is_some_and(|u| *u != e.touch.user) {
@@ -586,8 +598,8 @@ mod tests {
         assert_eq!(a[0].exact.as_deref(), Some(&b"d\xe9"[..]));
     }
 
-    /// Paging a file's history merged with its directory's moves, with any
-    /// page size, yields every kept touch once, in order.
+    /// Paging a file's history merged with its directory's moves and
+    /// deletes, with any page size, yields every kept touch once, in order.
     #[test]
     fn merged_pages_are_complete_and_ordered_for_any_page_size() {
         use crate::store::embedded::EmbeddedStore;
@@ -612,14 +624,17 @@ mod tests {
             }
             lines.push(v.to_string());
         };
-        // 300 updates of d/f, 150 moves of d (in and out), 100 other
-        // touches of d, some at the same second as the file's.
+        // 300 updates of d/f, 150 moves of d (in and out), 60 deletes of
+        // d, 100 other touches of d, many at the same second as the file's.
         for i in 0..300 {
             add(i * 2, "update", "file", "d/f", None);
         }
         for i in 0..150 {
             let (from, to) = if i % 2 == 0 { ("d", "e") } else { ("e", "d") };
             add(i * 4 + 1, "move", "dir", to, Some(from));
+        }
+        for i in 0..60 {
+            add(i * 10, "delete", "dir", "d", None);
         }
         for i in 0..100 {
             add(i * 6, "update", "dir", "d", None);
@@ -644,7 +659,11 @@ mod tests {
             .iter()
             .map(|t| (t.ts_ns, t.event_id.clone()))
             .collect();
-        assert_eq!(got.len(), 450, "file updates and directory moves only");
+        assert_eq!(
+            got.len(),
+            510,
+            "file updates, directory moves and deletes only"
+        );
         let mut sorted = got.clone();
         sorted.sort();
         assert_eq!(got, sorted);

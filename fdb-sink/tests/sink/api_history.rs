@@ -505,3 +505,110 @@ fn history_include_ancestors_shows_directory_moves() {
     let (s, r) = history(&api, &admin, &[("path", "src2/lib.rs"), ("cursor", c)]);
     assert_eq!((s, r["error"].as_str()), (400, Some("bad_cursor")), "{r}");
 }
+
+/// `(event_type, path)` of each touch.
+fn touched(page: &Value) -> Vec<(String, String)> {
+    page["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|t| {
+            (
+                t["event_type"].as_str().expect("type").to_owned(),
+                t["path"].as_str().expect("path").to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A directory that leaves the workspace is one `delete` of the directory:
+/// with `include_ancestors=true` the history of a file inside it ends with
+/// that delete (under the directory's path), and a later return of the file
+/// is its own `create`, across pages and for each caller's own touches.
+#[test]
+fn history_include_ancestors_shows_when_a_directory_took_the_file_away() {
+    let api = Api::start(&[]);
+    let bob = |mut v: Value| {
+        v["user_id"] = json!("bob");
+        v["session_id"] = json!("s-b");
+        v["monitor_id"] = json!("0190b5a0-0000-7000-8000-0000000000e2");
+        v
+    };
+    api.ingest(&[
+        // mkdir -p pkg/sub; echo a > pkg/sub/x.txt; mv pkg ../outside
+        line(1, 1, "create", "dir", "pkg", json!({})),
+        line(2, 2, "create", "dir", "pkg/sub", json!({})),
+        line(3, 3, "create", "file", "pkg/sub/x.txt", json!({"size": 2})),
+        line(4, 4, "delete", "dir", "pkg", json!({})),
+        // Names that are not ancestors: a sibling, a longer name, a child.
+        line(5, 5, "delete", "dir", "pkg2", json!({})),
+        line(6, 6, "delete", "file", "pk", json!({})),
+        line(7, 7, "delete", "dir", "pkg/sub/x.txt.d", json!({})),
+        // mkdir pkg: the directory is back, the file is not.
+        line(8, 8, "create", "dir", "pkg", json!({})),
+        // mv ../outside/sub pkg/sub: moved in, one create per entry.
+        line(9, 9, "create", "dir", "pkg/sub", json!({})),
+        line(
+            10,
+            10,
+            "create",
+            "file",
+            "pkg/sub/x.txt",
+            json!({"size": 2}),
+        ),
+        // Bob removes the tree; the kernel reports one directory delete.
+        bob(line(1, 11, "delete", "dir", "pkg/sub", json!({}))),
+    ]);
+    let admin = token("acme", "ops", Role::Admin);
+    let q = [("path", "pkg/sub/x.txt"), ("include_ancestors", "true")];
+    let (s, r) = history(&api, &admin, &q);
+    assert_eq!(s, 200, "{r}");
+    let want: Vec<(String, String)> = [
+        ("create", "pkg/sub/x.txt"),
+        ("delete", "pkg"),
+        ("create", "pkg/sub/x.txt"),
+        ("delete", "pkg/sub"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(touched(&r), want, "{r}");
+    let t = &r["records"][1];
+    assert_eq!(
+        (&t["kind"], &t["timestamp"], &t["user_id"]),
+        (&json!("dir"), &json!(ts(4)), &json!("alice")),
+        "{r}"
+    );
+    assert_eq!(r["records"][3]["user_id"], "bob", "{r}");
+    // Without ancestors, only the file's own touches: no end.
+    let (_, plain) = history(&api, &admin, &[("path", "pkg/sub/x.txt")]);
+    assert_eq!(touched(&plain), [want[0].clone(), want[2].clone()]);
+    // Paged one by one: the same touches, each once, in order.
+    let mut got = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut page_q = q.to_vec();
+        page_q.push(("limit", "1"));
+        if let Some(c) = &cursor {
+            page_q.push(("cursor", c));
+        }
+        let (s, page) = history(&api, &admin, &page_q);
+        assert_eq!(s, 200, "{page}");
+        got.extend(touched(&page));
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(got, want);
+    // The event_type filter applies to the ancestors' touches too.
+    let mut deletes = q.to_vec();
+    deletes.push(("event_type", "delete"));
+    let (_, d) = history(&api, &admin, &deletes);
+    assert_eq!(touched(&d), [want[1].clone(), want[3].clone()], "{d}");
+    // A user sees only its own touches, the ancestors' ones included.
+    let (_, mine) = history(&api, &token("acme", "alice", Role::User), &q);
+    assert_eq!(touched(&mine), want[..3], "{mine}");
+    let (_, his) = history(&api, &token("acme", "bob", Role::User), &q);
+    assert_eq!(touched(&his), want[3..], "{his}");
+}
