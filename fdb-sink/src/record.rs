@@ -719,11 +719,20 @@ fn to_json(record: &AuditRecord) -> Vec<u8> {
     serde_json::to_vec(record).unwrap_or_default()
 }
 
+/// The dead-letter reason of a line that [`FileEvent::check`] refuses.
+/// Every variant is named, so that a new one is given its reason here.
 fn check_reason(e: &ParseError) -> &'static str {
     match e {
         ParseError::Schema(_) => reason::SCHEMA,
         ParseError::UnknownEventType(_) => reason::UNKNOWN_EVENT_TYPE,
-        _ => reason::BAD_FIELD,
+        ParseError::Json(_)
+        | ParseError::ZeroSeq
+        | ParseError::SeqTooLarge(_)
+        | ParseError::BadPath { .. }
+        | ParseError::MoveWithoutEnds
+        | ParseError::MoveDestination
+        | ParseError::EndsWithoutMove
+        | ParseError::BadBase64 => reason::BAD_FIELD,
     }
 }
 

@@ -41,6 +41,55 @@ pub fn valid_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'@' | b'-'))
 }
 
+/// Highest `seq` accepted: 2^53-1, the largest integer every JSON reader
+/// holds exactly (RFC 7493, I-JSON). A monitor counts from 1 and would need
+/// centuries to get there.
+pub const MAX_SEQ: u64 = (1 << 53) - 1;
+
+/// Why a path is not one the monitor writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("is empty")]
+    Empty,
+    #[error("starts with `/`")]
+    Absolute,
+    #[error("contains NUL")]
+    Nul,
+    #[error("has an empty segment")]
+    EmptySegment,
+    #[error("has a `.` segment")]
+    Dot,
+    #[error("has a `..` segment")]
+    DotDot,
+}
+
+/// The rule for every path of a `file-event/1` (and every path a query names,
+/// so that one file has one spelling): the exact bytes of a name relative to
+/// the monitored root, `/`-separated, non-empty, without a leading `/`,
+/// without empty, `.` or `..` segments (no `a//b`, `./a`, `a/`, `../x`), and
+/// without NUL. Names that are not UTF-8 are checked by their bytes (a
+/// `*_b64` field decoded); a text is checked by `p.as_bytes()`.
+pub fn check_path(p: &[u8]) -> Result<(), PathError> {
+    if p.is_empty() {
+        return Err(PathError::Empty);
+    }
+    if p.contains(&0) {
+        return Err(PathError::Nul);
+    }
+    if p.first() == Some(&b'/') {
+        return Err(PathError::Absolute);
+    }
+    for seg in p.split(|b| *b == b'/') {
+        match seg {
+            b"" => return Err(PathError::EmptySegment),
+            b"." => return Err(PathError::Dot),
+            b".." => return Err(PathError::DotDot),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// What happened to the path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -215,6 +264,9 @@ impl FileEvent {
         if self.seq == 0 {
             return Err(ParseError::ZeroSeq);
         }
+        if self.seq > MAX_SEQ {
+            return Err(ParseError::SeqTooLarge(self.seq));
+        }
         let is_move = self.event_type == EventType::Move;
         if is_move && (self.from.is_none() || self.to.is_none()) {
             return Err(ParseError::MoveWithoutEnds);
@@ -222,16 +274,31 @@ impl FileEvent {
         if !is_move && (self.from.is_some() || self.to.is_some()) {
             return Err(ParseError::EndsWithoutMove);
         }
-        for b64 in [&self.path_b64, &self.from_b64, &self.to_b64]
-            .into_iter()
-            .flatten()
-        {
-            if base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .is_err()
-            {
-                return Err(ParseError::BadBase64);
+        let texts = [
+            ("path", Some(&self.path)),
+            ("from", self.from.as_ref()),
+            ("to", self.to.as_ref()),
+        ];
+        for (field, text) in texts {
+            if let Some(t) = text {
+                check_field(field, t.as_bytes())?;
             }
+        }
+        let exact = [
+            ("path_b64", &self.path_b64),
+            ("from_b64", &self.from_b64),
+            ("to_b64", &self.to_b64),
+        ];
+        for (field, b64) in exact {
+            if let Some(b64) = b64 {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .map_err(|_| ParseError::BadBase64)?;
+                check_field(field, &bytes)?;
+            }
+        }
+        if is_move && (self.to.as_ref() != Some(&self.path) || self.to_b64 != self.path_b64) {
+            return Err(ParseError::MoveDestination);
         }
         Ok(())
     }
@@ -258,6 +325,25 @@ impl FileEvent {
     }
 }
 
+/// [`check_path`], naming the field in the error.
+fn check_field(field: &'static str, bytes: &[u8]) -> Result<(), ParseError> {
+    check_path(bytes).map_err(|why| {
+        let mut shown = String::from_utf8_lossy(bytes).into_owned();
+        if shown.len() > MAX_SHOWN_PATH {
+            let mut end = MAX_SHOWN_PATH;
+            while !shown.is_char_boundary(end) {
+                end -= 1;
+            }
+            shown.truncate(end);
+            shown.push('…');
+        }
+        ParseError::BadPath { field, shown, why }
+    })
+}
+
+/// How much of a refused path an error message repeats.
+const MAX_SHOWN_PATH: usize = 200;
+
 /// Why a line is not a valid `file-event/1`.
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
@@ -267,8 +353,26 @@ pub enum ParseError {
     Schema(String),
     #[error("seq must start at 1")]
     ZeroSeq,
+    #[error("seq {0} is over 9007199254740991 (2^53-1, the largest integer JSON holds exactly)")]
+    SeqTooLarge(u64),
+    #[error(
+        "`{field}` {shown:?} {why}: a path is relative to the monitored root, `/`-separated, \
+         non-empty, without a leading `/`, empty, `.` or `..` segments, or NUL"
+    )]
+    BadPath {
+        /// The field that holds it (`path`, `from_b64`, …).
+        field: &'static str,
+        /// The path as text (lossy for bytes that are not UTF-8), cut short.
+        shown: String,
+        why: PathError,
+    },
     #[error("a move needs both `from` and `to`")]
     MoveWithoutEnds,
+    #[error(
+        "a move's `path` is its destination: `path` must equal `to` and `path_b64` \
+         must equal `to_b64`"
+    )]
+    MoveDestination,
     #[error("`from`/`to` are only allowed on a move")]
     EndsWithoutMove,
     #[error("a *_b64 field is not valid base64")]

@@ -177,3 +177,114 @@ fn ids_are_1_to_128_chars_of_a_small_alphabet() {
         assert!(!valid_id(bad), "{bad:?}");
     }
 }
+
+#[test]
+fn paths_follow_one_rule() {
+    for ok in [
+        &b"x.txt"[..],
+        b"src/a.rs",
+        b"a b/c",
+        b".hidden/..x",
+        b"...",
+        b"caf\xe9.txt",
+    ] {
+        assert_eq!(check_path(ok), Ok(()), "{ok:?}");
+    }
+    for (bad, why) in [
+        (&b""[..], PathError::Empty),
+        (b"/etc/passwd", PathError::Absolute),
+        (b"/", PathError::Absolute),
+        (b"nul\0in", PathError::Nul),
+        (b"a//b", PathError::EmptySegment),
+        (b"a/", PathError::EmptySegment),
+        (b".", PathError::Dot),
+        (b"./a", PathError::Dot),
+        (b"a/./b", PathError::Dot),
+        (b"..", PathError::DotDot),
+        (b"../../x", PathError::DotDot),
+        (b"a/..", PathError::DotDot),
+    ] {
+        assert_eq!(check_path(bad), Err(why), "{bad:?}");
+    }
+}
+
+#[test]
+fn every_path_field_is_checked() {
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let mut create = fixed(EventType::Create, b"x");
+    create.path = "../x".into();
+    let mut create_b64 = fixed(EventType::Create, b"caf\xe9");
+    create_b64.path_b64 = Some(b64(b"/caf\xe9"));
+    let mv = |from: &[u8], to: &[u8]| {
+        let mut ev = fixed(EventType::Move, to);
+        let (f, t) = (EncodedPath::from_bytes(from), EncodedPath::from_bytes(to));
+        (ev.from, ev.from_b64, ev.to, ev.to_b64) = (Some(f.text), f.b64, Some(t.text), t.b64);
+        ev
+    };
+    let mut from_b64 = mv(b"a\xe9", b"b");
+    from_b64.from_b64 = Some(b64(b"a\xe9/./b"));
+    let cases = [
+        (create, "`path` \"../x\" has a `..` segment"),
+        (create_b64, "`path_b64` \"/caf\u{fffd}\" starts with `/`"),
+        (mv(b"", b"b"), "`from` \"\" is empty"),
+        (from_b64, "`from_b64` \"a\u{fffd}/./b\" has a `.` segment"),
+        (mv(b"a", b"b/"), "`path` \"b/\" has an empty segment"),
+    ];
+    for (ev, want) in cases {
+        let err = ev.check().expect_err(want).to_string();
+        assert!(err.starts_with(want), "{err} does not start with {want}");
+        assert!(err.contains("relative to the monitored root"), "{err}");
+        let line = ev.to_json();
+        let err = FileEvent::from_json(&line).expect_err(&line).to_string();
+        assert!(err.starts_with(want), "{err}");
+    }
+    let mut to = mv(b"a", b"b");
+    to.to = Some("b\0".into());
+    let err = to.check().expect_err("NUL").to_string();
+    assert!(err.starts_with("`to` \"b\\0\" contains NUL"), "{err}");
+    let long = fixed(
+        EventType::Create,
+        format!("/{}", "é".repeat(500)).as_bytes(),
+    );
+    let err = long.check().expect_err("absolute").to_string();
+    assert!(err.len() < 600, "a long path is cut short: {err}");
+    assert!(err.contains('…'), "{err}");
+}
+
+#[test]
+fn a_moves_path_is_its_destination() {
+    let mut ev = fixed(EventType::Move, b"b.txt");
+    ev.from = Some("a.txt".into());
+    ev.to = Some("b.txt".into());
+    assert!(ev.check().is_ok());
+    let mut other = ev.clone();
+    other.to = Some("c.txt".into());
+    let mut exact = fixed(EventType::Move, b"caf\xe9");
+    exact.from = Some("a.txt".into());
+    exact.to = Some(exact.path.clone());
+    exact.to_b64 = exact.path_b64.clone();
+    assert!(exact.check().is_ok());
+    let mut other_bytes = exact.clone();
+    other_bytes.to_b64 = Some(base64::engine::general_purpose::STANDARD.encode(b"caf\xe8"));
+    let mut text_only = exact.clone();
+    text_only.to_b64 = None;
+    for bad in [other, other_bytes, text_only] {
+        let err = bad.check().expect_err("not the destination").to_string();
+        assert!(err.contains("`path` is its destination"), "{err}");
+    }
+}
+
+#[test]
+fn seq_stays_within_json_safe_integers() {
+    let mut ev = fixed(EventType::Create, b"x");
+    ev.seq = MAX_SEQ;
+    assert!(ev.check().is_ok());
+    assert_eq!(MAX_SEQ, 9_007_199_254_740_991);
+    for seq in [MAX_SEQ + 1, u64::MAX] {
+        ev.seq = seq;
+        let err = ev.check().expect_err("too large").to_string();
+        assert!(err.contains("9007199254740991"), "{err}");
+        let line = ev.to_json();
+        assert!(FileEvent::from_json(&line).is_err());
+    }
+}

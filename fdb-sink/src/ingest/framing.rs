@@ -5,7 +5,9 @@
 //! the json codec, a JSON array. The body's first non-blank byte decides:
 //! `[` means an array, anything else NDJSON. A body that starts with `[` but
 //! is not a valid array is kept whole, as one line, so it is dead-lettered
-//! with its reason instead of being lost.
+//! with its reason instead of being lost. One UTF-8 byte order mark at the
+//! start of the body is skipped (editors and some HTTP clients write one);
+//! one at the start of a later line stays part of that line.
 
 use serde::de::IgnoredAny;
 
@@ -18,6 +20,7 @@ pub fn lines(body: &[u8]) -> Vec<&[u8]> {
 /// [`lines`] one at a time: NDJSON lines are found as they are taken, so a
 /// body of many short lines is not turned into a list of them first.
 pub fn iter(body: &[u8]) -> Box<dyn Iterator<Item = &[u8]> + Send + '_> {
+    let body = body.strip_prefix(BOM).unwrap_or(body);
     let first = body.iter().position(|b| !b.is_ascii_whitespace());
     if let Some(open) = first.filter(|&i| body[i] == b'[') {
         // Checked whole first (without holding its elements), so that a
@@ -33,6 +36,9 @@ pub fn iter(body: &[u8]) -> Box<dyn Iterator<Item = &[u8]> + Send + '_> {
     }
     Box::new(ndjson_iter(body))
 }
+
+/// The UTF-8 byte order mark, U+FEFF.
+pub const BOM: &[u8] = b"\xef\xbb\xbf";
 
 /// The elements of a JSON array already known to be valid, found one at a
 /// time: a body of millions of tiny elements is not turned into a list of
@@ -143,6 +149,23 @@ mod tests {
         );
         assert!(lines(b"").is_empty());
         assert!(lines(b"\n  \n").is_empty());
+    }
+
+    #[test]
+    fn one_byte_order_mark_before_the_body_is_skipped() {
+        assert_eq!(
+            lines(b"\xef\xbb\xbf{\"a\":1}\n\xef\xbb\xbf{\"b\":2}"),
+            vec![&b"{\"a\":1}"[..], b"\xef\xbb\xbf{\"b\":2}"],
+            "only the body's, not a later line's"
+        );
+        assert_eq!(lines(b"\xef\xbb\xbf [{\"a\":1}]"), vec![&b"{\"a\":1}"[..]]);
+        assert_eq!(
+            lines(b"\xef\xbb\xbf\xef\xbb\xbf{}"),
+            vec![&b"\xef\xbb\xbf{}"[..]],
+            "one mark, not two"
+        );
+        assert!(lines(b"\xef\xbb\xbf").is_empty());
+        assert!(lines(b"\xef\xbb\xbf\n").is_empty());
     }
 
     #[test]

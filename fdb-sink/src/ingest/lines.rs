@@ -6,9 +6,13 @@
 //! it, and hands back a [`LongLine`], which becomes a `line_too_long` dead
 //! letter. A file holding one enormous line (or none: no newline at all)
 //! therefore costs at most about `MAX_LINE_BYTES` of memory.
+//!
+//! One UTF-8 byte order mark at the start of the input is skipped; one at
+//! the start of a later line stays part of that line.
 
 use std::io::{self, BufRead};
 
+use crate::ingest::framing::BOM;
 use crate::record::{self, DeadLetter};
 
 /// Longest line read whole: the default largest body of the ingest
@@ -90,6 +94,8 @@ fn fill<R: BufRead>(inner: &mut R) -> io::Result<&[u8]> {
 pub struct LineReader<R> {
     inner: R,
     limit: usize,
+    /// True until the byte order mark, if any, has been looked for.
+    at_start: bool,
 }
 
 impl<R: BufRead> LineReader<R> {
@@ -99,14 +105,46 @@ impl<R: BufRead> LineReader<R> {
     }
 
     pub fn with_limit(inner: R, limit: usize) -> Self {
-        LineReader { inner, limit }
+        LineReader {
+            inner,
+            limit,
+            at_start: true,
+        }
+    }
+
+    /// Consumes a byte order mark at the start of the input, even one that
+    /// arrives split across reads. Returns the bytes consumed that turned out
+    /// not to be a mark: the beginning of the first line.
+    fn skip_bom(&mut self) -> io::Result<Vec<u8>> {
+        let mut matched = 0;
+        loop {
+            let buf = fill(&mut self.inner)?;
+            if buf.is_empty() {
+                return Ok(BOM[..matched].to_vec());
+            }
+            let want = &BOM[matched..];
+            let n = buf.iter().zip(want).take_while(|(a, b)| a == b).count();
+            let differs = n < want.len().min(buf.len());
+            self.inner.consume(n);
+            matched += n;
+            if matched == BOM.len() {
+                return Ok(Vec::new());
+            }
+            if differs {
+                return Ok(BOM[..matched].to_vec());
+            }
+        }
     }
 
     /// The next line, or `None` at the end of the input. A last line without
     /// a newline is returned as a line.
     pub fn next_line(&mut self) -> io::Result<Option<Line>> {
         let mut line = Vec::new();
-        let mut seen = false;
+        if self.at_start {
+            line = self.skip_bom()?;
+            self.at_start = false;
+        }
+        let mut seen = !line.is_empty();
         loop {
             let buf = fill(&mut self.inner)?;
             if buf.is_empty() {
@@ -205,6 +243,39 @@ mod tests {
         assert!(lines[1].is_blank());
         assert_eq!(whole(&lines[2]), b"cd");
         assert!(read_all(b"", 100).is_empty());
+    }
+
+    #[test]
+    fn one_byte_order_mark_before_the_input_is_skipped() {
+        for cap in [1, 2, 3, 7] {
+            let read = |input: &[u8]| {
+                let mut r = LineReader::with_limit(io::BufReader::with_capacity(cap, input), 100);
+                let mut out = Vec::new();
+                while let Some(l) = r.next_line().expect("read") {
+                    out.push(whole(&l).to_vec());
+                }
+                out
+            };
+            assert_eq!(
+                read(b"\xef\xbb\xbfab\n\xef\xbb\xbfcd\n"),
+                vec![b"ab".to_vec(), b"\xef\xbb\xbfcd".to_vec()],
+                "only the input's, not a later line's (buffer of {cap})"
+            );
+            assert_eq!(
+                read(b"\xef\xbb\xbf\xef\xbb\xbfab"),
+                vec![b"\xef\xbb\xbfab".to_vec()],
+                "one mark, not two"
+            );
+            assert_eq!(read(b"\xef\xbbab"), vec![b"\xef\xbbab".to_vec()]);
+            assert_eq!(read(b"\xef\xbb"), vec![b"\xef\xbb".to_vec()]);
+            assert_eq!(
+                read(b"\xefab\ncd"),
+                vec![b"\xefab".to_vec(), b"cd".to_vec()]
+            );
+            assert_eq!(read(b"ab"), vec![b"ab".to_vec()]);
+            assert!(read(b"\xef\xbb\xbf").is_empty());
+            assert!(read(b"").is_empty());
+        }
     }
 
     #[test]

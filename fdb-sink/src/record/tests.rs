@@ -421,3 +421,27 @@ fn a_marked_line_of_quotes_keeps_the_pod_in_its_reading_aid() {
     };
     assert_eq!(d.raw_len, bytes.len());
 }
+
+#[test]
+fn paths_moves_and_seq_the_monitor_cannot_write_are_bad_fields() {
+    let max = file_event::MAX_SEQ;
+    let cases = [
+        serde_json::json!({"path": "/etc/passwd"}),
+        serde_json::json!({"path": "../../x"}),
+        serde_json::json!({"path": ""}),
+        serde_json::json!({"path": "nul\u{0}in"}),
+        serde_json::json!({"path": "x", "path_b64": "L2V0Yy9wYXNzd2Q="}),
+        serde_json::json!({"event_type": "move", "from": "a", "to": "b", "path": "c"}),
+        serde_json::json!({"event_type": "move", "from": "..", "to": "b", "path": "b"}),
+        serde_json::json!({"seq": max + 1}),
+        serde_json::json!({"seq": u64::MAX}),
+    ];
+    for over in cases {
+        let l = line(over);
+        assert_eq!(reason_of(&l), reason::BAD_FIELD, "{l}");
+    }
+    assert!(matches!(
+        check(&line(serde_json::json!({"seq": max}))),
+        Item::Record(_)
+    ));
+}
