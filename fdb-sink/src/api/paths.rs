@@ -6,9 +6,10 @@ use super::ApiError;
 
 /// True for a path spelled one way only, as file events spell it: relative
 /// to the workspace root, `/`-separated, without empty, `.` or `..`
-/// segments, and without NUL (which no file name contains).
+/// segments, and without NUL (which no file name contains): the rule
+/// ingest applies to every stored path ([`file_event::check_path`]).
 pub fn is_canonical(p: &str) -> bool {
-    !p.contains('\0') && p.split('/').all(|seg| !matches!(seg, "" | "." | ".."))
+    file_event::check_path(p.as_bytes()).is_ok()
 }
 
 /// The spelling file events use for what `p` names (`./a//b/` → `a/b`,
