@@ -44,9 +44,12 @@ pub struct ServeArgs {
     #[arg(long)]
     pub stdin: bool,
 
-    /// File holding the bearer token ingest clients must send
-    /// (`Authorization: Bearer <token>`); surrounding whitespace is ignored.
-    /// Without it, ingest is open to anyone who can reach --listen.
+    /// File holding the bearer tokens ingest clients must send one of
+    /// (`Authorization: Bearer <token>`), one per line (blank lines and
+    /// surrounding whitespace ignored). Read again when it changes, so a
+    /// token can be rotated without a restart: add the new one, move the
+    /// clients to it, remove the old one. Without it, ingest is open to
+    /// anyone who can reach --listen.
     #[arg(long, env = "FDB_SINK_INGEST_TOKEN_FILE", value_name = "PATH")]
     pub ingest_token_file: Option<PathBuf>,
 
@@ -147,15 +150,9 @@ pub struct ServeContext {
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let token = match &args.ingest_token_file {
         Some(p) => {
-            let t = std::fs::read_to_string(p)
-                .with_context(|| format!("reading --ingest-token-file {}", p.display()))?;
-            let t = t.trim().to_owned();
-            anyhow::ensure!(
-                !t.is_empty(),
-                "--ingest-token-file {} is empty",
-                p.display()
-            );
-            Some(t)
+            let tokens = http::IngestTokens::load(p)?;
+            tracing::info!(file = %p.display(), tokens = tokens.len(), "ingest tokens read");
+            Some(Arc::new(tokens))
         }
         None => None,
     };
@@ -304,6 +301,7 @@ async fn serve(
         (None, None) => None,
     };
     let mut uncommitted = 0;
+    let mut read_error = None;
     if let Some(r) = stdin {
         let outcome = r.context("stdin ingest task")?;
         tracing::info!(
@@ -315,7 +313,11 @@ async fn serve(
             "standard input done"
         );
         println!("{}", serde_json::to_string(&outcome.total)?);
+        if let Some(line) = invalid_lines_message(&outcome.total) {
+            eprintln!("{line}");
+        }
         uncommitted = outcome.uncommitted;
+        read_error = outcome.read_error;
     }
     server.await?.context("ingest server")?;
     if let Some(api) = api_server {
@@ -325,7 +327,10 @@ async fn serve(
         uncommitted == 0,
         "{uncommitted} lines read from standard input were not committed (the store was unavailable at shutdown)"
     );
-    Ok(())
+    match read_error {
+        Some(e) => Err(anyhow::anyhow!(e)),
+        None => Ok(()),
+    }
 }
 
 /// SIGTERM and SIGINT (Ctrl-C elsewhere than on Unix).
@@ -454,23 +459,76 @@ async fn readiness_loop(store: Arc<dyn Store>, keys: Keys, health: Arc<StoreHeal
     }
 }
 
+/// The most one monitor adds to fdb_sink_delivery_missing_events. A gap
+/// this large comes from a wrong `seq`, not from lost events; capping its
+/// share keeps the sum far below 2^53, where Prometheus (which stores
+/// floats) still sees an increase by one, so a monitor with an absurd
+/// `seq` cannot hide the later gaps of every other one from
+/// `AuditDeliveryGap`.
+pub const MONITOR_GAP_CAP: i64 = 1_000_000_000;
+
+/// The largest value of fdb_sink_delivery_missing_events: the largest
+/// integer a float holds exactly (reached only with millions of monitors at
+/// [`MONITOR_GAP_CAP`]).
+const GAP_SUM_MAX: i64 = (1 << 53) - 1;
+
+/// fdb_sink_delivery_missing_events over the monitor rows: the sum of their
+/// gaps, each at most [`MONITOR_GAP_CAP`].
+#[derive(Debug, Default)]
+struct GapSum {
+    total: i128,
+    /// Monitors whose gap is over the cap, and the largest of them.
+    capped: u64,
+    largest: Option<(String, String, i64)>,
+}
+
+impl GapSum {
+    fn add(&mut self, m: &audit::MonitorRow) {
+        let missing = m.missing();
+        if missing > MONITOR_GAP_CAP {
+            self.capped += 1;
+            if self.largest.as_ref().is_none_or(|(_, _, n)| missing > *n) {
+                self.largest = Some((m.monitor_id.clone(), m.tenant.clone(), missing));
+            }
+        }
+        self.total += i128::from(missing.clamp(0, MONITOR_GAP_CAP));
+    }
+
+    fn value(&self) -> i64 {
+        i64::try_from(self.total.min(i128::from(GAP_SUM_MAX))).unwrap_or(GAP_SUM_MAX)
+    }
+}
+
 /// Refreshes fdb_sink_delivery_missing_events from the monitors rows.
 async fn delivery_loop(ingestor: Arc<Ingestor>, every: Duration) {
     let mut failing = false;
+    let mut capped = 0;
     loop {
         let ing = ingestor.clone();
         let r = tokio::task::spawn_blocking(move || {
-            let mut missing = 0i64;
-            audit::each_monitor(ing.store().as_ref(), ing.keys(), &mut |m| {
-                missing = missing.saturating_add(m.missing());
-            })
-            .map(|()| missing)
+            let mut sum = GapSum::default();
+            audit::each_monitor(ing.store().as_ref(), ing.keys(), &mut |m| sum.add(&m))
+                .map(|()| sum)
         })
         .await;
         match r {
-            Ok(Ok(missing)) => {
-                ingestor.metrics().delivery_missing_events.set(missing);
+            Ok(Ok(sum)) => {
+                ingestor.metrics().delivery_missing_events.set(sum.value());
                 failing = false;
+                if sum.capped != capped {
+                    capped = sum.capped;
+                    if let Some((monitor, tenant, missing)) = &sum.largest {
+                        tracing::warn!(
+                            monitors = sum.capped,
+                            largest_monitor = %monitor,
+                            largest_tenant = %tenant,
+                            largest_missing = missing,
+                            cap = MONITOR_GAP_CAP,
+                            "monitors with a gap over the cap (a wrong seq?) count for the cap \
+                             each in fdb_sink_delivery_missing_events"
+                        );
+                    }
+                }
             }
             Ok(Err(e)) if !failing => {
                 failing = true;
@@ -496,6 +554,8 @@ const STDIN_QUEUE_LINES: usize = 4000;
 struct StdinOutcome {
     total: BatchSummary,
     uncommitted: usize,
+    /// Why standard input was not read to its end, if it was not.
+    read_error: Option<String>,
 }
 
 /// How often an idle stdin loop looks at the shutdown flag.
@@ -522,33 +582,18 @@ fn ingest_stdin(
     // stops instead of waiting forever.
     let _close = CloseOnDrop(gate.clone());
     let reader_gate = gate.clone();
+    // Why reading stopped before the end of the input, if it did: set
+    // before the channel closes, so it is known once it has.
+    let read_error = Arc::new(std::sync::Mutex::new(None::<String>));
+    let reader_error = read_error.clone();
     std::thread::spawn(move || {
-        let gate = reader_gate;
-        let mut input = LineReader::new(std::io::stdin().lock());
-        loop {
-            match input.next_line() {
-                Ok(None) => break,
-                Ok(Some(line)) => {
-                    if let Line::TooLong(l) = &line {
-                        tracing::warn!(
-                            bytes = l.len,
-                            limit = l.limit,
-                            "standard input: line over the line limit; stored as a line_too_long dead letter"
-                        );
-                    }
-                    if line.is_blank() {
-                        continue;
-                    }
-                    if !gate.acquire(line.held_bytes()) || tx.send(line).is_err() {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "reading standard input");
-                    break;
-                }
+        if let Err(e) = read_stdin(&reader_gate, &tx) {
+            tracing::error!(error = %format!("{e:#}"), "reading standard input");
+            if let Ok(mut slot) = reader_error.lock() {
+                *slot = Some(format!("{e:#}"));
             }
         }
+        drop(tx);
     });
     let mut total = BatchSummary::default();
     let mut batch: Vec<Line> = Vec::new();
@@ -614,7 +659,11 @@ fn ingest_stdin(
                     total.add(&attempts.committed_so_far());
                     let uncommitted = lines.len() + rx.try_iter().count();
                     tracing::error!(error = %e, lines = uncommitted, "shutting down with uncommitted lines from standard input");
-                    return StdinOutcome { total, uncommitted };
+                    return StdinOutcome {
+                        total,
+                        uncommitted,
+                        read_error: take(&read_error),
+                    };
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in = ?backoff, "stdin batch not committed; retrying");
@@ -633,7 +682,90 @@ fn ingest_stdin(
     StdinOutcome {
         total,
         uncommitted: 0,
+        read_error: take(&read_error),
     }
+}
+
+fn take(slot: &std::sync::Mutex<Option<String>>) -> Option<String> {
+    slot.lock().ok().and_then(|mut s| s.take())
+}
+
+/// Reads the lines of standard input (decompressed when it is gzip or zstd)
+/// into `tx` until its end; an error when it cannot be read to its end (a
+/// truncated or corrupt compressed stream). Stops early, without error, when
+/// the committer is gone.
+fn read_stdin(gate: &ByteGate, tx: &std::sync::mpsc::SyncSender<Line>) -> anyhow::Result<()> {
+    let (input, format) = open_stdin()?;
+    let mut input = LineReader::new(input);
+    let mut line_no = 0u64;
+    loop {
+        let line = input.next_line().with_context(|| {
+            format!(
+                "standard input ({format}) is cut short or corrupt after {line_no} lines \
+                 (the lines before it are committed)"
+            )
+        })?;
+        let Some(line) = line else {
+            return Ok(());
+        };
+        line_no += 1;
+        if let Line::TooLong(l) = &line {
+            tracing::warn!(
+                line = line_no,
+                bytes = l.len,
+                limit = l.limit,
+                "standard input: line over the line limit; stored as a line_too_long dead letter"
+            );
+        }
+        if line.is_blank() {
+            continue;
+        }
+        if !gate.acquire(line.held_bytes()) || tx.send(line).is_err() {
+            return Ok(());
+        }
+    }
+}
+
+/// Standard input, decompressed when it starts with the magic bytes of gzip
+/// or zstd (as `import` recognises them), and what it holds. Plain NDJSON
+/// is passed on from its first byte (its first line is not held back until
+/// more bytes come).
+fn open_stdin() -> anyhow::Result<(Box<dyn std::io::BufRead>, &'static str)> {
+    use std::io::BufRead;
+    let mut stdin = std::io::stdin().lock();
+    let first = loop {
+        match stdin.fill_buf() {
+            Ok(b) => break b.first().copied(),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(anyhow::Error::new(e).context("reading standard input")),
+        }
+    };
+    // The first byte of the gzip (1f 8b) and zstd (28 b5 2f fd) magic; a
+    // line of JSON never starts with either.
+    if matches!(first, Some(0x1f | 0x28)) {
+        super::import::decompress(Box::new(stdin))
+    } else {
+        Ok((Box::new(stdin), "NDJSON"))
+    }
+}
+
+/// What stderr says at exit of the lines of standard input that were not
+/// valid events (none when every line was one).
+fn invalid_lines_message(total: &BatchSummary) -> Option<String> {
+    let invalid = total.dead_lettered + total.dead_letter_duplicates;
+    if invalid == 0 {
+        return None;
+    }
+    let stored = match (total.dead_lettered, total.dead_letter_duplicates) {
+        (n, 0) => format!("stored as {n} dead letters"),
+        (0, d) => format!("already stored as dead letters ({d}) from an earlier run"),
+        (n, d) => format!("{n} stored as dead letters, {d} already stored from an earlier run"),
+    };
+    Some(format!(
+        "serve: {invalid} of {} lines of standard input were not valid events: {stored} \
+         (fdb-sink dead-letters lists them with the reason)",
+        total.received
+    ))
 }
 
 /// Bounds the bytes of lines read ahead of their commit: the reader takes
@@ -699,5 +831,47 @@ struct CloseOnDrop(Arc<ByteGate>);
 impl Drop for CloseOnDrop {
     fn drop(&mut self) {
         self.0.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(max_seq: u64, received: i64) -> audit::MonitorRow {
+        audit::MonitorRow {
+            monitor_id: format!("m{max_seq}"),
+            tenant: "acme".into(),
+            received,
+            max_seq,
+            last_ns: 0,
+        }
+    }
+
+    #[test]
+    fn a_monitor_with_an_absurd_gap_counts_for_the_cap_only() {
+        let mut sum = GapSum::default();
+        for _ in 0..5000 {
+            sum.add(&row(u64::MAX, 1));
+        }
+        let before = sum.value();
+        assert_eq!(before, 5000 * MONITOR_GAP_CAP);
+        sum.add(&row(10, 9));
+        assert_eq!(sum.value() - before, 1, "a later gap of one still counts");
+        assert_eq!(sum.capped, 5000);
+        assert!(sum.value() < 1 << 53);
+    }
+
+    #[test]
+    fn the_sum_never_goes_past_what_a_float_holds_exactly() {
+        // As after about nine million monitors at the cap.
+        let mut sum = GapSum {
+            total: i128::from(GAP_SUM_MAX) - 1,
+            ..GapSum::default()
+        };
+        sum.add(&row(u64::MAX, 0));
+        assert_eq!(sum.value(), GAP_SUM_MAX);
+        sum.add(&row(5, 0));
+        assert_eq!(sum.value(), GAP_SUM_MAX);
     }
 }

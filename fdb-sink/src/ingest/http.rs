@@ -39,6 +39,9 @@ use super::decode::{decode, DecodeBudget, DecodeError};
 use super::Ingestor;
 use crate::metrics::{outcome, Metrics};
 
+mod tokens;
+pub use tokens::{IngestTokens, TokenFileError, MISS_RELOAD_EVERY, RECHECK_EVERY};
+
 /// Ingest settings (validated from the command line).
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
@@ -50,8 +53,9 @@ pub struct IngestConfig {
     pub request_timeout: Duration,
     /// `Retry-After` seconds on 503.
     pub retry_after_secs: u64,
-    /// Required bearer token, if any.
-    pub token: Option<String>,
+    /// The bearer tokens clients must send one of, if any
+    /// (`--ingest-token-file`, re-read when it changes).
+    pub token: Option<Arc<IngestTokens>>,
 }
 
 /// Shared state of the ingest routes.
@@ -160,21 +164,14 @@ pub fn bearer(value: &str) -> Option<&str> {
         .then(|| token.trim_start())
 }
 
-fn authorized(expected: &str, headers: &HeaderMap) -> bool {
-    let Some(got) = headers
+/// Whether the request carries one of `tokens` (read again from their file
+/// when due, [`IngestTokens::accepts`]).
+async fn authorized(tokens: &IngestTokens, headers: &HeaderMap) -> bool {
+    let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(bearer)
-    else {
-        return false;
-    };
-    // Constant-time comparison of equal-length strings.
-    got.len() == expected.len()
-        && got
-            .bytes()
-            .zip(expected.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+        .and_then(bearer);
+    tokens.accepts(presented).await
 }
 
 async fn ingest(State(state): State<Arc<IngestState>>, headers: HeaderMap, body: Body) -> Response {
@@ -186,8 +183,8 @@ async fn ingest(State(state): State<Arc<IngestState>>, headers: HeaderMap, body:
 async fn ingest_inner(state: &Arc<IngestState>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
     let cfg = &state.config;
-    if let Some(token) = &cfg.token {
-        if !authorized(token, &headers) {
+    if let Some(tokens) = &cfg.token {
+        if !authorized(tokens, &headers).await {
             state.metrics().batch(outcome::REJECTED);
             return error(
                 StatusCode::UNAUTHORIZED,

@@ -11,6 +11,7 @@ mod crash;
 mod dead_letter_export;
 mod dead_letter_redelivery;
 mod dead_letters;
+mod delivery_gap;
 mod encoding;
 mod idempotency;
 mod ingest_outage;

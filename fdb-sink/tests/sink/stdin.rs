@@ -390,3 +390,90 @@ fn serve_stdin_does_not_count_its_own_retried_writes_as_duplicates() {
     let stored = read_store(&disk.0.path().join("store"));
     assert_eq!(stored.records.len() as u64, n);
 }
+
+/// `serve --stdin` fed `bytes`: exit status, summary, stderr.
+fn serve_stdin_with(store: &str, bytes: &[u8]) -> (Option<i32>, serde_json::Value, String) {
+    let mut child = serve_stdin(store, Stdio::piped());
+    let mut stdin = child.stdin.take().expect("stdin");
+    let bytes = bytes.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&bytes));
+    let out = child.wait_with_output().expect("wait");
+    let _ = writer.join();
+    let summary = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (
+        out.status.code(),
+        summary,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(bytes).expect("gzip");
+    e.finish().expect("gzip")
+}
+
+/// gzip and zstd on standard input are decompressed, as `import` does, and
+/// the lines that were not events are reported on stderr at exit.
+#[test]
+fn serve_stdin_decompresses_gzip_and_zstd_and_reports_invalid_lines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let monitor = uuid::Uuid::new_v4().to_string();
+    let text: String = (1..=10)
+        .map(|i| event(&monitor, i, "s-zip") + "\n")
+        .chain(["not an event\n".to_string()])
+        .collect();
+    let zst = zstd::encode_all(text.as_bytes(), 3).expect("zstd");
+    for (name, bytes) in [
+        ("gzip", gzip(text.as_bytes())),
+        ("zstd", zst),
+        ("plain", text.clone().into_bytes()),
+    ] {
+        let store_dir = dir.path().join(name);
+        let store = format!("embedded:{}", store_dir.display());
+        let (code, s, err) = serve_stdin_with(&store, &bytes);
+        assert_eq!(code, Some(0), "{name}: {err}");
+        assert_eq!(
+            (
+                s["received"].as_u64(),
+                s["written"].as_u64(),
+                s["dead_lettered"].as_u64()
+            ),
+            (Some(11), Some(10), Some(1)),
+            "{name}: {s}"
+        );
+        assert!(
+            err.contains("1 of 11 lines of standard input were not valid events"),
+            "{name}: {err}"
+        );
+        let stored = read_store(&store_dir);
+        assert_eq!(stored.records.len(), 10, "{name}");
+        assert_eq!(stored.dead_letters.len(), 1, "{name}");
+    }
+}
+
+/// A compressed stream cut short: the complete lines before the cut are
+/// stored, the cut is reported on stderr, the exit status is 1, and nothing
+/// is stored as a dead letter.
+#[test]
+fn serve_stdin_reports_a_truncated_stream_and_exits_1() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let monitor = uuid::Uuid::new_v4().to_string();
+    let text: String = (1..=3000)
+        .map(|i| event(&monitor, i, "s-cut") + "\n")
+        .collect();
+    let gz = gzip(text.as_bytes());
+    let store = format!("embedded:{}", dir.path().display());
+    let (code, s, err) = serve_stdin_with(&store, &gz[..gz.len() / 2]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("standard input (gzip-compressed NDJSON) is cut short or corrupt"),
+        "{err}"
+    );
+    let written = s["written"].as_u64().expect("summary on stdout");
+    assert!(written > 0 && written < 3000, "{s}");
+    assert_eq!(s["dead_lettered"].as_u64(), Some(0), "{s}");
+    let stored = read_store(dir.path());
+    assert_eq!(stored.records.len() as u64, written);
+    assert!(stored.dead_letters.is_empty());
+}
