@@ -15,6 +15,8 @@ pub struct CountingReads<'a, T: ?Sized> {
     /// `get_range`, `get_range_snapshot` and `get_ranges` calls (a
     /// `get_ranges` call counts once, however many ranges it reads).
     pub ranges: usize,
+    /// Rows read: the pairs range reads return and the keys point reads ask.
+    pub rows: usize,
 }
 
 impl<'a, T: ?Sized> CountingReads<'a, T> {
@@ -24,6 +26,7 @@ impl<'a, T: ?Sized> CountingReads<'a, T> {
             gets: 0,
             batches: 0,
             ranges: 0,
+            rows: 0,
         }
     }
 
@@ -36,6 +39,7 @@ impl<'a, T: ?Sized> CountingReads<'a, T> {
 impl<T: ReadTxn + ?Sized> ReadTxn for CountingReads<'_, T> {
     fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.gets += 1;
+        self.rows += 1;
         self.inner.get(key)
     }
 
@@ -47,7 +51,9 @@ impl<T: ReadTxn + ?Sized> ReadTxn for CountingReads<'_, T> {
         reverse: bool,
     ) -> Result<Vec<Kv>, StoreError> {
         self.ranges += 1;
-        self.inner.get_range(begin, end, limit, reverse)
+        let rows = self.inner.get_range(begin, end, limit, reverse)?;
+        self.rows += rows.len();
+        Ok(rows)
     }
 
     fn get_range_snapshot(
@@ -58,21 +64,27 @@ impl<T: ReadTxn + ?Sized> ReadTxn for CountingReads<'_, T> {
         reverse: bool,
     ) -> Result<Vec<Kv>, StoreError> {
         self.ranges += 1;
-        self.inner.get_range_snapshot(begin, end, limit, reverse)
+        let rows = self.inner.get_range_snapshot(begin, end, limit, reverse)?;
+        self.rows += rows.len();
+        Ok(rows)
     }
 
     fn exist_many(&mut self, keys: &[&[u8]]) -> Result<Vec<bool>, StoreError> {
         self.batches += 1;
+        self.rows += keys.len();
         self.inner.exist_many(keys)
     }
 
     fn get_many(&mut self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
         self.batches += 1;
+        self.rows += keys.len();
         self.inner.get_many(keys)
     }
     fn get_ranges(&mut self, ranges: &[RangeReq<'_>]) -> Result<Vec<Vec<Kv>>, StoreError> {
         self.ranges += 1;
-        self.inner.get_ranges(ranges)
+        let read = self.inner.get_ranges(ranges)?;
+        self.rows += read.iter().map(Vec::len).sum::<usize>();
+        Ok(read)
     }
 }
 

@@ -6,7 +6,7 @@
 //! the content, and `last_seen` the latest such record, never another
 //! user's.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
@@ -75,6 +75,8 @@ struct Window {
     end: Vec<u8>,
     limit: usize,
     rows: Vec<Kv>,
+    /// How many of `rows` are the user's.
+    own: usize,
 }
 
 impl Window {
@@ -102,8 +104,13 @@ impl Window {
 
 /// What a read is waiting for.
 enum Need {
-    /// Entries of the path being decided, `want` of them below `end`.
-    Entries { end: Vec<u8>, want: usize },
+    /// Entries of the path being decided, `want` of them below `end`,
+    /// with `left` of the budget left.
+    Entries {
+        end: Vec<u8>,
+        want: usize,
+        left: usize,
+    },
     /// Records of the path being decided.
     Records(Vec<Vec<u8>>),
 }
@@ -121,6 +128,15 @@ enum Step {
 /// all of them. Reads are made ahead, for many paths together (one round
 /// trip on FoundationDB for many paths), and each path is decided from what
 /// was read exactly as reading its entries page by page would decide it.
+///
+/// Rows read (entries and records) stay within twice the budget
+/// ([`OwnView::allowance`]). Deciding reads at most the budget of them:
+/// each row it reads takes a unit of the budget, and a row read ahead that
+/// deciding then takes is not read again. Reading ahead is made only while
+/// the rows read, those read ahead and the budget left fit in twice the
+/// budget. Twice the budget keeps a request's reads, its time in a
+/// transaction and its memory of the order of the budget, and leaves room
+/// to read ahead for many paths with each round trip.
 struct OwnView<'a> {
     keys: &'a Keys,
     tenant: &'a str,
@@ -132,6 +148,13 @@ struct OwnView<'a> {
     windows: Vec<Vec<Window>>,
     /// Records read: the value of each record key (`None`: not stored).
     records: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Rows (entries and records) read so far.
+    read: usize,
+    /// Rows read at most: twice the budget.
+    allowance: usize,
+    /// The most entries one read of the path being decided returned: later
+    /// paths, which tend to be alike, get windows at least as large.
+    widest: usize,
 }
 
 impl<'a> OwnView<'a> {
@@ -185,7 +208,12 @@ impl<'a> OwnView<'a> {
                 .rev()
                 .find_map(|w| w.serve(&end, want))
             else {
-                return Ok(Step::Wait(Need::Entries { end, want }));
+                let need = Need::Entries {
+                    end,
+                    want,
+                    left: budget,
+                };
+                return Ok(Step::Wait(need));
             };
             budget = budget.saturating_sub(rows.len());
             let mut own = Vec::new();
@@ -227,10 +255,20 @@ impl<'a> OwnView<'a> {
         }
     }
 
-    /// Reads what path `at` waits for. Its entries are read together with
-    /// windows of the paths after it (at most `budget` entries for those:
-    /// no more than deciding them can read), and the records of the user's
-    /// entries among them with one batched read.
+    /// Rows that may be read ahead now, `left` of the budget left: what was
+    /// read, what is read ahead and what deciding may still read (at most
+    /// `left`) stay within [`OwnView::allowance`]; and no more than
+    /// deciding may still read.
+    fn room(&self, left: usize) -> usize {
+        self.allowance.saturating_sub(self.read + left).min(left)
+    }
+
+    /// Reads what path `at` waits for (deciding it from `budget`), which is
+    /// always read. Its entries are read together with windows of the
+    /// paths after it, and the records of the user's entries among them
+    /// with one batched read: all that deciding `at` asks for next, and the
+    /// others as [`OwnView::room`] allows. Each entry read ahead is planned
+    /// with room for its record.
     fn read(
         &mut self,
         txn: &mut dyn ReadTxn,
@@ -238,33 +276,49 @@ impl<'a> OwnView<'a> {
         need: Need,
         budget: usize,
     ) -> Result<(), StoreError> {
-        let (end, want) = match need {
+        let (end, want, left) = match need {
             Need::Records(keys) => return self.read_records(txn, keys),
-            Need::Entries { end, want } => (end, want),
+            Need::Entries { end, want, left } => (end, want, left),
         };
+        let room = self.room(left);
+        let mut plan = room;
         // A path that needs more entries again gets a window 4 times the
         // last one (its later pages read from it), at most what deciding it
         // can read.
         let grown = self.windows[at].iter().map(|w| w.limit * 4).max();
-        let limit = grown.map_or(want, |g| g.min(budget).max(want));
-        let mut wanted = vec![(at, end, limit)];
+        let extra = grown.map_or(0, |g| g.min(left).saturating_sub(want));
+        let extra = extra.min(plan / 2);
+        plan -= 2 * extra;
+        let mut wanted = vec![(at, end, want + extra)];
         // No later path asks more entries of its first page than this.
-        let most = (budget / 2).clamp(1, MAX_LIMIT);
-        let mut room = budget;
+        let most = (left / 2).clamp(1, MAX_LIMIT);
         for j in at + 1..self.paths.len() {
             let end = self.first_end(j);
             let read = self.windows[j].iter().filter(|w| w.end == end);
             if read.clone().any(|w| w.enough(most)) {
                 continue;
             }
-            let limit = match read.map(|w| w.limit).max() {
-                None => READ_AHEAD_FIRST.min(most),
-                Some(limit) => (limit * 4).min(most),
+            let (last, own) = read
+                .max_by_key(|w| w.limit)
+                .map_or((0, 0), |w| (w.limit, w.own));
+            let grown = match last {
+                0 => READ_AHEAD_FIRST,
+                _ => (last * 4).max(self.widest),
             };
-            if limit > room {
+            // Each entry is planned with room for a record: for all of them
+            // on a path not read yet, else for the user's share of the last
+            // window (`num / den` rows an entry).
+            let (num, den) = if last == 0 {
+                (2, 1)
+            } else {
+                (last + own, last)
+            };
+            let limit = grown.min(most).min(plan * den / num);
+            // A window no larger than the last one read adds nothing.
+            if limit <= last {
                 break;
             }
-            room -= limit;
+            plan = plan.saturating_sub((limit * num).div_ceil(den));
             wanted.push((j, end, limit));
         }
         let ranges: Vec<_> = wanted
@@ -277,21 +331,48 @@ impl<'a> OwnView<'a> {
             .map(|((_, end, limit), range)| RangeReq::new(&range.begin, end, *limit, true))
             .collect();
         let read = txn.get_ranges(&reqs)?;
-        let mut records = Vec::new();
+        // The entries read ahead: all but the `want` that deciding asks for.
+        let mut ahead_read = 0;
+        let mut own = Vec::new();
         for ((j, end, limit), rows) in wanted.into_iter().zip(read) {
+            self.read += rows.len();
+            ahead_read += rows.len();
+            if j == at {
+                self.widest = self.widest.max(rows.len());
+                ahead_read -= rows.len().min(want);
+            }
             // An entry that does not decode fails the request only when
             // deciding its path reads it.
+            let before = own.len();
             for (k, v) in &rows {
                 if let Ok(Some((_, key))) = self.own_record(k, v) {
-                    if !self.records.contains_key(&key) {
-                        records.push(key);
-                    }
+                    own.push(key);
                 }
             }
-            self.windows[j].push(Window { end, limit, rows });
+            let mine = own.len() - before;
+            self.windows[j].push(Window {
+                end,
+                limit,
+                rows,
+                own: mine,
+            });
         }
-        records.sort_unstable();
-        records.dedup();
+        let mut records = match self.decide(at, budget)? {
+            Step::Wait(Need::Records(keys)) => keys,
+            _ => Vec::new(),
+        };
+        // Records read ahead, paths in order.
+        let mut ahead = room.saturating_sub(ahead_read);
+        let mut asked: HashSet<Vec<u8>> = records.iter().cloned().collect();
+        for key in own {
+            if ahead == 0 {
+                break;
+            }
+            if !self.records.contains_key(&key) && asked.insert(key.clone()) {
+                records.push(key);
+                ahead -= 1;
+            }
+        }
         self.read_records(txn, records)
     }
 
@@ -303,6 +384,7 @@ impl<'a> OwnView<'a> {
         if keys.is_empty() {
             return Ok(());
         }
+        self.read += keys.len();
         let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
         let values = txn.get_many(&refs)?;
         self.records.extend(keys.into_iter().zip(values));
@@ -345,6 +427,9 @@ fn duplicate_paths(
         paths: &found,
         windows: found.iter().map(|_| Vec::new()).collect(),
         records: HashMap::new(),
+        read: 0,
+        allowance: budget.saturating_mul(2),
+        widest: 0,
     };
     let mut out = Vec::new();
     let mut i = 0;
@@ -575,8 +660,49 @@ mod tests {
         }
     }
 
+    /// Many paths of many entries of the user's own: reading ahead keeps a
+    /// request's entries and records read within twice its budget, in few
+    /// read calls.
+    #[test]
+    fn read_ahead_stays_within_the_budget() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = EmbeddedStore::open(dir.path()).expect("open");
+        let keys = Keys::default();
+        let (npaths, touches) = (50, 2000);
+        let mut lines = Vec::new();
+        for i in 0..npaths {
+            let path = format!("p/{i:02}.txt");
+            for j in 0..touches {
+                lines.push(event("alice", lines.len() + 1, 10 + j, &path, C));
+            }
+        }
+        write(&store, &keys, &lines);
+        let mut over = Vec::new();
+        for budget in [MAX_SCAN, 5000] {
+            let (got, calls, rows) = store
+                .read(|t| {
+                    let mut c = CountingReads::new(t);
+                    let r = duplicate_paths(&mut c, &keys, "t", C, Some("alice"), budget)?;
+                    Ok((r, c.calls(), c.rows))
+                })
+                .expect("read");
+            let want = store
+                .read(|t| page_by_page(t, &keys, ("t", "alice"), C, budget))
+                .expect("read");
+            assert_eq!(got, want, "budget {budget}");
+            // The index of the paths holding the content is one row a path.
+            let rows = rows - npaths;
+            println!("budget {budget}: {rows} rows read, {calls} read calls");
+            if rows > 2 * budget || calls > 12 {
+                over.push(format!("budget {budget}: {rows} rows, {calls} read calls"));
+            }
+        }
+        assert!(over.is_empty(), "{over:?}");
+    }
+
     /// Random paths, users, touches and budgets (many cut short): the
-    /// answer is the page-by-page one, complete or not. `FUZZ_ITERS` and
+    /// answer is the page-by-page one, complete or not, and the entries and
+    /// records read stay within twice the budget. `FUZZ_ITERS` and
     /// `FUZZ_SEED` run more or other cases.
     #[test]
     fn answers_as_page_by_page_for_any_budget() {
@@ -602,11 +728,11 @@ mod tests {
             write(&store, &keys, &lines);
             for budget in [1, 2, 7, 60, 500, 3000, MAX_SCAN] {
                 for user in users {
-                    let (got, calls) = store
+                    let (got, (calls, rows)) = store
                         .read(|t| {
                             let mut c = CountingReads::new(t);
                             let r = duplicate_paths(&mut c, &keys, "t", C, Some(user), budget)?;
-                            Ok((r, c.calls()))
+                            Ok((r, (c.calls(), c.rows)))
                         })
                         .expect("read");
                     let want = store
@@ -616,6 +742,10 @@ mod tests {
                         got, want,
                         "seed {seed0} it {it}: {npaths} paths, budget {budget}, {user}"
                     );
+                    // The index of the paths holding the content is one
+                    // row a path.
+                    let rows = rows.saturating_sub(npaths as usize);
+                    assert!(rows <= 2 * budget, "budget {budget}: {rows} rows read");
                     assert!(calls <= 20, "budget {budget}: {calls} read calls");
                 }
             }
