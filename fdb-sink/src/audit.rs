@@ -5,10 +5,14 @@
 //! checked in the same transaction; only then are the session counters, the
 //! monitor counters and the indexes updated. Redelivering an event (Vector
 //! retrying after a lost response, or a retried FoundationDB commit whose
-//! outcome was unknown) therefore stores and counts it once. Counters use
+//! outcome was unknown) therefore stores and counts it once. A key found
+//! stored is compared with the event: other content under the same key (a
+//! conflicting redelivery) leaves the stored record as it is and becomes a
+//! `conflicting_redelivery` dead letter, never a silent duplicate. Counters use
 //! atomic ADD/MAX/MIN, aggregated per transaction, so concurrent writers never
 //! conflict on them.
 
+use std::borrow::Cow;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
@@ -409,16 +413,45 @@ pub fn write_chunk<'a>(
                     Entry::Occupied(e) => e.into_mut(),
                     Entry::Vacant(e) => e.insert(SessionDelta::start(txn, keys, id)?),
                 };
-                // Later than anything stored in its session: cannot be stored yet.
-                let known = match &mut prefetched {
-                    Some(p) => Some(p.is_new(&r.encoded.audit)),
-                    None => s
-                        .stored_up_to
-                        .is_some_and(|up_to| ts > up_to)
-                        .then_some(true),
+                // What the key holds when it is found stored: compared with
+                // the event, so that other content is never taken for a
+                // redelivery. Only stored keys are read back.
+                let mut conflict = None;
+                let new = match &mut prefetched {
+                    Some(p) => match p.stored(&r.encoded.audit, &r.value) {
+                        None => write_record(txn, r, Some(true))?,
+                        Some(stored) => {
+                            conflict = conflict_with(Some(stored), r);
+                            false
+                        }
+                    },
+                    None => {
+                        // Later than anything stored in its session: cannot
+                        // be stored yet.
+                        let known = s
+                            .stored_up_to
+                            .is_some_and(|up_to| ts > up_to)
+                            .then_some(true);
+                        let new = write_record(txn, r, known)?;
+                        if !new {
+                            conflict = conflict_with(txn.get(&r.encoded.audit)?.as_deref(), r);
+                        }
+                        new
+                    }
                 };
-                let new = write_record(txn, r, known)?;
                 r.stored_new.set(new);
+                if let Some(differs) = conflict {
+                    let d = conflict_letter(r, &differs);
+                    let stored_now = write_dead_letter(txn, keys, &d, None)?;
+                    log_conflict(r, &differs, stored_now);
+                    if stored_now {
+                        summary.dead_lettered += 1;
+                        d.count_lines(&mut summary.dead_lettered_by_reason);
+                    } else {
+                        summary.dead_letter_duplicates += 1;
+                    }
+                    continue;
+                }
                 if new {
                     if let Some(key) = &r.encoded.by_checksum {
                         let seen = last_seen.entry(key.as_slice()).or_insert(ts);
@@ -472,11 +505,13 @@ pub fn write_chunk<'a>(
     Ok(summary)
 }
 
-/// Which records of a chunk are already stored, read in one call before
-/// the chunk is written.
+/// Which records of a chunk are already stored, and what they hold, read in
+/// one call before the chunk is written (on FoundationDB the read that says
+/// whether a key exists returns its value anyway: one round trip either way).
 struct Prefetched<'a> {
-    /// Audit keys already stored, or written earlier in this chunk.
-    present: HashSet<&'a [u8], RandomState>,
+    /// Audit keys already stored, or written earlier in this chunk, with
+    /// their values.
+    present: HashMap<&'a [u8], Cow<'a, [u8]>, RandomState>,
 }
 
 impl<'a> Prefetched<'a> {
@@ -488,19 +523,189 @@ impl<'a> Prefetched<'a> {
                 Item::DeadLetter(_) => None,
             })
             .collect();
-        let exist = txn.exist_many(&audit)?;
+        let values = txn.get_many(&audit)?;
         let present = audit
             .into_iter()
-            .zip(exist)
-            .filter_map(|(k, e)| e.then_some(k))
+            .zip(values)
+            .filter_map(|(k, v)| v.map(|v| (k, Cow::Owned(v))))
             .collect();
         Ok(Prefetched { present })
     }
 
-    /// True the first time a key absent from the store is asked about (the
-    /// record is written then); false afterwards, and for stored keys.
-    fn is_new(&mut self, key: &'a [u8]) -> bool {
-        self.present.insert(key)
+    /// `None` the first time a key absent from the store is asked about
+    /// (the record, `value`, is written then, and found stored afterwards);
+    /// else the value stored under it.
+    fn stored(&mut self, key: &'a [u8], value: &'a [u8]) -> Option<&[u8]> {
+        match self.present.entry(key) {
+            Entry::Occupied(e) => Some(&**e.into_mut()),
+            Entry::Vacant(e) => {
+                e.insert(Cow::Borrowed(value));
+                None
+            }
+        }
+    }
+}
+
+/// Why a record found stored under its key is not a redelivery of it: the
+/// fields of the event that differ (`None` when it is the same event). The
+/// content compared is the event as its monitor wrote it, not what the
+/// collector adds per delivery (the Kubernetes fields, the fields the sink
+/// ignores), so that a redelivery through another route is a duplicate. A
+/// stored value that cannot be read is never taken for the same event.
+fn conflict_with(stored: Option<&[u8]>, r: &ValidRecord) -> Option<Vec<&'static str>> {
+    let stored = stored?;
+    if stored == r.value.as_slice() {
+        return None;
+    }
+    let unreadable = || Some(vec!["the stored record (unreadable)"]);
+    let Ok(stored) = AuditRecord::from_json(stored) else {
+        return unreadable();
+    };
+    let Ok(new) = AuditRecord::from_json(&r.value) else {
+        return unreadable();
+    };
+    let differs = differing_fields(&stored, &new);
+    (!differs.is_empty()).then_some(differs)
+}
+
+/// The fields of the event (as its monitor wrote it) in which `a` and `b`
+/// differ. Metadata cut to fit the value limit (`metadata_truncated`) is
+/// compared on the entries both kept: the cut depends on the size of the
+/// whole record, Kubernetes fields included.
+fn differing_fields(a: &AuditRecord, b: &AuditRecord) -> Vec<&'static str> {
+    // Destructured whole: a field added to the event is compared, or the
+    // build fails here.
+    let file_event::FileEvent {
+        schema,
+        event_id,
+        monitor_id,
+        seq,
+        timestamp,
+        event_type,
+        kind,
+        path,
+        path_b64,
+        from,
+        from_b64,
+        to,
+        to_b64,
+        size,
+        checksum,
+        tenant_id,
+        user_id,
+        session_id,
+        metadata: _,
+        rescan,
+    } = &a.event;
+    let y = &b.event;
+    let mut out = Vec::new();
+    let mut check = |same: bool, name: &'static str| {
+        if !same {
+            out.push(name);
+        }
+    };
+    check(*schema == y.schema, "schema");
+    check(*event_id == y.event_id, "event_id");
+    check(*monitor_id == y.monitor_id, "monitor_id");
+    check(*seq == y.seq, "seq");
+    check(*timestamp == y.timestamp, "timestamp");
+    check(*event_type == y.event_type, "event_type");
+    check(*kind == y.kind, "kind");
+    check(*path == y.path, "path");
+    check(*path_b64 == y.path_b64, "path_b64");
+    check(*from == y.from, "from");
+    check(*from_b64 == y.from_b64, "from_b64");
+    check(*to == y.to, "to");
+    check(*to_b64 == y.to_b64, "to_b64");
+    check(*size == y.size, "size");
+    check(*checksum == y.checksum, "checksum");
+    check(*tenant_id == y.tenant_id, "tenant_id");
+    check(*user_id == y.user_id, "user_id");
+    check(*session_id == y.session_id, "session_id");
+    check(metadata_agrees(a, b), "metadata");
+    check(*rescan == y.rescan, "rescan");
+    out
+}
+
+/// True when the metadata of `a` and `b` can be that of one event: equal,
+/// or, where one was cut, every entry both kept equal and every entry only
+/// one holds missing from a cut one.
+fn metadata_agrees(a: &AuditRecord, b: &AuditRecord) -> bool {
+    let (ma, mb) = (&a.event.metadata, &b.event.metadata);
+    if !a.metadata_truncated && !b.metadata_truncated {
+        return ma == mb;
+    }
+    let within = |x: &AuditRecord, y: &AuditRecord| {
+        x.event.metadata.iter().all(|(k, v)| {
+            y.event
+                .metadata
+                .get(k)
+                .map_or(y.metadata_truncated, |w| w == v)
+        })
+    };
+    within(a, b) && within(b, a)
+}
+
+/// The dead letter of a record whose key holds another event: the record
+/// as it would have been stored (the event's own JSON with its Kubernetes
+/// fields) in `raw`, keyed by the event's time. Its id is a hash of the
+/// event alone, so that the same conflicting event delivered again, by any
+/// route, finds it stored.
+fn conflict_letter(r: &ValidRecord, differs: &[&str]) -> DeadLetter {
+    let detail = format!(
+        "event {} (tenant {}, user {}, session {}, monitor {}, seq {}) is already stored under its key \
+         with other content (differing in: {}); the stored record is kept unchanged, this copy is kept here",
+        r.event_id,
+        r.tenant,
+        r.user,
+        r.session,
+        r.monitor_id,
+        r.seq,
+        differs.join(", "),
+    );
+    let mut d = crate::record::dead_letter(
+        &r.value,
+        reason::CONFLICTING_REDELIVERY,
+        detail,
+        Some(r.ts_ns),
+        crate::timespec::now_ns(),
+    );
+    let event = AuditRecord::from_json(&r.value)
+        .ok()
+        .and_then(|a| serde_json::to_vec(&a.event).ok())
+        .unwrap_or_else(|| r.value.clone());
+    let id = blake3::Hasher::new_derive_key("fdb-sink conflicting redelivery of an event")
+        .update(&event)
+        .finalize();
+    d.id = id.to_hex()[..32].to_owned();
+    d
+}
+
+fn log_conflict(r: &ValidRecord, differs: &[&str], stored_now: bool) {
+    let differs = differs.join(",");
+    if stored_now {
+        tracing::warn!(
+            reason = reason::CONFLICTING_REDELIVERY,
+            tenant = %r.tenant,
+            user = %r.user,
+            session = %r.session,
+            ts_ns = r.ts_ns,
+            event_id = %r.event_id,
+            differs = %differs,
+            "an event already stored was delivered with other content: the stored record is kept, \
+             the new copy is dead-lettered"
+        );
+    } else {
+        tracing::info!(
+            reason = reason::CONFLICTING_REDELIVERY,
+            tenant = %r.tenant,
+            user = %r.user,
+            session = %r.session,
+            ts_ns = r.ts_ns,
+            event_id = %r.event_id,
+            differs = %differs,
+            "a conflicting copy of a stored event was delivered again; its dead letter is already stored"
+        );
     }
 }
 

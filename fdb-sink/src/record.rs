@@ -267,8 +267,12 @@ pub mod reason {
     /// of one request together (see `crate::ingest::grouping`), each line
     /// counted under its own reason in its `reasons`.
     pub const GROUPED: &str = "invalid_lines_grouped";
+    /// A valid record whose key (tenant, user, session, time, event id) is
+    /// already stored with another event (another path, event type,
+    /// checksum…): the stored record is kept, this copy is dead-lettered.
+    pub const CONFLICTING_REDELIVERY: &str = "conflicting_redelivery";
 
-    pub const ALL: [&str; 15] = [
+    pub const ALL: [&str; 16] = [
         INVALID_UTF8,
         INVALID_JSON,
         UPSTREAM,
@@ -284,6 +288,7 @@ pub mod reason {
         KEY_TOO_LARGE,
         VALUE_TOO_LARGE,
         LINE_TOO_LONG,
+        CONFLICTING_REDELIVERY,
     ];
 
     /// The position of `reason` in [`ALL`].

@@ -71,6 +71,7 @@ pub fn run_all<S: Store + ?Sized>(store: &S) {
     system_keys_are_refused(store);
     concurrent_atomic_adds(store);
     idempotent_records(store);
+    conflicting_redeliveries(store);
     records_out_of_time_order(store);
     batches_split_into_transactions(store);
     monitors_read_in_pages(store);
@@ -945,6 +946,69 @@ pub fn idempotent_records<S: Store + ?Sized>(store: &S) {
     assert_eq!(page1.len() + page2.len(), 10);
     assert!(page2[0].raw_key > page1[3].raw_key);
     cleanup(store, &p);
+}
+
+/// A record whose key is already stored, or written earlier in the same
+/// transaction, with another event is stored as one
+/// `conflicting_redelivery` dead letter, however often it comes; the stored
+/// record, its counters and its indexes stay as they were, and a true
+/// redelivery stays a duplicate.
+pub fn conflicting_redeliveries<S: Store + ?Sized>(store: &S) {
+    use crate::record::reason;
+    let p = prefix("conflict");
+    let root = String::from_utf8_lossy(&p).into_owned();
+    let keys = Keys::new(&root);
+    let monitor = uuid::Uuid::new_v4().to_string();
+    let lines: Vec<String> = (1..=5)
+        .map(|i| event_line(&monitor, i, "s-1", "a.txt"))
+        .collect();
+    let other = |l: &str| {
+        let mut v: serde_json::Value = serde_json::from_str(l).expect("json");
+        v["path"] = "b.txt".into();
+        v["checksum"] = "sha256:other".into();
+        v.to_string()
+    };
+    let counts = |w: &audit::WriteSummary| {
+        (
+            w.written,
+            w.duplicates,
+            w.dead_lettered,
+            w.dead_letter_duplicates,
+            w.dead_lettered_by_reason[reason::index(reason::CONFLICTING_REDELIVERY).unwrap_or(0)],
+        )
+    };
+    let mut batch = items(&keys, &lines);
+    batch.extend(items(&keys, &[other(&lines[1]), lines[1].clone()]));
+    let first = audit::write_items(store, &keys, &batch, WriteOptions::default()).expect("first");
+    assert_eq!(counts(&first), (5, 1, 1, 0, 1), "{first:?}");
+    let later = items(
+        &keys,
+        &[other(&lines[3]), lines[3].clone(), other(&lines[1])],
+    );
+    let again = audit::write_items(store, &keys, &later, WriteOptions::default()).expect("again");
+    assert_eq!(counts(&again), (0, 1, 1, 1, 1), "{again:?}");
+    let (records, summary, mon, moved, letters) = store
+        .read(|t| {
+            Ok((
+                audit::session_records(t, &keys, "acme", "alice", "s-1", None, 0)?,
+                audit::session_summary(t, &keys, "acme", "alice", "s-1")?,
+                audit::monitor(t, &keys, &monitor)?,
+                audit::path_history(t, &keys, "acme", "b.txt", 0, false)?,
+                audit::dead_letters(t, &keys, 0)?,
+            ))
+        })
+        .expect("read");
+    assert_eq!(records.len(), 5);
+    assert!(records.iter().all(|r| r.record.event.path == "a.txt"));
+    assert_eq!(summary.map(|s| s.events), Some(5));
+    assert_eq!(mon.map(|m| m.received), Some(5));
+    assert!(moved.is_empty(), "no index entry for a refused copy");
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    for l in &letters {
+        assert_eq!(l.letter.reason, reason::CONFLICTING_REDELIVERY);
+        assert!(l.letter.raw.contains("b.txt"), "{}", l.letter.raw);
+    }
+    clear_keys(store, &keys);
 }
 
 /// Events of a session arriving out of time order, redelivered in the same

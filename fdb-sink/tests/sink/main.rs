@@ -6,6 +6,7 @@ mod harness;
 mod auth;
 mod backpressure;
 mod cli_checks;
+mod conflicts;
 mod conformance;
 mod crash;
 mod dead_letter_export;
