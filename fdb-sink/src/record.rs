@@ -519,15 +519,6 @@ fn validate(keys: &Keys, line: &[u8]) -> Result<ValidRecord, Reject> {
     let [tenant, user, session]: [String; 3] = ids
         .try_into()
         .map_err(|_| (reason::BAD_FIELD, "ids".to_string(), Some(ts_ns)))?;
-    if let Some(c) = &event.checksum {
-        if c.is_empty() || c.len() > 200 {
-            return Err((
-                reason::BAD_FIELD,
-                "`checksum` must be 1-200 chars".into(),
-                Some(ts_ns),
-            ));
-        }
-    }
     let event_id = event.event_id.to_string();
     let monitor_id = event.monitor_id.to_string();
     let mut paths = vec![event.path.clone()];
@@ -734,6 +725,7 @@ fn check_reason(e: &ParseError) -> &'static str {
         | ParseError::ZeroSeq
         | ParseError::SeqTooLarge(_)
         | ParseError::BadPath { .. }
+        | ParseError::BadChecksum { .. }
         | ParseError::MoveWithoutEnds
         | ParseError::MoveDestination
         | ParseError::EndsWithoutMove

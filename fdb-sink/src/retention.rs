@@ -1217,7 +1217,12 @@ mod tests {
             })
             .collect();
         for s in ["new-1", "new-2"] {
-            lines.push(line("2026-01-01T00:00:00Z", s, "n", "sha256:bb"));
+            lines.push(line(
+                "2026-01-01T00:00:00Z",
+                s,
+                "n",
+                "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+            ));
         }
         let items: Vec<_> = lines
             .iter()
@@ -1664,7 +1669,7 @@ mod tests {
                 .collect();
             audit::write_items(store, &keys, &items, late).expect("write")
         };
-        let cs = "sha256:aa";
+        let cs = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
         let w = write(
             &inner,
             &[
@@ -1883,7 +1888,12 @@ mod tests {
             .map(|i| {
                 let day = if i < 15 { 1 + i % 10 } else { 5 + i };
                 let ts = format!("2020-01-{day:02}T00:00:00Z");
-                line(&ts, &format!("s{}", i % 3), &format!("p{i}"), "sha256:aa")
+                line(
+                    &ts,
+                    &format!("s{}", i % 3),
+                    &format!("p{i}"),
+                    "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                )
             })
             .collect();
         let items: Vec<_> = lines

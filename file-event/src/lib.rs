@@ -63,6 +63,31 @@ pub enum PathError {
     DotDot,
 }
 
+/// The rule for a `checksum`: `sha256:` or `blake3:` and the 64 lowercase
+/// hex digits of the digest, as file-monitor writes it; a query for a
+/// checksum applies the same rule, so that a mistyped one is refused
+/// instead of matching nothing.
+pub fn check_checksum(c: &str) -> Result<(), ChecksumError> {
+    let hex = ["sha256:", "blake3:"]
+        .iter()
+        .find_map(|algo| c.strip_prefix(algo))
+        .ok_or(ChecksumError::Algorithm)?;
+    if hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        Ok(())
+    } else {
+        Err(ChecksumError::Digest)
+    }
+}
+
+/// Why a checksum is refused (see [`check_checksum`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ChecksumError {
+    #[error("does not start with `sha256:` or `blake3:`")]
+    Algorithm,
+    #[error("is not 64 lowercase hex digits after its algorithm")]
+    Digest,
+}
+
 /// The rule for every path of a `file-event/1` (and every path a query names,
 /// so that one file has one spelling): the exact bytes of a name relative to
 /// the monitored root, `/`-separated, non-empty, without a leading `/`,
@@ -268,6 +293,12 @@ impl FileEvent {
             return Err(ParseError::SeqTooLarge(self.seq));
         }
         let is_move = self.event_type == EventType::Move;
+        if let Some(c) = &self.checksum {
+            check_checksum(c).map_err(|why| ParseError::BadChecksum {
+                shown: c.chars().take(80).collect(),
+                why,
+            })?;
+        }
         if is_move && (self.from.is_none() || self.to.is_none()) {
             return Err(ParseError::MoveWithoutEnds);
         }
@@ -366,6 +397,8 @@ pub enum ParseError {
         shown: String,
         why: PathError,
     },
+    #[error("`checksum` {shown:?} {why} (e.g. \"sha256:\" and 64 hex digits)")]
+    BadChecksum { shown: String, why: ChecksumError },
     #[error("a move needs both `from` and `to`")]
     MoveWithoutEnds,
     #[error(

@@ -288,3 +288,28 @@ fn seq_stays_within_json_safe_integers() {
         assert!(FileEvent::from_json(&line).is_err());
     }
 }
+
+#[test]
+fn checksums_are_an_algorithm_and_64_lowercase_hex_digits() {
+    let hex = "0123456789abcdef".repeat(4);
+    for good in [format!("sha256:{hex}"), format!("blake3:{hex}")] {
+        assert_eq!(check_checksum(&good), Ok(()), "{good}");
+    }
+    for (bad, why) in [
+        (String::new(), ChecksumError::Algorithm),
+        (hex.clone(), ChecksumError::Algorithm),
+        (format!("md5:{hex}"), ChecksumError::Algorithm),
+        ("sha256:abc".to_owned(), ChecksumError::Digest),
+        (
+            format!("sha256:{}", hex.to_uppercase()),
+            ChecksumError::Digest,
+        ),
+        (format!("sha256:{hex}0"), ChecksumError::Digest),
+    ] {
+        assert_eq!(check_checksum(&bad), Err(why), "{bad}");
+    }
+    let mut ev = fixed(EventType::Create, b"x");
+    ev.checksum = Some("sha256:abc".into());
+    let err = ev.check().expect_err("short digest").to_string();
+    assert!(err.contains("`checksum`") && err.contains("64"), "{err}");
+}

@@ -460,8 +460,11 @@ pub async fn duplicates(
     params: Result<Query<DuplicatesParams>, QueryRejection>,
 ) -> Result<Json<Duplicates>, ApiError> {
     let Query(p) = params?;
-    if p.checksum.is_empty() {
-        return Err(ApiError::bad_request("checksum must not be empty"));
+    if let Err(why) = file_event::check_checksum(&p.checksum) {
+        return Err(ApiError::bad_request(format!(
+            "checksum {:?} {why}: write it as records do, e.g. sha256:<64 hex digits>",
+            p.checksum
+        )));
     }
     let checksum = p.checksum.clone();
     let tenant = caller.tenant.clone();

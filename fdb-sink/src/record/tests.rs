@@ -261,7 +261,7 @@ fn one_pass_reads_valid_lines_as_the_three_passes_do() {
         line(serde_json::json!({})),
         line(serde_json::json!({
             "event_type": "move", "from": "a.txt", "to": "test.txt", "size": 3,
-            "checksum": "sha256:00", "metadata": {"team": "core", "n": 1},
+            "checksum": "sha256:0000000000000000000000000000000000000000000000000000000000000000", "metadata": {"team": "core", "n": 1},
             "rescan": true, "namespace": "ns", "pod_name": "p", "node_name": "n",
             "cluster_name": "c", "container_name": "m", "pod_uid": "u",
             "dead_letter": false, "reason": 7, "extra": [1, 2]
@@ -435,6 +435,10 @@ fn paths_moves_and_seq_the_monitor_cannot_write_are_bad_fields() {
         serde_json::json!({"event_type": "move", "from": "..", "to": "b", "path": "b"}),
         serde_json::json!({"seq": max + 1}),
         serde_json::json!({"seq": u64::MAX}),
+        serde_json::json!({"checksum": "sha256:abc"}),
+        serde_json::json!({"checksum": "md5:0123456789abcdef0123456789abcdef"}),
+        serde_json::json!({"checksum": format!("sha256:{}", "A".repeat(64))}),
+        serde_json::json!({"checksum": ""}),
     ];
     for over in cases {
         let l = line(over);

@@ -965,7 +965,8 @@ pub fn conflicting_redeliveries<S: Store + ?Sized>(store: &S) {
     let other = |l: &str| {
         let mut v: serde_json::Value = serde_json::from_str(l).expect("json");
         v["path"] = "b.txt".into();
-        v["checksum"] = "sha256:other".into();
+        v["checksum"] =
+            "sha256:0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f".into();
         v.to_string()
     };
     let counts = |w: &audit::WriteSummary| {

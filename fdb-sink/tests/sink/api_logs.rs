@@ -541,6 +541,12 @@ fn file_history_duplicates_and_delivery() {
 
     let (s, r) = api.get(&admin, &format!("/api/v5/files/duplicates?checksum={same}"));
     assert_eq!(s, 200, "{r}");
+    // A mistyped checksum is refused, not answered with an empty list.
+    for typo in [&same["sha256:".len()..], &same[..same.len() - 1], "xyz"] {
+        let (s, r) = api.get(&admin, &format!("/api/v5/files/duplicates?checksum={typo}"));
+        assert_eq!(s, 400, "{typo}: {r}");
+        assert!(r["message"].as_str().expect("m").contains("sha256:"), "{r}");
+    }
     let paths: Vec<&str> = r["paths"]
         .as_array()
         .expect("p")
