@@ -877,8 +877,14 @@ impl Engine {
                     return Ok(());
                 }
                 if !dir {
-                    // Kind, size and checksum are read when the event is written.
-                    self.co.create(path, false, None, true, now);
+                    // Size and checksum are read when the event is written.
+                    // What is not a regular file (a symlink, a FIFO, a
+                    // socket) keeps the kind seen now, should it be gone
+                    // by then.
+                    let seen = self
+                        .lstat(&path)
+                        .filter(|e| matches!(e.kind, Kind::Symlink | Kind::Other));
+                    self.co.create(path, false, seen, true, now);
                     return Ok(());
                 }
                 match std::fs::symlink_metadata(abs_path(&self.cfg.root, &path)) {
@@ -1488,6 +1494,59 @@ impl Engine {
         }
     }
 
+    /// An entry arrived at `path`, which the index already holds (`old`):
+    /// a name moved in over an existing one (from outside the root, an
+    /// ignored or polled directory), or a create event for an entry a scan
+    /// already reported. `arrived`: what the event found at the path.
+    ///
+    /// The same entry (device and inode, kind) is nothing new. Another
+    /// one replaced the old: reported like a scan reports it, an `update`
+    /// with the new size and checksum, or, when the kind changed, a
+    /// `delete` of the old entry and a `create` of the new one. A
+    /// directory replacing a directory says nothing itself: the scan of
+    /// its new contents reports what differs below it.
+    fn arrived_at_known(
+        &mut self,
+        path: RelPath,
+        old: Entry,
+        arrived: Option<Entry>,
+        superseded: bool,
+    ) -> Vec<Draft> {
+        let Some(new) = arrived else {
+            return Vec::new();
+        };
+        if old.ino != 0 && new.same_file(&old) && new.kind == old.kind {
+            return Vec::new();
+        }
+        // Its content is read only while the path still holds it.
+        let fresh = self
+            .lstat(&path)
+            .filter(|f| !superseded && f.same_file(&new) && f.kind == new.kind);
+        let present = fresh.is_some();
+        let e = fresh.unwrap_or(new);
+        let mut out = Vec::new();
+        if old.kind != e.kind {
+            self.index.remove_subtree(&path);
+            out.push(Draft {
+                event_type: EventType::Delete,
+                kind: old.kind,
+                path: path.clone(),
+                from: None,
+                size: None,
+                checksum: None,
+                rescan: false,
+            });
+            self.index.insert(path.clone(), e);
+            out.push(self.draft(EventType::Create, &path, &e, present, false));
+            return out;
+        }
+        self.index.insert(path.clone(), e);
+        if e.kind != Kind::Dir {
+            out.push(self.draft(EventType::Update, &path, &e, present, false));
+        }
+        out
+    }
+
     fn apply(&mut self, ev: Logical, superseded: bool) -> Vec<Draft> {
         match ev {
             Logical::Create {
@@ -1496,7 +1555,7 @@ impl Engine {
                 stat,
                 written,
             } => {
-                if self.index.contains(&path) {
+                if let Some(old) = self.index.get(&path).copied() {
                     if written.is_some() {
                         // Already reported (a new directory's scan found
                         // the file while its writer was still writing):
@@ -1512,7 +1571,12 @@ impl Engine {
                             superseded,
                         );
                     }
-                    return Vec::new();
+                    // What the event saw arrive (a name moved in); else
+                    // what the path holds now, unless an event already
+                    // known replaces it again (its own lines follow).
+                    let arrived =
+                        stat.or_else(|| (!superseded).then(|| self.lstat(&path)).flatten());
+                    return self.arrived_at_known(path, old, arrived, superseded);
                 }
                 let fresh = self.lstat(&path);
                 let hinted = if dir_hint { Kind::Dir } else { Kind::File };
@@ -1651,8 +1715,10 @@ impl Engine {
             }
             Logical::Move { from, to } => {
                 let Some(old) = self.index.get(&from).copied() else {
-                    if self.index.contains(&to) {
-                        return Vec::new();
+                    if let Some(prev) = self.index.get(&to).copied() {
+                        // A name never reported renamed over a known one.
+                        let arrived = self.lstat(&to);
+                        return self.arrived_at_known(to, prev, arrived, superseded);
                     }
                     return self.apply(
                         Logical::Create {
@@ -1685,7 +1751,14 @@ impl Engine {
                         return Vec::new();
                     }
                 }
-                let changes = self.index.reconcile(&base, &snapshot);
+                // In a watched subtree the kernel's events reported the
+                // writes: a change of ctime alone is not one there.
+                let unseen = rescan || self.cfg.poll || self.polled.covering(&base).is_some();
+                let changes = if unseen {
+                    self.index.reconcile(&base, &snapshot)
+                } else {
+                    self.index.reconcile_watched(&base, &snapshot)
+                };
                 let mut out = Vec::with_capacity(changes.len());
                 for c in changes {
                     let d = match c {
@@ -1762,17 +1835,75 @@ fn replaced(fresh: Option<Entry>, written: Option<u64>) -> bool {
 /// the batch and handled later), removes or replaces, each with the
 /// position of the last such event, counted from the batch's first event
 /// through `after`.
+///
+/// The old name of an exchange's second half (`b` in `a → b`, `b → a`)
+/// is not counted: the exchange leaves at `b` what its first half moved
+/// there, and that move reports its content. Read as two renames instead
+/// (`mv a b; mv b a`), `b` is then gone, and whatever appears there later
+/// comes with events of its own (a create or a rename to it), which count.
 fn removed_or_replaced(batch: &[Raw], after: &[Raw]) -> HashMap<RelPath, usize> {
+    let at = |i: usize| match i.checked_sub(batch.len()) {
+        None => batch.get(i),
+        Some(j) => after.get(j),
+    };
     let mut out = HashMap::new();
     for (i, raw) in batch.iter().chain(after).enumerate() {
-        if let Raw::Remove { path, .. }
-        | Raw::RenameFrom { path, .. }
-        | Raw::RenameTo { path, .. } = raw
-        {
-            out.insert(path.clone(), i);
+        match raw {
+            Raw::RenameFrom { .. } if exchange_second_half(at, i) => {}
+            Raw::Remove { path, .. }
+            | Raw::RenameFrom { path, .. }
+            | Raw::RenameTo { path, .. }
+            | Raw::Create { path, .. } => {
+                out.insert(path.clone(), i);
+            }
+            _ => {}
         }
     }
     out
+}
+
+/// Whether the event at `i` is the old name of `b → a` right after
+/// `a → b` (`at`: the events by position): `b` renamed away at once, to
+/// `a`, or to a name not read yet (its new name is held back for the
+/// next read, and the exchange is recognised when it comes).
+fn exchange_second_half<'a>(at: impl Fn(usize) -> Option<&'a Raw>, i: usize) -> bool {
+    let (Some(first_from), Some(first_to), Some(second_from)) = (
+        i.checked_sub(2).and_then(&at),
+        i.checked_sub(1).and_then(&at),
+        at(i),
+    ) else {
+        return false;
+    };
+    let (
+        Raw::RenameFrom {
+            path: a,
+            cookie: c1,
+        },
+        Raw::RenameTo {
+            path: b,
+            cookie: d1,
+            ..
+        },
+        Raw::RenameFrom {
+            path: b2,
+            cookie: c2,
+        },
+    ) = (first_from, first_to, second_from)
+    else {
+        return false;
+    };
+    if c1 != d1 || c1 == c2 || a == b || b != b2 {
+        return false;
+    }
+    match at(i + 1) {
+        None => true,
+        Some(Raw::RenameTo {
+            path: a2,
+            cookie: d2,
+            ..
+        }) => d2 == c2 && a2 == a,
+        Some(_) => false,
+    }
 }
 
 /// For each path an event of `items` removes or replaces (see
@@ -1832,6 +1963,42 @@ mod tests {
         assert_eq!(m.get(b"q".as_slice()), Some(&4));
         assert_eq!(m.get(b"a".as_slice()), Some(&2));
         assert!(!removed_or_replaced(&batch, &[]).contains_key(b"p".as_slice()));
+    }
+
+    #[test]
+    fn the_second_half_of_an_exchange_does_not_replace_its_old_name() {
+        let p = |s: &str| s.as_bytes().to_vec();
+        let from = |s: &str, cookie| Raw::RenameFrom { path: p(s), cookie };
+        let to = |s: &str, cookie| Raw::RenameTo {
+            path: p(s),
+            cookie,
+            dir: Some(false),
+        };
+        // `a ⇄ b`: `b` holds what the first half moved there.
+        let m = removed_or_replaced(&[from("a", 1), to("b", 1), from("b", 2), to("a", 2)], &[]);
+        assert_eq!(m.get(b"b".as_slice()), Some(&1));
+        assert_eq!(m.get(b"a".as_slice()), Some(&3));
+        // The second half's new name not read yet (held back).
+        let m = removed_or_replaced(&[from("a", 1), to("b", 1)], &[from("b", 2)]);
+        assert_eq!(m.get(b"b".as_slice()), Some(&1));
+        // `b` renamed on elsewhere: it leaves `b`.
+        let m = removed_or_replaced(&[from("a", 1), to("b", 1), from("b", 2), to("c", 2)], &[]);
+        assert_eq!(m.get(b"b".as_slice()), Some(&2));
+        // Something new at `b` afterwards replaces what was moved there.
+        let m = removed_or_replaced(
+            &[
+                from("a", 1),
+                to("b", 1),
+                from("b", 2),
+                to("a", 2),
+                Raw::Create {
+                    path: p("b"),
+                    dir: false,
+                },
+            ],
+            &[],
+        );
+        assert_eq!(m.get(b"b".as_slice()), Some(&4));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The in-memory tree index: relative path → kind, size, mtime, inode. It holds
+//! The in-memory tree index: relative path → kind, size, mtime, ctime,
+//! inode. It holds
 //! exactly what consumers have been told, so diffing it against the disk
 //! (after lost kernel events, in poll mode, after a restart) yields the events
 //! that bring a consumer up to date. Keys are raw path bytes, `/`-separated;
@@ -23,6 +24,12 @@ pub struct Entry {
     pub kind: Kind,
     pub size: u64,
     pub mtime_ns: i64,
+    /// The inode's status change time (`st_ctime`), in nanoseconds; 0 when
+    /// unknown (an entry from a state file written before ctimes were
+    /// recorded, or one known only from an event). Unlike the mtime, no
+    /// user can set it: a write whose mtime was put back (`touch -r`)
+    /// still moves it, as do `chmod`, `chown` and a change of link count.
+    pub ctime_ns: i64,
     pub ino: u64,
     /// The file system holding it (`st_dev`); 0 when unknown (an entry
     /// from a state file written before devices were recorded). An inode
@@ -43,6 +50,10 @@ impl Entry {
                 .mtime()
                 .saturating_mul(1_000_000_000)
                 .saturating_add(m.mtime_nsec()),
+            ctime_ns: m
+                .ctime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(m.ctime_nsec()),
             ino: m.ino(),
             dev: m.dev(),
             unread: false,
@@ -55,6 +66,7 @@ impl Entry {
             kind,
             size: 0,
             mtime_ns: 0,
+            ctime_ns: 0,
             ino: 0,
             dev: 0,
             unread: false,
@@ -65,6 +77,13 @@ impl Entry {
     /// system (a device of 0, unknown, matches any).
     pub fn same_file(&self, other: &Entry) -> bool {
         self.ino == other.ino && (self.dev == other.dev || self.dev == 0 || other.dev == 0)
+    }
+
+    /// Whether the inode's status changed between `self` and `other` (a
+    /// later look at the same path): both ctimes are known and differ.
+    /// An unknown ctime (0) is learnt, not taken for a change.
+    pub fn status_changed(&self, other: &Entry) -> bool {
+        self.ctime_ns != 0 && other.ctime_ns != 0 && self.ctime_ns != other.ctime_ns
     }
 }
 
@@ -475,6 +494,7 @@ impl Index {
                         kind: *kind,
                         size: 0,
                         mtime_ns: 0,
+                        ctime_ns: 0,
                         ino: 0,
                         dev: 0,
                         unread: false,
@@ -489,8 +509,28 @@ impl Index {
     /// (a fresh scan of the same subtree) to this index, returning them in an
     /// order a consumer can replay: moves and creates parents-first, then
     /// deletes deepest-first, then the remaining creates and updates.
-    /// Moves are recognised by inode (and, for files, unchanged size and mtime).
+    /// Moves are recognised by inode (and, for files, unchanged size and
+    /// mtime; not the ctime, which a rename moves on most file systems).
+    /// A file whose size, mtime or ctime changed, or another inode under the
+    /// same name, is an update: a write whose mtime was put back still moves
+    /// the ctime, which cannot be told apart from a `chmod`, `chown` or a
+    /// change of link count, and is reported the same way. For a scan that
+    /// looks for what events did not report (a rescan, a poll, a restart).
     pub fn reconcile(&mut self, base: &[u8], snapshot: &Index) -> Vec<Change> {
+        self.reconcile_comparing(base, snapshot, true)
+    }
+
+    /// [`Index::reconcile`] for a subtree whose kernel events were seen (a
+    /// watched directory scanned after its move or create): a change of
+    /// ctime alone is not an update there. The events reported the writes;
+    /// what else moves a ctime needs no event (a rename, a link added to
+    /// or removed from another name of the file, a `chmod`). The ctimes
+    /// seen are kept all the same.
+    pub fn reconcile_watched(&mut self, base: &[u8], snapshot: &Index) -> Vec<Change> {
+        self.reconcile_comparing(base, snapshot, false)
+    }
+
+    fn reconcile_comparing(&mut self, base: &[u8], snapshot: &Index, ctime: bool) -> Vec<Change> {
         let mut out = Vec::new();
         let deleted: Vec<(Vec<u8>, Entry)> = self
             .below(base)
@@ -589,6 +629,7 @@ impl Index {
                 Some(ie) if ie != se => {
                     let changed = ie.size != se.size
                         || ie.mtime_ns != se.mtime_ns
+                        || (ctime && ie.status_changed(se))
                         || !ie.same_file(se)
                         || (ie.unread && se.kind == Kind::File);
                     self.put(k.clone(), *se);
@@ -820,9 +861,11 @@ struct StateFile {
 
 /// The version of the state file written. Version 1 rows lack the device
 /// and the unread flag; they load with a device of 0 (unknown, learnt at
-/// the first scan) and the content taken as read. Other versions (written
-/// by a newer file-monitor) are refused.
-const STATE_VERSION: u32 = 2;
+/// the first scan) and the content taken as read. Version 2 rows lack the
+/// ctime; they load with a ctime of 0 (unknown, learnt at the first scan
+/// without an event). Other versions (written by a newer file-monitor) are
+/// refused.
+const STATE_VERSION: u32 = 3;
 
 /// The device of the watched root, if it can be read.
 fn root_device(root: &Path) -> Option<u64> {
@@ -830,7 +873,8 @@ fn root_device(root: &Path) -> Option<u64> {
 }
 
 /// One entry of a state file: `[base64 path, kind, size, mtime_ns, inode,
-/// device, unread]`; the last two may be absent (version 1).
+/// device, unread, ctime_ns]`; the ctime may be absent (version 2), the
+/// last three may be (version 1).
 #[derive(Debug)]
 struct StateRow {
     path: String,
@@ -841,7 +885,7 @@ impl Serialize for StateRow {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let e = &self.entry;
         (
-            &self.path, e.kind, e.size, e.mtime_ns, e.ino, e.dev, e.unread,
+            &self.path, e.kind, e.size, e.mtime_ns, e.ino, e.dev, e.unread, e.ctime_ns,
         )
             .serialize(s)
     }
@@ -853,7 +897,7 @@ impl<'de> Deserialize<'de> for StateRow {
         impl<'de> serde::de::Visitor<'de> for Row {
             type Value = StateRow;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("[path, kind, size, mtime_ns, inode, device?, unread?]")
+                f.write_str("[path, kind, size, mtime_ns, inode, device?, unread?, ctime_ns?]")
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
                 self,
@@ -868,8 +912,9 @@ impl<'de> Deserialize<'de> for StateRow {
                 let ino = a.next_element()?.ok_or_else(|| missing(4))?;
                 let dev = a.next_element()?.unwrap_or(0);
                 let unread = a.next_element()?.unwrap_or(false);
+                let ctime_ns = a.next_element()?.unwrap_or(0);
                 if a.next_element::<serde::de::IgnoredAny>()?.is_some() {
-                    return Err(A::Error::invalid_length(8, &self));
+                    return Err(A::Error::invalid_length(9, &self));
                 }
                 Ok(StateRow {
                     path,
@@ -877,6 +922,7 @@ impl<'de> Deserialize<'de> for StateRow {
                         kind,
                         size,
                         mtime_ns,
+                        ctime_ns,
                         ino,
                         dev,
                         unread,
@@ -1128,6 +1174,7 @@ mod tests {
             kind,
             size,
             mtime_ns: 1,
+            ctime_ns: 1,
             ino,
             dev: 1,
             unread: false,
@@ -1525,7 +1572,10 @@ mod tests {
         let back = Index::load(&p, Path::new("/r"))
             .expect("load")
             .expect("present");
-        assert_eq!(back.get(b"f"), Some(&on(0, e(Kind::File, 2, 3))));
+        assert_eq!(
+            back.get(b"f"),
+            Some(&changed_at(0, on(0, e(Kind::File, 2, 3))))
+        );
         // Its first scan learns the device without reporting a change.
         let mut back = back;
         let snap = idx(&[("f", on(9, e(Kind::File, 2, 3)))]);
@@ -1562,11 +1612,99 @@ mod tests {
         let back = Index::load(&p, root).expect("load").expect("present");
         assert_eq!(back.get(b"f"), Some(&on(0, e(Kind::File, 2, 3))));
         // A version this binary does not know is refused, not guessed at.
-        v["version"] = 3.into();
+        v["version"] = 4.into();
         std::fs::write(&p, v.to_string()).expect("write");
         assert!(matches!(
             Index::load(&p, root),
-            Err(StateError::UnknownVersion { found: 3, .. })
+            Err(StateError::UnknownVersion { found: 4, .. })
         ));
+    }
+
+    fn changed_at(ctime_ns: i64, mut x: Entry) -> Entry {
+        x.ctime_ns = ctime_ns;
+        x
+    }
+
+    #[test]
+    fn a_changed_ctime_with_the_same_size_and_mtime_is_an_update() {
+        let mut i = idx(&[("f", e(Kind::File, 2, 4)), ("d", e(Kind::Dir, 3, 0))]);
+        let snap = idx(&[
+            ("f", changed_at(7, e(Kind::File, 2, 4))),
+            ("d", changed_at(7, e(Kind::Dir, 3, 0))),
+        ]);
+        assert_eq!(show(&i.reconcile(b"", &snap)), vec!["update f"]);
+        assert_eq!(i.get(b"f").map(|x| x.ctime_ns), Some(7));
+        assert_eq!(i.get(b"d").map(|x| x.ctime_ns), Some(7), "learnt");
+        assert!(i.reconcile(b"", &snap).is_empty(), "once");
+    }
+
+    #[test]
+    fn a_watched_subtree_learns_a_changed_ctime_without_an_update() {
+        let mut i = idx(&[("d", e(Kind::Dir, 1, 0)), ("d/f", e(Kind::File, 2, 4))]);
+        let snap = idx(&[
+            ("d", e(Kind::Dir, 1, 0)),
+            ("d/f", changed_at(7, e(Kind::File, 2, 4))),
+        ]);
+        assert!(i.reconcile_watched(b"d", &snap).is_empty());
+        assert_eq!(i.get(b"d/f").map(|x| x.ctime_ns), Some(7));
+        // Size and mtime still count.
+        let snap = idx(&[("d/f", changed_at(7, e(Kind::File, 2, 5)))]);
+        assert_eq!(show(&i.reconcile_watched(b"d", &snap)), vec!["update d/f"]);
+    }
+
+    #[test]
+    fn an_unknown_ctime_is_learnt_without_an_update() {
+        let mut i = idx(&[("f", changed_at(0, e(Kind::File, 2, 4)))]);
+        let snap = idx(&[("f", changed_at(9, e(Kind::File, 2, 4)))]);
+        assert!(i.reconcile(b"", &snap).is_empty());
+        assert_eq!(i.get(b"f").map(|x| x.ctime_ns), Some(9));
+        // Known from now on: the next change of it is one.
+        let snap = idx(&[("f", changed_at(10, e(Kind::File, 2, 4)))]);
+        assert_eq!(show(&i.reconcile(b"", &snap)), vec!["update f"]);
+    }
+
+    #[test]
+    fn a_rename_that_moved_the_ctime_is_still_a_move() {
+        let mut i = idx(&[("a", e(Kind::File, 2, 4))]);
+        let snap = idx(&[("b", changed_at(5, e(Kind::File, 2, 4)))]);
+        assert_eq!(show(&i.reconcile(b"", &snap)), vec!["move a b"]);
+        assert_eq!(i.get(b"b").map(|x| x.ctime_ns), Some(5));
+    }
+
+    #[test]
+    fn ctimes_are_saved_and_a_version_2_state_file_loads_them_as_unknown() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let p = dir.path().join("state.json");
+        let mut i = Index::new();
+        i.insert(
+            b"f".to_vec(),
+            changed_at(123_456_789_012, e(Kind::File, 2, 3)),
+        );
+        i.save(&p, root).expect("save");
+        let back = Index::load(&p, root).expect("load").expect("present");
+        assert_eq!(back.get(b"f").map(|x| x.ctime_ns), Some(123_456_789_012));
+        // The rows of the previous version end with the unread flag.
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&p).expect("read")).expect("json");
+        assert_eq!(v["version"], 3);
+        v["version"] = 2.into();
+        for row in v["entries"].as_array_mut().expect("rows") {
+            row.as_array_mut().expect("row").truncate(7);
+        }
+        std::fs::write(&p, v.to_string()).expect("write");
+        let mut back = Index::load(&p, root).expect("load").expect("present");
+        assert_eq!(back.get(b"f"), Some(&changed_at(0, e(Kind::File, 2, 3))));
+        let snap = idx(&[("f", changed_at(5, e(Kind::File, 2, 3)))]);
+        assert!(
+            back.reconcile(b"", &snap).is_empty(),
+            "no update on upgrade"
+        );
+        // Journal lines of the previous version load the same way.
+        let mut j = Index::new();
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let line = format!(r#"{{"put":["{}","file",3,1,2,1,false]}}"#, b64.encode("g"));
+        j.apply_journal_line(line.as_bytes(), false).expect("line");
+        assert_eq!(j.get(b"g"), Some(&changed_at(0, e(Kind::File, 2, 3))));
     }
 }

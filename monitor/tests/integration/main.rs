@@ -6,9 +6,11 @@ mod support;
 
 mod cli;
 mod content;
+mod ctime;
 mod hostile;
 mod ignore;
 mod journal;
+mod kinds;
 mod metrics;
 mod mounts;
 mod moves;

@@ -1,6 +1,7 @@
 //! Item 3: moves inside the root, in from outside, out to outside; directory
 //! renames move their subtree.
 
+use std::os::unix::ffi::OsStrExt;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
@@ -781,5 +782,268 @@ fn an_exchange_then_a_save_by_rename_repeats_no_content() {
         "{lines:?}"
     );
     assert_trees_equal(&replay(&start, &evs), &disk_tree(root, &[]));
+    assert_seq_contiguous(&evs);
+}
+
+/// The checksum of every regular file below `root` (not following
+/// symlinks, minus `skip` names); `None` for what is not a regular file.
+fn disk_sums(root: &std::path::Path, skip: &[&str]) -> Sums {
+    disk_tree(root, skip)
+        .into_iter()
+        .map(|(k, kind)| {
+            let p = root.join(std::ffi::OsStr::from_bytes(&k));
+            let sum = (kind == "file").then(|| sha256_of(&std::fs::read(&p).unwrap()));
+            (k, sum)
+        })
+        .collect()
+}
+
+type Sums = std::collections::BTreeMap<Vec<u8>, Option<String>>;
+
+/// Replays the content a stream gives each path, the way a consumer that
+/// proves what a file held would: `create` and `update` set it, `move`
+/// carries it (the line's own checksum, else the one its source had),
+/// `delete` drops it with everything below.
+fn replay_sums(start: &Sums, evs: &[file_event::FileEvent]) -> Sums {
+    use file_event::EventType;
+    let mut t = start.clone();
+    let below = |t: &Sums, p: &[u8]| -> Vec<Vec<u8>> {
+        let mut pre = p.to_vec();
+        pre.push(b'/');
+        t.keys().filter(|k| k.starts_with(&pre)).cloned().collect()
+    };
+    for e in evs {
+        let path = e.path_bytes();
+        match e.event_type {
+            EventType::Create | EventType::Update => {
+                t.insert(path, e.checksum.clone());
+            }
+            EventType::Delete => {
+                for k in below(&t, &path) {
+                    t.remove(&k);
+                }
+                t.remove(&path);
+            }
+            EventType::Move => {
+                let from = e.from.clone().unwrap_or_default().into_bytes();
+                for k in below(&t, &path) {
+                    t.remove(&k);
+                }
+                for k in below(&t, &from) {
+                    if let Some(v) = t.remove(&k) {
+                        let mut nk = path.clone();
+                        nk.extend_from_slice(&k[from.len()..]);
+                        t.insert(nk, v);
+                    }
+                }
+                let carried = t.remove(&from).flatten();
+                t.insert(path, e.checksum.clone().or(carried));
+            }
+            EventType::Access => {}
+        }
+    }
+    t
+}
+
+/// Replaying the stream's content on `start` gives the content of every
+/// regular file on disk.
+fn assert_content_replays(
+    root: &std::path::Path,
+    skip: &[&str],
+    start: &Sums,
+    evs: &[file_event::FileEvent],
+) {
+    let replayed = replay_sums(start, evs);
+    let wrong: Vec<String> = disk_sums(root, skip)
+        .into_iter()
+        .filter(|(k, disk)| disk.is_some() && replayed.get(k) != Some(disk))
+        .map(|(k, disk)| {
+            format!(
+                "{}: stream {:?}, disk {disk:?}",
+                String::from_utf8_lossy(&k),
+                replayed.get(&k)
+            )
+        })
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "replayed content differs from the disk: {wrong:?}\n{:?}",
+        evs.iter()
+            .map(|e| (short(e), &e.checksum))
+            .collect::<Vec<_>>()
+    );
+}
+
+/// The line of `evs` that `line` (as [`short`] prints it) names last.
+fn last<'a>(evs: &'a [file_event::FileEvent], line: &str) -> &'a file_event::FileEvent {
+    evs.iter()
+        .rev()
+        .find(|e| short(e) == line)
+        .unwrap_or_else(|| panic!("no {line:?} in {:?}", summary(evs)))
+}
+
+/// A name moved in over one the monitor knows, from outside the root or
+/// from an ignored directory, is a new entry at that path: an `update`
+/// with its size and checksum (a symlink: the length of its new target),
+/// or, when the kind changed, a `delete` of the old entry and a `create`
+/// of the new one. Replaying the stream gives the disk, content included.
+#[test]
+fn names_moved_in_over_known_ones_are_reported_with_their_content() {
+    let d = tempdir();
+    let outside = tempdir();
+    let (root, out) = (d.path(), outside.path());
+    sh(
+        root,
+        "mkdir node_modules src && echo original > config.yaml && echo old > src/main.js && \
+         ln -s t1 link && echo plain > kinded",
+    );
+    let skip = ["node_modules"];
+    let start = disk_tree(root, &skip);
+    let sums = disk_sums(root, &skip);
+    let m = Monitor::start(root, &["--checksum=sha256", "--ignore=node_modules"]);
+    std::fs::write(out.join("staged"), b"malicious: true\n").unwrap();
+    std::fs::rename(out.join("staged"), root.join("config.yaml")).unwrap();
+    std::fs::write(root.join("node_modules/.tmp-main"), b"new main\n").unwrap();
+    std::fs::rename(
+        root.join("node_modules/.tmp-main"),
+        root.join("src/main.js"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("t2-longer", out.join("l2")).unwrap();
+    std::fs::rename(out.join("l2"), root.join("link")).unwrap();
+    std::os::unix::fs::symlink("x", out.join("s")).unwrap();
+    std::fs::rename(out.join("s"), root.join("kinded")).unwrap();
+    m.wait_for("the symlink moved over a file", |e| {
+        has(e, "create symlink kinded")
+    });
+    let evs = m.settle(Duration::from_millis(300));
+    let config = last(&evs, "update file config.yaml");
+    assert_eq!(config.size, Some(16));
+    assert_eq!(
+        config.checksum.as_deref(),
+        Some(sha256_of(b"malicious: true\n").as_str())
+    );
+    let main = last(&evs, "update file src/main.js");
+    assert_eq!(
+        main.checksum.as_deref(),
+        Some(sha256_of(b"new main\n").as_str())
+    );
+    assert_eq!(last(&evs, "update symlink link").size, Some(9));
+    assert_eq!(
+        types_for(&evs, "kinded"),
+        ["delete", "create"],
+        "{:?}",
+        summary(&evs)
+    );
+    assert_eq!(evs.len(), 5, "{:?}", summary(&evs));
+    assert_trees_equal(&replay(&start, &evs), &disk_tree(root, &skip));
+    assert_content_replays(root, &skip, &sums, &evs);
+    assert_seq_contiguous(&evs);
+}
+
+/// With the watch budget spent, a subdirectory is polled: a file renamed
+/// from it over a known name of a watched directory comes as a new name
+/// alone. It is an `update` of that name with the new content, and the
+/// poll reports the old name gone.
+#[test]
+fn a_file_moved_from_a_polled_subtree_over_a_known_name_is_an_update() {
+    let d = tempdir();
+    let root = d.path();
+    sh(
+        root,
+        "mkdir sub && echo original > config.yaml && echo 'from polled' > sub/x",
+    );
+    let start = disk_tree(root, &[]);
+    let sums = disk_sums(root, &[]);
+    let m = Monitor::start(
+        root,
+        &[
+            "--checksum=sha256",
+            "--max-watches=1",
+            "--poll-interval=100",
+        ],
+    );
+    std::fs::rename(root.join("sub/x"), root.join("config.yaml")).unwrap();
+    m.wait_for("the update and the old name's delete", |e| {
+        has(e, "update file config.yaml") && has(e, "delete file sub/x")
+    });
+    let evs = m.settle(Duration::from_millis(300));
+    assert_eq!(
+        last(&evs, "update file config.yaml").checksum.as_deref(),
+        Some(sha256_of(b"from polled\n").as_str())
+    );
+    assert_eq!(evs.len(), 2, "{:?}", summary(&evs));
+    assert_trees_equal(&replay(&start, &evs), &disk_tree(root, &[]));
+    assert_content_replays(root, &[], &sums, &evs);
+    assert_seq_contiguous(&evs);
+}
+
+/// Entries made in a directory just created can be seen twice, by the
+/// scan of the new directory and by their own create event: each is
+/// reported once, and nothing else is.
+#[test]
+fn entries_seen_by_a_scan_and_their_create_event_are_reported_once() {
+    const N: usize = 30;
+    let d = tempdir();
+    let root = d.path();
+    let m = Monitor::start(root, &["--checksum=sha256"]);
+    for i in 0..N {
+        sh(
+            root,
+            &format!("mkdir d{i} && ln -s t d{i}/l && mkfifo d{i}/p && mkdir d{i}/s"),
+        );
+    }
+    m.wait_for("every entry", |e| e.len() >= 4 * N);
+    let evs = m.settle(Duration::from_millis(300));
+    assert!(
+        evs.iter()
+            .all(|e| e.event_type == file_event::EventType::Create),
+        "{:?}",
+        summary(&evs)
+    );
+    assert_eq!(evs.len(), 4 * N, "{:?}", summary(&evs));
+    assert_trees_equal(&replay(&Tree::new(), &evs), &disk_tree(root, &[]));
+    assert_seq_contiguous(&evs);
+}
+
+/// An exchange of two files (`mv --exchange a b`) gives both names their
+/// content: the `move a → b` carries the size and checksum of what `b`
+/// holds, the `create a` those of what `a` holds.
+#[test]
+fn an_exchange_reports_the_content_of_both_names() {
+    const ROUNDS: usize = 10;
+    let d = tempdir();
+    let root = d.path();
+    std::fs::write(root.join("a"), b"a holds this\n").unwrap();
+    std::fs::write(root.join("b"), b"bb\n").unwrap();
+    let start = disk_tree(root, &[]);
+    let sums = disk_sums(root, &[]);
+    let m = Monitor::start(root, &["--checksum=sha256", "--debounce=0"]);
+    let on_disk = |name: &str| {
+        let body = std::fs::read(root.join(name)).unwrap();
+        (Some(body.len() as u64), Some(sha256_of(&body)))
+    };
+    for round in 1..=ROUNDS {
+        exchange(&root.join("a"), &root.join("b"));
+        let evs = m.wait_for("the exchange", |e| {
+            e.iter().filter(|x| short(x) == "create file a").count() == round
+        });
+        let moved = last(&evs, "move file a -> b");
+        let created = last(&evs, "create file a");
+        assert_eq!(
+            (moved.size, moved.checksum.clone()),
+            on_disk("b"),
+            "round {round}: the move says what b holds"
+        );
+        assert_eq!(
+            (created.size, created.checksum.clone()),
+            on_disk("a"),
+            "round {round}: the create says what a holds"
+        );
+    }
+    let evs = m.settle(Duration::from_millis(300));
+    assert_eq!(evs.len(), 2 * ROUNDS, "{:?}", summary(&evs));
+    assert_trees_equal(&replay(&start, &evs), &disk_tree(root, &[]));
+    assert_content_replays(root, &[], &sums, &evs);
     assert_seq_contiguous(&evs);
 }
