@@ -117,7 +117,12 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
         marked_late,
     };
     println!("{}", serde_json::to_string(&report)?);
-    if let Some(line) = invalid_lines_message(&total) {
+    if let Some(line) = super::dead_letters_message(
+        "import",
+        "lines",
+        "by an earlier import of the same input",
+        &total,
+    ) {
         eprintln!("{line}");
     }
     if let Some(n) = marked_late.filter(|n| *n > 0) {
@@ -143,31 +148,6 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
         "import finished"
     );
     Ok(())
-}
-
-/// What stderr says of the lines that were not valid events (none when
-/// every line was one): how many were stored as dead letters, and how many
-/// were dead letters already stored by an earlier import of the same
-/// batches.
-fn invalid_lines_message(total: &BatchSummary) -> Option<String> {
-    let invalid = total.dead_lettered + total.dead_letter_duplicates;
-    if invalid == 0 {
-        return None;
-    }
-    let stored = match (total.dead_lettered, total.dead_letter_duplicates) {
-        (n, 0) => format!("stored as {n} dead letters"),
-        (0, d) => {
-            format!("already stored as dead letters ({d}) by an earlier import of the same input")
-        }
-        (n, d) => format!(
-            "{n} stored as dead letters, {d} already stored by an earlier import of the same input"
-        ),
-    };
-    Some(format!(
-        "import: {invalid} of {} lines were not valid events: {stored} \
-         (fdb-sink dead-letters lists them with the reason)",
-        total.received
-    ))
 }
 
 /// Opens the input file (or standard input). A file that cannot be opened,

@@ -201,3 +201,30 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(args) => token::run(args),
     }
 }
+
+/// What `import` and `serve --stdin` say on stderr of the lines stored as
+/// dead letters instead of records (none when there were none): invalid
+/// lines, and valid events that conflict with a stored record's key. How
+/// many were stored now, and how many `earlier` had already stored.
+fn dead_letters_message(
+    program: &str,
+    lines: &str,
+    earlier: &str,
+    total: &crate::ingest::pipeline::BatchSummary,
+) -> Option<String> {
+    let letters = total.dead_lettered + total.dead_letter_duplicates;
+    if letters == 0 {
+        return None;
+    }
+    let stored = match (total.dead_lettered, total.dead_letter_duplicates) {
+        (n, 0) => format!("stored as {n} dead letters"),
+        (0, d) => format!("already stored as dead letters ({d}) {earlier}"),
+        (n, d) => format!("{n} stored as dead letters, {d} already stored {earlier}"),
+    };
+    Some(format!(
+        "{program}: {letters} of {} {lines} were not stored as records: {stored} \
+         (invalid lines, or events conflicting with a stored record; fdb-sink \
+         dead-letters lists them with the reason)",
+        total.received
+    ))
+}

@@ -313,7 +313,12 @@ async fn serve(
             "standard input done"
         );
         println!("{}", serde_json::to_string(&outcome.total)?);
-        if let Some(line) = invalid_lines_message(&outcome.total) {
+        if let Some(line) = super::dead_letters_message(
+            "serve",
+            "lines of standard input",
+            "from an earlier run",
+            &outcome.total,
+        ) {
             eprintln!("{line}");
         }
         uncommitted = outcome.uncommitted;
@@ -747,25 +752,6 @@ fn open_stdin() -> anyhow::Result<(Box<dyn std::io::BufRead>, &'static str)> {
     } else {
         Ok((Box::new(stdin), "NDJSON"))
     }
-}
-
-/// What stderr says at exit of the lines of standard input that were not
-/// valid events (none when every line was one).
-fn invalid_lines_message(total: &BatchSummary) -> Option<String> {
-    let invalid = total.dead_lettered + total.dead_letter_duplicates;
-    if invalid == 0 {
-        return None;
-    }
-    let stored = match (total.dead_lettered, total.dead_letter_duplicates) {
-        (n, 0) => format!("stored as {n} dead letters"),
-        (0, d) => format!("already stored as dead letters ({d}) from an earlier run"),
-        (n, d) => format!("{n} stored as dead letters, {d} already stored from an earlier run"),
-    };
-    Some(format!(
-        "serve: {invalid} of {} lines of standard input were not valid events: {stored} \
-         (fdb-sink dead-letters lists them with the reason)",
-        total.received
-    ))
 }
 
 /// Bounds the bytes of lines read ahead of their commit: the reader takes

@@ -227,7 +227,7 @@ fn the_same_line_in_another_import_is_its_own_dead_letter() {
         "{second}"
     );
     assert!(
-        said.contains("import: 2 of 2 lines were not valid events: stored as 2 dead letters"),
+        said.contains("import: 2 of 2 lines were not stored as records: stored as 2 dead letters"),
         "{said}"
     );
     let since = json_lines(&cli(&["dead-letters", "--store", &store, "--since", &between]).stdout);
@@ -258,7 +258,7 @@ fn the_same_line_in_another_import_is_its_own_dead_letter() {
     );
     assert!(
         said.contains(
-            "import: 2 of 2 lines were not valid events: already stored as dead letters (2) \
+            "import: 2 of 2 lines were not stored as records: already stored as dead letters (2) \
              by an earlier import of the same input"
         ),
         "{said}"

@@ -443,7 +443,7 @@ fn serve_stdin_decompresses_gzip_and_zstd_and_reports_invalid_lines() {
             "{name}: {s}"
         );
         assert!(
-            err.contains("1 of 11 lines of standard input were not valid events"),
+            err.contains("1 of 11 lines of standard input were not stored as records"),
             "{name}: {err}"
         );
         let stored = read_store(&store_dir);

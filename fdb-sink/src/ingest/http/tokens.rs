@@ -215,6 +215,9 @@ impl IngestTokens {
 /// The tokens of the file's lines, blank lines and surrounding whitespace
 /// ignored, as hashes.
 fn parse(text: &str) -> Vec<blake3::Hash> {
+    // An editor may save the file with a byte order mark, which `trim`
+    // keeps: it is no part of the first token.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     text.lines()
         .map(str::trim)
         .filter(|t| !t.is_empty())
@@ -243,6 +246,17 @@ mod tests {
         assert!(!t.accepts(Some("first second")).await);
         assert!(!t.accepts(Some("")).await);
         assert!(!t.accepts(None).await);
+    }
+
+    #[tokio::test]
+    async fn a_byte_order_mark_before_the_first_token_is_no_part_of_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = file(dir.path(), "\u{feff}first\nsecond\n");
+        let t = IngestTokens::load(&p).expect("load");
+        assert_eq!(t.len(), 2);
+        assert!(t.accepts(Some("first")).await);
+        assert!(t.accepts(Some("second")).await);
+        assert!(!t.accepts(Some("\u{feff}first")).await);
     }
 
     #[test]
