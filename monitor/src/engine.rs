@@ -299,7 +299,7 @@ impl Engine {
                         tracing::warn!(paths = unsure, "the monitor stopped while writing a batch to the stream: its paths are reported as they are now (\"rescan\": true), whatever the stream said");
                     }
                     tracing::info!(entries = old.index.len(), journal_changes = r.applied, file = %sf.display(), "restored index; reporting changes made while stopped");
-                    self.index = old.index;
+                    self.index = old.index.with_links();
                     self.co
                         .reconcile(Vec::new(), snapshot.clone(), true, Instant::now());
                     restored = true;
@@ -805,6 +805,14 @@ impl Engine {
                 }
                 return Ok(());
             }
+            Raw::Attrib { path } => {
+                if !path.is_empty() && !self.ignored(path) {
+                    if let Some((seen, links)) = self.lstat_links(path) {
+                        self.learn_ctime(path, seen, links);
+                    }
+                }
+                return Ok(());
+            }
             _ => {}
         }
         if !matches!(raw, Raw::RenameFrom { .. } | Raw::RenameTo { .. }) {
@@ -880,9 +888,14 @@ impl Engine {
                     // Size and checksum are read when the event is written.
                     // What is not a regular file (a symlink, a FIFO, a
                     // socket) keeps the kind seen now, should it be gone
-                    // by then.
-                    let seen = self
-                        .lstat(&path)
+                    // by then. A new hard link moved the ctime of the
+                    // file's other names, with no event of its own.
+                    let seen = self.lstat_links(&path);
+                    if let Some((e, links)) = seen.filter(|(e, l)| *l > 1 && e.kind == Kind::File) {
+                        self.learn_ctime(&path, e, links);
+                    }
+                    let seen = seen
+                        .map(|(e, _)| e)
                         .filter(|e| matches!(e.kind, Kind::Symlink | Kind::Other));
                     self.co.create(path, false, seen, true, now);
                     return Ok(());
@@ -941,9 +954,54 @@ impl Engine {
                 self.pending_from = Some((path, cookie, now));
             }
             Raw::RenameTo { path, dir, .. } => self.moved_in(path, dir, now),
-            Raw::SelfMoved { .. } | Raw::Open { .. } => {}
+            Raw::SelfMoved { .. } | Raw::Open { .. } | Raw::Attrib { .. } => {}
         }
         Ok(())
+    }
+
+    /// A change of the status of the inode now at `path` (`seen`, with
+    /// `links` names), which no line reports: every indexed name of that
+    /// inode that still holds it, of the same kind, size and mtime, takes
+    /// its new ctime, so that no later scan reports it as an `update`.
+    /// A name whose size or mtime changed is left to its write's events.
+    /// Nothing is learnt while any event is still to be written: a write
+    /// that kept the size and put the mtime back would otherwise lose the
+    /// ctime that finds it again should the monitor be killed before its
+    /// line is out.
+    fn learn_ctime(&mut self, path: &[u8], seen: Entry, links: u64) {
+        if !self.co.is_empty() || self.rl.held_len() > 0 {
+            return;
+        }
+        let mut names = vec![path.to_vec()];
+        if links > 1 && seen.kind == Kind::File {
+            names.extend(
+                self.index
+                    .names_of(seen.dev, seen.ino)
+                    .into_iter()
+                    .filter(|n| n != path),
+            );
+        }
+        for name in names {
+            let Some(held) = self.index.get(&name).copied() else {
+                continue;
+            };
+            if held.kind == seen.kind
+                && held.ino == seen.ino
+                && held.dev == seen.dev
+                && held.size == seen.size
+                && held.mtime_ns == seen.mtime_ns
+                && held.ctime_ns != seen.ctime_ns
+            {
+                self.index.insert(
+                    name,
+                    Entry {
+                        ctime_ns: seen.ctime_ns,
+                        ..held
+                    },
+                );
+                self.state_dirty = self.cfg.state_file.is_some();
+            }
+        }
     }
 
     /// Drops the kernel events queued behind an overflow notice, before

@@ -20,9 +20,6 @@ const BUF_LEN: usize = 64 * 1024;
 /// The largest single event: the header plus a name of `NAME_MAX` bytes and its NUL.
 const MAX_EVENT: usize = 16 + 256;
 
-/// What every watch asks the kernel for. Attribute changes and closes
-/// after reading are never reported, so they are not subscribed to; opens
-/// only with `--access`.
 /// Bytes one event takes in the read buffer: the kernel pads the name (and
 /// its NUL) to a multiple of the 16-byte header.
 fn event_len(name_len: usize) -> usize {
@@ -33,8 +30,13 @@ fn event_len(name_len: usize) -> usize {
     }
 }
 
+/// What every watch asks the kernel for. Closes after reading are never
+/// reported, so they are not subscribed to; opens only with `--access`.
+/// Attribute changes are never reported either: they keep the ctime the
+/// index holds up to date.
 pub fn mask(access: bool) -> WatchMask {
     let mut m = WatchMask::CREATE
+        | WatchMask::ATTRIB
         | WatchMask::DELETE
         | WatchMask::CLOSE_WRITE
         | WatchMask::MODIFY
@@ -211,6 +213,7 @@ impl Watcher {
             EventMask::MODIFY,
             EventMask::CLOSE_WRITE,
             EventMask::OPEN,
+            EventMask::ATTRIB,
         ]
         .iter()
         .filter(|m| mask.intersects(**m))
@@ -269,6 +272,9 @@ impl Watcher {
         }
         if mask.contains(EventMask::OPEN) {
             out.push(Raw::Open { path: next() });
+        }
+        if mask.contains(EventMask::ATTRIB) {
+            out.push(Raw::Attrib { path: next() });
         }
     }
 }

@@ -67,6 +67,12 @@ pub enum Raw {
     Open {
         path: RelPath,
     },
+    /// The status of the inode at `path` changed (`chmod`, `chown`, its
+    /// times set, a link added or removed): never reported, only used to
+    /// keep the ctime the index holds up to date.
+    Attrib {
+        path: RelPath,
+    },
 }
 
 /// Why a watch was not placed.
@@ -316,6 +322,24 @@ pub(crate) mod tests {
                 }
                 other => panic!("{backend:?}: {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn attribute_changes_are_handed_over() {
+        use std::os::unix::fs::PermissionsExt;
+        for backend in backends() {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            std::fs::write(tmp.path().join("f"), b"x").expect("write");
+            let mut w = Watcher::new(backend, tmp.path(), 0, false).expect("backend");
+            w.watch(b"").expect("watch root");
+            std::fs::set_permissions(tmp.path().join("f"), std::fs::Permissions::from_mode(0o600))
+                .expect("chmod");
+            let attrib = Raw::Attrib {
+                path: b"f".to_vec(),
+            };
+            let evs = read_until(&mut w, |e| e.contains(&attrib));
+            assert!(evs.contains(&attrib), "{backend:?}: {evs:?}");
         }
     }
 

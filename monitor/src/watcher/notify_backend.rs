@@ -4,8 +4,8 @@
 //! to a queue shared with the engine, firing a [`Wakeup`] when the queue
 //! stops being empty; the engine takes the whole queue at once.
 //!
-//! notify subscribes to more than the engine uses (attribute changes, every
-//! open and close): those are discarded here, on notify's thread. A moved or
+//! notify subscribes to more than the engine uses (every open and close):
+//! those are discarded here, on notify's thread. A moved or
 //! deleted directory loses its watches inside notify before the engine hears
 //! of it, so the engine's own [`Watcher::unwatch_subtree`] that follows only
 //! updates the record here.
@@ -198,7 +198,8 @@ fn keep(root: &Path, names: &mut Names, raw: &Raw) -> bool {
         | Raw::CloseWrite { path }
         | Raw::Remove { path, .. }
         | Raw::SelfMoved { path }
-        | Raw::Open { path } => !names.below_stale(path),
+        | Raw::Open { path }
+        | Raw::Attrib { path } => !names.below_stale(path),
     }
 }
 
@@ -222,6 +223,7 @@ fn translate(root: &Path, access: bool, ev: &Event) -> Option<Raw> {
         EventKind::Modify(ModifyKind::Data(_)) => Raw::Modify { path },
         EventKind::Access(AccessKind::Close(AccessMode::Write)) => Raw::CloseWrite { path },
         EventKind::Access(AccessKind::Open(_)) if access => Raw::Open { path },
+        EventKind::Modify(ModifyKind::Metadata(_)) => Raw::Attrib { path },
         // inotify: the old name carries the cookie; a watched directory
         // moved itself carries none (its new name comes from its parent).
         EventKind::Modify(ModifyKind::Name(RenameMode::From)) => match ev.tracker() {
@@ -249,9 +251,8 @@ fn translate(root: &Path, access: bool, ev: &Event) -> Option<Raw> {
                 }
             }
         }
-        // `Both` repeats a `From` and a `To` already handed over; attribute
-        // changes, closes after reading and opens (without --access) are
-        // never reported.
+        // `Both` repeats a `From` and a `To` already handed over; closes
+        // after reading and opens (without --access) are never reported.
         _ => return None,
     })
 }

@@ -159,3 +159,43 @@ fn a_state_file_without_ctimes_loads_without_an_update_for_every_file() {
     );
     assert_eq!(evs[0].checksum.as_deref(), Some(BBBB));
 }
+
+/// A change of mode, or a hard link added, while the monitor runs is no
+/// event, and the ctime it moves is learnt: the next restart does not
+/// report it as an update made then.
+#[test]
+fn status_changes_while_running_are_not_updates_at_restart() {
+    let d = tempdir();
+    let st = tempdir();
+    let root = d.path();
+    let state_arg = format!("--state-file={}", st.path().join("index.json").display());
+    sh(
+        root,
+        "echo one > f1 && echo two > f2 && mkdir d && echo three > d/f3",
+    );
+    let m = Monitor::start(root, &["--checksum=sha256", &state_arg]);
+    sh(root, "chmod 600 f1 && ln f2 f2hl");
+    m.wait_for("the link", |e| has(e, "create file f2hl"));
+    // A chmod of the new name moves the ctime of the other one too.
+    sh(
+        root,
+        "chmod 640 f2hl && chmod 700 d && chmod 600 d/f3 && echo m > marker",
+    );
+    let evs = m.wait_for("the marker", |e| has(e, "create file marker"));
+    assert_eq!(
+        summary(&evs),
+        ["create file f2hl", "create file marker"],
+        "status changes are no events"
+    );
+    let (status, _, _) = m.terminate();
+    assert_eq!(status.code(), Some(0));
+
+    let m = Monitor::start(root, &["--checksum=sha256", &state_arg]);
+    sh(root, "echo m > marker2");
+    let evs = m.wait_for("the second marker", |e| has(e, "create file marker2"));
+    assert_eq!(
+        summary(&evs),
+        ["create file marker2"],
+        "nothing changed while stopped"
+    );
+}
