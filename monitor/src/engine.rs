@@ -300,8 +300,11 @@ impl Engine {
                     }
                     tracing::info!(entries = old.index.len(), journal_changes = r.applied, file = %sf.display(), "restored index; reporting changes made while stopped");
                     self.index = old.index.with_links();
-                    self.co
-                        .reconcile(Vec::new(), snapshot.clone(), true, Instant::now());
+                    // An inode born since the save is no entry of it.
+                    let fresh = snapshot
+                        .clone()
+                        .against_index_known_at(&self.cfg.root, old.known_at);
+                    self.co.reconcile(Vec::new(), fresh, true, Instant::now());
                     restored = true;
                 }
                 Ok(None) => {

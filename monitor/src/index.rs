@@ -11,6 +11,7 @@ use std::fs::Metadata;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use base64::Engine as _;
 use file_event::Kind;
@@ -199,6 +200,17 @@ pub struct Index {
     /// Journal lines for the changes made since they were last taken (see
     /// [`Index::record_changes`]); `None`: not recorded (a scan's snapshot).
     changes: Option<Vec<u8>>,
+    /// For a scan's snapshot compared with an index loaded from a state
+    /// file: see [`Index::against_index_known_at`].
+    cutoff: Option<BirthCutoff>,
+}
+
+/// When the index a snapshot is compared with was last known to be true,
+/// and the root the snapshot's paths are relative to.
+#[derive(Debug, Clone)]
+struct BirthCutoff {
+    root: PathBuf,
+    known_at: SystemTime,
 }
 
 /// Whether an entry is tracked in [`Index::links`].
@@ -233,6 +245,48 @@ impl Index {
             self.links = Some(links);
         }
         self
+    }
+
+    /// This snapshot (a scan below `root`), to be compared with an index
+    /// that was last known to be true at `known_at` (a state file's last
+    /// write): an inode of the snapshot born after that (its birth time,
+    /// `statx`'s `stx_btime`) is not an entry of that index, whatever its
+    /// inode number, so it is never taken for one that moved. File systems
+    /// reuse the inode numbers of deleted files (ext4 at once): without
+    /// this, `rm -rf e; mkdir e2` made while the monitor was stopped would
+    /// read as a move of `e`. A rename keeps the birth time. Where the
+    /// file system records no birth time, or `known_at` is unknown, moves
+    /// are recognised by inode alone, as without it.
+    pub fn against_index_known_at(mut self, root: &Path, known_at: Option<SystemTime>) -> Index {
+        self.cutoff = known_at.map(|known_at| BirthCutoff {
+            root: root.to_path_buf(),
+            known_at,
+        });
+        self
+    }
+
+    /// Whether the file at `path`, seen by the scan as `e`, was born after
+    /// the compared index was last known true (see
+    /// [`Index::against_index_known_at`]). False when that is not known: no
+    /// cutoff, no birth time, or the path holds another file by now.
+    fn born_after_index(&self, path: &[u8], e: &Entry) -> bool {
+        let Some(c) = &self.cutoff else {
+            return false;
+        };
+        let Ok(m) = std::fs::symlink_metadata(abs_path(&c.root, path)) else {
+            return false;
+        };
+        if m.ino() != e.ino || m.dev() != e.dev {
+            return false;
+        }
+        let born_after = m.created().is_ok_and(|born| born > c.known_at);
+        if born_after {
+            tracing::debug!(
+                path = %crate::shown(path),
+                "inode number of a vanished entry, born after the state file was written: not a move"
+            );
+        }
+        born_after
     }
 
     /// The names of regular files with inode `ino` on device `dev`, in
@@ -510,7 +564,10 @@ impl Index {
     /// order a consumer can replay: moves and creates parents-first, then
     /// deletes deepest-first, then the remaining creates and updates.
     /// Moves are recognised by inode (and, for files, unchanged size and
-    /// mtime; not the ctime, which a rename moves on most file systems).
+    /// mtime; not the ctime, which a rename moves on most file systems),
+    /// except for an inode born after the index was last known true, when
+    /// the snapshot knows when that was (see
+    /// [`Index::against_index_known_at`]).
     /// A file whose size, mtime or ctime changed, or another inode under the
     /// same name, is an update: a write whose mtime was put back still moves
     /// the ctime, which cannot be told apart from a `chmod`, `chown` or a
@@ -566,6 +623,9 @@ impl Index {
                         && !ancestors(d).any(|a| moved_from.contains(a))
                 });
                 if let Some(i) = found {
+                    if snapshot.born_after_index(c, ce) {
+                        continue;
+                    }
                     consumed.insert(i);
                     moved_to.insert(c.clone());
                     moved_from.insert(deleted[i].0.clone());
@@ -1062,6 +1122,8 @@ impl Index {
                 "the root is on another device than when the state file was written (a remount); devices are learnt again by the first scan"
             );
         }
+        // Before the journal is replayed (which may cut a torn line off it).
+        let known_at = last_written(path);
         let b64 = base64::engine::general_purpose::STANDARD;
         let mut idx = Index::new();
         for mut row in sf.entries {
@@ -1077,6 +1139,7 @@ impl Index {
             index: idx,
             generation: sf.generation,
             remounted,
+            known_at,
         }))
     }
 }
@@ -1090,6 +1153,18 @@ pub struct Loaded {
     /// The root is on another device than when the file was written: the
     /// devices were taken as unknown.
     pub remounted: bool,
+    /// When the index (with its journal) was last known to be true: the
+    /// later of the state file's and the journal's mtime, if readable.
+    /// Every entry was seen before then, so an inode born after it is none
+    /// of them.
+    pub known_at: Option<SystemTime>,
+}
+
+/// The later of the mtimes of the state file `path` and of its journal.
+fn last_written(path: &Path) -> Option<SystemTime> {
+    let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let state = mtime(path)?;
+    Some(mtime(&crate::journal::journal_path(path)).map_or(state, |journal| journal.max(state)))
 }
 
 /// Set of relative directory paths with subtree operations (watched dirs,
@@ -1706,5 +1781,103 @@ mod tests {
         let line = format!(r#"{{"put":["{}","file",3,1,2,1,false]}}"#, b64.encode("g"));
         j.apply_journal_line(line.as_bytes(), false).expect("line");
         assert_eq!(j.get(b"g"), Some(&changed_at(0, e(Kind::File, 2, 3))));
+    }
+
+    /// An index that knew `e` (a directory) and `f` (a file) by the inodes
+    /// that `e2` and `f2` have on disk now, and a scan of that disk.
+    /// Also returns the earliest and the latest of their birth times, if
+    /// the file system records them.
+    fn reused_inodes(root: &Path) -> (Index, Index, Option<(SystemTime, SystemTime)>) {
+        std::fs::create_dir(root.join("e2")).expect("mkdir");
+        std::fs::write(root.join("f2"), b"x").expect("write");
+        let stat = |p: &str| std::fs::symlink_metadata(root.join(p)).expect("stat");
+        let (d, f) = (stat("e2"), stat("f2"));
+        let old = idx(&[
+            ("e", Entry::from_metadata(&d)),
+            ("f", Entry::from_metadata(&f)),
+        ]);
+        let ignore = IgnoreSet::new(&[]).expect("ignore");
+        let snap = scan(root, b"", &ignore, &mut NoHook, false);
+        let born = d
+            .created()
+            .ok()
+            .zip(f.created().ok())
+            .map(|(a, b)| (a.min(b), a.max(b)));
+        (old, snap, born)
+    }
+
+    #[test]
+    fn an_inode_born_after_the_index_was_known_true_is_not_a_move() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let (mut old, snap, born) = reused_inodes(root);
+        let Some(born) = born else {
+            // No birth times on this file system: moves by inode, as before.
+            let snap = snap.against_index_known_at(root, Some(SystemTime::UNIX_EPOCH));
+            assert_eq!(
+                show(&old.reconcile(b"", &snap)),
+                vec!["move e e2", "move f f2"]
+            );
+            return;
+        };
+        let before = born.0 - std::time::Duration::from_secs(1);
+        let snap = snap.against_index_known_at(root, Some(before));
+        assert_eq!(
+            show(&old.reconcile(b"", &snap)),
+            vec!["delete f", "delete e", "create e2", "create f2"]
+        );
+        assert!(old.reconcile(b"", &snap).is_empty(), "once");
+        assert_links_consistent(&old);
+    }
+
+    #[test]
+    fn an_inode_born_before_the_index_was_known_true_is_still_a_move() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let (old, snap, born) = reused_inodes(root);
+        let after = born.map(|b| b.1 + std::time::Duration::from_secs(1));
+        for known_at in [after, None] {
+            let mut old = old.clone();
+            let snap = snap.clone().against_index_known_at(root, known_at);
+            assert_eq!(
+                show(&old.reconcile(b"", &snap)),
+                vec!["move e e2", "move f f2"],
+                "{known_at:?}"
+            );
+        }
+        // Without a cutoff (a scan at run time): by inode, as before.
+        let mut old = old;
+        assert_eq!(
+            show(&old.reconcile(b"", &snap)),
+            vec!["move e e2", "move f f2"]
+        );
+    }
+
+    #[test]
+    fn a_loaded_index_is_known_true_when_its_state_file_or_journal_was_last_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let p = root.join("state.json");
+        let mut i = Index::new();
+        i.insert(b"f".to_vec(), e(Kind::File, 2, 3));
+        i.save(&p, root).expect("save");
+        let mtime = |p: &Path| {
+            std::fs::metadata(p)
+                .and_then(|m| m.modified())
+                .expect("mtime")
+        };
+        let loaded = Index::load_state(&p, root).expect("load").expect("present");
+        assert_eq!(loaded.known_at, Some(mtime(&p)));
+        // A journal written after the save holds entries seen later.
+        let j = crate::journal::journal_path(&p);
+        std::fs::write(&j, b"").expect("journal");
+        let later = mtime(&p) + std::time::Duration::from_secs(5);
+        std::fs::File::options()
+            .write(true)
+            .open(&j)
+            .and_then(|f| f.set_modified(later))
+            .expect("set mtime");
+        let loaded = Index::load_state(&p, root).expect("load").expect("present");
+        assert_eq!(loaded.known_at, Some(later));
     }
 }

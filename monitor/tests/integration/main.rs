@@ -18,6 +18,7 @@ mod outputs;
 mod poll;
 mod ratelimit;
 mod rescan;
+mod reuse;
 mod semantics;
 mod shutdown;
 mod state;
