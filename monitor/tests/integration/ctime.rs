@@ -10,8 +10,10 @@ const BBBB: &str = "sha256:0bc4ed515ae40a64321fceadbbecceee6ea5baf3b6cf3f566f058
 const CCCC: &str = "sha256:bb0423110c09eff0fac8cd5fb76e922a771b9be066ffa3bf672ae4d31b2696c8";
 
 /// Rewrites `root/secret.txt` with `content` (as long as before) and puts
-/// its mtime back, through `ref_file` outside the root.
-fn edit_keeping_size_and_mtime(root: &Path, ref_file: &Path, content: &str) {
+/// its mtime back, through a reference file outside the root.
+fn edit_keeping_size_and_mtime(root: &Path, content: &str) {
+    let aside = tempdir();
+    let ref_file = aside.path().join("ref");
     let before = std::fs::metadata(root.join("secret.txt")).unwrap();
     sh(
         root,
@@ -34,18 +36,26 @@ fn updates_of<'a>(evs: &'a [file_event::FileEvent], path: &str) -> Vec<&'a file_
         .collect()
 }
 
+/// Starts the monitor on `root` with `args`, makes the file `marker` and
+/// checks that its `create` is all the monitor reports (`why`): the start
+/// found nothing to report.
+fn start_reporting_only_marker(root: &Path, args: &[&str], marker: &str, why: &str) -> Monitor {
+    let m = Monitor::start(root, args);
+    sh(root, &format!("echo m > {marker}"));
+    let line = format!("create file {marker}");
+    let evs = m.wait_for(&line, |e| has(e, &line));
+    assert_eq!(summary(&evs), [line], "{why}");
+    m
+}
+
 #[test]
 fn an_edit_that_keeps_size_and_mtime_while_stopped_is_an_update_at_restart() {
-    let d = tempdir();
-    let st = tempdir();
-    let root = d.path();
-    let state_arg = format!("--state-file={}", st.path().join("index.json").display());
+    let s = state_dirs();
+    let (root, state_arg) = (s.root(), s.arg());
     sh(root, "printf 'AAAA\\n' > secret.txt");
-    let m = Monitor::start(root, &["--checksum=sha256", &state_arg]);
-    let (status, _, _) = m.terminate();
-    assert_eq!(status.code(), Some(0));
+    Monitor::start(root, &["--checksum=sha256", &state_arg]).stop();
 
-    edit_keeping_size_and_mtime(root, &st.path().join("ref"), "BBBB");
+    edit_keeping_size_and_mtime(root, "BBBB");
     let m = Monitor::start(root, &["--checksum=sha256", &state_arg]);
     let evs = m.wait_for("the update found by the restart", |e| {
         has(e, "update file secret.txt (rescan)")
@@ -54,26 +64,26 @@ fn an_edit_that_keeps_size_and_mtime_while_stopped_is_an_update_at_restart() {
     assert_eq!(u.len(), 1, "{:?}", summary(&evs));
     assert_eq!(u[0].checksum.as_deref(), Some(BBBB), "the content on disk");
     assert_eq!(u[0].size, Some(5));
-    // Learnt: the next restart finds nothing.
-    let (status, _, _) = m.terminate();
-    assert_eq!(status.code(), Some(0));
-    let m = Monitor::start(root, &["--checksum=sha256", &state_arg]);
-    sh(root, "echo m > marker");
-    let evs = m.wait_for("the marker", |e| has(e, "create file marker"));
-    assert_eq!(summary(&evs), ["create file marker"]);
+    m.stop();
+    let args = ["--checksum=sha256", &state_arg];
+    start_reporting_only_marker(
+        root,
+        &args,
+        "marker",
+        "learnt: the next restart finds nothing",
+    );
 }
 
 #[test]
 fn an_edit_that_keeps_size_and_mtime_is_an_update_under_poll() {
     let d = tempdir();
-    let aside = tempdir();
     let root = d.path();
     sh(root, "printf 'AAAA\\n' > secret.txt");
     let m = Monitor::start(
         root,
         &["--poll", "--poll-interval=100", "--checksum=sha256"],
     );
-    edit_keeping_size_and_mtime(root, &aside.path().join("ref"), "CCCC");
+    edit_keeping_size_and_mtime(root, "CCCC");
     // A scan may fall between the write and the `touch -r` (an update for
     // each); the last one says what the file holds.
     let evs = m.wait_for("the poll's update", |e| {
@@ -103,22 +113,17 @@ fn an_edit_that_keeps_size_and_mtime_is_an_update_under_poll() {
 
 #[test]
 fn a_state_file_without_ctimes_loads_without_an_update_for_every_file() {
-    let d = tempdir();
-    let st = tempdir();
-    let root = d.path();
-    let state = st.path().join("index.json");
-    let state_arg = format!("--state-file={}", state.display());
+    let s = state_dirs();
+    let (root, state, state_arg) = (s.root(), s.state(), s.arg());
     sh(
         root,
         "printf 'AAAA\\n' > secret.txt && mkdir d && echo x > d/x && ln -s d s",
     );
-    let m = Monitor::start(root, &["--checksum=sha256", &state_arg]);
-    let (status, _, _) = m.terminate();
-    assert_eq!(status.code(), Some(0));
+    Monitor::start(root, &["--checksum=sha256", &state_arg]).stop();
 
     // The state file as the previous version wrote it: version 2, rows
     // without the ctime, and no journal after a clean exit.
-    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(state).unwrap()).unwrap();
     assert_eq!(v["version"], 3);
     v["version"] = 2.into();
     for row in v["entries"].as_array_mut().unwrap() {
@@ -126,28 +131,19 @@ fn a_state_file_without_ctimes_loads_without_an_update_for_every_file() {
         assert_eq!(row.len(), 8, "{row:?}");
         row.truncate(7);
     }
-    std::fs::write(&state, v.to_string()).unwrap();
-    let journal = st.path().join("index.json.journal");
-    if let Ok(j) = std::fs::read_to_string(&journal) {
+    std::fs::write(state, v.to_string()).unwrap();
+    if let Ok(j) = std::fs::read_to_string(journal(state)) {
         assert!(!j.contains("put"), "nothing journaled after the save: {j}");
     }
 
-    let m = Monitor::start(root, &["--checksum=sha256", &state_arg]);
-    sh(root, "echo m > marker");
-    let evs = m.wait_for("the marker", |e| has(e, "create file marker"));
-    assert_eq!(
-        summary(&evs),
-        ["create file marker"],
-        "no update on upgrade"
-    );
-    let (status, _, _) = m.terminate();
-    assert_eq!(status.code(), Some(0));
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    let args = ["--checksum=sha256", &state_arg];
+    start_reporting_only_marker(root, &args, "marker", "no update on upgrade").stop();
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(state).unwrap()).unwrap();
     assert_eq!(v["version"], 3, "written in this binary's version");
 
     // The ctimes learnt by that start are kept: an edit made while
     // stopped again is found.
-    edit_keeping_size_and_mtime(root, &st.path().join("ref"), "BBBB");
+    edit_keeping_size_and_mtime(root, "BBBB");
     let m = Monitor::start(root, &["--checksum=sha256", &state_arg]);
     let evs = m.wait_for("the update found by the restart", |e| {
         has(e, "update file secret.txt (rescan)")
@@ -165,10 +161,8 @@ fn a_state_file_without_ctimes_loads_without_an_update_for_every_file() {
 /// report it as an update made then.
 #[test]
 fn status_changes_while_running_are_not_updates_at_restart() {
-    let d = tempdir();
-    let st = tempdir();
-    let root = d.path();
-    let state_arg = format!("--state-file={}", st.path().join("index.json").display());
+    let s = state_dirs();
+    let (root, state_arg) = (s.root(), s.arg());
     sh(
         root,
         "echo one > f1 && echo two > f2 && mkdir d && echo three > d/f3",
@@ -187,15 +181,8 @@ fn status_changes_while_running_are_not_updates_at_restart() {
         ["create file f2hl", "create file marker"],
         "status changes are no events"
     );
-    let (status, _, _) = m.terminate();
-    assert_eq!(status.code(), Some(0));
+    m.stop();
 
-    let m = Monitor::start(root, &["--checksum=sha256", &state_arg]);
-    sh(root, "echo m > marker2");
-    let evs = m.wait_for("the second marker", |e| has(e, "create file marker2"));
-    assert_eq!(
-        summary(&evs),
-        ["create file marker2"],
-        "nothing changed while stopped"
-    );
+    let args = ["--checksum=sha256", &state_arg];
+    start_reporting_only_marker(root, &args, "marker2", "nothing changed while stopped");
 }

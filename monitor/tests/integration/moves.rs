@@ -805,55 +805,22 @@ type Sums = std::collections::BTreeMap<Vec<u8>, Option<String>>;
 /// carries it (the line's own checksum, else the one its source had),
 /// `delete` drops it with everything below.
 fn replay_sums(start: &Sums, evs: &[file_event::FileEvent]) -> Sums {
-    use file_event::EventType;
-    let mut t = start.clone();
-    let below = |t: &Sums, p: &[u8]| -> Vec<Vec<u8>> {
-        let mut pre = p.to_vec();
-        pre.push(b'/');
-        t.keys().filter(|k| k.starts_with(&pre)).cloned().collect()
-    };
-    for e in evs {
-        let path = e.path_bytes();
-        match e.event_type {
-            EventType::Create | EventType::Update => {
-                t.insert(path, e.checksum.clone());
-            }
-            EventType::Delete => {
-                for k in below(&t, &path) {
-                    t.remove(&k);
-                }
-                t.remove(&path);
-            }
-            EventType::Move => {
-                let from = e.from.clone().unwrap_or_default().into_bytes();
-                for k in below(&t, &path) {
-                    t.remove(&k);
-                }
-                for k in below(&t, &from) {
-                    if let Some(v) = t.remove(&k) {
-                        let mut nk = path.clone();
-                        nk.extend_from_slice(&k[from.len()..]);
-                        t.insert(nk, v);
-                    }
-                }
-                let carried = t.remove(&from).flatten();
-                t.insert(path, e.checksum.clone().or(carried));
-            }
-            EventType::Access => {}
-        }
-    }
-    t
+    replay_with(start, evs, |e, carried| {
+        e.checksum.clone().or(carried.flatten())
+    })
 }
 
-/// Replaying the stream's content on `start` gives the content of every
-/// regular file on disk.
-fn assert_content_replays(
+/// Replaying the stream on `start` gives the tree below `root` (minus
+/// `skip`), on `sums` the content of every regular file on disk; its `seq`
+/// has no gap.
+fn assert_stream_replays(
     root: &std::path::Path,
     skip: &[&str],
-    start: &Sums,
+    (start, sums): (&Tree, &Sums),
     evs: &[file_event::FileEvent],
 ) {
-    let replayed = replay_sums(start, evs);
+    assert_trees_equal(&replay(start, evs), &disk_tree(root, skip));
+    let replayed = replay_sums(sums, evs);
     let wrong: Vec<String> = disk_sums(root, skip)
         .into_iter()
         .filter(|(k, disk)| disk.is_some() && replayed.get(k) != Some(disk))
@@ -872,6 +839,7 @@ fn assert_content_replays(
             .map(|e| (short(e), &e.checksum))
             .collect::<Vec<_>>()
     );
+    assert_seq_contiguous(evs);
 }
 
 /// The line of `evs` that `line` (as [`short`] prints it) names last.
@@ -936,9 +904,7 @@ fn names_moved_in_over_known_ones_are_reported_with_their_content() {
         summary(&evs)
     );
     assert_eq!(evs.len(), 5, "{:?}", summary(&evs));
-    assert_trees_equal(&replay(&start, &evs), &disk_tree(root, &skip));
-    assert_content_replays(root, &skip, &sums, &evs);
-    assert_seq_contiguous(&evs);
+    assert_stream_replays(root, &skip, (&start, &sums), &evs);
 }
 
 /// With the watch budget spent, a subdirectory is polled: a file renamed
@@ -973,9 +939,7 @@ fn a_file_moved_from_a_polled_subtree_over_a_known_name_is_an_update() {
         Some(sha256_of(b"from polled\n").as_str())
     );
     assert_eq!(evs.len(), 2, "{:?}", summary(&evs));
-    assert_trees_equal(&replay(&start, &evs), &disk_tree(root, &[]));
-    assert_content_replays(root, &[], &sums, &evs);
-    assert_seq_contiguous(&evs);
+    assert_stream_replays(root, &[], (&start, &sums), &evs);
 }
 
 /// Entries made in a directory just created can be seen twice, by the
@@ -1043,7 +1007,5 @@ fn an_exchange_reports_the_content_of_both_names() {
     }
     let evs = m.settle(Duration::from_millis(300));
     assert_eq!(evs.len(), 2 * ROUNDS, "{:?}", summary(&evs));
-    assert_trees_equal(&replay(&start, &evs), &disk_tree(root, &[]));
-    assert_content_replays(root, &[], &sums, &evs);
-    assert_seq_contiguous(&evs);
+    assert_stream_replays(root, &[], (&start, &sums), &evs);
 }

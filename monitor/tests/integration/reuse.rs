@@ -4,23 +4,13 @@
 //! a rename made while stopped stays a move.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use crate::support::*;
 
 /// Tries to arrange an inode reuse this many times at most.
 const ATTEMPTS: usize = 20;
-
-fn state_arg(state: &Path) -> String {
-    format!("--state-file={}", state.display())
-}
-
-fn journal(state: &Path) -> PathBuf {
-    let mut p = state.as_os_str().to_owned();
-    p.push(".journal");
-    PathBuf::from(p)
-}
 
 fn mtime(p: &Path) -> Option<SystemTime> {
     std::fs::metadata(p).and_then(|m| m.modified()).ok()
@@ -36,10 +26,7 @@ fn last_saved(state: &Path) -> SystemTime {
 /// Runs the monitor on `root` with `state` until it is watching, then
 /// stops it; returns its events.
 fn run_and_stop(root: &Path, state: &Path) -> Vec<file_event::FileEvent> {
-    let m = Monitor::start(root, &[&state_arg(state)]);
-    let (status, _, evs) = m.terminate();
-    assert_eq!(status.code(), Some(0), "clean exit");
-    evs
+    Monitor::start(root, &[&state_arg(state)]).stop()
 }
 
 /// Restarts the monitor and returns what it reports about the changes
@@ -53,8 +40,7 @@ fn restart(
     m.wait_for("the changes made while stopped", |e| done(&summary(e)));
     let evs = m.settle(Duration::from_millis(300));
     assert_seq_contiguous(&evs);
-    let (status, _, _) = m.terminate();
-    assert_eq!(status.code(), Some(0));
+    m.stop();
     evs
 }
 
@@ -91,71 +77,62 @@ fn replace_reusing_inode(
     );
 }
 
-fn dirs() -> (tempfile::TempDir, PathBuf, PathBuf) {
-    let d = tempdir();
-    let root = d.path().join("root");
-    let state_dir = d.path().join("state");
-    std::fs::create_dir(&root).unwrap();
-    std::fs::create_dir(&state_dir).unwrap();
-    (d, root, state_dir.join("index.json"))
+/// Replaces `old` by `new` in the inode `old` had while the monitor is
+/// stopped (see [`replace_reusing_inode`]): the restart reports `want`,
+/// and replaying it gives the disk.
+fn assert_replacement_reported(
+    setup: &str,
+    replace: &str,
+    (old, new): (&str, &str),
+    want: &[&str],
+) {
+    let s = state_dirs();
+    let (root, state) = (s.root(), s.state());
+    let before = replace_reusing_inode(root, state, setup, replace, (old, new));
+    let got = restart(root, state, |l| l.iter().any(|l| l.contains(new)));
+    assert_eq!(summary(&got), want, "{new} is not {old}");
+    assert_trees_equal(&replay(&before, &got), &disk_tree(root, &[]));
 }
 
 #[test]
 fn a_directory_made_in_a_deleted_ones_inode_while_stopped_is_created_not_moved() {
-    let (_d, root, state) = dirs();
-    let before = replace_reusing_inode(
-        &root,
-        &state,
+    assert_replacement_reported(
         "mkdir e && echo x > e/f",
         "rm -rf e && mkdir e2",
         ("e", "e2"),
-    );
-    let got = restart(&root, &state, |s| s.iter().any(|l| l.contains("e2")));
-    assert_eq!(
-        summary(&got),
-        [
+        &[
             "delete file e/f (rescan)",
             "delete dir e (rescan)",
-            "create dir e2 (rescan)"
+            "create dir e2 (rescan)",
         ],
-        "e2 is not e"
     );
-    assert_trees_equal(&replay(&before, &got), &disk_tree(&root, &[]));
 }
 
 #[test]
 fn a_file_restored_in_a_deleted_ones_inode_while_stopped_is_created_not_moved() {
-    let (_d, root, state) = dirs();
     // A copy that keeps the mtime (`cp -p`, `rsync -t`, `tar x`): the same
     // size and mtime as the deleted file, in its inode.
-    let before = replace_reusing_inode(
-        &root,
-        &state,
+    assert_replacement_reported(
         "echo content > g && cp -p g ../state/g.bak",
         "rm g && cp -p ../state/g.bak g2 && rm ../state/g.bak",
         ("g", "g2"),
+        &["delete file g (rescan)", "create file g2 (rescan)"],
     );
-    let got = restart(&root, &state, |s| s.iter().any(|l| l.contains("g2")));
-    assert_eq!(
-        summary(&got),
-        ["delete file g (rescan)", "create file g2 (rescan)"],
-        "g2 is not g"
-    );
-    assert_trees_equal(&replay(&before, &got), &disk_tree(&root, &[]));
 }
 
 #[test]
 fn a_rename_while_stopped_stays_a_move_for_a_directory_and_a_file() {
-    let (_d, root, state) = dirs();
-    sh(&root, "mkdir e && echo x > e/f && echo content > g");
-    let start = disk_tree(&root, &[]);
-    let first = run_and_stop(&root, &state);
+    let s = state_dirs();
+    let (root, state) = (s.root(), s.state());
+    sh(root, "mkdir e && echo x > e/f && echo content > g");
+    let start = disk_tree(root, &[]);
+    let first = run_and_stop(root, state);
     let before = replay(&start, &first);
-    sh(&root, "mv e e2 && mv g g2");
-    let got = restart(&root, &state, |s| s.len() >= 2);
+    sh(root, "mv e e2 && mv g g2");
+    let got = restart(root, state, |s| s.len() >= 2);
     assert_eq!(
         summary(&got),
         ["move dir e -> e2 (rescan)", "move file g -> g2 (rescan)"]
     );
-    assert_trees_equal(&replay(&before, &got), &disk_tree(&root, &[]));
+    assert_trees_equal(&replay(&before, &got), &disk_tree(root, &[]));
 }

@@ -6,11 +6,8 @@ use crate::support::*;
 
 #[test]
 fn changes_while_down_are_reported_as_rescan_on_restart() {
-    let d = tempdir();
-    let st = tempdir();
-    let root = d.path();
-    let state = st.path().join("index.json");
-    let state_arg = format!("--state-file={}", state.display());
+    let s = state_dirs();
+    let (root, state, state_arg) = (s.root(), s.state(), s.arg());
     sh(
         root,
         "echo 1 > a && echo 2 > b && mkdir dir && echo 3 > dir/c",
@@ -20,8 +17,7 @@ fn changes_while_down_are_reported_as_rescan_on_restart() {
     let m = Monitor::start(root, &[&state_arg]);
     sh(root, "echo live > live");
     m.wait_for("live", |e| has(e, "create file live"));
-    let (status, _, first) = m.terminate();
-    assert_eq!(status.code(), Some(0));
+    let first = m.stop();
     assert!(state.exists(), "state file written on exit");
 
     sh(
@@ -96,7 +92,7 @@ fn a_state_file_that_does_not_fit_leaves_no_partial_file_behind() {
     // About 60 bytes per entry: far more than 16 KiB.
     sh(root, "for i in $(seq 1 1000); do echo $i > f$i; done");
     let state = disk.path().join("index.json");
-    let mut m = Monitor::start(root, &[&format!("--state-file={}", state.display())]);
+    let mut m = Monitor::start(root, &[&state_arg(&state)]);
     // Written at start already: the failure is counted.
     assert!(m.metric("fs_monitor_state_save_failures_total") >= 1.0);
     signal(m.pid(), nix::sys::signal::Signal::SIGTERM);
@@ -145,15 +141,12 @@ fn start_as(root: &std::path::Path, args: &[&str], user: &str, session: &str) ->
 
 #[test]
 fn a_restart_after_sigkill_does_not_report_delivered_events_again() {
-    let d = tempdir();
-    let st = tempdir();
-    let root = d.path();
-    let state_arg = format!("--state-file={}", st.path().join("index.json").display());
+    let s = state_dirs();
+    let (root, state_arg) = (s.root(), s.arg());
 
     let m = start_as(root, &[&state_arg], "alice", "s0");
     assert!(m.stderr().contains("first start"), "{}", m.stderr());
-    let (status, _, _) = m.terminate();
-    assert_eq!(status.code(), Some(0));
+    m.stop();
 
     let m = start_as(root, &[&state_arg], "alice", "s1");
     sh(root, "echo hello > a.txt");
@@ -176,12 +169,9 @@ fn a_restart_after_sigkill_does_not_report_delivered_events_again() {
 
 #[test]
 fn changes_after_a_crash_before_any_clean_exit_are_reported_on_restart() {
-    let d = tempdir();
-    let st = tempdir();
-    let root = d.path();
+    let s = state_dirs();
+    let (root, state, state_arg) = (s.root(), s.state(), s.arg());
     sh(root, "echo 1 > kept && echo 2 > gone");
-    let state = st.path().join("index.json");
-    let state_arg = format!("--state-file={}", state.display());
 
     let m = start_as(root, &[&state_arg], "alice", "s1");
     assert!(state.exists(), "the state file is written at start");
@@ -206,10 +196,8 @@ fn changes_after_a_crash_before_any_clean_exit_are_reported_on_restart() {
 
 #[test]
 fn a_line_the_reader_never_took_is_reported_after_a_restart() {
-    let d = tempdir();
-    let st = tempdir();
-    let root = d.path();
-    let state_arg = format!("--state-file={}", st.path().join("index.json").display());
+    let s = state_dirs();
+    let (root, state, state_arg) = (s.root(), s.state(), s.arg());
     let mut child = std::process::Command::new(BIN)
         .arg(root)
         .args([&state_arg, "--metrics-addr=off"])
@@ -233,9 +221,8 @@ fn a_line_the_reader_never_took_is_reported_after_a_restart() {
     assert!(first.contains("\"path\":\"a\""), "{first}");
     drop(out);
     // The state is saved after the line for `a` was written.
-    let state = st.path().join("index.json");
     let holds_a = || -> bool {
-        let Ok(data) = std::fs::read(&state) else {
+        let Ok(data) = std::fs::read(state) else {
             return false;
         };
         let Ok(v) = serde_json::from_slice::<serde_json::Value>(&data) else {
@@ -290,15 +277,11 @@ fn renumber_devices(state: &std::path::Path, header: bool) {
 
 #[test]
 fn a_restart_on_a_remounted_root_reports_nothing_unchanged() {
-    let d = tempdir();
-    let st = tempdir();
-    let root = d.path();
-    let state = st.path().join("index.json");
-    let state_arg = format!("--state-file={}", state.display());
+    let s = state_dirs();
+    let (root, state, state_arg) = (s.root(), s.state(), s.arg());
     sh(root, "echo 1 > a && mkdir d && echo 2 > d/b && ln d/b d/b2");
-    let (status, _, _) = Monitor::start(root, &[&state_arg]).terminate();
-    assert_eq!(status.code(), Some(0));
-    renumber_devices(&state, true);
+    Monitor::start(root, &[&state_arg]).stop();
+    renumber_devices(state, true);
 
     let m = Monitor::start(root, &[&state_arg]);
     let evs = m.settle(Duration::from_millis(700));
@@ -313,10 +296,9 @@ fn a_restart_on_a_remounted_root_reports_nothing_unchanged() {
     let evs = m.wait_for("both names of d/b", |e| {
         has(e, "update file d/b") && has(e, "update file d/b2")
     });
-    let (status, _, _) = m.terminate();
-    assert_eq!(status.code(), Some(0));
+    m.stop();
     assert!(!has(&evs, "update file a"), "{:?}", summary(&evs));
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(state).unwrap()).unwrap();
     assert!(v["entries"]
         .as_array()
         .unwrap()
@@ -326,17 +308,13 @@ fn a_restart_on_a_remounted_root_reports_nothing_unchanged() {
 
 #[test]
 fn a_state_file_of_a_newer_version_is_refused_by_name() {
-    let d = tempdir();
-    let st = tempdir();
-    let root = d.path();
-    let state = st.path().join("index.json");
-    let state_arg = format!("--state-file={}", state.display());
+    let s = state_dirs();
+    let (root, state, state_arg) = (s.root(), s.state(), s.arg());
     sh(root, "echo 1 > a");
-    let (status, _, _) = Monitor::start(root, &[&state_arg]).terminate();
-    assert_eq!(status.code(), Some(0));
-    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    Monitor::start(root, &[&state_arg]).stop();
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(state).unwrap()).unwrap();
     v["version"] = 99.into();
-    std::fs::write(&state, serde_json::to_vec(&v).unwrap()).unwrap();
+    std::fs::write(state, serde_json::to_vec(&v).unwrap()).unwrap();
     sh(root, "echo 2 > b");
 
     let m = Monitor::start(root, &[&state_arg]);

@@ -184,6 +184,13 @@ impl Monitor {
         (status, took, evs)
     }
 
+    /// SIGTERM, checked to be a clean exit; returns all events.
+    pub fn stop(self) -> Vec<FileEvent> {
+        let (status, _, evs) = self.terminate();
+        assert_eq!(status.code(), Some(0), "clean exit");
+        evs
+    }
+
     pub fn metrics(&self) -> String {
         http_get(self.metrics_port.expect("metrics enabled"), "/metrics").1
     }
@@ -294,15 +301,23 @@ pub fn assert_seq_contiguous(evs: &[FileEvent]) {
 
 pub type Tree = BTreeMap<Vec<u8>, &'static str>;
 
-fn kind_name(k: file_event::Kind) -> &'static str {
-    k.as_str()
-}
-
 /// Applies a stream to a model of the tree, the way a consumer would: a
 /// delete or move of a directory takes its subtree along.
 pub fn replay(start: &Tree, evs: &[FileEvent]) -> Tree {
+    replay_with(start, evs, |e, _| e.kind.as_str())
+}
+
+/// Applies a stream to a model that holds a value for each path: `create`
+/// and `update` set it to `value(event, None)`, a `move` to
+/// `value(event, value its source had)` and carries the subtree's values
+/// along, a `delete` drops the path with everything below.
+pub fn replay_with<V: Clone>(
+    start: &BTreeMap<Vec<u8>, V>,
+    evs: &[FileEvent],
+    value: impl Fn(&FileEvent, Option<V>) -> V,
+) -> BTreeMap<Vec<u8>, V> {
     let mut t = start.clone();
-    let below = |t: &Tree, p: &[u8]| -> Vec<Vec<u8>> {
+    let below = |t: &BTreeMap<Vec<u8>, V>, p: &[u8]| -> Vec<Vec<u8>> {
         let mut pre = p.to_vec();
         pre.push(b'/');
         t.keys().filter(|k| k.starts_with(&pre)).cloned().collect()
@@ -311,7 +326,7 @@ pub fn replay(start: &Tree, evs: &[FileEvent]) -> Tree {
         let path = e.path_bytes();
         match e.event_type {
             EventType::Create | EventType::Update => {
-                t.insert(path, kind_name(e.kind));
+                t.insert(path, value(e, None));
             }
             EventType::Delete => {
                 for k in below(&t, &path) {
@@ -337,8 +352,8 @@ pub fn replay(start: &Tree, evs: &[FileEvent]) -> Tree {
                     nk.extend_from_slice(&k[from.len()..]);
                     t.insert(nk, v);
                 }
-                t.remove(&from);
-                t.insert(path, kind_name(e.kind));
+                let carried = t.remove(&from);
+                t.insert(path, value(e, carried));
             }
             EventType::Access => {}
         }
@@ -409,6 +424,56 @@ pub fn assert_trees_equal(model: &Tree, disk: &Tree) {
 
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new().prefix("fmon-").tempdir().unwrap()
+}
+
+/// A root to watch and, beside it, the directory of its state file:
+/// `<tmp>/root` and `<tmp>/state/index.json` (`../state` seen from the
+/// root), removed on drop.
+pub struct StateDirs {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    state: PathBuf,
+}
+
+pub fn state_dirs() -> StateDirs {
+    let tmp = tempdir();
+    let root = tmp.path().join("root");
+    let state_dir = tmp.path().join("state");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::create_dir(&state_dir).unwrap();
+    StateDirs {
+        _tmp: tmp,
+        root,
+        state: state_dir.join("index.json"),
+    }
+}
+
+impl StateDirs {
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The state file (written by the monitor).
+    pub fn state(&self) -> &Path {
+        &self.state
+    }
+
+    /// `--state-file=<state>`.
+    pub fn arg(&self) -> String {
+        state_arg(&self.state)
+    }
+}
+
+/// `--state-file=<state>`.
+pub fn state_arg(state: &Path) -> String {
+    format!("--state-file={}", state.display())
+}
+
+/// The journal kept beside a state file.
+pub fn journal(state: &Path) -> PathBuf {
+    let mut p = state.as_os_str().to_owned();
+    p.push(".journal");
+    PathBuf::from(p)
 }
 
 /// A small tmpfs (to fill a disk), unmounted on drop; `None` without the
