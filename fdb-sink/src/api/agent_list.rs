@@ -11,7 +11,7 @@
 //! tenant holds, and a page may hold fewer than `limit` agents (even none)
 //! while `next_cursor` is set. A cursor is the key of the last row a page
 //! read; the next page starts strictly after it, and a cursor of another
-//! tenant is `bad_cursor`.
+//! tenant or caller is `bad_cursor`; an empty `cursor=` is the first page.
 
 use std::sync::Arc;
 
@@ -163,9 +163,7 @@ pub async fn list(
     let only_user = (!caller.is_admin()).then_some(caller.user.as_str());
     let query = cursor::query("agents", &[Some(&caller.tenant), only_user]);
     let sealer = Cursors::sealer(&state).await?;
-    let after = params
-        .cursor
-        .as_deref()
+    let after = cursor::given(params.cursor.as_deref())
         .map(|c| decode_cursor(&sealer, &query, &state.keys, &caller.tenant, c))
         .transpose()?;
     let ttl = state.agent_ttl;

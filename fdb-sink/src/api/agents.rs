@@ -9,6 +9,11 @@
 //! heartbeat or made its first claim (a claim writes a row marked as having
 //! no heartbeat); role `user` can neither heartbeat, claim nor release for
 //! another user's session, nor see it. The check is [`super::owner`].
+//!
+//! Heartbeats may arrive out of order (a retry delayed by the network): one
+//! whose `last_heartbeat` is older than the stored heartbeat's is ignored
+//! and answered with the stored state, so a late `Active` does not bring a
+//! `Stopped` agent back.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -236,6 +241,26 @@ pub fn check_session(s: &str) -> Result<(), ApiError> {
     }
 }
 
+/// The agent's clock of a `last_heartbeat` (ns since the epoch).
+fn agent_clock(t: Option<&str>) -> Option<i128> {
+    t.and_then(|t| file_event::Timestamp::parse(t).ok())
+        .map(|t| t.unix_nanos())
+}
+
+/// True when a heartbeat reporting `last_heartbeat` is older, by the
+/// agent's clock, than the one `stored` holds: a delayed copy, to ignore.
+/// Heartbeats without `last_heartbeat` (or after a row without one) are
+/// taken in the order they arrive.
+fn superseded(stored: &AgentRow, last_heartbeat: Option<&str>) -> bool {
+    match (
+        agent_clock(stored.last_heartbeat.as_deref()),
+        agent_clock(last_heartbeat),
+    ) {
+        (Some(stored_t), Some(new_t)) => stored.heartbeat && new_t < stored_t,
+        _ => false,
+    }
+}
+
 /// `POST /api/v5/agents/heartbeat`.
 pub async fn heartbeat(
     State(state): State<Arc<ApiState>>,
@@ -248,7 +273,8 @@ pub async fn heartbeat(
     if let Some(t) = a.last_heartbeat.as_deref() {
         if file_event::Timestamp::parse(t).is_err() {
             return Err(ApiError::bad_request(format!(
-                "last_heartbeat {t:?} is not an RFC 3339 time"
+                "last_heartbeat {} is not an RFC 3339 time",
+                super::error::shown(t)
             )));
         }
     }
@@ -269,6 +295,15 @@ pub async fn heartbeat(
                     Err(e) => return Ok(Err(e)),
                 };
                 let now = now_ns();
+                // A delayed copy of an earlier heartbeat (older by the
+                // agent's clock than the stored one) changes nothing: it
+                // would bring a `Stopped` agent back.
+                if let Some(o) = old
+                    .as_ref()
+                    .filter(|o| superseded(o, a.last_heartbeat.as_deref()))
+                {
+                    return Ok(Ok(AgentView::of(o.clone(), now, ttl)));
+                }
                 let row = AgentRow {
                     session_id: a.session_id.clone(),
                     user_id: access.owner,
@@ -303,6 +338,29 @@ pub async fn heartbeat(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_older_heartbeat_is_superseded() {
+        let row = |t: Option<&str>| AgentRow {
+            session_id: "s".into(),
+            user_id: "u".into(),
+            agent_type: "t".into(),
+            status: AgentStatus::Stopped,
+            last_heartbeat: t.map(str::to_owned),
+            files_claimed: vec![],
+            received_ns: 0,
+            heartbeat: true,
+            until_ns: None,
+            claims_until_ns: None,
+        };
+        let stored = row(Some("2026-11-26T13:18:30Z"));
+        assert!(superseded(&stored, Some("2026-11-26T13:18:00Z")));
+        assert!(superseded(&stored, Some("2026-11-26T14:18:00+02:00")));
+        assert!(!superseded(&stored, Some("2026-11-26T13:18:30Z")));
+        assert!(!superseded(&stored, Some("2026-11-26T13:19:00Z")));
+        assert!(!superseded(&stored, None));
+        assert!(!superseded(&row(None), Some("2026-11-26T13:18:00Z")));
+    }
 
     #[test]
     fn liveness_follows_status_and_ttl() {

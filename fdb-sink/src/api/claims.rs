@@ -106,7 +106,8 @@ fn check_paths(paths: &[String]) -> Result<Vec<String>, ApiError> {
     }
     if let Some(p) = paths.iter().find(|p| p.is_empty() || p.len() > 4096) {
         return Err(ApiError::bad_request(format!(
-            "path {p:?} must be 1 to 4096 bytes"
+            "path {} must be 1 to 4096 bytes",
+            super::error::shown(p)
         )));
     }
     for p in paths {
@@ -301,10 +302,10 @@ fn claim_counted(
     if !holders.is_empty() {
         let first = &holders[0];
         let message = format!(
-            "{} of {} paths are held by other agents, e.g. {:?} by session {:?} ({}) until {}",
+            "{} of {} paths are held by other agents, e.g. {} by session {:?} ({}) until {}",
             holders.len(),
             paths.len(),
-            first.path,
+            super::error::shown(&first.path),
             first.session_id,
             first.agent_type,
             first.expires_at

@@ -12,6 +12,12 @@
 //! to (its route and scope, and the caller when the listing depends on who
 //! asks) is bound to it as associated data: given to another query or by
 //! another user, it does not open, and the request is 400 `bad_cursor`.
+//! The query includes its filters (path, time range, event types, ...), so a
+//! cursor never starts another listing partway.
+//!
+//! An empty `cursor=` (or one of blanks) asks for the first page, as an
+//! empty filter parameter means no filter: clients that always send
+//! `cursor=${next:-}` work on their first page too.
 
 use std::sync::{Arc, OnceLock};
 
@@ -39,6 +45,12 @@ pub fn query(route: &str, parts: &[Option<&str>]) -> String {
         q.push_str(part.unwrap_or("*"));
     }
     q
+}
+
+/// The cursor a request gives: `None` (the first page) when it gives none
+/// or an empty one.
+pub fn given(cursor: Option<&str>) -> Option<&str> {
+    cursor.filter(|c| !c.trim().is_empty())
 }
 
 /// Seals and opens cursors with the store's cursor key.
@@ -164,6 +176,14 @@ mod tests {
         let c2 = s.seal("agents\0acme\0alice", raw).expect("seal");
         assert_ne!(c, c2);
         assert!(s.open("agents\0acme\0alice", &c2).is_ok());
+    }
+
+    #[test]
+    fn an_empty_cursor_is_the_first_page() {
+        assert_eq!(given(None), None);
+        assert_eq!(given(Some("")), None);
+        assert_eq!(given(Some("  ")), None);
+        assert_eq!(given(Some("abc")), Some("abc"));
     }
 
     #[test]

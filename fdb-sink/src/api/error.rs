@@ -2,12 +2,41 @@
 //!
 //! Every error answer is `{"error": "<stable_code>", "message": "..."}`;
 //! a claim conflict adds `"holders"`.
+//!
+//! A message that names a rejected value shows it through [`shown`]: its
+//! first [`SHOWN_CHARS`] characters and its length, never the whole of a
+//! 20 KB path. Whatever else a message quotes (a rejection text of the
+//! request's JSON or query), the message sent is at most
+//! [`MAX_MESSAGE_CHARS`] characters.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use crate::store::StoreError;
+
+/// Characters of a rejected value a message shows.
+pub const SHOWN_CHARS: usize = 100;
+
+/// Characters of a message sent at most.
+pub const MAX_MESSAGE_CHARS: usize = 1000;
+
+/// A rejected value as a message shows it: quoted, and when it is longer
+/// than [`SHOWN_CHARS`] characters, its first ones, then `… (N bytes)`.
+pub fn shown(value: &str) -> String {
+    match value.char_indices().nth(SHOWN_CHARS) {
+        None => format!("{value:?}"),
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &value[..cut], value.len()),
+    }
+}
+
+/// `message` cut to [`MAX_MESSAGE_CHARS`] characters, with its length.
+fn capped(message: String) -> String {
+    match message.char_indices().nth(MAX_MESSAGE_CHARS) {
+        None => message,
+        Some((cut, _)) => format!("{}… ({} bytes)", &message[..cut], message.len()),
+    }
+}
 
 /// The holder of a path named in a 409 answer.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -118,14 +147,15 @@ impl ApiError {
 
     /// The `message` a client sees. Store and internal failures carry
     /// details (store errors, file paths, decoding errors) that are logged
-    /// but never sent: the client gets a fixed text.
+    /// but never sent: the client gets a fixed text. Others are capped at
+    /// [`MAX_MESSAGE_CHARS`] characters.
     pub fn public_message(&self) -> String {
         match self {
             ApiError::Unavailable(_) => {
                 "the store is unavailable or overloaded; retry later".into()
             }
             ApiError::Internal(_) => "internal error; the details are in the server log".into(),
-            other => other.to_string(),
+            other => capped(other.to_string()),
         }
     }
 
@@ -212,6 +242,21 @@ impl IntoResponse for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_values_and_messages_are_cut() {
+        assert_eq!(shown("a.txt"), "\"a.txt\"");
+        let exact: String = "x".repeat(SHOWN_CHARS);
+        assert_eq!(shown(&exact), format!("{exact:?}"));
+        let long = "é".repeat(20_000);
+        let s = shown(&long);
+        assert_eq!(s, format!("{:?}… (40000 bytes)", "é".repeat(SHOWN_CHARS)));
+        let m = ApiError::bad_request("y".repeat(5000)).public_message();
+        assert!(m.ends_with("… (5000 bytes)"), "{m}");
+        assert!(m.chars().count() < MAX_MESSAGE_CHARS + 20);
+        let short = ApiError::bad_request("limit must be at least 1");
+        assert_eq!(short.public_message(), "limit must be at least 1");
+    }
 
     #[test]
     fn every_error_has_a_distinct_code_and_the_documented_status() {

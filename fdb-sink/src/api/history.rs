@@ -19,7 +19,10 @@
 //!
 //! Order: event time, then event id, then indexed path. A cursor is the
 //! `by_path` key of the last entry a page examined; the next page starts
-//! strictly after it.
+//! strictly after it. It is sealed for the whole query (path or exact bytes,
+//! `include_ancestors`, time range, event types, and the caller when it
+//! sees only its own touches): given to any other query it is `bad_cursor`,
+//! never the start of that query's history partway.
 
 use std::sync::Arc;
 
@@ -30,7 +33,7 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use super::auth::Caller;
-use super::cursor::{self, Cursors};
+use super::cursor::{self, Cursors, Sealer};
 use super::logs::{Filter, LogParams, Page, DEFAULT_LIMIT, MAX_LIMIT, MAX_SCAN};
 use super::{paths, ApiError, ApiState};
 use crate::audit;
@@ -132,6 +135,9 @@ pub struct HistoryQuery {
     /// Role `user`: only this user's touches.
     pub only_user: Option<String>,
     pub filter: Filter,
+    /// `include_ancestors=true` was asked (a path without parents has no
+    /// ancestor sources, but its cursors still belong to that query).
+    pub ancestors_asked: bool,
 }
 
 impl HistoryQuery {
@@ -187,6 +193,7 @@ impl HistoryQuery {
             sources,
             only_user,
             filter,
+            ancestors_asked: p.include_ancestors,
         })
     }
 
@@ -194,7 +201,54 @@ impl HistoryQuery {
     fn owns(&self, key: &ByPathKey) -> bool {
         key.tenant == self.tenant && self.sources.iter().any(|s| s.path == key.path)
     }
+
+    /// The query this history's cursors are sealed for: the tenant, the
+    /// caller when it sees only its own touches, the path (its exact bytes
+    /// with `path_b64`), whether ancestors are merged, and the filters.
+    pub fn cursor_query(&self) -> String {
+        let path = &self.sources[0];
+        let what = serde_json::json!({
+            "path": path.path,
+            "path_b64": path
+                .exact
+                .as_ref()
+                .map(|b| base64::engine::general_purpose::STANDARD.encode(b)),
+            "include_ancestors": self.ancestors_asked,
+            "filter": self.filter.cursor_part(),
+        });
+        cursor::query(
+            HISTORY_CURSOR,
+            &[
+                Some(&self.tenant),
+                self.only_user.as_deref(),
+                Some(&what.to_string()),
+            ],
+        )
+    }
+
+    /// The position a cursor names, when it was sealed for this query; a
+    /// cursor of an earlier release (sealed for the tenant and caller only)
+    /// is taken when it names an entry of this query's paths.
+    fn open_cursor(&self, sealer: &Sealer, keys: &Keys, c: &str) -> Result<ByPathKey, ApiError> {
+        let bad = || ApiError::BadCursor("cursor was not produced by this query".into());
+        if let Ok(raw) = sealer.open(&self.cursor_query(), c) {
+            return keys
+                .decode_by_path(&raw)
+                .ok()
+                .filter(|k| k.tenant == self.tenant)
+                .ok_or_else(bad);
+        }
+        let legacy = cursor::query("history", &[Some(&self.tenant), self.only_user.as_deref()]);
+        keys.decode_by_path(&sealer.open(&legacy, c)?)
+            .ok()
+            .filter(|k| self.owns(k))
+            .ok_or_else(bad)
+    }
 }
+
+/// The route name history cursors are sealed for (with the whole query;
+/// `history` alone was the tenant and caller only).
+const HISTORY_CURSOR: &str = "history/2";
 
 /// Standard base64, padded or not (URL-safe letters and a `+` that became a
 /// space in the query string are accepted too).
@@ -551,21 +605,11 @@ pub async fn history(
     }
     // Sealed for the caller as well: a user's scan passes over other
     // users' touches, whose keys its cursor may name.
-    let query = cursor::query("history", &[Some(&caller.tenant), q.only_user.as_deref()]);
+    let query = q.cursor_query();
     let sealer = Cursors::sealer(&state).await?;
-    let after = match &p.cursor {
-        Some(c) => Some(
-            state
-                .keys
-                .decode_by_path(&sealer.open(&query, c)?)
-                .ok()
-                .filter(|k| q.owns(k))
-                .ok_or_else(|| {
-                    ApiError::BadCursor("cursor was not produced by this query".into())
-                })?,
-        ),
-        None => None,
-    };
+    let after = cursor::given(p.cursor.as_deref())
+        .map(|c| q.open_cursor(&sealer, &state.keys, c))
+        .transpose()?;
     let (records, next) = state
         .blocking(move |store, keys| {
             Ok(crate::store::StoreExt::read(store, |txn| {

@@ -64,6 +64,10 @@ pub struct Scope {
     pub user: Option<String>,
     /// `None`: every session of the user(s).
     pub session: Option<String>,
+    /// The query's filters as its cursors are sealed for them
+    /// ([`Filter::cursor_part`]), so that a cursor is taken back only with
+    /// the filters it was given with.
+    pub filter_part: String,
 }
 
 /// Which of the scope's records a query keeps.
@@ -96,7 +100,8 @@ impl Filter {
                 for ty in &types {
                     if !file_event::EventType::ALL.iter().any(|e| e.as_str() == ty) {
                         return Err(ApiError::bad_request(format!(
-                            "unknown event_type {ty:?}: expected create, update, delete, move or access"
+                            "unknown event_type {}: expected create, update, delete, move or access",
+                            super::error::shown(ty)
                         )));
                     }
                 }
@@ -109,6 +114,19 @@ impl Filter {
             event_types,
             path_prefix: p.path_prefix.clone().filter(|s| !s.is_empty()),
         })
+    }
+
+    /// The filters as cursors are sealed for them: the time range, the
+    /// event types (in any order) and the path prefix. JSON, so that no text
+    /// of a parameter can pass for another.
+    pub fn cursor_part(&self) -> String {
+        let types = self.event_types.as_ref().map(|t| {
+            let mut t = t.clone();
+            t.sort();
+            t.dedup();
+            t
+        });
+        serde_json::json!([self.start_ns, self.end_ns, types, self.path_prefix]).to_string()
     }
 
     pub fn matches(&self, r: &AuditRecord) -> bool {
@@ -139,8 +157,22 @@ pub struct Page<T> {
 }
 
 /// The query a records cursor is sealed for (see [`super::cursor`]): the
-/// scope, so that a cursor is only taken back by the same listing.
+/// scope and the filters, so that a cursor is only taken back by the same
+/// listing.
 pub fn cursor_query(scope: &Scope) -> String {
+    super::cursor::query(
+        "logs/2",
+        &[
+            Some(&scope.tenant),
+            scope.user.as_deref(),
+            scope.session.as_deref(),
+            Some(&scope.filter_part),
+        ],
+    )
+}
+
+/// What the cursors of an earlier release were sealed for: the scope only.
+fn legacy_cursor_query(scope: &Scope) -> String {
     super::cursor::query(
         "logs",
         &[
@@ -161,15 +193,19 @@ pub fn decode_cursor(
     let bad = || ApiError::BadCursor("cursor was not produced by this query".into());
     let raw = match sealer.open(&cursor_query(scope), cursor) {
         Ok(raw) => raw,
-        // A plain record key, what releases before sealed cursors handed
-        // out: still taken here, so that pages and follow streams
-        // (Last-Event-ID) continue across an upgrade. It names a position
-        // in the caller's own scope (checked below), nothing else.
-        Err(e) => base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(cursor.trim())
-            .ok()
-            .filter(|raw| keys.decode_audit_log(raw).is_ok())
-            .ok_or(e)?,
+        // The cursors of earlier releases, still taken here so that pages
+        // and follow streams (Last-Event-ID) continue across an upgrade:
+        // sealed for the scope alone, or a plain record key (before
+        // cursors were sealed). They name a position in the caller's own
+        // scope (checked below), nothing else.
+        Err(e) => match sealer.open(&legacy_cursor_query(scope), cursor) {
+            Ok(raw) => raw,
+            Err(_) => base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(cursor.trim())
+                .ok()
+                .filter(|raw| keys.decode_audit_log(raw).is_ok())
+                .ok_or(e)?,
+        },
     };
     let key = keys.decode_audit_log(&raw).map_err(|_| bad())?;
     let in_scope = key.tenant == scope.tenant
@@ -497,21 +533,25 @@ async fn respond(
     must_exist: bool,
 ) -> Result<Response, ApiError> {
     let filter = Filter::from_params(&params)?;
+    let scope = Scope {
+        filter_part: filter.cursor_part(),
+        ..scope
+    };
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
     if limit == 0 {
         return Err(ApiError::bad_request("limit must be at least 1"));
     }
-    // SSE clients reconnect with Last-Event-ID, which is a cursor.
+    // SSE clients reconnect with Last-Event-ID, which is a cursor. An
+    // empty one, like an empty `cursor=`, is the start.
     let last_event_id = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|_| params.follow)
-        .map(str::to_owned);
+        .filter(|_| params.follow);
     let sealer = Cursors::sealer(&state).await?;
-    let after = match last_event_id.or(params.cursor.clone()) {
-        Some(c) => Some(decode_cursor(&sealer, &state.keys, &scope, &c)?),
-        None => None,
-    };
+    let after = super::cursor::given(last_event_id)
+        .or(super::cursor::given(params.cursor.as_deref()))
+        .map(|c| decode_cursor(&sealer, &state.keys, &scope, c))
+        .transpose()?;
     if params.follow {
         let slot = state.streams.acquire(&scope.tenant)?;
         return Ok(sse::follow(slot, state, sealer, scope, filter, after).into_response());
@@ -561,6 +601,7 @@ pub async fn session_logs(
         tenant: caller.tenant.clone(),
         user,
         session: Some(session),
+        filter_part: String::new(),
     };
     respond(state, scope, params, &headers, true).await
 }
@@ -578,6 +619,7 @@ pub async fn user_logs(
         tenant: caller.tenant.clone(),
         user,
         session: None,
+        filter_part: String::new(),
     };
     respond(state, scope, params, &headers, false).await
 }
@@ -653,6 +695,7 @@ mod tests {
             tenant: "t".into(),
             user: Some("u".into()),
             session: None,
+            filter_part: String::new(),
         };
         let filter = all_time();
         for limit in [1, 7, 16, 50, 333, 1000] {
@@ -715,6 +758,7 @@ mod tests {
             tenant: "t".into(),
             user: None,
             session: None,
+            filter_part: String::new(),
         };
         let base_ns = all[0].key.ts_ns - all[0].key.ts_ns % 86_400_000_000_000;
         let windows = [
@@ -874,6 +918,7 @@ mod tests {
                     tenant: "t".into(),
                     user: user.clone(),
                     session: None,
+                    filter_part: String::new(),
                 };
                 let (start_ns, end_ns) = match next(3) {
                     0 => (i64::MIN, i64::MAX),
@@ -959,6 +1004,7 @@ mod tests {
             tenant: "t".into(),
             user: None,
             session: None,
+            filter_part: String::new(),
         };
         let filter = all_time();
         for limit in [1usize, 100, 1000] {
@@ -1007,6 +1053,7 @@ mod tests {
             tenant: "t".into(),
             user: None,
             session: None,
+            filter_part: String::new(),
         };
         let filter = all_time();
         let mut got = Vec::new();

@@ -2,6 +2,7 @@
 //! spell them (`src/a.rs`, never `./src/a.rs`, `/src/a.rs`, `src//a.rs` or
 //! `src/a.rs/`), so that one file has one spelling in claims and queries.
 
+use super::error::shown;
 use super::ApiError;
 
 /// True for a path spelled one way only, as file events spell it: relative
@@ -40,19 +41,21 @@ pub fn check(what: &str, p: &str) -> Result<(), ApiError> {
     }
     if p.contains('\0') {
         return Err(ApiError::bad_request(format!(
-            "{what} {p:?} contains NUL, which no file name contains"
+            "{what} {} contains NUL, which no file name contains",
+            shown(p)
         )));
     }
     if is_canonical(p) {
         return Ok(());
     }
     let hint = match canonical_spelling(p) {
-        Some(c) => format!("; write {c:?}"),
+        Some(c) => format!("; write {}", shown(&c)),
         None => "; it names no file inside the workspace".to_owned(),
     };
     Err(ApiError::bad_request(format!(
-        "{what} {p:?} must be written as file events name it: relative to the workspace \
-         root, `/`-separated, without empty, `.` or `..` segments{hint}"
+        "{what} {} must be written as file events name it: relative to the workspace \
+         root, `/`-separated, without empty, `.` or `..` segments{hint}",
+        shown(p)
     )))
 }
 
