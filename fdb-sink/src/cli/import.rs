@@ -255,14 +255,7 @@ pub fn import(
         let end = line.is_none();
         if let Some(line) = line {
             line_no += 1;
-            if let Line::TooLong(l) = &line {
-                tracing::warn!(
-                    line = line_no,
-                    bytes = l.len,
-                    limit = l.limit,
-                    "line over the line limit; stored as a line_too_long dead letter"
-                );
-            }
+            super::warn_if_too_long("", line_no, &line);
             let (monitor, letter) = match &line {
                 Line::Whole(l) => (MonitorLine::parse(l), DeadLetterLine::parse(l)),
                 Line::TooLong(_) => (None, None),

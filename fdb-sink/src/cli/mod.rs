@@ -228,3 +228,18 @@ fn dead_letters_message(
         total.received
     ))
 }
+
+/// Logs a warning for a line over the line limit (read by `import` and
+/// `serve --stdin`, which store it as a `line_too_long` dead letter); nothing
+/// for another line. `prefix` starts the message (`standard input: ` or
+/// nothing).
+fn warn_if_too_long(prefix: &str, line_no: u64, line: &crate::ingest::lines::Line) {
+    if let crate::ingest::lines::Line::TooLong(l) = line {
+        tracing::warn!(
+            line = line_no,
+            bytes = l.len,
+            limit = l.limit,
+            "{prefix}line over the line limit; stored as a line_too_long dead letter"
+        );
+    }
+}

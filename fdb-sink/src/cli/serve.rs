@@ -714,14 +714,7 @@ fn read_stdin(gate: &ByteGate, tx: &std::sync::mpsc::SyncSender<Line>) -> anyhow
             return Ok(());
         };
         line_no += 1;
-        if let Line::TooLong(l) = &line {
-            tracing::warn!(
-                line = line_no,
-                bytes = l.len,
-                limit = l.limit,
-                "standard input: line over the line limit; stored as a line_too_long dead letter"
-            );
-        }
+        super::warn_if_too_long("standard input: ", line_no, &line);
         if line.is_blank() {
             continue;
         }

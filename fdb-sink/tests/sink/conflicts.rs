@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use crate::harness::{cli, event, ndjson, post, read_store, Sink};
+use crate::harness::{cli, event, import_stdin, ndjson, post, read_store, Sink};
 
 const MONITOR: &str = "0190b5a0-0000-7000-8000-00000000c0f1";
 
@@ -201,23 +201,7 @@ fn an_export_imported_back_is_all_duplicates() {
 
 /// `fdb-sink import -` of `body` into `store`: its JSON totals.
 fn run_stdin(store: &str, body: &[u8]) -> Value {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let mut child = Command::new(crate::harness::BIN)
-        .args(["import", "--store", store, "-"])
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(body)
-        .expect("write");
-    let out = child.wait_with_output().expect("wait");
+    let out = import_stdin(store, body);
     assert!(
         out.status.success(),
         "{}",

@@ -192,6 +192,27 @@ pub fn run(args: &[&str]) -> std::process::Output {
         .expect("run fdb-sink")
 }
 
+/// Runs `fdb-sink import --store STORE -` to its end with `body` on its
+/// standard input.
+pub fn import_stdin(store: &str, body: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(["import", "--store", store, "-"])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn fdb-sink import -");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(body)
+        .expect("write to import's standard input");
+    child.wait_with_output().expect("wait for import")
+}
+
 /// Runs `fdb-sink ARGS` to its end and asserts that it succeeded.
 pub fn cli(args: &[&str]) -> std::process::Output {
     let out = run(args);

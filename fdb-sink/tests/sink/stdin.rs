@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use crate::harness::{event, read_store, BIN};
+use crate::harness::{event, import_stdin, read_store, BIN};
 
 /// `fdb-sink serve --stdin` on `store`, its stdin and stdout piped, its
 /// log to `stderr`.
@@ -162,20 +162,7 @@ fn import_recognises_compressed_standard_input() {
     for (name, bytes) in [("gzip", gz), ("zstd", zst)] {
         let store_dir = dir.path().join(name);
         let store = format!("embedded:{}", store_dir.display());
-        let mut child = Command::new(BIN)
-            .args(["import", "--store", &store, "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(&bytes)
-            .expect("write");
-        let out = child.wait_with_output().expect("wait");
+        let out = import_stdin(&store, &bytes);
         assert!(out.status.success(), "{name}");
         let s: serde_json::Value = serde_json::from_slice(&out.stdout).expect("summary");
         assert_eq!(

@@ -5,10 +5,11 @@
 //! The file holds one token per line; blank lines and the whitespace around
 //! each token are ignored, and any of the tokens is accepted. The file is
 //! read again when a request comes at least [`RECHECK_EVERY`] after the last
-//! read, and when a request presents a token that matches none (at most
-//! every [`MISS_RELOAD_EVERY`]; the request waits for the read), so a token
-//! in the file when a request comes is accepted. A path through symbolic links is
-//! followed at each read, so a Kubernetes Secret volume, which swaps its
+//! read, and when a request presents a token that matches none and the last
+//! read is at least [`MISS_RELOAD_EVERY`] old, so a token added to the file
+//! is accepted from that long after the change. No request waits for a read
+//! that another one made or is making: a wrong token is refused at once. A
+//! path through symbolic links is followed at each read, so a Kubernetes Secret volume, which swaps its
 //! `..data` link to a new directory, is seen as soon as the link changes.
 //! A file that becomes unreadable or holds no token keeps the tokens read
 //! before (logged as an error): a mistake while editing it neither opens
@@ -24,11 +25,11 @@ use std::time::{Duration, Instant};
 /// requests that come this long after the change.
 pub const RECHECK_EVERY: Duration = Duration::from_secs(2);
 
-/// A request whose token matches none makes the sink read the file again,
-/// at once or, when it read it for such a request less than this long ago,
-/// once this period is over (the request waits): a client with a wrong token
-/// costs at most one read of the file per period, and a token in the file
-/// is never refused.
+/// A request whose token matches none makes the sink read the file again
+/// when it last read it this long ago or more (otherwise it is refused at
+/// once): a client with a wrong token costs at most one read of the file per
+/// period, and a token added to the file is accepted from this long after
+/// the change.
 pub const MISS_RELOAD_EVERY: Duration = Duration::from_secs(1);
 
 /// Why the token file cannot be used at start.
@@ -60,7 +61,6 @@ pub struct IngestTokens {
 struct Reloads {
     /// When the last read started.
     last_read: Instant,
-    last_miss_read: Option<Instant>,
     failing: bool,
 }
 
@@ -90,7 +90,6 @@ impl IngestTokens {
             current: RwLock::new(Arc::new(hashes)),
             reload: tokio::sync::Mutex::new(Reloads {
                 last_read: Instant::now(),
-                last_miss_read: None,
                 failing: false,
             }),
             recheck_every: RECHECK_EVERY,
@@ -117,19 +116,13 @@ impl IngestTokens {
     }
 
     /// Whether `presented` (the token of the request, if it has one) is one
-    /// of the file's tokens. A token in the file when the request comes is
-    /// accepted: one that matches none of the tokens read before makes the
-    /// file be read again, after at most [`MISS_RELOAD_EVERY`] (the request
-    /// waits for it) unless another read has started since the request came.
+    /// of the file's tokens. One that matches none of the tokens read before
+    /// makes the file be read again if the last read is at least
+    /// [`MISS_RELOAD_EVERY`] old: a token added to the file is accepted from
+    /// that long after the change. A request never waits for a read that
+    /// another request is making; it uses the tokens read before.
     pub async fn accepts(&self, presented: Option<&str>) -> bool {
-        let arrived = Instant::now();
-        // A request after the recheck period reads the file; the others use
-        // the tokens already read (they do not wait for a read under way).
-        if let Ok(mut reloads) = self.reload.try_lock() {
-            if reloads.last_read.elapsed() >= self.recheck_every {
-                self.read(&mut reloads).await;
-            }
-        }
+        self.read_if_older(self.recheck_every).await;
         let Some(presented) = presented else {
             return false;
         };
@@ -138,15 +131,20 @@ impl IngestTokens {
             return true;
         }
         // An unknown token: perhaps one just added to the file.
-        let mut reloads = self.reload.lock().await;
-        if reloads.last_read <= arrived {
-            if let Some(t) = reloads.last_miss_read {
-                tokio::time::sleep_until((t + self.miss_reload_every).into()).await;
-            }
-            reloads.last_miss_read = Some(Instant::now());
-            self.read(&mut reloads).await;
+        self.read_if_older(self.miss_reload_every).await && self.matches(&got)
+    }
+
+    /// Reads the file if its last read started `age` or more ago and no read
+    /// is under way; whether it read it.
+    async fn read_if_older(&self, age: Duration) -> bool {
+        let Ok(mut reloads) = self.reload.try_lock() else {
+            return false;
+        };
+        if reloads.last_read.elapsed() < age {
+            return false;
         }
-        self.matches(&got)
+        self.read(&mut reloads).await;
+        true
     }
 
     fn hashes(&self) -> Arc<Vec<blake3::Hash>> {
@@ -278,19 +276,49 @@ mod tests {
             .expect("load")
             .with_periods(Duration::from_secs(3600), period);
         file(dir.path(), "old\nnew\n");
-        assert!(t.accepts(Some("new")).await, "read at the first miss");
-        let first_miss = Instant::now();
+        tokio::time::sleep(period).await;
+        assert!(t.accepts(Some("new")).await, "read a period after the last");
         file(dir.path(), "old\nnew\nnewer\n");
+        let changed = Instant::now();
         assert!(
-            t.accepts(Some("newer")).await,
-            "a token in the file is accepted"
-        );
-        assert!(
-            first_miss.elapsed() >= period - Duration::from_millis(20),
-            "the second read waited for the period: {:?}",
-            first_miss.elapsed()
+            !t.accepts(Some("newer")).await,
+            "read less than a period ago"
         );
         assert!(!t.accepts(Some("wrong")).await);
+        assert!(
+            changed.elapsed() < period / 2,
+            "refused without waiting for the period: {:?}",
+            changed.elapsed()
+        );
+        tokio::time::sleep(period.saturating_sub(changed.elapsed())).await;
+        assert!(
+            t.accepts(Some("newer")).await,
+            "accepted a period after the change"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_does_not_wait_for_a_read_under_way() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = file(dir.path(), "old\n");
+        let t = IngestTokens::load(&p)
+            .expect("load")
+            .with_periods(Duration::ZERO, Duration::ZERO);
+        file(dir.path(), "old\nnew\n");
+        // Another request's read, under way while these requests come.
+        let reading = t.reload.lock().await;
+        let answers = tokio::time::timeout(Duration::from_secs(5), async {
+            (
+                t.accepts(Some("old")).await,
+                t.accepts(Some("wrong")).await,
+                t.accepts(None).await,
+            )
+        })
+        .await
+        .expect("answered without waiting for the read");
+        assert_eq!(answers, (true, false, false), "the tokens read before");
+        drop(reading);
+        assert!(t.accepts(Some("new")).await, "read once none is under way");
     }
 
     #[tokio::test]
