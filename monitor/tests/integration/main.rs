@@ -22,5 +22,6 @@ mod reuse;
 mod semantics;
 mod shutdown;
 mod state;
+mod storm;
 mod unreadable;
 mod watch_budget;
