@@ -11,6 +11,15 @@
 //! `conflicting_redelivery` dead letter, never a silent duplicate. Counters use
 //! atomic ADD/MAX/MIN, aggregated per transaction, so concurrent writers never
 //! conflict on them.
+//!
+//! Monitors: the delivery counters of a monitor (`("monitors", monitor_id)`)
+//! belong to the first tenant that stores an event of it, written in its
+//! `tenant` field when that is absent. An event of the monitor under another
+//! tenant is a `monitor_of_other_tenant` dead letter and is not stored, so
+//! that one tenant never reads, nor mixes into, another tenant's counts. The
+//! field is read once per monitor and chunk (on a shared store with the
+//! chunk's lookup, a conflicting read: two writers giving a new monitor two
+//! tenants conflict, and the one that retries finds the other's).
 
 use std::borrow::Cow;
 use std::collections::hash_map::Entry;
@@ -235,10 +244,13 @@ impl<'a, S: Store + ?Sized> TxnCost<'a, S> {
         }
         let m = r.monitor_id.as_str();
         if !self.monitors.contains(m) {
-            shared += write_cost(self.store, k.monitor_received(m).len(), 8)
+            // Its owner looked up with the chunk, then written if absent.
+            let owner = k.monitor_tenant(m).len();
+            shared += read_cost(self.store, owner)
+                + write_cost(self.store, k.monitor_received(m).len(), 8)
                 + write_cost(self.store, k.monitor_max_seq(m).len(), 8)
                 + write_cost(self.store, k.monitor_last_ns(m).len(), 8)
-                + write_cost(self.store, k.monitor_tenant(m).len(), t.len());
+                + write_cost(self.store, owner, t.len());
         }
         if self.late_before_ns.is_some_and(|b| r.ts_ns < b) {
             let day = crate::late::day_of(r.ts_ns);
@@ -362,11 +374,38 @@ impl SessionDelta {
 }
 
 #[derive(Default)]
-struct MonitorDelta<'a> {
+struct MonitorDelta {
     received: i64,
     max_seq: u64,
     last_ns: u64,
-    tenant: &'a str,
+}
+
+/// The tenant a monitor met in a chunk belongs to.
+struct MonitorOwner<'a> {
+    tenant: Cow<'a, str>,
+    /// No tenant was stored: the first tenant met in the chunk owns it, and
+    /// is written with the counters.
+    claimed: bool,
+}
+
+impl<'a> MonitorOwner<'a> {
+    /// The owner of a monitor whose `tenant` field holds `stored`, met first
+    /// with an event of `tenant`.
+    fn new(stored: Option<Vec<u8>>, tenant: &'a str) -> Self {
+        match stored {
+            Some(v) => MonitorOwner {
+                tenant: match String::from_utf8(v) {
+                    Ok(t) => Cow::Owned(t),
+                    Err(e) => Cow::Owned(String::from_utf8_lossy(e.as_bytes()).into_owned()),
+                },
+                claimed: false,
+            },
+            None => MonitorOwner {
+                tenant: Cow::Borrowed(tenant),
+                claimed: true,
+            },
+        }
+    }
 }
 
 /// Writes one chunk inside `txn`; idempotent, safe to retry. Each record
@@ -387,6 +426,7 @@ pub fn write_chunk<'a>(
     // cost little): foldhash, randomly seeded, instead of SipHash.
     let mut sessions: HashMap<(&str, &str, &str), SessionDelta, RandomState> = HashMap::default();
     let mut monitors: HashMap<&str, MonitorDelta, RandomState> = HashMap::default();
+    let mut owners: HashMap<&str, MonitorOwner, RandomState> = HashMap::default();
     // "Last seen" per (tenant, checksum, path): one MAX per key and chunk.
     let mut last_seen: HashMap<&[u8], u64, RandomState> =
         HashMap::with_capacity_and_hasher(items.len(), RandomState::default());
@@ -396,7 +436,7 @@ pub fn write_chunk<'a>(
     let mut prefetched = if txn.exclusive() {
         None
     } else {
-        Some(Prefetched::read(txn, items)?)
+        Some(Prefetched::read(txn, keys, items)?)
     };
     // Dead letters likewise, in a second call only when the chunk has any.
     let mut stored_letters = if txn.exclusive() {
@@ -407,6 +447,31 @@ pub fn write_chunk<'a>(
     for item in items {
         match item {
             Item::Record(r) => {
+                let owner = match owners.entry(r.monitor_id.as_str()) {
+                    Entry::Occupied(e) => e.into_mut(),
+                    Entry::Vacant(e) => {
+                        // Read once per monitor and chunk: with the chunk's
+                        // lookup on a shared store, here on the exclusive one.
+                        let stored = match &mut prefetched {
+                            Some(p) => p.monitor_tenant(&r.monitor_id),
+                            None => txn.get(&keys.monitor_tenant(&r.monitor_id))?,
+                        };
+                        e.insert(MonitorOwner::new(stored, &r.tenant))
+                    }
+                };
+                if owner.tenant != r.tenant.as_str() {
+                    r.stored_new.set(false);
+                    let d = other_tenant_letter(r, &owner.tenant);
+                    let stored_now = write_dead_letter(txn, keys, &d, None)?;
+                    log_other_tenant(r, &owner.tenant, stored_now);
+                    if stored_now {
+                        summary.dead_lettered += 1;
+                        d.count_lines(&mut summary.dead_lettered_by_reason);
+                    } else {
+                        summary.dead_letter_duplicates += 1;
+                    }
+                    continue;
+                }
                 let ts = u64::try_from(r.ts_ns).unwrap_or(0);
                 let id = (r.tenant.as_str(), r.user.as_str(), r.session.as_str());
                 let s = match sessions.entry(id) {
@@ -470,7 +535,6 @@ pub fn write_chunk<'a>(
                     m.received += 1;
                     m.max_seq = m.max_seq.max(r.seq);
                     m.last_ns = m.last_ns.max(ts);
-                    m.tenant = &r.tenant;
                 } else {
                     summary.duplicates += 1;
                 }
@@ -500,36 +564,69 @@ pub fn write_chunk<'a>(
         txn.atomic_add(&keys.monitor_received(id), m.received)?;
         txn.atomic_max(&keys.monitor_max_seq(id), m.max_seq)?;
         txn.atomic_max(&keys.monitor_last_ns(id), m.last_ns)?;
-        txn.set(&keys.monitor_tenant(id), m.tenant.as_bytes())?;
+        // Written only when absent: the first tenant that stored an event
+        // of the monitor keeps it.
+        if let Some(o) = owners.get(id).filter(|o| o.claimed) {
+            txn.set(&keys.monitor_tenant(id), o.tenant.as_bytes())?;
+        }
     }
     Ok(summary)
 }
 
-/// Which records of a chunk are already stored, and what they hold, read in
-/// one call before the chunk is written (on FoundationDB the read that says
-/// whether a key exists returns its value anyway: one round trip either way).
+/// Which records of a chunk are already stored, and what they hold, and
+/// the tenant each of its monitors belongs to, read in one call before the
+/// chunk is written (on FoundationDB the read that says whether a key
+/// exists returns its value anyway: one round trip either way). The reads
+/// conflict (they are not snapshot reads): a concurrent writer that stores
+/// one of the records, or gives one of the monitors its tenant, first makes
+/// this transaction retry.
 struct Prefetched<'a> {
     /// Audit keys already stored, or written earlier in this chunk, with
     /// their values.
     present: HashMap<&'a [u8], Cow<'a, [u8]>, RandomState>,
+    /// The stored `tenant` field of each monitor of the chunk.
+    monitor_tenants: HashMap<&'a str, Option<Vec<u8>>, RandomState>,
 }
 
 impl<'a> Prefetched<'a> {
-    fn read(txn: &mut dyn Txn, items: &'a [Item]) -> Result<Self, StoreError> {
-        let audit: Vec<&[u8]> = items
-            .iter()
-            .filter_map(|i| match i {
-                Item::Record(r) => Some(r.encoded.audit.as_slice()),
+    fn read(txn: &mut dyn Txn, keys: &Keys, items: &'a [Item]) -> Result<Self, StoreError> {
+        let records = || {
+            items.iter().filter_map(|i| match i {
+                Item::Record(r) => Some(r),
                 Item::DeadLetter(_) => None,
             })
+        };
+        let audit: Vec<&[u8]> = records().map(|r| r.encoded.audit.as_slice()).collect();
+        let mut seen: HashSet<&str, RandomState> = HashSet::default();
+        let monitors: Vec<&str> = records()
+            .map(|r| r.monitor_id.as_str())
+            .filter(|m| seen.insert(m))
             .collect();
-        let values = txn.get_many(&audit)?;
+        let tenant_keys: Vec<Vec<u8>> = monitors.iter().map(|m| keys.monitor_tenant(m)).collect();
+        // One call: the records' keys, then the monitors' tenants.
+        let all: Vec<&[u8]> = audit
+            .iter()
+            .copied()
+            .chain(tenant_keys.iter().map(Vec::as_slice))
+            .collect();
+        let mut values = txn.get_many(&all)?;
+        let tenants = values.split_off(audit.len().min(values.len()));
+        let monitor_tenants = monitors.into_iter().zip(tenants).collect();
         let present = audit
             .into_iter()
             .zip(values)
             .filter_map(|(k, v)| v.map(|v| (k, Cow::Owned(v))))
             .collect();
-        Ok(Prefetched { present })
+        Ok(Prefetched {
+            present,
+            monitor_tenants,
+        })
+    }
+
+    /// The stored `tenant` field of a monitor of the chunk (asked once per
+    /// monitor: the caller keeps it).
+    fn monitor_tenant(&mut self, monitor_id: &str) -> Option<Vec<u8>> {
+        self.monitor_tenants.remove(monitor_id).flatten()
     }
 
     /// `None` the first time a key absent from the store is asked about
@@ -670,40 +767,105 @@ fn conflict_letter(r: &ValidRecord, differs: &[&str]) -> DeadLetter {
         Some(r.ts_ns),
         crate::timespec::now_ns(),
     );
+    d.id = event_hash(r, "fdb-sink conflicting redelivery of an event");
+    d
+}
+
+/// The dead letter of a record whose monitor belongs to `owner`, another
+/// tenant: the record as it would have been stored in `raw`, keyed by the
+/// event's time, with an id hashed from the event alone (as
+/// [`conflict_letter`]'s), so that a redelivery by any route finds it stored.
+fn other_tenant_letter(r: &ValidRecord, owner: &str) -> DeadLetter {
+    let detail = format!(
+        "monitor {} belongs to tenant {owner} (the first tenant that stored an event of it), \
+         not to tenant {}: event {} (user {}, session {}, seq {}) is not stored, so that its \
+         counts and history stay with their tenant; this copy is kept here",
+        r.monitor_id, r.tenant, r.event_id, r.user, r.session, r.seq,
+    );
+    let mut d = crate::record::dead_letter(
+        &r.value,
+        reason::MONITOR_OF_OTHER_TENANT,
+        detail,
+        Some(r.ts_ns),
+        crate::timespec::now_ns(),
+    );
+    d.id = event_hash(r, "fdb-sink event of a monitor of another tenant");
+    d
+}
+
+/// A hash (32 hex digits) of the event of `r` as its monitor wrote it,
+/// without what the collector adds per delivery, in the domain `context`.
+fn event_hash(r: &ValidRecord, context: &str) -> String {
     let event = AuditRecord::from_json(&r.value)
         .ok()
         .and_then(|a| serde_json::to_vec(&a.event).ok())
         .unwrap_or_else(|| r.value.clone());
-    let id = blake3::Hasher::new_derive_key("fdb-sink conflicting redelivery of an event")
+    let id = blake3::Hasher::new_derive_key(context)
         .update(&event)
         .finalize();
-    d.id = id.to_hex()[..32].to_owned();
-    d
+    id.to_hex()[..32].to_owned()
 }
 
+/// Logs an event of a monitor of another tenant: a warning when its dead
+/// letter is stored now, at info level when it was stored before.
+fn log_other_tenant(r: &ValidRecord, owner: &str, stored_now: bool) {
+    // `tracing` takes one constant level per call: one call per level.
+    macro_rules! log {
+        ($level:expr, $message:literal) => {
+            tracing::event!(
+                $level,
+                reason = reason::MONITOR_OF_OTHER_TENANT,
+                monitor_id = %r.monitor_id,
+                owner = %owner,
+                tenant = %r.tenant,
+                event_id = %r.event_id,
+                $message
+            )
+        };
+    }
+    if stored_now {
+        log!(
+            tracing::Level::WARN,
+            "an event names a monitor of another tenant: it is not stored, it is dead-lettered"
+        );
+    } else {
+        log!(
+            tracing::Level::INFO,
+            "an event of a monitor of another tenant was delivered again; its dead letter is \
+             already stored"
+        );
+    }
+}
+
+/// Logs a conflicting copy of a stored event: a warning when its dead letter
+/// is stored now, at info level when it was stored before.
 fn log_conflict(r: &ValidRecord, differs: &[&str], stored_now: bool) {
     let differs = differs.join(",");
+    // `tracing` takes one constant level per call: one call per level.
+    macro_rules! log {
+        ($level:expr, $message:literal) => {
+            tracing::event!(
+                $level,
+                reason = reason::CONFLICTING_REDELIVERY,
+                tenant = %r.tenant,
+                user = %r.user,
+                session = %r.session,
+                ts_ns = r.ts_ns,
+                event_id = %r.event_id,
+                differs = %differs,
+                $message
+            )
+        };
+    }
     if stored_now {
-        tracing::warn!(
-            reason = reason::CONFLICTING_REDELIVERY,
-            tenant = %r.tenant,
-            user = %r.user,
-            session = %r.session,
-            ts_ns = r.ts_ns,
-            event_id = %r.event_id,
-            differs = %differs,
+        log!(
+            tracing::Level::WARN,
             "an event already stored was delivered with other content: the stored record is kept, \
              the new copy is dead-lettered"
         );
     } else {
-        tracing::info!(
-            reason = reason::CONFLICTING_REDELIVERY,
-            tenant = %r.tenant,
-            user = %r.user,
-            session = %r.session,
-            ts_ns = r.ts_ns,
-            event_id = %r.event_id,
-            differs = %differs,
+        log!(
+            tracing::Level::INFO,
             "a conflicting copy of a stored event was delivered again; its dead letter is already stored"
         );
     }

@@ -350,14 +350,36 @@ fn restore_split(
 /// Restores monitor counters from an export, after its records were
 /// imported: each counter becomes at least the exported value (never less
 /// than what the store already counts), so importing twice changes nothing.
+/// A line of a monitor that another tenant owns in the store is not
+/// restored (logged as a warning); returns how many were not.
 pub fn restore_monitors(
     store: &dyn Store,
     keys: &Keys,
     lines: &[MonitorLine],
-) -> Result<(), StoreError> {
+) -> Result<usize, StoreError> {
+    let mut refused = 0;
     for chunk in lines.chunks(1000) {
+        let mut in_chunk = 0;
         store.transact(|txn| {
+            in_chunk = 0;
             for m in chunk {
+                // A monitor belongs to the first tenant that stored an event
+                // of it: another tenant's line does not take it over.
+                let owner_key = keys.monitor_tenant(&m.monitor_id);
+                if let Some(owner) = txn.get(&owner_key)? {
+                    if owner[..] != *m.tenant_id.as_bytes() {
+                        tracing::warn!(
+                            monitor_id = %m.monitor_id,
+                            owner = %String::from_utf8_lossy(&owner),
+                            tenant = %m.tenant_id,
+                            "a monitor line of the import names a monitor of another tenant: not restored"
+                        );
+                        in_chunk += 1;
+                        continue;
+                    }
+                } else {
+                    txn.set(&owner_key, m.tenant_id.as_bytes())?;
+                }
                 let k = keys.monitor_received(&m.monitor_id);
                 let have = txn.get(&k)?.map_or(0, |v| decode_i64(&v));
                 if m.received > have {
@@ -367,12 +389,12 @@ pub fn restore_monitors(
                 if let Some(t) = m.last_ns {
                     txn.atomic_max(&keys.monitor_last_ns(&m.monitor_id), t)?;
                 }
-                txn.set(&keys.monitor_tenant(&m.monitor_id), m.tenant_id.as_bytes())?;
             }
             Ok(())
         })?;
+        refused += in_chunk;
     }
-    Ok(())
+    Ok(refused)
 }
 
 #[cfg(test)]

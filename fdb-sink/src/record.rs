@@ -271,8 +271,13 @@ pub mod reason {
     /// already stored with another event (another path, event type,
     /// checksum…): the stored record is kept, this copy is dead-lettered.
     pub const CONFLICTING_REDELIVERY: &str = "conflicting_redelivery";
+    /// A valid record of a monitor that belongs to another tenant: the
+    /// first tenant that stores an event of a monitor owns its delivery
+    /// counters (`("monitors", monitor_id)`), and an event of that monitor
+    /// under another tenant is not stored.
+    pub const MONITOR_OF_OTHER_TENANT: &str = "monitor_of_other_tenant";
 
-    pub const ALL: [&str; 16] = [
+    pub const ALL: [&str; 17] = [
         INVALID_UTF8,
         INVALID_JSON,
         UPSTREAM,
@@ -289,6 +294,7 @@ pub mod reason {
         VALUE_TOO_LARGE,
         LINE_TOO_LONG,
         CONFLICTING_REDELIVERY,
+        MONITOR_OF_OTHER_TENANT,
     ];
 
     /// The position of `reason` in [`ALL`].

@@ -95,13 +95,15 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
         dead_letters,
     } = import(&ingestor, input, args.batch_lines as usize)
         .with_context(|| format!("importing {name} ({format})"))?;
-    crate::export::restore_monitors(store.as_ref(), &keys, &monitors)
+    let monitors_refused = crate::export::restore_monitors(store.as_ref(), &keys, &monitors)
         .context("restoring the monitor counters")?;
     #[derive(serde::Serialize)]
     struct Report<'a> {
         #[serde(flatten)]
         total: &'a BatchSummary,
         monitors_restored: usize,
+        /// Monitor lines of another tenant's monitor: not restored.
+        monitors_refused: usize,
         dead_letters_restored: u64,
         dead_letters_present: u64,
         /// With --mark-late only.
@@ -111,7 +113,8 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
     let marked_late = args.mark_late.then(|| marked_late.get());
     let report = Report {
         total: &total,
-        monitors_restored: monitors.len(),
+        monitors_restored: monitors.len() - monitors_refused,
+        monitors_refused,
         dead_letters_restored: dead_letters.restored,
         dead_letters_present: dead_letters.present,
         marked_late,

@@ -123,12 +123,17 @@ mod tests {
     use crate::keys::Keys;
     use crate::store::embedded::EmbeddedStore;
 
-    /// One `file-event/1` line of `tenant`, user `u`, `session`.
+    /// One `file-event/1` line of `tenant`, user `u`, `session`, from the
+    /// tenant's own monitor (a monitor belongs to one tenant).
     fn line(tenant: &str, session: &str, seq: usize) -> String {
+        let monitor = tenant
+            .bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(131).wrapping_add(u64::from(b)))
+            & 0xffff_ffff_ffff;
         serde_json::json!({
             "schema": "file-event/1",
             "event_id": uuid::Uuid::now_v7().to_string(),
-            "monitor_id": "0190b5a0-0000-7000-8000-000000000009",
+            "monitor_id": format!("0190b5a0-0000-7000-8000-{monitor:012x}"),
             "seq": seq,
             "timestamp": "2026-11-26T10:00:00Z",
             "event_type": "create", "kind": "file", "path": "f",

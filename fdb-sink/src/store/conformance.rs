@@ -72,6 +72,7 @@ pub fn run_all<S: Store + ?Sized>(store: &S) {
     concurrent_atomic_adds(store);
     idempotent_records(store);
     conflicting_redeliveries(store);
+    monitors_keep_their_tenant(store);
     records_out_of_time_order(store);
     batches_split_into_transactions(store);
     monitors_read_in_pages(store);
@@ -1012,6 +1013,114 @@ pub fn conflicting_redeliveries<S: Store + ?Sized>(store: &S) {
     clear_keys(store, &keys);
 }
 
+/// A monitor belongs to the first tenant that stores an event of it (the
+/// first met in a chunk when it has none): an event of it under another
+/// tenant, in a later transaction, later in the same chunk or in another
+/// chunk of the same transaction, is one `monitor_of_other_tenant` dead
+/// letter however often it comes, and is not stored; the owner's counters
+/// and tenant stay as they were.
+pub fn monitors_keep_their_tenant<S: Store + ?Sized>(store: &S) {
+    use crate::record::reason;
+    let p = prefix("monitor_tenant");
+    let root = String::from_utf8_lossy(&p).into_owned();
+    let keys = Keys::new(&root);
+    let line = |monitor: &str, seq: u64, tenant: &str| {
+        let mut v: serde_json::Value =
+            serde_json::from_str(&event_line(monitor, seq, "s-m", &format!("m{seq}.txt")))
+                .expect("event");
+        v["tenant_id"] = tenant.into();
+        v.to_string()
+    };
+    let counts = |w: &audit::WriteSummary| {
+        (
+            w.written,
+            w.duplicates,
+            w.dead_lettered,
+            w.dead_letter_duplicates,
+            w.dead_lettered_by_reason[reason::index(reason::MONITOR_OF_OTHER_TENANT).unwrap_or(0)],
+        )
+    };
+    let write = |lines: &[String]| {
+        audit::write_items(store, &keys, &items(&keys, lines), WriteOptions::default())
+            .expect("write")
+    };
+    let (owned, new, grouped) = (
+        uuid::Uuid::new_v4().to_string(),
+        uuid::Uuid::new_v4().to_string(),
+        uuid::Uuid::new_v4().to_string(),
+    );
+    let acme: Vec<String> = (1..=3).map(|i| line(&owned, i, "acme")).collect();
+    assert_eq!(counts(&write(&acme)), (3, 0, 0, 0, 0));
+    // Another tenant in a later transaction, with a record of the owner.
+    let forged = line(&owned, 4, "globex");
+    let w = write(&[forged.clone(), line(&owned, 5, "acme")]);
+    assert_eq!(counts(&w), (1, 0, 1, 0, 1), "{w:?}");
+    // Delivered again, alone and next to the owner's records.
+    let mut again = vec![forged.clone()];
+    again.extend(acme.iter().cloned());
+    assert_eq!(counts(&write(&again)), (0, 3, 0, 1, 0));
+    // A new monitor: the first tenant met in the chunk owns it.
+    let w = write(&[
+        line(&new, 1, "globex"),
+        line(&new, 2, "acme"),
+        line(&new, 3, "globex"),
+    ]);
+    assert_eq!(counts(&w), (2, 0, 1, 0, 1), "{w:?}");
+    // Two chunks in one transaction (a group commit): the second sees the
+    // owner the first wrote.
+    let first = items(&keys, &[line(&grouped, 1, "acme")]);
+    let second = items(&keys, &[line(&grouped, 2, "globex")]);
+    let (a, b) = store
+        .transact(|t| {
+            let a = audit::write_chunk(t, &keys, &first, &mut LateMarks::off())?;
+            let b = audit::write_chunk(t, &keys, &second, &mut LateMarks::off())?;
+            Ok((counts(&a), counts(&b)))
+        })
+        .expect("group");
+    assert_eq!((a, b), ((1, 0, 0, 0, 0), (0, 0, 1, 0, 1)));
+    let (rows, globex, letters) = store
+        .read(|t| {
+            Ok((
+                [&owned, &new, &grouped]
+                    .into_iter()
+                    .map(|m| audit::monitor(t, &keys, m))
+                    .collect::<Result<Vec<_>, _>>()?,
+                audit::session_records(t, &keys, "globex", "alice", "s-m", None, 0)?,
+                audit::dead_letters(t, &keys, 0)?,
+            ))
+        })
+        .expect("read");
+    let row = |i: usize| {
+        rows[i]
+            .as_ref()
+            .map(|m| (m.tenant.clone(), m.received, m.max_seq))
+    };
+    assert_eq!(row(0), Some(("acme".into(), 4, 5)), "the owner's counts");
+    assert_eq!(row(1), Some(("globex".into(), 2, 3)));
+    assert_eq!(row(2), Some(("acme".into(), 1, 1)));
+    assert!(
+        globex
+            .iter()
+            .all(|r| r.record.event.monitor_id.to_string() == new),
+        "no record of another tenant's monitor is stored: {globex:?}"
+    );
+    assert_eq!(globex.len(), 2);
+    assert_eq!(letters.len(), 3, "{letters:?}");
+    let forged_letter = letters
+        .iter()
+        .find(|l| l.letter.raw.contains(&owned))
+        .expect("the forged event's letter");
+    assert_eq!(forged_letter.letter.reason, reason::MONITOR_OF_OTHER_TENANT);
+    for part in [owned.as_str(), "tenant acme", "tenant globex"] {
+        assert!(
+            forged_letter.letter.detail.contains(part),
+            "{part}: {}",
+            forged_letter.letter.detail
+        );
+    }
+    clear_keys(store, &keys);
+}
+
 /// Events of a session arriving out of time order, redelivered in the same
 /// transaction, in the same group of batches and in later transactions, are
 /// each stored and counted once.
@@ -1144,10 +1253,15 @@ pub fn late_records_are_marked<S: Store + ?Sized>(store: &S) {
     let p = prefix("late");
     let root = String::from_utf8_lossy(&p).into_owned();
     let keys = Keys::new(&root);
-    let monitor = uuid::Uuid::new_v4().to_string();
+    // A monitor belongs to one tenant: one per tenant.
+    let monitors = [
+        uuid::Uuid::new_v4().to_string(),
+        uuid::Uuid::new_v4().to_string(),
+    ];
     let line = |seq: u64, tenant: &str, ts: &str| {
+        let monitor = &monitors[usize::from(tenant != "acme")];
         let mut v: serde_json::Value =
-            serde_json::from_str(&event_line(&monitor, seq, "s-late", &format!("f{seq}")))
+            serde_json::from_str(&event_line(monitor, seq, "s-late", &format!("f{seq}")))
                 .expect("event");
         v["tenant_id"] = tenant.into();
         v["timestamp"] = ts.into();

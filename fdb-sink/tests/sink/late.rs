@@ -27,11 +27,13 @@ fn records_received_after_their_days_end_are_counted_and_logged() {
     let sink = Sink::start(&dir.path().join("store"), &["--late-after", "1h"]);
     assert_eq!(late_total(&sink), Some(0), "exported from the start");
     let m = uuid::Uuid::new_v4().to_string();
+    // A monitor belongs to one tenant: globex's events come from its own.
+    let g = uuid::Uuid::new_v4().to_string();
     let now = file_event::Timestamp::now().to_string();
     let lines = vec![
         at(&m, 1, "acme", &now),
         at(&m, 2, "acme", "2026-11-20T23:59:59.999999999Z"),
-        at(&m, 3, "globex", "2026-11-21T00:00:00Z"),
+        at(&g, 3, "globex", "2026-11-21T00:00:00Z"),
     ];
     let (s, r) = post(&sink, ndjson(&lines), &[]);
     assert_eq!((s, r["written"].as_u64()), (200, Some(3)), "{r}");
@@ -153,11 +155,13 @@ fn late_records_are_marked_and_cleared_at_the_count_seen() {
     let store_dir = dir.path().join("store");
     let mut sink = Sink::start(&store_dir, &["--late-after", "1h"]);
     let m = uuid::Uuid::new_v4().to_string();
+    // A monitor belongs to one tenant: globex's events come from its own.
+    let g = uuid::Uuid::new_v4().to_string();
     let now = file_event::Timestamp::now().to_string();
     let lines = vec![
         at(&m, 1, "acme", "2026-11-20T10:00:00Z"),
         at(&m, 2, "acme", "2026-11-20T23:59:59.999999999Z"),
-        at(&m, 3, "globex", "2026-11-20T08:00:00Z"),
+        at(&g, 3, "globex", "2026-11-20T08:00:00Z"),
         at(&m, 4, "acme", "2026-11-21T00:00:00Z"),
         at(&m, 5, "acme", &now),
     ];
@@ -320,11 +324,13 @@ fn import(dir: &std::path::Path, lines: &[String], args: &[&str]) -> (String, St
 fn import_with_mark_late_marks_the_new_records_of_earlier_days() {
     let dir = tempfile::tempdir().expect("tempdir");
     let m = uuid::Uuid::new_v4().to_string();
+    // A monitor belongs to one tenant: globex's events come from its own.
+    let g = uuid::Uuid::new_v4().to_string();
     let now = file_event::Timestamp::now().to_string();
     let lines = vec![
         at(&m, 1, "acme", "2026-11-20T10:00:00Z"),
         at(&m, 2, "acme", "2026-11-20T11:00:00Z"),
-        at(&m, 3, "globex", "2026-11-21T08:00:00Z"),
+        at(&g, 3, "globex", "2026-11-21T08:00:00Z"),
         at(&m, 4, "acme", &now),
     ];
     let (out, err) = import(dir.path(), &lines, &["--mark-late"]);

@@ -15,6 +15,7 @@ use crate::harness::{cli, post, read_store, Sink, BIN};
 const M_ACME: &str = "0190b5a0-0000-7000-8000-0000000000c1";
 const M_BOB: &str = "0190b5a0-0000-7000-8000-0000000000c2";
 const M_GLOBEX: &str = "0190b5a0-0000-7000-8000-0000000000c3";
+const M_ACME2: &str = "0190b5a0-0000-7000-8000-0000000000c4";
 
 /// `fdb-sink export` of `tenant` from `store` into `file`, with `extra` flags.
 fn export_tenant(store: &str, tenant: &str, file: &Path, extra: &[&str]) -> Output {
@@ -709,7 +710,7 @@ fn tenants_lists_every_tenant_with_records_once() {
         ev("acme", "alice", "s-1", M_ACME, 1, t, "create", "a"),
         ev("acme", "alice", "s-2", M_ACME, 2, t, "create", "b"),
         ev("acme", "bob", "s-3", M_BOB, 1, t, "create", "c"),
-        ev("acme-2", "zed", "s-1", M_BOB, 2, t, "create", "d"),
+        ev("acme-2", "zed", "s-1", M_ACME2, 1, t, "create", "d"),
     ];
     let file = dir.path().join("events.ndjson");
     let body: Vec<String> = lines.iter().map(Value::to_string).collect();

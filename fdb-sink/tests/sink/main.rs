@@ -19,6 +19,7 @@ mod ingest_outage;
 mod late;
 mod lifecycle;
 mod memory;
+mod monitor_tenant;
 mod ready_writes;
 mod retention_guard;
 mod slow_clients;
