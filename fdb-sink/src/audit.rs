@@ -760,15 +760,12 @@ fn conflict_letter(r: &ValidRecord, differs: &[&str]) -> DeadLetter {
         r.seq,
         differs.join(", "),
     );
-    let mut d = crate::record::dead_letter(
-        &r.value,
+    event_letter(
+        r,
         reason::CONFLICTING_REDELIVERY,
         detail,
-        Some(r.ts_ns),
-        crate::timespec::now_ns(),
-    );
-    d.id = event_hash(r, "fdb-sink conflicting redelivery of an event");
-    d
+        "fdb-sink conflicting redelivery of an event",
+    )
 }
 
 /// The dead letter of a record whose monitor belongs to `owner`, another
@@ -782,14 +779,26 @@ fn other_tenant_letter(r: &ValidRecord, owner: &str) -> DeadLetter {
          counts and history stay with their tenant; this copy is kept here",
         r.monitor_id, r.tenant, r.event_id, r.user, r.session, r.seq,
     );
+    event_letter(
+        r,
+        reason::MONITOR_OF_OTHER_TENANT,
+        detail,
+        "fdb-sink event of a monitor of another tenant",
+    )
+}
+
+/// A dead letter of the valid record `r` that is not stored: the record as
+/// it would have been stored in `raw`, keyed by the event's time, with an
+/// id hashed (in the domain `context`) from the event alone.
+fn event_letter(r: &ValidRecord, reason: &str, detail: String, context: &str) -> DeadLetter {
     let mut d = crate::record::dead_letter(
         &r.value,
-        reason::MONITOR_OF_OTHER_TENANT,
+        reason,
         detail,
         Some(r.ts_ns),
         crate::timespec::now_ns(),
     );
-    d.id = event_hash(r, "fdb-sink event of a monitor of another tenant");
+    d.id = event_hash(r, context);
     d
 }
 

@@ -970,15 +970,7 @@ pub fn conflicting_redeliveries<S: Store + ?Sized>(store: &S) {
             "sha256:0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f".into();
         v.to_string()
     };
-    let counts = |w: &audit::WriteSummary| {
-        (
-            w.written,
-            w.duplicates,
-            w.dead_lettered,
-            w.dead_letter_duplicates,
-            w.dead_lettered_by_reason[reason::index(reason::CONFLICTING_REDELIVERY).unwrap_or(0)],
-        )
-    };
+    let counts = |w: &audit::WriteSummary| summary_counts(w, reason::CONFLICTING_REDELIVERY);
     let mut batch = items(&keys, &lines);
     batch.extend(items(&keys, &[other(&lines[1]), lines[1].clone()]));
     let first = audit::write_items(store, &keys, &batch, WriteOptions::default()).expect("first");
@@ -1013,6 +1005,19 @@ pub fn conflicting_redeliveries<S: Store + ?Sized>(store: &S) {
     clear_keys(store, &keys);
 }
 
+/// A write's `(written, duplicates, dead_lettered, dead_letter_duplicates,
+/// dead letters of reason)`.
+fn summary_counts(w: &audit::WriteSummary, reason: &str) -> (u64, u64, u64, u64, u64) {
+    let of = crate::record::reason::index(reason).map_or(0, |i| w.dead_lettered_by_reason[i]);
+    (
+        w.written,
+        w.duplicates,
+        w.dead_lettered,
+        w.dead_letter_duplicates,
+        of,
+    )
+}
+
 /// A monitor belongs to the first tenant that stores an event of it (the
 /// first met in a chunk when it has none): an event of it under another
 /// tenant, in a later transaction, later in the same chunk or in another
@@ -1031,15 +1036,7 @@ pub fn monitors_keep_their_tenant<S: Store + ?Sized>(store: &S) {
         v["tenant_id"] = tenant.into();
         v.to_string()
     };
-    let counts = |w: &audit::WriteSummary| {
-        (
-            w.written,
-            w.duplicates,
-            w.dead_lettered,
-            w.dead_letter_duplicates,
-            w.dead_lettered_by_reason[reason::index(reason::MONITOR_OF_OTHER_TENANT).unwrap_or(0)],
-        )
-    };
+    let counts = |w: &audit::WriteSummary| summary_counts(w, reason::MONITOR_OF_OTHER_TENANT);
     let write = |lines: &[String]| {
         audit::write_items(store, &keys, &items(&keys, lines), WriteOptions::default())
             .expect("write")

@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use crate::harness::{cli, event, import_stdin, ndjson, post, read_store, Sink};
+use crate::harness::{cli, counts, event, import_stdin, ndjson, post, read_store, Sink};
 
 const MONITOR: &str = "0190b5a0-0000-7000-8000-00000000c0f1";
 
@@ -16,16 +16,6 @@ fn conflicting_metric(sink: &Sink) -> String {
         .find(|l| l.starts_with("fdb_sink_dead_letter_total{reason=\"conflicting_redelivery\"}"))
         .unwrap_or("fdb_sink_dead_letter_total{reason=\"conflicting_redelivery\"} absent")
         .to_owned()
-}
-
-fn counts(r: &Value) -> [u64; 4] {
-    [
-        "written",
-        "duplicates",
-        "dead_lettered",
-        "dead_letter_duplicates",
-    ]
-    .map(|k| r[k].as_u64().unwrap_or(u64::MAX))
 }
 
 /// The same event (same key) with another path, event type and checksum.

@@ -167,6 +167,18 @@ pub fn client() -> reqwest::blocking::Client {
 }
 
 /// Posts an NDJSON body; returns status and JSON body.
+/// An ingest or import summary's `[written, duplicates, dead_lettered,
+/// dead_letter_duplicates]` (`u64::MAX` for one that is missing).
+pub fn counts(r: &serde_json::Value) -> [u64; 4] {
+    [
+        "written",
+        "duplicates",
+        "dead_lettered",
+        "dead_letter_duplicates",
+    ]
+    .map(|k| r[k].as_u64().unwrap_or(u64::MAX))
+}
+
 pub fn post(sink: &Sink, body: Vec<u8>, headers: &[(&str, &str)]) -> (u16, serde_json::Value) {
     let mut req = client()
         .post(sink.url("/v1/events"))

@@ -7,7 +7,7 @@ use fdb_sink::api::auth::Role;
 use serde_json::Value;
 
 use crate::api_harness::{ev, token, ts, Api};
-use crate::harness::post;
+use crate::harness::{counts, post};
 
 const MONITOR: &str = "0190b5a0-0000-7000-8000-00000000e7e5";
 
@@ -18,16 +18,6 @@ fn reason_metric(api: &Api) -> String {
         .lines()
         .find(|l| l.starts_with(prefix))
         .map_or_else(|| format!("{prefix} absent"), str::to_owned)
-}
-
-fn counts(r: &Value) -> [u64; 4] {
-    [
-        "written",
-        "duplicates",
-        "dead_lettered",
-        "dead_letter_duplicates",
-    ]
-    .map(|k| r[k].as_u64().unwrap_or(u64::MAX))
 }
 
 #[test]
