@@ -214,10 +214,6 @@ impl Engine {
         ready: Arc<AtomicBool>,
     ) -> Engine {
         let now = Instant::now();
-        let mut watcher = watcher;
-        if let Some(w) = watcher.as_mut() {
-            w.set_ignore(cfg.ignore.clone());
-        }
         let timer_slack = (cfg.debounce / 50).min(MAX_TIMER_SLACK);
         Engine {
             co: Coalescer::new(cfg.debounce),
@@ -831,10 +827,8 @@ impl Engine {
                     path,
                     cookie: c,
                     dir,
-                    watches_moved,
                 } if *c == cookie => {
                     let dir = *dir;
-                    let watches_moved = *watches_moved;
                     let to = path.clone();
                     if let Some(last) = self.last_move.take() {
                         if from == last.to && to == last.from && self.is_exchange(&last) {
@@ -855,7 +849,7 @@ impl Engine {
                         .index
                         .get(&to)
                         .is_some_and(|e| ino.is_none_or(|i| e.ino != i));
-                    self.moved(from.clone(), to.clone(), dir, watches_moved, now);
+                    self.moved(from.clone(), to.clone(), dir, now);
                     self.last_move = Some(LastMove {
                         from,
                         to,
@@ -1104,32 +1098,17 @@ impl Engine {
         }
     }
 
-    /// `dir`: whether a directory was moved, when the kernel says;
-    /// `watches_moved`: whether the watcher moved its watches along (see
-    /// [`Raw::RenameTo`]).
-    fn moved(
-        &mut self,
-        from: RelPath,
-        to: RelPath,
-        dir: Option<bool>,
-        watches_moved: bool,
-        now: Instant,
-    ) {
+    /// `dir`: whether a directory was moved, when the kernel says.
+    fn moved(&mut self, from: RelPath, to: RelPath, dir: Option<bool>, now: Instant) {
         match (self.ignored(&from), self.ignored(&to)) {
             (true, true) => return,
             (true, false) => return self.moved_in(to, dir, now),
-            (false, true) => {
-                if watches_moved {
-                    self.drop_watches(&to);
-                }
-                return self.moved_out(from, now);
-            }
+            (false, true) => return self.moved_out(from, now),
             (false, false) => {}
         }
-        // Unless the watcher moved them along, it dropped the watches of a
-        // moved directory; they are placed again at the new name, which is
-        // scanned, since events in between were not seen.
-        if let Some(w) = self.watcher.as_mut().filter(|_| !watches_moved) {
+        // The watcher dropped the watches of a moved directory; re-place them at
+        // the new name and scan it, since events in between were not seen.
+        if let Some(w) = self.watcher.as_mut() {
             w.unwatch_subtree(&from);
             w.unwatch_subtree(&to);
         }
@@ -1156,7 +1135,7 @@ impl Engine {
             self.co.created_as(&from, Entry::from_metadata(m));
         }
         self.co.moved(from, to.clone(), now);
-        if !watches_moved && dest.is_some_and(|m| m.is_dir()) {
+        if dest.is_some_and(|m| m.is_dir()) {
             let snap = self.watch_and_scan(&to, false);
             self.co.reconcile(to, snap, false, now);
         }
@@ -1524,37 +1503,6 @@ impl Engine {
         }
     }
 
-    /// Files at or below `to`, just moved there, whose content could not be
-    /// read under an earlier name (renamed before their line was written):
-    /// an `update` with their content, read under the new name. A file that
-    /// moves on again meanwhile stays unread until its next move.
-    fn read_moved_unread(&mut self, to: &[u8]) -> Vec<Draft> {
-        if self.cfg.checksum == ChecksumAlgo::None {
-            return Vec::new();
-        }
-        let unread: Vec<(RelPath, Entry)> = self
-            .index
-            .get(to)
-            .map(|e| (to.to_vec(), *e))
-            .into_iter()
-            .chain(self.index.below(to).map(|(p, e)| (p.clone(), *e)))
-            .filter(|(_, e)| e.unread)
-            .collect();
-        let mut out = Vec::new();
-        for (p, old) in unread {
-            // Only the same file: another one put at the name has events of its own.
-            let Some(now) = self
-                .lstat(&p)
-                .filter(|f| f.kind == Kind::File && (old.ino == 0 || f.same_file(&old)))
-            else {
-                continue;
-            };
-            self.index.insert(p.clone(), now);
-            out.push(self.draft(EventType::Update, &p, &now, true, false));
-        }
-        out
-    }
-
     fn draft(&mut self, t: EventType, p: &[u8], e: &Entry, known: bool, rescan: bool) -> Draft {
         let writes = matches!(t, EventType::Create | EventType::Update);
         if writes && !known && self.cfg.checksum != ChecksumAlgo::None {
@@ -1851,9 +1799,7 @@ impl Engine {
                     .filter(|f| old.ino == 0 || f.same_file(&old));
                 let e = fresh.unwrap_or(old);
                 self.index.insert(to.clone(), e);
-                let mut out = vec![self.move_draft(from, to.clone(), e, fresh.is_some(), false)];
-                out.extend(self.read_moved_unread(&to));
-                out
+                vec![self.move_draft(from, to, e, fresh.is_some(), false)]
             }
             Logical::Reconcile {
                 base,
@@ -2068,7 +2014,6 @@ mod tests {
                 path: p("q"),
                 cookie: 2,
                 dir: None,
-                watches_moved: false,
             },
         ];
         let m = removed_or_replaced(&batch, &held);
@@ -2089,7 +2034,6 @@ mod tests {
             path: p(s),
             cookie,
             dir: Some(false),
-            watches_moved: false,
         };
         // `a ⇄ b`: `b` holds what the first half moved there.
         let m = removed_or_replaced(&[from("a", 1), to("b", 1), from("b", 2), to("a", 2)], &[]);

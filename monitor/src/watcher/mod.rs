@@ -25,7 +25,6 @@ use std::path::Path;
 
 use crate::coalesce::RelPath;
 use crate::config::Backend;
-use crate::ignore::IgnoreSet;
 
 /// Rename halves that carry no cookie (FSEvents reports each name on its
 /// own): a disappeared name followed by an appeared one pair up.
@@ -60,10 +59,6 @@ pub enum Raw {
         /// Whether a directory arrived, when the kernel says (inotify does,
         /// notify does not).
         dir: Option<bool>,
-        /// Whether the backend moved the watches of the directory renamed
-        /// here along with it: what happens below it after the rename is
-        /// reported under its new name, so nothing below it was missed.
-        watches_moved: bool,
     },
     /// A watched directory itself was moved (its new name comes from its parent).
     SelfMoved {
@@ -159,18 +154,6 @@ impl Watcher {
     /// Watches one directory (not recursive).
     pub fn watch(&mut self, rel: &[u8]) -> Result<(), WatchError> {
         each!(self, w => w.watch(rel))
-    }
-
-    /// The paths never watched: a watched directory renamed to a name
-    /// among them (or with a subdirectory that lands on one) loses its
-    /// watches instead of keeping them under the new name.
-    pub fn set_ignore(&mut self, ignore: IgnoreSet) {
-        match self {
-            #[cfg(target_os = "linux")]
-            Watcher::Direct(w) => w.set_ignore(ignore),
-            // notify drops the watches of a renamed directory itself.
-            Watcher::Notify(_) => {}
-        }
     }
 
     /// Watches held.

@@ -234,7 +234,6 @@ fn translate(root: &Path, access: bool, ev: &Event) -> Option<Raw> {
             path,
             cookie: ev.tracker().unwrap_or(NO_COOKIE),
             dir: None,
-            watches_moved: false,
         },
         // FSEvents: one event per name, no cookie. The name that is gone
         // was moved away, the one that exists was moved here.
@@ -244,7 +243,6 @@ fn translate(root: &Path, access: bool, ev: &Event) -> Option<Raw> {
                     path,
                     cookie: NO_COOKIE,
                     dir: None,
-                    watches_moved: false,
                 }
             } else {
                 Raw::RenameFrom {

@@ -6,21 +6,11 @@
 //! between the two halves. Every such event happened after the rename, so
 //! the new name is moved up to right after the old one: the order of what
 //! happened is kept, and the halves pair into one `move` instead of a
-//! `delete` of the old name and a `create` of the new one. A new name moved
-//! up past the rename of a directory above it (a file moved into a
-//! directory renamed at the same moment) takes the name it had before.
+//! `delete` of the old name and a `create` of the new one.
 
 use std::collections::HashMap;
 
 use super::{Raw, NO_COOKIE};
-use crate::coalesce::RelPath;
-
-/// What follows `dir` in `path` (starting with its `/`), when `path` lies
-/// strictly below `dir`.
-fn below<'a>(path: &'a [u8], dir: &[u8]) -> Option<&'a [u8]> {
-    path.strip_prefix(dir)
-        .filter(|rest| rest.first() == Some(&b'/'))
-}
 
 /// Puts each `RenameTo` right after the `RenameFrom` with its cookie, in
 /// one read of events. `pending`: the cookie of a `RenameFrom` that ended
@@ -66,42 +56,6 @@ pub fn pair_renames(raws: &mut Vec<Raw>, pending: Option<usize>) {
         .enumerate()
         .map(|(i, r)| partner(Some(i), Some(r)))
         .collect();
-    // A new name is named as of when it was read: moved up past the rename
-    // of a directory above it, it takes its name from before that rename.
-    let mut moves: Vec<(usize, usize)> = first
-        .map(|j| (0, j))
-        .into_iter()
-        .chain(
-            follow
-                .iter()
-                .enumerate()
-                .filter_map(|(i, j)| j.map(|j| (i + 1, j))),
-        )
-        .collect();
-    moves.sort_by_key(|m| m.1);
-    for (start, j) in moves {
-        let renames: Vec<(RelPath, RelPath)> = (start..j)
-            .rev()
-            .filter_map(|k| match raws.get(k) {
-                Some(Raw::RenameFrom { path, cookie }) if *cookie != NO_COOKIE => {
-                    match raws.get(*to_at.get(cookie)?) {
-                        Some(Raw::RenameTo { path: to, .. }) => Some((path.clone(), to.clone())),
-                        _ => None,
-                    }
-                }
-                _ => None,
-            })
-            .collect();
-        if let Some(Raw::RenameTo { path, .. }) = raws.get_mut(j) {
-            for (old, new) in renames {
-                if let Some(rest) = below(path, &new) {
-                    let mut p = old;
-                    p.extend_from_slice(rest);
-                    *path = p;
-                }
-            }
-        }
-    }
     let mut slots: Vec<Option<Raw>> = raws.drain(..).map(Some).collect();
     if let Some(t) = first.and_then(|j| slots.get_mut(j)).and_then(Option::take) {
         raws.push(t);
@@ -169,7 +123,6 @@ mod tests {
             path: p.as_bytes().to_vec(),
             cookie,
             dir: None,
-            watches_moved: false,
         }
     }
     fn rm(p: &str) -> Raw {
@@ -187,45 +140,6 @@ mod tests {
             v,
             [rm("x"), from("a", 7), to("b", 7), rm("y"), rm("z"), rm("w")]
         );
-    }
-
-    #[test]
-    fn a_new_name_moved_up_past_renames_of_its_directory_takes_its_earlier_name() {
-        // `src/f → d/f` while `d → e → d`: the new name was read after both.
-        let mut v = vec![
-            from("src/f", 1),
-            from("d", 2),
-            to("e", 2),
-            from("e", 3),
-            to("d", 3),
-            to("d/f", 1),
-        ];
-        pair_renames(&mut v, None);
-        assert_eq!(
-            v,
-            [
-                from("src/f", 1),
-                to("d/f", 1),
-                from("d", 2),
-                to("e", 2),
-                from("e", 3),
-                to("d", 3)
-            ]
-        );
-        let mut v = vec![from("src/f", 1), from("d", 2), to("e", 2), to("e/f", 1)];
-        pair_renames(&mut v, None);
-        assert_eq!(
-            v,
-            [from("src/f", 1), to("d/f", 1), from("d", 2), to("e", 2)]
-        );
-        // Only what lies below the renamed directory.
-        let mut v = vec![from("src/f", 1), from("d", 2), to("e", 2), to("ef", 1)];
-        pair_renames(&mut v, None);
-        assert_eq!(v, [from("src/f", 1), to("ef", 1), from("d", 2), to("e", 2)]);
-        // The new name of a rename pending from the previous read.
-        let mut v = vec![from("d", 2), to("e", 2), to("e/f", 1)];
-        pair_renames(&mut v, Some(1));
-        assert_eq!(v, [to("d/f", 1), from("d", 2), to("e", 2)]);
     }
 
     #[test]

@@ -29,8 +29,10 @@ fn rename_via(root: &Path, from: &str, to: &str) {
     }
 }
 
+/// Every file is one `move`, or, moved at the moment its directory was
+/// renamed, a `delete` and a `create`; replaying the stream gives the disk.
 #[test]
-fn files_moved_through_a_directory_renamed_meanwhile_stay_moves() {
+fn files_moved_through_a_directory_renamed_meanwhile_replay_to_the_disk() {
     let _heavy = heavy();
     let tmp = tempdir();
     let root = tmp.path().to_path_buf();
@@ -109,7 +111,6 @@ fn files_moved_through_a_directory_renamed_meanwhile_stay_moves() {
             _ => others.entry(name(&e.path)).or_default().push(short(e)),
         }
     }
-    let notify = std::env::var("FILE_MONITOR_BACKEND").is_ok_and(|b| b == "notify");
     let mut fallbacks = 0;
     let mut wrong = Vec::new();
     for i in 0..FILES {
@@ -122,11 +123,11 @@ fn files_moved_through_a_directory_renamed_meanwhile_stay_moves() {
             if n == 1 && rest.is_empty() {
                 continue;
             }
-            // notify drops the watches of a renamed directory itself: a file
-            // moved in or out at that moment is its delete and its create
-            // (found by the scan of the directory's new name), and a scan
-            // that saw a file before its move was read reports its create
-            // before the move.
+            // The watches of a renamed directory are dropped and placed
+            // again under its new name: a file moved in or out at that
+            // moment is its delete and its create (found by the scan of the
+            // directory's new name), and a scan that saw a file before its
+            // move was read reports its create before the move.
             let creates = rest.iter().filter(|l| l.starts_with("create file")).count();
             let fallback = match n {
                 0 => {
@@ -138,7 +139,7 @@ fn files_moved_through_a_directory_renamed_meanwhile_stay_moves() {
                 1 => rest.len() == 1 && creates == 1,
                 _ => false,
             };
-            if notify && fallback {
+            if fallback {
                 fallbacks += 1;
             } else {
                 wrong.push(format!("{name}: {n} moves, {rest:?}"));
@@ -151,7 +152,7 @@ fn files_moved_through_a_directory_renamed_meanwhile_stay_moves() {
     );
     assert!(
         wrong.is_empty(),
-        "{} of {} files not reported as one move: {:?}",
+        "{} of {} files neither one move nor a delete and a create: {:?}",
         wrong.len(),
         2 * FILES,
         &wrong[..wrong.len().min(10)]
