@@ -10,10 +10,11 @@
 //! no heartbeat); role `user` can neither heartbeat, claim nor release for
 //! another user's session, nor see it. The check is [`super::owner`].
 //!
-//! Heartbeats may arrive out of order (a retry delayed by the network): one
-//! whose `last_heartbeat` is older than the stored heartbeat's is ignored
-//! and answered with the stored state, so a late `Active` does not bring a
-//! `Stopped` agent back.
+//! Heartbeats may arrive out of order (a retry delayed by the network): once
+//! an agent reported `Stopped`, one whose `last_heartbeat` is older than the
+//! stored heartbeat's is ignored and answered with the stored state, so a
+//! late `Active` does not bring a `Stopped` agent back. Otherwise heartbeats
+//! count in the order they arrive, whatever the agent's clock says.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -247,16 +248,20 @@ fn agent_clock(t: Option<&str>) -> Option<i128> {
         .map(|t| t.unix_nanos())
 }
 
-/// True when a heartbeat reporting `last_heartbeat` is older, by the
-/// agent's clock, than the one `stored` holds: a delayed copy, to ignore.
-/// Heartbeats without `last_heartbeat` (or after a row without one) are
-/// taken in the order they arrive.
+/// True when `stored` says the agent stopped and a heartbeat reporting
+/// `last_heartbeat` is older, by the agent's clock, than the stored one: a
+/// delayed copy, to ignore. Only a `Stopped` agent is kept so: an agent
+/// whose clock steps back (an NTP correction, a resumed VM) must not stop
+/// being heard and lose its claims. Heartbeats without `last_heartbeat` (or
+/// after a row without one) are taken in the order they arrive.
 fn superseded(stored: &AgentRow, last_heartbeat: Option<&str>) -> bool {
     match (
         agent_clock(stored.last_heartbeat.as_deref()),
         agent_clock(last_heartbeat),
     ) {
-        (Some(stored_t), Some(new_t)) => stored.heartbeat && new_t < stored_t,
+        (Some(stored_t), Some(new_t)) => {
+            stored.heartbeat && stored.status == AgentStatus::Stopped && new_t < stored_t
+        }
         _ => false,
     }
 }
@@ -360,6 +365,12 @@ mod tests {
         assert!(!superseded(&stored, Some("2026-11-26T13:19:00Z")));
         assert!(!superseded(&stored, None));
         assert!(!superseded(&row(None), Some("2026-11-26T13:18:00Z")));
+        // An agent still active whose clock stepped back is still heard.
+        let active = AgentRow {
+            status: AgentStatus::Active,
+            ..row(Some("2026-11-26T13:18:30Z"))
+        };
+        assert!(!superseded(&active, Some("2026-11-26T13:18:00Z")));
     }
 
     #[test]
