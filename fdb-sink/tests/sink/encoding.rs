@@ -196,10 +196,11 @@ fn concurrent_large_compressed_bodies_stay_within_the_decompression_budget() {
     assert!(accepted > 0);
     let peak = sink.peak_rss();
     // The budget of decompressed bodies, buffers freed but not yet returned
-    // by the allocator, and the store's own memory. Unbounded, eight bombs
-    // took about 640 MiB, eight bodies just under the limit about 340 MiB.
+    // by the allocator, and the store's own memory: 300-330 MiB above the
+    // start on a loaded machine. Unbounded, eight bombs took about 640 MiB,
+    // eight bodies just under the limit about 340 MiB.
     assert!(
-        peak < before + (320 << 20),
+        peak < before + (400 << 20),
         "sixteen concurrent large bodies took the sink from {} to {} MiB",
         before >> 20,
         peak >> 20
