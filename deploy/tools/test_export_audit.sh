@@ -46,13 +46,14 @@ else
   # Two tenants, two days: only t1 on 2026-11-25 must come out.
   python3 - "$tmp/events.ndjson" <<'PY'
 import json, sys, uuid
-mon = str(uuid.uuid4())
+# One monitor per tenant: a monitor belongs to one tenant.
+mon = {t: str(uuid.uuid4()) for t in ("t1", "t2")}
 lines = []
 for seq, (tenant, day, path) in enumerate([
         ("t1", "2026-11-25", "a.txt"), ("t1", "2026-11-25", "b.txt"),
         ("t2", "2026-11-25", "c.txt"), ("t1", "2026-11-26", "d.txt")], start=1):
     lines.append(json.dumps({
-        "schema": "file-event/1", "event_id": str(uuid.uuid4()), "monitor_id": mon, "seq": seq,
+        "schema": "file-event/1", "event_id": str(uuid.uuid4()), "monitor_id": mon[tenant], "seq": seq,
         "timestamp": f"{day}T12:00:00.000000000Z", "event_type": "create", "kind": "file",
         "path": path, "size": 1, "tenant_id": tenant, "user_id": "u1", "session_id": "s1"}))
 open(sys.argv[1], "w").write("\n".join(lines) + "\n")
@@ -144,13 +145,14 @@ PY
   }
   python3 - "$tmp/late.ndjson" "$d3" "$d5" "$d2" <<'PY'
 import json, sys, uuid
-mon = str(uuid.uuid4())
+# One monitor per tenant: a monitor belongs to one tenant.
+mon = {t: str(uuid.uuid4()) for t in ("t1", "t2")}
 lines = []
 for seq, (tenant, day, path) in enumerate([
         ("t1", sys.argv[2], "day-a.txt"), ("t1", sys.argv[2], "day-b.txt"), ("t2", sys.argv[2], "day-c.txt"),
         ("t1", sys.argv[3], "early.txt"), ("t2", sys.argv[4], "later.txt")], start=1):
     lines.append(json.dumps({
-        "schema": "file-event/1", "event_id": str(uuid.uuid4()), "monitor_id": mon, "seq": seq,
+        "schema": "file-event/1", "event_id": str(uuid.uuid4()), "monitor_id": mon[tenant], "seq": seq,
         "timestamp": f"{day}T12:00:00.000000000Z", "event_type": "create", "kind": "file",
         "path": path, "size": 1, "tenant_id": tenant, "user_id": "u1", "session_id": "s1"}))
 open(sys.argv[1], "w").write("\n".join(lines) + "\n")
