@@ -40,7 +40,7 @@ use super::Ingestor;
 use crate::metrics::{outcome, Metrics};
 
 mod tokens;
-pub use tokens::{IngestTokens, TokenFileError, MISS_RELOAD_EVERY, RECHECK_EVERY};
+pub use tokens::{IngestTokens, TokenFileError, RECHECK_EVERY};
 
 /// Ingest settings (validated from the command line).
 #[derive(Debug, Clone)]

@@ -3,34 +3,32 @@
 //! batch (Vector drops a batch answered 401 for good).
 //!
 //! The file holds one token per line; blank lines and the whitespace around
-//! each token are ignored, and any of the tokens is accepted. The file is
-//! read again when a request comes at least [`RECHECK_EVERY`] after the last
-//! read, and when a request presents a token that matches none and the last
-//! read is at least [`MISS_RELOAD_EVERY`] old, so a token added to the file
-//! is accepted from that long after the change. No request waits for a read
-//! that another one made or is making: a wrong token is refused at once. A
-//! path through symbolic links is followed at each read, so a Kubernetes Secret volume, which swaps its
-//! `..data` link to a new directory, is seen as soon as the link changes.
+//! each token are ignored, and any of the tokens is accepted. A request whose
+//! token matches none of the tokens read so far looks at the file's identity
+//! and times (one `stat`): when the file changed since it was read, the
+//! request reads it again, or waits for the read another request is making,
+//! and is answered with the new tokens. So a token added to the file is
+//! accepted by the very next request that presents it, and a wrong token is
+//! refused at once while the file is unchanged. The file is also read again
+//! when a request comes at least [`RECHECK_EVERY`] after the last read: so a
+//! removed token stops being accepted, and a change that left the file's
+//! size and times alike (two writes within one tick of the file system's
+//! clock) is taken all the same. A path through symbolic links is followed at each look, so
+//! a Kubernetes Secret volume, which swaps its `..data` link to a new
+//! directory, is seen as soon as the link changes.
 //! A file that becomes unreadable or holds no token keeps the tokens read
 //! before (logged as an error): a mistake while editing it neither opens
 //! ingest to everyone nor refuses every client.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
 /// A request coming this long after the last read of the file makes the
 /// sink read it again: a token added or removed takes effect for the
 /// requests that come this long after the change.
 pub const RECHECK_EVERY: Duration = Duration::from_secs(2);
-
-/// A request whose token matches none makes the sink read the file again
-/// when it last read it this long ago or more (otherwise it is refused at
-/// once): a client with a wrong token costs at most one read of the file per
-/// period, and a token added to the file is accepted from this long after
-/// the change.
-pub const MISS_RELOAD_EVERY: Duration = Duration::from_secs(1);
 
 /// Why the token file cannot be used at start.
 #[derive(Debug, thiserror::Error)]
@@ -51,9 +49,40 @@ pub struct IngestTokens {
     /// BLAKE3 hashes of the tokens: compared in constant time, and of one
     /// length whatever the tokens' lengths.
     current: RwLock<Arc<Vec<blake3::Hash>>>,
+    /// How the file looked just before its last read (`None`: it could not
+    /// be looked at): a request compares it with how the file looks now.
+    read_stamp: Mutex<Option<Stamp>>,
     reload: tokio::sync::Mutex<Reloads>,
     recheck_every: Duration,
-    miss_reload_every: Duration,
+}
+
+/// What tells one version of the file from another without reading it: the
+/// file the path leads to (through links) and its size and times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    modified: Option<SystemTime>,
+    changed: (i64, i64),
+}
+
+impl Stamp {
+    fn of(meta: &std::fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            changed: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    /// How the file at `path` looks now; `None` when it cannot be looked at.
+    async fn now(path: &Path) -> Option<Stamp> {
+        tokio::fs::metadata(path).await.ok().map(|m| Stamp::of(&m))
+    }
 }
 
 /// When the file was read, for the rate limits, and whether the last read
@@ -85,22 +114,24 @@ impl IngestTokens {
         if hashes.is_empty() {
             return Err(TokenFileError::Empty { path: name() });
         }
+        // Looked at after the read: a change made in between is taken at the
+        // next periodic read rather than at once.
+        let stamp = std::fs::metadata(path).ok().map(|m| Stamp::of(&m));
         Ok(IngestTokens {
             path: path.to_path_buf(),
             current: RwLock::new(Arc::new(hashes)),
+            read_stamp: Mutex::new(stamp),
             reload: tokio::sync::Mutex::new(Reloads {
                 last_read: Instant::now(),
                 failing: false,
             }),
             recheck_every: RECHECK_EVERY,
-            miss_reload_every: MISS_RELOAD_EVERY,
         })
     }
 
-    /// Sets the periods of [`RECHECK_EVERY`] and [`MISS_RELOAD_EVERY`].
-    pub fn with_periods(mut self, recheck_every: Duration, miss_reload_every: Duration) -> Self {
+    /// Sets the period of [`RECHECK_EVERY`].
+    pub fn with_recheck_every(mut self, recheck_every: Duration) -> Self {
         self.recheck_every = recheck_every;
-        self.miss_reload_every = miss_reload_every;
         self
     }
 
@@ -117,10 +148,10 @@ impl IngestTokens {
 
     /// Whether `presented` (the token of the request, if it has one) is one
     /// of the file's tokens. One that matches none of the tokens read before
-    /// makes the file be read again if the last read is at least
-    /// [`MISS_RELOAD_EVERY`] old: a token added to the file is accepted from
-    /// that long after the change. A request never waits for a read that
-    /// another request is making; it uses the tokens read before.
+    /// makes the request look at the file: when it changed since its last
+    /// read, the request reads it again (or waits for the read another
+    /// request is making) and is answered with its new tokens. A token added
+    /// to the file is thus accepted by the next request that presents it.
     pub async fn accepts(&self, presented: Option<&str>) -> bool {
         self.read_if_older(self.recheck_every).await;
         let Some(presented) = presented else {
@@ -131,20 +162,48 @@ impl IngestTokens {
             return true;
         }
         // An unknown token: perhaps one just added to the file.
-        self.read_if_older(self.miss_reload_every).await && self.matches(&got)
+        self.read_if_changed().await && self.matches(&got)
+    }
+
+    /// Reads the file if it looks other than before its last read, waiting
+    /// for a read under way rather than making a second one; whether the
+    /// file had changed.
+    async fn read_if_changed(&self) -> bool {
+        let now = Stamp::now(&self.path).await;
+        if now == self.stamp() {
+            return false;
+        }
+        let mut reloads = self.reload.lock().await;
+        // A read made while this request waited may have taken this change.
+        if Stamp::now(&self.path).await != self.stamp() {
+            self.read(&mut reloads).await;
+        }
+        true
     }
 
     /// Reads the file if its last read started `age` or more ago and no read
-    /// is under way; whether it read it.
-    async fn read_if_older(&self, age: Duration) -> bool {
+    /// is under way.
+    async fn read_if_older(&self, age: Duration) {
         let Ok(mut reloads) = self.reload.try_lock() else {
-            return false;
+            return;
         };
-        if reloads.last_read.elapsed() < age {
-            return false;
+        if reloads.last_read.elapsed() >= age {
+            self.read(&mut reloads).await;
         }
-        self.read(&mut reloads).await;
-        true
+    }
+
+    fn stamp(&self) -> Option<Stamp> {
+        match self.read_stamp.lock() {
+            Ok(s) => *s,
+            Err(poisoned) => *poisoned.into_inner(),
+        }
+    }
+
+    fn set_stamp(&self, stamp: Option<Stamp>) {
+        match self.read_stamp.lock() {
+            Ok(mut s) => *s = stamp,
+            Err(poisoned) => *poisoned.into_inner() = stamp,
+        }
     }
 
     fn hashes(&self) -> Arc<Vec<blake3::Hash>> {
@@ -163,6 +222,9 @@ impl IngestTokens {
     /// holds none: then the tokens read before stay, and the error is logged.
     async fn read(&self, reloads: &mut Reloads) {
         reloads.last_read = Instant::now();
+        // Looked at before the read: a change made during it differs from
+        // this stamp, so the next miss reads the file again.
+        self.set_stamp(Stamp::now(&self.path).await);
         let outcome = match tokio::fs::read_to_string(&self.path).await {
             Ok(text) => {
                 let hashes = parse(&text);
@@ -268,43 +330,38 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_unknown_token_reads_the_file_again_at_most_once_a_period() {
+    async fn a_token_added_to_the_file_is_accepted_by_the_next_request() {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = file(dir.path(), "old\n");
-        let period = Duration::from_millis(300);
         let t = IngestTokens::load(&p)
             .expect("load")
-            .with_periods(Duration::from_secs(3600), period);
+            .with_recheck_every(Duration::from_secs(3600));
+        assert!(!t.accepts(Some("new")).await, "not in the file yet");
         file(dir.path(), "old\nnew\n");
-        tokio::time::sleep(period).await;
-        assert!(t.accepts(Some("new")).await, "read a period after the last");
-        file(dir.path(), "old\nnew\nnewer\n");
-        let changed = Instant::now();
-        assert!(
-            !t.accepts(Some("newer")).await,
-            "read less than a period ago"
-        );
-        assert!(!t.accepts(Some("wrong")).await);
-        assert!(
-            changed.elapsed() < period / 2,
-            "refused without waiting for the period: {:?}",
-            changed.elapsed()
-        );
-        tokio::time::sleep(period.saturating_sub(changed.elapsed())).await;
-        assert!(
-            t.accepts(Some("newer")).await,
-            "accepted a period after the change"
-        );
+        assert!(t.accepts(Some("new")).await, "added in place");
+        assert!(t.accepts(Some("old")).await);
+        // A Kubernetes Secret volume: the path leads through a link that is
+        // swapped to a new file.
+        let linked = dir.path().join("linked");
+        std::fs::write(dir.path().join("v1"), "first\n").expect("write");
+        std::os::unix::fs::symlink("v1", &linked).expect("symlink");
+        let t = IngestTokens::load(&linked)
+            .expect("load")
+            .with_recheck_every(Duration::from_secs(3600));
+        std::fs::write(dir.path().join("v2"), "second\n").expect("write");
+        std::os::unix::fs::symlink("v2", dir.path().join("tmp-link")).expect("symlink");
+        std::fs::rename(dir.path().join("tmp-link"), &linked).expect("swap");
+        assert!(t.accepts(Some("second")).await, "the swapped link's file");
+        assert!(!t.accepts(Some("first")).await, "gone with the old file");
     }
 
     #[tokio::test]
-    async fn a_request_does_not_wait_for_a_read_under_way() {
+    async fn a_wrong_token_is_refused_without_waiting_while_the_file_is_unchanged() {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = file(dir.path(), "old\n");
         let t = IngestTokens::load(&p)
             .expect("load")
-            .with_periods(Duration::ZERO, Duration::ZERO);
-        file(dir.path(), "old\nnew\n");
+            .with_recheck_every(Duration::from_secs(3600));
         // Another request's read, under way while these requests come.
         let reading = t.reload.lock().await;
         let answers = tokio::time::timeout(Duration::from_secs(5), async {
@@ -316,9 +373,33 @@ mod tests {
         })
         .await
         .expect("answered without waiting for the read");
-        assert_eq!(answers, (true, false, false), "the tokens read before");
+        assert_eq!(answers, (true, false, false));
         drop(reading);
-        assert!(t.accepts(Some("new")).await, "read once none is under way");
+    }
+
+    #[tokio::test]
+    async fn a_new_token_waits_for_the_read_under_way_rather_than_being_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = file(dir.path(), "old\n");
+        let t = Arc::new(
+            IngestTokens::load(&p)
+                .expect("load")
+                .with_recheck_every(Duration::from_secs(3600)),
+        );
+        let reading = t.reload.lock().await;
+        file(dir.path(), "old\nnew\n");
+        let mut asked = tokio::spawn({
+            let t = t.clone();
+            async move { t.accepts(Some("new")).await }
+        });
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), &mut asked)
+                .await
+                .is_err(),
+            "answered while the file was being read"
+        );
+        drop(reading);
+        assert!(asked.await.expect("task"), "accepted once the read is done");
     }
 
     #[tokio::test]
@@ -327,7 +408,7 @@ mod tests {
         let p = file(dir.path(), "kept\n");
         let t = IngestTokens::load(&p)
             .expect("load")
-            .with_periods(Duration::ZERO, Duration::ZERO);
+            .with_recheck_every(Duration::ZERO);
         file(dir.path(), "\n");
         assert!(t.accepts(Some("kept")).await);
         assert!(!t.accepts(Some("")).await);
