@@ -16,7 +16,9 @@
 //! belong to the first tenant that stores an event of it, written in its
 //! `tenant` field when that is absent. An event of the monitor under another
 //! tenant is a `monitor_of_other_tenant` dead letter and is not stored, so
-//! that one tenant never reads, nor mixes into, another tenant's counts. The
+//! that one tenant never reads, nor mixes into, another tenant's counts (an
+//! operator gives a monitor to another tenant with [`set_monitor_owner`],
+//! `fdb-sink monitors set-owner`). The
 //! field is read once per monitor and chunk (on a shared store with the
 //! chunk's lookup, a conflicting read: two writers giving a new monitor two
 //! tenants conflict, and the one that retries finds the other's).
@@ -24,6 +26,7 @@
 use std::borrow::Cow;
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
+use std::ops::ControlFlow;
 
 use foldhash::fast::RandomState;
 
@@ -84,6 +87,17 @@ impl WriteSummary {
             .zip(o.dead_lettered_by_reason)
         {
             *a += b;
+        }
+    }
+
+    /// Counts the lines of the dead letter `d`: as newly dead-lettered (and
+    /// by reason) when it was stored now, else as stored before.
+    fn count_dead_letter(&mut self, d: &DeadLetter, stored_now: bool) {
+        if stored_now {
+            self.dead_lettered += d.line_count();
+            d.count_lines(&mut self.dead_lettered_by_reason);
+        } else {
+            self.dead_letter_duplicates += d.line_count();
         }
     }
 }
@@ -462,14 +476,8 @@ pub fn write_chunk<'a>(
                 if owner.tenant != r.tenant.as_str() {
                     r.stored_new.set(false);
                     let d = other_tenant_letter(r, &owner.tenant);
-                    let stored_now = write_dead_letter(txn, keys, &d, None)?;
+                    let stored_now = store_record_letter(txn, keys, &d, &mut summary)?;
                     log_other_tenant(r, &owner.tenant, stored_now);
-                    if stored_now {
-                        summary.dead_lettered += 1;
-                        d.count_lines(&mut summary.dead_lettered_by_reason);
-                    } else {
-                        summary.dead_letter_duplicates += 1;
-                    }
                     continue;
                 }
                 let ts = u64::try_from(r.ts_ns).unwrap_or(0);
@@ -507,14 +515,8 @@ pub fn write_chunk<'a>(
                 r.stored_new.set(new);
                 if let Some(differs) = conflict {
                     let d = conflict_letter(r, &differs);
-                    let stored_now = write_dead_letter(txn, keys, &d, None)?;
+                    let stored_now = store_record_letter(txn, keys, &d, &mut summary)?;
                     log_conflict(r, &differs, stored_now);
-                    if stored_now {
-                        summary.dead_lettered += 1;
-                        d.count_lines(&mut summary.dead_lettered_by_reason);
-                    } else {
-                        summary.dead_letter_duplicates += 1;
-                    }
                     continue;
                 }
                 if new {
@@ -540,12 +542,8 @@ pub fn write_chunk<'a>(
                 }
             }
             Item::DeadLetter(d) => {
-                if write_dead_letter(txn, keys, d, stored_letters.as_mut())? {
-                    summary.dead_lettered += d.line_count();
-                    d.count_lines(&mut summary.dead_lettered_by_reason);
-                } else {
-                    summary.dead_letter_duplicates += d.line_count();
-                }
+                let stored_now = write_dead_letter(txn, keys, d, stored_letters.as_mut())?;
+                summary.count_dead_letter(d, stored_now);
             }
         }
     }
@@ -946,6 +944,21 @@ fn write_dead_letter(
     }
 }
 
+/// Stores the dead letter of a valid record that is not stored (a
+/// conflicting redelivery, an event of another tenant's monitor), unless it
+/// is already stored, and counts it in `summary`. Returns whether it was
+/// stored now.
+fn store_record_letter(
+    txn: &mut dyn Txn,
+    keys: &Keys,
+    d: &DeadLetter,
+    summary: &mut WriteSummary,
+) -> Result<bool, StoreError> {
+    let stored_now = write_dead_letter(txn, keys, d, None)?;
+    summary.count_dead_letter(d, stored_now);
+    Ok(stored_now)
+}
+
 /// The keys under which an earlier delivery of a dead letter keyed by its
 /// receipt may be stored, besides its own (none for one keyed by its own
 /// timestamp, whose key does not depend on the delivery).
@@ -1253,6 +1266,19 @@ pub fn each_monitor(
     keys: &Keys,
     f: &mut dyn FnMut(MonitorRow),
 ) -> Result<(), StoreError> {
+    each_monitor_until(store, keys, &mut |m| {
+        f(m);
+        ControlFlow::Continue(())
+    })
+}
+
+/// Calls `f` with the monitors' rows in key order, as [`each_monitor`]
+/// does, until `f` breaks; no page is read after that.
+pub fn each_monitor_until(
+    store: &(impl Store + ?Sized),
+    keys: &Keys,
+    f: &mut dyn FnMut(MonitorRow) -> ControlFlow<()>,
+) -> Result<(), StoreError> {
     let all = keys.monitors_all();
     let mut begin = all.begin.clone();
     loop {
@@ -1279,11 +1305,41 @@ pub fn each_monitor(
                 )));
             }
         }
-        rows.into_iter().for_each(&mut *f);
+        for row in rows {
+            if f(row).is_break() {
+                return Ok(());
+            }
+        }
         if !full {
             return Ok(());
         }
     }
+}
+
+/// Gives the monitor `monitor_id` to `tenant`: rewrites its `tenant` field
+/// and keeps its counters as they are (they may count events stored under
+/// the owner before). Returns the row as it was before, `None` when the
+/// monitor has no row (nothing is written then). With `dry_run`, or when
+/// `tenant` already owns it, nothing is written. Read and written in `txn`:
+/// on a shared store, a writer that gives the monitor an owner meanwhile
+/// makes the transaction retry.
+pub fn set_monitor_owner(
+    txn: &mut dyn Txn,
+    keys: &Keys,
+    monitor_id: &str,
+    tenant: &str,
+    dry_run: bool,
+) -> Result<Option<MonitorRow>, StoreError> {
+    let range = keys.monitor(monitor_id);
+    let before = monitors_of(keys, txn.get_range(&range.begin, &range.end, 0, false)?)?
+        .into_iter()
+        .next();
+    if let Some(row) = &before {
+        if !dry_run && row.tenant != tenant {
+            txn.set(&keys.monitor_tenant(monitor_id), tenant.as_bytes())?;
+        }
+    }
+    Ok(before)
 }
 
 /// A stored dead letter with its key parts.

@@ -12,6 +12,7 @@ pub mod dead_letters;
 pub mod export;
 pub mod import;
 pub mod late;
+pub mod monitors;
 pub mod retention;
 pub mod serve;
 pub mod tenants;
@@ -40,6 +41,10 @@ pub mod token;
 ///   fdb-sink tenants                                            # tenants with records
 ///
 ///   fdb-sink late                                               # days stored after their export
+///
+///   fdb-sink monitors list                                      # monitors, their owner and counters
+///
+///   fdb-sink monitors set-owner MONITOR_ID acme                 # give a monitor to its tenant
 ///
 /// Logs go to stderr; set RUST_LOG (e.g. `RUST_LOG=fdb_sink=debug`) for more detail.
 #[derive(Debug, Parser)]
@@ -79,6 +84,10 @@ pub enum Command {
     /// one marker if its count is still --if-count (the daily export does,
     /// once it has re-exported that tenant's day).
     Late(late::LateArgs),
+    /// List the monitors with their owner and delivery counters, or give a
+    /// monitor to another tenant (`set-owner`), whose dead-lettered events
+    /// can then be imported again.
+    Monitors(monitors::MonitorsArgs),
     /// Mint an HS256 API token for local use and demos (development tool).
     Token(token::TokenArgs),
 }
@@ -104,8 +113,8 @@ impl StoreArgs {
         Keys::new(&self.subspace)
     }
 
-    /// Opens the store for a command that reads or prunes it (`export`,
-    /// `retention`, `dead-letters`) and checks that it answers.
+    /// Opens the store for a command that reads or changes it (`export`,
+    /// `retention`, `dead-letters`, `monitors`) and checks that it answers.
     pub fn open_existing(&self) -> anyhow::Result<Arc<dyn Store>> {
         self.require_existing()?;
         self.open_checked()
@@ -198,6 +207,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::DeadLetters(args) => dead_letters::run(args),
         Command::Tenants(args) => tenants::run(args),
         Command::Late(args) => late::run(args),
+        Command::Monitors(args) => monitors::run(args),
         Command::Token(args) => token::run(args),
     }
 }
