@@ -1259,7 +1259,7 @@ pub fn monitors(txn: &mut dyn ReadTxn, keys: &Keys) -> Result<Vec<MonitorRow>, S
 const MONITOR_PAGE_KEYS: usize = 4000;
 
 /// Calls `f` with every monitor's row, reading at most
-/// [`MONITOR_PAGE_KEYS`] keys per transaction, so that any number of
+/// `MONITOR_PAGE_KEYS` keys per transaction, so that any number of
 /// monitors stays within FoundationDB's 5 s transaction lifetime.
 pub fn each_monitor(
     store: &(impl Store + ?Sized),

@@ -1,5 +1,9 @@
 //! The command line: one module per subcommand. `main` parses [`Cli`] and
 //! calls [`run`].
+//!
+//! The doc comments of the argument structs are the `--help` text, written
+//! for a terminal: `[A-Za-z0-9._:@-]` and `<dir>` are meant as they read.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
 
 use std::sync::Arc;
 

@@ -6,7 +6,7 @@
 //! that held one tenant only halves the next (down to one row, a plain skip
 //! from tenant to tenant); one that held several doubles it. So many small
 //! tenants cost a few range reads, and few large ones about one each. The
-//! reads are spread over transactions of at most [`READS_PER_TXN`] (about
+//! reads are spread over transactions of at most `READS_PER_TXN` (about
 //! half a second of round trips on FoundationDB, plus the time to transfer
 //! the rows read, at most 10,000 per read); a tenant is listed when its
 //! rows were there at the read that found it.

@@ -7,7 +7,7 @@
 //! - [`pipeline`]: validate lines and write them, with metrics;
 //! - [`health`]: whether the store takes writes now (readiness);
 //! - [`http`]: the ingest server (`POST /v1/events`, metrics, health);
-//! - [`conn`]: its connections' deadlines (slow or silent clients).
+//! - [`conn`](crate::conn): its connections' deadlines (slow or silent clients).
 
 pub mod decode;
 pub mod framing;

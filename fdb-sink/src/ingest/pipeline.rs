@@ -524,7 +524,7 @@ impl Ingestor {
     /// costs memory for at most [`CHUNK_BYTES`] of lines' validated records
     /// or dead letters, not for all its lines; a batch alone in progress
     /// with group commit, in chunks of [`LONE_CHUNK_LINES`], validated while
-    /// the one before commits ([`Ingestor::commit_chunks`]).
+    /// the one before commits (`Ingestor::commit_chunks`).
     pub fn ingest(&self, lines: &[&[u8]]) -> Result<BatchSummary, StoreError> {
         let request = || hash_lines(lines.iter().map(|l| (l.len() as u64, *l)));
         self.ingest_lines(
