@@ -132,11 +132,22 @@ fn a_monitor_taken_by_another_tenant_is_given_back_and_its_dead_letters_become_r
         ]
     );
     assert_eq!(list(&store, &[]), bee_owns, "a dry run changes nothing");
+    // The id as an operator may copy it: upper case, or without hyphens.
+    for spelled in [MONITOR.to_uppercase(), MONITOR.replace('-', "")] {
+        let out = set_owner(&[&spelled, "ay", "--dry-run"]);
+        assert!(out.status.success(), "{spelled}: {}", stderr(&out));
+        assert_eq!(
+            json_lines(&out.stdout)[0]["monitor_id"],
+            MONITOR,
+            "{spelled}"
+        );
+        assert_eq!(json_lines(&out.stdout)[0]["changed"], true, "{spelled}");
+    }
 
     // Ids no monitor can have, and a monitor without a row: clear errors,
     // nothing changed.
     for (args, code, says) in [
-        (vec!["bad id", "ay"], 2, "not a valid id"),
+        (vec!["bad id", "ay"], 2, "not a UUID"),
         (vec![MONITOR, "ay/x"], 2, "not a valid id"),
         (
             vec!["0190b5a0-0000-7000-8000-000000000000", "ay"],
@@ -188,9 +199,20 @@ fn a_monitor_taken_by_another_tenant_is_given_back_and_its_dead_letters_become_r
     let file = dir.path().join("refused.ndjson");
     let raw = refused_lines(&store, &file);
     assert_eq!(json_lines(&raw).len(), 3);
-    let out = cli(&["import", "--store", &store, file.to_str().expect("utf-8")]);
-    let r: Value = serde_json::from_slice(&out.stdout).expect("totals");
+    // With --mark-late, as the procedure says: the daily export has archived
+    // their day without them.
+    let import_marked = || {
+        let file = file.to_str().expect("utf-8");
+        let out = cli(&["import", "--mark-late", "--store", &store, file]);
+        let r: Value = serde_json::from_slice(&out.stdout).expect("totals");
+        r
+    };
+    let r = import_marked();
     assert_eq!(counts(&r), [3, 0, 0, 0], "{r}");
+    assert_eq!(r["marked_late"], 3, "{r}");
+    let late = cli(&["late", "--store", &store]);
+    let late = String::from_utf8_lossy(&late.stdout);
+    assert!(late.contains("2026-11-26") && late.contains("ay"), "{late}");
     let records = exported(&store, "ay");
     let ids = |lines: &[Value]| {
         let mut ids: Vec<String> = lines.iter().map(|l| l["event_id"].to_string()).collect();
@@ -214,9 +236,9 @@ fn a_monitor_taken_by_another_tenant_is_given_back_and_its_dead_letters_become_r
     // Again: nothing new is stored.
     let again = refused_lines(&store, &file);
     assert_eq!(again, raw, "the dead letters stay as they were");
-    let out = cli(&["import", "--store", &store, file.to_str().expect("utf-8")]);
-    let r: Value = serde_json::from_slice(&out.stdout).expect("totals");
+    let r = import_marked();
     assert_eq!(counts(&r), [0, 3, 0, 0], "{r}");
+    assert_eq!(r["marked_late"], 0, "{r}");
     assert_eq!(exported(&store, "ay").len(), 3);
     assert_eq!(list(&store, &[])[0], row(MONITOR, "ay", 4, 3));
 

@@ -34,9 +34,15 @@ Examples:
                                      # what giving the monitor to acme would change
 
   fdb-sink monitors set-owner 0190b5a0-0000-7000-8000-00000000abcd acme
-                                     # give it to acme, then import its dead letters again:
+                                     # give it to acme, then (after set-owner, so that the
+                                     # events refused until then are all in the file)
+                                     # import its dead letters again, marking their days
+                                     # for the daily export:
 
-  fdb-sink dead-letters --reason monitor_of_other_tenant --raw --limit 0 | fdb-sink import -
+  fdb-sink dead-letters --reason monitor_of_other_tenant --raw --limit 0 > refused.ndjson
+  fdb-sink import --mark-late refused.ndjson
+
+  (A file, not a pipe: two commands cannot open one embedded store at once.)
 
 See docs/sink.md, \"Giving a monitor to its tenant\".";
 
@@ -231,13 +237,14 @@ fn set_owner(args: SetOwnerArgs) -> anyhow::Result<()> {
         tenant,
         dry_run,
     } = args;
-    if !valid_id(&monitor_id) {
+    // Events carry a UUID, stored in its lower-case hyphenated form.
+    let Ok(monitor_id) = uuid::Uuid::parse_str(&monitor_id).map(|u| u.to_string()) else {
         return Err(UsageError(format!(
-            "monitor id {monitor_id:?} is not a valid id (1-128 characters of \
-             A-Z a-z 0-9 . _ : @ -), so no monitor can have it"
+            "monitor id {:?} is not a UUID, so no monitor can have it",
+            crate::api::error::shown(&monitor_id)
         ))
         .into());
-    }
+    };
     if !valid_id(&tenant) {
         return Err(UsageError(format!(
             "tenant {tenant:?} is not a valid id (1-128 characters of A-Z a-z 0-9 . _ : @ -), \
@@ -247,15 +254,27 @@ fn set_owner(args: SetOwnerArgs) -> anyhow::Result<()> {
     }
     let store = store_args.open_existing()?;
     let keys = store_args.keys();
-    let before = store
-        .transact(|t| audit::set_monitor_owner(t, &keys, &monitor_id, &tenant, dry_run))?
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "monitor {monitor_id} not found: no monitor row has this id (`fdb-sink monitors \
+    // The row the first attempt read: when a commit's outcome is unknown the
+    // transaction runs again, and if the first attempt did commit, the next
+    // one reads the new owner; the change is still reported with the owner
+    // it replaced.
+    let mut first_read: Option<Option<MonitorRow>> = None;
+    let last_read = store.transact(|t| {
+        let row = audit::set_monitor_owner(t, &keys, &monitor_id, &tenant, dry_run)?;
+        first_read.get_or_insert_with(|| row.clone());
+        Ok(row)
+    })?;
+    let before = match (first_read, last_read) {
+        (Some(Some(first)), Some(last)) if owner(&last) == Some(tenant.as_str()) => Some(first),
+        (_, last) => last,
+    }
+    .ok_or_else(|| {
+        anyhow::anyhow!(
+            "monitor {monitor_id} not found: no monitor row has this id (`fdb-sink monitors \
                  list` lists them; a monitor has a row once one of its events is stored); \
                  nothing was changed"
-            )
-        })?;
+        )
+    })?;
     let old = owner(&before);
     let changed = old != Some(tenant.as_str());
     let line = OwnerLine {

@@ -106,6 +106,9 @@ impl IngestTokens {
     /// Reads the file; it must exist and hold at least one token.
     pub fn load(path: &Path) -> Result<IngestTokens, TokenFileError> {
         let name = || path.display().to_string();
+        // Looked at before the read: a change made during it differs from
+        // this stamp, so the first request that misses reads the file again.
+        let stamp = std::fs::metadata(path).ok().map(|m| Stamp::of(&m));
         let text = std::fs::read_to_string(path).map_err(|source| TokenFileError::Read {
             path: name(),
             source,
@@ -114,9 +117,6 @@ impl IngestTokens {
         if hashes.is_empty() {
             return Err(TokenFileError::Empty { path: name() });
         }
-        // Looked at after the read: a change made in between is taken at the
-        // next periodic read rather than at once.
-        let stamp = std::fs::metadata(path).ok().map(|m| Stamp::of(&m));
         Ok(IngestTokens {
             path: path.to_path_buf(),
             current: RwLock::new(Arc::new(hashes)),
@@ -175,7 +175,7 @@ impl IngestTokens {
         }
         let mut reloads = self.reload.lock().await;
         // A read made while this request waited may have taken this change.
-        if Stamp::now(&self.path).await != self.stamp() {
+        if now != self.stamp() {
             self.read(&mut reloads).await;
         }
         true
@@ -223,8 +223,10 @@ impl IngestTokens {
     async fn read(&self, reloads: &mut Reloads) {
         reloads.last_read = Instant::now();
         // Looked at before the read: a change made during it differs from
-        // this stamp, so the next miss reads the file again.
-        self.set_stamp(Stamp::now(&self.path).await);
+        // this stamp, so the next miss reads the file again. Kept only once
+        // the read's outcome is taken: a request dropped during the read
+        // leaves the stamp of the read before, and the next miss reads again.
+        let stamp = Stamp::now(&self.path).await;
         let outcome = match tokio::fs::read_to_string(&self.path).await {
             Ok(text) => {
                 let hashes = parse(&text);
@@ -269,6 +271,7 @@ impl IngestTokens {
                 }
             }
         }
+        self.set_stamp(stamp);
     }
 }
 
