@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 apt_pkgs=(
   libclang-dev      # bindgen for the foundationdb crate (cargo check --features fdb)
   inotify-tools     # inotifywait: the peer in the monitor benchmark
+  strace            # monitor tests that count the monitor's path lookups
   prometheus        # promtool: alert rule checks and unit tests
   yamllint
   openssl           # deploy/validate.sh: stand-in JWT key pair for the API container check

@@ -104,6 +104,11 @@ pub struct Engine {
     /// `batch_pos` is the position of the event being handled.
     batch_later: HashMap<RelPath, usize>,
     batch_pos: usize,
+    /// What `lstat` found at the paths looked at while handling the batch
+    /// (with the link count; `None`: nothing there). Every event of a batch
+    /// happened before it was read, so one look per path serves all its
+    /// events (a file's create, close and attribute change).
+    batch_stats: HashMap<RelPath, Option<(Entry, u64)>>,
     timer_slack: Duration,
     ready: Arc<AtomicBool>,
     state_dirty: bool,
@@ -243,6 +248,7 @@ impl Engine {
             carry_waits: HashMap::new(),
             batch_later: HashMap::new(),
             batch_pos: 0,
+            batch_stats: HashMap::new(),
             timer_slack,
             ready,
             state_dirty: false,
@@ -590,7 +596,7 @@ impl Engine {
             let r = self.handle_raw(raw, received);
             self.co.received = None;
             if let Err(e) = r {
-                self.batch_later.clear();
+                self.end_batch();
                 if let EngineError::RootGone(_) = e {
                     // Write what is pending before giving up.
                     let _ = self.finish(Instant::now());
@@ -598,7 +604,7 @@ impl Engine {
                 return Err(e);
             }
             if let Err(e) = self.pop_due(received) {
-                self.batch_later.clear();
+                self.end_batch();
                 return Err(e);
             }
             if overflow {
@@ -607,11 +613,17 @@ impl Engine {
                 break;
             }
         }
-        self.batch_later.clear();
+        self.end_batch();
         if self.raws.capacity() < raws.capacity() {
             self.raws = raws;
         }
         Ok(())
+    }
+
+    /// Forgets what was known only for the batch just handled.
+    fn end_batch(&mut self) {
+        self.batch_later.clear();
+        self.batch_stats.clear();
     }
 
     /// Writes everything pending (debounce window, rate limit) and saves the state.
@@ -809,8 +821,8 @@ impl Engine {
                 return Ok(());
             }
             Raw::Attrib { path } => {
-                if !path.is_empty() && !self.ignored(path) {
-                    if let Some((seen, links)) = self.lstat_links(path) {
+                if !path.is_empty() && self.learns_ctime() && !self.ignored(path) {
+                    if let Some((seen, links)) = self.batch_lstat_links(path) {
                         self.learn_ctime(path, seen, links);
                     }
                 }
@@ -893,7 +905,7 @@ impl Engine {
                     // socket) keeps the kind seen now, should it be gone
                     // by then. A new hard link moved the ctime of the
                     // file's other names, with no event of its own.
-                    let seen = self.lstat_links(&path);
+                    let seen = self.batch_lstat_links(&path);
                     if let Some((e, links)) = seen.filter(|(e, l)| *l > 1 && e.kind == Kind::File) {
                         self.learn_ctime(&path, e, links);
                     }
@@ -934,10 +946,14 @@ impl Engine {
                 if !path.is_empty() && !self.ignored(&path) {
                     // The inode written: its content, and only its, is
                     // reported (the path may hold another file by then).
-                    let written = self
-                        .lstat(&path)
-                        .filter(|e| e.kind == Kind::File && !self.batch_replaced_later(&path))
-                        .map(|e| e.ino);
+                    let written = if self.batch_replaced_later(&path) {
+                        None
+                    } else {
+                        self.batch_lstat_links(&path)
+                            .map(|(e, _)| e)
+                            .filter(|e| e.kind == Kind::File)
+                            .map(|e| e.ino)
+                    };
                     self.co.close_write(path, None, written, now);
                 }
             }
@@ -972,7 +988,7 @@ impl Engine {
     /// ctime that finds it again should the monitor be killed before its
     /// line is out.
     fn learn_ctime(&mut self, path: &[u8], seen: Entry, links: u64) {
-        if !self.co.is_empty() || self.rl.held_len() > 0 {
+        if !self.learns_ctime() {
             return;
         }
         let mut names = vec![path.to_vec()];
@@ -1005,6 +1021,12 @@ impl Engine {
                 self.state_dirty = self.cfg.state_file.is_some();
             }
         }
+    }
+
+    /// Whether [`Engine::learn_ctime`] may learn now: no event is still to
+    /// be written.
+    fn learns_ctime(&self) -> bool {
+        self.co.is_empty() && self.rl.held_len() == 0
     }
 
     /// Drops the kernel events queued behind an overflow notice, before
@@ -1357,7 +1379,7 @@ impl Engine {
     /// path: an event already known, but not yet written, removes or
     /// replaces it (`later`: the events written after this one, at `pos`,
     /// in the same call; see [`replaced_positions`]).
-    fn superseded(&self, ev: &Logical, pos: usize, later: &HashMap<RelPath, usize>) -> bool {
+    fn superseded(&self, ev: &Logical, pos: usize, later: &HashMap<&[u8], usize>) -> bool {
         let p = match ev {
             Logical::Create { path, .. } | Logical::Update { path, .. } => path,
             Logical::Move { to, .. } => to,
@@ -1375,9 +1397,17 @@ impl Engine {
     /// [`Engine::emit`].
     fn emit_items(&mut self, items: Vec<Item>) -> Result<usize, EngineError> {
         let n = items.len();
-        let later = replaced_positions(&items);
-        for (pos, (ev, received)) in items.into_iter().enumerate() {
-            let superseded = self.superseded(&ev, pos, &later);
+        // Writing an event changes nothing these depend on: all are
+        // judged first, against paths borrowed from the events.
+        let superseded: Vec<bool> = {
+            let later = replaced_positions(&items);
+            items
+                .iter()
+                .enumerate()
+                .map(|(pos, (ev, _))| self.superseded(ev, pos, &later))
+                .collect()
+        };
+        for ((ev, received), superseded) in items.into_iter().zip(superseded) {
             self.emit(ev, received, superseded)?;
         }
         Ok(n)
@@ -1458,6 +1488,17 @@ impl Engine {
         std::fs::symlink_metadata(abs_path(&self.cfg.root, p))
             .ok()
             .map(|m| (Entry::from_metadata(&m), m.nlink()))
+    }
+
+    /// [`Engine::lstat_links`] for a kernel event of the batch being
+    /// handled: one look per path and batch (see `batch_stats`).
+    fn batch_lstat_links(&mut self, p: &[u8]) -> Option<(Entry, u64)> {
+        if let Some(seen) = self.batch_stats.get(p) {
+            return *seen;
+        }
+        let seen = self.lstat_links(p);
+        self.batch_stats.insert(p.to_vec(), seen);
+        seen
     }
 
     fn lstat(&self, p: &[u8]) -> Option<Entry> {
@@ -1639,7 +1680,9 @@ impl Engine {
                         stat.or_else(|| (!superseded).then(|| self.lstat(&path)).flatten());
                     return self.arrived_at_known(path, old, arrived, superseded);
                 }
-                let fresh = self.lstat(&path);
+                // What the path holds now matters only while no event
+                // already known replaces it.
+                let fresh = if superseded { None } else { self.lstat(&path) };
                 let hinted = if dir_hint { Kind::Dir } else { Kind::File };
                 if superseded || replaced(fresh, written) {
                     // The path holds another file now (or none): what was
@@ -1760,10 +1803,9 @@ impl Engine {
                 }
             }
             Logical::Delete { path, .. } => {
-                let Some(e) = self.index.get(&path).copied() else {
+                let Some(e) = self.index.remove_known_subtree(&path) else {
                     return Vec::new();
                 };
-                self.index.remove_subtree(&path);
                 vec![Draft {
                     event_type: EventType::Delete,
                     kind: e.kind,
@@ -1970,14 +2012,14 @@ fn exchange_second_half<'a>(at: impl Fn(usize) -> Option<&'a Raw>, i: usize) -> 
 /// For each path an event of `items` removes or replaces (see
 /// [`replaced_paths`]), the position of the last such event: one pass, so
 /// that checking every event against all that follow it stays linear.
-fn replaced_positions(items: &[Item]) -> HashMap<RelPath, usize> {
+fn replaced_positions(items: &[Item]) -> HashMap<&[u8], usize> {
     let mut out = HashMap::new();
     if items.len() < 2 {
         return out; // nothing follows the only event
     }
     for (i, (ev, _)) in items.iter().enumerate() {
         for p in replaced_paths(ev).into_iter().flatten() {
-            out.insert(p.to_vec(), i);
+            out.insert(p, i);
         }
     }
     out

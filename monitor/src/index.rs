@@ -322,36 +322,28 @@ impl Index {
     }
 
     fn record(&mut self, op: impl FnOnce() -> JournalOp) {
-        if let Some(buf) = self.changes.as_mut() {
-            // Serializing plain strings and numbers cannot fail.
-            if serde_json::to_writer(&mut *buf, &op()).is_ok() {
-                buf.push(b'\n');
-            }
-        }
+        record_into(&mut self.changes, op);
     }
 
-    /// Inserts into `map`, keeping `links` in step.
+    /// Inserts into `map`, keeping `links` in step (one search of `map`).
     fn put(&mut self, path: Vec<u8>, e: Entry) -> Option<Entry> {
+        use std::collections::btree_map::Entry as Slot;
         if self.links.is_none() && self.changes.is_none() {
             return self.map.insert(path, e);
         }
-        let old = self.map.insert(path.clone(), e);
-        if old != Some(e) {
-            self.record(|| JournalOp::put(&path, e));
-        }
-        let Some(links) = self.links.as_mut() else {
-            return old;
-        };
-        let same = old.is_some_and(|o| linkable(&o) == linkable(&e) && file_id(&o) == file_id(&e));
-        if !same {
-            if let Some(o) = old.filter(linkable) {
-                remove_name(links, file_id(&o), &path);
+        let (changes, links) = (&mut self.changes, &mut self.links);
+        match self.map.entry(path) {
+            Slot::Occupied(mut o) => {
+                let old = o.insert(e);
+                put_noted(changes, links, o.key(), Some(old), e);
+                Some(old)
             }
-            if linkable(&e) {
-                add_name(links, file_id(&e), &path);
+            Slot::Vacant(v) => {
+                put_noted(changes, links, v.key(), None, e);
+                v.insert(e);
+                None
             }
         }
-        old
     }
 
     /// Removes from `map`, keeping `links` in step.
@@ -362,6 +354,25 @@ impl Index {
         }
         self.record(|| JournalOp::Del(b64(path)));
         Some(old)
+    }
+
+    /// Removes `path` and everything below it when `path` is an entry
+    /// (nothing otherwise); returns the entry of `path`.
+    pub fn remove_known_subtree(&mut self, path: &[u8]) -> Option<Entry> {
+        // One journal line for the whole subtree.
+        let rec = self.changes.take();
+        let e = self.take(path);
+        if e.is_some() {
+            let keys: Vec<Vec<u8>> = self.below(path).map(|(k, _)| k.clone()).collect();
+            for k in keys.into_iter().rev() {
+                self.take(&k);
+            }
+        }
+        self.changes = rec;
+        if e.is_some() {
+            self.record(|| JournalOp::Rm(b64(path)));
+        }
+        e
     }
 
     /// Removes exactly `path` (not what lies below it).
@@ -785,6 +796,41 @@ pub fn scan(
         }
     }
     idx
+}
+
+/// Appends the journal line of `op` to `changes` (when recording).
+fn record_into(changes: &mut Option<Vec<u8>>, op: impl FnOnce() -> JournalOp) {
+    if let Some(buf) = changes.as_mut() {
+        // Serializing plain strings and numbers cannot fail.
+        if serde_json::to_writer(&mut *buf, &op()).is_ok() {
+            buf.push(b'\n');
+        }
+    }
+}
+
+/// The journal line and the `links` update for `e` put at `path` over `old`.
+fn put_noted(
+    changes: &mut Option<Vec<u8>>,
+    links: &mut Option<HashMap<FileId, Names>>,
+    path: &[u8],
+    old: Option<Entry>,
+    e: Entry,
+) {
+    if old != Some(e) {
+        record_into(changes, || JournalOp::put(path, e));
+    }
+    let Some(links) = links.as_mut() else {
+        return;
+    };
+    let same = old.is_some_and(|o| linkable(&o) == linkable(&e) && file_id(&o) == file_id(&e));
+    if !same {
+        if let Some(o) = old.filter(linkable) {
+            remove_name(links, file_id(&o), path);
+        }
+        if linkable(&e) {
+            add_name(links, file_id(&e), path);
+        }
+    }
 }
 
 fn add_name(links: &mut HashMap<FileId, Names>, id: FileId, path: &[u8]) {
@@ -1291,6 +1337,54 @@ mod tests {
         ]);
         let below: Vec<_> = i.below(b"a").map(|(k, _)| k.clone()).collect();
         assert_eq!(below, vec![b"a/x".to_vec()]);
+    }
+
+    #[test]
+    fn remove_known_subtree_takes_the_entry_and_what_lies_below_it_only() {
+        let mut i = idx(&[
+            ("a", e(Kind::Dir, 1, 0)),
+            ("a-b", e(Kind::File, 2, 0)),
+            ("a/x", e(Kind::File, 3, 0)),
+            ("a/x2", e(Kind::File, 3, 0)),
+            ("b/y", e(Kind::File, 5, 0)),
+        ]);
+        i.record_changes();
+        assert_eq!(i.remove_known_subtree(b"a"), Some(e(Kind::Dir, 1, 0)));
+        let left: Vec<_> = i.iter().map(|(k, _)| k.clone()).collect();
+        assert_eq!(left, vec![b"a-b".to_vec(), b"b/y".to_vec()]);
+        assert!(i.names_of(1, 3).is_empty(), "the names of a/x's inode");
+        assert_eq!(i.take_changes().iter().filter(|b| **b == b'\n').count(), 1);
+        // Not an entry itself: nothing below it is touched.
+        assert_eq!(i.remove_known_subtree(b"b"), None);
+        assert!(i.contains(b"b/y"));
+        assert!(i.take_changes().is_empty());
+    }
+
+    #[test]
+    fn put_keeps_the_names_of_each_inode_in_step() {
+        let mut i = idx(&[("f", e(Kind::File, 7, 1)), ("g", e(Kind::File, 7, 1))]);
+        assert_eq!(i.names_of(1, 7), vec![b"f".to_vec(), b"g".to_vec()]);
+        i.record_changes();
+        // Same entry again: no journal line.
+        assert_eq!(
+            i.insert(b"f".to_vec(), e(Kind::File, 7, 1)),
+            Some(e(Kind::File, 7, 1))
+        );
+        assert!(i.take_changes().is_empty());
+        // Another inode at `g`.
+        assert_eq!(
+            i.insert(b"g".to_vec(), e(Kind::File, 8, 1)),
+            Some(e(Kind::File, 7, 1))
+        );
+        assert_eq!(i.names_of(1, 7), vec![b"f".to_vec()]);
+        assert_eq!(i.names_of(1, 8), vec![b"g".to_vec()]);
+        // A directory is no file's name.
+        assert_eq!(
+            i.insert(b"f".to_vec(), e(Kind::Dir, 7, 0)),
+            Some(e(Kind::File, 7, 1))
+        );
+        assert!(i.names_of(1, 7).is_empty());
+        assert_eq!(i.take_changes().iter().filter(|b| **b == b'\n').count(), 2);
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod hostile;
 mod ignore;
 mod journal;
 mod kinds;
+mod lookups;
 mod metrics;
 mod mounts;
 mod moves;
