@@ -18,6 +18,9 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "cargo doc -D warnings (the API docs' links resolve)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+
 step "cargo check -p fdb-sink --features fdb (FoundationDB backend compiles; it cannot run here)"
 cargo check -p fdb-sink --features fdb --all-targets --locked
 

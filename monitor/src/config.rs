@@ -1,6 +1,10 @@
 //! Command line (raw, as clap parses it) and the validated configuration the
 //! monitor runs with. Every flag also reads `FILE_MONITOR_<FLAG>`; attribution
 //! falls back to `TENANT_ID`, `USER_ID` and `SESSION_ID`.
+//!
+//! The doc comments of [`Args`] are the `--help` text, written for a
+//! terminal: `<unix seconds>` is meant as it reads.
+#![allow(rustdoc::invalid_html_tags)]
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -535,7 +535,7 @@ impl Index {
 
     /// Makes the restart report the current state of paths a batch of the
     /// stream was about when the monitor was killed, before the journal
-    /// held what the batch said (see [`JournalOp`]): the stream may have
+    /// held what the batch said (see `JournalOp`): the stream may have
     /// said it or not, so neither the index nor the stream can be trusted
     /// about them. A path that exists under `root` is removed from the
     /// index with everything below it (the restart reports it and its
@@ -924,7 +924,7 @@ pub enum JournalLine {
     Done,
 }
 
-/// The journal line naming the paths a batch reports (see [`JournalOp`]).
+/// The journal line naming the paths a batch reports (see `JournalOp`).
 pub fn taint_line(paths: &[(Vec<u8>, Kind)]) -> Vec<u8> {
     let op = JournalOp::Taint(paths.iter().map(|(p, k)| (b64(p), *k)).collect());
     // Serializing plain strings cannot fail.
@@ -933,7 +933,7 @@ pub fn taint_line(paths: &[(Vec<u8>, Kind)]) -> Vec<u8> {
     line
 }
 
-/// The journal line closing a batch (see [`JournalOp`]).
+/// The journal line closing a batch (see `JournalOp`).
 pub fn done_line() -> Vec<u8> {
     b"\"done\"\n".to_vec()
 }

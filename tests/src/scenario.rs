@@ -1,6 +1,6 @@
 //! Building blocks for the design's end-to-end scenarios: real `file-monitor`
 //! processes on real directories, their stdout delivered through the Vector-faithful
-//! [`Pipeline`](crate::harness::pipeline::Pipeline) to a real `fdb-sink`.
+//! [`Pipeline`] to a real `fdb-sink`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

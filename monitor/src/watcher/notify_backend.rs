@@ -14,7 +14,7 @@
 //! and drops the watches of a renamed directory only once it has handed
 //! over every event read with the rename: events read meanwhile below a
 //! directory moved away, exchanged or replaced carry its old name. A watched
-//! name seen in a rename is therefore *stale* (see [`Names`]): what notify
+//! name seen in a rename is therefore *stale* (see `Names`): what notify
 //! reports below it is dropped until the engine has watched that name again
 //! or forgotten its watches. The engine scans every directory it sees moved,
 //! so what those events described is reported from the scan.

@@ -1,7 +1,7 @@
 //! The project's Vector topology, run in-process: the transforms between a source and
 //! the http sink of a config in `vector-config/` (filter conditions, remap programs and
 //! route conditions, all in VRL and run with the `vrl` crate), then the
-//! [`HttpSink`](super::http_sink::HttpSink).
+//! [`HttpSink`].
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
