@@ -54,7 +54,9 @@ run "yamllint deploy/ (deploy/.yamllint.yaml)" \
 run "vector-config copy in sync (tools/sync_vector_config.py --check)" \
   python3 "$tools/sync_vector_config.py" --check
 
-# 3. Render every overlay.
+# 3. Render every overlay (an env variable patched by position is tested by name first).
+run "overlays' env patches by position test the name (tools/check_overlays.py)" \
+  python3 "$tools/check_overlays.py" "${overlays[@]/#/$deploy/k8s/overlays/}"
 render_ok=1
 for o in "${overlays[@]}"; do
   if step "kubectl kustomize overlays/$o" \

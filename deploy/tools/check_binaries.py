@@ -202,6 +202,19 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+def flag_value(c: dict, flag: str) -> str | None:
+    """The value a container gives fdb-sink's FLAG: `FLAG=V` or `FLAG V` in
+    its args, else the flag's FDB_SINK_* variable in its env."""
+    args = c.get("args", [])
+    for i, a in enumerate(args):
+        if a.startswith(flag + "="):
+            return a.split("=", 1)[1]
+        if a == flag and i + 1 < len(args):
+            return args[i + 1]
+    var = "FDB_SINK_" + flag.removeprefix("--").replace("-", "_").upper()
+    return next((e.get("value") for e in c.get("env", []) if e.get("name") == var), None)
+
+
 def rs256_token(key: Path, claims: dict) -> str:
     """A JWT signed with the private half of the stand-in public key (openssl)."""
     signing_input = f"{b64url(json.dumps({'alg': 'RS256', 'typ': 'JWT'}).encode())}.{b64url(json.dumps(claims).encode())}"
@@ -320,8 +333,13 @@ def check_sink(where: str, c: dict, exe: Path, tmp: Path) -> tuple[str, str]:
             code, _ = http("GET", url)
             if code != 401:
                 return "FAIL", f"API without a token answered {code}, not 401"
-            token = rs256_token(pub.with_suffix(".key"), {"tenant_id": "tenant-1", "user_id": "ops", "role": "admin",
-                                                          "exp": int(time.time()) + 300})
+            claims = {"tenant_id": "tenant-1", "user_id": "ops", "role": "admin", "exp": int(time.time()) + 300}
+            # The audience and issuer the manifest requires, as its identity provider writes them.
+            for flag, claim in (("--jwt-audience", "aud"), ("--jwt-issuer", "iss")):
+                value = flag_value(c, flag)
+                if value is not None:
+                    claims[claim] = value
+            token = rs256_token(pub.with_suffix(".key"), claims)
             code, body = http("GET", url, headers={"Authorization": f"Bearer {token}"})
             if code != 200:
                 return "FAIL", f"GET delivery with an RS256 admin token answered {code}: {body[:200]}"
