@@ -106,8 +106,10 @@ pub struct Engine {
     batch_pos: usize,
     /// What `lstat` found at the paths looked at while handling the batch
     /// (with the link count; `None`: nothing there). Every event of a batch
-    /// happened before it was read, so one look per path serves all its
-    /// events (a file's create, close and attribute change).
+    /// happened before it was read, so one look per path serves its
+    /// create and close (the kind, the inode written). Not the ctime learnt
+    /// at an attribute change or a new hard link: a line written since the
+    /// look took a newer one, which an older one must not replace.
     batch_stats: HashMap<RelPath, Option<(Entry, u64)>>,
     timer_slack: Duration,
     ready: Arc<AtomicBool>,
@@ -821,8 +823,11 @@ impl Engine {
                 return Ok(());
             }
             Raw::Attrib { path } => {
+                // A fresh look, not the batch's: a line written since the
+                // batch's look took a newer ctime into the index, which an
+                // older one must not replace.
                 if !path.is_empty() && self.learns_ctime() && !self.ignored(path) {
-                    if let Some((seen, links)) = self.batch_lstat_links(path) {
+                    if let Some((seen, links)) = self.lstat_links(path) {
                         self.learn_ctime(path, seen, links);
                     }
                 }
@@ -906,8 +911,15 @@ impl Engine {
                     // by then. A new hard link moved the ctime of the
                     // file's other names, with no event of its own.
                     let seen = self.batch_lstat_links(&path);
-                    if let Some((e, links)) = seen.filter(|(e, l)| *l > 1 && e.kind == Kind::File) {
-                        self.learn_ctime(&path, e, links);
+                    if seen.is_some_and(|(e, l)| l > 1 && e.kind == Kind::File) {
+                        // A fresh look for the ctime, as for an attribute
+                        // change (hard links are rare).
+                        let fresh = self.lstat_links(&path);
+                        if let Some((e, links)) =
+                            fresh.filter(|(e, l)| *l > 1 && e.kind == Kind::File)
+                        {
+                            self.learn_ctime(&path, e, links);
+                        }
                     }
                     let seen = seen
                         .map(|(e, _)| e)
