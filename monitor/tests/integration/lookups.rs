@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use file_event::FileEvent;
 use nix::sys::signal::Signal;
 
 use crate::support::*;
@@ -98,34 +99,58 @@ fn log_path(d: &tempfile::TempDir) -> PathBuf {
     d.path().join("strace.log")
 }
 
+/// A traced monitor on a new root where a script ran while it was stopped.
+struct Traced {
+    m: Monitor,
+    pid: i32,
+    logs: tempfile::TempDir,
+    root: tempfile::TempDir,
+}
+
+impl Traced {
+    /// Starts the traced monitor and runs `script` in its root while it is
+    /// stopped; `None` when strace cannot run here.
+    fn run(script: &str) -> Option<Traced> {
+        if !strace_works() {
+            return None;
+        }
+        let logs = tempdir();
+        let root = tempdir();
+        let (m, pid) = start_traced(root.path(), &log_path(&logs));
+        while_stopped(pid, root.path(), script);
+        Some(Traced { m, pid, logs, root })
+    }
+
+    /// Stops the monitor; how many looks it made at `f0`..`f{FILES-1}`.
+    fn stop_and_count(self) -> usize {
+        stop_traced(self.m, self.pid);
+        lookups_of_files(&log_path(&self.logs), self.root.path())
+    }
+}
+
+/// `evs`, once a moment passed without another event.
+fn settled(m: &Monitor, evs: Vec<FileEvent>) -> Vec<FileEvent> {
+    std::thread::sleep(Duration::from_millis(300));
+    let more = m.events();
+    assert_eq!(more.len(), evs.len(), "{:?}", summary(&more));
+    more
+}
+
 #[test]
 fn a_new_file_is_looked_at_once_when_read_and_once_when_reported() {
-    if !strace_works() {
-        return;
-    }
     let _g = heavy();
-    let logs = tempdir();
-    let d = tempdir();
-    let root = d.path();
-    let (m, pid) = start_traced(root, &log_path(&logs));
-    while_stopped(
-        pid,
-        root,
-        &format!("i=0; while [ $i -lt {FILES} ]; do echo data > f$i; i=$((i+1)); done"),
-    );
-    let evs = m.wait_for("every create", |e| e.len() >= FILES);
-    let evs = {
-        std::thread::sleep(Duration::from_millis(300));
-        let more = m.events();
-        assert_eq!(more.len(), evs.len(), "{:?}", summary(&more));
-        more
+    let Some(t) = Traced::run(&format!(
+        "i=0; while [ $i -lt {FILES} ]; do echo data > f$i; i=$((i+1)); done"
+    )) else {
+        return;
     };
+    let evs = t.m.wait_for("every create", |e| e.len() >= FILES);
+    let evs = settled(&t.m, evs);
     for (i, e) in evs.iter().enumerate() {
         assert_eq!(short(e), format!("create file f{i}"));
         assert_eq!(e.size, Some(5), "{e:?}");
     }
-    stop_traced(m, pid);
-    let looks = lookups_of_files(&log_path(&logs), root);
+    let looks = t.stop_and_count();
     eprintln!("{looks} lookups for {FILES} new files");
     assert!(
         looks <= 2 * FILES,
@@ -135,20 +160,13 @@ fn a_new_file_is_looked_at_once_when_read_and_once_when_reported() {
 
 #[test]
 fn a_file_deleted_before_its_line_is_looked_at_once() {
-    if !strace_works() {
-        return;
-    }
     let _g = heavy();
-    let logs = tempdir();
-    let d = tempdir();
-    let root = d.path();
-    let (m, pid) = start_traced(root, &log_path(&logs));
-    while_stopped(
-        pid,
-        root,
-        &format!("i=0; while [ $i -lt {FILES} ]; do echo data > f$i; rm f$i; i=$((i+1)); done"),
-    );
-    let evs = m.wait_for("every delete", |e| e.len() >= 2 * FILES);
+    let Some(t) = Traced::run(&format!(
+        "i=0; while [ $i -lt {FILES} ]; do echo data > f$i; rm f$i; i=$((i+1)); done"
+    )) else {
+        return;
+    };
+    let evs = t.m.wait_for("every delete", |e| e.len() >= 2 * FILES);
     for i in 0..FILES {
         let f = format!("f{i}");
         assert_eq!(
@@ -163,8 +181,7 @@ fn a_file_deleted_before_its_line_is_looked_at_once() {
             summary(&evs)
         );
     }
-    stop_traced(m, pid);
-    let looks = lookups_of_files(&log_path(&logs), root);
+    let looks = t.stop_and_count();
     eprintln!("{looks} lookups for {FILES} files created and deleted");
     assert!(
         looks <= FILES,
@@ -192,12 +209,7 @@ fn a_new_file_replaced_before_its_line_keeps_its_kind_and_the_move_its_size() {
         "echo first > f; echo second-longer > g; mv g f",
     );
     let evs = m.wait_for("the move", |e| e.iter().any(|x| x.from.is_some()));
-    let evs = {
-        std::thread::sleep(Duration::from_millis(300));
-        let more = m.events();
-        assert_eq!(more.len(), evs.len(), "{:?}", summary(&more));
-        more
-    };
+    let evs = settled(&m, evs);
     assert_eq!(
         summary(&evs),
         ["create file f", "create file g", "move file g -> f"]
