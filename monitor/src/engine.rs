@@ -934,9 +934,13 @@ impl Engine {
                         let snap = self.watch_and_scan(&path, false);
                         self.co.reconcile(path, snap, false, now);
                     }
-                    Ok(m) => {
-                        let e = Entry::from_metadata(&m);
-                        self.co.create(path, false, Some(e), false, now);
+                    Ok(_) => {
+                        // The kernel created a directory here; what the path
+                        // holds now came later (the directory was moved away
+                        // or removed, and its own event follows in the
+                        // batch): as when nothing is there, the create is of
+                        // a directory, and the later entry has its own events.
+                        self.co.create(path, true, None, false, now);
                     }
                     Err(e) => {
                         self.co.create(path.clone(), true, None, false, now);
