@@ -14,17 +14,6 @@ const FIRST: &str = "sha256:b640e840b19d378660b32fb51ae18d67dccb4a8596a29e7bd72c
 const SECOND: &str = "sha256:480c2336b410f1ad5f8bf1b28944490255804b65350c527787e74ebdd511e3a4";
 const THIRD: &str = "sha256:5eef8098ed6ec0a16249fc7c12422027fc9fd75b16130cc9382cf09102014796";
 
-/// The replacement checks rely on reading every queued kernel event at
-/// once, which the default backend does; `--backend=notify` hands events
-/// over in smaller groups (docs/monitor.md, "Kind, size and checksum").
-fn notify_backend() -> bool {
-    if std::env::var("FILE_MONITOR_BACKEND").is_ok_and(|b| b == "notify") {
-        eprintln!("skipped on the notify backend (see docs/monitor.md)");
-        return true;
-    }
-    false
-}
-
 fn lines_for<'a>(evs: &'a [FileEvent], path: &str) -> Vec<&'a FileEvent> {
     evs.iter().filter(|e| e.path == path).collect()
 }
@@ -33,7 +22,7 @@ fn lines_for<'a>(evs: &'a [FileEvent], path: &str) -> Vec<&'a FileEvent> {
 /// (an editor's save followed by a formatter's atomic save). `stopped`: the
 /// monitor is stopped meanwhile, so it reads all the events at once.
 fn edit_then_atomic_save(debounce: &str, stopped: bool) {
-    if notify_backend() {
+    if skipped_on_notify() {
         return;
     }
     let d = tempdir();
@@ -94,7 +83,7 @@ fn an_update_never_carries_the_content_of_the_file_that_replaced_it_without_debo
 
 #[test]
 fn a_deleted_and_recreated_file_keeps_each_content_on_its_own_lines() {
-    if notify_backend() {
+    if skipped_on_notify() {
         return;
     }
     let d = tempdir();

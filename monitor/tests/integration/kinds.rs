@@ -66,10 +66,7 @@ fn a_short_lived_regular_file_is_still_a_file() {
 /// name is a file. The stream replays to the disk.
 #[test]
 fn a_directory_moved_away_and_replaced_by_a_file_in_one_read_stays_a_directory() {
-    // Relies on reading every queued kernel event at once, which
-    // `--backend=notify` does not (docs/monitor.md, "Kind, size and checksum").
-    if std::env::var("FILE_MONITOR_BACKEND").is_ok_and(|b| b == "notify") {
-        eprintln!("skipped on the notify backend");
+    if skipped_on_notify() {
         return;
     }
     let d = tempdir();

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use file_event::FileEvent;
 use nix::sys::signal::Signal;
 
 use crate::support::*;
@@ -128,14 +127,6 @@ impl Traced {
     }
 }
 
-/// `evs`, once a moment passed without another event.
-fn settled(m: &Monitor, evs: Vec<FileEvent>) -> Vec<FileEvent> {
-    std::thread::sleep(Duration::from_millis(300));
-    let more = m.events();
-    assert_eq!(more.len(), evs.len(), "{:?}", summary(&more));
-    more
-}
-
 #[test]
 fn a_new_file_is_looked_at_once_when_read_and_once_when_reported() {
     let _g = heavy();
@@ -144,8 +135,9 @@ fn a_new_file_is_looked_at_once_when_read_and_once_when_reported() {
     )) else {
         return;
     };
-    let evs = t.m.wait_for("every create", |e| e.len() >= FILES);
-    let evs = settled(&t.m, evs);
+    t.m.wait_for("every create", |e| e.len() >= FILES);
+    let evs = t.m.settle(Duration::from_millis(300));
+    assert_eq!(evs.len(), FILES, "{:?}", summary(&evs));
     for (i, e) in evs.iter().enumerate() {
         assert_eq!(short(e), format!("create file f{i}"));
         assert_eq!(e.size, Some(5), "{e:?}");
@@ -194,10 +186,7 @@ fn a_file_deleted_before_its_line_is_looked_at_once() {
 /// has, and the move carries what replaced it.
 #[test]
 fn a_new_file_replaced_before_its_line_keeps_its_kind_and_the_move_its_size() {
-    // Relies on reading every queued kernel event at once, which
-    // `--backend=notify` does not (docs/monitor.md, "Kind, size and checksum").
-    if std::env::var("FILE_MONITOR_BACKEND").is_ok_and(|b| b == "notify") {
-        eprintln!("skipped on the notify backend");
+    if skipped_on_notify() {
         return;
     }
     let d = tempdir();
@@ -208,8 +197,8 @@ fn a_new_file_replaced_before_its_line_keeps_its_kind_and_the_move_its_size() {
         root,
         "echo first > f; echo second-longer > g; mv g f",
     );
-    let evs = m.wait_for("the move", |e| e.iter().any(|x| x.from.is_some()));
-    let evs = settled(&m, evs);
+    m.wait_for("the move", |e| e.iter().any(|x| x.from.is_some()));
+    let evs = m.settle(Duration::from_millis(300));
     assert_eq!(
         summary(&evs),
         ["create file f", "create file g", "move file g -> f"]
