@@ -14,6 +14,12 @@ use crate::support::*;
 
 const FILES: usize = 50;
 
+/// Looks allowed beyond one per file for each, because the kernel may hand
+/// a file's events over in two reads (its buffer holds a part of the queue),
+/// and a file is then looked at once in each. The code before the per-batch
+/// look took three per file.
+const SPLIT_READS: usize = FILES / 10;
+
 /// Whether `strace` is installed and may trace here (ptrace can be denied
 /// in containers). CI installs it (scripts/install-test-deps.sh), so under
 /// `CI` these tests never skip.
@@ -145,7 +151,7 @@ fn a_new_file_is_looked_at_once_when_read_and_once_when_reported() {
     let looks = t.stop_and_count();
     eprintln!("{looks} lookups for {FILES} new files");
     assert!(
-        looks <= 2 * FILES,
+        looks <= 2 * FILES + SPLIT_READS,
         "{looks} lookups for {FILES} new files: more than one when their events are read and one when their lines are written"
     );
 }
@@ -176,7 +182,7 @@ fn a_file_deleted_before_its_line_is_looked_at_once() {
     let looks = t.stop_and_count();
     eprintln!("{looks} lookups for {FILES} files created and deleted");
     assert!(
-        looks <= FILES,
+        looks <= FILES + SPLIT_READS,
         "{looks} lookups for {FILES} files created and deleted: more than one each"
     );
 }
